@@ -1,0 +1,65 @@
+from typing import Annotated
+
+from pydantic import Field, JsonValue, model_validator
+
+from events.envelope import EventBody
+from events.values import Count, Identifier, Probability
+
+
+class ModelPublished(EventBody):
+    """A new version of a learned model; parameters are plain JSON so any consumer can load them."""
+
+    event_type = "ModelPublished"
+    key_field = "model_id"
+
+    model_id: Identifier
+    model_version: Annotated[str, Field(min_length=1, max_length=128)]
+    kind: Identifier
+    parameters: dict[str, JsonValue]
+    metrics: dict[str, float] = {}
+    trained_on_events: Count
+
+
+class SkillEstimated(EventBody):
+    """The learner's current belief about how well an agent does one capability."""
+
+    event_type = "SkillEstimated"
+    key_field = "agent_id"
+
+    agent_id: Identifier
+    capability: Identifier
+    proficiency: Probability
+    confidence: Probability
+    successes: Count
+    attempts: Count
+    model_version: str | None = None
+
+    @model_validator(mode="after")
+    def _successes_within_attempts(self) -> "SkillEstimated":
+        if self.successes > self.attempts:
+            raise ValueError(f"successes ({self.successes}) exceed attempts ({self.attempts})")
+        return self
+
+
+class RelationshipScored(EventBody):
+    """How two agents do together, measured on tasks both worked on."""
+
+    event_type = "RelationshipScored"
+    key_field = "agent_id"
+
+    agent_id: Identifier
+    other_agent_id: Identifier
+    joint_tasks: Count
+    joint_success_rate: Probability
+    lift: float = Field(ge=0.0, description="Above 1 the pair does better together than expected from each alone.")
+    confidence: Probability
+    model_version: str | None = None
+
+    @model_validator(mode="after")
+    def _two_different_agents(self) -> "RelationshipScored":
+        if self.agent_id == self.other_agent_id:
+            raise ValueError("an agent cannot be scored against itself")
+        return self
+
+
+LEARNING_EVENTS: tuple[type[EventBody], ...] = (ModelPublished, SkillEstimated, RelationshipScored)

@@ -1,0 +1,38 @@
+"""Turn consumed records into (position, row operations), setting aside what cannot be used."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from events.codec import decode
+from projections.handlers import ops_for
+from projections.ops import Op, Position
+
+
+@dataclass
+class Prepared:
+    batch: list[tuple[Position, list[Op]]] = field(default_factory=list)
+    rejected: list[tuple[Any, Exception]] = field(default_factory=list)  # (record, why)
+
+
+def position_of(record) -> Position:
+    return Position(record.topic, record.partition, record.offset)
+
+
+def prepare(records, until: datetime | None = None) -> Prepared:
+    """Decode and project each record; a record that fails goes to `rejected`.
+
+    With `until`, events that occurred later only advance the position: that is how a
+    point-in-time copy of the read models is built.
+    """
+    prepared = Prepared()
+    for record in records:
+        try:
+            event = decode(record.value)
+            ops = [] if until is not None and event.occurred_at > until else ops_for(event)
+        except Exception as error:  # noqa: BLE001 - any failure parks the record, never stops us
+            prepared.rejected.append((record, error))
+            continue
+        prepared.batch.append((position_of(record), ops))
+    return prepared

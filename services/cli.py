@@ -1,0 +1,215 @@
+"""The `orchestrator` command."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import datetime
+
+import orjson
+
+from events.codec import EventDecodeError, decode
+from events.catalog import body_class
+from events.envelope import make_event
+from events.topics import catalog_as_json_objects
+from services.settings import ConfigError, Settings, documented_variables
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        settings = Settings.from_env()
+        logging.basicConfig(level=settings.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return args.run(args, settings) or 0
+    except (ConfigError, UsageError, EventDecodeError) as error:
+        print(f"orchestrator: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # noqa: BLE001 - a clear one-line error, not a traceback
+        if isinstance(error, _EXPECTED):
+            print(f"orchestrator: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=(
+        "Event-sourced agent orchestrator: topics, events, processors and read models."))
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    topics = commands.add_parser("topics", help="the topic catalog").add_subparsers(metavar="ACTION")
+    ensure = topics.add_parser("ensure", help="create missing topics and check existing ones")
+    ensure.set_defaults(run=cmd_topics_ensure)
+    listing = topics.add_parser("list", help="print the catalog")
+    listing.add_argument("--json", action="store_true", help="a JSON array of topic objects")
+    listing.set_defaults(run=cmd_topics_list)
+
+    publish = commands.add_parser("publish", help="validate and publish one hand-written event")
+    publish.add_argument("file", nargs="?", default="-", help="JSON file, or - for standard input")
+    publish.add_argument("--type", dest="event_type",
+                         help="the JSON is only a body of this event type; the envelope is filled in")
+    publish.add_argument("--producer", help="producer recorded on the event (default ORCHESTRATOR_PRODUCER)")
+    publish.set_defaults(run=cmd_publish)
+
+    dlq = commands.add_parser("dlq", help="the dead-letter topic").add_subparsers(metavar="ACTION")
+    dlq_list = dlq.add_parser("list", help="show parked messages")
+    dlq_list.add_argument("--limit", type=int, help="show at most this many")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(run=cmd_dlq_list)
+    dlq_replay = dlq.add_parser("replay", help="re-inject parked messages into their original topics")
+    dlq_replay.add_argument("--only", action="append", metavar="PARTITION:OFFSET", default=[],
+                            help="re-inject just this parked message (repeatable); default: all not yet re-injected")
+    dlq_replay.add_argument("--dry-run", action="store_true", help="show what would be re-injected")
+    dlq_replay.set_defaults(run=cmd_dlq_replay)
+
+    replay = commands.add_parser("replay", help="rebuild the read models from the earliest offsets")
+    replay.add_argument("--until", type=_timestamp, help="ISO timestamp: only events that occurred up to then")
+    replay.add_argument("--into", help="build into this schema and leave the live read models alone")
+    replay.add_argument("--replace", action="store_true", help="overwrite the --into schema if it exists")
+    replay.set_defaults(run=cmd_replay)
+
+    serve = commands.add_parser("serve", help="run a processor until SIGTERM")
+    serve.add_argument("processor", choices=["projector"], help="which processor")
+    serve.set_defaults(run=cmd_serve)
+
+    config = commands.add_parser("config", help="list every environment variable and its value")
+    config.set_defaults(run=cmd_config)
+    return parser
+
+
+def _timestamp(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError("give a time zone, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+# --- commands -----------------------------------------------------------------------
+
+def cmd_topics_ensure(args, settings: Settings) -> int:
+    from services.kafka import ensure_topics
+    checks = asyncio.run(ensure_topics(settings))
+    for check in checks:
+        print(f"{check.action:9} {check.name}" + (f"  ({check.detail})" if check.detail else ""))
+    return 1 if any(c.action == "mismatch" for c in checks) else 0
+
+
+def cmd_topics_list(args, settings: Settings) -> int:
+    catalog = catalog_as_json_objects(settings.topic_prefix)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(catalog, option=orjson.OPT_INDENT_2) + b"\n")
+        return 0
+    for topic in catalog:
+        retention = "forever" if topic["retention_ms"] == -1 else f"{topic['retention_ms'] // 3_600_000}h"
+        print(f"{topic['name']:32} key={topic['key']:13} partitions={topic['partitions']} "
+              f"retention={retention:8} {', '.join(topic['events']) or '(dead letters)'}")
+    return 0
+
+
+def cmd_publish(args, settings: Settings) -> int:
+    from services import kafka
+    raw = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
+    producer_name = args.producer or settings.producer_name
+    if args.event_type:
+        try:
+            body = body_class(args.event_type).model_validate_json(raw)
+        except ValueError as error:
+            raise UsageError(f"invalid {args.event_type} body: {error}") from None
+        event = make_event(body, producer=producer_name)
+    else:
+        event = decode(raw)
+
+    async def send():
+        producer = kafka.producer(settings)
+        await kafka.start(producer, settings)
+        try:
+            return await kafka.publish(producer, settings, event)
+        finally:
+            await producer.stop()
+
+    meta = asyncio.run(send())
+    print(f"published {event.event_type} {event.event_id} to {meta.topic}[{meta.partition}]@{meta.offset}")
+    return 0
+
+
+def cmd_dlq_list(args, settings: Settings) -> int:
+    from services.dlq import read_parked
+    parked = asyncio.run(read_parked(settings, limit=args.limit))
+    for item in parked:
+        if args.json:
+            print(orjson.dumps({
+                "partition": item.partition, "offset": item.offset, "origin_topic": item.origin_topic,
+                "origin_partition": item.origin_partition, "origin_offset": item.origin_offset,
+                "error_class": item.error_class, "error_message": item.error_message,
+                "attempt": item.attempt, "processor": item.processor, "failed_at": item.failed_at,
+                "key": (item.key or b"").decode(errors="replace"),
+                "value": (item.value or b"").decode(errors="replace")}).decode())
+        else:
+            print(f"{item.partition}:{item.offset}  {item.origin_topic}[{item.origin_partition}]@"
+                  f"{item.origin_offset}  attempt {item.attempt}  {item.error_class}: {item.error_message[:120]}")
+    if not args.json:
+        print(f"{len(parked)} parked message(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_dlq_replay(args, settings: Settings) -> int:
+    from services.dlq import replay_parked
+    only = set()
+    for item in args.only:
+        try:
+            partition, offset = item.split(":")
+            only.add((int(partition), int(offset)))
+        except ValueError:
+            raise UsageError(f"--only wants PARTITION:OFFSET, got {item!r}") from None
+    chosen = asyncio.run(replay_parked(settings, only=only or None, dry_run=args.dry_run))
+    verb = "would re-inject" if args.dry_run else "re-injected"
+    for item in chosen:
+        print(f"{verb} {item.partition}:{item.offset} -> {item.origin_topic} (attempt {item.attempt})")
+    print(f"{verb} {len(chosen)} message(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args, settings: Settings) -> int:
+    from services.replay import replay
+    report = asyncio.run(replay(settings, until=args.until, into=args.into, replace=args.replace))
+    where = "swapped into the live schema" if report.swapped else "left in its own schema"
+    print(f"replayed {report.events} events ({report.rejected} unusable) into {report.schema} in "
+          f"{report.seconds:.1f}s, {report.events_per_second:,.0f} events/s; {where}")
+    return 0
+
+
+def cmd_serve(args, settings: Settings) -> int:
+    from services.projector.bootstrap import serve
+    asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_config(args, settings: Settings) -> int:
+    import os
+    for name, default, doc in documented_variables():
+        print(f"{name}={os.environ.get(name, default)}\t# {doc}")
+    return 0
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from services.kafka import KafkaUnavailable
+    from services.projector.bootstrap import DatabaseUnavailable
+    from services.replay import ReplayError
+    return (KafkaUnavailable, DatabaseUnavailable, ReplayError, FileNotFoundError)
+
+
+_EXPECTED = _expected_errors()
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Reading and re-injecting the dead-letter topic."""
+from __future__ import annotations
+
+from aiokafka import TopicPartition
+
+from events.topics import DEAD_LETTER, topic_name
+from services import kafka
+from services.deadletter import H_ATTEMPT, Parked, parked_from
+from services.settings import Settings
+
+
+def dlq_topic(settings: Settings) -> str:
+    return topic_name(DEAD_LETTER, settings.topic_prefix)
+
+
+def replay_group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}.dlq-replay"
+
+
+async def read_parked(settings: Settings, *, group: str | None = None, limit: int | None = None) -> list[Parked]:
+    """Parked records from the start (or from `group`'s committed offsets) to the current end."""
+    topic = dlq_topic(settings)
+    consumer = kafka.consumer(settings, group_id=group)
+    await kafka.start(consumer, settings)
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            committed = await consumer.committed(tp) if group else None
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        parked: list[Parked] = []
+        pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+        while pending and (limit is None or len(parked) < limit):
+            fetched = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in fetched.items():
+                parked += [parked_from(r) for r in records if r.offset < ends[tp]]
+            pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+        parked.sort(key=lambda p: (p.failed_at, p.partition, p.offset))
+        return parked[:limit] if limit is not None else parked
+    finally:
+        await consumer.stop()
+
+
+async def _partitions(consumer, topic: str) -> set[int]:
+    await consumer.topics()
+    return consumer.partitions_for_topic(topic) or set()
+
+
+async def reinject(settings: Settings, parked: list[Parked]) -> int:
+    """Send each parked record back to its original topic, unchanged but for its attempt count."""
+    producer = kafka.producer(settings)
+    await kafka.start(producer, settings)
+    try:
+        for item in parked:
+            headers = [(k, v) for k, v in item.original_headers if k != H_ATTEMPT]
+            headers.append((H_ATTEMPT, str(item.attempt).encode()))
+            await producer.send_and_wait(item.origin_topic, item.value, key=item.key, headers=headers)
+    finally:
+        await producer.stop()
+    return len(parked)
+
+
+async def replay_parked(settings: Settings, *, only: set[tuple[int, int]] | None = None,
+                        dry_run: bool = False) -> list[Parked]:
+    """Re-inject parked records not re-injected before (or exactly those in `only`)."""
+    if only:
+        chosen = [p for p in await read_parked(settings) if (p.partition, p.offset) in only]
+    else:
+        chosen = await read_parked(settings, group=replay_group(settings))
+    if not dry_run:
+        await reinject(settings, chosen)
+        if not only:
+            await _commit_replayed(settings, chosen)
+    return chosen
+
+
+async def _commit_replayed(settings: Settings, parked: list[Parked]) -> None:
+    if not parked:
+        return
+    consumer = kafka.consumer(settings, group_id=replay_group(settings))
+    await kafka.start(consumer, settings)
+    try:
+        newest: dict[int, int] = {}
+        for item in parked:
+            newest[item.partition] = max(newest.get(item.partition, -1), item.offset)
+        topic = dlq_topic(settings)
+        consumer.assign([TopicPartition(topic, p) for p in newest])
+        await consumer.commit({TopicPartition(topic, p): o + 1 for p, o in newest.items()})
+    finally:
+        await consumer.stop()

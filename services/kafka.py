@@ -1,0 +1,129 @@
+"""Kafka plumbing shared by services and the CLI: clients, topic catalog upkeep, publishing."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaConnectionError
+
+from events.codec import encode
+from events.envelope import Envelope
+from events.topics import TOPICS, TopicSpec, topic_for_event, topic_name
+from services.settings import Settings
+
+
+class KafkaUnavailable(RuntimeError):
+    pass
+
+
+def producer(settings: Settings, **options) -> AIOKafkaProducer:
+    # acks=all + idempotence: a retried send never duplicates or reorders within a partition.
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
+                            acks="all", enable_idempotence=True, linger_ms=5, **options)
+
+
+def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap_servers,
+                            enable_auto_commit=False, auto_offset_reset="earliest", **options)
+
+
+async def start(client, settings: Settings, what: str = "Kafka") -> None:
+    try:
+        await client.start()
+    except KafkaConnectionError as error:
+        raise KafkaUnavailable(
+            f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
+            f"({error}); start the local stack with `make up` or point the variable at a broker"
+        ) from error
+
+
+async def publish(kafka_producer: AIOKafkaProducer, settings: Settings, event: Envelope,
+                  headers: list[tuple[str, bytes]] | None = None):
+    topic = topic_name(topic_for_event(event.event_type), settings.topic_prefix)
+    return await kafka_producer.send_and_wait(topic, encode(event), key=event.key.encode(),
+                                              headers=headers or None)
+
+
+# --- the topic catalog on the broker ------------------------------------------------
+
+@dataclass(frozen=True)
+class TopicCheck:
+    name: str
+    action: str  # created | ok | updated | mismatch
+    detail: str = ""
+
+
+def desired_configs(spec: TopicSpec) -> dict[str, str]:
+    return {"cleanup.policy": spec.cleanup_policy, "retention.ms": str(spec.retention_ms)}
+
+
+async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicCheck]:
+    """Create missing catalog topics, fix drifted retention/cleanup, report partition drift."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await start(admin, settings, "the Kafka admin API")
+    try:
+        return await asyncio.wait_for(_ensure(admin, settings), timeout_s)
+    finally:
+        await admin.close()
+
+
+async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicCheck]:
+    names = {topic_name(spec, settings.topic_prefix): spec for spec in TOPICS}
+    existing = set(await admin.list_topics())
+    missing = [n for n in names if n not in existing]
+    results: list[TopicCheck] = []
+    if missing:
+        response = await admin.create_topics([
+            NewTopic(n, names[n].partitions, int(settings.replication_factor), desired_configs(names[n]))
+            for n in missing])
+        for name, code, *rest in response.topic_errors:
+            # 36 = TOPIC_ALREADY_EXISTS: another process created it first; that is fine.
+            if code not in (0, 36):
+                raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
+        results += [TopicCheck(n, "created") for n in missing]
+    present = [n for n in names if n not in missing]
+    if present:
+        described = await admin.describe_topics(present)
+        partitions = {d["topic"]: len(d["partitions"]) for d in described}
+        configs = await _topic_configs(admin, present)
+        for name in present:
+            spec = names[name]
+            if partitions.get(name) != spec.partitions:
+                results.append(TopicCheck(name, "mismatch",
+                                          f"{partitions.get(name)} partitions, catalog says {spec.partitions}"))
+                continue
+            drift = {k: v for k, v in desired_configs(spec).items() if configs[name].get(k) != v}
+            if drift:
+                await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, desired_configs(spec))])
+                results.append(TopicCheck(name, "updated", ", ".join(f"{k}={v}" for k, v in drift.items())))
+            else:
+                results.append(TopicCheck(name, "ok"))
+    return sorted(results, key=lambda c: c.name)
+
+
+async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, n) for n in names])
+    configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for _code, _msg, _type, name, entries in response.resources:
+            configs[name] = {entry[0]: entry[1] for entry in entries}
+    return configs
+
+
+async def end_offsets(settings: Settings, topics: list[str]) -> dict:
+    """High-water mark of every partition of `topics`."""
+    probe = consumer(settings)
+    await start(probe, settings)
+    try:
+        await probe.topics()  # fetches metadata, so partitions_for_topic knows every topic
+        partitions = [tp for t in topics for tp in _partitions(probe, t)]
+        return await probe.end_offsets(partitions) if partitions else {}
+    finally:
+        await probe.stop()
+
+
+def _partitions(kafka_consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    return [TopicPartition(topic, p) for p in sorted(kafka_consumer.partitions_for_topic(topic) or ())]

@@ -1,0 +1,98 @@
+"""The projector: every event topic into the PostgreSQL read models, exactly once.
+
+It keeps its Kafka position in PostgreSQL, in the same transaction as the rows, and
+seeks to it whenever partitions are assigned; Kafka's committed offsets are written
+too, but only so that lag can be watched with the usual tools.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import psycopg
+from aiokafka import ConsumerRebalanceListener
+
+from projections.batch import position_of, prepare
+from projections.ops import Op, Position
+
+log = logging.getLogger("orchestrator.projector")
+
+# Errors that belong to one event's data, not to the database being unreachable.
+POISON_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
+
+
+class SeekToStoredPositions(ConsumerRebalanceListener):
+    def __init__(self, consumer, view) -> None:
+        self.consumer = consumer
+        self.view = view
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        stored = await self.view.stored_positions((tp.topic, tp.partition) for tp in assigned)
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition), -1)
+            if offset >= 0:
+                self.consumer.seek(tp, offset + 1)
+            else:
+                await self.consumer.seek_to_beginning(tp)
+        log.info("assigned %d partitions; resuming from stored positions", len(assigned))
+
+
+class Projector:
+    def __init__(self, *, consumer, view, dead_letters, metrics, topics: list[str],
+                 batch_size: int, batch_timeout_ms: int) -> None:
+        self.consumer = consumer
+        self.view = view
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.topics = topics
+        self.batch_size = batch_size
+        self.batch_timeout_ms = batch_timeout_ms
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.consumer.subscribe(self.topics, listener=SeekToStoredPositions(self.consumer, self.view))
+        while not stop.is_set():
+            fetched = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
+            records = [r for partition_records in fetched.values() for r in partition_records]
+            if records:
+                await self.handle(records)
+                await self.consumer.commit()
+
+    async def handle(self, records) -> int:
+        started = time.perf_counter()
+        for record in records:
+            self.metrics.events_in.labels(self.metrics.service, record.topic).inc()
+        prepared = prepare(records)
+        await self._park_all(prepared.rejected)
+        by_position = {position_of(r): r for r in records}
+        batch = sorted(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected],
+                       key=lambda item: item[0])
+        try:
+            applied = await self.view.apply(batch)
+        except POISON_ERRORS as error:
+            log.warning("batch of %d failed (%s); applying one event at a time", len(batch), error)
+            applied = await self._apply_one_by_one(batch, by_position)
+        for position, _ in batch:
+            self.metrics.events_applied.labels(self.metrics.service, position.topic).inc()
+        self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)
+        return applied
+
+    async def _apply_one_by_one(self, batch: list[tuple[Position, list[Op]]], by_position) -> int:
+        applied = 0
+        async for position, error in self.view.apply_each(batch):
+            if error is None:
+                applied += 1
+                continue
+            await self._park_all([(by_position[position], error)])
+            await self.view.advance([position])
+        return applied
+
+    async def _park_all(self, rejected) -> None:
+        for record, error in rejected:
+            log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition,
+                        record.offset, type(error).__name__, error)
+            await self.dead_letters.park(record, error)
+            self.metrics.dead_letters.labels(self.metrics.service, record.topic, type(error).__name__).inc()

@@ -1,0 +1,74 @@
+"""Wires the projector to the real Kafka, PostgreSQL and metrics registry."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import psycopg
+
+from events.topics import DEAD_LETTER, EVENT_TOPICS, topic_name
+from projections.migrate import migrate
+from projections.postgres_view import PostgresView
+from services import kafka
+from services.deadletter import DeadLetters
+from services.metrics import ProcessorMetrics
+from services.projector.app import Projector
+from services.settings import Settings
+
+log = logging.getLogger("orchestrator.projector")
+
+
+class DatabaseUnavailable(RuntimeError):
+    pass
+
+
+async def open_view(settings: Settings, schema: str | None = None) -> PostgresView:
+    schema = schema or settings.db_schema
+    try:
+        view = await PostgresView.connect(settings.database_url, schema)
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at DATABASE_URL ({error}); start the local stack with "
+            "`make up` or point the variable at a database") from error
+    applied = await migrate(view.conn, schema)
+    if applied:
+        log.info("applied migrations to schema %s: %s", schema, ", ".join(applied))
+    return view
+
+
+@contextlib.asynccontextmanager
+async def projector_running(settings: Settings, metrics: ProcessorMetrics | None = None):
+    """A started Projector with its resources; everything is closed on exit."""
+    await kafka.ensure_topics(settings)
+    view = await open_view(settings)
+    producer = kafka.producer(settings)
+    topics = [topic_name(spec, settings.topic_prefix) for spec in EVENT_TOPICS]
+    consumer = kafka.consumer(settings, group_id=settings.group_id, max_partition_fetch_bytes=4 * 1024 * 1024)
+    try:
+        await kafka.start(producer, settings)
+        await kafka.start(consumer, settings)
+        yield Projector(
+            consumer=consumer, view=view, metrics=metrics or ProcessorMetrics("projector"),
+            dead_letters=DeadLetters(producer, topic_name(DEAD_LETTER, settings.topic_prefix), "projector"),
+            topics=topics, batch_size=settings.batch_size, batch_timeout_ms=settings.batch_timeout_ms)
+    finally:
+        with contextlib.suppress(Exception):
+            await consumer.stop()
+        with contextlib.suppress(Exception):
+            await producer.stop()
+        await view.close()
+
+
+async def serve(settings: Settings) -> None:
+    metrics = ProcessorMetrics("projector")
+    metrics.serve(int(settings.metrics_port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with projector_running(settings, metrics) as projector:
+        log.info("projector consuming %s", ", ".join(projector.topics))
+        await projector.run(stop)
+    log.info("projector stopped cleanly")

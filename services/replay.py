@@ -1,0 +1,148 @@
+"""Rebuild by replay: every read model from the earliest offsets into a fresh schema.
+
+The full rebuild then catches up with the log under the swap lock and renames the new
+schema over the live one in one transaction, so analysts never see a half-built table
+and the live projector simply continues in the new schema. `--into` builds a separate
+copy (optionally only up to a point in time) and leaves the live schema alone.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Callable
+
+from psycopg import sql
+
+from events.topics import EVENT_TOPICS, topic_name
+from projections.batch import position_of, prepare
+from projections.postgres_view import SWAP_LOCK, PostgresView
+from services import kafka
+from services.projector.bootstrap import open_view
+from services.settings import Settings
+
+
+class ReplayError(RuntimeError):
+    pass
+
+
+@dataclass
+class ReplayReport:
+    schema: str
+    events: int
+    rejected: int
+    seconds: float
+    swapped: bool
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+class Progress:
+    """Prints events/s and ETA at most every `every` seconds."""
+
+    def __init__(self, total: int, out=sys.stderr, every: float = 1.0) -> None:
+        self.total, self.out, self.every = total, out, every
+        self.started = self.last = time.monotonic()
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = done / elapsed
+        eta = (self.total - done) / rate if rate and self.total > done else 0.0
+        pct = 100.0 * done / self.total if self.total else 100.0
+        print(f"replay: {done}/{self.total} events ({pct:5.1f}%) {rate:,.0f} events/s ETA {eta:,.0f}s",
+              file=self.out, flush=True)
+
+
+async def replay(settings: Settings, *, until: datetime | None = None, into: str | None = None,
+                 replace: bool = False, progress_out=sys.stderr) -> ReplayReport:
+    topics = [topic_name(spec, settings.topic_prefix) for spec in EVENT_TOPICS]
+    target = into or f"{settings.db_schema}_rebuild_{int(time.time())}"
+    if target == settings.db_schema:
+        raise ReplayError("--into must name a schema other than the live one")
+    admin_view = await open_view(settings)  # also makes sure the live schema exists
+    try:
+        await _prepare_target(admin_view, target, replace or not into)
+    finally:
+        await admin_view.close()
+    view = await open_view(settings, target)
+    started = time.monotonic()
+    try:
+        ends = await kafka.end_offsets(settings, topics)
+        progress = Progress(sum(ends.values()), out=progress_out)
+        events, rejected = await _consume(settings, view, ends, until, progress.update)
+        swapped = False
+        if into is None:
+            more, more_rejected = await _catch_up_and_swap(settings, view, topics, target)
+            events, rejected, swapped = events + more, rejected + more_rejected, True
+        progress.update(events, final=True)
+    finally:
+        await view.close()
+    return ReplayReport(settings.db_schema if into is None else target, events, rejected,
+                        time.monotonic() - started, swapped)
+
+
+async def _prepare_target(view: PostgresView, schema: str, replace: bool) -> None:
+    cur = await view.conn.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,))
+    if await cur.fetchone():
+        if not replace:
+            raise ReplayError(f"schema {schema!r} already exists; pass --replace to overwrite it")
+        await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+
+
+async def _consume(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
+                   on_progress: Callable[[int], None]) -> tuple[int, int]:
+    """Apply every record below `ends` (partition -> end offset) to `view`."""
+    pending = {tp: end for tp, end in ends.items() if end > 0}
+    if not pending:
+        return 0, 0
+    consumer = kafka.consumer(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
+    await kafka.start(consumer, settings)
+    stored = await view.stored_positions((tp.topic, tp.partition) for tp in pending)
+    consumer.assign(list(pending))
+    for tp in pending:
+        consumer.seek(tp, stored.get((tp.topic, tp.partition), -1) + 1)
+    events = rejected = 0
+    try:
+        while pending:
+            fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=settings.batch_size)
+            records = [r for tp, rs in fetched.items() for r in rs if r.offset < pending.get(tp, 0)]
+            prepared = prepare(records, until)
+            batch = sorted(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected],
+                           key=lambda item: item[0])
+            await view.apply(batch)
+            events += len(records)
+            rejected += len(prepared.rejected)
+            on_progress(events)
+            for tp in list(pending):
+                if await consumer.position(tp) >= pending[tp]:
+                    del pending[tp]
+                    consumer.pause(tp)
+    finally:
+        await consumer.stop()
+    return events, rejected
+
+
+async def _catch_up_and_swap(settings: Settings, view: PostgresView, topics: list[str],
+                             target: str) -> tuple[int, int]:
+    live = settings.db_schema
+    async with view.conn.transaction():
+        # Exclusive: the live projector's batches wait, so nothing lands in the old
+        # schema between the catch-up and the rename.
+        await view.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWAP_LOCK,))
+        ends = await kafka.end_offsets(settings, topics)
+        events, rejected = await _consume(settings, view, ends, None, lambda _: None)
+        retired = f"{live}_retired_{int(time.time())}"
+        await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            sql.Identifier(live), sql.Identifier(retired)))
+        await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
+            sql.Identifier(target), sql.Identifier(live)))
+        await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))
+    return events, rejected
+

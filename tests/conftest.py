@@ -1,0 +1,59 @@
+"""Where the real Kafka and PostgreSQL for integration and end-to-end tests come from.
+
+1. KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set: those endpoints, nothing started.
+2. Otherwise, Docker reachable: testcontainers starts both.
+3. Otherwise: the project's local stack (`infra/stack.sh up`, idempotent).
+A stack that cannot be had is an error, never a skip.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _docker_reachable() -> bool:
+    if not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+
+
+def _local_stack_env() -> dict[str, str]:
+    subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "up"], check=True, cwd=ROOT)
+    out = subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "env"], check=True, cwd=ROOT,
+                         capture_output=True, text=True).stdout
+    return dict(re.findall(r"export (\w+)=(\S+)", out))
+
+
+@pytest.fixture(scope="session")
+def stack_env():
+    names = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+    if all(os.environ.get(n) for n in names):
+        yield {n: os.environ[n] for n in names}
+        return
+    if _docker_reachable():
+        from testcontainers.kafka import KafkaContainer
+        from testcontainers.postgres import PostgresContainer
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, \
+                PostgresContainer("postgres:15", driver=None) as pg:
+            yield {"KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
+                   "DATABASE_URL": pg.get_connection_url()}
+        return
+    yield _local_stack_env()
+
+
+@pytest.fixture
+def settings(stack_env) -> Settings:
+    """Settings on the real stack with a topic prefix and schema of this test's own."""
+    tag = uuid.uuid4().hex[:10]
+    return Settings.from_env({**os.environ, **stack_env}, topic_prefix=f"test-{tag}",
+                             db_schema=f"test_{tag}", projector_batch_timeout_ms="100")
