@@ -142,23 +142,28 @@ STAGES = {"submitted": 0, "queued": 1, "routed": 2, "reassigned": 3, "assigned":
           "started": 5, "handed_off": 6, "rejected": 7, "failed": 7, "timed_out": 7,
           "expired": 8, "completed": 9}
 TERMINAL = {"completed", "expired"}
-_STATUS_COLUMNS = ("status", "attempt", "assigned_agent_id", "reason")
+# Describe the latest lifecycle event, so every status change writes all of them
+# (None where that event has nothing to say): the newest event wins whatever the
+# order in which the task's topics are read.
+_STATUS_COLUMNS = ("reason", "assigned_agent_id", "error", "result_summary")
 
 
 def _task(event: Envelope, status: str, **values: Any) -> Upsert:
-    ranked = {c: values.pop(c) for c in _STATUS_COLUMNS[1:] if c in values}
+    described = {c: values.pop(c, None) for c in _STATUS_COLUMNS}
     return Upsert(
         "tasks", {"task_id": event.body.task_id},
-        {"status": status, **ranked, "status_terminal": status in TERMINAL,
+        {"status": status, **described, "status_terminal": status in TERMINAL,
          "status_at": event.occurred_at, "status_stage": STAGES[status],
          "updated_at": event.occurred_at, **values},
-        merge={**{c: "ranked" for c in ("status", *ranked)}, "updated_at": "max",
-               "finished_at": "max"},
+        merge={**{c: "ranked" for c in ("status", *_STATUS_COLUMNS)}, "updated_at": "max",
+               "attempt": "max", "routed_at": "max", "finished_at": "max"},
         rank=("status_terminal", "status_at", "status_stage"),
     )
 
 
 def _assignment(event: Envelope, attempt: int, **values: Any) -> Upsert:
+    if "outcome" in values:
+        values = {"success": None, "duration_ms": None, **values}
     merge = {"outcome": "ranked", "success": "ranked", "duration_ms": "ranked",
              "finished_at": "max", "started_at": "min"}
     return Upsert("task_assignments", {"task_id": event.body.task_id, "attempt": attempt},
@@ -248,9 +253,8 @@ def task_handed_off(event: Envelope) -> list[Op]:
     body = event.body
     return [
         _task(event, "handed_off", assigned_agent_id=body.to_agent_id, reason=body.reason),
-        Upsert("task_assignments", {"task_id": body.task_id, "attempt": body.attempt},
-               {"agent_id": body.from_agent_id, "outcome": "handed_off", "finished_at": event.occurred_at},
-               merge={"outcome": "ranked", "finished_at": "max"}, rank=("finished_at",)),
+        _assignment(event, body.attempt, agent_id=body.from_agent_id, outcome="handed_off",
+                    finished_at=event.occurred_at),
     ]
 
 
@@ -268,4 +272,5 @@ def task_timed_out(event: Envelope) -> list[Op]:
 @handles("TaskReassigned")
 def task_reassigned(event: Envelope) -> list[Op]:
     body = event.body
-    return [_task(event, "reassigned", attempt=body.attempt, reason=body.reason)]
+    return [_task(event, "reassigned", attempt=body.attempt, reason=body.reason,
+                  assigned_agent_id=body.to_agent_id)]

@@ -19,13 +19,10 @@ def replay_group(settings: Settings) -> str:
 
 async def read_parked(settings: Settings, *, group: str | None = None, limit: int | None = None) -> list[Parked]:
     """Parked records from the start (or from `group`'s committed offsets) to the current end."""
-    topic = dlq_topic(settings)
     consumer = kafka.consumer(settings, group_id=group)
     await kafka.start(consumer, settings)
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(await _partitions(consumer, topic))]
-        if not partitions:
-            return []
+        partitions = kafka.partitions(settings, [DEAD_LETTER])
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
@@ -45,11 +42,6 @@ async def read_parked(settings: Settings, *, group: str | None = None, limit: in
         return parked[:limit] if limit is not None else parked
     finally:
         await consumer.stop()
-
-
-async def _partitions(consumer, topic: str) -> set[int]:
-    await consumer.topics()
-    return consumer.partitions_for_topic(topic) or set()
 
 
 async def reinject(settings: Settings, parked: list[Parked]) -> int:

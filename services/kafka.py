@@ -77,7 +77,8 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
     results: list[TopicCheck] = []
     if missing:
         response = await admin.create_topics([
-            NewTopic(n, names[n].partitions, int(settings.replication_factor), desired_configs(names[n]))
+            NewTopic(n, names[n].partitions, int(settings.replication_factor),
+                     topic_configs=desired_configs(names[n]))
             for n in missing])
         for name, code, *rest in response.topic_errors:
             # 36 = TOPIC_ALREADY_EXISTS: another process created it first; that is fine.
@@ -113,17 +114,17 @@ async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
     return configs
 
 
-async def end_offsets(settings: Settings, topics: list[str]) -> dict:
-    """High-water mark of every partition of `topics`."""
+def partitions(settings: Settings, specs) -> list[TopicPartition]:
+    """Every partition of the given catalog topics (`ensure_topics` keeps the broker in line)."""
+    return [TopicPartition(topic_name(spec, settings.topic_prefix), p) for spec in specs
+            for p in range(spec.partitions)]
+
+
+async def end_offsets(settings: Settings, specs) -> dict[TopicPartition, int]:
+    """High-water mark of every partition of the given catalog topics."""
     probe = consumer(settings)
     await start(probe, settings)
     try:
-        await probe.topics()  # fetches metadata, so partitions_for_topic knows every topic
-        partitions = [tp for t in topics for tp in _partitions(probe, t)]
-        return await probe.end_offsets(partitions) if partitions else {}
+        return await probe.end_offsets(partitions(settings, specs))
     finally:
         await probe.stop()
-
-
-def _partitions(kafka_consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    return [TopicPartition(topic, p) for p in sorted(kafka_consumer.partitions_for_topic(topic) or ())]

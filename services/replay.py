@@ -15,7 +15,7 @@ from typing import Callable
 
 from psycopg import sql
 
-from events.topics import EVENT_TOPICS, topic_name
+from events.topics import EVENT_TOPICS
 from projections.batch import position_of, prepare
 from projections.postgres_view import SWAP_LOCK, PostgresView
 from services import kafka
@@ -62,7 +62,6 @@ class Progress:
 
 async def replay(settings: Settings, *, until: datetime | None = None, into: str | None = None,
                  replace: bool = False, progress_out=sys.stderr) -> ReplayReport:
-    topics = [topic_name(spec, settings.topic_prefix) for spec in EVENT_TOPICS]
     target = into or f"{settings.db_schema}_rebuild_{int(time.time())}"
     if target == settings.db_schema:
         raise ReplayError("--into must name a schema other than the live one")
@@ -74,12 +73,12 @@ async def replay(settings: Settings, *, until: datetime | None = None, into: str
     view = await open_view(settings, target)
     started = time.monotonic()
     try:
-        ends = await kafka.end_offsets(settings, topics)
+        ends = await kafka.end_offsets(settings, EVENT_TOPICS)
         progress = Progress(sum(ends.values()), out=progress_out)
         events, rejected = await _consume(settings, view, ends, until, progress.update)
         swapped = False
         if into is None:
-            more, more_rejected = await _catch_up_and_swap(settings, view, topics, target)
+            more, more_rejected = await _catch_up_and_swap(settings, view, target)
             events, rejected, swapped = events + more, rejected + more_rejected, True
         progress.update(events, final=True)
     finally:
@@ -129,14 +128,13 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
     return events, rejected
 
 
-async def _catch_up_and_swap(settings: Settings, view: PostgresView, topics: list[str],
-                             target: str) -> tuple[int, int]:
+async def _catch_up_and_swap(settings: Settings, view: PostgresView, target: str) -> tuple[int, int]:
     live = settings.db_schema
     async with view.conn.transaction():
         # Exclusive: the live projector's batches wait, so nothing lands in the old
         # schema between the catch-up and the rename.
         await view.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWAP_LOCK,))
-        ends = await kafka.end_offsets(settings, topics)
+        ends = await kafka.end_offsets(settings, EVENT_TOPICS)
         events, rejected = await _consume(settings, view, ends, None, lambda _: None)
         retired = f"{live}_retired_{int(time.time())}"
         await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(

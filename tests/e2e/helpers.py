@@ -1,0 +1,77 @@
+"""Plumbing for end-to-end tests: publishing, waiting on conditions, reading tables."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from events.codec import encode
+from events.topics import topic_for_event, topic_name
+from services import kafka
+from services.projector.bootstrap import projector_running
+from services.projector.catchup import wait_until_caught_up
+
+
+async def publish_all(settings, events) -> None:
+    producer = kafka.producer(settings)
+    await kafka.start(producer, settings)
+    try:
+        sent = [await producer.send(topic_name(topic_for_event(e.event_type), settings.topic_prefix),
+                                    encode(e), key=e.key.encode()) for e in events]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes) -> None:
+    producer = kafka.producer(settings)
+    await kafka.start(producer, settings)
+    try:
+        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    """Poll an async condition until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def fetch(settings, query: str, params=(), schema: str | None = None) -> list[dict]:
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema or settings.db_schema)))
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query, params)
+            return await cur.fetchall()
+
+
+@contextlib.asynccontextmanager
+async def running_projector(settings):
+    stop = asyncio.Event()
+    async with projector_running(settings) as projector:
+        task = asyncio.create_task(projector.run(stop))
+        try:
+            yield projector
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+
+
+async def wait_until_projected(settings, timeout: float = 60.0) -> int:
+    return await wait_until_caught_up(settings, timeout)
+
+
+async def drop_schema(settings, schema: str) -> None:
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

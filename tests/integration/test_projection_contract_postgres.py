@@ -1,0 +1,64 @@
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from projections.postgres_view import PostgresView
+from services.projector.bootstrap import open_view
+from tests.projection_contract import ProjectionContract
+
+pytestmark = pytest.mark.integration
+
+PRIMARY_KEYS = {"agents": "agent_id", "agent_capabilities": "agent_id, name", "tasks": "task_id",
+                "routing_decisions": "event_id", "task_assignments": "task_id, attempt"}
+
+
+@pytest.fixture
+async def schemas(settings):
+    made = []
+
+    async def make(suffix: str) -> PostgresView:
+        view = await open_view(settings, f"{settings.db_schema}_{suffix}")
+        made.append(view)
+        return view
+
+    yield make
+    for view in made:
+        await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(view.schema)))
+        await view.close()
+
+
+class TestPostgresView(ProjectionContract):
+    @pytest.fixture
+    async def view(self, schemas):
+        return await schemas("a")
+
+    @pytest.fixture
+    async def other_view(self, schemas):
+        return await schemas("b")
+
+    async def rows(self, view, table):
+        async with view.conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql.SQL("SELECT * FROM {} ORDER BY {}").format(
+                sql.Identifier(table), sql.SQL(PRIMARY_KEYS[table])))
+            return await cur.fetchall()
+
+
+async def test_migrations_apply_once(settings, schemas):
+    view = await schemas("m")
+    from projections.migrate import migrate
+    assert await migrate(view.conn, view.schema) == []
+
+
+async def test_a_failing_row_rolls_back_its_whole_batch(settings, schemas):
+    from projections.ops import Position, Upsert
+    view = await schemas("r")
+    good = (Position("t", 0, 0), [Upsert("tasks", {"task_id": "ok"}, {"status": "submitted"})])
+    bad = (Position("t", 0, 1), [Upsert("tasks", {"task_id": "bad"}, {"priority": 10**12})])
+
+    with pytest.raises(psycopg.errors.DataError):
+        await view.apply([good, bad])
+
+    assert await view.stored_positions([("t", 0)]) in ({}, {("t", 0): -1})
+    cur = await view.conn.execute("SELECT count(*) FROM tasks")
+    assert (await cur.fetchone())[0] == 0
