@@ -19,11 +19,11 @@ INSTALL_STAMP := .local/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help install up down status env logs test test-unit schemas run replay topics clean distclean
+.PHONY: help install up down status env logs test test-unit schemas run replay topics bench-projection clean distclean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
-		/^[a-zA-Z0-9_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+		/^[a-zA-Z0-9_-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: ## Install the package in editable mode with dev extras (skipped if pyproject.toml is unchanged)
 	@want="$$(sha256sum pyproject.toml | cut -d' ' -f1) $$(command -v $(PYTHON))"; \
@@ -65,6 +65,9 @@ run: install up ## Run the demo pipeline against the local stack
 
 replay: install up ## Rebuild the read models by replaying the event log
 	$(WITH_ENV) orchestrator replay
+
+bench-projection: install up ## Measure projector throughput and replay rate (TASKS=20000, ~5 events each)
+	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
 
 topics: install up ## Create the Kafka topics (idempotent)
 	$(WITH_ENV) orchestrator topics ensure

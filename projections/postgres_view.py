@@ -99,7 +99,7 @@ class PostgresView:
         return {(t, p): o for t, p, o in await cur.fetchall()}
 
 
-def compile_op(op: Op) -> tuple[sql.Composed, tuple]:
+def compile_op(op: Op) -> tuple[str, tuple]:
     if isinstance(op, Upsert):
         rules = tuple(("ranked" if c in op.rank else op.rule(c)) for c in op.values)
         statement = _upsert_sql(op.table, tuple(op.key), tuple(op.values), rules, op.rank)
@@ -112,7 +112,7 @@ def compile_op(op: Op) -> tuple[sql.Composed, tuple]:
 
 
 @lru_cache(maxsize=512)
-def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tuple) -> sql.Composed:
+def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tuple) -> str:
     t, ex = sql.Identifier(table), sql.Identifier("excluded")
     col = lambda owner, c: sql.SQL("{}.{}").format(owner, sql.Identifier(c))  # noqa: E731
     outranks = sql.SQL("TRUE")
@@ -132,25 +132,30 @@ def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tupl
         for c, rule in zip(columns, rules)
     ]
     all_columns = (*key, *columns)
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO {}").format(
+    return _render(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO {}").format(
         t, sql.SQL(", ").join(map(sql.Identifier, all_columns)),
         sql.SQL(", ").join(sql.Placeholder() * len(all_columns)),
         sql.SQL(", ").join(map(sql.Identifier, key)),
-        sql.SQL("UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments else sql.SQL("NOTHING"))
+        sql.SQL("UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments else sql.SQL("NOTHING")))
 
 
 @lru_cache(maxsize=128)
-def _insert_sql(table: str, columns: tuple) -> sql.Composed:
-    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+def _insert_sql(table: str, columns: tuple) -> str:
+    return _render(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
         sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+        sql.SQL(", ").join(sql.Placeholder() * len(columns))))
 
 
 @lru_cache(maxsize=128)
-def _delete_sql(table: str, key: tuple) -> sql.Composed:
-    return sql.SQL("DELETE FROM {} WHERE {}").format(
+def _delete_sql(table: str, key: tuple) -> str:
+    return _render(sql.SQL("DELETE FROM {} WHERE {}").format(
         sql.Identifier(table),
-        sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key))
+        sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key)))
+
+
+def _render(statement: sql.Composed) -> str:
+    # Rendered once per shape and cached: psycopg would otherwise re-render it per execute.
+    return statement.as_string(None)
 
 
 async def dump(conn: psycopg.AsyncConnection, schema: str) -> dict[str, list[tuple]]:

@@ -21,8 +21,8 @@ class KafkaUnavailable(RuntimeError):
 
 def producer(settings: Settings, **options) -> AIOKafkaProducer:
     # acks=all + idempotence: a retried send never duplicates or reorders within a partition.
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                            acks="all", enable_idempotence=True, linger_ms=5, **options)
+    options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **options}
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **options)
 
 
 def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
@@ -85,6 +85,7 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
             if code not in (0, 36):
                 raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
         results += [TopicCheck(n, "created") for n in missing]
+        await _until_led(admin, missing)
     present = [n for n in names if n not in missing]
     if present:
         described = await admin.describe_topics(present)
@@ -103,6 +104,16 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
             else:
                 results.append(TopicCheck(name, "ok"))
     return sorted(results, key=lambda c: c.name)
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """New partitions take a moment to get a leader; until then producers get retriable errors."""
+    while True:
+        described = await admin.describe_topics(names)
+        if all(d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+               for d in described):
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
