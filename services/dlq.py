@@ -25,12 +25,15 @@ async def read_parked(settings: Settings, *, group: str | None = None, limit: in
         partitions = kafka.partitions(settings, [DEAD_LETTER])
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
+        from_start = []
         for tp in partitions:
             committed = await consumer.committed(tp) if group else None
             if committed is None:
-                await consumer.seek_to_beginning(tp)
+                from_start.append(tp)
             else:
                 consumer.seek(tp, committed)
+        if from_start:
+            await consumer.seek_to_beginning(*from_start)
         parked: list[Parked] = []
         pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
         while pending and (limit is None or len(parked) < limit):

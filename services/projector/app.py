@@ -32,12 +32,15 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned) -> None:
         stored = await self.view.stored_positions((tp.topic, tp.partition) for tp in assigned)
+        fresh = []
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition), -1)
             if offset >= 0:
                 self.consumer.seek(tp, offset + 1)
             else:
-                await self.consumer.seek_to_beginning(tp)
+                fresh.append(tp)
+        if fresh:  # one request for all: a seek per partition costs a round of fetching each
+            await self.consumer.seek_to_beginning(*fresh)
         log.info("assigned %d partitions; resuming from stored positions", len(assigned))
 
 

@@ -67,12 +67,16 @@ async def test_a_duplicate_delivery_changes_nothing(settings):
 
 
 async def test_a_poison_message_is_dead_lettered_and_the_next_event_still_projected(settings):
-    async with running_projector(settings):
+    async with running_projector(settings) as projector:
         await publish_raw(settings, "tasks", b"task-x", b"{not json")
         await publish_raw(settings, "tasks", b"task-y", orjson.dumps({"event_type": "TaskVanished", "version": 1}))
         await publish_all(settings, [f.submitted("task-ok")])
         await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE task_id = 'task-ok'"), what="good event")
+        counted = projector.metrics.registry.get_sample_value(
+            "orchestrator_dead_letters_total",
+            {"service": "projector", "topic": settings.topic("tasks"), "error": "MalformedEvent"})
 
+    assert counted == 1
     parked = await read_parked(settings)
     assert sorted(p.error_class for p in parked) == ["MalformedEvent", "UnknownEventType"]
     poison = next(p for p in parked if p.error_class == "MalformedEvent")
@@ -91,6 +95,22 @@ async def test_a_re_injected_message_fails_again_with_a_higher_attempt_count(set
 
     assert sorted(p.attempt for p in parked) == [1, 2]
     assert (first.attempt, second.attempt) == (1, 2)
+
+
+async def test_the_cli_publishes_a_validated_event_that_reaches_the_read_model(settings):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
+    body = '{"task_id": "cli-1", "requirements": [{"name": "python"}], "submitter": "me"}'
+    async with running_projector(settings):
+        result = subprocess.run([sys.executable, "-m", "services.cli", "publish", "--type", "TaskSubmitted",
+                                 "--producer", "operator-7"], input=body, env=env, cwd=ROOT,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        rows = await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE task_id = 'cli-1'"),
+                              what="the published task")
+
+    assert "published TaskSubmitted" in result.stdout
+    assert (rows[0]["status"], rows[0]["submitter"]) == ("submitted", "me")
 
 
 async def _at_least(coro, n):

@@ -1,0 +1,48 @@
+import json
+import subprocess
+import sys
+
+from services.cli import main
+
+
+def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_topics_list_json_describes_the_catalog():
+    result = run_cli("topics", "list", "--json")
+
+    assert result.returncode == 0, result.stderr
+    topics = {t["name"]: t for t in json.loads(result.stdout)}
+    assert topics["orchestrator.tasks"]["retention_ms"] == -1
+    assert "TaskSubmitted" in topics["orchestrator.tasks"]["events"]
+    assert topics["orchestrator.assignments"]["key"] == "agent_id"
+    assert [t["dead_letter"] for t in topics.values()].count(True) == 1
+    assert all({"name", "events", "key", "partitions", "retention_ms", "dead_letter"} <= set(t) for t in topics.values())
+
+
+def test_every_subcommand_has_help(capsys):
+    for args in (["--help"], ["topics", "ensure", "--help"], ["topics", "list", "--help"],
+                 ["publish", "--help"], ["dlq", "list", "--help"], ["dlq", "replay", "--help"],
+                 ["replay", "--help"], ["serve", "--help"], ["config", "--help"]):
+        try:
+            main(args)
+        except SystemExit as exit_:
+            assert exit_.code == 0, args
+        assert "usage: orchestrator" in capsys.readouterr().out
+
+
+def test_publishing_an_invalid_event_is_refused_before_it_reaches_kafka():
+    result = run_cli("publish", "--type", "TaskSubmitted", stdin='{"task_id": "t-1", "submitter": "me"}')
+
+    assert result.returncode == 2
+    assert "invalid TaskSubmitted body" in result.stderr and "requirements" in result.stderr
+
+
+def test_a_bad_setting_is_named():
+    result = subprocess.run([sys.executable, "-m", "services.cli", "config"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin", "PROJECTOR_BATCH_SIZE": "many"}, timeout=60)
+
+    assert result.returncode == 2
+    assert "PROJECTOR_BATCH_SIZE must be a non-negative integer" in result.stderr
