@@ -9,6 +9,7 @@ from events.values import (
     Identifier,
     MemoryProfile,
     Text,
+    UtcDatetime,
     duplicates,
 )
 
@@ -107,6 +108,30 @@ class AgentHealthChanged(AgentEvent):
         return self
 
 
+class AgentLoadSummarized(AgentEvent):
+    """An agent's load over one window, derived from its heartbeats.
+
+    Heartbeats may expire from Kafka; this summary is kept, so load history survives a rebuild.
+    """
+
+    event_type = "AgentLoadSummarized"
+
+    window_start: UtcDatetime
+    window_end: UtcDatetime
+    heartbeats: Annotated[int, Field(ge=1)]
+    avg_in_flight: Annotated[float, Field(ge=0.0)]
+    max_in_flight: Count
+    avg_queue_depth: Annotated[float, Field(ge=0.0)] = 0.0
+    avg_cpu_percent: Annotated[float, Field(ge=0.0)] | None = None
+    max_memory_mb: Annotated[float, Field(ge=0.0)] | None = None
+
+    @model_validator(mode="after")
+    def _window_is_ordered(self) -> "AgentLoadSummarized":
+        if self.window_end < self.window_start:
+            raise ValueError("window_end is before window_start")
+        return self
+
+
 AGENT_EVENTS: tuple[type[AgentEvent], ...] = (
     AgentRegistered,
     AgentDeregistered,
@@ -114,4 +139,5 @@ AGENT_EVENTS: tuple[type[AgentEvent], ...] = (
     AgentMemoryProfileUpdated,
     AgentHeartbeat,
     AgentHealthChanged,
+    AgentLoadSummarized,
 )

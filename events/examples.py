@@ -1,6 +1,6 @@
 """One valid, fixed example per event type, for schemas, docs and tests."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from uuid import NAMESPACE_URL, uuid5
 
@@ -9,6 +9,7 @@ from events.agents import (
     AgentDeregistered,
     AgentHealthChanged,
     AgentHeartbeat,
+    AgentLoadSummarized,
     AgentMemoryProfileUpdated,
     AgentRegistered,
 )
@@ -73,6 +74,11 @@ def _bodies() -> list[EventBody]:
             reason="3 heartbeats missed",
             missed_heartbeats=3,
             in_flight_task_ids=(TASK,),
+        ),
+        AgentLoadSummarized(
+            agent_id=AGENT, window_start=OCCURRED_AT - timedelta(minutes=1), window_end=OCCURRED_AT,
+            heartbeats=12, avg_in_flight=1.5, max_in_flight=2, avg_queue_depth=0.25,
+            avg_cpu_percent=41.0, max_memory_mb=830.0,
         ),
         TaskSubmitted(
             task_id=TASK,
@@ -169,6 +175,7 @@ def _bodies() -> list[EventBody]:
 
 _PRODUCERS = {
     "AgentHealthChanged": "health",
+    "AgentLoadSummarized": "health",
     "TaskSubmitted": "client:checkout-service",
     "TaskRouted": "router",
     "TaskQueued": "balancer",

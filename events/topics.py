@@ -29,6 +29,7 @@ TOPICS: tuple[TopicSpec, ...] = (
             "AgentCapabilitiesChanged",
             "AgentMemoryProfileUpdated",
             "AgentHealthChanged",
+            "AgentLoadSummarized",
         ),
         key="agent_id",
         description="Agent lifecycle, declared capabilities, memory profiles and health verdicts.",
