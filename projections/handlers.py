@@ -68,13 +68,14 @@ def _capability_history(event: Envelope, name: str, change: str, proficiency=Non
 @handles("AgentRegistered")
 def agent_registered(event: Envelope) -> list[Op]:
     body = event.body
-    ops: list[Op] = [_agent_status(
+    ops: list[Op] = _memory_profile(event, body.memory_profile)
+    ops.append(_agent_status(
         event, "registered",
         display_name=body.display_name, capacity=body.capacity,
         capacity_per_capability=_plain(body.capacity_per_capability),
         cost_per_task=body.cost_per_task, labels=_plain(body.labels),
         memory_profile=_plain(body.memory_profile), sdk_version=body.sdk_version,
-        registered_at=event.occurred_at)]
+        registered_at=event.occurred_at))
     # Registering again replaces the capability set.
     ops.append(Delete("agent_capabilities", {"agent_id": body.agent_id}))
     for cap in body.capabilities:
@@ -103,11 +104,26 @@ def capabilities_changed(event: Envelope) -> list[Op]:
     return ops
 
 
+def _memory_profile(event: Envelope, profile) -> list[Op]:
+    if profile is None:
+        return []
+    return [Upsert("agent_memory_profiles", {"agent_id": event.key},
+                   {**profile.model_dump(mode="json"), "updated_at": event.occurred_at})]
+
+
 @handles("AgentMemoryProfileUpdated")
 def memory_profile_updated(event: Envelope) -> list[Op]:
     return [Upsert("agents", {"agent_id": event.key},
                    {"memory_profile": _plain(event.body.memory_profile), "updated_at": event.occurred_at},
-                   merge={"updated_at": "max"})]
+                   merge={"updated_at": "max"}),
+            *_memory_profile(event, event.body.memory_profile)]
+
+
+@handles("AgentLoadSummarized")
+def load_summarized(event: Envelope) -> list[Op]:
+    body = event.body
+    return [Upsert("agent_load_history", {"agent_id": body.agent_id, "window_start": body.window_start},
+                   body.model_dump(exclude={"agent_id", "window_start"}))]
 
 
 @handles("AgentHealthChanged")
@@ -255,6 +271,10 @@ def task_handed_off(event: Envelope) -> list[Op]:
         _task(event, "handed_off", assigned_agent_id=body.to_agent_id, reason=body.reason),
         _assignment(event, body.attempt, agent_id=body.from_agent_id, outcome="handed_off",
                     finished_at=event.occurred_at),
+        Insert("task_handoffs", {
+            "event_id": event.event_id, "task_id": body.task_id, "attempt": body.attempt,
+            "from_agent_id": body.from_agent_id, "to_agent_id": body.to_agent_id,
+            "subtask_id": body.subtask_id, "reason": body.reason, "occurred_at": event.occurred_at}),
     ]
 
 

@@ -162,7 +162,7 @@ async def dump(conn: psycopg.AsyncConnection, schema: str) -> dict[str, list[tup
     """Every read-model table of `schema`, rows ordered by all columns: for comparisons."""
     cur = await conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-        "AND table_name <> 'schema_migrations' ORDER BY table_name", (schema,))
+        "AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations' ORDER BY table_name", (schema,))
     tables = [row[0] for row in await cur.fetchall()]
     result = {}
     for table in tables:

@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing = topics.add_parser("list", help="print the catalog")
     listing.add_argument("--json", action="store_true", help="a JSON array of topic objects")
     listing.set_defaults(run=cmd_topics_list)
+    partition = topics.add_parser("partition", help="which partition of a topic a key maps to")
+    partition.add_argument("key", help="e.g. an agent id")
+    partition.add_argument("--topic", default="assignments", help="logical topic name (default: assignments)")
+    partition.set_defaults(run=cmd_topics_partition)
 
     publish = commands.add_parser("publish", help="validate and publish one hand-written event")
     publish.add_argument("file", nargs="?", default="-", help="JSON file, or - for standard input")
@@ -114,6 +118,16 @@ def cmd_topics_list(args, settings: Settings) -> int:
         retention = "forever" if topic["retention_ms"] == -1 else f"{topic['retention_ms'] // 3_600_000}h"
         print(f"{topic['name']:32} key={topic['key']:13} partitions={topic['partitions']} "
               f"retention={retention:8} {', '.join(topic['events']) or '(dead letters)'}")
+    return 0
+
+
+def cmd_topics_partition(args, settings: Settings) -> int:
+    from events.topics import TOPICS
+    from services.kafka import partition_for_key
+    spec = next((t for t in TOPICS if t.name == args.topic), None)
+    if spec is None:
+        raise UsageError(f"no topic {args.topic!r}; see `orchestrator topics list`")
+    print(partition_for_key(args.key, spec.partitions))
     return 0
 
 

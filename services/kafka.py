@@ -8,6 +8,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.partitioner import DefaultPartitioner
 
 from events.codec import encode
 from events.envelope import Envelope
@@ -123,6 +124,15 @@ async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
         for _code, _msg, _type, name, entries in response.resources:
             configs[name] = {entry[0]: entry[1] for entry in entries}
     return configs
+
+
+def partition_for_key(key: str, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner puts `key` in.
+
+    Every producer of a key must agree on this, whatever its language: with librdkafka
+    clients such as kcat, set `topic.partitioner=murmur2_random`.
+    """
+    return DefaultPartitioner()(key.encode(), list(range(partitions)), list(range(partitions)))
 
 
 def partitions(settings: Settings, specs) -> list[TopicPartition]:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from events.agents import AgentDeregistered, AgentRegistered
+from events.agents import AgentDeregistered, AgentLoadSummarized, AgentRegistered
 from events.envelope import Envelope, make_event
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskRouted, TaskStarted,
-                          TaskSubmitted)
-from events.values import Candidate, Capability, CapabilityRequirement
+from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted,
+                          TaskStarted, TaskSubmitted)
+from events.values import Candidate, Capability, CapabilityRequirement, MemoryProfile
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -17,11 +17,25 @@ def at(seconds: float) -> datetime:
 
 
 def registered(agent_id: str = "agent-1", *, capabilities=(("python", 0.8),), capacity: int = 2,
-               t: float = 0) -> Envelope:
+               t: float = 0, share_experience: bool | None = None) -> Envelope:
+    memory = None if share_experience is None else MemoryProfile(
+        store_kind="vector", namespace=agent_id, retention_days=30, share_experience=share_experience)
     return make_event(AgentRegistered(
-        agent_id=agent_id, display_name=agent_id.title(), capacity=capacity,
+        agent_id=agent_id, display_name=agent_id.title(), capacity=capacity, memory_profile=memory,
         capabilities=tuple(Capability(name=n, proficiency=p) for n, p in capabilities)),
         producer=agent_id, occurred_at=at(t))
+
+
+def load_summarized(agent_id: str = "agent-1", *, t: float = 60, avg_in_flight: float = 1.5) -> Envelope:
+    return make_event(AgentLoadSummarized(
+        agent_id=agent_id, window_start=at(t - 60), window_end=at(t), heartbeats=12,
+        avg_in_flight=avg_in_flight, max_in_flight=2), producer="health", occurred_at=at(t))
+
+
+def handed_off(task_id: str = "task-1", from_agent: str = "agent-1", to_agent: str = "agent-2", *,
+               t: float = 4) -> Envelope:
+    return make_event(TaskHandedOff(task_id=task_id, from_agent_id=from_agent, to_agent_id=to_agent,
+                                    attempt=1, reason="needs a reviewer"), producer=from_agent, occurred_at=at(t))
 
 
 def deregistered(agent_id: str = "agent-1", *, t: float = 10) -> Envelope:

@@ -83,3 +83,19 @@ class ProjectionContract:
 
         [agent] = await self.rows(view, "agents")
         assert agent["status"] == "deregistered"
+
+    async def test_memory_profile_and_load_history_are_kept(self, view):
+        await view.apply(at_offsets([f.registered(share_experience=False), f.load_summarized(t=60),
+                                     f.load_summarized(t=120, avg_in_flight=0.5)]))
+
+        [profile] = await self.rows(view, "agent_memory_profiles")
+        assert (profile["store_kind"], profile["share_experience"]) == ("vector", False)
+        assert [r["avg_in_flight"] for r in await self.rows(view, "agent_load_history")] == [1.5, 0.5]
+
+    async def test_a_hand_off_is_recorded_with_both_agents(self, view):
+        await view.apply(at_offsets([f.submitted(), f.assigned(), f.started(), f.handed_off(t=5)]))
+
+        [handoff] = await self.rows(view, "task_handoffs")
+        assert (handoff["from_agent_id"], handoff["to_agent_id"]) == ("agent-1", "agent-2")
+        [task] = await self.rows(view, "tasks")
+        assert (task["status"], task["assigned_agent_id"]) == ("handed_off", "agent-2")

@@ -10,7 +10,9 @@ from tests.projection_contract import ProjectionContract
 pytestmark = pytest.mark.integration
 
 PRIMARY_KEYS = {"agents": "agent_id", "agent_capabilities": "agent_id, name", "tasks": "task_id",
-                "routing_decisions": "event_id", "task_assignments": "task_id, attempt"}
+                "routing_decisions": "event_id", "task_assignments": "task_id, attempt",
+                "agent_memory_profiles": "agent_id", "agent_load_history": "agent_id, window_start",
+                "task_handoffs": "event_id"}
 
 
 @pytest.fixture
@@ -62,3 +64,24 @@ async def test_a_failing_row_rolls_back_its_whole_batch(settings, schemas):
     assert await view.stored_positions([("t", 0)]) in ({}, {("t", 0): -1})
     cur = await view.conn.execute("SELECT count(*) FROM tasks")
     assert (await cur.fetchone())[0] == 0
+
+
+async def test_the_agent_memory_view_answers_per_agent_questions(settings, schemas):
+    from tests import factories as f
+    from tests.projection_contract import at_offsets
+    view = await schemas("v")
+    events = [f.registered("agent-1"), f.registered("agent-2"),
+              *f.lifecycle("task-1", "agent-1", t=1), *f.lifecycle("task-2", "agent-1", t=10),
+              f.submitted("task-3", t=20), f.assigned("task-3", "agent-1", t=21),
+              f.failed("task-3", "agent-1", t=22), f.handed_off("task-2", "agent-1", "agent-2", t=30)]
+    await view.apply(at_offsets(events))
+
+    async with view.conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT * FROM agent_memory WHERE agent_id = 'agent-1'")
+        memory = await cur.fetchone()
+
+    assert memory["tasks_taken"] == 3 and memory["tasks_succeeded"] == 1
+    assert memory["outcomes_per_capability"]["python"]["tasks_taken"] == 3
+    assert abs(memory["recent_success_rate"] - 0.5) < 1e-9  # the hand-off attempt has no verdict
+    assert memory["collaborators"] == [{"agent_id": "agent-2", "handoffs": 1, "shared_jobs": 0}]
+    assert memory["health"] == "unknown" and memory["last_seen"] is not None

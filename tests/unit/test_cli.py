@@ -22,8 +22,14 @@ def test_topics_list_json_describes_the_catalog():
     assert all({"name", "events", "key", "partitions", "retention_ms", "dead_letter"} <= set(t) for t in topics.values())
 
 
+def test_the_partition_of_a_key_is_kafkas_murmur2_choice():
+    result = run_cli("topics", "partition", "coder-1")
+
+    assert (result.returncode, result.stdout.strip()) == (0, "5")  # as the Java client computes it
+
+
 def test_every_subcommand_has_help(capsys):
-    for args in (["--help"], ["topics", "ensure", "--help"], ["topics", "list", "--help"],
+    for args in (["--help"], ["topics", "ensure", "--help"], ["topics", "list", "--help"], ["topics", "partition", "--help"],
                  ["publish", "--help"], ["dlq", "list", "--help"], ["dlq", "replay", "--help"],
                  ["replay", "--help"], ["serve", "--help"], ["config", "--help"]):
         try:
