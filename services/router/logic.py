@@ -1,0 +1,195 @@
+"""The router's decision: who *should* do a task. Pure functions over plain state.
+
+Each candidate gets a score from predicted success (a Beta posterior over the agent's
+record on the capability, its prior taken from the learner's skill estimate or else the
+declared proficiency), current load, expected duration, cost, collaboration with agents
+already on the job, and the submitter's preferences. The pick among the top candidates is
+a softmax draw, and every candidate's probability of being picked is logged, so other
+policies can be evaluated offline from the decision log.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field, replace
+
+from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
+from events.values import Candidate
+
+POLICY = "softmax-beta"
+PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
+
+
+@dataclass(frozen=True)
+class Weights:
+    success: float = 1.0
+    load: float = 0.3
+    duration: float = 0.05
+    cost: float = 0.05
+    relationship: float = 0.1
+    preference: float = 0.2
+    temperature: float = 0.05  # softmax temperature: lower exploits more
+    top_k: int = 3
+
+
+@dataclass(frozen=True)
+class AgentState:
+    agent_id: str
+    capabilities: dict[str, float]  # name -> declared proficiency
+    capacity: int
+    cost_per_task: float = 0.0
+    tags: frozenset[str] = frozenset()
+    status: str = "registered"  # registered | draining | deregistered
+    health: str = "unknown"
+    in_flight: int = 0
+
+    @property
+    def routable(self) -> bool:
+        return self.status == "registered" and self.health != "unhealthy"
+
+
+@dataclass(frozen=True)
+class Record:
+    """What routing has seen of one agent on one capability."""
+    successes: float = 0.0
+    failures: float = 0.0
+    total_duration_ms: float = 0.0
+    durations: int = 0
+    estimate: float | None = None  # the learner's current proficiency, when published
+    estimate_confidence: float | None = None
+
+    def posterior(self, declared: float) -> tuple[float, float]:
+        prior = self.estimate if self.estimate is not None else declared
+        strength = PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0))
+        a = prior * strength + self.successes
+        b = (1.0 - prior) * strength + self.failures
+        return a, b
+
+    @property
+    def mean_duration_ms(self) -> float | None:
+        return self.total_duration_ms / self.durations if self.durations else None
+
+
+@dataclass
+class RouterState:
+    agents: dict[str, AgentState] = field(default_factory=dict)
+    records: dict[tuple[str, str], Record] = field(default_factory=dict)
+    relationships: dict[tuple[str, str], float] = field(default_factory=dict)  # lift, >1 is good
+    job_members: dict[str, frozenset[str]] = field(default_factory=dict)
+    model_version: str | None = None
+
+
+@dataclass(frozen=True)
+class Scored:
+    agent: AgentState
+    score: float
+    predicted: float
+    confidence: float
+    features: dict[str, float]
+
+
+def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = frozenset()):
+    """Agents meeting every hard requirement, and why the others were left out."""
+    chosen, left_out = [], {}
+    for agent in state.agents.values():
+        if agent.agent_id in exclude:
+            left_out[agent.agent_id] = "already tried on this task"
+        elif not agent.routable:
+            left_out[agent.agent_id] = agent.status if agent.status != "registered" else agent.health
+        elif missing := [r.name for r in task.requirements
+                         if agent.capabilities.get(r.name, -1.0) < r.min_proficiency]:
+            left_out[agent.agent_id] = f"lacks {', '.join(missing)}"
+        else:
+            chosen.append(agent)
+    return chosen, left_out
+
+
+def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights) -> Scored:
+    predicted, confidence, durations = [], [], []
+    for requirement in task.requirements:
+        record = state.records.get((agent.agent_id, requirement.name), Record())
+        a, b = record.posterior(agent.capabilities[requirement.name])
+        predicted.append(a / (a + b))
+        confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
+        if record.mean_duration_ms is not None:
+            durations.append(record.mean_duration_ms)
+    success = math.prod(predicted)  # every required capability must hold
+    load = agent.in_flight / agent.capacity
+    duration_s = sum(durations) / 1000.0 if durations else 0.0
+    team = state.job_members.get(task.job_id or "", frozenset()) - {agent.agent_id}
+    relationship = (sum(state.relationships.get((agent.agent_id, other), 1.0) - 1.0 for other in team)
+                    / len(team)) if team else 0.0
+    preference = float(agent.agent_id in task.preferred_agents) + (
+        len(agent.tags & set(task.preferred_tags)) / len(task.preferred_tags) if task.preferred_tags else 0.0)
+    features = {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
+                "cost": agent.cost_per_task, "relationship": relationship, "preference": preference}
+    value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
+             - weights.cost * agent.cost_per_task + weights.relationship * relationship
+             + weights.preference * preference)
+    return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features)
+
+
+def softmax(values: list[float], temperature: float) -> list[float]:
+    top = max(values)
+    exps = [math.exp((v - top) / max(temperature, 1e-9)) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random.Random,
+          exclude: frozenset[str] = frozenset()) -> TaskRouted | TaskQueued:
+    agents, left_out = capable(task, state, exclude)
+    if not agents:
+        needs = ", ".join(f"{r.name}>={r.min_proficiency:g}" for r in task.requirements)
+        why = "; ".join(f"{a}: {r}" for a, r in sorted(left_out.items())[:5])
+        return TaskQueued(task_id=task.task_id, capability=task.requirements[0].name,
+                          reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""))
+    ranked = sorted((score(task, a, state, weights) for a in agents),
+                    key=lambda s: (-s.score, s.agent.agent_id))
+    top = ranked[:max(1, weights.top_k)]
+    probabilities = softmax([s.score for s in top], weights.temperature) + [0.0] * (len(ranked) - len(top))
+    pick = rng.choices(range(len(ranked)), weights=probabilities)[0]
+    chosen = ranked[pick]
+    return TaskRouted(
+        task_id=task.task_id, policy=POLICY, model_version=state.model_version,
+        chosen_agent_id=chosen.agent.agent_id, predicted_success=round(chosen.predicted, 6),
+        confidence=round(chosen.confidence, 6), propensity=round(probabilities[pick], 6),
+        candidates=tuple(Candidate(agent_id=s.agent.agent_id, score=round(s.score, 6),
+                                   features={k: round(v, 6) for k, v in s.features.items()},
+                                   predicted_success=round(s.predicted, 6), confidence=round(s.confidence, 6),
+                                   propensity=round(p, 6)) for s, p in zip(ranked, probabilities)),
+        reason=_reason(chosen, ranked, pick),
+        risk_factors=_risks(chosen, ranked))
+
+
+def _reason(chosen: Scored, ranked: list[Scored], pick: int) -> str:
+    f = chosen.features
+    head = (f"{chosen.agent.agent_id}: predicted success {chosen.predicted:.2f} "
+            f"(confidence {chosen.confidence:.2f}), load {f['load']:.0%}")
+    if pick == 0:
+        return head + f", best of {len(ranked)} capable"
+    return head + f", explored (rank {pick + 1} of {len(ranked)}; best was {ranked[0].agent.agent_id})"
+
+
+def _risks(chosen: Scored, ranked: list[Scored]) -> tuple[str, ...]:
+    risks = []
+    if chosen.confidence < 0.3:
+        risks.append("low-confidence")
+    if chosen.predicted < 0.5:
+        risks.append("likely-failure")
+    if chosen.features["load"] >= 1.0:
+        risks.append("at-capacity")
+    if len(ranked) == 1:
+        risks.append("single-candidate")
+    return tuple(risks)
+
+
+# --- evolving the state from events ------------------------------------------------
+
+def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,
+                  duration_ms: float | None = None) -> None:
+    record = state.records.get((agent_id, capability), Record())
+    state.records[(agent_id, capability)] = replace(
+        record, successes=record.successes + success, failures=record.failures + (not success),
+        total_duration_ms=record.total_duration_ms + (duration_ms or 0.0),
+        durations=record.durations + (duration_ms is not None))

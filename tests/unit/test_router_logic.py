@@ -1,0 +1,109 @@
+import random
+
+import pytest
+
+from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
+from events.values import CapabilityRequirement
+from services.router.logic import AgentState, Record, RouterState, Weights, learn_outcome, route, softmax
+
+
+def task(*requirements, preferred_agents=(), job_id=None, task_id="t1"):
+    return TaskSubmitted(task_id=task_id, submitter="c", job_id=job_id, preferred_agents=preferred_agents,
+                         requirements=tuple(CapabilityRequirement(name=n, min_proficiency=m) for n, m in requirements))
+
+
+def fleet(*agents: AgentState) -> RouterState:
+    return RouterState(agents={a.agent_id: a for a in agents})
+
+
+def agent(agent_id, capacity=2, in_flight=0, **skills):
+    return AgentState(agent_id=agent_id, capabilities=skills, capacity=capacity, in_flight=in_flight)
+
+
+GREEDY = Weights(temperature=1e-6)
+
+
+def test_hard_requirements_exclude_agents_below_the_minimum():
+    state = fleet(agent("weak", python=0.4), agent("strong", python=0.9), agent("sql-only", sql=0.9))
+    decision = route(task(("python", 0.5)), state, GREEDY, random.Random(1))
+    assert [c.agent_id for c in decision.candidates] == ["strong"]
+
+
+def test_every_required_capability_must_be_met():
+    state = fleet(agent("both", python=0.7, sql=0.7), agent("one", python=0.9))
+    decision = route(task(("python", 0.5), ("sql", 0.5)), state, GREEDY, random.Random(1))
+    assert decision.chosen_agent_id == "both"
+
+
+def test_unhealthy_and_draining_agents_and_those_already_tried_are_excluded():
+    state = fleet(agent("sick", python=0.9), agent("leaving", python=0.9), agent("tried", python=0.9),
+                  agent("ok", python=0.5))
+    state.agents["sick"] = AgentState(**{**state.agents["sick"].__dict__, "health": "unhealthy"})
+    state.agents["leaving"] = AgentState(**{**state.agents["leaving"].__dict__, "status": "draining"})
+    decision = route(task(("python", 0.0)), state, GREEDY, random.Random(1), exclude=frozenset({"tried"}))
+    assert [c.agent_id for c in decision.candidates] == ["ok"]
+
+
+def test_no_capable_agent_queues_the_task_with_the_reason():
+    decision = route(task(("rust", 0.5)), fleet(agent("a", python=0.9)), GREEDY, random.Random(1))
+    assert isinstance(decision, TaskQueued)
+    assert "rust>=0.5" in decision.reason and "a: lacks rust" in decision.reason
+
+
+def test_load_lowers_the_score():
+    state = fleet(agent("busy", python=0.8, in_flight=2), agent("idle", python=0.8))
+    assert route(task(("python", 0)), state, GREEDY, random.Random(1)).chosen_agent_id == "idle"
+
+
+def test_outcomes_move_predicted_success_away_from_the_declared_prior():
+    state = fleet(agent("claims-high", python=0.9), agent("modest", python=0.6))
+    for _ in range(20):
+        learn_outcome(state, "claims-high", "python", False)
+        learn_outcome(state, "modest", "python", True)
+    decision = route(task(("python", 0)), state, GREEDY, random.Random(1))
+    assert decision.chosen_agent_id == "modest"
+    assert decision.candidates[0].predicted_success > 0.85 > 0.3 > decision.candidates[1].predicted_success
+
+
+def test_a_learned_estimate_replaces_the_declared_proficiency_as_prior():
+    state = fleet(agent("a", python=0.9), agent("b", python=0.5))
+    state.records[("a", "python")] = Record(estimate=0.2, estimate_confidence=0.9)
+    assert route(task(("python", 0)), state, GREEDY, random.Random(1)).chosen_agent_id == "b"
+
+
+def test_preferred_agents_get_a_bonus():
+    state = fleet(agent("a", python=0.8), agent("b", python=0.8))
+    assert route(task(("python", 0), preferred_agents=("b",)), state, GREEDY, random.Random(1)).chosen_agent_id == "b"
+
+
+def test_relationship_lift_with_agents_already_on_the_job_counts():
+    state = fleet(agent("a", python=0.8), agent("b", python=0.8))
+    state.job_members["job-1"] = frozenset({"partner"})
+    state.relationships[("b", "partner")] = 2.0
+    assert route(task(("python", 0), job_id="job-1"), state, GREEDY, random.Random(1)).chosen_agent_id == "b"
+
+
+def test_the_decision_explains_itself_and_logs_propensities():
+    state = fleet(agent("a", python=0.9), agent("b", python=0.7), agent("c", python=0.5), agent("d", python=0.3))
+    decision = route(task(("python", 0)), state, Weights(temperature=0.2, top_k=3), random.Random(4))
+    assert isinstance(decision, TaskRouted)
+    assert sum(c.propensity for c in decision.candidates) == pytest.approx(1.0, abs=1e-5)
+    assert decision.candidates[-1].propensity == 0.0  # outside the top k: never picked
+    chosen = next(c for c in decision.candidates if c.agent_id == decision.chosen_agent_id)
+    assert decision.propensity == chosen.propensity
+    assert {"predicted_success", "load", "cost", "relationship", "preference"} <= set(chosen.features)
+    assert decision.reason.startswith(decision.chosen_agent_id) and decision.policy
+
+
+def test_exploration_follows_the_logged_propensities():
+    state = fleet(agent("a", python=0.8), agent("b", python=0.7))
+    weights = Weights(temperature=0.1)
+    picks = [route(task(("python", 0)), state, weights, random.Random(seed)) for seed in range(2000)]
+    share_b = sum(p.chosen_agent_id == "b" for p in picks) / len(picks)
+    expected_b = next(c.propensity for c in picks[0].candidates if c.agent_id == "b")
+    assert 0.0 < expected_b < 0.5
+    assert share_b == pytest.approx(expected_b, abs=0.03)
+
+
+def test_softmax_is_a_distribution():
+    assert sum(softmax([3.0, 1.0, -2.0], 0.5)) == pytest.approx(1.0)
