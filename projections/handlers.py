@@ -214,7 +214,11 @@ def task_routed(event: Envelope) -> list[Op]:
 
 @handles("TaskQueued")
 def task_queued(event: Envelope) -> list[Op]:
-    return [_task(event, "queued", reason=event.body.reason)]
+    body = event.body
+    return [_task(event, "queued", reason=body.reason),
+            Insert("task_queue_events", {"event_id": event.event_id, "task_id": body.task_id,
+                                         "capability": body.capability, "reason": body.reason,
+                                         "position": body.position, "occurred_at": event.occurred_at})]
 
 
 @handles("TaskAssigned")

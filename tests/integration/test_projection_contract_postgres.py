@@ -85,3 +85,29 @@ async def test_the_agent_memory_view_answers_per_agent_questions(settings, schem
     assert abs(memory["recent_success_rate"] - 0.5) < 1e-9  # the hand-off attempt has no verdict
     assert memory["collaborators"] == [{"agent_id": "agent-2", "handoffs": 1, "shared_jobs": 0}]
     assert memory["health"] == "unknown" and memory["last_seen"] is not None
+
+
+async def test_the_routing_analytics_views_answer(settings, schemas):
+    from services.feed import scripted_feed
+    from tests.projection_contract import at_offsets
+    view = await schemas("an")
+    await view.apply(at_offsets(list(scripted_feed(agents=5, tasks=200, seed=1))))
+
+    async def rows(query):
+        async with view.conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(query)
+            return await cur.fetchall()
+
+    decisions = await rows("SELECT * FROM decision_outcomes")
+    assert decisions and all(d["outcome"] in ("completed", "failed") for d in decisions)
+    waits = await rows("SELECT * FROM task_waits")
+    assert waits and all(w["wait_ms"] >= 0 for w in waits)
+    assert {r["capability"] for r in await rows("SELECT * FROM capability_outcomes")}
+    [fair] = await rows("SELECT * FROM fairness")
+    assert 0 < fair["agent_load_jain"] <= 1
+    utilization = await rows("SELECT * FROM agent_utilization")
+    assert utilization and all(u["utilization"] >= 0 for u in utilization)
+    forecast = await rows("SELECT * FROM capability_saturation_forecast")
+    assert forecast and all(f["queued_per_minute_in_15_min"] >= 0 for f in forecast)
+    queued = await rows("SELECT count(*) AS n FROM task_queue_events")
+    assert queued[0]["n"] > 0
