@@ -9,6 +9,7 @@ policies can be evaluated offline from the decision log.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import random
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ class Weights:
     preference: float = 0.2
     temperature: float = 0.05  # softmax temperature: lower exploits more
     top_k: int = 3
+    logged_candidates: int = 10  # the decision event lists this many best candidates
 
 
 @dataclass(frozen=True)
@@ -70,9 +72,60 @@ class Record:
         return self.total_duration_ms / self.durations if self.durations else None
 
 
+class AgentRegistry(dict):
+    """Agents by id, with an index from capability to the agents declaring it.
+
+    The index keeps a decision's cost proportional to the capable agents, not the fleet.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+        self.by_capability: dict[str, set[str]] = {}
+        self.update(*args, **kwargs)
+
+    def __setitem__(self, agent_id: str, agent: AgentState) -> None:
+        if agent_id in self:
+            self._unindex(agent_id)
+        super().__setitem__(agent_id, agent)
+        for name in agent.capabilities:
+            self.by_capability.setdefault(name, set()).add(agent_id)
+
+    def __delitem__(self, agent_id: str) -> None:
+        self._unindex(agent_id)
+        super().__delitem__(agent_id)
+
+    def pop(self, agent_id, *default):
+        if agent_id in self:
+            self._unindex(agent_id)
+        return super().pop(agent_id, *default)
+
+    def update(self, *args, **kwargs) -> None:
+        for agent_id, agent in dict(*args, **kwargs).items():
+            self[agent_id] = agent
+
+    def setdefault(self, agent_id, default=None):
+        if agent_id not in self:
+            self[agent_id] = default
+        return self[agent_id]
+
+    def _unindex(self, agent_id: str) -> None:
+        for name in self[agent_id].capabilities:
+            self.by_capability.get(name, set()).discard(agent_id)
+
+    def declaring(self, names) -> list[AgentState]:
+        sets = [self.by_capability.get(name, set()) for name in names]
+        ids = set.intersection(*sets) if sets else set(self)
+        return [self[i] for i in sorted(ids)]
+
+
 @dataclass
 class RouterState:
-    agents: dict[str, AgentState] = field(default_factory=dict)
+    agents: AgentRegistry = field(default_factory=AgentRegistry)
+
+    def __setattr__(self, name, value) -> None:
+        if name == "agents" and not isinstance(value, AgentRegistry):
+            value = AgentRegistry(value)
+        super().__setattr__(name, value)
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
     relationships: dict[tuple[str, str], float] = field(default_factory=dict)  # lift, >1 is good
     job_members: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -91,7 +144,8 @@ class Scored:
 def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = frozenset()):
     """Agents meeting every hard requirement, and why the others were left out."""
     chosen, left_out = [], {}
-    for agent in state.agents.values():
+    declaring = state.agents.declaring([r.name for r in task.requirements])
+    for agent in declaring:
         if agent.agent_id in exclude:
             left_out[agent.agent_id] = "already tried on this task"
         elif not agent.routable:
@@ -101,13 +155,19 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
             left_out[agent.agent_id] = f"lacks {', '.join(missing)}"
         else:
             chosen.append(agent)
+    if not chosen:  # only then is it worth saying who lacks what
+        for agent_id in sorted(set(state.agents) - {a.agent_id for a in declaring})[:5]:
+            left_out[agent_id] = f"lacks {', '.join(r.name for r in task.requirements)}"
     return chosen, left_out
+
+
+_NO_RECORD = Record()
 
 
 def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights) -> Scored:
     predicted, confidence, durations = [], [], []
     for requirement in task.requirements:
-        record = state.records.get((agent.agent_id, requirement.name), Record())
+        record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
         a, b = record.posterior(agent.capabilities[requirement.name])
         predicted.append(a / (a + b))
         confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
@@ -116,11 +176,12 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
     success = math.prod(predicted)  # every required capability must hold
     load = agent.in_flight / agent.capacity
     duration_s = sum(durations) / 1000.0 if durations else 0.0
-    team = state.job_members.get(task.job_id or "", frozenset()) - {agent.agent_id}
-    relationship = (sum(state.relationships.get((agent.agent_id, other), 1.0) - 1.0 for other in team)
-                    / len(team)) if team else 0.0
-    preference = float(agent.agent_id in task.preferred_agents) + (
-        len(agent.tags & set(task.preferred_tags)) / len(task.preferred_tags) if task.preferred_tags else 0.0)
+    relationship = preference = 0.0
+    if task.job_id and (team := state.job_members.get(task.job_id, frozenset()) - {agent.agent_id}):
+        relationship = sum(state.relationships.get((agent.agent_id, other), 1.0) - 1.0 for other in team) / len(team)
+    if task.preferred_agents or task.preferred_tags:
+        preference = float(agent.agent_id in task.preferred_agents) + (
+            len(agent.tags & set(task.preferred_tags)) / len(task.preferred_tags) if task.preferred_tags else 0.0)
     features = {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
                 "cost": agent.cost_per_task, "relationship": relationship, "preference": preference}
     value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
@@ -144,11 +205,13 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
         why = "; ".join(f"{a}: {r}" for a, r in sorted(left_out.items())[:5])
         return TaskQueued(task_id=task.task_id, capability=task.requirements[0].name,
                           reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""))
-    ranked = sorted((score(task, a, state, weights) for a in agents),
-                    key=lambda s: (-s.score, s.agent.agent_id))
+    considered = len(agents)
+    ranked = heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1),
+                             (score(task, a, state, weights) for a in agents),
+                             key=lambda s: (-s.score, s.agent.agent_id))
     top = ranked[:max(1, weights.top_k)]
     probabilities = softmax([s.score for s in top], weights.temperature) + [0.0] * (len(ranked) - len(top))
-    pick = rng.choices(range(len(ranked)), weights=probabilities)[0]
+    pick = rng.choices(range(len(top)), weights=probabilities[:len(top)])[0]
     chosen = ranked[pick]
     return TaskRouted(
         task_id=task.task_id, policy=POLICY, model_version=state.model_version,
@@ -158,17 +221,17 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
                                    features={k: round(v, 6) for k, v in s.features.items()},
                                    predicted_success=round(s.predicted, 6), confidence=round(s.confidence, 6),
                                    propensity=round(p, 6)) for s, p in zip(ranked, probabilities)),
-        reason=_reason(chosen, ranked, pick),
+        reason=_reason(chosen, ranked, pick, considered),
         risk_factors=_risks(chosen, ranked))
 
 
-def _reason(chosen: Scored, ranked: list[Scored], pick: int) -> str:
+def _reason(chosen: Scored, ranked: list[Scored], pick: int, considered: int) -> str:
     f = chosen.features
     head = (f"{chosen.agent.agent_id}: predicted success {chosen.predicted:.2f} "
             f"(confidence {chosen.confidence:.2f}), load {f['load']:.0%}")
     if pick == 0:
-        return head + f", best of {len(ranked)} capable"
-    return head + f", explored (rank {pick + 1} of {len(ranked)}; best was {ranked[0].agent.agent_id})"
+        return head + f", best of {considered} capable"
+    return head + f", explored (rank {pick + 1} of {considered}; best was {ranked[0].agent.agent_id})"
 
 
 def _risks(chosen: Scored, ranked: list[Scored]) -> tuple[str, ...]:

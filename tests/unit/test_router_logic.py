@@ -107,3 +107,19 @@ def test_exploration_follows_the_logged_propensities():
 
 def test_softmax_is_a_distribution():
     assert sum(softmax([3.0, 1.0, -2.0], 0.5)) == pytest.approx(1.0)
+
+
+def test_the_capability_index_follows_registrations_and_removals():
+    state = fleet(agent("a", python=0.9), agent("b", sql=0.9))
+    state.agents["a"] = agent("a", sql=0.8)  # re-registered without python
+    del state.agents["b"]
+    decision = route(task(("sql", 0.5)), state, GREEDY, random.Random(1))
+    assert [c.agent_id for c in decision.candidates] == ["a"]
+    assert isinstance(route(task(("python", 0.5)), state, GREEDY, random.Random(1)), TaskQueued)
+
+
+def test_a_big_fleet_logs_only_the_best_candidates_but_says_how_many_were_capable():
+    state = fleet(*(agent(f"a{i:02}", python=0.5 + i / 100) for i in range(30)))
+    decision = route(task(("python", 0)), state, Weights(logged_candidates=5), random.Random(1))
+    assert len(decision.candidates) == 5 and decision.candidates[0].agent_id == "a29"
+    assert "of 30 capable" in decision.reason

@@ -1,0 +1,63 @@
+"""Time of one routing decision (the pure function) with a large fleet.
+
+    python -m bench.routing_decision --agents 1000 --decisions 5000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+
+from bench.machine import describe
+from events.tasks import TaskSubmitted
+from events.values import CapabilityRequirement
+from services.router.logic import AgentState, RouterState, Weights, learn_outcome, route
+
+CAPABILITIES = [f"skill-{i}" for i in range(20)]
+
+
+def fleet(agents: int, rng: random.Random) -> RouterState:
+    state = RouterState()
+    for i in range(agents):
+        skills = {c: round(rng.uniform(0.2, 0.95), 2) for c in rng.sample(CAPABILITIES, k=rng.randint(2, 5))}
+        state.agents[f"agent-{i}"] = AgentState(agent_id=f"agent-{i}", capabilities=skills,
+                                                capacity=rng.randint(1, 8), in_flight=rng.randint(0, 2))
+        for capability in skills:
+            for _ in range(rng.randint(0, 20)):
+                learn_outcome(state, f"agent-{i}", capability, rng.random() < 0.6, rng.uniform(100, 5000))
+    return state
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def run(agents: int, decisions: int, seed: int = 1) -> dict:
+    rng = random.Random(seed)
+    state, weights = fleet(agents, rng), Weights()
+    tasks = [TaskSubmitted(task_id=f"t{n}", submitter="bench", requirements=(
+        CapabilityRequirement(name=rng.choice(CAPABILITIES), min_proficiency=0.3),)) for n in range(decisions)]
+    for task in tasks[:200]:  # warm-up
+        route(task, state, weights, rng)
+    timings = []
+    for task in tasks:
+        started = time.perf_counter_ns()
+        route(task, state, weights, rng)
+        timings.append((time.perf_counter_ns() - started) / 1e6)
+    timings.sort()
+    return {"agents": agents, "decisions": decisions,
+            "p50_ms": round(percentile(timings, 0.50), 4), "p99_ms": round(percentile(timings, 0.99), 4),
+            "max_ms": round(timings[-1], 4), "machine": describe()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--decisions", type=int, default=5000)
+    args = parser.parse_args()
+    print(json.dumps(run(args.agents, args.decisions), indent=2))
+
+
+if __name__ == "__main__":
+    main()
