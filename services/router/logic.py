@@ -130,6 +130,7 @@ class RouterState:
     relationships: dict[tuple[str, str], float] = field(default_factory=dict)  # lift, >1 is good
     job_members: dict[str, frozenset[str]] = field(default_factory=dict)
     model_version: str | None = None
+    round_robin: dict[str, int] = field(default_factory=dict)  # next turn per capability (baseline policy)
 
 
 @dataclass(frozen=True)

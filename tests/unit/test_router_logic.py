@@ -123,3 +123,16 @@ def test_a_big_fleet_logs_only_the_best_candidates_but_says_how_many_were_capabl
     decision = route(task(("python", 0)), state, Weights(logged_candidates=5), random.Random(1))
     assert len(decision.candidates) == 5 and decision.candidates[0].agent_id == "a29"
     assert "of 30 capable" in decision.reason
+
+
+def test_baseline_policies_decide_with_their_own_propensities():
+    from services.router.policies import policy
+    state = fleet(agent("a", python=0.9, in_flight=1), agent("b", python=0.2), agent("c", sql=0.9))
+    rr = policy("round_robin")
+    assert [rr(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id for _ in range(3)] == ["a", "b", "a"]
+    assert policy("least_loaded")(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id == "b"
+    decision = policy("random")(task(("python", 0)), state, Weights(), random.Random(1))
+    assert {c.propensity for c in decision.candidates} == {0.5} and decision.policy == "random"
+    assert isinstance(policy("random")(task(("go", 0)), state, Weights(), random.Random(1)), TaskQueued)
+    with pytest.raises(ValueError, match="unknown routing policy"):
+        policy("psychic")

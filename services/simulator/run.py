@@ -1,0 +1,186 @@
+"""`orchestrator simulate`: each policy drives the real router, balancer and broker.
+
+For every policy: a fresh topic prefix, the router (with that policy) and the balancer as
+processes of their own, a simulated fleet answering its assignments, and a steady task
+stream. The run is scored from the events it left on Kafka.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from events.agents import AgentRegistered
+from events.codec import decode, encode
+from events.envelope import Envelope, make_event
+from events.tasks import TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
+from events.topics import EVENT_TOPICS, topic_for_event, topic_name
+from events.values import Capability, CapabilityRequirement
+from services import kafka
+from services.settings import Settings
+from services.simulator.fleet import SimulatedAgent, make_fleet, task_stream
+from services.simulator.scoring import PolicyScore, score
+
+POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
+
+
+async def simulate(settings: Settings, *, policies=POLICY_NAMES, agents: int = 12, tasks: int = 400,
+                   rate: float = 40.0, seed: int = 7, timeout_s: float = 300.0, log=print) -> dict[str, PolicyScore]:
+    results = {}
+    for name in policies:
+        run = settings.__class__.from_env({**os.environ, **_env_of(settings)},
+                                          topic_prefix=f"{settings.topic_prefix}.sim-{uuid.uuid4().hex[:6]}-{name}")
+        log(f"simulate: {name}: {tasks} tasks at {rate:g}/s for {agents} agents on {run.topic_prefix}.*")
+        started = time.monotonic()
+        results[name] = await _run_policy(run, name, agents, tasks, rate, seed, timeout_s)
+        log(f"simulate: {name}: done in {time.monotonic() - started:.0f}s: {results[name].as_dict()}")
+    return results
+
+
+def _env_of(settings: Settings) -> dict[str, str]:
+    return {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url}
+
+
+async def _run_policy(settings: Settings, policy: str, agents: int, tasks: int, rate: float, seed: int,
+                      timeout_s: float) -> PolicyScore:
+    await kafka.ensure_topics(settings)
+    fleet = make_fleet(agents, seed)
+    with _processors(settings, policy):
+        producer = kafka.producer(settings)
+        await kafka.start(producer, settings)
+        try:
+            for agent in fleet:
+                await _send(producer, settings, make_event(AgentRegistered(
+                    agent_id=agent.agent_id, display_name=agent.agent_id, capacity=agent.capacity,
+                    capabilities=tuple(Capability(name=c, proficiency=p) for c, p in agent.declared.items())),
+                    producer=agent.agent_id))
+            answering = asyncio.create_task(_answer_assignments(settings, producer, fleet, random.Random(seed)))
+            stream = task_stream(tasks, seed)
+            await _submit(settings, producer, stream, rate)
+            await _until_all_finished(settings, {t[0] for t in stream}, timeout_s)
+            answering.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await answering
+        finally:
+            await producer.stop()
+    return score(await _read_events(settings), {a.agent_id: a.capacity for a in fleet})
+
+
+@contextlib.contextmanager
+def _processors(settings: Settings, policy: str):
+    env = {**os.environ, **_env_of(settings), "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+           "ROUTER_POLICY": policy, "LOG_LEVEL": "WARNING"}
+    processes = [subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env)
+                 for name in ("router", "balancer")]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _send(producer, settings: Settings, event: Envelope) -> None:
+    await producer.send(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+                        encode(event), key=event.key.encode())
+
+
+async def _submit(settings, producer, stream, rate: float) -> None:
+    started = time.monotonic()
+    for n, (task_id, capability, priority, submitter) in enumerate(stream):
+        await _send(producer, settings, make_event(TaskSubmitted(
+            task_id=task_id, requirements=(CapabilityRequirement(name=capability),), priority=priority,
+            submitter=submitter), producer=submitter))
+        ahead = started + (n + 1) / rate - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)  # a steady stream, not a burst
+    await producer.flush()
+
+
+async def _answer_assignments(settings: Settings, producer, fleet: list[SimulatedAgent], rng) -> None:
+    """Every simulated agent at once: one consumer over all assignment partitions."""
+    agents = {a.agent_id: a for a in fleet}
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    consumer.subscribe([topic_name("assignments", settings.topic_prefix)])
+    running: set[asyncio.Task] = set()
+    try:
+        async for record in consumer:
+            assignment = decode(record.value)
+            if isinstance(assignment.body, TaskAssigned) and assignment.body.agent_id in agents:
+                job = asyncio.create_task(_work(settings, producer, agents[assignment.body.agent_id], assignment, rng))
+                running.add(job)
+                job.add_done_callback(running.discard)
+    finally:
+        for job in running:
+            job.cancel()
+        await consumer.stop()
+
+
+async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope, rng) -> None:
+    body = assignment.body
+    await _send(producer, settings, make_event(TaskStarted(task_id=body.task_id, agent_id=agent.agent_id,
+                                                           attempt=body.attempt), producer=agent.agent_id, cause=assignment))
+    success, duration_ms = agent.attempt(body.capability, rng) if body.capability in agent.skill else (False, 50.0)
+    await asyncio.sleep(duration_ms / 1000.0)
+    await _send(producer, settings, make_event(TaskCompleted(
+        task_id=body.task_id, agent_id=agent.agent_id, attempt=body.attempt, success=success,
+        duration_ms=round(duration_ms, 3), result_summary="ok" if success else "wrong answer"),
+        producer=agent.agent_id, cause=assignment))
+
+
+async def _until_all_finished(settings: Settings, task_ids: set[str], timeout_s: float) -> None:
+    outcomes = topic_name("task-outcomes", settings.topic_prefix)
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    consumer.subscribe([outcomes])
+    pending = set(task_ids)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while pending and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = decode(record.value)
+                    if event.event_type == "TaskCompleted":
+                        pending.discard(event.body.task_id)
+    finally:
+        await consumer.stop()
+    if pending:
+        raise TimeoutError(f"{len(pending)} of {len(task_ids)} tasks unfinished after {timeout_s:.0f}s")
+
+
+async def _read_events(settings: Settings) -> list[Envelope]:
+    ends = await kafka.end_offsets(settings, EVENT_TOPICS)
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    pending = {tp: end for tp, end in ends.items() if end}
+    consumer.assign(list(pending))
+    events: list[Envelope] = []
+    try:
+        while pending:
+            for tp, records in (await consumer.getmany(*pending, timeout_ms=1000)).items():
+                events += [decode(r.value) for r in records if r.offset < pending[tp]]
+                if records and records[-1].offset + 1 >= pending[tp]:
+                    del pending[tp]
+    finally:
+        await consumer.stop()
+    return events
+
+
+def table(results: dict[str, PolicyScore]) -> str:
+    head = f"{'policy':14} {'success':>8} {'utilization':>12} {'p95 wait ms':>12} {'violations':>11} {'fairness':>9}"
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        lines.append(f"{name:14} {r.success_rate:8.3f} {r.utilization:12.3f} {r.p95_wait_ms:12.0f} "
+                     f"{r.capacity_violations:11d} {r.jain_fairness:9.3f}")
+    return "\n".join(lines)
