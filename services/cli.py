@@ -84,8 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector"], help="which processor")
+    serve.add_argument("processor", choices=["projector", "health", "router", "balancer"], help="which processor")
     serve.set_defaults(run=cmd_serve)
+
+    simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
+    simulate.add_argument("--policies", default="random,round_robin,least_loaded,orchestrator",
+                          help="comma-separated policies to compare (default: all four)")
+    simulate.add_argument("--agents", type=int, default=12, help="simulated agents (default 12)")
+    simulate.add_argument("--tasks", type=int, default=400, help="tasks per policy (default 400)")
+    simulate.add_argument("--rate", type=float, default=40.0, help="tasks submitted per second (default 40)")
+    simulate.add_argument("--seed", type=int, default=7, help="seed of the fleet and the task stream")
+    simulate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    simulate.set_defaults(run=cmd_simulate)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)
@@ -204,8 +214,30 @@ def cmd_replay(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
+    if args.processor == "health":
+        from services.health.bootstrap import serve as serve_health
+        return serve_health(settings)
+    if args.processor == "router":
+        from services.router.bootstrap import serve as serve_router
+        return serve_router(settings)
+    if args.processor == "balancer":
+        from services.balancer.bootstrap import serve as serve_balancer
+        return serve_balancer(settings)
     from services.projector.bootstrap import serve
     asyncio.run(serve(settings))
+    return 0
+
+
+def cmd_simulate(args, settings: Settings) -> int:
+    from services.simulator.run import simulate, table
+    policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    results = asyncio.run(simulate(settings, policies=policies, agents=args.agents, tasks=args.tasks,
+                                   rate=args.rate, seed=args.seed, log=log))
+    if args.json:
+        print(orjson.dumps({"policies": {name: r.as_dict() for name, r in results.items()}}).decode())
+    else:
+        print(table(results))
     return 0
 
 

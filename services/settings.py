@@ -47,6 +47,68 @@ class Settings:
         "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)")
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
 
+    # --- health monitor (`orchestrator serve health`) ---
+    health_app_id: str = _env(
+        "HEALTH_APP_ID", "", "Faust app id of the health monitor: its consumer group and the prefix of its "
+        "changelog topics (default <prefix>.health)")
+    health_heartbeat_interval_s: str = _env(
+        "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send")
+    health_degraded_after_missed: str = _env(
+        "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded")
+    health_unhealthy_after_missed: str = _env(
+        "HEALTH_UNHEALTHY_AFTER_MISSED", "4",
+        "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged")
+    health_load_window_s: str = _env(
+        "HEALTH_LOAD_WINDOW_S", "60", "Seconds of heartbeats summarized in one AgentLoadSummarized")
+    health_tick_interval_s: str = _env(
+        "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows")
+    health_data_dir: str = _env(
+        "HEALTH_DATA_DIR", ".local/faust", "Directory under which the health monitor's Faust app keeps its data")
+
+    # --- router (`orchestrator serve router`) ---
+    router_app_id: str = _env(
+        "ROUTER_APP_ID", "", "Faust app id of the router: its consumer group and the prefix of its "
+        "changelog topics (default <prefix>.router)")
+    router_weight_success: str = _env(
+        "ROUTER_WEIGHT_SUCCESS", "1.0", "Weight of predicted success in a candidate's score")
+    router_weight_load: str = _env(
+        "ROUTER_WEIGHT_LOAD", "0.3", "Weight of current load (in flight / capacity), subtracted")
+    router_weight_duration: str = _env(
+        "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted")
+    router_weight_cost: str = _env(
+        "ROUTER_WEIGHT_COST", "0.05", "Weight of the agent's cost per task, subtracted")
+    router_weight_relationship: str = _env(
+        "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job")
+    router_weight_preference: str = _env(
+        "ROUTER_WEIGHT_PREFERENCE", "0.2", "Weight of the submitter's preferred agents and tags")
+    router_temperature: str = _env(
+        "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)")
+    router_top_k: str = _env(
+        "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from")
+    router_seed: str = _env(
+        "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible")
+    router_retry_interval_s: str = _env(
+        "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed")
+    router_data_dir: str = _env(
+        "ROUTER_DATA_DIR", ".local/faust", "Directory under which the router's Faust app keeps its data")
+
+    # --- balancer (`orchestrator serve balancer`) ---
+    balancer_app_id: str = _env(
+        "BALANCER_APP_ID", "", "Faust app id of the balancer: its consumer group and the prefix of its "
+        "own topics (default <prefix>.balancer)")
+    balancer_max_attempts: str = _env(
+        "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)")
+    balancer_start_timeout_s: str = _env(
+        "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned")
+    balancer_top_k: str = _env(
+        "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to")
+    balancer_tick_interval_s: str = _env(
+        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start timeouts and deadlines")
+    balancer_snapshot_every: str = _env(
+        "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state")
+    balancer_data_dir: str = _env(
+        "BALANCER_DATA_DIR", ".local/faust", "Directory under which the balancer's Faust app keeps its data")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         environ = os.environ if environ is None else environ
@@ -70,6 +132,40 @@ class Settings:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
         if not self.database_url.startswith(("postgresql://", "postgres://")):
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+        self._validate_health()
+        self._validate_router_and_balancer()
+
+    def _validate_health(self) -> None:
+        for name in ("health_heartbeat_interval_s", "health_load_window_s", "health_tick_interval_s"):
+            value = getattr(self, name)
+            try:
+                positive = float(value) > 0
+            except ValueError:
+                positive = False
+            if not positive:
+                raise ConfigError(f"{_env_name(name)} must be a positive number of seconds, got {value!r}")
+        for name in ("health_degraded_after_missed", "health_unhealthy_after_missed"):
+            value = getattr(self, name)
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
+        if int(self.health_degraded_after_missed) >= int(self.health_unhealthy_after_missed):
+            raise ConfigError("HEALTH_DEGRADED_AFTER_MISSED must be less than HEALTH_UNHEALTHY_AFTER_MISSED")
+
+    def _validate_router_and_balancer(self) -> None:
+        for name in ("router_weight_success", "router_weight_load", "router_weight_duration", "router_weight_cost",
+                     "router_weight_relationship", "router_weight_preference"):
+            if not _is_number(getattr(self, name), at_least=0.0):
+                raise ConfigError(f"{_env_name(name)} must be a non-negative number, got {getattr(self, name)!r}")
+        for name in ("router_temperature", "router_retry_interval_s", "balancer_start_timeout_s",
+                     "balancer_tick_interval_s"):
+            if not _is_number(getattr(self, name), above=0.0):
+                raise ConfigError(f"{_env_name(name)} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("router_top_k", "balancer_max_attempts", "balancer_top_k", "balancer_snapshot_every"):
+            value = getattr(self, name)
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
+        if not re.match(r"^-?[0-9]+$", self.router_seed):
+            raise ConfigError(f"ROUTER_SEED must be an integer, got {self.router_seed!r}")
 
     @property
     def group_id(self) -> str:
@@ -83,8 +179,30 @@ class Settings:
     def batch_timeout_ms(self) -> int:
         return int(self.projector_batch_timeout_ms)
 
+    @property
+    def health_app(self) -> str:
+        return self.health_app_id or f"{self.topic_prefix}.health"
+
+    @property
+    def router_app(self) -> str:
+        return self.router_app_id or f"{self.topic_prefix}.router"
+
+    @property
+    def balancer_app(self) -> str:
+        return self.balancer_app_id or f"{self.topic_prefix}.balancer"
+
     def topic(self, logical_name: str) -> str:
         return f"{self.topic_prefix}.{logical_name}"
+
+
+def _is_number(text: str, *, at_least: float | None = None, above: float | None = None) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    if value != value or value in (float("inf"), float("-inf")):
+        return False
+    return (at_least is None or value >= at_least) and (above is None or value > above)
 
 
 def _env_name(field_name: str) -> str:

@@ -1,0 +1,170 @@
+"""The health monitor's Faust app: the shell around `services.health.logic`.
+
+    <prefix>.agents, .heartbeats, .assignments ──────────────────────────────▶ watch ─┐
+    <prefix>.tasks, .task-outcomes ─▶ rekey ─▶ <app id>-task-endings-repartition ─▶ watch ─┤
+                                                                   table `agent-health` ◀┘
+    timer ─▶ on_tick for every agent this worker owns ─▶ <prefix>.agents
+                                         (AgentHealthChanged, AgentLoadSummarized)
+
+Task outcomes are keyed by task, but the set of tasks in flight has to sit beside the
+agent's health: the verdict that flags them is made per agent, by the worker that owns
+the agent's partition. A table keyed by task id would live in the task's partition, often
+on another worker, where the timer cannot read it. So the few events that end a task for
+an agent are re-keyed by agent id through an internal topic (what `group_by` does, but
+with the decoding and dead-lettering in our hands), and arrive in the same partition as
+that agent's heartbeats and assignments.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import faust
+from aiokafka.partitioner import murmur2
+
+from events.codec import decode, encode
+from events.envelope import EventBody, make_event
+from events.topics import DEAD_LETTER, PARTITIONS, topic_name
+from services.deadletter import dead_letter_headers
+from services.health.logic import (AgentState, Policy, agent_of, decode_state, encode_state, new_state,
+                                   on_event, on_tick, task_ending)
+from services.metrics import ProcessorMetrics
+
+SERVICE = "health"
+log = logging.getLogger("orchestrator.health")
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """What the dead-letter headers need to know about a message Faust consumed."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, message) -> "ConsumedRecord":
+        headers = message.headers or ()
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        return cls(message.topic, message.partition, message.offset, message.key, message.value,
+                   tuple((name, value) for name, value in pairs))
+
+
+def partition_of(key: bytes) -> int:
+    # The default partitioner of Kafka's Java client and of aiokafka, so of our producers.
+    return (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
+
+
+def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
+               policy: Policy, tick_interval_s: float, metrics: ProcessorMetrics,
+               clock: Callable[[], datetime]) -> faust.App:
+    app = faust.App(
+        app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
+        topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
+        # The memory store replays the whole changelog on every recovery anyway; a standby
+        # would only be one more copy to keep up to date.
+        table_standby_replicas=0)
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats", "assignments")),
+                             **raw)
+    task_topics = app.topic(topic_name("tasks", topic_prefix), topic_name("task-outcomes", topic_prefix), **raw)
+    task_endings = app.topic(f"{app_id}-task-endings-repartition", internal=True, partitions=PARTITIONS, **raw)
+    verdicts = app.topic(topic_name("agents", topic_prefix), **raw)
+    dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
+    heartbeats_topic = topic_name("heartbeats", topic_prefix)
+    # Keys are agent ids as bytes and placed by the producer's partitioner, not by the
+    # partition of the event being processed: the timer writes outside any stream, and this
+    # way each agent's state lands in the changelog partition numbered like its heartbeats,
+    # which is what a worker restores when it is given those partitions.
+    table = app.Table("agent-health", key_type=bytes, value_type=bytes, use_partitioner=True)
+
+    def store(key: bytes, before: AgentState, after: AgentState | None) -> None:
+        if after is None:
+            if key in table:
+                del table[key]
+        elif after != before:
+            table[key] = encode_state(after)  # a new value each time, so the changelog sees it
+
+    async def emit(bodies: list[EventBody], now: datetime) -> None:
+        for body in bodies:
+            event = make_event(body, producer=SERVICE, occurred_at=now)
+            await verdicts.send(key=event.key.encode(), value=encode(event))
+
+    async def park(message, error: Exception) -> None:
+        record = ConsumedRecord.of(message)
+        log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
+                    type(error).__name__, error)
+        await dead_letters.send(key=record.key, value=record.value,
+                                headers=dead_letter_headers(record, error, SERVICE))
+        metrics.dead_letters.labels(SERVICE, record.topic, type(error).__name__).inc()
+
+    async def take(message) -> None:
+        metrics.events_in.labels(SERVICE, message.topic).inc()
+        now = clock()
+        try:
+            event = decode(message.value)
+            agent_id = agent_of(event.body)
+            if agent_id is None:
+                return
+            key = agent_id.encode()
+            state = decode_state(table[key]) if key in table else new_state(agent_id)
+            step = on_event(state, event, now=now, policy=policy)
+        except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
+            await park(message, error)
+            return
+        store(key, state, step.state)
+        await emit(step.emitted, now)
+        metrics.events_applied.labels(SERVICE, message.topic).inc()
+
+    @app.agent(agent_topics)
+    async def watch(stream):
+        async for event in stream.events():
+            await take(event.message)
+
+    @app.agent(task_endings)
+    async def watch_task_endings(stream):
+        async for event in stream.events():
+            await take(event.message)
+
+    @app.agent(task_topics)
+    async def rekey(stream):
+        async for event in stream.events():
+            message = event.message
+            metrics.events_in.labels(SERVICE, message.topic).inc()
+            try:
+                ending = task_ending(decode(message.value).body)
+            except Exception as error:  # noqa: BLE001
+                await park(message, error)
+                continue
+            if ending is not None:
+                await task_endings.send(key=ending.agent_id.encode(), value=message.value,
+                                        headers=list(ConsumedRecord.of(message).headers))
+            metrics.events_applied.labels(SERVICE, message.topic).inc()
+
+    watching = {"partitions": frozenset(), "since": None}
+
+    @app.timer(interval=tick_interval_s)
+    async def tick():
+        if app.rebalancing or app.in_recovery:
+            return
+        now = clock()
+        owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == heartbeats_topic)
+        if owned != watching["partitions"]:
+            watching.update(partitions=owned, since=now)
+        emitted: list[EventBody] = []
+        for key, raw_state in list(table.items()):
+            # The memory store keeps what it wrote for partitions since given to another worker.
+            if partition_of(key) not in owned:
+                continue
+            state = decode_state(raw_state)
+            step = on_tick(state, now=now, policy=policy, watching_since=watching["since"])
+            store(key, state, step.state)
+            emitted += step.emitted
+        await emit(emitted, now)
+
+    return app

@@ -1,0 +1,286 @@
+"""Health and load of one agent, decided from the events about it and the time.
+
+Plain state, plain functions; the clock is an argument. The Faust shell keeps one
+`AgentState` per agent in a table and calls `on_event` for every event about the
+agent and `on_tick` on a timer.
+
+Liveness is measured on the monitor's clock (when a heartbeat was received), so an
+agent whose clock is off is still judged fairly. Load windows follow the agent's own
+clock (when a heartbeat occurred), so a replayed backlog of heartbeats is summarized
+into the windows it came from, not lumped into the present one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+from events.agents import (AgentDeregistered, AgentHealthChanged, AgentHeartbeat, AgentLoadSummarized,
+                           AgentRegistered, Health)
+from events.envelope import Envelope, EventBody
+from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskReassigned,
+                          TaskRejected, TaskTimedOut)
+
+# Outcomes seen before their assignment (topics are read in no guaranteed order), kept so
+# the late assignment is not taken for work in flight; bounded so it cannot grow forever.
+MAX_ENDED_EARLY = 64
+# Redelivery after a crash repeats what came since the last commit, a few seconds' worth.
+RECENT_HEARTBEATS = 32
+_RANK: dict[Health, int] = {"unknown": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
+
+
+@dataclass(frozen=True)
+class Policy:
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    degraded_after_missed: int = 2
+    unhealthy_after_missed: int = 4
+    load_window: timedelta = timedelta(seconds=60)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.degraded_after_missed < self.unhealthy_after_missed:
+            raise ValueError("need 1 <= degraded_after_missed < unhealthy_after_missed")
+        if self.heartbeat_interval <= timedelta(0) or self.load_window <= timedelta(0):
+            raise ValueError("heartbeat interval and load window must be positive")
+
+
+class _State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class LoadWindow(_State):
+    start: datetime
+    heartbeats: int = 0
+    recent_heartbeat_ids: tuple[str, ...] = ()
+    in_flight_total: int = 0
+    max_in_flight: int = 0
+    queue_depth_total: int = 0
+    cpu_total: float = 0.0
+    cpu_samples: int = 0
+    max_memory_mb: float | None = None
+
+
+class AgentState(_State):
+    agent_id: str
+    registered: bool = False
+    health: Health = "unknown"
+    last_heartbeat_at: datetime | None = None
+    in_flight: dict[str, int] = {}
+    ended_early: dict[str, int] = {}
+    window: LoadWindow | None = None
+    summarized_until: datetime | None = None
+
+
+class Step(NamedTuple):
+    state: AgentState | None  # None: nothing left worth remembering about the agent
+    emitted: list[EventBody]
+
+
+class TaskEnding(NamedTuple):
+    agent_id: str
+    task_id: str
+    attempt: int  # this attempt and every earlier one are over for the agent
+
+
+def new_state(agent_id: str) -> AgentState:
+    return AgentState(agent_id=agent_id)
+
+
+def encode_state(state: AgentState) -> bytes:
+    return state.model_dump_json().encode()
+
+
+def decode_state(raw: bytes) -> AgentState:
+    return AgentState.model_validate_json(raw)
+
+
+def task_ending(body: EventBody) -> TaskEnding | None:
+    """Which agent a task-keyed event frees from which task, if any."""
+    match body:
+        case TaskCompleted() | TaskFailed() | TaskRejected():
+            return TaskEnding(body.agent_id, body.task_id, body.attempt)
+        case TaskHandedOff():
+            return TaskEnding(body.from_agent_id, body.task_id, body.attempt)
+        case TaskReassigned(from_agent_id=str()):
+            return TaskEnding(body.from_agent_id, body.task_id, body.attempt - 1)
+        case TaskTimedOut(agent_id=str()) if body.attempt >= 1:
+            return TaskEnding(body.agent_id, body.task_id, body.attempt)
+    return None
+
+
+def agent_of(body: EventBody) -> str | None:
+    """The agent whose state an event changes, or None if it concerns no agent's health."""
+    match body:
+        case AgentRegistered() | AgentDeregistered() | AgentHeartbeat() | TaskAssigned():
+            return body.agent_id
+    ending = task_ending(body)
+    return ending.agent_id if ending else None
+
+
+def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Policy) -> Step:
+    body = event.body
+    match body:
+        case AgentRegistered():
+            return Step(state.model_copy(update={"registered": True}), [])
+        case AgentDeregistered():
+            # It left: no verdicts any more, and a later return starts from "unknown".
+            return Step(state.model_copy(update={"registered": False, "health": "unknown",
+                                                 "last_heartbeat_at": None}), [])
+        case AgentHeartbeat():
+            return _heard(state, event, now, policy)
+        case TaskAssigned():
+            return Step(_assigned(state, body), [])
+    ending = task_ending(body)
+    if ending is not None and ending.agent_id == state.agent_id:
+        return Step(_ended(state, ending), [])
+    return Step(state, [])
+
+
+def on_tick(state: AgentState, *, now: datetime, policy: Policy,
+            watching_since: datetime | None = None) -> Step:
+    """Verdicts and closed load windows due at `now`.
+
+    `watching_since` is when this monitor began watching the agent's partition (start or
+    rebalance): silence before it may be the monitor's own absence, so it delays a worse
+    verdict but never causes a better one.
+    """
+    emitted: list[EventBody] = []
+    verdict = _verdict(state, now, policy, watching_since)
+    if verdict is not None and verdict != state.health:
+        emitted.append(_health_changed(state, verdict, now, policy))
+        state = state.model_copy(update={"health": verdict})
+    window = state.window
+    if window is not None and now >= window.start + policy.load_window + policy.heartbeat_interval:
+        # One heartbeat interval of grace, so a beat sent just before the end still counts.
+        emitted.append(_summary(state.agent_id, window, policy))
+        state = state.model_copy(update={"window": None,
+                                         "summarized_until": window.start + policy.load_window})
+    if not state.registered and state.window is None and not state.in_flight:
+        return Step(None, emitted)
+    return Step(state, emitted)
+
+
+def missed_heartbeats(since: datetime | None, now: datetime, policy: Policy) -> int:
+    if since is None:
+        return 0
+    return max(0, int((now - since) / policy.heartbeat_interval))
+
+
+# --- heartbeats and load ------------------------------------------------------------
+
+def _heard(state: AgentState, event: Envelope, now: datetime, policy: Policy) -> Step:
+    window = state.window
+    if window is not None and event.event_id in window.recent_heartbeat_ids:
+        return Step(state, [])  # delivered twice
+    last = state.last_heartbeat_at
+    state = state.model_copy(update={"last_heartbeat_at": now if last is None else max(last, now)})
+    start = window_start(event.occurred_at, policy)
+    if state.summarized_until is not None and start < state.summarized_until:
+        return Step(state, [])  # its window is already summarized: alive, but too late for the load
+    emitted = []
+    if window is not None and start > window.start:
+        emitted.append(_summary(state.agent_id, window, policy))
+        state = state.model_copy(update={"summarized_until": window.start + policy.load_window})
+        window = None
+    elif window is not None and start < window.start:
+        return Step(state, [])  # older than the open window: too late for the load
+    window = _add(window or LoadWindow(start=start), event.event_id, event.body)
+    return Step(state.model_copy(update={"window": window}), emitted)
+
+
+def window_start(moment: datetime, policy: Policy) -> datetime:
+    width = policy.load_window.total_seconds()
+    seconds = moment.timestamp()
+    return datetime.fromtimestamp(seconds - seconds % width, tz=timezone.utc)
+
+
+def _add(window: LoadWindow, event_id: str, beat: AgentHeartbeat) -> LoadWindow:
+    memory = window.max_memory_mb
+    if beat.memory_mb is not None:
+        memory = beat.memory_mb if memory is None else max(memory, beat.memory_mb)
+    return window.model_copy(update={
+        "heartbeats": window.heartbeats + 1,
+        "recent_heartbeat_ids": (*window.recent_heartbeat_ids, event_id)[-RECENT_HEARTBEATS:],
+        "in_flight_total": window.in_flight_total + beat.in_flight,
+        "max_in_flight": max(window.max_in_flight, beat.in_flight),
+        "queue_depth_total": window.queue_depth_total + beat.queue_depth,
+        "cpu_total": window.cpu_total + (beat.cpu_percent or 0.0),
+        "cpu_samples": window.cpu_samples + (beat.cpu_percent is not None),
+        "max_memory_mb": memory,
+    })
+
+
+def _summary(agent_id: str, window: LoadWindow, policy: Policy) -> AgentLoadSummarized:
+    count = window.heartbeats
+    return AgentLoadSummarized(
+        agent_id=agent_id, window_start=window.start, window_end=window.start + policy.load_window,
+        heartbeats=count, avg_in_flight=window.in_flight_total / count, max_in_flight=window.max_in_flight,
+        avg_queue_depth=window.queue_depth_total / count,
+        avg_cpu_percent=window.cpu_total / window.cpu_samples if window.cpu_samples else None,
+        max_memory_mb=window.max_memory_mb)
+
+
+# --- tasks in flight ----------------------------------------------------------------
+
+def _assigned(state: AgentState, assignment: TaskAssigned) -> AgentState:
+    task, attempt = assignment.task_id, assignment.attempt
+    if state.ended_early.get(task, 0) >= attempt:
+        ended_early = {t: a for t, a in state.ended_early.items() if t != task}
+        return state.model_copy(update={"ended_early": ended_early})
+    if state.in_flight.get(task, 0) >= attempt:
+        return state
+    return state.model_copy(update={"in_flight": {**state.in_flight, task: attempt}})
+
+
+def _ended(state: AgentState, ending: TaskEnding) -> AgentState:
+    assigned = state.in_flight.get(ending.task_id)
+    if assigned is not None and assigned <= ending.attempt:
+        in_flight = {t: a for t, a in state.in_flight.items() if t != ending.task_id}
+        return state.model_copy(update={"in_flight": in_flight})
+    if assigned is not None or state.ended_early.get(ending.task_id, 0) >= ending.attempt:
+        return state
+    ended_early = {**state.ended_early, ending.task_id: ending.attempt}
+    while len(ended_early) > MAX_ENDED_EARLY:
+        del ended_early[next(iter(ended_early))]
+    return state.model_copy(update={"ended_early": ended_early})
+
+
+# --- verdicts -----------------------------------------------------------------------
+
+def _verdict(state: AgentState, now: datetime, policy: Policy,
+             watching_since: datetime | None) -> Health | None:
+    if not state.registered:
+        return None
+    last = state.last_heartbeat_at
+    if last is None:
+        return None
+    observed = _level(missed_heartbeats(last, now, policy), policy)
+    if _RANK[observed] < _RANK[state.health]:
+        return observed
+    watched_from = last if watching_since is None else max(last, watching_since)
+    watched = _level(missed_heartbeats(watched_from, now, policy), policy)
+    return max(state.health, watched, key=_RANK.__getitem__)
+
+
+def _level(missed: int, policy: Policy) -> Health:
+    if missed >= policy.unhealthy_after_missed:
+        return "unhealthy"
+    if missed >= policy.degraded_after_missed:
+        return "degraded"
+    return "healthy"
+
+
+def _health_changed(state: AgentState, verdict: Health, now: datetime, policy: Policy) -> AgentHealthChanged:
+    missed = missed_heartbeats(state.last_heartbeat_at, now, policy)
+    interval = policy.heartbeat_interval.total_seconds()
+    if verdict == "healthy":
+        reason = "first heartbeat" if state.health == "unknown" else "heartbeats resumed"
+        return AgentHealthChanged(agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason)
+    reason = f"no heartbeat for {missed} intervals of {interval:g}s"
+    flagged: tuple[str, ...] = ()
+    if verdict == "unhealthy":
+        flagged = tuple(sorted(state.in_flight))
+        reason += f"; {len(flagged)} task(s) in flight flagged for reassignment"
+    return AgentHealthChanged(agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason,
+                              missed_heartbeats=missed, in_flight_task_ids=flagged)

@@ -1,0 +1,247 @@
+from datetime import timedelta
+
+from events.agents import AgentHealthChanged, AgentHeartbeat, AgentLoadSummarized
+from events.envelope import make_event
+from events.tasks import TaskReassigned, TaskSubmitted
+from events.values import CapabilityRequirement
+from services.health.logic import (Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick,
+                                   task_ending)
+from tests.factories import T0, assigned, at, completed, deregistered, registered
+
+POLICY = Policy(heartbeat_interval=timedelta(seconds=5), degraded_after_missed=2, unhealthy_after_missed=4,
+                load_window=timedelta(seconds=60))
+
+
+def heartbeat(agent_id="agent-1", *, t: float, in_flight=0, queue_depth=0, cpu=None, memory=None):
+    return make_event(AgentHeartbeat(agent_id=agent_id, in_flight=in_flight, queue_depth=queue_depth,
+                                     cpu_percent=cpu, memory_mb=memory, agent_version="1.0"),
+                      producer=agent_id, occurred_at=at(t))
+
+
+def reassigned(task_id="task-1", from_agent_id="agent-1", *, attempt=2, t: float = 30):
+    return make_event(TaskReassigned(task_id=task_id, from_agent_id=from_agent_id, attempt=attempt,
+                                     reason="agent unhealthy"), producer="balancer", occurred_at=at(t))
+
+
+class Monitored:
+    """One agent's state, driven the way the Faust shell drives it."""
+
+    def __init__(self, agent_id="agent-1"):
+        self.state = new_state(agent_id)
+        self.forgotten = False
+
+    def when(self, *events, received_at: float | None = None) -> list:
+        emitted = []
+        for event in events:
+            now = event.occurred_at if received_at is None else at(received_at)
+            step = on_event(self.state, event, now=now, policy=POLICY)
+            self.state = step.state
+            emitted += step.emitted
+        return emitted
+
+    def tick(self, t: float, watching_since: float | None = None) -> list:
+        step = on_tick(self.state, now=at(t), policy=POLICY,
+                       watching_since=None if watching_since is None else at(watching_since))
+        self.forgotten = step.state is None
+        self.state = step.state or new_state(self.state.agent_id)
+        return step.emitted
+
+
+def given(*events, ticks=()) -> Monitored:
+    agent = Monitored()
+    agent.when(*events)
+    for t in ticks:
+        agent.tick(t)
+    return agent
+
+
+def changes(emitted) -> list[tuple[str, str]]:
+    return [(e.previous, e.current) for e in emitted if isinstance(e, AgentHealthChanged)]
+
+
+def summaries(emitted) -> list[AgentLoadSummarized]:
+    return [e for e in emitted if isinstance(e, AgentLoadSummarized)]
+
+
+# --- verdicts -----------------------------------------------------------------------
+
+def test_the_first_heartbeat_of_a_registered_agent_makes_it_healthy():
+    agent = given(registered(t=0), heartbeat(t=1))
+
+    emitted = agent.tick(2)
+
+    assert changes(emitted) == [("unknown", "healthy")]
+    assert emitted[0].reason == "first heartbeat"
+
+
+def test_a_registered_agent_never_heard_from_gets_no_verdict():
+    agent = given(registered(t=0))
+
+    assert agent.tick(100) == []
+
+
+def test_an_agent_silent_for_two_intervals_is_degraded():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+
+    assert agent.tick(10.9) == []
+    emitted = agent.tick(11)
+
+    assert changes(emitted) == [("healthy", "degraded")]
+    assert emitted[0].missed_heartbeats == 2 and emitted[0].in_flight_task_ids == ()
+
+
+def test_an_agent_silent_for_four_intervals_is_unhealthy_and_its_tasks_in_flight_are_flagged():
+    agent = given(registered(t=0), heartbeat(t=1), assigned("task-1", t=2), assigned("task-2", t=3),
+                  completed("task-2", t=4), assigned("task-3", t=5), ticks=[6, 11])
+
+    emitted = agent.tick(21)
+
+    assert changes(emitted) == [("degraded", "unhealthy")]
+    assert emitted[0].in_flight_task_ids == ("task-1", "task-3")
+    assert emitted[0].missed_heartbeats == 4
+    assert "2 task(s) in flight flagged for reassignment" in emitted[0].reason
+
+
+def test_a_late_tick_goes_straight_from_healthy_to_unhealthy():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+
+    assert changes(agent.tick(30)) == [("healthy", "unhealthy")]
+
+
+def test_a_verdict_is_announced_once():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2, 11])
+
+    assert changes(agent.tick(12)) == []
+
+
+def test_an_agent_recovers_when_heartbeats_resume():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2, 30])
+
+    agent.when(heartbeat(t=31))
+    emitted = agent.tick(32)
+
+    assert changes(emitted) == [("unhealthy", "healthy")]
+    assert emitted[0].reason == "heartbeats resumed"
+
+
+def test_a_deregistered_agent_is_no_longer_judged_and_is_forgotten():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    agent.when(deregistered(t=3))
+
+    emitted = agent.tick(65)
+
+    assert changes(emitted) == [] and len(summaries(emitted)) == 1
+    assert agent.forgotten
+
+
+def test_a_deregistered_agent_gets_no_verdict_even_before_its_load_is_summarized():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    agent.when(deregistered(t=3))
+
+    emitted = agent.tick(30)
+
+    assert changes(emitted) == [] and summaries(emitted) == []
+    assert not agent.forgotten  # its open load window is still owed
+
+
+def test_an_agent_that_registers_again_starts_from_unknown():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    agent.when(deregistered(t=3), registered(t=4), heartbeat(t=5))
+
+    assert changes(agent.tick(6)) == [("unknown", "healthy")]
+
+
+def test_an_agent_heard_from_but_not_registered_gets_no_verdict():
+    agent = given(heartbeat(t=1))
+
+    assert changes(agent.tick(30)) == []
+
+
+def test_after_a_restart_silence_is_counted_from_when_watching_began():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+
+    assert changes(agent.tick(100, watching_since=99)) == []
+    assert changes(agent.tick(109, watching_since=99)) == [("healthy", "degraded")]
+
+
+def test_a_restart_never_makes_a_silent_agent_look_healthy():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2, 30])
+
+    assert changes(agent.tick(100, watching_since=99)) == []
+    assert agent.state.health == "unhealthy"
+
+
+# --- tasks in flight ------------------------------------------------------------------
+
+def test_an_outcome_read_before_its_assignment_does_not_leave_the_task_in_flight():
+    agent = given(registered(t=0), heartbeat(t=1), completed("task-1", t=5), assigned("task-1", t=3), ticks=[2])
+
+    assert agent.tick(30)[0].in_flight_task_ids == ()
+
+
+def test_a_reassigned_task_leaves_the_agent_and_may_come_back_as_a_new_attempt():
+    agent = given(registered(t=0), heartbeat(t=1), assigned("task-1", t=2), reassigned("task-1", attempt=2, t=3))
+    assert agent.state.in_flight == {}
+
+    agent.when(assigned("task-1", attempt=2, t=4))
+
+    assert agent.state.in_flight == {"task-1": 2}
+
+
+def test_task_events_name_the_agent_they_free():
+    assert agent_of(completed("task-1", "agent-7").body) == "agent-7"
+    assert task_ending(reassigned("task-1", "agent-7", attempt=3).body) == ("agent-7", "task-1", 2)
+    assert agent_of(assigned("task-1", "agent-7").body) == "agent-7"
+    submitted = TaskSubmitted(task_id="task-1", submitter="me", requirements=(CapabilityRequirement(name="python"),))
+    assert agent_of(submitted) is None
+
+
+# --- load -----------------------------------------------------------------------------
+
+def test_a_window_of_heartbeats_is_summarized_once_it_is_over():
+    agent = given(heartbeat(t=1, in_flight=1, queue_depth=0, cpu=10.0, memory=100.0),
+                  heartbeat(t=6, in_flight=3, queue_depth=2, cpu=20.0, memory=300.0),
+                  heartbeat(t=11, in_flight=2, queue_depth=4, memory=200.0))
+
+    assert agent.tick(62) == []  # a beat sent just before the end may still be on its way
+    [summary] = summaries(agent.tick(65))
+
+    assert (summary.window_start, summary.window_end) == (T0, T0 + timedelta(seconds=60))
+    assert summary.heartbeats == 3
+    assert (summary.avg_in_flight, summary.max_in_flight, summary.avg_queue_depth) == (2.0, 3, 2.0)
+    assert (summary.avg_cpu_percent, summary.max_memory_mb) == (15.0, 300.0)
+    assert summaries(agent.tick(200)) == []
+
+
+def test_a_heartbeat_of_the_next_window_closes_the_previous_one():
+    agent = given(heartbeat(t=58, in_flight=4))
+
+    [summary] = summaries(agent.when(heartbeat(t=61, in_flight=1)))
+
+    assert summary.heartbeats == 1 and summary.max_in_flight == 4 and summary.avg_cpu_percent is None
+    assert agent.state.window.heartbeats == 1 and agent.state.window.start == at(60)
+
+
+def test_a_heartbeat_delivered_twice_changes_nothing():
+    beat = heartbeat(t=1, in_flight=2)
+    agent = given(registered(t=0), beat)
+    before = agent.state
+
+    assert agent.when(beat, received_at=3) == []
+    assert agent.state == before
+    assert summaries(agent.tick(65))[0].heartbeats == 1
+
+
+def test_a_heartbeat_too_late_for_its_window_still_shows_the_agent_is_alive():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2, 65])
+
+    agent.when(heartbeat(t=59), received_at=70)
+
+    assert agent.state.window is None
+    assert changes(agent.tick(71)) == [("unhealthy", "healthy")]
+
+
+def test_state_survives_the_table_round_trip():
+    agent = given(registered(t=0), heartbeat(t=1, cpu=3.5), assigned("task-1", t=2), ticks=[2])
+
+    assert decode_state(encode_state(agent.state)) == agent.state
