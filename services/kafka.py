@@ -27,8 +27,11 @@ def producer(settings: Settings, **options) -> AIOKafkaProducer:
 
 
 def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap_servers,
-                            enable_auto_commit=False, auto_offset_reset="earliest", **options)
+    # read_committed: records of an aborted transaction (an agent's report that was retried)
+    # are never seen, so every reader sees each report once.
+    options = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
+               "isolation_level": "read_committed", **options}
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap_servers, **options)
 
 
 async def start(client, settings: Settings, what: str = "Kafka") -> None:
