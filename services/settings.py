@@ -85,6 +85,9 @@ class Settings:
         "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)")
     router_top_k: str = _env(
         "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from")
+    router_policy: str = _env(
+        "ROUTER_POLICY", "orchestrator",
+        "Routing policy: orchestrator (learned, explained), or the baselines random, round_robin, least_loaded")
     router_seed: str = _env(
         "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible")
     router_retry_interval_s: str = _env(
@@ -104,6 +107,9 @@ class Settings:
         "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to")
     balancer_tick_interval_s: str = _env(
         "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start timeouts and deadlines")
+    balancer_session_timeout_s: str = _env(
+        "BALANCER_SESSION_TIMEOUT_S", "10", "Seconds of silence after which the group hands a stopped balancer's "
+        "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)")
     balancer_snapshot_every: str = _env(
         "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state")
     balancer_data_dir: str = _env(
@@ -157,13 +163,16 @@ class Settings:
             if not _is_number(getattr(self, name), at_least=0.0):
                 raise ConfigError(f"{_env_name(name)} must be a non-negative number, got {getattr(self, name)!r}")
         for name in ("router_temperature", "router_retry_interval_s", "balancer_start_timeout_s",
-                     "balancer_tick_interval_s"):
+                     "balancer_tick_interval_s", "balancer_session_timeout_s"):
             if not _is_number(getattr(self, name), above=0.0):
                 raise ConfigError(f"{_env_name(name)} must be a positive number, got {getattr(self, name)!r}")
         for name in ("router_top_k", "balancer_max_attempts", "balancer_top_k", "balancer_snapshot_every"):
             value = getattr(self, name)
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
+        from services.router.policies import POLICIES  # late: settings must not depend on services at import
+        if self.router_policy not in POLICIES:
+            raise ConfigError(f"ROUTER_POLICY must be one of {', '.join(POLICIES)}, got {self.router_policy!r}")
         if not re.match(r"^-?[0-9]+$", self.router_seed):
             raise ConfigError(f"ROUTER_SEED must be an integer, got {self.router_seed!r}")
 

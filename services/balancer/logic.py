@@ -49,6 +49,7 @@ class Task:
     submitted_at: datetime | None = None
     deadline: datetime | None = None
     capability: str = ""
+    payload: dict = field(default_factory=dict)  # what the agent is given with the assignment
     candidates: tuple[tuple[str, float, float], ...] = ()  # (agent, predicted success, duration s), ranked
     chosen: str | None = None
     attempt: int = 0
@@ -93,13 +94,15 @@ def tick(state: BalancerState, now: datetime, limits: Limits = Limits()) -> list
 def _submitted(state, event: TaskSubmitted, now, limits):
     state.tasks.setdefault(event.task_id, Task(
         task_id=event.task_id, priority=event.priority, submitter=event.submitter, submitted_at=now,
-        deadline=event.deadline, capability=event.requirements[0].name))
+        deadline=event.deadline, capability=event.requirements[0].name, payload=dict(event.payload)))
     return []
 
 
 def _routed(state, event: TaskRouted, now, limits):
-    task = state.tasks.setdefault(event.task_id, Task(task_id=event.task_id, submitted_at=now))
-    if task.agent_id or task.queued_at or event.chosen_agent_id is None:
+    # A submission precedes its routing on the same partition, so an unknown task is one that
+    # has already ended: a late duplicate of its routing must not start it again.
+    task = state.tasks.get(event.task_id)
+    if task is None or task.agent_id or task.queued_at or event.chosen_agent_id is None:
         return []  # a duplicate, or a re-route of a task already placed
     task.candidates = tuple((c.agent_id, c.predicted_success or 0.0, c.features.get("expected_duration_s", 0.0))
                             for c in event.candidates if c.agent_id not in task.tried)
@@ -144,7 +147,8 @@ def _assign(state, task: Task, agent_id: str, now) -> list[EventBody]:
     state.slots[agent_id].in_flight[task.task_id] = task.capability
     state.served[task.submitter] = state.served.get(task.submitter, 0) + 1
     return [TaskAssigned(agent_id=agent_id, task_id=task.task_id, attempt=task.attempt,
-                         capability=task.capability or "unspecified", deadline=task.deadline)]
+                         capability=task.capability or "unspecified", deadline=task.deadline,
+                         payload=task.payload)]
 
 
 def _free(state: BalancerState, task: Task) -> None:
@@ -200,8 +204,8 @@ def _retry(state, task: Task, now, limits, reason: str, *, from_agent: str | Non
 
 def _handed_off(state, event: TaskHandedOff, now, limits):
     task = _current(state, event)
-    if task is None:
-        return []
+    if task is None or event.subtask_id is not None:
+        return []  # a subtask passed on leaves the task itself with its agent
     _free(state, task)
     if event.to_agent_id:
         task.candidates = ((event.to_agent_id, 0.5, 0.0), *task.candidates)
@@ -245,9 +249,17 @@ def _health(state, event: AgentHealthChanged, now, limits):
 def _drain_queue(state: BalancerState, now, limits) -> list[EventBody]:
     """Place waiting tasks while any fits: most urgent first, then least-served submitter, then oldest."""
     out: list[EventBody] = []
-    for task in sorted((t for t in state.tasks.values() if t.queued_at), key=lambda t: _queue_key(state, t)):
+    # Slots only fill up while draining, so a task with no candidate open now cannot be placed
+    # later in the same drain; leaving those out keeps a long queue cheap to drain.
+    open_ = {a for a, slot in state.slots.items() if slot.available and len(slot.in_flight) < slot.capacity}
+    placeable = [t for t in state.tasks.values() if t.queued_at and any(c[0] in open_ for c in t.candidates)]
+    for task in sorted(placeable, key=lambda t: _queue_key(state, t)):
+        if not open_:
+            break
         if (agent_id := _pick(state, task, limits)) is not None:
             out += _assign(state, task, agent_id, now)
+            if len(state.slots[agent_id].in_flight) >= state.slots[agent_id].capacity:
+                open_.discard(agent_id)
     return out
 
 
@@ -256,9 +268,9 @@ def _queue_key(state: BalancerState, task: Task):
 
 
 def _position(state: BalancerState, task: Task) -> int:
-    ahead = [t for t in state.tasks.values() if t.queued_at and t.capability == task.capability
-             and _queue_key(state, t) < _queue_key(state, task)]
-    return len(ahead) + 1
+    mine, served = _queue_key(state, task), state.served
+    return 1 + sum(1 for t in state.tasks.values() if t.queued_at and t.capability == task.capability
+                   and (t.priority, served.get(t.submitter, 0), t.queued_at, t.task_id) < mine)
 
 
 _HANDLERS = {

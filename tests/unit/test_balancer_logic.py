@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from events.agents import AgentDeregistered, AgentHealthChanged, AgentRegistered
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskQueued, TaskReassigned,
+from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued, TaskReassigned,
                           TaskRejected, TaskRouted, TaskStarted, TaskSubmitted, TaskTimedOut)
 from events.values import Candidate, Capability, CapabilityRequirement
 from services.balancer.logic import BalancerState, Limits, decide, tick
@@ -199,3 +199,24 @@ def test_capacity_is_never_exceeded_under_a_random_storm():
         for agent_id, slot in s.state.slots.items():
             assert len(slot.in_flight) <= slot.capacity, agent_id
     assert sum(len(slot.in_flight) for slot in s.state.slots.values()) == len(live)
+
+
+def test_the_assignment_carries_the_submitted_payload():
+    s = Scenario().given(agent("a1"), TaskSubmitted(task_id="t1", requirements=(CapabilityRequirement(name="python"),),
+                                                    submitter="c", payload={"prompt": "fix it"}))
+    [assignment] = s.when(routed("t1", "a1"))
+    assert assignment.payload == {"prompt": "fix it"}
+
+
+def test_a_routing_repeated_after_the_task_ended_does_not_start_it_again():
+    s = Scenario().given(agent("a1"), submitted("t1"), routed("t1", "a1"),
+                         TaskCompleted(task_id="t1", agent_id="a1", attempt=1))
+    assert s.when(routed("t1", "a1")) == []
+    assert s.in_flight("a1") == set()
+
+
+def test_a_subtask_handed_off_leaves_the_task_with_its_agent():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"))
+    assert s.when(TaskHandedOff(task_id="t1", from_agent_id="a1", attempt=1, subtask_id="t1.review",
+                                to_agent_id="a2", reason="needs a reviewer")) == []
+    assert s.in_flight("a1") == {"t1"}

@@ -1,0 +1,135 @@
+"""The router's Faust app: the shell around `services.router.logic`.
+
+    <prefix>.agents, .skills, .models, .assignments,
+    .task-outcomes, .tasks ── every partition, every copy ──▶ follower ──▶ RouterView
+    <prefix>.tasks ── in the group, by task ──▶ route_tasks ──▶ TaskRouted / TaskQueued ─▶ <prefix>.tasks
+                                    table `waiting-tasks` (no capable agent yet) ◀─┘
+    timer, when agents changed ──▶ route the waiting tasks this copy owns ──▶ TaskRouted
+
+A task nobody can take is kept, keyed by task id, and routed again as soon as the agents
+change; it leaves the table when its TaskRouted comes back through the tasks topic, inside
+the stream, where Faust lets a table be written.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import faust
+from prometheus_client import Histogram
+
+from events.codec import decode, encode
+from events.envelope import Envelope, make_event
+from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
+from events.topics import DEAD_LETTER, PARTITIONS, topic_name
+from services.deadletter import dead_letter_headers
+from services.health.app import ConsumedRecord, partition_of
+from services.metrics import LATENCY_BUCKETS, ProcessorMetrics
+from services.router.follower import LogFollower
+from services.router.logic import Weights
+from services.router.policies import Policy
+
+SERVICE = "router"
+log = logging.getLogger("orchestrator.router")
+
+
+def exploration_rng(seed: int, task_id: str) -> random.Random:
+    # Seeded by the task, so the draw behind any decision can be reproduced from the log.
+    return random.Random(f"{seed}:{task_id}")
+
+
+def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
+               follower: LogFollower, weights: Weights, policy: Policy, seed: int, retry_interval_s: float,
+               metrics: ProcessorMetrics, clock: Callable[[], datetime]) -> faust.App:
+    app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
+                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
+                    table_standby_replicas=0)
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    tasks_topic = topic_name("tasks", topic_prefix)
+    tasks = app.topic(tasks_topic, **raw)
+    dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
+    # task id -> its TaskSubmitted, as received; written in the task's partition of the tasks topic
+    waiting = app.Table("waiting-tasks", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    decision_seconds = Histogram(
+        "orchestrator_routing_decision_seconds", "From a task's submission to the router's decision about it",
+        ("service", "decision"), buckets=LATENCY_BUCKETS, registry=metrics.registry)
+    view = follower.view
+    routed_from_waiting: set[bytes] = set()  # emitted, not yet back through the stream to be removed
+
+    def decide(submitted: Envelope) -> TaskRouted | TaskQueued:
+        return policy(submitted.body, view.state, weights, exploration_rng(seed, submitted.body.task_id))
+
+    async def emit(decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
+        event = make_event(decision, producer=SERVICE, cause=cause)
+        await tasks.send(key=event.key.encode(), value=encode(event))
+        decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
+
+    async def park(message, error: Exception) -> None:
+        record = ConsumedRecord.of(message)
+        log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
+                    type(error).__name__, error)
+        await dead_letters.send(key=record.key, value=record.value,
+                                headers=dead_letter_headers(record, error, SERVICE))
+        metrics.dead_letters.labels(SERVICE, record.topic, type(error).__name__).inc()
+
+    @app.task
+    async def follow_the_log():
+        try:
+            await follower.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - routing blind would be worse than stopping
+            log.exception("the router's view stopped following the log")
+            await app.crash(error)
+
+    @app.agent(tasks)
+    async def route_tasks(stream):
+        async for event in stream.events():
+            message = event.message
+            metrics.events_in.labels(SERVICE, message.topic).inc()
+            try:
+                envelope = decode(message.value)
+            except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
+                await park(message, error)
+                continue
+            body = envelope.body
+            if isinstance(body, TaskSubmitted):
+                await follower.ready.wait()
+                try:
+                    decision = decide(envelope)
+                except Exception as error:  # noqa: BLE001
+                    await park(message, error)
+                    continue
+                if isinstance(decision, TaskQueued):
+                    waiting[body.task_id.encode()] = message.value
+                await emit(decision, envelope, "routed" if isinstance(decision, TaskRouted) else "queued")
+            elif isinstance(body, (TaskRouted, TaskTimedOut)) and (key := body.task_id.encode()) in waiting:
+                del waiting[key]  # routed after waiting, or expired
+                routed_from_waiting.discard(key)
+            metrics.events_applied.labels(SERVICE, message.topic).inc()
+
+    seen = {"registry": -1, "owned": frozenset()}
+
+    @app.timer(interval=retry_interval_s)
+    async def route_waiting():
+        if app.rebalancing or app.in_recovery or not follower.ready.is_set():
+            return
+        owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == tasks_topic)
+        if (view.registry_version, owned) == (seen["registry"], seen["owned"]):
+            return  # nothing that decides who is capable has changed
+        seen.update(registry=view.registry_version, owned=owned)
+        for key, value in list(waiting.items()):
+            # The memory store keeps what it wrote for partitions since given to another copy.
+            if key in routed_from_waiting or partition_of(key) not in owned:
+                continue
+            submitted = decode(value)
+            decision = decide(submitted)
+            if isinstance(decision, TaskRouted):
+                routed_from_waiting.add(key)
+                await emit(decision, submitted, "routed-after-waiting")
+
+    return app
