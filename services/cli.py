@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         logging.basicConfig(level=settings.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        for chatty in ("aiokafka", "kafka"):  # client chatter drowns the processors' own lines
+            logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
         return args.run(args, settings) or 0
     except (ConfigError, UsageError, EventDecodeError) as error:
         print(f"orchestrator: {error}", file=sys.stderr)

@@ -1,71 +1,139 @@
-"""`make run`: the projector, a short scripted feed, and the read models it produced."""
+"""`make run`: the whole loop on the local stack, with a live view and a summary.
+
+Every processor runs as its own process (projector, health, router, balancer), a
+simulated fleet answers its assignments, and a task stream arrives at a steady rate.
+The live view reads the analysts' read models, as anyone could with psql.
+"""
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import random
 import sys
 import time
 
 import psycopg
+from psycopg import sql
 
-from events.codec import encode
-from events.topics import topic_for_event, topic_name
 from services import kafka
-from services.feed import scripted_feed
-from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
+from services.simulator.fleet import make_fleet, task_stream
+from services.simulator.run import answer_assignments, processors, register_fleet, submit_stream
 
-QUERIES = {
-    "agents": "SELECT agent_id, display_name, status, capacity, health FROM agents ORDER BY agent_id",
+LIVE = {
+    "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "
+                  "count(*) FILTER (WHERE status = 'queued') AS queued FROM tasks",
+    "success": "SELECT round(avg(success::int), 3) AS success_rate FROM task_assignments WHERE success IS NOT NULL",
+}
+SUMMARY = {
     "tasks by status": "SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY tasks DESC",
+    "top agents per capability": (
+        "SELECT capability, agent_id, tasks_taken, round(success_rate::numeric, 3) AS success_rate, "
+        "round(median_duration_ms::numeric) AS median_ms FROM ("
+        "  SELECT *, row_number() OVER (PARTITION BY capability ORDER BY success_rate DESC NULLS LAST, "
+        "tasks_taken DESC) AS rank FROM agent_capability_outcomes WHERE tasks_taken >= 3) ranked "
+        "WHERE rank <= 2 ORDER BY capability, rank"),
+    "queue waits per capability": (
+        "SELECT capability, count(*) AS tasks, round(avg(wait_ms)) AS mean_wait_ms, "
+        "round(percentile_cont(0.95) WITHIN GROUP (ORDER BY wait_ms)::numeric) AS p95_wait_ms "
+        "FROM task_waits GROUP BY capability ORDER BY capability"),
     "latest routing decisions": (
-        "SELECT task_id, chosen_agent_id, round(predicted_success::numeric, 2) AS predicted, reason "
+        "SELECT task_id, chosen_agent_id, round(predicted_success::numeric, 2) AS predicted, "
+        "round(propensity::numeric, 2) AS propensity, left(reason, 70) AS reason "
         "FROM routing_decisions ORDER BY decided_at DESC LIMIT 5"),
-    "outcomes per agent": (
-        "SELECT agent_id, count(*) AS attempts, count(*) FILTER (WHERE success) AS succeeded, "
-        "round(avg(duration_ms)) AS avg_ms FROM task_assignments GROUP BY agent_id ORDER BY agent_id"),
+    "fairness (Jain, 1 = even)": "SELECT hour, round(agent_load_jain::numeric, 3) AS agents, "
+                                 "round(submitter_wait_jain::numeric, 3) AS submitters FROM fairness ORDER BY hour",
 }
 
 
-async def main() -> None:
+async def main(tasks: int, rate: float, agents: int) -> None:
     settings = Settings.from_env()
-    seed = int(time.time())
-    events = list(scripted_feed(agents=5, tasks=40, seed=seed))
-    stop = asyncio.Event()
-    async with projector_running(settings) as projector:
-        runner = asyncio.create_task(projector.run(stop))
+    await kafka.ensure_topics(settings)
+    fleet = make_fleet(agents, seed=int(time.time()) % 1000)
+    run = f"run{int(time.time())}"
+    stream = [(f"{task_id}-{run}", *rest) for task_id, *rest in task_stream(tasks)]
+    print(f"starting projector, health, router, balancer; {agents} simulated agents; "
+          f"{tasks} tasks at {rate:g}/s", flush=True)
+    with processors(settings, "orchestrator", names=("projector", "health", "router", "balancer")):
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
-        for event in events:
-            await producer.send(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                                encode(event), key=event.key.encode())
-        await producer.flush()
-        await producer.stop()
-        print(f"published {len(events)} events (seed {seed}); projecting…", flush=True)
-        await wait_until_caught_up(settings)
-        stop.set()
-        await runner
-    await _print_read_models(settings)
+        answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
+        watching = asyncio.create_task(_live_view(settings))
+        try:
+            await register_fleet(settings, producer, fleet)
+            await submit_stream(settings, producer, stream, rate)
+            await _until_done(settings, run, len(stream))
+        finally:
+            for job in (answering, watching):
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
+            await producer.stop()
+        await wait_until_caught_up(settings, timeout=60)
+    await _print(settings, SUMMARY)
+    print(f"\nEverything is in Kafka (topics {settings.topic_prefix}.*) and in the read models of schema "
+          f"{settings.db_schema!r}; `orchestrator replay` rebuilds them.")
 
 
-async def _print_read_models(settings: Settings) -> None:
-    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        await conn.execute(f"SET search_path TO {settings.db_schema}")
-        for title, query in QUERIES.items():
-            cur = await conn.execute(query)
-            names = [c.name for c in cur.description]
-            rows = [[("" if v is None else str(v)) for v in row] for row in await cur.fetchall()]
-            widths = [max(len(n), *(len(r[i]) for r in rows)) if rows else len(n) for i, n in enumerate(names)]
+async def _query(conn, query: str) -> tuple[list[str], list[tuple]]:
+    cur = await conn.execute(query)
+    return [c.name for c in cur.description], await cur.fetchall()
+
+
+async def _live_view(settings: Settings) -> None:
+    started = time.monotonic()
+    async with await _connect(settings) as conn:
+        while True:
+            await asyncio.sleep(2)
+            with contextlib.suppress(psycopg.Error):
+                _, [(completed, submitted, queued)] = await _query(conn, LIVE["throughput"])
+                _, [(success,)] = await _query(conn, LIVE["success"])
+                elapsed = time.monotonic() - started
+                print(f"[{elapsed:5.0f}s] submitted {submitted}  completed {completed} "
+                      f"({completed / elapsed * 60:,.0f}/min)  queued {queued}  success rate {success}", flush=True)
+
+
+async def _until_done(settings: Settings, run: str, total: int, timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with await _connect(settings) as conn:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psycopg.Error):
+                _, [(finished,)] = await _query(conn, sql.SQL(
+                    "SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed', 'expired') "
+                    "AND task_id LIKE {}").format(sql.Literal(f"%-{run}")))
+                if finished >= total:
+                    return
+            await asyncio.sleep(1)
+    print("not every task finished in time; showing what there is", file=sys.stderr)
+
+
+async def _connect(settings: Settings) -> psycopg.AsyncConnection:
+    conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+    await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.db_schema)))
+    return conn
+
+
+async def _print(settings: Settings, queries: dict[str, str]) -> None:
+    async with await _connect(settings) as conn:
+        for title, query in queries.items():
+            names, rows = await _query(conn, query)
+            cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+            widths = [max([len(n), *(len(r[i]) for r in cells)]) for i, n in enumerate(names)]
             print(f"\n== {title}")
             print("  ".join(n.ljust(w) for n, w in zip(names, widths)))
-            for row in rows:
+            for row in cells:
                 print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-    print(f"\nRead models live in schema {settings.db_schema!r} of DATABASE_URL; "
-          "keep projecting with `orchestrator serve projector`.")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=20.0, help="tasks per second")
+    parser.add_argument("--agents", type=int, default=10)
+    args = parser.parse_args()
     try:
-        asyncio.run(main())
+        asyncio.run(main(args.tasks, args.rate, args.agents))
     except KeyboardInterrupt:
         sys.exit(130)

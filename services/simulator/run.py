@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from events.agents import AgentRegistered
 from events.codec import decode, encode
@@ -24,7 +25,7 @@ from events.topics import EVENT_TOPICS, topic_for_event, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
 from services.settings import Settings
-from services.simulator.fleet import SimulatedAgent, make_fleet, task_stream
+from services.simulator.fleet import CAPABILITIES, SimulatedAgent, make_fleet, task_stream
 from services.simulator.scoring import PolicyScore, score
 
 POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
@@ -51,33 +52,36 @@ async def _run_policy(settings: Settings, policy: str, agents: int, tasks: int, 
                       timeout_s: float) -> PolicyScore:
     await kafka.ensure_topics(settings)
     fleet = make_fleet(agents, seed)
-    with _processors(settings, policy):
+    with processors(settings, policy):
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         try:
-            for agent in fleet:
-                await _send(producer, settings, make_event(AgentRegistered(
-                    agent_id=agent.agent_id, display_name=agent.agent_id, capacity=agent.capacity,
-                    capabilities=tuple(Capability(name=c, proficiency=p) for c, p in agent.declared.items())),
-                    producer=agent.agent_id))
-            answering = asyncio.create_task(_answer_assignments(settings, producer, fleet, random.Random(seed)))
+            await register_fleet(settings, producer, fleet)
+            answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(seed)))
+            await until_ready(settings, producer)
             stream = task_stream(tasks, seed)
-            await _submit(settings, producer, stream, rate)
+            await submit_stream(settings, producer, stream, rate)
             await _until_all_finished(settings, {t[0] for t in stream}, timeout_s)
             answering.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await answering
         finally:
             await producer.stop()
-    return score(await _read_events(settings), {a.agent_id: a.capacity for a in fleet})
+    ids = {t[0] for t in stream}
+    events = [e for e in await _read_events(settings) if getattr(e.body, "task_id", None) in ids or
+              e.event_type.startswith("Agent")]
+    return score(events, {a.agent_id: a.capacity for a in fleet})
 
 
 @contextlib.contextmanager
-def _processors(settings: Settings, policy: str):
+def processors(settings: Settings, policy: str, names=("router", "balancer"), **extra_env):
     env = {**os.environ, **_env_of(settings), "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ROUTER_POLICY": policy, "LOG_LEVEL": "WARNING"}
-    processes = [subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env)
-                 for name in ("router", "balancer")]
+           "ROUTER_POLICY": policy, "LOG_LEVEL": "WARNING", **extra_env}
+    logs = Path(".local/logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    processes = [subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env,
+                                  stdout=(logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT)
+                 for name in names]
     try:
         yield processes
     finally:
@@ -90,12 +94,30 @@ def _processors(settings: Settings, policy: str):
                 process.kill()
 
 
+async def register_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+    for agent in fleet:
+        await _send(producer, settings, make_event(AgentRegistered(
+            agent_id=agent.agent_id, display_name=agent.agent_id, capacity=agent.capacity,
+            capabilities=tuple(Capability(name=c, proficiency=p) for c, p in agent.declared.items())),
+            producer=agent.agent_id))
+
+
+async def until_ready(settings: Settings, producer, timeout_s: float = 120.0) -> None:
+    """Submit a warm-up task and wait for it to be done: the processors are then up and caught up."""
+    task_id = f"warm-up-{uuid.uuid4().hex[:8]}"
+    await _send(producer, settings, make_event(TaskSubmitted(
+        task_id=task_id, requirements=(CapabilityRequirement(name=CAPABILITIES[0]),), submitter="simulator"),
+        producer="simulator"))
+    await producer.flush()
+    await _until_all_finished(settings, {task_id}, timeout_s)
+
+
 async def _send(producer, settings: Settings, event: Envelope) -> None:
     await producer.send(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
                         encode(event), key=event.key.encode())
 
 
-async def _submit(settings, producer, stream, rate: float) -> None:
+async def submit_stream(settings, producer, stream, rate: float) -> None:
     started = time.monotonic()
     for n, (task_id, capability, priority, submitter) in enumerate(stream):
         await _send(producer, settings, make_event(TaskSubmitted(
@@ -107,7 +129,7 @@ async def _submit(settings, producer, stream, rate: float) -> None:
     await producer.flush()
 
 
-async def _answer_assignments(settings: Settings, producer, fleet: list[SimulatedAgent], rng) -> None:
+async def answer_assignments(settings: Settings, producer, fleet: list[SimulatedAgent], rng) -> None:
     """Every simulated agent at once: one consumer over all assignment partitions."""
     agents = {a.agent_id: a for a in fleet}
     consumer = kafka.consumer(settings)
