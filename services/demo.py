@@ -20,7 +20,8 @@ from services import kafka
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
 from services.simulator.fleet import make_fleet, task_stream
-from services.simulator.run import answer_assignments, processors, register_fleet, submit_stream
+from services.simulator.run import (answer_assignments, deregister_fleet, processors, register_fleet,
+                                    submit_stream)
 
 LIVE = {
     "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "
@@ -65,6 +66,7 @@ async def main(tasks: int, rate: float, agents: int) -> None:
             await register_fleet(settings, producer, fleet)
             await submit_stream(settings, producer, stream, rate)
             await _until_done(settings, run, len(stream))
+            await deregister_fleet(settings, producer, fleet)
         finally:
             for job in (answering, watching):
                 job.cancel()

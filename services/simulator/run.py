@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from events.agents import AgentRegistered
+from events.agents import AgentDeregistered, AgentRegistered
 from events.codec import decode, encode
 from events.envelope import Envelope, make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
@@ -110,6 +110,13 @@ async def until_ready(settings: Settings, producer, timeout_s: float = 120.0) ->
         producer="simulator"))
     await producer.flush()
     await _until_all_finished(settings, {task_id}, timeout_s)
+
+
+async def deregister_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+    for agent in fleet:
+        await _send(producer, settings, make_event(AgentDeregistered(
+            agent_id=agent.agent_id, reason="simulation over", drain=False), producer=agent.agent_id))
+    await producer.flush()
 
 
 async def _send(producer, settings: Settings, event: Envelope) -> None:
