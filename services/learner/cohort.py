@@ -1,0 +1,85 @@
+"""Cross-agent priors: what agents with a similar profile achieved, for an agent with little record.
+
+Only agents whose memory profile allows sharing contribute. An agent that forbids it still
+receives a prior from the others; its own outcomes stay its own.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from events.agents import AgentRegistered
+from services.learner.beta import Counts
+
+DECLARED_WEIGHT = 2.0  # pseudo-outcomes the declared proficiency is worth in a cohort prior
+
+
+@dataclass(frozen=True)
+class AgentProfile:
+    agent_id: str
+    declared: Mapping[str, float] = field(default_factory=dict)  # capability -> declared proficiency
+    labels: Mapping[str, str] = field(default_factory=dict)
+    share_experience: bool = False
+
+    @classmethod
+    def from_registration(cls, event: AgentRegistered) -> AgentProfile:
+        return cls(agent_id=event.agent_id, declared={c.name: c.proficiency for c in event.capabilities},
+                   labels=dict(event.labels),
+                   share_experience=bool(event.memory_profile and event.memory_profile.share_experience))
+
+
+def similarity(one: AgentProfile, other: AgentProfile) -> float:
+    """In (0, 1]: how much `other`'s record should count towards `one`'s prior."""
+    mine, theirs = set(one.declared), set(other.declared)
+    skills = len(mine & theirs) / len(mine | theirs) if mine | theirs else 1.0
+    keys = set(one.labels) | set(other.labels)
+    labels = sum(one.labels.get(k) == other.labels.get(k) for k in keys) / len(keys) if keys else 1.0
+    # Differing labels halve the weight rather than zero it: the capability itself is still shared.
+    return skills * (0.5 + 0.5 * labels)
+
+
+class Cohorts:
+    """Sharing agents by capability, and the similarity between profiles (cached: profiles change rarely)."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, AgentProfile] = {}
+        self.sharing: dict[str, list[str]] = {}  # capability -> sharing agents declaring it, sorted
+        self._similarity: dict[tuple[str, str], float] = {}
+
+    def register(self, profile: AgentProfile) -> None:
+        self.profiles[profile.agent_id] = profile
+        self._similarity = {pair: w for pair, w in self._similarity.items() if profile.agent_id not in pair}
+        for members in self.sharing.values():
+            if profile.agent_id in members:
+                members.remove(profile.agent_id)
+        if profile.share_experience:
+            for capability in profile.declared:
+                members = self.sharing.setdefault(capability, [])
+                members.append(profile.agent_id)
+                members.sort()
+
+    def declaring(self, capability: str) -> list[str]:
+        return sorted(a for a, p in self.profiles.items() if capability in p.declared)
+
+    def profile(self, agent_id: str) -> AgentProfile:
+        # An agent never registered shares nothing: sharing is opt-in.
+        return self.profiles.get(agent_id) or AgentProfile(agent_id=agent_id)
+
+    def weight(self, one: str, other: str) -> float:
+        if (one, other) not in self._similarity:
+            self._similarity[(one, other)] = similarity(self.profile(one), self.profile(other))
+        return self._similarity[(one, other)]
+
+    def prior(self, agent_id: str, capability: str, records: Mapping[tuple[str, str], Counts]) -> float:
+        """The similarity-weighted success rate of the other sharing agents, starting from the declared proficiency.
+
+        Pooled over outcomes rather than averaged over agents: routing stops trying an agent after a
+        bad start, so short records are biased low and an average of agents would be too."""
+        successes = attempts = 0.0
+        for other in self.sharing.get(capability, ()):
+            if other != agent_id and (counts := records.get((other, capability))) and counts.attempts:
+                w = self.weight(agent_id, other)
+                successes += w * counts.successes
+                attempts += w * counts.attempts
+        declared = self.profile(agent_id).declared.get(capability, 0.5)
+        return (declared * DECLARED_WEIGHT + successes) / (DECLARED_WEIGHT + attempts)

@@ -1,0 +1,65 @@
+"""The feature vector of one (task, agent) pair, built the same way by the live model and by a
+predictor rebuilt from published parameters."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from services.learner.beta import Beta
+
+EVIDENCE_SCALE = 5.0  # log1p(attempts) / 5 is about 1 at 150 attempts
+Z_LIMIT = 5.0  # one extreme prompt should not swing a weight
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+def squash(value: float) -> float:
+    # Sizes and counts spread over orders of magnitude; their logarithm is what matters.
+    return math.copysign(math.log1p(abs(value)), value)
+
+
+@dataclass
+class Running:
+    """Mean and variance of one task feature (Welford), to put it on a common scale."""
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        delta = value - self.mean
+        self.mean += delta / self.count
+        self.m2 += delta * (value - self.mean)
+
+    def standardize(self, value: float) -> float:
+        if self.count < 2 or self.m2 <= 0.0:
+            return 0.0
+        z = (value - self.mean) / math.sqrt(self.m2 / (self.count - 1))
+        return max(-Z_LIMIT, min(Z_LIMIT, z))
+
+
+Scaling = dict[str, dict[str, Running]]  # capability -> task feature -> running moments
+
+
+def features(capability: str, agent_id: str, labels: Mapping[str, str], skill: Beta, attempts: int,
+             task_features: Mapping[str, float], scaling: Scaling) -> dict[str, float]:
+    x = {"skill_logit": logit(skill.mean), "evidence": math.log1p(attempts) / EVIDENCE_SCALE,
+         f"capability:{capability}": 1.0, f"agent:{agent_id}": 1.0}
+    for key, value in sorted(labels.items()):
+        x[f"label:{key}={value}"] = 1.0
+    moments = scaling.get(capability, {})
+    for name, value in sorted(task_features.items()):
+        # Per capability: a long prompt means something different in code than in multiple choice.
+        if name in moments:
+            x[f"{capability}:{name}"] = moments[name].standardize(squash(value))
+    return x
+
+
+def observe(scaling: Scaling, capability: str, task_features: Mapping[str, float]) -> None:
+    moments = scaling.setdefault(capability, {})
+    for name, value in sorted(task_features.items()):
+        moments.setdefault(name, Running()).add(squash(value))
