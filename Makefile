@@ -19,7 +19,7 @@ INSTALL_STAMP := .local/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help install up down status env logs test test-unit schemas run replay topics bench-projection clean distclean
+.PHONY: help install up down status env logs test test-unit schemas run replay topics simulate bench bench-projection clean distclean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
@@ -66,6 +66,15 @@ run: install up ## Run the demo pipeline against the local stack
 
 replay: install up ## Rebuild the read models by replaying the event log
 	$(WITH_ENV) orchestrator replay
+
+simulate: install up ## Compare routing policies on a simulated fleet (orchestrator simulate)
+	$(WITH_ENV) orchestrator simulate
+
+bench: install up ## Run every benchmark and print its figures
+	$(WITH_ENV) $(PYTHON) -m bench.routing_decision --agents 1000
+	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
+	$(WITH_ENV) $(PYTHON) -m bench.agents
+	$(PYTHON) -m bench.evaluate_offline --data ../shared/data/routerdc_7llm.csv.gz
 
 bench-projection: install up ## Measure projector throughput and replay rate (TASKS=20000, ~5 events each)
 	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
