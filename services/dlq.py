@@ -68,11 +68,24 @@ async def replay_parked(settings: Settings, *, only: set[tuple[int, int]] | None
         chosen = [p for p in await read_parked(settings) if (p.partition, p.offset) in only]
     else:
         chosen = await read_parked(settings, group=replay_group(settings))
+    chosen = _once_per_origin(chosen)
     if not dry_run:
         await reinject(settings, chosen)
         if not only:
             await _commit_replayed(settings, chosen)
     return chosen
+
+
+def _once_per_origin(parked: list[Parked]) -> list[Parked]:
+    """Several processors read the same topic, so one bad record may be parked by each of
+    them; it goes back to its topic once, where every processor sees it again."""
+    seen, unique = set(), []
+    for item in parked:
+        origin = (item.origin_topic, item.origin_partition, item.origin_offset, item.attempt)
+        if origin not in seen:
+            seen.add(origin)
+            unique.append(item)
+    return unique
 
 
 async def _commit_replayed(settings: Settings, parked: list[Parked]) -> None:

@@ -52,3 +52,17 @@ def test_a_bad_setting_is_named():
 
     assert result.returncode == 2
     assert "PROJECTOR_BATCH_SIZE must be a non-negative integer" in result.stderr
+
+
+def test_a_record_parked_by_several_processors_is_re_injected_once():
+    from services.deadletter import Parked
+    from services.dlq import _once_per_origin
+
+    def parked(offset, processor, origin_offset=7, attempt=1):
+        return Parked(offset=offset, partition=0, key=b"k", value=b"v", origin_topic="p.tasks",
+                      origin_partition=2, origin_offset=origin_offset, error_class="MalformedEvent",
+                      error_message="", attempt=attempt, processor=processor, failed_at="", original_headers=())
+
+    unique = _once_per_origin([parked(0, "projector"), parked(1, "router"), parked(2, "balancer"),
+                               parked(3, "projector", origin_offset=8), parked(4, "router", attempt=2)])
+    assert [(p.offset, p.processor) for p in unique] == [(0, "projector"), (3, "projector"), (4, "router")]
