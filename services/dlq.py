@@ -65,14 +65,14 @@ async def replay_parked(settings: Settings, *, only: set[tuple[int, int]] | None
                         dry_run: bool = False) -> list[Parked]:
     """Re-inject parked records not re-injected before (or exactly those in `only`)."""
     if only:
-        chosen = [p for p in await read_parked(settings) if (p.partition, p.offset) in only]
+        read = [p for p in await read_parked(settings) if (p.partition, p.offset) in only]
     else:
-        chosen = await read_parked(settings, group=replay_group(settings))
-    chosen = _once_per_origin(chosen)
+        read = await read_parked(settings, group=replay_group(settings))
+    chosen = _once_per_origin(read)
     if not dry_run:
         await reinject(settings, chosen)
         if not only:
-            await _commit_replayed(settings, chosen)
+            await _commit_replayed(settings, read)  # the copies left out count as done too
     return chosen
 
 
