@@ -18,6 +18,7 @@ group hands the inbox to when the owner stops. How state survives restarts: `inb
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import faust
@@ -56,6 +57,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             name = topic_name(topic_for_event(event.event_type), topic_prefix)
             topic = outputs.get(name) or outputs.setdefault(name, app.topic(name, **raw))
             await topic.send(key=event.key.encode(), value=encode(event))
+            metrics.events_out.labels(SERVICE, name).inc()
 
     async def park(record: ConsumedRecord, error: Exception) -> None:
         log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
@@ -91,12 +93,22 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                 origin = f"{message.topic}:{message.partition}:{message.offset}".encode()
                 await inbox.send(key=message.key, value=message.value,
                                  headers=[*record.headers, (ORIGIN_HEADER, origin)])
+            metrics.consumed_message(app.consumer, message)
+
+    def export_state() -> None:
+        state = decisions.decider.state
+        metrics.balancer_state(state.slots, state.tasks.values())
 
     @app.agent(inbox)
     async def decide_in_order(stream):
         async for event in stream.events():
+            started = time.perf_counter()
             if await decisions.take(InboxRecord.of(event.message)):
                 metrics.events_applied.labels(SERVICE, inbox_topic).inc()
+                metrics.handler_seconds.labels(SERVICE, inbox_topic).observe(time.perf_counter() - started)
+            metrics.consumed_message(app.consumer, event.message)
+            if metrics.due("state"):
+                export_state()
 
     owner = {"was": False}
 
@@ -107,6 +119,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             return
         owns = any(tp.topic == inbox_topic for tp in app.consumer.assignment())
         newly_owned, owner["was"] = owns and not owner["was"], owns
+        if owns:  # the last decisions' effect, also when no event has come since
+            export_state()
         # Until it has decided something since being given the inbox, the state here may be
         # stale; a tick makes the decider catch up, and then it knows what waits on time.
         if owns and (newly_owned or not decisions.restored or waits_on_time(decisions.decider.state)):

@@ -17,6 +17,7 @@ that agent's heartbeats and assignments.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -74,7 +75,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                              **raw)
     task_topics = app.topic(topic_name("tasks", topic_prefix), topic_name("task-outcomes", topic_prefix), **raw)
     task_endings = app.topic(f"{app_id}-task-endings-repartition", internal=True, partitions=PARTITIONS, **raw)
-    verdicts = app.topic(topic_name("agents", topic_prefix), **raw)
+    verdicts_topic = topic_name("agents", topic_prefix)
+    verdicts = app.topic(verdicts_topic, **raw)
     dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
     heartbeats_topic = topic_name("heartbeats", topic_prefix)
     # Keys are agent ids as bytes and placed by the producer's partitioner, not by the
@@ -94,6 +96,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         for body in bodies:
             event = make_event(body, producer=SERVICE, occurred_at=now)
             await verdicts.send(key=event.key.encode(), value=encode(event))
+            metrics.events_out.labels(SERVICE, verdicts_topic).inc()
 
     async def park(message, error: Exception) -> None:
         record = ConsumedRecord.of(message)
@@ -105,6 +108,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     async def take(message) -> None:
         metrics.events_in.labels(SERVICE, message.topic).inc()
+        metrics.consumed_message(app.consumer, message)
+        started = time.perf_counter()
         now = clock()
         try:
             event = decode(message.value)
@@ -120,6 +125,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         store(key, state, step.state)
         await emit(step.emitted, now)
         metrics.events_applied.labels(SERVICE, message.topic).inc()
+        metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
 
     @app.agent(agent_topics)
     async def watch(stream):
@@ -136,6 +142,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         async for event in stream.events():
             message = event.message
             metrics.events_in.labels(SERVICE, message.topic).inc()
+            metrics.consumed_message(app.consumer, message)
             try:
                 ending = task_ending(decode(message.value).body)
             except Exception as error:  # noqa: BLE001

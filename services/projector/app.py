@@ -63,6 +63,10 @@ class Projector:
             if records:
                 await self.handle(records)
                 await self.consumer.commit()
+            for tp, partition_records in fetched.items():
+                if partition_records:
+                    self.metrics.consumed(tp.topic, tp.partition, partition_records[-1].offset,
+                                          self.consumer.highwater(tp))
 
     async def handle(self, records) -> int:
         started = time.perf_counter()

@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import faust
-from prometheus_client import Histogram
 
 from events.codec import decode, encode
 from events.envelope import Envelope, make_event
@@ -28,7 +28,7 @@ from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
 from services.deadletter import dead_letter_headers
 from services.health.app import ConsumedRecord, partition_of
-from services.metrics import LATENCY_BUCKETS, ProcessorMetrics
+from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import Policy
@@ -54,9 +54,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
     # task id -> its TaskSubmitted, as received; written in the task's partition of the tasks topic
     waiting = app.Table("waiting-tasks", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
-    decision_seconds = Histogram(
-        "orchestrator_routing_decision_seconds", "From a task's submission to the router's decision about it",
-        ("service", "decision"), buckets=LATENCY_BUCKETS, registry=metrics.registry)
+    decision_seconds = metrics.routing_decision_seconds
     view = follower.view
     routed_from_waiting: set[bytes] = set()  # emitted, not yet back through the stream to be removed
 
@@ -66,6 +64,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     async def emit(decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
         event = make_event(decision, producer=SERVICE, cause=cause)
         await tasks.send(key=event.key.encode(), value=encode(event))
+        metrics.events_out.labels(SERVICE, tasks_topic).inc()
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
 
     async def park(message, error: Exception) -> None:
@@ -91,6 +90,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         async for event in stream.events():
             message = event.message
             metrics.events_in.labels(SERVICE, message.topic).inc()
+            started = time.perf_counter()
             try:
                 envelope = decode(message.value)
             except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
@@ -111,11 +111,16 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                 del waiting[key]  # routed after waiting, or expired
                 routed_from_waiting.discard(key)
             metrics.events_applied.labels(SERVICE, message.topic).inc()
+            metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
+            metrics.consumed_message(app.consumer, message)
 
-    seen = {"registry": -1, "owned": frozenset()}
+    seen = {"registry": -1, "owned": frozenset(), "exported": -1}
 
     @app.timer(interval=retry_interval_s)
     async def route_waiting():
+        if view.registry_version != seen["exported"]:
+            seen["exported"] = view.registry_version
+            metrics.routable_agents(view.state.agents.values())
         if app.rebalancing or app.in_recovery or not follower.ready.is_set():
             return
         owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == tasks_topic)

@@ -1,0 +1,70 @@
+"""The analyst queries the README and the dashboard use are served by indexes, not by reading whole tables."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from psycopg import sql
+
+from services.feed import scripted_feed
+from services.projector.bootstrap import open_view
+from tests.projection_contract import at_offsets
+
+pytestmark = pytest.mark.integration
+
+# query, parameters, an index its plan must read
+KEY_QUERIES = {
+    "task by id": ("SELECT * FROM tasks WHERE task_id = %s", ("task-1-7",), "tasks_pkey"),
+    "decisions of a task": ("SELECT decided_at, chosen_agent_id, predicted_success FROM routing_decisions "
+                            "WHERE task_id = %s ORDER BY decided_at", ("task-1-7",), "routing_decisions_task"),
+    "assignments of an agent in a time range": (
+        "SELECT task_id, attempt, outcome FROM task_assignments WHERE agent_id = %s "
+        "AND assigned_at >= %s AND assigned_at < %s ORDER BY assigned_at",
+        ("agent-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"), "task_assignments_agent"),
+    "capability saturation forecast": ("SELECT * FROM capability_saturation_forecast", (),
+                                       "task_assignments_pkey"),
+    "capability history": ("SELECT occurred_at, agent_id, proficiency FROM agent_capability_history "
+                           "WHERE name = %s ORDER BY occurred_at", ("python",), "agent_capability_history_name"),
+}
+
+
+@pytest.fixture
+async def loaded(settings):
+    view = await open_view(settings)
+    try:
+        await view.apply(at_offsets(list(scripted_feed(agents=20, tasks=400))))
+        await view.conn.execute("ANALYZE")
+        yield view
+    finally:
+        await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(view.schema)))
+        await view.close()
+
+
+def scans(plan: dict) -> list[tuple[str, str | None]]:
+    found = [(plan["Node Type"], plan.get("Index Name"))]
+    for child in plan.get("Plans", ()):
+        found += scans(child)
+    return found
+
+
+async def plan_of(view, query: str, params) -> list[tuple[str, str | None]]:
+    async with view.conn.cursor() as cur:
+        await cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(view.schema)))
+        # Tables this small are cheaper to read whole; what matters is that an index can serve the query.
+        await cur.execute("SET enable_seqscan = off")
+        try:
+            await cur.execute("EXPLAIN (FORMAT JSON) " + query, params)
+            [[explained]] = await cur.fetchall()
+        finally:
+            await cur.execute("RESET enable_seqscan")
+    explained = json.loads(explained) if isinstance(explained, str) else explained
+    return scans(explained[0]["Plan"])
+
+
+@pytest.mark.parametrize("name", KEY_QUERIES)
+async def test_key_query_reads_its_index(loaded, name):
+    query, params, index = KEY_QUERIES[name]
+    plan = await plan_of(loaded, query, params)
+    assert any(node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and used == index
+               for node, used in plan), f"{name}: {plan}"
+    assert not any(node == "Seq Scan" for node, _ in plan), f"{name} reads a whole table: {plan}"
