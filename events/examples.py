@@ -15,7 +15,7 @@ from events.agents import (
 )
 from events.catalog import body_class
 from events.envelope import Envelope, EventBody, make_event
-from events.learning import ModelPublished, RelationshipScored, SkillEstimated
+from events.learning import ModelPublished, RelationshipScored, SkillEstimated, SkillShiftDetected
 from events.tasks import (
     TaskAssigned,
     TaskCompleted,
@@ -170,6 +170,15 @@ def _bodies() -> list[EventBody]:
             lift=1.15,
             confidence=0.4,
         ),
+        SkillShiftDetected(
+            agent_id=AGENT,
+            capability="python",
+            direction="degraded",
+            before=0.81,
+            after=0.42,
+            attempts=140,
+            model_version="router-v7",
+        ),
     ]
 
 
@@ -185,6 +194,7 @@ _PRODUCERS = {
     "ModelPublished": "learner",
     "SkillEstimated": "learner",
     "RelationshipScored": "learner",
+    "SkillShiftDetected": "learner",
 }
 
 

@@ -1,4 +1,4 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, JsonValue, model_validator
 
@@ -62,4 +62,20 @@ class RelationshipScored(EventBody):
         return self
 
 
-LEARNING_EVENTS: tuple[type[EventBody], ...] = (ModelPublished, SkillEstimated, RelationshipScored)
+class SkillShiftDetected(EventBody):
+    """An agent's success rate on one capability changed: its record before the change no longer counts."""
+
+    event_type = "SkillShiftDetected"
+    key_field = "agent_id"
+
+    agent_id: Identifier
+    capability: Identifier
+    direction: Literal["improved", "degraded"]
+    before: Probability = Field(description="The proficiency estimate just before the change was detected.")
+    after: Probability = Field(description="The estimate from the outcomes since the change.")
+    attempts: Count = Field(description="The agent's attempts on the capability when the change was detected.")
+    model_version: str | None = None
+
+
+LEARNING_EVENTS: tuple[type[EventBody], ...] = (ModelPublished, SkillEstimated, RelationshipScored,
+                                                SkillShiftDetected)

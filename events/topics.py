@@ -69,9 +69,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         name="skills",
-        events=("SkillEstimated", "RelationshipScored"),
+        events=("SkillEstimated", "RelationshipScored", "SkillShiftDetected"),
         key="agent_id",
-        description="Learned proficiency per agent and capability, and how pairs of agents work together.",
+        description="Learned proficiency per agent and capability, detected changes in it, and how pairs of "
+        "agents work together.",
     ),
     TopicSpec(
         name="dead-letter",

@@ -4,6 +4,7 @@ An event type without a handler only advances the projector's position.
 """
 from __future__ import annotations
 
+from importlib import import_module
 from typing import Any, Callable
 
 from events.envelope import Envelope
@@ -298,3 +299,5 @@ def task_reassigned(event: Envelope) -> list[Op]:
     body = event.body
     return [_task(event, "reassigned", attempt=body.attempt, reason=body.reason,
                   assigned_agent_id=body.to_agent_id)]
+
+import_module("projections.learning_handlers")  # registers the learner's handlers, which import `handles`

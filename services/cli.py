@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector", "health", "router", "balancer"], help="which processor")
+    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner"], help="which processor")
     serve.set_defaults(run=cmd_serve)
 
     simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=7, help="seed of the fleet and the task stream")
     simulate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     simulate.set_defaults(run=cmd_simulate)
+
+    evaluate = commands.add_parser("evaluate", help="replay a real outcome log through the running router, "
+                                   "balancer and learner, and score routing and prediction")
+    evaluate.add_argument("--data", required=True, help="the outcome log (csv or csv.gz, one row per task and agent)")
+    evaluate.add_argument("--limit", type=int, default=2000, help="only the first N tasks in task_seq order (default 2000)")
+    evaluate.add_argument("--outstanding", type=int, default=50, help="most tasks submitted and not yet answered")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
+    evaluate.set_defaults(run=cmd_evaluate)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)
@@ -222,6 +230,9 @@ def cmd_serve(args, settings: Settings) -> int:
     if args.processor == "router":
         from services.router.bootstrap import serve as serve_router
         return serve_router(settings)
+    if args.processor == "learner":
+        from services.learner.bootstrap import serve as serve_learner
+        return serve_learner(settings)
     if args.processor == "balancer":
         from services.balancer.bootstrap import serve as serve_balancer
         return serve_balancer(settings)
@@ -240,6 +251,14 @@ def cmd_simulate(args, settings: Settings) -> int:
         print(orjson.dumps({"policies": {name: r.as_dict() for name, r in results.items()}}).decode())
     else:
         print(table(results))
+    return 0
+
+
+def cmd_evaluate(args, settings: Settings) -> int:
+    from services.learner.evaluate import evaluate, report
+    log = (lambda line: print(line, file=sys.stderr, flush=True))
+    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=log))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
     return 0
 
 

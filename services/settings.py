@@ -115,6 +115,15 @@ class Settings:
     balancer_data_dir: str = _env(
         "BALANCER_DATA_DIR", ".local/faust", "Directory under which the balancer's Faust app keeps its data")
 
+    # --- learner (`orchestrator serve learner`) ---
+    learner_app_id: str = _env(
+        "LEARNER_APP_ID", "", "Faust app id of the learner: its consumer group (default <prefix>.learner)")
+    learner_publish_every: str = _env(
+        "LEARNER_PUBLISH_EVERY", "100", "Outcomes between two published models (and refreshed estimates of "
+        "every agent whose prior others' outcomes moved)")
+    learner_data_dir: str = _env(
+        "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         environ = os.environ if environ is None else environ
@@ -166,7 +175,8 @@ class Settings:
                      "balancer_tick_interval_s", "balancer_session_timeout_s"):
             if not _is_number(getattr(self, name), above=0.0):
                 raise ConfigError(f"{_env_name(name)} must be a positive number, got {getattr(self, name)!r}")
-        for name in ("router_top_k", "balancer_max_attempts", "balancer_top_k", "balancer_snapshot_every"):
+        for name in ("router_top_k", "balancer_max_attempts", "balancer_top_k", "balancer_snapshot_every",
+                     "learner_publish_every"):
             value = getattr(self, name)
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
@@ -199,6 +209,10 @@ class Settings:
     @property
     def balancer_app(self) -> str:
         return self.balancer_app_id or f"{self.topic_prefix}.balancer"
+
+    @property
+    def learner_app(self) -> str:
+        return self.learner_app_id or f"{self.topic_prefix}.learner"
 
     def topic(self, logical_name: str) -> str:
         return f"{self.topic_prefix}.{logical_name}"

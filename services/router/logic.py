@@ -59,10 +59,14 @@ class Record:
     durations: int = 0
     estimate: float | None = None  # the learner's current proficiency, when published
     estimate_confidence: float | None = None
+    estimate_attempts: int = 0  # the agent's outcomes the estimate is built on
+    seen: int = 0  # every outcome the router has read for this agent and capability
 
     def posterior(self, declared: float) -> tuple[float, float]:
         prior = self.estimate if self.estimate is not None else declared
-        strength = PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0))
+        # An estimate is worth the outcomes behind it, so that the few read since move it only that much.
+        strength = (PRIOR_STRENGTH + self.estimate_attempts if self.estimate_attempts
+                    else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0)))
         a = prior * strength + self.successes
         b = (1.0 - prior) * strength + self.failures
         return a, b
@@ -253,7 +257,11 @@ def _risks(chosen: Scored, ranked: list[Scored]) -> tuple[str, ...]:
 def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,
                   duration_ms: float | None = None) -> None:
     record = state.records.get((agent_id, capability), Record())
+    # An estimate read before this outcome may already count it: its attempts run ahead of ours.
+    counted = record.estimate is not None and record.seen < record.estimate_attempts
+    new = 0 if counted else 1
     state.records[(agent_id, capability)] = replace(
-        record, successes=record.successes + success, failures=record.failures + (not success),
+        record, seen=record.seen + 1, successes=record.successes + new * success,
+        failures=record.failures + new * (not success),
         total_duration_ms=record.total_duration_ms + (duration_ms or 0.0),
         durations=record.durations + (duration_ms is not None))

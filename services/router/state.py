@@ -167,7 +167,7 @@ def _skill_estimated(view: RouterView, event: SkillEstimated) -> None:
     key = (event.agent_id, event.capability)
     record = view.state.records.get(key, Record())
     view.state.records[key] = replace(record, successes=0.0, failures=0.0, estimate=event.proficiency,
-                                      estimate_confidence=event.confidence)
+                                      estimate_confidence=event.confidence, estimate_attempts=event.attempts)
 
 
 def _relationship_scored(view: RouterView, event: RelationshipScored) -> None:

@@ -1,0 +1,74 @@
+"""The learner's Faust app: the shell around `services.learner.view` and `services.learner.logic`.
+
+    <prefix>.agents, .tasks, .assignments, .task-outcomes ── every partition ──▶ follower ─▶ LearnerView
+    <prefix>.task-outcomes ── in the group `<prefix>.learner` ──▶ which partitions this copy publishes for
+    LearnerView's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
+                         ──▶ <prefix>.models  (ModelPublished, every LEARNER_PUBLISH_EVERY outcomes)
+
+Each learned outcome publishes its agent's estimate at once rather than in batches: the
+router's next decision on that capability should already know it, and it is one small
+event per outcome. What moves with everyone's outcomes (other agents' cohort priors, the
+model) is published every LEARNER_PUBLISH_EVERY outcomes.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import faust
+
+from events.codec import encode
+from events.envelope import Envelope, EventBody, make_event
+from events.topics import PARTITIONS, topic_for_event, topic_name
+from services.health.app import partition_of
+from services.learner.follower import LearnerFollower
+from services.metrics import ProcessorMetrics
+
+SERVICE = "learner"
+log = logging.getLogger("orchestrator.learner")
+
+
+def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
+               follower: LearnerFollower, metrics: ProcessorMetrics) -> faust.App:
+    app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
+                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
+                    table_standby_replicas=0)
+    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+    outcomes_topic = topic_name("task-outcomes", topic_prefix)
+    outcomes = app.topic(outcomes_topic, **raw)
+    published = {name: app.topic(topic_name(name, topic_prefix), **raw) for name in ("skills", "models")}
+
+    def owned() -> frozenset[int]:
+        if app.rebalancing:
+            return frozenset()
+        return frozenset(tp.partition for tp in app.consumer.assignment() if tp.topic == outcomes_topic)
+
+    def owns_agent(agent_id: str, partitions: frozenset[int]) -> bool:
+        return partition_of(agent_id.encode()) in partitions
+
+    async def publish(bodies: list[EventBody], cause: Envelope | None) -> None:
+        for body in bodies:
+            event = make_event(body, producer=SERVICE, cause=cause)
+            topic = topic_for_event(event.event_type).name
+            await published[topic].send(key=event.key.encode(), value=encode(event))
+            metrics.events_out.labels(SERVICE, topic).inc()
+
+    @app.task
+    async def follow_the_log():
+        try:
+            await follower.run(publish, owned, owns_agent)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a learner that stopped learning must say so
+            log.exception("the learner stopped following the log")
+            await app.crash(error)
+
+    @app.agent(outcomes)
+    async def share_of_the_outcomes(stream):
+        # Membership only: the partitions this copy is given say what it publishes for; the
+        # learning itself happens in the follower, which sees every partition.
+        async for _ in stream.events():
+            pass
+
+    return app

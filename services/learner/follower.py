@@ -1,0 +1,101 @@
+"""Every learner copy folds the whole of its input topics, outside any group, and publishes
+what follows from the records of the partitions it owns in the group.
+
+The learner's state is a fold over every outcome in order, across all partitions, so each
+copy holds all of it, as the router does. Publishing is shared out by partition number:
+all the topics read have the same number of partitions, and a copy publishes what a record
+leads to only when it owns that partition of the task-outcomes topic in `<prefix>.learner`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from events.codec import decode
+from events.envelope import Envelope, EventBody
+from events.errors import EventDecodeError
+from events.topics import EVENT_TOPICS
+from services import kafka
+from services.learner.view import LearnerView
+from services.metrics import ProcessorMetrics
+from services.settings import Settings
+
+FOLLOWED = ("agents", "tasks", "assignments", "task-outcomes")
+log = logging.getLogger("orchestrator.learner")
+
+Publish = Callable[[list[EventBody], Envelope | None], Awaitable[None]]
+
+
+class LearnerFollower:
+    def __init__(self, settings: Settings, view: LearnerView, metrics: ProcessorMetrics, service: str) -> None:
+        self.settings = settings
+        self.view = view
+        self.metrics = metrics
+        self.service = service
+        self.ready = asyncio.Event()  # set once the state has caught up with the log as it was at start
+
+    async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
+                  owns_agent: Callable[[str, frozenset[int]], bool]) -> None:
+        consumer = kafka.consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+        await kafka.start(consumer, self.settings)
+        try:
+            partitions = kafka.partitions(self.settings, [s for s in EVENT_TOPICS if s.name in FOLLOWED])
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            ends = await consumer.end_offsets(partitions)
+            await self._catch_up(consumer, ends)
+            log.info("learner caught up: %d agents, %d outcomes", len(self.view.state.cohorts.profiles),
+                     self.view.outcomes)
+            mine = await self._until_owning(owned)
+            for body in self.view.snapshot():
+                agent_id = getattr(body, "agent_id", None)
+                if agent_id is not None and owns_agent(agent_id, mine) or agent_id is None and 0 in mine:
+                    await publish([body], None)
+            self.ready.set()
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in records:
+                        envelope, emitted = self._apply(record)
+                        if emitted and record.partition in owned():
+                            await publish(emitted, envelope)
+        finally:
+            await consumer.stop()
+
+    async def _until_owning(self, owned: Callable[[], frozenset[int]], timeout_s: float = 60.0) -> frozenset[int]:
+        # Until the group has given this copy its partitions, it cannot tell what is its to publish.
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not (mine := owned()) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.1)
+        return mine
+
+    async def _catch_up(self, consumer, ends) -> None:
+        """Apply the backlog in timestamp order across partitions, as the events happened; publish nothing."""
+        queues = {tp: deque() for tp in ends}
+        behind = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
+        while True:
+            if starved := [tp for tp in behind if not queues[tp]]:
+                for tp, records in (await consumer.getmany(*starved, timeout_ms=500)).items():
+                    queues[tp].extend(records)
+                behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+                continue
+            filled = [tp for tp, queue in queues.items() if queue]
+            if not filled:
+                return
+            earliest = min(filled, key=lambda tp: (queues[tp][0].timestamp, tp.topic, tp.partition))
+            self._apply(queues[earliest].popleft())
+
+    def _apply(self, record) -> tuple[Envelope | None, list[EventBody]]:
+        self.metrics.events_in.labels(self.service, record.topic).inc()
+        try:
+            envelope = decode(record.value)
+        except EventDecodeError:
+            return None, []  # the projector parks what cannot be read; the learner only needs what it can
+        try:
+            emitted = self.view.apply(envelope.body)
+        except Exception:  # noqa: BLE001 - one odd event must not stop learning
+            log.exception("could not learn from %s[%d]@%d", record.topic, record.partition, record.offset)
+            return envelope, []
+        self.metrics.events_applied.labels(self.service, record.topic).inc()
+        return envelope, emitted
