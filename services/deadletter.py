@@ -5,6 +5,7 @@ naming its origin and error, so `orchestrator dlq replay` can re-inject it uncha
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -76,6 +77,24 @@ def parked_from(record) -> Parked:
         original_headers=tuple((k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS
                                or k == H_ATTEMPT),
     )
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """What the dead-letter headers need to know about a message Faust consumed."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, message) -> "ConsumedRecord":
+        headers = message.headers or ()
+        pairs = headers.items() if isinstance(headers, Mapping) else headers
+        return cls(message.topic, message.partition, message.offset, message.key, message.value,
+                   tuple((name, value) for name, value in pairs))
 
 
 class DeadLetters:

@@ -8,11 +8,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2
 
 from events.codec import encode
 from events.envelope import Envelope
-from events.topics import TOPICS, TopicSpec, topic_for_event, topic_name
+from events.topics import PARTITIONS, TOPICS, TopicSpec, topic_for_event, topic_name
 from services.settings import Settings
 
 
@@ -129,13 +129,17 @@ async def _topic_configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[s
     return configs
 
 
-def partition_for_key(key: str, partitions: int) -> int:
+def partition_of(key: bytes, partitions: int = PARTITIONS) -> int:
     """The partition Kafka's default (murmur2) partitioner puts `key` in.
 
     Every producer of a key must agree on this, whatever its language: with librdkafka
     clients such as kcat, set `topic.partitioner=murmur2_random`.
     """
-    return DefaultPartitioner()(key.encode(), list(range(partitions)), list(range(partitions)))
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_for_key(key: str, partitions: int) -> int:
+    return partition_of(key.encode(), partitions)
 
 
 def partitions(settings: Settings, specs) -> list[TopicPartition]:

@@ -30,8 +30,7 @@ from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUTS, InboxDe
                                      OrderedDecisions)
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
-from services.deadletter import dead_letter_headers
-from services.health.app import ConsumedRecord
+from services.deadletter import ConsumedRecord, dead_letter_headers
 from services.metrics import ProcessorMetrics
 
 SERVICE = "balancer"

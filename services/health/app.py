@@ -18,47 +18,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from events.codec import decode, encode
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
-from services.deadletter import dead_letter_headers
+from services.deadletter import ConsumedRecord, dead_letter_headers
+from services.kafka import partition_of
 from services.health.logic import (AgentState, Policy, agent_of, decode_state, encode_state, new_state,
                                    on_event, on_tick, task_ending)
 from services.metrics import ProcessorMetrics
 
 SERVICE = "health"
 log = logging.getLogger("orchestrator.health")
-
-
-@dataclass(frozen=True)
-class ConsumedRecord:
-    """What the dead-letter headers need to know about a message Faust consumed."""
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-
-    @classmethod
-    def of(cls, message) -> "ConsumedRecord":
-        headers = message.headers or ()
-        pairs = headers.items() if isinstance(headers, Mapping) else headers
-        return cls(message.topic, message.partition, message.offset, message.key, message.value,
-                   tuple((name, value) for name, value in pairs))
-
-
-def partition_of(key: bytes) -> int:
-    # The default partitioner of Kafka's Java client and of aiokafka, so of our producers.
-    return (murmur2(key) & 0x7FFFFFFF) % PARTITIONS
 
 
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,

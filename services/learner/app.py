@@ -21,7 +21,7 @@ import faust
 from events.codec import encode
 from events.envelope import Envelope, EventBody, make_event
 from events.topics import PARTITIONS, topic_for_event, topic_name
-from services.health.app import partition_of
+from services.kafka import partition_of
 from services.learner.follower import LearnerFollower
 from services.metrics import ProcessorMetrics
 

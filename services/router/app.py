@@ -26,8 +26,8 @@ from events.codec import decode, encode
 from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
-from services.deadletter import dead_letter_headers
-from services.health.app import ConsumedRecord, partition_of
+from services.deadletter import ConsumedRecord, dead_letter_headers
+from services.kafka import partition_of
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights

@@ -1,24 +1,20 @@
 """Wires the router to the real Kafka, clock and metrics registry, and runs it."""
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import faust
 
-from services import kafka
 from services.metrics import ProcessorMetrics
 from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import policy
 from services.router.state import RouterView
+from services.faust_worker import faust_brokers, run_worker
 from services.settings import Settings
-
-log = logging.getLogger("orchestrator.router")
 
 
 def utc_now() -> datetime:
@@ -40,7 +36,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     return create_app(
         app_id=settings.router_app,
-        brokers=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")],
+        brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
         datadir=datadir, follower=LogFollower(settings, RouterView(), metrics, SERVICE),
         weights=weights_from(settings), policy=policy(settings.router_policy), seed=int(settings.router_seed),
@@ -48,19 +44,5 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
 
 
 def serve(settings: Settings) -> int:
-    """Run until SIGTERM or SIGINT; Faust's worker stops the app cleanly on either."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    # Faust creates its own changelog topics, but not the catalog's.
-    loop.run_until_complete(kafka.ensure_topics(settings))
-    metrics = ProcessorMetrics(SERVICE)
-    metrics.serve(int(settings.metrics_port))
-    app = bootstrap(settings, metrics=metrics)
-    log.info("router %s starting: %s", settings.router_app, weights_from(settings))
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
-                          redirect_stdouts=False, quiet=True)
-    try:
-        worker.execute_from_commandline()
-    except SystemExit as exit_:
-        return exit_.code if isinstance(exit_.code, int) else 1
-    return 0
+    return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
+                      started=f"{settings.router_app}: {weights_from(settings)}")

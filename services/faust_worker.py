@@ -1,0 +1,41 @@
+"""Running a Faust processor: the same start-up and shutdown for every one of them."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Awaitable, Callable, Sequence
+
+import faust
+
+from services import kafka
+from services.metrics import ProcessorMetrics
+from services.settings import Settings
+
+log = logging.getLogger("orchestrator")
+
+
+def faust_brokers(settings: Settings) -> list[str]:
+    return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
+
+
+def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMetrics], faust.App], *,
+               started: str, prepare: Sequence[Callable[[Settings], Awaitable]] = ()) -> int:
+    """Run until SIGTERM or SIGINT, on either of which Faust's worker stops the app cleanly."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # Faust creates its own changelog and repartition topics, but subscribes only to topics
+    # that already exist: the catalog's, and any a processor keeps for itself.
+    for ensure in (kafka.ensure_topics, *prepare):
+        loop.run_until_complete(ensure(settings))
+    metrics = ProcessorMetrics(service)
+    metrics.serve(int(settings.metrics_port))
+    app = make_app(metrics)
+    log.info("%s starting: %s", service, started)
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
+                          redirect_stdouts=False, quiet=True)
+    worker.spinner = None  # a terminal progress spinner; it writes escape codes even to a log file
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    return 0
