@@ -21,12 +21,13 @@ from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
 from services.simulator.fleet import make_fleet, task_stream
 from services.simulator.run import (answer_assignments, deregister_fleet, processors, register_fleet,
-                                    submit_stream)
+                                    submit_stream, until_ready)
 
-LIVE = {
+LIVE = {  # this run's tasks only: the read models also hold earlier runs
     "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "
-                  "count(*) FILTER (WHERE status = 'queued') AS queued FROM tasks",
-    "success": "SELECT round(avg(success::int), 3) AS success_rate FROM task_assignments WHERE success IS NOT NULL",
+                  "count(*) FILTER (WHERE status = 'queued') AS queued FROM tasks WHERE task_id LIKE {run}",
+    "success": "SELECT round(avg(success::int), 3) AS success_rate FROM task_assignments "
+               "WHERE success IS NOT NULL AND task_id LIKE {run}",
 }
 SUMMARY = {
     "tasks by status": "SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY tasks DESC",
@@ -61,9 +62,10 @@ async def main(tasks: int, rate: float, agents: int) -> None:
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
-        watching = asyncio.create_task(_live_view(settings))
+        watching = asyncio.create_task(_live_view(settings, run))
         try:
             await register_fleet(settings, producer, fleet)
+            await until_ready(settings, producer)  # the processors take a few seconds to start
             await submit_stream(settings, producer, stream, rate)
             await _until_done(settings, run, len(stream))
             await deregister_fleet(settings, producer, fleet)
@@ -84,14 +86,16 @@ async def _query(conn, query: str) -> tuple[list[str], list[tuple]]:
     return [c.name for c in cur.description], await cur.fetchall()
 
 
-async def _live_view(settings: Settings) -> None:
+async def _live_view(settings: Settings, run: str) -> None:
+    this_run = sql.Literal(f"%-{run}")
     started = time.monotonic()
     async with await _connect(settings) as conn:
         while True:
             await asyncio.sleep(2)
             with contextlib.suppress(psycopg.Error):
-                _, [(completed, submitted, queued)] = await _query(conn, LIVE["throughput"])
-                _, [(success,)] = await _query(conn, LIVE["success"])
+                _, [(completed, submitted, queued)] = await _query(
+                    conn, sql.SQL(LIVE["throughput"]).format(run=this_run))
+                _, [(success,)] = await _query(conn, sql.SQL(LIVE["success"]).format(run=this_run))
                 elapsed = time.monotonic() - started
                 print(f"[{elapsed:5.0f}s] submitted {submitted}  completed {completed} "
                       f"({completed / elapsed * 60:,.0f}/min)  queued {queued}  success rate {success}", flush=True)
