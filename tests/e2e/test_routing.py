@@ -232,7 +232,12 @@ async def test_a_task_no_agent_can_take_waits_until_one_registers(settings, tmp_
 async def test_the_tasks_of_an_agent_found_unhealthy_are_reassigned(settings, tmp_path):
     async with Traffic(settings) as traffic:
         with router_and_balancer(settings, tmp_path):
-            await publish_all(settings, [agent("good", python=0.95), agent("backup", python=0.6)])
+            await publish_all(settings, [agent("good", python=0.95, **{"probe-good": 0.9}),
+                                         agent("backup", capacity=3, python=0.6, **{"probe-backup": 0.9})])
+            # The registry reaches the router on its own path: make sure it knows both agents.
+            await publish_all(settings, [task("probe-1", "probe-good"), task("probe-2", "probe-backup")])
+            await traffic.until(lambda: len(traffic.bodies(TaskAssigned, task_id="probe-1")) +
+                                len(traffic.bodies(TaskAssigned, task_id="probe-2")) == 2, "both agents known")
             await publish_all(settings, [task("t-1")])
             [first] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-1"), "t-1 assigned")
             assert first.agent_id == "good"
