@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 
 from events.codec import decode
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
-from events.topics import EVENT_TOPICS
-from services import kafka
+from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.learner.view import LearnerView
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
@@ -38,14 +36,10 @@ class LearnerFollower:
 
     async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
                   owns_agent: Callable[[str, frozenset[int]], bool]) -> None:
-        consumer = kafka.consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024)
-        await kafka.start(consumer, self.settings)
+        consumer, ends = await open_from_start(self.settings, FOLLOWED)
         try:
-            partitions = kafka.partitions(self.settings, [s for s in EVENT_TOPICS if s.name in FOLLOWED])
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            await self._catch_up(consumer, ends)
+            # Publishing nothing while the backlog is applied: it was all published before.
+            await apply_backlog_in_time_order(consumer, ends, self._apply)
             log.info("learner caught up: %d agents, %d outcomes", len(self.view.state.cohorts.profiles),
                      self.view.outcomes)
             mine = await self._until_owning(owned)
@@ -69,22 +63,6 @@ class LearnerFollower:
         while not (mine := owned()) and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.1)
         return mine
-
-    async def _catch_up(self, consumer, ends) -> None:
-        """Apply the backlog in timestamp order across partitions, as the events happened; publish nothing."""
-        queues = {tp: deque() for tp in ends}
-        behind = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
-        while True:
-            if starved := [tp for tp in behind if not queues[tp]]:
-                for tp, records in (await consumer.getmany(*starved, timeout_ms=500)).items():
-                    queues[tp].extend(records)
-                behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
-                continue
-            filled = [tp for tp, queue in queues.items() if queue]
-            if not filled:
-                return
-            earliest = min(filled, key=lambda tp: (queues[tp][0].timestamp, tp.topic, tp.partition))
-            self._apply(queues[earliest].popleft())
 
     def _apply(self, record) -> tuple[Envelope | None, list[EventBody]]:
         self.metrics.events_in.labels(self.service, record.topic).inc()

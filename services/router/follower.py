@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 
 from events.codec import decode
 from events.errors import EventDecodeError
-from events.topics import EVENT_TOPICS
-from services import kafka
+from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
 from services.router.state import RouterView
 from services.settings import Settings
@@ -35,16 +33,11 @@ class LogFollower:
         self.ready = asyncio.Event()  # set once the view has caught up with the log as it was at start
 
     async def run(self) -> None:
-        # Agents report outcomes in transactions; an aborted report must not teach the router.
-        consumer = kafka.consumer(self.settings, max_partition_fetch_bytes=4 * 1024 * 1024,
-                                  isolation_level="read_committed")
-        await kafka.start(consumer, self.settings)
+        # Agents report outcomes in transactions; the consumer reads committed records only, so an
+        # aborted report never teaches the router.
+        consumer, ends = await open_from_start(self.settings, FOLLOWED)
         try:
-            partitions = kafka.partitions(self.settings, [s for s in EVENT_TOPICS if s.name in FOLLOWED])
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            await self._catch_up(consumer, ends)
+            await apply_backlog_in_time_order(consumer, ends, self._apply)
             log.info("router view caught up: %d agents, %d attempts in flight",
                      len(self.view.state.agents), len(self.view.holdings))
             self.ready.set()
@@ -54,25 +47,6 @@ class LogFollower:
                         self._apply(record)
         finally:
             await consumer.stop()
-
-    async def _catch_up(self, consumer, ends) -> None:
-        """Apply the backlog in timestamp order across partitions, as the events happened.
-
-        Read topic by topic instead, every outcome could come before its assignment.
-        """
-        queues = {tp: deque() for tp in ends}
-        behind = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
-        while True:
-            if starved := [tp for tp in behind if not queues[tp]]:
-                for tp, records in (await consumer.getmany(*starved, timeout_ms=500)).items():
-                    queues[tp].extend(records)
-                behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
-                continue
-            filled = [tp for tp, queue in queues.items() if queue]
-            if not filled:
-                return
-            earliest = min(filled, key=lambda tp: queues[tp][0].timestamp)
-            self._apply(queues[earliest].popleft())
 
     def _apply(self, record) -> None:
         self.metrics.events_in.labels(self.service, record.topic).inc()

@@ -1,0 +1,43 @@
+"""Reading whole topics from their start, outside any group, and the backlog in time order.
+
+The router and the learner each fold every event of a few topics into a view. At start the
+backlog is applied in timestamp order across partitions, as the events happened: read topic
+by topic instead, every outcome could come before its assignment.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+from aiokafka import AIOKafkaConsumer
+
+from events.topics import EVENT_TOPICS
+from services import kafka
+from services.settings import Settings
+
+
+async def open_from_start(settings: Settings, logical_topics) -> tuple[AIOKafkaConsumer, dict]:
+    """A started consumer on every partition of the topics, at the start; and their end offsets now."""
+    consumer = kafka.consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
+    await kafka.start(consumer, settings)
+    partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return consumer, await consumer.end_offsets(partitions)
+
+
+async def apply_backlog_in_time_order(consumer: AIOKafkaConsumer, ends: dict, apply: Callable) -> None:
+    """Apply every record below `ends`, earliest timestamp first (ties by topic and partition)."""
+    queues = {tp: deque() for tp in ends}
+    behind = {tp for tp in ends if await consumer.position(tp) < ends[tp]}
+    while True:
+        if starved := [tp for tp in behind if not queues[tp]]:
+            for tp, records in (await consumer.getmany(*starved, timeout_ms=500)).items():
+                queues[tp].extend(records)
+            behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+            continue
+        filled = [tp for tp, queue in queues.items() if queue]
+        if not filled:
+            return
+        earliest = min(filled, key=lambda tp: (queues[tp][0].timestamp, tp.topic, tp.partition))
+        apply(queues[earliest].popleft())
