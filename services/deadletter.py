@@ -5,6 +5,7 @@ naming its origin and error, so `orchestrator dlq replay` can re-inject it uncha
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ H_FAILED_AT = "dlq.failed.at"
 DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_ERROR_CLASS, H_ERROR_MESSAGE, H_ATTEMPT,
                H_PROCESSOR, H_FAILED_AT)
 MAX_MESSAGE = 2000
+log = logging.getLogger("orchestrator.deadletter")
 
 
 @dataclass(frozen=True)
@@ -106,3 +108,13 @@ class DeadLetters:
     async def park(self, record, error: BaseException) -> None:
         await self.producer.send_and_wait(self.topic, record.value, key=record.key,
                                           headers=dead_letter_headers(record, error, self.processor))
+
+
+async def park_on(dead_letters, record: ConsumedRecord, error: BaseException, processor: str, metrics) -> None:
+    """Park one record a Faust processor could not use: sent to `dead_letters` (a Faust topic),
+    logged and counted; the caller's stream moves on."""
+    log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
+                type(error).__name__, error)
+    await dead_letters.send(key=record.key, value=record.value,
+                            headers=dead_letter_headers(record, error, processor))
+    metrics.dead_letters.labels(processor, record.topic, type(error).__name__).inc()

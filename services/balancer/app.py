@@ -30,7 +30,7 @@ from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUTS, InboxDe
                                      OrderedDecisions)
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
-from services.deadletter import ConsumedRecord, dead_letter_headers
+from services.deadletter import ConsumedRecord, park_on
 from services.metrics import ProcessorMetrics
 
 SERVICE = "balancer"
@@ -59,11 +59,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             metrics.events_out.labels(SERVICE, name).inc()
 
     async def park(record: ConsumedRecord, error: Exception) -> None:
-        log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
-                    type(error).__name__, error)
-        await dead_letters.send(key=record.key, value=record.value,
-                                headers=dead_letter_headers(record, error, SERVICE))
-        metrics.dead_letters.labels(SERVICE, record.topic, type(error).__name__).inc()
+        await park_on(dead_letters, record, error, SERVICE, metrics)
 
     async def park_from_inbox(record: InboxRecord, error: Exception) -> None:
         # Parked under its original position, so `dlq replay` sends it back where it came from.

@@ -27,7 +27,7 @@ import faust
 from events.codec import decode, encode
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
-from services.deadletter import ConsumedRecord, dead_letter_headers
+from services.deadletter import ConsumedRecord, park_on
 from services.kafka import partition_of
 from services.health.logic import (AgentState, Policy, agent_of, decode_state, encode_state, new_state,
                                    on_event, on_tick, task_ending)
@@ -75,12 +75,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             metrics.events_out.labels(SERVICE, verdicts_topic).inc()
 
     async def park(message, error: Exception) -> None:
-        record = ConsumedRecord.of(message)
-        log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
-                    type(error).__name__, error)
-        await dead_letters.send(key=record.key, value=record.value,
-                                headers=dead_letter_headers(record, error, SERVICE))
-        metrics.dead_letters.labels(SERVICE, record.topic, type(error).__name__).inc()
+        await park_on(dead_letters, ConsumedRecord.of(message), error, SERVICE, metrics)
 
     async def take(message) -> None:
         metrics.events_in.labels(SERVICE, message.topic).inc()

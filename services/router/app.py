@@ -26,7 +26,7 @@ from events.codec import decode, encode
 from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
-from services.deadletter import ConsumedRecord, dead_letter_headers
+from services.deadletter import ConsumedRecord, park_on
 from services.kafka import partition_of
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
@@ -68,12 +68,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
 
     async def park(message, error: Exception) -> None:
-        record = ConsumedRecord.of(message)
-        log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
-                    type(error).__name__, error)
-        await dead_letters.send(key=record.key, value=record.value,
-                                headers=dead_letter_headers(record, error, SERVICE))
-        metrics.dead_letters.labels(SERVICE, record.topic, type(error).__name__).inc()
+        await park_on(dead_letters, ConsumedRecord.of(message), error, SERVICE, metrics)
 
     @app.task
     async def follow_the_log():
