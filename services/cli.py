@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     evaluate.set_defaults(run=cmd_evaluate)
 
+    # Each area below adds its own commands from its own module.
+    # --- area commands ---
+
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)
     return parser

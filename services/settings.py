@@ -124,6 +124,16 @@ class Settings:
     learner_data_dir: str = _env(
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
+    # --- kafka security (client side of the SASL_SSL profile) ---
+
+    # --- agent identity ---
+
+    # --- privacy: encryption and erasure ---
+
+    # --- audit ---
+
+    # --- benchmark ---
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
         environ = os.environ if environ is None else environ
