@@ -16,6 +16,7 @@ from events.agents import (
 from events.catalog import body_class
 from events.envelope import Envelope, EventBody, make_event
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated, SkillShiftDetected
+from events.security import AgentKeyEnrolled, AgentKeyRevoked, SecurityViolationDetected
 from events.tasks import (
     TaskAssigned,
     TaskCompleted,
@@ -179,6 +180,30 @@ def _bodies() -> list[EventBody]:
             attempts=140,
             model_version="router-v7",
         ),
+        AgentKeyEnrolled(
+            agent_id=AGENT,
+            key_id="ed25519:7f3a9c2e51d04b8a96c1e0f2",
+            public_key="11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo",
+            enrolled_by="operator:alice",
+        ),
+        AgentKeyRevoked(
+            agent_id=AGENT,
+            key_id="ed25519:7f3a9c2e51d04b8a96c1e0f2",
+            revoked_at=OCCURRED_AT,
+            revoked_by="operator:alice",
+            reason="laptop lost",
+        ),
+        SecurityViolationDetected(
+            agent_id=AGENT,
+            kind="not_assignee",
+            reason="task-0001 attempt 1 is assigned to reviewer-2, not coder-1",
+            key_id="ed25519:7f3a9c2e51d04b8a96c1e0f2",
+            event_type_claimed="TaskCompleted",
+            origin_topic="orchestrator.task-outcomes",
+            origin_partition=3,
+            origin_offset=1742,
+            processor="projector",
+        ),
     ]
 
 
@@ -195,6 +220,9 @@ _PRODUCERS = {
     "SkillEstimated": "learner",
     "RelationshipScored": "learner",
     "SkillShiftDetected": "learner",
+    "AgentKeyEnrolled": "operator:alice",
+    "AgentKeyRevoked": "operator:alice",
+    "SecurityViolationDetected": "projector",
 }
 
 

@@ -75,6 +75,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         "agents work together.",
     ),
     TopicSpec(
+        name="security",
+        events=("AgentKeyEnrolled", "AgentKeyRevoked", "SecurityViolationDetected"),
+        key="agent_id",
+        description="Agents' signing keys as operators enrolled and revoked them, and records rejected as "
+        "not coming from the agent they speak for; kept forever, so every verdict can be re-checked.",
+    ),
+    TopicSpec(
         name="dead-letter",
         events=(),
         key="original_key",

@@ -301,3 +301,4 @@ def task_reassigned(event: Envelope) -> list[Op]:
                   assigned_agent_id=body.to_agent_id)]
 
 import_module("projections.learning_handlers")  # registers the learner's handlers, which import `handles`
+import_module("projections.security_handlers")

@@ -13,20 +13,45 @@ from aiokafka import AIOKafkaConsumer
 
 from events.topics import EVENT_TOPICS
 from services import kafka
+from services.identity.gate import IdentityGate
 from services.settings import Settings
 
 
-async def open_from_start(settings: Settings, logical_topics) -> tuple[AIOKafkaConsumer, dict]:
-    """A started consumer on every partition of the topics, at the start; and their end offsets now."""
+async def open_from_start(settings: Settings, logical_topics) -> tuple["ScreenedConsumer", dict]:
+    """A started consumer on every partition of the topics, at the start; and their end offsets now.
+
+    It never hands out a record the identity gate refuses: whatever folds the log never sees one.
+    """
     consumer = kafka.consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
     await kafka.start(consumer, settings)
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-    return consumer, await consumer.end_offsets(partitions)
+    return ScreenedConsumer(consumer, IdentityGate(settings)), await consumer.end_offsets(partitions)
 
 
-async def apply_backlog_in_time_order(consumer: AIOKafkaConsumer, ends: dict, apply: Callable) -> None:
+class ScreenedConsumer:
+    """An AIOKafkaConsumer whose `getmany` leaves out what the identity gate refuses."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, gate: IdentityGate) -> None:
+        self.consumer = consumer
+        self.gate = gate
+
+    async def getmany(self, *partitions, **options) -> dict:
+        fetched = await self.consumer.getmany(*partitions, **options)
+        return {tp: [r for r in records if not await self.gate.refuses(r)] for tp, records in fetched.items()}
+
+    async def position(self, tp) -> int:
+        return await self.consumer.position(tp)
+
+    async def stop(self) -> None:
+        try:
+            await self.gate.stop()
+        finally:
+            await self.consumer.stop()
+
+
+async def apply_backlog_in_time_order(consumer: "ScreenedConsumer", ends: dict, apply: Callable) -> None:
     """Apply every record below `ends`, earliest timestamp first (ties by topic and partition)."""
     queues = {tp: deque() for tp in ends}
     behind = {tp for tp in ends if await consumer.position(tp) < ends[tp]}

@@ -53,6 +53,10 @@ class ProcessorMetrics:
         self.learner_accuracy = Gauge("orchestrator_learner_accuracy",
                                       "Accuracy of the learner's current model on recent outcomes (0..1)",
                                       ("service",), registry=self.registry)
+        self.security_violations = Counter(
+            "orchestrator_security_violations_total",
+            "Records rejected as not coming from the agent they speak for, counted once, by the processor that "
+            "reports them", ("service", "kind"), registry=self.registry)
         self._known: dict[str, set[str]] = {}
         self._refreshed: dict[str, float] = {}
 

@@ -127,6 +127,12 @@ class Settings:
     # --- kafka security (client side of the SASL_SSL profile) ---
 
     # --- agent identity ---
+    identity_mode: str = _env(
+        "IDENTITY_MODE", "off", "off: records are not checked for signatures (outcomes still only count from "
+        "their assignee); verify: every record speaking for an agent must be signed with that agent's enrolled key")
+    agent_signing_key_file: str = _env(
+        "AGENT_SIGNING_KEY_FILE", "", "PEM file of the Ed25519 key an SDK agent signs what it publishes with "
+        "(from `orchestrator agent enroll`; empty: unsigned)")
 
     # --- privacy: encryption and erasure ---
 
@@ -159,6 +165,7 @@ class Settings:
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
         self._validate_health()
         self._validate_router_and_balancer()
+        self._validate_identity()
 
     def _validate_health(self) -> None:
         for name in ("health_heartbeat_interval_s", "health_load_window_s", "health_tick_interval_s"):
@@ -175,6 +182,12 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
         if int(self.health_degraded_after_missed) >= int(self.health_unhealthy_after_missed):
             raise ConfigError("HEALTH_DEGRADED_AFTER_MISSED must be less than HEALTH_UNHEALTHY_AFTER_MISSED")
+
+    def _validate_identity(self) -> None:
+        if self.identity_mode not in ("off", "verify"):
+            raise ConfigError(f"IDENTITY_MODE must be off or verify, got {self.identity_mode!r}")
+        if self.agent_signing_key_file and not os.path.isfile(self.agent_signing_key_file):
+            raise ConfigError(f"AGENT_SIGNING_KEY_FILE names no file: {self.agent_signing_key_file!r}")
 
     def _validate_router_and_balancer(self) -> None:
         for name in ("router_weight_success", "router_weight_load", "router_weight_duration", "router_weight_cost",

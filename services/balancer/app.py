@@ -31,6 +31,7 @@ from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUTS, InboxDe
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
 from services.deadletter import ConsumedRecord, park_on
+from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
 
 SERVICE = "balancer"
@@ -40,7 +41,8 @@ log = logging.getLogger("orchestrator.balancer")
 
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
                inbox_topic: str, history: InboxHistory, limits: Limits, tick_interval_s: float,
-               snapshot_every: int, session_timeout_s: float, metrics: ProcessorMetrics) -> faust.App:
+               snapshot_every: int, session_timeout_s: float, metrics: ProcessorMetrics,
+               identity: IdentityGate | None = None) -> faust.App:
     # The session timeout is how long the inbox waits, after its owner dies, for another copy.
     app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
                     topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
@@ -79,6 +81,10 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             message = event.message
             metrics.events_in.labels(SERVICE, message.topic).inc()
             record = ConsumedRecord.of(message)
+            # Refused records never reach the inbox, so a replay of the inbox never meets them.
+            if identity and await identity.refuses(message):
+                metrics.consumed_message(app.consumer, message)
+                continue
             try:
                 body = decode(message.value).body
             except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream

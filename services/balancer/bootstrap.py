@@ -11,6 +11,7 @@ from services.balancer.history import KafkaInboxHistory, ensure_balancer_topics,
 from services.balancer.logic import Limits
 from services.metrics import ProcessorMetrics
 from services.faust_worker import faust_brokers, run_worker
+from services.identity.gate import IdentityGate
 from services.settings import Settings
 
 
@@ -30,7 +31,8 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
         datadir=datadir, inbox_topic=inbox_topic(settings), history=KafkaInboxHistory(settings),
         limits=limits_from(settings), tick_interval_s=float(settings.balancer_tick_interval_s),
         snapshot_every=int(settings.balancer_snapshot_every),
-        session_timeout_s=float(settings.balancer_session_timeout_s), metrics=metrics or ProcessorMetrics(SERVICE))
+        session_timeout_s=float(settings.balancer_session_timeout_s), metrics=metrics or ProcessorMetrics(SERVICE),
+        identity=IdentityGate(settings))
 
 
 def serve(settings: Settings) -> int:

@@ -28,6 +28,7 @@ from events.codec import decode, encode
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
 from services.deadletter import ConsumedRecord, park_on
+from services.identity.gate import IdentityGate
 from services.kafka import partition_of
 from services.health.logic import (AgentState, Policy, agent_of, decode_state, encode_state, new_state,
                                    on_event, on_tick, task_ending)
@@ -39,7 +40,7 @@ log = logging.getLogger("orchestrator.health")
 
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
                policy: Policy, tick_interval_s: float, metrics: ProcessorMetrics,
-               clock: Callable[[], datetime]) -> faust.App:
+               clock: Callable[[], datetime], identity: IdentityGate | None = None) -> faust.App:
     app = faust.App(
         app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
         topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
@@ -82,6 +83,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         metrics.consumed_message(app.consumer, message)
         started = time.perf_counter()
         now = clock()
+        if identity and await identity.refuses(message):
+            return
         try:
             event = decode(message.value)
             agent_id = agent_of(event.body)
@@ -114,6 +117,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             message = event.message
             metrics.events_in.labels(SERVICE, message.topic).inc()
             metrics.consumed_message(app.consumer, message)
+            if identity and await identity.refuses(message):
+                continue
             try:
                 ending = task_ending(decode(message.value).body)
             except Exception as error:  # noqa: BLE001

@@ -11,6 +11,7 @@ from services.health.app import SERVICE, create_app
 from services.health.logic import Policy
 from services.metrics import ProcessorMetrics
 from services.faust_worker import faust_brokers, run_worker
+from services.identity.gate import IdentityGate
 from services.settings import Settings
 
 
@@ -34,7 +35,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
         brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
         datadir=datadir, policy=policy_from(settings), tick_interval_s=float(settings.health_tick_interval_s),
-        metrics=metrics or ProcessorMetrics(SERVICE), clock=clock)
+        metrics=metrics or ProcessorMetrics(SERVICE), clock=clock, identity=IdentityGate(settings))
 
 
 def serve(settings: Settings) -> int:

@@ -46,8 +46,9 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
 class Projector:
     def __init__(self, *, consumer, view, dead_letters, metrics, topics: list[str],
-                 batch_size: int, batch_timeout_ms: int) -> None:
+                 batch_size: int, batch_timeout_ms: int, identity=None) -> None:
         self.consumer = consumer
+        self.identity = identity  # a ViolationReporter: records not from the agent they speak for
         self.view = view
         self.dead_letters = dead_letters
         self.metrics = metrics
@@ -72,11 +73,12 @@ class Projector:
         started = time.perf_counter()
         for record in records:
             self.metrics.events_in.labels(self.metrics.service, record.topic).inc()
-        prepared = prepare(records)
+        accepted, refused = await self.identity.screen(records) if self.identity else (records, [])
+        prepared = prepare(accepted)
         await self._park_all(prepared.rejected)
         by_position = {position_of(r): r for r in records}
-        batch = sorted(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected],
-                       key=lambda item: item[0])
+        skipped = [r for r, _ in prepared.rejected] + refused  # only their positions advance
+        batch = sorted(prepared.batch + [(position_of(r), []) for r in skipped], key=lambda item: item[0])
         try:
             applied = await self.view.apply(batch)
         except POISON_ERRORS as error:

@@ -13,6 +13,8 @@ from projections.migrate import migrate
 from projections.postgres_view import PostgresView
 from services import kafka
 from services.deadletter import DeadLetters
+from services.identity.gate import IdentityGate
+from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics
 from services.projector.app import Projector
 from services.settings import Settings
@@ -46,14 +48,21 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
     producer = kafka.producer(settings)
     topics = [topic_name(spec, settings.topic_prefix) for spec in EVENT_TOPICS]
     consumer = kafka.consumer(settings, group_id=settings.group_id, max_partition_fetch_bytes=4 * 1024 * 1024)
+    gate = IdentityGate(settings)
     try:
         await kafka.start(producer, settings)
         await kafka.start(consumer, settings)
+        metrics = metrics or ProcessorMetrics("projector")
+        dead_letters = DeadLetters(producer, topic_name(DEAD_LETTER, settings.topic_prefix), "projector")
         yield Projector(
-            consumer=consumer, view=view, metrics=metrics or ProcessorMetrics("projector"),
-            dead_letters=DeadLetters(producer, topic_name(DEAD_LETTER, settings.topic_prefix), "projector"),
-            topics=topics, batch_size=settings.batch_size, batch_timeout_ms=settings.batch_timeout_ms)
+            consumer=consumer, view=view, metrics=metrics, dead_letters=dead_letters,
+            topics=topics, batch_size=settings.batch_size, batch_timeout_ms=settings.batch_timeout_ms,
+            identity=ViolationReporter(gate=gate, dead_letters=dead_letters, producer=producer,
+                                       security_topic=settings.topic("security"), processor="projector",
+                                       metrics=metrics))
     finally:
+        with contextlib.suppress(Exception):
+            await gate.stop()
         with contextlib.suppress(Exception):
             await consumer.stop()
         with contextlib.suppress(Exception):

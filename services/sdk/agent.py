@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -25,6 +26,7 @@ from events.tasks import TaskAssigned, TaskHandedOff, TaskRejected, TaskStarted
 from events.topics import topic_for_event
 from events.values import Capability, MemoryProfile
 from services.deadletter import dead_letter_headers
+from services.identity.signing import Signer, load_signer
 from services.sdk.capacity import Slots, read_ahead_window
 from services.sdk.ledger import Ledger
 from services.sdk.outbox import Outbox, Outgoing, backoff
@@ -67,7 +69,7 @@ class Agent:
                  capacity_per_capability: Mapping[str, int] | None = None, cost_per_task: float = 0.0,
                  labels: Mapping[str, str] | None = None, memory_profile: MemoryProfile | Mapping | None = None,
                  version: str | None = None, heartbeat_interval: float = 5.0, drain_timeout: float = 30.0,
-                 settings: Settings | None = None) -> None:
+                 settings: Settings | None = None, signing_key: Signer | str | Path | None = None) -> None:
         self.registration = declaration(
             agent_id=agent_id, capabilities=capabilities, capacity=capacity, display_name=display_name,
             capacity_per_capability=capacity_per_capability, cost_per_task=cost_per_task, labels=labels,
@@ -84,6 +86,9 @@ class Agent:
         self.heartbeat_interval = heartbeat_interval
         self.drain_timeout = drain_timeout
         self.settings = settings or Settings.from_env()
+        # Everything this agent publishes is signed with its enrolled key, when it has one.
+        key = signing_key or self.settings.agent_signing_key_file or None
+        self.signer: Signer | None = key if isinstance(key, Signer) or key is None else load_signer(key)
         # Also the transactional id: one process per agent id may publish at a time.
         self.group_id = f"{self.settings.topic_prefix}.agent.{agent_id}"
         self.ready = asyncio.Event()  # registered and reading its assignments
@@ -346,8 +351,9 @@ class Agent:
         await self._outbox.publish([self._outgoing(make_event(body, producer=self.agent_id))])
 
     def _outgoing(self, event: Envelope) -> Outgoing:
-        return Outgoing(self.settings.topic(topic_for_event(event.event_type).name), encode(event),
-                        event.key.encode())
+        value = encode(event)
+        return Outgoing(self.settings.topic(topic_for_event(event.event_type).name), value, event.key.encode(),
+                        tuple(self.signer.headers(value)) if self.signer else ())
 
 
 def _attempt_of(assignment: TaskAssigned) -> dict:

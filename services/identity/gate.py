@@ -1,0 +1,119 @@
+"""The one check every consumer of agent-speaking events applies before handling one.
+
+The gate folds the `security` topic (enrolled and revoked keys) and the `assignments` topic
+(who holds which attempt) with a consumer of its own, outside any group. It reads them to
+their end at start, and again whenever a record names a key or an attempt it does not know
+yet and was written after its last reading: an honest record is always written after its
+key was enrolled and its attempt assigned, so a miss after such a reading is final, and a
+replay judges every old record exactly as the live run did.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
+
+from events.codec import decode
+from events.errors import EventDecodeError
+from events.topics import EVENT_TOPICS
+from services import kafka
+from services.identity.verify import Assignments, Inbound, KeyRegistry, Violation, claim_of, verify
+from services.settings import Settings
+
+FOLDED = ("security", "assignments")
+# Producers' clocks may run a little ahead of ours: a reading counts as later than a record
+# only when it started this long after the record's timestamp.
+CLOCK_MARGIN_MS = 1000
+# How stale the known revocations may be when a signed record is checked.
+REVOCATION_REFRESH_MS = 1000
+log = logging.getLogger("orchestrator.identity")
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class IdentityGate:
+    def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms) -> None:
+        self.settings = settings
+        self.mode = settings.identity_mode
+        self.clock = clock
+        self.keys = KeyRegistry()
+        self.assignments = Assignments()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._partitions: list = []
+        self._lock = asyncio.Lock()
+        self._read_from_ms = -1  # when the latest reading to the end started
+        # Only these topics carry records that speak for an agent; the rest pass unread.
+        self._checked = {settings.topic("task-outcomes")} | (
+            {settings.topic(name) for name in ("agents", "heartbeats")} if self.mode == "verify" else set())
+
+    async def check(self, record) -> Violation | None:
+        """Why `record` (aiokafka record or Faust message) does not come from the agent it speaks for, or None."""
+        if record.topic not in self._checked:
+            return None
+        inbound = Inbound.of(record)
+        claim = claim_of(inbound.value)
+        if claim is None or (self.mode == "off" and not claim.is_outcome):
+            return None
+        if self._consumer is None:
+            await self._start()
+        written_ms = min(inbound.timestamp_ms + CLOCK_MARGIN_MS, self.clock())
+        if self.mode == "verify" and self.clock() - self._read_from_ms > REVOCATION_REFRESH_MS \
+                and written_ms > self._read_from_ms:
+            await self._read_to_end(written_ms)
+        violation = verify(inbound, claim, self.keys, self.assignments, mode=self.mode)
+        if violation and violation.kind in ("unknown_key", "not_assignee") and written_ms > self._read_from_ms:
+            await self._read_to_end(written_ms)
+            violation = verify(inbound, claim, self.keys, self.assignments, mode=self.mode)
+        return violation
+
+    async def refuses(self, record) -> bool:
+        """For processors that only skip what the projector reports."""
+        violation = await self.check(record)
+        if violation is not None:
+            log.debug("skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, violation.reason)
+        return violation is not None
+
+    async def stop(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def _start(self) -> None:
+        async with self._lock:
+            if self._consumer is not None:
+                return
+            consumer = kafka.consumer(self.settings)
+            await kafka.start(consumer, self.settings)
+            self._partitions = kafka.partitions(self.settings, [s for s in EVENT_TOPICS if s.name in FOLDED])
+            consumer.assign(self._partitions)
+            await consumer.seek_to_beginning(*self._partitions)
+            self._consumer = consumer
+        await self._read_to_end(self.clock())
+
+    async def _read_to_end(self, needed_from_ms: int) -> None:
+        async with self._lock:
+            if self._read_from_ms >= needed_from_ms:
+                return  # someone read to the end while this caller waited
+            started = self.clock()
+            consumer = self._consumer
+            ends = await consumer.end_offsets(self._partitions)
+            behind = [tp for tp in self._partitions if await consumer.position(tp) < ends[tp]]
+            while behind:
+                for records in (await consumer.getmany(*behind, timeout_ms=500)).values():
+                    for record in records:
+                        self._fold(record)
+                behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+            self._read_from_ms = started
+
+    def _fold(self, record) -> None:
+        try:
+            body = decode(record.value).body
+        except EventDecodeError:
+            return  # the projector parks what cannot be read
+        self.keys.apply(body)
+        self.assignments.apply(body)

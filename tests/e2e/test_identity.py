@@ -1,0 +1,140 @@
+"""Agent identity on the real broker and database: a record that does not come from the agent it
+speaks for is parked with its reason, reported once, counted, and changes nothing else."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime, timezone
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from events.agents import AgentRegistered
+from events.codec import decode, encode
+from events.envelope import make_event
+from events.security import AgentKeyEnrolled
+from events.tasks import TaskAssigned, TaskCompleted, TaskStarted
+from events.topics import DEAD_LETTER, topic_for_event, topic_name
+from events.values import Capability
+from services import kafka
+from services.deadletter import parked_from
+from services.identity.signing import Signer, b64
+from services.metrics import ProcessorMetrics
+from services.projector.bootstrap import projector_running
+from tests.e2e.helpers import fetch, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def new_key() -> Signer:
+    return Signer.of(Ed25519PrivateKey.generate())
+
+
+def enrolment(agent_id: str, key: Signer):
+    return make_event(AgentKeyEnrolled(agent_id=agent_id, key_id=key.key_id, public_key=b64(key.public_key),
+                                       enrolled_by="operator"), producer="operator")
+
+
+def registration(agent_id: str, capacity: int = 1, name: str | None = None):
+    return make_event(AgentRegistered(agent_id=agent_id, display_name=name or agent_id, capacity=capacity,
+                                      capabilities=(Capability(name="python", proficiency=0.8),)),
+                      producer=agent_id)
+
+
+async def publish_signed(settings, records) -> None:
+    """(event, signer or None) pairs, in order, each with the headers its signer gives it."""
+    producer = kafka.producer(settings)
+    await kafka.start(producer, settings)
+    try:
+        for event, signer in records:
+            value = encode(event)
+            await producer.send_and_wait(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+                                         value, key=event.key.encode(),
+                                         headers=signer.headers(value) if signer else None)
+    finally:
+        await producer.stop()
+
+
+async def parked(settings) -> list:
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    try:
+        partitions = kafka.partitions(settings, [DEAD_LETTER])
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        found = []
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                found += [parked_from(r) for r in records]
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_and_change_nothing(settings):
+    settings = dataclasses.replace(settings, identity_mode="verify")
+    alice, bob = new_key(), new_key()
+    assigned = make_event(TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="python"),
+                          producer="balancer")
+    metrics = ProcessorMetrics("projector")
+    stop = asyncio.Event()
+    async with projector_running(settings, metrics) as projector:
+        running = asyncio.create_task(projector.run(stop))
+        try:
+            await publish_signed(settings, [
+                (enrolment("alice", alice), None), (enrolment("bob", bob), None),
+                (registration("alice"), alice),
+                (registration("bob"), bob),
+                (assigned, None),
+                # forged: claims alice, signed by bob; claims alice, unsigned
+                (registration("alice", capacity=50, name="bob was here"), bob),
+                (registration("alice", capacity=99, name="nobody"), None),
+                # spoofed: bob reports on alice's task, signed by bob as himself
+                (make_event(TaskCompleted(task_id="task-1", agent_id="bob", attempt=1, result_summary="stolen"),
+                            producer="bob"), bob),
+                (make_event(TaskStarted(task_id="task-1", agent_id="alice", attempt=1), producer="alice"), alice),
+            ])
+
+            async def reported():
+                rows = await fetch(settings, "SELECT kind, agent_id, key_id, detail, origin_topic, origin_offset "
+                                             "FROM security_events ORDER BY kind")
+                return rows if len(rows) == 5 else None
+            rows = await wait_for(reported, what="two enrolments and three violations in security_events")
+
+            async def started():
+                rows = await fetch(settings, "SELECT status, assigned_agent_id FROM tasks WHERE task_id = 'task-1'")
+                return rows if rows and rows[0]["status"] == "started" else None
+            await wait_for(started, what="alice's genuine TaskStarted projected")
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 30)
+
+    kinds = {row["kind"]: row for row in rows}
+    assert sorted(kinds) == ["key_enrolled", "not_assignee", "other_agents_key", "unsigned"]
+    assert kinds["other_agents_key"]["agent_id"] == "alice" and kinds["other_agents_key"]["key_id"] == bob.key_id
+    assert kinds["not_assignee"]["agent_id"] == "bob"
+    assert kinds["not_assignee"]["origin_topic"] == settings.topic("task-outcomes")
+    assert kinds["unsigned"]["detail"]["processor"] == "projector"
+    # nothing of the rejected records reached the read models
+    agents = {row["agent_id"]: row for row in await fetch(settings, "SELECT agent_id, capacity, display_name FROM agents")}
+    assert (agents["alice"]["capacity"], agents["alice"]["display_name"]) == (1, "alice")
+    task = (await fetch(settings, "SELECT status, assigned_agent_id, result_summary FROM tasks"))[0]
+    assert (task["status"], task["assigned_agent_id"], task["result_summary"]) == ("started", "alice", None)
+    attempts = await fetch(settings, "SELECT agent_id, outcome FROM task_assignments WHERE task_id = 'task-1'")
+    assert attempts == [{"agent_id": "alice", "outcome": None}]
+    # each parked once, unchanged, with the reason in its headers
+    dead = await parked(settings)
+    assert sorted(p.error_message.split(":")[0] for p in dead) == ["not_assignee", "other_agents_key", "unsigned"]
+    assert {p.error_class for p in dead} == {"IdentityViolation"}
+    assert decode(next(p for p in dead if p.error_message.startswith("not_assignee")).value).body.result_summary \
+        == "stolen"
+    counted = {labels["kind"]: value for labels, value in _samples(metrics, "orchestrator_security_violations_total")}
+    assert counted == {"unsigned": 1.0, "other_agents_key": 1.0, "not_assignee": 1.0}
+
+
+def _samples(metrics: ProcessorMetrics, name: str):
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                yield sample.labels, sample.value
