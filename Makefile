@@ -11,7 +11,8 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
-STACK := bash infra/stack.sh
+# SECURE=1: the secure profile (SASL_SSL broker on 39094, see README "Secure profile").
+STACK := bash infra/stack.sh$(if $(filter 1 yes true,$(SECURE)), --secure)
 # Runs a command with KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL of the stack exported.
 WITH_ENV := eval "$$($(STACK) env)" &&
 INSTALL_STAMP := .local/install.stamp

@@ -4,7 +4,7 @@
 #   * PostgreSQL 15
 # Both listen on 127.0.0.1 only; all state lives under .local/ of the repository.
 #
-# Usage: infra/stack.sh <command>
+# Usage: infra/stack.sh <command> [--secure]
 #   up        start whatever is not running yet, then wait until both answer
 #   down      stop what `up` started (by pid file; SIGKILL after a timeout)
 #   status    state and readiness of each service (exit status 3 if not all ready)
@@ -12,11 +12,20 @@
 #   logs      tail the logs: `logs [kafka|postgres] [-f]`
 #   clean     `down`, then delete all local data (keeps the downloaded Kafka jars)
 #
+# --secure (or ORCHESTRATOR_SECURE=1): the same commands for the secure profile, a second
+# broker beside the plaintext one, with its own data in .local/kafka-secure/: a SASL_SSL
+# listener (SCRAM-SHA-512, TLS with a local CA generated into .local/kafka-secure/tls/), a
+# password per principal in .local/kafka-secure/credentials/, and the StandardAuthorizer
+# denying whatever no ACL allows (`orchestrator acl apply`). `env --secure` prints the admin's
+# client settings. PostgreSQL is shared by both profiles; `down --secure` stops it too,
+# `clean --secure` deletes only the secure broker's data and key material.
+#
 # Environment (all optional):
 #   KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL
 #       Use these endpoints instead of starting the local service; `up` then only
 #       checks that they answer. A value equal to the local endpoint counts as local.
 #   STACK_KAFKA_PORT (39092)   STACK_KAFKA_CONTROLLER_PORT (39093)   STACK_PG_PORT (35432)
+#   STACK_SECURE_KAFKA_PORT (39094)   STACK_SECURE_KAFKA_CONTROLLER_PORT (39095)
 #   STACK_TIMEOUT (90)         seconds `up` waits for the services to answer
 #   STACK_STOP_TIMEOUT (30)    seconds `down` waits before SIGKILL / immediate shutdown
 #   STACK_PG_OS_USER (orchestrator)
@@ -29,8 +38,21 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 INFRA="$ROOT/infra"
 LOCAL="$ROOT/.local"
 
-KAFKA_PORT="${STACK_KAFKA_PORT:-39092}"
-KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-39093}"
+SECURE=0
+case "${ORCHESTRATOR_SECURE:-0}" in 1|true|yes) SECURE=1 ;; esac
+ARGS=()
+for arg in "$@"; do if [ "$arg" = --secure ]; then SECURE=1; else ARGS+=("$arg"); fi; done
+set -- ${ARGS[@]+"${ARGS[@]}"}
+
+if [ "$SECURE" = 1 ]; then
+    KAFKA_PORT="${STACK_SECURE_KAFKA_PORT:-39094}"
+    KAFKA_CONTROLLER_PORT="${STACK_SECURE_KAFKA_CONTROLLER_PORT:-39095}"
+    KAFKA_PORT_VAR=STACK_SECURE_KAFKA_PORT KAFKA_CONTROLLER_PORT_VAR=STACK_SECURE_KAFKA_CONTROLLER_PORT
+else
+    KAFKA_PORT="${STACK_KAFKA_PORT:-39092}"
+    KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-39093}"
+    KAFKA_PORT_VAR=STACK_KAFKA_PORT KAFKA_CONTROLLER_PORT_VAR=STACK_KAFKA_CONTROLLER_PORT
+fi
 PG_PORT="${STACK_PG_PORT:-35432}"
 TIMEOUT="${STACK_TIMEOUT:-90}"
 STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-30}"
@@ -44,8 +66,12 @@ DB_PASSWORD=orchestrator
 LOCAL_KAFKA="127.0.0.1:$KAFKA_PORT"
 LOCAL_DB_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
 
+KAFKA_LIBS="$LOCAL/kafka/libs"  # one set of jars for both profiles
 KAFKA_DIR="$LOCAL/kafka"
-KAFKA_LIBS="$KAFKA_DIR/libs"
+[ "$SECURE" = 1 ] && KAFKA_DIR="$LOCAL/kafka-secure"
+KAFKA_REL="${KAFKA_DIR#"$ROOT"/}"
+SECURE_FLAG=""
+[ "$SECURE" = 1 ] && SECURE_FLAG=" --secure"
 KAFKA_DATA="$KAFKA_DIR/data"
 KAFKA_LOGS="$KAFKA_DIR/logs"
 KAFKA_PROPS="$KAFKA_DIR/server.properties"
@@ -53,6 +79,11 @@ KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
 KAFKA_CLUSTER_ID_FILE="$KAFKA_DIR/cluster-id"
 KAFKA_POM="$INFRA/kafka/pom.xml"
 KAFKA_LOG4J="$INFRA/kafka/log4j2.yaml"
+# Secure profile: key material (infra/../services/security/material.py) and its principals.
+SECURE_TLS="$KAFKA_DIR/tls"
+SECURE_CREDENTIALS="$KAFKA_DIR/credentials"
+ACL_FILE="$INFRA/acls.toml"
+SCRAM_MECHANISM=SCRAM-SHA-512
 
 # .local/pg is the PostgreSQL root (data/, postgres.log, run/). When the checkout
 # sits below a directory the unprivileged user cannot enter, it is a symlink to
@@ -204,13 +235,13 @@ ensure_kafka_libs() {
     command -v mvn >/dev/null 2>&1 || apt_install "mvn (Apache Maven) not found; it fetches the Kafka jars" maven
     t0=$(now_us)
     say "kafka: resolving the broker jars (infra/kafka/pom.xml) into .local/kafka/libs ..."
-    mkdir -p "$KAFKA_DIR"
+    mkdir -p "$LOCAL/kafka"
     rm -rf "$KAFKA_LIBS.tmp"
     if ! mvn -B -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
             -DoutputDirectory="$KAFKA_LIBS.tmp" -DincludeScope=runtime \
-            >"$KAFKA_DIR/mvn.log" 2>&1 </dev/null; then
+            >"$LOCAL/kafka/mvn.log" 2>&1 </dev/null; then
         rm -rf "$KAFKA_LIBS.tmp"
-        tail_log "$KAFKA_DIR/mvn.log" 40
+        tail_log "$LOCAL/kafka/mvn.log" 40
         die "maven could not resolve infra/kafka/pom.xml (full output: .local/kafka/mvn.log)"
     fi
     printf '%s\n' "$want" >"$KAFKA_LIBS.tmp/.pom.sha256"
@@ -238,6 +269,68 @@ new_cluster_id() {  # Kafka Uuid format: 16 random bytes, URL-safe base64, no pa
     printf '%s\n' "$id"
 }
 
+plaintext_listeners() {
+    cat <<EOF
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+EOF
+}
+
+# Every listener is SASL over TLS. Clients and the broker itself (inter-broker: transaction
+# markers go to the partition leader, i.e. to itself) authenticate with SCRAM-SHA-512 against
+# credentials stored in the cluster metadata at format time. The controller listener uses PLAIN
+# with a static user: SCRAM credentials live in the metadata the controller serves, so they
+# cannot authenticate the controller's own connections.
+secure_listeners() {
+    local broker_password
+    broker_password="$(<"$SECURE_CREDENTIALS/broker.password")"
+    cat <<EOF
+listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=SASL_SSL://127.0.0.1:$KAFKA_PORT
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=SASL_SSL:SASL_SSL,CONTROLLER:SASL_SSL
+sasl.enabled.mechanisms=$SCRAM_MECHANISM
+sasl.mechanism.inter.broker.protocol=$SCRAM_MECHANISM
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$broker_password";
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="$broker_password" user_broker="$broker_password";
+ssl.keystore.type=PEM
+ssl.keystore.location=$SECURE_TLS/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$SECURE_TLS/ca.pem
+ssl.endpoint.identification.algorithm=https
+ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:broker;User:admin
+EOF
+}
+
+# The principals of the secure profile: the broker, admin and every principal of infra/acls.toml.
+secure_principals() {
+    (cd "$ROOT" && "$PYTHON" -m services.security.acls principals "$ACL_FILE")
+}
+
+ensure_secure_material() {
+    local principals out
+    principals="$(secure_principals)" || die "cannot read the principals of ${ACL_FILE#"$ROOT"/}"
+    # shellcheck disable=SC2086  # one word per principal
+    out="$(cd "$ROOT" && "$PYTHON" -m services.security.material "$KAFKA_DIR" broker admin $principals)" \
+        || die "kafka: generating the TLS certificates and passwords in $KAFKA_REL failed"
+    [ -z "$out" ] || say "kafka: $out (in $KAFKA_REL)"
+}
+
+scram_format_args() {  # --add-scram for every principal that has a password
+    local file
+    for file in "$SECURE_CREDENTIALS"/*.password; do
+        printf -- '--add-scram\n%s=[name=%s,password=%s]\n' "$SCRAM_MECHANISM" \
+            "$(basename "$file" .password)" "$(<"$file")"
+    done
+}
+
 write_kafka_props() {
     cat >"$KAFKA_PROPS" <<EOF
 # Generated by infra/stack.sh on every start; edit the script, not this file.
@@ -246,10 +339,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+$(if [ "$SECURE" = 1 ]; then secure_listeners; else plaintext_listeners; fi)
 log.dirs=$KAFKA_DATA
 
 # One broker: internal topics cannot be replicated.
@@ -274,27 +364,29 @@ start_kafka() {
     ensure_kafka_libs
     find_java
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
-    write_kafka_props
+    [ "$SECURE" = 0 ] || ensure_secure_material
+    (umask 077 && write_kafka_props)  # the secure profile's file holds the broker's password
     local jvm_common=(-Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
 
     if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
         [ -s "$KAFKA_CLUSTER_ID_FILE" ] || new_cluster_id >"$KAFKA_CLUSTER_ID_FILE"
         cid="$(<"$KAFKA_CLUSTER_ID_FILE")"
-        local tf
+        local tf scram=()
         tf=$(now_us)
+        [ "$SECURE" = 0 ] || mapfile -t scram < <(scram_format_args)
         if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${jvm_common[@]}" \
-                kafka.tools.StorageTool format --config "$KAFKA_PROPS" --cluster-id "$cid" \
+                kafka.tools.StorageTool format --config "$KAFKA_PROPS" --cluster-id "$cid" ${scram[@]+"${scram[@]}"} \
                 >"$KAFKA_LOGS/format.log" 2>&1 </dev/null; then
             tail_log "$KAFKA_LOGS/format.log"
-            die "kafka: formatting the storage in .local/kafka/data failed"
+            die "kafka: formatting the storage in $KAFKA_REL/data failed"
         fi
         say "kafka: formatted storage, cluster id $cid ($(since "$tf"))"
     elif [ ! -s "$KAFKA_CLUSTER_ID_FILE" ]; then
         sed -n 's/^cluster.id=//p' "$KAFKA_DATA/meta.properties" >"$KAFKA_CLUSTER_ID_FILE"
     fi
 
-    require_free_port "$KAFKA_PORT" "Kafka broker" STACK_KAFKA_PORT
-    require_free_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" STACK_KAFKA_CONTROLLER_PORT
+    require_free_port "$KAFKA_PORT" "Kafka broker" "$KAFKA_PORT_VAR"
+    require_free_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" "$KAFKA_CONTROLLER_PORT_VAR"
 
     # shellcheck disable=SC2206  # word splitting of the option strings is intended
     local heap=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g})
@@ -311,13 +403,29 @@ start_kafka() {
         "$JAVA" "${heap[@]}" "${jvm[@]}" "${jvm_common[@]}" kafka.Kafka "$KAFKA_PROPS" \
         >"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     for _ in $(seq 50); do [ -s "$KAFKA_PIDFILE" ] && break; sleep 0.02; done
-    [ -s "$KAFKA_PIDFILE" ] || die "kafka: the broker process did not start (see .local/kafka/logs/kafka.out)"
+    [ -s "$KAFKA_PIDFILE" ] || die "kafka: the broker process did not start (see $KAFKA_REL/logs/kafka.out)"
     pid="$(<"$KAFKA_PIDFILE")"
     KAFKA_WATCH_PID="$pid"
     say "kafka: started broker+controller, pid $pid, 127.0.0.1:$KAFKA_PORT ($(since "$t0") to launch)"
 }
 
-probe_kafka() { "$PYTHON" "$INFRA/probe.py" kafka "$1"; }
+probe_kafka() {
+    if [ "$SECURE" = 1 ]; then
+        # A Metadata request over SASL_SSL as admin, through the project's own client settings.
+        (cd "$ROOT" && eval "$(secure_env "$1")" && "$PYTHON" -m services.security.probe)
+    else
+        "$PYTHON" "$INFRA/probe.py" kafka "$1"
+    fi
+}
+
+secure_env() {  # BOOTSTRAP: what a client needs to reach the secure broker as admin
+    printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$1")"
+    printf 'export KAFKA_SECURITY_PROTOCOL=SASL_SSL\n'
+    printf 'export KAFKA_SASL_MECHANISM=%s\n' "$SCRAM_MECHANISM"
+    printf 'export KAFKA_SASL_USERNAME=admin\n'
+    printf 'export KAFKA_SASL_PASSWORD_FILE=%s\n' "$(shell_quote "$SECURE_CREDENTIALS/admin.password")"
+    printf 'export KAFKA_SSL_CAFILE=%s\n' "$(shell_quote "$SECURE_TLS/ca.pem")"
+}
 
 # ---------------------------------------------------------------- postgres ---
 
@@ -521,7 +629,7 @@ wait_ready() {  # waits for WAIT_KAFKA / WAIT_PG, started at KAFKA_T0 / PG_T0
                     rm -f "$KAFKA_PIDFILE"
                     tail_log "$KAFKA_LOGS/kafka.out"
                     tail_log "$KAFKA_LOGS/server.log"
-                    die "kafka: the broker process exited (logs: .local/kafka/logs/)"
+                    die "kafka: the broker process exited (logs: $KAFKA_REL/logs/)"
                 fi
             fi
         fi
@@ -544,7 +652,7 @@ wait_ready() {  # waits for WAIT_KAFKA / WAIT_PG, started at KAFKA_T0 / PG_T0
                 if [ "$KAFKA_EXTERNAL" = 0 ]; then
                     tail_log "$KAFKA_LOGS/kafka.out"
                     tail_log "$KAFKA_LOGS/server.log"
-                    warn "kafka logs: .local/kafka/logs/ (it is left running; \`infra/stack.sh down\` stops it)"
+                    warn "kafka logs: $KAFKA_REL/logs/ (it is left running; \`infra/stack.sh down$SECURE_FLAG\` stops it)"
                 fi
             fi
             if [ "$WAIT_PG" = 1 ]; then
@@ -602,9 +710,8 @@ cmd_up() {
     say "up in $(since "$t0"): KAFKA_BOOTSTRAP_SERVERS=$KAFKA_EP DATABASE_URL=$(show_url "$DB_URL")"
 }
 
-cmd_down() {
+stop_kafka() {
     local pid
-    lock
     if pid="$(kafka_pid)"; then
         stop_pid "$pid" kafka
         rm -f "$KAFKA_PIDFILE"
@@ -614,6 +721,13 @@ cmd_down() {
     else
         say "kafka: not running"
     fi
+}
+
+cmd_down() {
+    lock
+    stop_kafka
+    # PostgreSQL serves both profiles: the secure one leaves it to the plaintext `down`.
+    [ "$SECURE" = 0 ] || return 0
     if pg_locate && pg_pid >/dev/null; then
         pg_stop_running
     else
@@ -648,7 +762,8 @@ cmd_status() {
 
 cmd_env() {
     resolve_endpoints
-    printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$KAFKA_EP")"
+    if [ "$SECURE" = 1 ]; then secure_env "$KAFKA_EP"
+    else printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$KAFKA_EP")"; fi
     printf 'export DATABASE_URL=%s\n' "$(shell_quote "$DB_URL")"
 }
 
@@ -675,6 +790,12 @@ cmd_logs() {
 
 cmd_clean() {
     lock
+    if [ "$SECURE" = 1 ]; then
+        stop_kafka
+        rm -rf "$KAFKA_DIR"
+        say "kafka: deleted the secure broker's data, logs, certificates and passwords ($KAFKA_REL)"
+        return 0
+    fi
     cmd_down
     rm -rf "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_PROPS" "$KAFKA_PIDFILE" "$KAFKA_CLUSTER_ID_FILE" "$KAFKA_LIBS.tmp"
     say "kafka: deleted local data and logs (jars kept in .local/kafka/libs)"

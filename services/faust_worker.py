@@ -18,6 +18,15 @@ def faust_brokers(settings: Settings) -> list[str]:
     return [f"kafka://{server.strip()}" for server in settings.kafka_bootstrap_servers.split(",")]
 
 
+def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The secure profile's SASL credentials and TLS context for a Faust app (None in plaintext)."""
+    options = kafka.connection_options(settings)
+    if options["security_protocol"] == "PLAINTEXT":
+        return None
+    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                 mechanism=options["sasl_mechanism"], ssl_context=options["ssl_context"])
+
+
 def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMetrics], faust.App], *,
                started: str, prepare: Sequence[Callable[[Settings], Awaitable]] = ()) -> int:
     """Run until SIGTERM or SIGINT, on either of which Faust's worker stops the app cleanly."""
@@ -30,6 +39,9 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
     metrics = ProcessorMetrics(service)
     metrics.serve(int(settings.metrics_port))
     app = make_app(metrics)
+    # Set here rather than in each create_app: every processor is started through this function,
+    # and Faust opens no connection before the worker starts.
+    app.conf.broker_credentials = faust_credentials(settings)
     log.info("%s starting: %s", service, started)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
                           redirect_stdouts=False, quiet=True)

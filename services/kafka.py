@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from dataclasses import dataclass
+from functools import lru_cache
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError
+from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
 from events.codec import encode
@@ -16,14 +19,41 @@ from events.topics import PARTITIONS, TOPICS, TopicSpec, topic_for_event, topic_
 from services.settings import Settings
 
 
+TOPIC_AUTHORIZATION_FAILED = 29
+
+
 class KafkaUnavailable(RuntimeError):
     pass
+
+
+def connection_options(settings: Settings) -> dict:
+    """How every client of this process reaches the brokers: address, and in the secure profile
+    SASL credentials over TLS with the broker's certificate and host name checked."""
+    options = {"bootstrap_servers": settings.kafka_bootstrap_servers,
+               "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol == "SASL_SSL":
+        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                       sasl_plain_username=settings.kafka_sasl_username,
+                       sasl_plain_password=settings.kafka_sasl_secret,
+                       ssl_context=ssl_context(settings.kafka_ssl_cafile))
+    return options
+
+
+@lru_cache(maxsize=8)
+def ssl_context(cafile: str = "") -> ssl.SSLContext:
+    # create_ssl_context requires a certificate and checks the host name; one context per CA
+    # file is enough for every client of the process.
+    return create_ssl_context(cafile=cafile or None)
+
+
+def admin_client(settings: Settings, **options) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_options(settings), **options)
 
 
 def producer(settings: Settings, **options) -> AIOKafkaProducer:
     # acks=all + idempotence: a retried send never duplicates or reorders within a partition.
     options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **options}
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, **options)
+    return AIOKafkaProducer(**connection_options(settings), **options)
 
 
 def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
@@ -31,7 +61,7 @@ def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     # are never seen, so every reader sees each report once.
     options = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
                "isolation_level": "read_committed", **options}
-    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap_servers, **options)
+    return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
 async def start(client, settings: Settings, what: str = "Kafka") -> None:
@@ -56,7 +86,7 @@ async def publish(kafka_producer: AIOKafkaProducer, settings: Settings, event: E
 @dataclass(frozen=True)
 class TopicCheck:
     name: str
-    action: str  # created | ok | updated | mismatch
+    action: str  # created | ok | updated | mismatch | unauthorized
     detail: str = ""
 
 
@@ -66,7 +96,7 @@ def desired_configs(spec: TopicSpec) -> dict[str, str]:
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicCheck]:
     """Create missing catalog topics, fix drifted retention/cleanup, report partition drift."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
         return await asyncio.wait_for(_ensure(admin, settings), timeout_s)
@@ -84,13 +114,20 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
             NewTopic(n, names[n].partitions, int(settings.replication_factor),
                      topic_configs=desired_configs(names[n]))
             for n in missing])
+        hidden = set()
         for name, code, *rest in response.topic_errors:
+            if code == TOPIC_AUTHORIZATION_FAILED:
+                # With ACLs a principal sees only its own topics; the others are the admin's to create.
+                hidden.add(name)
             # 36 = TOPIC_ALREADY_EXISTS: another process created it first; that is fine.
-            if code not in (0, 36):
+            elif code not in (0, 36):
                 raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
+        results += [TopicCheck(n, "unauthorized", "not visible to this principal") for n in sorted(hidden)]
+        missing = [n for n in missing if n not in hidden]
         results += [TopicCheck(n, "created") for n in missing]
-        await _until_led(admin, missing)
-    present = [n for n in names if n not in missing]
+        if missing:
+            await _until_led(admin, missing)
+    present = [n for n in names if n in existing]
     if present:
         described = await admin.describe_topics(present)
         partitions = {d["topic"]: len(d["partitions"]) for d in described}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
 from events.topics import EVENT_TOPICS
 from services import kafka
@@ -35,7 +35,7 @@ async def ensure_balancer_topics(settings: Settings) -> None:
         NewTopic(snapshot_topic(settings), 1, int(settings.replication_factor),
                  topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.admin_client(settings)
     await kafka.start(admin, settings, "the Kafka admin API")
     try:
         existing = set(await admin.list_topics())

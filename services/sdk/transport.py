@@ -5,7 +5,6 @@ import asyncio
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.structs import OffsetAndMetadata
 
@@ -102,7 +101,7 @@ async def stop_quietly(client) -> None:
 
 
 async def committed_position(settings: Settings, group_id: str, tp: TopicPartition) -> Position | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.admin_client(settings)
     await kafka.start(admin, settings, "the Kafka admin API")
     try:
         # A coordinator may be briefly unavailable (fresh cluster, broker just restarted).

@@ -1,0 +1,65 @@
+"""Client settings of the secure profile: validated in services/settings.py, turned into client
+options in one function of services/kafka.py."""
+import ssl
+
+import pytest
+
+from services import kafka
+from services.faust_worker import faust_credentials
+from services.settings import ConfigError, Settings
+
+
+def secure(tmp_path, **overrides) -> dict:
+    password = tmp_path / "admin.password"
+    password.write_text("s3cret\n")
+    return {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "admin",
+            "KAFKA_SASL_PASSWORD_FILE": str(password), **overrides}
+
+
+def test_plaintext_is_the_default_and_adds_no_credentials():
+    options = kafka.connection_options(Settings.from_env({}))
+    assert options == {"bootstrap_servers": "127.0.0.1:39092", "security_protocol": "PLAINTEXT"}
+    assert faust_credentials(Settings.from_env({})) is None
+
+
+def test_sasl_ssl_options_carry_the_password_from_its_file_and_check_host_names(tmp_path):
+    options = kafka.connection_options(Settings.from_env(secure(tmp_path)))
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("admin", "s3cret")
+    assert options["ssl_context"].check_hostname is True
+    assert options["ssl_context"].verify_mode == ssl.CERT_REQUIRED
+
+
+def test_faust_gets_the_same_credentials(tmp_path):
+    credentials = faust_credentials(Settings.from_env(secure(tmp_path, KAFKA_SASL_MECHANISM="SCRAM-SHA-256")))
+    assert (credentials.username, credentials.password) == ("admin", "s3cret")
+    assert credentials.mechanism.value == "SCRAM-SHA-256"
+    assert credentials.protocol.value == "SASL_SSL"
+    assert credentials.ssl_context.check_hostname is True
+
+
+def test_a_password_in_the_variable_works_too(tmp_path):
+    env = {**secure(tmp_path), "KAFKA_SASL_PASSWORD_FILE": "", "KAFKA_SASL_PASSWORD": "inline"}
+    assert kafka.connection_options(Settings.from_env(env))["sasl_plain_password"] == "inline"
+
+
+@pytest.mark.parametrize("overrides, complaint", [
+    ({"KAFKA_SECURITY_PROTOCOL": "SSL"}, "KAFKA_SECURITY_PROTOCOL must be one of PLAINTEXT, SASL_SSL"),
+    ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM must be one of"),
+    ({"KAFKA_SASL_USERNAME": ""}, "KAFKA_SASL_USERNAME is required"),
+    ({"KAFKA_SASL_PASSWORD_FILE": ""}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
+    ({"KAFKA_SASL_PASSWORD": "both"}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
+    ({"KAFKA_SASL_PASSWORD_FILE": "/nonexistent/pw"}, "KAFKA_SASL_PASSWORD_FILE '/nonexistent/pw' is not a readable"),
+    ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE '/nonexistent/ca.pem' is not a readable"),
+])
+def test_a_bad_secure_configuration_is_a_clear_error(tmp_path, overrides, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        Settings.from_env(secure(tmp_path, **overrides))
+
+
+def test_an_empty_password_file_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        Settings.from_env(secure(tmp_path, KAFKA_SASL_PASSWORD_FILE=str(empty)))
