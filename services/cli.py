@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner"], help="which processor")
+    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit"], help="which processor")
     serve.set_defaults(run=cmd_serve)
 
     simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Each area below adds its own commands from its own module.
     # --- area commands ---
     __import__("services.security.commands", fromlist=["add_commands"]).add_commands(commands)
+    __import__("services.audit.cli", fromlist=["add_commands"]).add_commands(commands)
     __import__("services.identity.cli", fromlist=["add_commands"]).add_commands(commands)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
@@ -241,6 +242,10 @@ def cmd_serve(args, settings: Settings) -> int:
     if args.processor == "balancer":
         from services.balancer.bootstrap import serve as serve_balancer
         return serve_balancer(settings)
+    if args.processor == "audit":
+        from services.audit.bootstrap import serve as serve_audit
+        asyncio.run(serve_audit(settings))
+        return 0
     from services.projector.bootstrap import serve
     asyncio.run(serve(settings))
     return 0

@@ -13,8 +13,6 @@ from typing import Mapping
 DEFAULT_BOOTSTRAP = "127.0.0.1:39092"
 DEFAULT_DATABASE_URL = "postgresql://orchestrator:orchestrator@127.0.0.1:35432/orchestrator"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
-KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 class ConfigError(ValueError):
@@ -127,18 +125,6 @@ class Settings:
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
     # --- kafka security (client side of the SASL_SSL profile) ---
-    kafka_security_protocol: str = _env(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)")
-    kafka_sasl_mechanism: str = _env(
-        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
-    kafka_sasl_username: str = _env(
-        "KAFKA_SASL_USERNAME", "", "Kafka principal this process authenticates as (SASL_SSL)")
-    kafka_sasl_password: str = _env(
-        "KAFKA_SASL_PASSWORD", "", "Password of KAFKA_SASL_USERNAME (or KAFKA_SASL_PASSWORD_FILE)")
-    kafka_sasl_password_file: str = _env(
-        "KAFKA_SASL_PASSWORD_FILE", "", "File holding the password of KAFKA_SASL_USERNAME, instead of KAFKA_SASL_PASSWORD")
-    kafka_ssl_cafile: str = _env(
-        "KAFKA_SSL_CAFILE", "", "PEM file of the CA that signed the brokers' certificates (empty: the system's CAs)")
 
     # --- agent identity ---
     identity_mode: str = _env(
@@ -151,6 +137,37 @@ class Settings:
     # --- privacy: encryption and erasure ---
 
     # --- audit ---
+    audit_group_id: str = _env(
+        "AUDIT_GROUP_ID", "", "Consumer group of the audit projector (default <prefix>.audit)")
+    audit_db_schema: str = _env(
+        "AUDIT_DB_SCHEMA", "audit", "Schema of the hash-chained audit_log; apart from the read models, which "
+        "replay rebuilds")
+    audit_database_url: str = _env(
+        "AUDIT_DATABASE_URL", "", "PostgreSQL URL the audit projector writes with, e.g. as the audit writer role "
+        "of `orchestrator db roles` (default DATABASE_URL)")
+    audit_batch_size: str = _env(
+        "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction")
+    audit_batch_timeout_ms: str = _env(
+        "AUDIT_BATCH_TIMEOUT_MS", "200", "Longest the audit projector waits to fill a batch")
+    audit_checkpoint_dir: str = _env(
+        "AUDIT_CHECKPOINT_DIR", ".local/audit/checkpoints", "Directory of the signed checkpoints of the audit "
+        "chain (keep it outside the database's reach)")
+    audit_checkpoint_every_rows: str = _env(
+        "AUDIT_CHECKPOINT_EVERY_ROWS", "10000", "Rows appended between two signed checkpoints")
+    audit_checkpoint_every_s: str = _env(
+        "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive")
+    audit_signing_key_file: str = _env(
+        "AUDIT_SIGNING_KEY_FILE", ".local/audit/signing-key.pem", "Ed25519 key signing the checkpoints, created "
+        "on first start with its public key beside it (<file>.pub), which `audit verify` uses")
+    db_role_prefix: str = _env(
+        "DB_ROLE_PREFIX", "orchestrator", "Prefix of the PostgreSQL roles `orchestrator db roles` creates: "
+        "<prefix>_owner, <prefix>_audit_writer, <prefix>_analyst, <prefix>_keystore")
+    db_audit_writer_password: str = _env(
+        "DB_AUDIT_WRITER_PASSWORD", "", "Login password of the audit writer role (empty: the role cannot log in)")
+    db_analyst_password: str = _env(
+        "DB_ANALYST_PASSWORD", "", "Login password of the analyst role (empty: the role cannot log in)")
+    db_keystore_password: str = _env(
+        "DB_KEYSTORE_PASSWORD", "", "Login password of the key store role (empty: the role cannot log in)")
 
     # --- benchmark ---
 
@@ -179,7 +196,7 @@ class Settings:
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
         self._validate_health()
         self._validate_router_and_balancer()
-        self._validate_kafka_security()
+        self._validate_audit()
         self._validate_identity()
 
     def _validate_health(self) -> None:
@@ -224,34 +241,31 @@ class Settings:
         if not re.match(r"^-?[0-9]+$", self.router_seed):
             raise ConfigError(f"ROUTER_SEED must be an integer, got {self.router_seed!r}")
 
-    def _validate_kafka_security(self) -> None:
-        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
-            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
-                              f"got {self.kafka_security_protocol!r}")
-        if self.kafka_security_protocol == "PLAINTEXT":
-            return
-        if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
-            raise ConfigError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
-                              f"got {self.kafka_sasl_mechanism!r}")
-        if not self.kafka_sasl_username:
-            raise ConfigError("KAFKA_SASL_USERNAME is required with KAFKA_SECURITY_PROTOCOL=SASL_SSL")
-        if bool(self.kafka_sasl_password) == bool(self.kafka_sasl_password_file):
-            raise ConfigError("with KAFKA_SECURITY_PROTOCOL=SASL_SSL set exactly one of KAFKA_SASL_PASSWORD "
-                              "and KAFKA_SASL_PASSWORD_FILE")
-        if self.kafka_sasl_password_file and not os.access(self.kafka_sasl_password_file, os.R_OK):
-            raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {self.kafka_sasl_password_file!r} is not a readable file")
-        if self.kafka_sasl_password_file and not self.kafka_sasl_secret:
-            raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {self.kafka_sasl_password_file!r} is empty")
-        if self.kafka_ssl_cafile and not os.access(self.kafka_ssl_cafile, os.R_OK):
-            raise ConfigError(f"KAFKA_SSL_CAFILE {self.kafka_ssl_cafile!r} is not a readable file")
+    def _validate_audit(self) -> None:
+        for name in ("audit_batch_size", "audit_batch_timeout_ms", "audit_checkpoint_every_rows"):
+            value = getattr(self, name)
+            if not value.isdigit() or int(value) < 1:
+                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
+        if not _is_number(self.audit_checkpoint_every_s, above=0.0):
+            raise ConfigError(f"AUDIT_CHECKPOINT_EVERY_S must be a positive number, got {self.audit_checkpoint_every_s!r}")
+        if not _IDENTIFIER.match(self.audit_db_schema):
+            raise ConfigError(f"AUDIT_DB_SCHEMA must be a lower-case SQL identifier, got {self.audit_db_schema!r}")
+        if self.audit_db_schema == self.db_schema:
+            raise ConfigError("AUDIT_DB_SCHEMA must differ from ORCHESTRATOR_DB_SCHEMA: replay swaps the read models")
+        if self.audit_database_url and not self.audit_database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("AUDIT_DATABASE_URL must be a postgresql:// URL (or empty for DATABASE_URL)")
+        if not self.audit_checkpoint_dir.strip() or not self.audit_signing_key_file.strip():
+            raise ConfigError("AUDIT_CHECKPOINT_DIR and AUDIT_SIGNING_KEY_FILE must not be empty")
+        if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", self.db_role_prefix):
+            raise ConfigError(f"DB_ROLE_PREFIX must be a short lower-case SQL identifier, got {self.db_role_prefix!r}")
 
     @property
-    def kafka_sasl_secret(self) -> str:
-        """The SASL password, from the variable or from its file (trailing newline ignored)."""
-        if self.kafka_sasl_password_file:
-            with open(self.kafka_sasl_password_file, encoding="utf-8") as secret:
-                return secret.read().rstrip("\r\n")
-        return self.kafka_sasl_password
+    def audit_group(self) -> str:
+        return self.audit_group_id or f"{self.topic_prefix}.audit"
+
+    @property
+    def audit_url(self) -> str:
+        return self.audit_database_url or self.database_url
 
     @property
     def group_id(self) -> str:

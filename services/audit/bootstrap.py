@@ -1,0 +1,110 @@
+"""Wires the audit projector to the real Kafka, PostgreSQL, checkpoint directory and metrics."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import psycopg
+
+from events.topics import TOPICS, topic_name
+from services import kafka
+from services.audit import checkpoints
+from services.audit.app import Auditor, Checkpointer, newest_valid
+from services.audit.store import AuditStore, ensure_schema
+from services.metrics import ProcessorMetrics
+from services.projector.bootstrap import DatabaseUnavailable
+from services.settings import Settings
+
+log = logging.getLogger("orchestrator.audit")
+IDLE_CHECK_S = 1.0
+
+
+def audited_topics(settings: Settings) -> list[str]:
+    """Every topic of the catalog, the dead-letter topic included."""
+    return [topic_name(spec, settings.topic_prefix) for spec in TOPICS]
+
+
+async def open_store(settings: Settings) -> AuditStore:
+    try:
+        store = await AuditStore.connect(settings.audit_url, settings.audit_db_schema)
+    except psycopg.OperationalError as error:
+        raise DatabaseUnavailable(
+            f"cannot reach PostgreSQL at AUDIT_DATABASE_URL / DATABASE_URL ({error}); start the local stack "
+            "with `make up` or point the variable at a database") from error
+    if await ensure_schema(store.conn, settings.audit_db_schema):
+        log.info("created the audit log in schema %s", settings.audit_db_schema)
+    return store
+
+
+def checkpointer_for(settings: Settings) -> Checkpointer:
+    key_file = Path(settings.audit_signing_key_file)
+    key = checkpoints.load_or_create_signing_key(key_file)
+    directory = Path(settings.audit_checkpoint_dir)
+    checkpointer = Checkpointer(chain=settings.audit_db_schema, directory=directory, key=key,
+                                every_rows=int(settings.audit_checkpoint_every_rows),
+                                every_s=float(settings.audit_checkpoint_every_s))
+    found = checkpoints.read_all(directory, settings.audit_db_schema) if directory.exists() else []
+    checkpointer.start_from(newest_valid(found, key.public_key()))
+    return checkpointer
+
+
+@contextlib.asynccontextmanager
+async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: ProcessorMetrics | None = None):
+    """A started Auditor holding the chain's writer lock (None if `stop` came first); closed on exit."""
+    await kafka.ensure_topics(settings)
+    store = await open_store(settings)
+    consumer = None
+    try:
+        if not await store.wait_for_lock(stop):
+            yield None
+            return
+        head, position = await store.head()  # read under the lock: nobody appends behind our back
+        consumer = kafka.consumer(settings, group_id=settings.audit_group,
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
+        await kafka.start(consumer, settings)
+        log.info("audit chain of schema %s resumes after seq %d", settings.audit_db_schema, head.seq)
+        yield Auditor(consumer=consumer, view=store, metrics=metrics or ProcessorMetrics("audit"),
+                      topics=audited_topics(settings), batch_size=int(settings.audit_batch_size),
+                      batch_timeout_ms=int(settings.audit_batch_timeout_ms), head=head, position=position,
+                      checkpointer=checkpointer_for(settings))
+    finally:
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        await store.close()
+
+
+async def run_until(auditor: Auditor, stop: asyncio.Event) -> None:
+    """Consume until `stop`; checkpoints fall due by time even while nothing arrives."""
+    async def tick():
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), IDLE_CHECK_S)
+            auditor.idle()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await auditor.run(stop)
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    auditor.final_checkpoint()
+
+
+async def serve(settings: Settings) -> None:
+    metrics = ProcessorMetrics("audit")
+    metrics.serve(int(settings.metrics_port))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with auditor_running(settings, stop, metrics) as auditor:
+        if auditor is None:
+            return
+        log.info("audit consuming %s", ", ".join(auditor.topics))
+        await run_until(auditor, stop)
+    log.info("audit stopped cleanly")
