@@ -13,6 +13,8 @@ from typing import Mapping
 DEFAULT_BOOTSTRAP = "127.0.0.1:39092"
 DEFAULT_DATABASE_URL = "postgresql://orchestrator:orchestrator@127.0.0.1:35432/orchestrator"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 class ConfigError(ValueError):
@@ -125,6 +127,18 @@ class Settings:
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
     # --- kafka security (client side of the SASL_SSL profile) ---
+    kafka_security_protocol: str = _env(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)")
+    kafka_sasl_mechanism: str = _env(
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
+    kafka_sasl_username: str = _env(
+        "KAFKA_SASL_USERNAME", "", "Kafka principal this process authenticates as (SASL_SSL)")
+    kafka_sasl_password: str = _env(
+        "KAFKA_SASL_PASSWORD", "", "Password of KAFKA_SASL_USERNAME (or KAFKA_SASL_PASSWORD_FILE)")
+    kafka_sasl_password_file: str = _env(
+        "KAFKA_SASL_PASSWORD_FILE", "", "File holding the password of KAFKA_SASL_USERNAME, instead of KAFKA_SASL_PASSWORD")
+    kafka_ssl_cafile: str = _env(
+        "KAFKA_SSL_CAFILE", "", "PEM file of the CA that signed the brokers' certificates (empty: the system's CAs)")
 
     # --- agent identity ---
     identity_mode: str = _env(
@@ -196,6 +210,7 @@ class Settings:
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
         self._validate_health()
         self._validate_router_and_balancer()
+        self._validate_kafka_security()
         self._validate_audit()
         self._validate_identity()
 
@@ -266,6 +281,35 @@ class Settings:
     @property
     def audit_url(self) -> str:
         return self.audit_database_url or self.database_url
+
+    def _validate_kafka_security(self) -> None:
+        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
+                              f"got {self.kafka_security_protocol!r}")
+        if self.kafka_security_protocol == "PLAINTEXT":
+            return
+        if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(KAFKA_SASL_MECHANISMS)}, "
+                              f"got {self.kafka_sasl_mechanism!r}")
+        if not self.kafka_sasl_username:
+            raise ConfigError("KAFKA_SASL_USERNAME is required with KAFKA_SECURITY_PROTOCOL=SASL_SSL")
+        if bool(self.kafka_sasl_password) == bool(self.kafka_sasl_password_file):
+            raise ConfigError("with KAFKA_SECURITY_PROTOCOL=SASL_SSL set exactly one of KAFKA_SASL_PASSWORD "
+                              "and KAFKA_SASL_PASSWORD_FILE")
+        if self.kafka_sasl_password_file and not os.access(self.kafka_sasl_password_file, os.R_OK):
+            raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {self.kafka_sasl_password_file!r} is not a readable file")
+        if self.kafka_sasl_password_file and not self.kafka_sasl_secret:
+            raise ConfigError(f"KAFKA_SASL_PASSWORD_FILE {self.kafka_sasl_password_file!r} is empty")
+        if self.kafka_ssl_cafile and not os.access(self.kafka_ssl_cafile, os.R_OK):
+            raise ConfigError(f"KAFKA_SSL_CAFILE {self.kafka_ssl_cafile!r} is not a readable file")
+
+    @property
+    def kafka_sasl_secret(self) -> str:
+        """The SASL password, from the variable or from its file (trailing newline ignored)."""
+        if self.kafka_sasl_password_file:
+            with open(self.kafka_sasl_password_file, encoding="utf-8") as secret:
+                return secret.read().rstrip("\r\n")
+        return self.kafka_sasl_password
 
     @property
     def group_id(self) -> str:
