@@ -163,6 +163,10 @@ async def test_every_record_of_every_topic_is_chained_and_each_tampering_is_name
         await query(s, f"INSERT INTO audit_log VALUES ({', '.join(['%s'] * len(row))})", row)
 
     assert cli(s, "audit", "verify").returncode == 0
+    compliance = cli(s, "compliance", "report", "--json")
+    assert compliance.returncode == 0, compliance.stderr
+    audit_section = orjson.loads(compliance.stdout)["sections"]["audit"]
+    assert audit_section["status"] == "ok" and f"{total} rows" in audit_section["summary"]
 
 
 async def expect_first_bad(settings, seq: int, kind: str, position_of_seq: int | None = None) -> None:

@@ -1,0 +1,148 @@
+"""Least-privilege roles on the real PostgreSQL: each role tries what it must not, and is refused."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from services.audit.chain import Entry, Head, extend
+from services.audit.roles import Roles, apply_roles
+from services.audit.store import AuditStore
+from services.projector.bootstrap import open_view
+
+pytestmark = pytest.mark.integration
+REFUSED = psycopg.errors.InsufficientPrivilege
+
+
+@pytest.fixture
+async def db(settings):
+    tag = settings.db_schema.removeprefix("test_")
+    password = uuid.uuid4().hex
+    s = replace(settings, db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
+                db_audit_writer_password=password, db_analyst_password=password)
+    view = await open_view(s)  # the read models, migrated as the projector does
+    await view.close()
+    yield s
+    roles = Roles.named(s.db_role_prefix)
+    async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
+        for schema in (s.db_schema, s.audit_db_schema, s.keystore_schema):
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        for role in roles.__dict__.values():
+            await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+async def as_role(settings, role: str) -> psycopg.AsyncConnection:
+    """The admin's connection, narrowed to `role`: from here on PostgreSQL checks that role's rights only."""
+    conn = await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True)
+    await conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+    return conn
+
+
+def login_url(settings, role: str, password: str) -> str:
+    parts = urlsplit(settings.database_url)
+    return urlunsplit(parts._replace(netloc=f"{role}:{password}@{parts.hostname}:{parts.port}"))
+
+
+async def make_keystore(settings) -> None:
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(settings.keystore_schema)))
+        await conn.execute(sql.SQL("CREATE TABLE {} (key_id text PRIMARY KEY, secret bytea)").format(
+            sql.Identifier(settings.keystore_schema, "subject_keys")))
+        await conn.execute(sql.SQL("INSERT INTO {} VALUES ('k1', 'secret')").format(
+            sql.Identifier(settings.keystore_schema, "subject_keys")))
+
+
+async def refused(conn, statement: str, params=()) -> bool:
+    try:
+        await conn.execute(statement, params)
+    except REFUSED:
+        return True
+    return False
+
+
+async def test_the_audit_writer_cannot_update_delete_truncate_or_drop_the_audit_log(db):
+    roles = Roles.named(db.db_role_prefix)
+    await apply_roles(db)
+    table = f'"{db.audit_db_schema}".audit_log'
+
+    # It logs in with its own password and appends, as `serve audit` does with AUDIT_DATABASE_URL.
+    store = await AuditStore.connect(login_url(db, roles.audit_writer, db.db_audit_writer_password), db.audit_db_schema)
+    rows, _ = extend(Head(), [Entry("t", 0, 0, 0, b"k", b"v")])
+    await store.append(rows)
+    writer = store.conn
+
+    assert await refused(writer, f"UPDATE {table} SET value = 'x'")
+    assert await refused(writer, f"DELETE FROM {table}")
+    assert await refused(writer, f"TRUNCATE {table}")
+    assert await refused(writer, f"DROP TABLE {table}")
+    assert await refused(writer, f"ALTER TABLE {table} DISABLE TRIGGER ALL")
+    assert await refused(writer, f'CREATE TABLE "{db.audit_db_schema}".sneaky (x int)')
+    assert await refused(writer, f'SELECT * FROM "{db.db_schema}".tasks')
+    assert (await (await writer.execute(f"SELECT count(*) FROM {table}")).fetchone())[0] == 1
+    await store.close()
+
+
+async def test_the_analyst_reads_projections_but_writes_nothing_and_never_sees_the_key_store(db):
+    roles = Roles.named(db.db_role_prefix)
+    await make_keystore(db)
+    await apply_roles(db)
+    analyst = await psycopg.AsyncConnection.connect(login_url(db, roles.analyst, db.db_analyst_password),
+                                                    autocommit=True)
+    tasks = f'"{db.db_schema}".tasks'
+    try:
+        assert await refused(analyst, f"SELECT * FROM \"{db.keystore_schema}\".subject_keys")
+        assert await refused(analyst, f"INSERT INTO {tasks} (task_id) VALUES ('forged')")
+        assert await refused(analyst, f"UPDATE {tasks} SET status = 'completed'")
+        assert await refused(analyst, f"DELETE FROM \"{db.audit_db_schema}\".audit_log")
+        assert await refused(analyst, f"INSERT INTO \"{db.audit_db_schema}\".audit_log (seq) VALUES (1)")
+        assert await refused(analyst, f'CREATE TABLE "{db.db_schema}".mine (x int)')
+        await analyst.execute(f"SELECT count(*) FROM {tasks}")
+        await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".agent_memory')  # views too
+        await analyst.execute(f'SELECT count(*) FROM "{db.audit_db_schema}".audit_log')
+    finally:
+        await analyst.close()
+
+
+async def test_the_keystore_role_uses_the_key_store_and_nothing_else(db):
+    roles = Roles.named(db.db_role_prefix)
+    await make_keystore(db)
+    await apply_roles(db)
+    keystore = await as_role(db, roles.keystore)
+    try:
+        await keystore.execute(f'SELECT * FROM "{db.keystore_schema}".subject_keys')
+        await keystore.execute(f"DELETE FROM \"{db.keystore_schema}\".subject_keys WHERE key_id = 'k1'")
+        assert await refused(keystore, f'SELECT * FROM "{db.db_schema}".tasks')
+        assert await refused(keystore, f'SELECT * FROM "{db.audit_db_schema}".audit_log')
+        assert await refused(keystore, f'DROP TABLE "{db.keystore_schema}".subject_keys')
+    finally:
+        await keystore.close()
+
+
+async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_created_later(db):
+    roles = Roles.named(db.db_role_prefix)
+    first = await apply_roles(db)
+    await make_keystore(db)
+    second = await apply_roles(db)
+
+    assert any(db.keystore_schema in note for note in first.notes)
+    assert not any(db.keystore_schema in note for note in second.notes)
+    async with await psycopg.AsyncConnection.connect(db.database_url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT n.nspname, r.rolname, r.rolcanlogin FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+            "WHERE n.nspname = ANY(%s)", ([db.db_schema, db.audit_db_schema, db.keystore_schema],))
+        owners = {name: (owner, can_login) for name, owner, can_login in await cur.fetchall()}
+        cur = await conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = ANY(%s)",
+                                 ([db.db_schema, db.audit_db_schema, db.keystore_schema],))
+        table_owners = {row[0] for row in await cur.fetchall()}
+    assert owners == {schema: (roles.owner, False) for schema in (db.db_schema, db.audit_db_schema, db.keystore_schema)}
+    assert table_owners == {roles.owner}
+    keystore = await as_role(db, roles.keystore)
+    try:
+        await keystore.execute(f'SELECT * FROM "{db.keystore_schema}".subject_keys')
+    finally:
+        await keystore.close()
