@@ -56,9 +56,9 @@ async def main(tasks: int, rate: float, agents: int) -> None:
     fleet = make_fleet(agents, seed=int(time.time()) % 1000)
     run = f"run{int(time.time())}"
     stream = [(f"{task_id}-{run}", *rest) for task_id, *rest in task_stream(tasks)]
-    print(f"starting projector, health, router, balancer, learner; {agents} simulated agents; "
+    print(f"starting projector, health, router, balancer, learner, audit; {agents} simulated agents; "
           f"{tasks} tasks at {rate:g}/s", flush=True)
-    with processors(settings, "orchestrator", names=("projector", "health", "router", "balancer", "learner")):
+    with processors(settings, "orchestrator", names=("projector", "health", "router", "balancer", "learner", "audit")):
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
