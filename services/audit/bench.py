@@ -42,25 +42,18 @@ async def _audited(settings: Settings) -> int:
         return (await cur.fetchone())[0]
 
 
-async def _time_audit(settings: Settings, records: int) -> float:
-    stop = asyncio.Event()
-    async with auditor_running(settings, stop) as auditor:
-        started = time.perf_counter()
-        runner = asyncio.create_task(run_until(auditor, stop))
-        while await _audited(settings) < records:
-            await asyncio.sleep(0.05)
-        seconds = time.perf_counter() - started
-        stop.set()
-        await runner
-    return seconds
+async def _until_audited(settings: Settings, records: int) -> None:
+    while await _audited(settings) < records:
+        await asyncio.sleep(0.05)
 
 
-async def _time_projector(settings: Settings) -> float:
+async def _catch_up_seconds(running, consume, caught_up) -> float:
+    """Seconds from starting a processor to `caught_up()` returning; the processor is stopped after."""
     stop = asyncio.Event()
-    async with projector_running(settings) as projector:
+    async with running(stop) as processor:
         started = time.perf_counter()
-        runner = asyncio.create_task(projector.run(stop))
-        await wait_until_caught_up(settings, timeout=3600)
+        runner = asyncio.create_task(consume(processor, stop))
+        await caught_up()
         seconds = time.perf_counter() - started
         stop.set()
         await runner
@@ -78,9 +71,12 @@ async def run(records: int, keep: bool) -> dict:
     await _publish(settings, events)
     print(f"published {len(events)} records", flush=True)
 
-    audit_s = await _time_audit(settings, len(events))
+    audit_s = await _catch_up_seconds(lambda stop: auditor_running(settings, stop), run_until,
+                                      lambda: _until_audited(settings, len(events)))
     print(f"audited {len(events)} records in {audit_s:.2f}s", flush=True)
-    project_s = await _time_projector(settings)
+    project_s = await _catch_up_seconds(lambda stop: projector_running(settings),
+                                        lambda projector, stop: projector.run(stop),
+                                        lambda: wait_until_caught_up(settings, timeout=3600))
     print(f"projected {len(events)} records in {project_s:.2f}s", flush=True)
     started = time.perf_counter()
     verdict = await verify(settings)
@@ -96,8 +92,8 @@ async def run(records: int, keep: bool) -> dict:
     }
     if not keep:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-            for schema in (settings.db_schema, settings.audit_db_schema):
-                await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
+                sql.Identifier(settings.db_schema), sql.Identifier(settings.audit_db_schema)))
     return result
 
 
@@ -105,8 +101,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=50000, help="records in the feed (approximately)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark's schemas")
-    args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.records, args.keep)), indent=2))
+    options = vars(parser.parse_args())
+    print(json.dumps(asyncio.run(run(**options)), indent=2))
 
 
 if __name__ == "__main__":
