@@ -90,6 +90,8 @@ def _publish(settings: Settings, body: EventBody, by: str | None) -> None:
     from services import kafka
 
     async def send():
+        # An operator may enrol the first agent before any processor has created the topics.
+        await kafka.ensure_topics(settings)
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         try:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import datetime, timezone
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.agents import AgentRegistered
@@ -18,10 +21,13 @@ from events.topics import DEAD_LETTER, topic_for_event, topic_name
 from events.values import Capability
 from services import kafka
 from services.deadletter import parked_from
-from services.identity.signing import Signer, b64
+from services.identity.signing import Signer, b64, load_signer
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import projector_running
-from tests.e2e.helpers import fetch, wait_for
+from services.sdk import Agent, Completed, Task
+from tests.conftest import ROOT
+from tests.e2e.helpers import fetch, publish_all, running_projector, wait_for, wait_until_projected
+from tests.e2e.test_routing import Traffic, environment, inbox_committed, router_and_balancer, task
 
 pytestmark = pytest.mark.e2e
 
@@ -41,16 +47,18 @@ def registration(agent_id: str, capacity: int = 1, name: str | None = None):
                       producer=agent_id)
 
 
-async def publish_signed(settings, records) -> None:
-    """(event, signer or None) pairs, in order, each with the headers its signer gives it."""
+async def publish_signed(settings, records) -> list:
+    """(event, signer or None) pairs, in order, each with the headers its signer gives it; their positions."""
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
+        sent = []
         for event, signer in records:
             value = encode(event)
-            await producer.send_and_wait(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                                         value, key=event.key.encode(),
-                                         headers=signer.headers(value) if signer else None)
+            sent.append(await producer.send_and_wait(
+                topic_name(topic_for_event(event.event_type), settings.topic_prefix), value,
+                key=event.key.encode(), headers=signer.headers(value) if signer else None))
+        return sent
     finally:
         await producer.stop()
 
@@ -138,3 +146,116 @@ def _samples(metrics: ProcessorMetrics, name: str):
         for sample in family.samples:
             if sample.name == name:
                 yield sample.labels, sample.value
+
+
+# --- the whole loop in verify mode -------------------------------------------------
+
+def enroll_with_the_cli(settings, tmp_path, agent_id: str) -> Path:
+    key_file = tmp_path / f"{agent_id}.pem"
+    done = subprocess.run([sys.executable, "-m", "services.cli", "agent", "enroll", agent_id, "--out", str(key_file),
+                           "--by", "operator:test"], cwd=ROOT, env=environment(settings, tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return key_file
+
+
+async def balancer_read_past(settings, positions) -> bool:
+    """Whether the balancer's group has committed past each of these records."""
+    admin = kafka.admin_client(settings)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(settings.balancer_app)
+    finally:
+        await admin.close()
+    return all((meta := committed.get(TopicPartition(p.topic, p.partition))) and meta.offset > p.offset
+               for p in positions)
+
+
+async def balancer_decided_all_it_took(settings) -> None:
+    """Wait until the balancer has decided every record its inbox holds now."""
+    inbox = TopicPartition(f"{settings.balancer_app}-inbox", 0)
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    try:
+        end = (await consumer.end_offsets([inbox]))[inbox]
+    finally:
+        await consumer.stop()
+
+    async def decided():
+        return await inbox_committed(settings) >= end
+    await wait_for(decided, what="the balancer's inbox decided")
+
+
+async def read_to_end(traffic: Traffic) -> None:
+    partitions = list(traffic.consumer.assignment())
+    ends = await traffic.consumer.end_offsets(partitions)
+
+    async def caught_up():
+        await traffic.read()
+        return all([await traffic.consumer.position(tp) >= ends[tp] for tp in partitions])
+    await wait_for(caught_up, what="every event published so far read")
+
+
+async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slot(settings, tmp_path):
+    settings = dataclasses.replace(settings, identity_mode="verify")
+    alice_key, bob_key = (enroll_with_the_cli(settings, tmp_path, name) for name in ("alice", "bob"))
+    bob = load_signer(bob_key)
+    assert oct(alice_key.stat().st_mode & 0o777) == "0o600"
+    release, holding = asyncio.Event(), asyncio.Event()
+
+    async def work(task: Task) -> Completed:
+        if task.task_id == "task-1":
+            holding.set()
+            await release.wait()
+        return Completed(result_summary=f"did {task.task_id}")
+
+    alice = Agent("alice", [Capability(name="python", proficiency=0.9)], 1, work, settings=settings,
+                  heartbeat_interval=0.5, drain_timeout=10.0, signing_key=alice_key)
+    async with Traffic(settings) as traffic, running_projector(settings):
+        with router_and_balancer(settings, tmp_path):
+            runner = asyncio.create_task(alice.run())
+            try:
+                await wait_for(lambda: _ready(alice, runner), what="alice registered and reading")
+                await publish_all(settings, [task("task-1")])
+                await wait_for(lambda: _set(holding), what="alice working on task-1")
+                await publish_all(settings, [task("task-2")])
+                spoofs = await publish_signed(settings, [
+                    # bob signs, as himself, an outcome for alice's task; then claims to be alice
+                    (make_event(TaskCompleted(task_id="task-1", agent_id="bob", attempt=1), producer="bob"), bob),
+                    (make_event(TaskCompleted(task_id="task-1", agent_id="alice", attempt=1), producer="bob"), bob),
+                    (registration("alice", capacity=5), bob),
+                ])
+                await wait_for(lambda: balancer_read_past(settings, spoofs), what="the balancer past the spoofs")
+                await balancer_decided_all_it_took(settings)
+                await read_to_end(traffic)
+                assert not traffic.bodies(TaskAssigned, task_id="task-2"), "a spoof freed alice's only slot"
+                release.set()
+                await traffic.until(lambda: traffic.bodies(TaskCompleted, agent_id="alice", task_id="task-2"),
+                                    "alice completes task-2 once task-1 is done", timeout=45)
+                await wait_until_projected(settings)
+            finally:
+                await asyncio.wait_for(alice.stop(), 30)
+                await asyncio.gather(runner, return_exceptions=True)
+
+    [second] = traffic.bodies(TaskAssigned, task_id="task-2")
+    assert second.agent_id == "alice"
+    tasks = await fetch(settings, "SELECT task_id, status, assigned_agent_id FROM tasks ORDER BY task_id")
+    assert [(t["task_id"], t["status"], t["assigned_agent_id"]) for t in tasks] == [
+        ("task-1", "completed", "alice"), ("task-2", "completed", "alice")]
+    [agent_row] = await fetch(settings, "SELECT capacity FROM agents WHERE agent_id = 'alice'")
+    assert agent_row["capacity"] == 1
+    violations = await fetch(settings, "SELECT kind, agent_id, origin_offset FROM security_events "
+                                       "WHERE kind NOT IN ('key_enrolled', 'key_revoked') ORDER BY kind")
+    assert [(v["kind"], v["agent_id"]) for v in violations] == [
+        ("not_assignee", "bob"), ("other_agents_key", "alice"), ("other_agents_key", "alice")]
+    assert sorted(v["origin_offset"] for v in violations) == sorted(p.offset for p in spoofs)
+
+
+async def _ready(agent: Agent, runner: asyncio.Task) -> bool:
+    if runner.done():
+        runner.result()
+    return agent.ready.is_set()
+
+
+async def _set(event: asyncio.Event) -> bool:
+    return event.is_set()
