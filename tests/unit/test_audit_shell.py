@@ -3,10 +3,12 @@ import os
 from dataclasses import dataclass
 
 import orjson
+import pytest
 
 from services.audit import checkpoints
 from services.audit.app import Checkpointer, checkpoint_due, fresh, newest_valid
 from services.audit.chain import Head
+from services.settings import ConfigError, Settings
 
 
 @dataclass
@@ -80,3 +82,21 @@ def test_checkpoints_of_another_chain_are_not_read(tmp_path):
     Checkpointer(chain="other", directory=tmp_path, key=key, every_rows=1, every_s=60).maybe(Head(1, bytes(32)), "x")
 
     assert checkpoints.read_all(tmp_path, "audit") == []
+
+
+@pytest.mark.parametrize("environ, complaint", [
+    ({"AUDIT_DB_SCHEMA": "orchestrator"}, "AUDIT_DB_SCHEMA must differ"),
+    ({"AUDIT_BATCH_SIZE": "0"}, "AUDIT_BATCH_SIZE must be a positive integer"),
+    ({"AUDIT_CHECKPOINT_EVERY_S": "soon"}, "AUDIT_CHECKPOINT_EVERY_S must be a positive number"),
+    ({"AUDIT_DATABASE_URL": "mysql://x"}, "AUDIT_DATABASE_URL must be a postgresql:// URL"),
+    ({"DB_ROLE_PREFIX": "Bad-Prefix"}, "DB_ROLE_PREFIX must be a short lower-case SQL identifier"),
+])
+def test_bad_audit_settings_are_refused_with_the_variable_named(environ, complaint):
+    with pytest.raises(ConfigError, match=complaint):
+        Settings.from_env(environ)
+
+
+def test_the_audit_defaults_to_its_own_group_and_the_main_database():
+    settings = Settings.from_env({"ORCHESTRATOR_TOPIC_PREFIX": "acme", "DATABASE_URL": "postgresql://h/db"})
+
+    assert (settings.audit_group, settings.audit_url) == ("acme.audit", "postgresql://h/db")
