@@ -33,6 +33,7 @@ from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
 from services.router.logic import AgentState, Record, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
+from services.router.state import RouterView
 
 DECLARED = 0.5  # nothing is known about any agent at registration
 ROUTING_TARGET = 0.60  # 80% of the way from random to the best agent per capability in hindsight
@@ -151,9 +152,8 @@ def router_fleet(agents: list[str], capabilities: list[str]) -> RouterState:
 
 
 def apply_estimate(state: RouterState, skill: SkillEstimated) -> None:
-    key = (skill.agent_id, skill.capability)
-    state.records[key] = replace(state.records.get(key, Record()), estimate=skill.proficiency,
-                                 estimate_confidence=skill.confidence)
+    # Exactly as the running router reads a SkillEstimated.
+    RouterView(state=state).apply(skill)
 
 
 class Thompson:

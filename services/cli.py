@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=40.0, help="tasks submitted per second (default 40)")
     simulate.add_argument("--seed", type=int, default=7, help="seed of the fleet and the task stream")
     simulate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    simulate.add_argument("--learning", action="store_true", help="instead: the learner against the fleet's known "
+                          "skills (accuracy against the Bayes-optimal predictor, detection of a skill change)")
+    simulate.add_argument("--learning-tasks", type=int, default=6000, help="outcomes the learning report runs on")
     simulate.set_defaults(run=cmd_simulate)
 
     evaluate = commands.add_parser("evaluate", help="replay a real outcome log through the running router, "
@@ -104,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, help="the outcome log (csv or csv.gz, one row per task and agent)")
     evaluate.add_argument("--limit", type=int, default=2000, help="only the first N tasks in task_seq order (default 2000)")
     evaluate.add_argument("--outstanding", type=int, default=50, help="most tasks submitted and not yet answered")
+    evaluate.add_argument("--cold-start-after", type=int, metavar="K", help="also replay twice with a newcomer "
+                          "joining after K tasks, into a fleet sharing its experience and one not")
+    evaluate.add_argument("--newcomer", help="the agent that joins late (default: the best single agent of the log)")
+    evaluate.add_argument("--first", type=int, default=100, help="newcomer tasks the cold start looks at (default 100)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
     evaluate.set_defaults(run=cmd_evaluate)
 
@@ -252,6 +259,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 
 def cmd_simulate(args, settings: Settings) -> int:
+    if args.learning:
+        from services.simulator.learning import learning_table, run_learning
+        figures = run_learning(agents=args.agents, tasks=args.learning_tasks, seed=args.seed)
+        print(orjson.dumps({"learning": figures.as_dict()}).decode() if args.json else learning_table(figures))
+        return 0
     from services.simulator.run import simulate, table
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     log = (lambda line: print(line, file=sys.stderr, flush=True))
@@ -267,7 +279,8 @@ def cmd_simulate(args, settings: Settings) -> int:
 def cmd_evaluate(args, settings: Settings) -> int:
     from services.learner.evaluate import evaluate, report
     log = (lambda line: print(line, file=sys.stderr, flush=True))
-    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=log))
+    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=log,
+                                  cold_start_after=args.cold_start_after, newcomer=args.newcomer, first=args.first))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
     return 0
 

@@ -87,6 +87,12 @@ class Settings:
         "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)")
     router_top_k: str = _env(
         "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from")
+    router_exploration: str = _env(
+        "ROUTER_EXPLORATION", "softmax", "How the router explores among its top candidates: softmax (a draw "
+        "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)")
+    router_thompson_sharpness: str = _env(
+        "ROUTER_THOMPSON_SHARPNESS", "1", "With thompson: draws come from the posterior with its evidence "
+        "multiplied by this (above 1 explores less, 1 is plain Thompson sampling)")
     router_policy: str = _env(
         "ROUTER_POLICY", "orchestrator",
         "Routing policy: orchestrator (learned, explained), or the baselines random, round_robin, least_loaded")
@@ -241,7 +247,8 @@ class Settings:
                      "router_weight_relationship", "router_weight_preference"):
             if not _is_number(getattr(self, name), at_least=0.0):
                 raise ConfigError(f"{_env_name(name)} must be a non-negative number, got {getattr(self, name)!r}")
-        for name in ("router_temperature", "router_retry_interval_s", "balancer_start_timeout_s",
+        for name in ("router_temperature", "router_thompson_sharpness", "router_retry_interval_s",
+                     "balancer_start_timeout_s",
                      "balancer_tick_interval_s", "balancer_session_timeout_s"):
             if not _is_number(getattr(self, name), above=0.0):
                 raise ConfigError(f"{_env_name(name)} must be a positive number, got {getattr(self, name)!r}")
@@ -251,6 +258,8 @@ class Settings:
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
         from services.router.policies import POLICIES  # late: settings must not depend on services at import
+        if self.router_exploration not in ("softmax", "thompson"):
+            raise ConfigError(f"ROUTER_EXPLORATION must be softmax or thompson, got {self.router_exploration!r}")
         if self.router_policy not in POLICIES:
             raise ConfigError(f"ROUTER_POLICY must be one of {', '.join(POLICIES)}, got {self.router_policy!r}")
         if not re.match(r"^-?[0-9]+$", self.router_seed):

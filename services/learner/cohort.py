@@ -58,6 +58,9 @@ class Cohorts:
                 members.append(profile.agent_id)
                 members.sort()
 
+    def sharing_agents(self) -> list[str]:
+        return sorted(a for a, p in self.profiles.items() if p.share_experience)
+
     def declaring(self, capability: str) -> list[str]:
         return sorted(a for a, p in self.profiles.items() if capability in p.declared)
 

@@ -31,11 +31,21 @@ from services.simulator.run import processors
 
 DECLARED = 0.5
 PRODUCER = "evaluation"
-# The offline benchmark's routing settings: more candidates and less randomness than the defaults,
-# because here every agent can take every task.
 PUBLISH_EVERY = 50
-ROUTING = {"ROUTER_TEMPERATURE": "0.02", "ROUTER_TOP_K": "7", "LEARNER_PUBLISH_EVERY": str(PUBLISH_EVERY),
-           "BALANCER_START_TIMEOUT_S": "600"}
+# Global settings of the learned policy for this replay, not fitted to the log's outcomes:
+# Thompson sampling over the learner's posteriors, drawn with their evidence counted SHARPNESS
+# times (less exploration than plain Thompson sampling), among every agent.
+SHARPNESS = 4.0
+ROUTING = {"ROUTER_EXPLORATION": "thompson", "ROUTER_THOMPSON_SHARPNESS": str(SHARPNESS),
+           "LEARNER_PUBLISH_EVERY": str(PUBLISH_EVERY), "BALANCER_START_TIMEOUT_S": "600"}
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A newcomer held out of the fleet until `after` tasks were submitted; its first `first` tasks watched."""
+    newcomer: str
+    after: int
+    first: int = 100
 
 
 @dataclass(frozen=True)
@@ -51,13 +61,14 @@ def agent_id(name: str) -> str:
 
 
 def load(path: str, limit: int | None) -> list[LoggedTask]:
+    """Tasks in the log's order; `limit` 0 or None: all of them."""
     rows: dict[int, list[dict]] = {}
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as stream:
         for row in csv.DictReader(stream):
             rows.setdefault(int(row["task_seq"]), []).append(row)
     tasks = []
-    for seq in sorted(rows)[:limit]:
+    for seq in sorted(rows)[:limit or None]:
         group = sorted(rows[seq], key=lambda r: int(r["seq"]))
         tasks.append(LoggedTask(group[0]["task_id"], group[0]["capability"], int(group[0]["prompt_chars"] or 0),
                                 {agent_id(r["agent_id"]): r["outcome"] == "1" for r in group}))
@@ -76,12 +87,18 @@ def baselines(tasks: list[LoggedTask]) -> dict[str, float]:
             "oracle": round(sum(any(t.outcomes.values()) for t in tasks) / n, 4)}
 
 
+def best_single_agent(tasks: list[LoggedTask]) -> str:
+    agents = sorted({a for t in tasks for a in t.outcomes})
+    return max(agents, key=lambda a: (sum(t.outcomes.get(a, False) for t in tasks), a))
+
+
 class Replay:
     """The replay fleet and the scorekeeper: answers assignments from the log, records decisions."""
 
     def __init__(self, settings: Settings, tasks: list[LoggedTask], outstanding: int) -> None:
         self.settings = settings
         self.tasks = {t.task_id: t for t in tasks}
+        self.order = [t.task_id for t in tasks]
         self.slots = asyncio.Semaphore(outstanding)
         self.predicted: dict[str, tuple[str, float | None]] = {}  # task -> (chosen agent, predicted success)
         self.outcome: dict[str, tuple[str, bool]] = {}  # task -> (agent, logged outcome)
@@ -128,14 +145,31 @@ class Replay:
         if len(self.outcome) == len(self.tasks):
             self.done.set()
 
-    def score(self) -> dict:
-        successes = sum(success for _, success in self.outcome.values())
+    def decisions(self, task_ids) -> PrequentialMetrics:
+        """The router's predicted success on its own choices, against what the log says came of them."""
         decisions = PrequentialMetrics(window=None)
-        for task_id, (agent, success) in self.outcome.items():
+        for task_id in task_ids:
+            agent, success = self.outcome[task_id]
             chosen, predicted = self.predicted.get(task_id, (None, None))
             if chosen == agent and predicted is not None:
                 decisions.add(predicted, success)
-        summary = decisions.summary()
+        return decisions
+
+    def newcomer(self, cold: ColdStart) -> dict:
+        after = [t for t in self.order[cold.after:] if t in self.outcome]
+        mine = [t for t in after if self.outcome[t][0] == cold.newcomer][:cold.first]
+        summary = self.decisions(mine).summary()
+        return {"newcomer_tasks": len(mine),
+                "newcomer_success_rate": _rounded(sum(self.outcome[t][1] for t in mine) / len(mine) if mine else None),
+                "newcomer_prediction_accuracy": _rounded(summary.get("accuracy")),
+                "newcomer_share_after_joining": round(sum(self.outcome[t][0] == cold.newcomer for t in after)
+                                                      / max(1, len(after)), 4),
+                "fleet_success_after_joining": round(sum(self.outcome[t][1] for t in after) / max(1, len(after)), 4),
+                "routing_success_rate": round(sum(s for _, s in self.outcome.values()) / max(1, len(self.outcome)), 4)}
+
+    def score(self) -> dict:
+        successes = sum(success for _, success in self.outcome.values())
+        summary = self.decisions(self.outcome).summary()
         return {"routing_success_rate": round(successes / max(1, len(self.outcome)), 4),
                 "prediction_accuracy": _rounded(summary.get("accuracy")),
                 "log_loss": _rounded(summary.get("log_loss")), "roc_auc": _rounded(summary.get("roc_auc")),
@@ -147,8 +181,46 @@ def _rounded(value: float | None) -> float | None:
 
 
 async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, outstanding: int = 50,
-                   timeout_s: float = 1800.0, log=print) -> dict:
+                   cold_start_after: int | None = None, newcomer: str | None = None, first: int = 100,
+                   timeout_s: float = 3600.0, log=print) -> dict:
+    """The log through the system; with `cold_start_after`, twice more with a newcomer joining late:
+    once into a fleet that shares its experience, once into one that does not."""
     tasks = load(path, limit)
+    cold_start = None
+    if cold_start_after is not None:
+        cold_start = ColdStart(agent_id(newcomer) if newcomer else best_single_agent(tasks), cold_start_after, first)
+        if cold_start.newcomer not in {a for t in tasks for a in t.outcomes}:
+            raise ValueError(f"--newcomer {newcomer!r} is not an agent of the log")
+    agents = sorted({a for t in tasks for a in t.outcomes})
+    capabilities = sorted({t.capability for t in tasks})
+    started = time.monotonic()
+    replay = await replay_through_system(settings, tasks, outstanding, timeout_s=timeout_s, log=log)
+    seconds = time.monotonic() - started
+    result = {"data": {"path": path, "tasks": len(tasks), "agents": len(agents), "capabilities": len(capabilities)},
+              **replay.score(), "baselines": baselines(tasks),
+              "learner_model": ({"version": replay.model.model_version, "metrics": replay.model.metrics}
+                                if replay.model else None),
+              "routing": {"exploration": "thompson", "sharpness": SHARPNESS, "outstanding": outstanding,
+                          "learner_publish_every": PUBLISH_EVERY},
+              "cold_start": None,
+              "cold_start_reason": "not asked for (--cold-start-after K)",
+              "seconds": round(seconds, 1), "tasks_per_second": round(len(tasks) / max(seconds, 1e-9), 1)}
+    if cold_start is not None:
+        result["cold_start"] = {"newcomer": cold_start.newcomer, "joins_after_tasks": cold_start.after,
+                                "first_tasks": cold_start.first}
+        for variant, share in (("with_sharing", True), ("without_sharing", False)):
+            log(f"evaluate: cold start {variant.replace('_', ' ')}: {cold_start.newcomer} joins after "
+                f"{cold_start.after} tasks")
+            run = await replay_through_system(settings, tasks, outstanding, share=share, cold_start=cold_start,
+                                              timeout_s=timeout_s, log=log)
+            result["cold_start"][variant] = run.newcomer(cold_start)
+        result.pop("cold_start_reason")
+    return result
+
+
+async def replay_through_system(settings: Settings, tasks: list[LoggedTask], outstanding: int, *,
+                                share: bool = True, cold_start: ColdStart | None = None,
+                                timeout_s: float = 1800.0, log=print) -> Replay:
     agents = sorted({a for t in tasks for a in t.outcomes})
     capabilities = sorted({t.capability for t in tasks})
     run = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -158,19 +230,28 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
         f"on {run.topic_prefix}.*")
     await kafka.ensure_topics(run)
     replay = Replay(run, tasks, outstanding)
+
+    def registration(agent: str) -> AgentRegistered:
+        # The log says nothing of capacity (every agent answered every task): no agent is capacity-bound,
+        # so the router's load term never pushes a task to a second choice.
+        return AgentRegistered(
+            agent_id=agent, display_name=agent, capacity=max(outstanding, len(tasks)),
+            capabilities=tuple(Capability(name=c, proficiency=DECLARED) for c in capabilities),
+            memory_profile=MemoryProfile(store_kind="none", share_experience=share))
+
+    late = {cold_start.after: registration(cold_start.newcomer)} if cold_start else {}
     started = time.monotonic()
-    with processors(run, "orchestrator", names=("router", "balancer", "learner"), **ROUTING):
+    with processors(run, "orchestrator", names=("router", "balancer", "learner"),
+                    ROUTER_TOP_K=str(len(agents)), **ROUTING):
         producer = kafka.producer(run)
         await kafka.start(producer, run)
         answering = asyncio.create_task(replay.answer(producer))
         try:
             for agent in agents:
-                await replay.send(producer, AgentRegistered(
-                    agent_id=agent, display_name=agent, capacity=outstanding,
-                    capabilities=tuple(Capability(name=c, proficiency=DECLARED) for c in capabilities),
-                    memory_profile=MemoryProfile(store_kind="none", share_experience=True)))
+                if not cold_start or agent != cold_start.newcomer:
+                    await replay.send(producer, registration(agent))
             await asyncio.wait_for(replay.learner_up.wait(), 120.0)
-            await asyncio.wait_for(_submit(replay, producer, tasks, started, log), timeout_s)
+            await asyncio.wait_for(_submit(replay, producer, tasks, started, log, late), timeout_s)
             await asyncio.wait_for(replay.done.wait(), timeout_s)
             await _until_last_model(replay, len(tasks) // PUBLISH_EVERY * PUBLISH_EVERY)
         finally:
@@ -178,15 +259,7 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
             with contextlib.suppress(asyncio.CancelledError):
                 await answering
             await producer.stop()
-    seconds = time.monotonic() - started
-    return {"data": {"path": path, "tasks": len(tasks), "agents": len(agents), "capabilities": len(capabilities)},
-            **replay.score(), "baselines": baselines(tasks),
-            "learner_model": ({"version": replay.model.model_version, "metrics": replay.model.metrics}
-                              if replay.model else None),
-            "cold_start": None,
-            "cold_start_reason": "every agent registers before the first task here; a newcomer joining "
-                                 "midway is measured offline by bench/evaluate_offline.py",
-            "seconds": round(seconds, 1), "tasks_per_second": round(len(tasks) / max(seconds, 1e-9), 1)}
+    return replay
 
 
 async def _until_last_model(replay: Replay, trained_on: int, timeout_s: float = 30.0) -> None:
@@ -195,9 +268,12 @@ async def _until_last_model(replay: Replay, trained_on: int, timeout_s: float = 
         await asyncio.sleep(0.1)
 
 
-async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: float, log) -> None:
+async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: float, log,
+                  late: dict[int, AgentRegistered]) -> None:
     shown = time.monotonic()
     for n, task in enumerate(tasks, 1):
+        if (newcomer := late.get(n - 1)) is not None:
+            await replay.send(producer, newcomer)
         await replay.slots.acquire()
         await replay.send(producer, TaskSubmitted(
             task_id=task.task_id, submitter=PRODUCER, features={"prompt_chars": float(task.prompt_chars)},
@@ -213,8 +289,11 @@ async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: fl
 
 def report(result: dict) -> str:
     data = result["data"]
+    routing = result["routing"]
     lines = [f"Replay through the running system: {data['tasks']} tasks, {data['agents']} agents, "
              f"{data['capabilities']} capabilities ({result['seconds']}s, {result['tasks_per_second']} tasks/s)",
+             f"  routing: {routing['exploration']} sampling, sharpness {routing['sharpness']}, "
+             f"{routing['outstanding']} tasks outstanding",
              f"  routing success rate   {result['routing_success_rate']:.4f}",
              f"  on {result['scored_decisions']} routed decisions, the router's predicted success:",
              f"    accuracy {result['prediction_accuracy']}, log loss {result['log_loss']}, "
@@ -225,5 +304,15 @@ def report(result: dict) -> str:
         m = model["metrics"]
         lines.append(f"  learner model {model['version']}: prequential accuracy {m.get('accuracy', 0):.4f}, "
                      f"log loss {m.get('log_loss', 0):.4f}, ROC AUC {m.get('roc_auc', 0):.4f}")
-    lines.append(f"  cold start: not measured ({result['cold_start_reason']})")
+    if (cold := result["cold_start"]) is None:
+        lines.append(f"  cold start: not measured ({result['cold_start_reason']})")
+        return "\n".join(lines)
+    lines.append(f"  cold start: {cold['newcomer']} joins after {cold['joins_after_tasks']} tasks; "
+                 f"its first {cold['first_tasks']} tasks:")
+    for variant in ("with_sharing", "without_sharing"):
+        c = cold[variant]
+        lines.append(f"    {variant.replace('_', ' '):16} success {c['newcomer_success_rate']} over "
+                     f"{c['newcomer_tasks']} tasks, prediction accuracy {c['newcomer_prediction_accuracy']}, "
+                     f"its share after joining {c['newcomer_share_after_joining']:.3f}, "
+                     f"fleet success after joining {c['fleet_success_after_joining']:.4f}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from services.learner.drift import SkillShift, Trajectory
 from services.learner.features import features
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import SuccessModel
+from services.learner.related import REFRESH_EVERY, Related, learn_related
 from services.learner.relationships import Relationships
 
 MODEL_KIND = "logistic-regression"
@@ -63,6 +64,9 @@ class LearnerState:
     model: SuccessModel = field(default_factory=SuccessModel)
     relationships: Relationships = field(default_factory=Relationships)
     metrics: PrequentialMetrics = field(default_factory=PrequentialMetrics)
+    use_related: bool = True  # priors also carry an agent's advantage on related capabilities
+    related: Related = field(default_factory=Related)
+    outcomes: int = 0
 
     @property
     def model_version(self) -> str:
@@ -77,6 +81,8 @@ def register(state: LearnerState, profile: AgentProfile) -> list[SkillEstimated]
 
 def posterior(state: LearnerState, agent_id: str, capability: str) -> Beta:
     prior = state.cohorts.prior(agent_id, capability, state.records)
+    if state.use_related:
+        prior += state.related.advantage(agent_id, capability, state.records)
     return Beta.posterior(prior, state.prior_strength, state.records.get((agent_id, capability), Counts()))
 
 
@@ -110,6 +116,10 @@ def learn(state: LearnerState, outcome: Outcome) -> Learned:
     trajectory = state.trajectories.setdefault(key, Trajectory(state.drift_delta))
     if (since_change := trajectory.update(success)) is not None:
         shifts = (_rebase(state, key, *since_change),)
+
+    state.outcomes += 1
+    if state.use_related and state.outcomes % REFRESH_EVERY == 0:
+        state.related = learn_related(state.records, state.cohorts.sharing_agents())
 
     relationships = ()
     if outcome.group_id is not None:

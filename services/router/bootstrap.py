@@ -26,7 +26,9 @@ def weights_from(settings: Settings) -> Weights:
                    duration=float(settings.router_weight_duration), cost=float(settings.router_weight_cost),
                    relationship=float(settings.router_weight_relationship),
                    preference=float(settings.router_weight_preference),
-                   temperature=float(settings.router_temperature), top_k=int(settings.router_top_k))
+                   temperature=float(settings.router_temperature), top_k=int(settings.router_top_k),
+                   exploration=settings.router_exploration,
+                   sharpness=float(settings.router_thompson_sharpness))
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,

@@ -4,8 +4,10 @@ Each candidate gets a score from predicted success (a Beta posterior over the ag
 record on the capability, its prior taken from the learner's skill estimate or else the
 declared proficiency), current load, expected duration, cost, collaboration with agents
 already on the job, and the submitter's preferences. The pick among the top candidates is
-a softmax draw, and every candidate's probability of being picked is logged, so other
-policies can be evaluated offline from the decision log.
+a softmax draw over the scores or, with `exploration="thompson"`, the best score with each
+candidate's predicted success drawn from its Beta posterior (Thompson sampling). Every
+candidate's probability of being picked is logged, so other policies can be evaluated
+offline from the decision log.
 """
 from __future__ import annotations
 
@@ -14,11 +16,15 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
 
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
+EXPLORATIONS = ("softmax", "thompson")
+PROPENSITY_DRAWS = 256  # further posterior draws that estimate a Thompson pick's propensity
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,8 @@ class Weights:
     temperature: float = 0.05  # softmax temperature: lower exploits more
     top_k: int = 3
     logged_candidates: int = 10  # the decision event lists this many best candidates
+    exploration: str = "softmax"  # or "thompson": draw each candidate's success from its posterior
+    sharpness: float = 1.0  # Thompson draws from Beta(s·a, s·b): above 1 explores less than the posterior says
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,7 @@ class Scored:
     predicted: float
     confidence: float
     features: dict[str, float]
+    posteriors: tuple[tuple[float, float], ...] = ()  # (a, b) per required capability
 
 
 def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = frozenset()):
@@ -170,10 +179,11 @@ _NO_RECORD = Record()
 
 
 def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights) -> Scored:
-    predicted, confidence, durations = [], [], []
+    predicted, confidence, durations, posteriors = [], [], [], []
     for requirement in task.requirements:
         record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
         a, b = record.posterior(agent.capabilities[requirement.name])
+        posteriors.append((a, b))
         predicted.append(a / (a + b))
         confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
         if record.mean_duration_ms is not None:
@@ -192,7 +202,7 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
     value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
              - weights.cost * agent.cost_per_task + weights.relationship * relationship
              + weights.preference * preference)
-    return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features)
+    return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features, tuple(posteriors))
 
 
 def softmax(values: list[float], temperature: float) -> list[float]:
@@ -200,6 +210,23 @@ def softmax(values: list[float], temperature: float) -> list[float]:
     exps = [math.exp((v - top) / max(temperature, 1e-9)) for v in values]
     total = sum(exps)
     return [e / total for e in exps]
+
+
+def thompson(top: list[Scored], weights: Weights, rng: random.Random) -> tuple[int, list[float]]:
+    """The candidate whose score is best with predicted success drawn from each posterior, and
+    each candidate's chance of that (the share of further draws it wins, the pick's own draw
+    included, so the pick's propensity is never 0)."""
+    draws = np.random.default_rng(rng.getrandbits(64))
+    sharp = max(weights.sharpness, 1e-9)
+    success = np.ones((len(top), PROPENSITY_DRAWS + 1))
+    for n in range(len(top[0].posteriors)):
+        a = np.array([s.posteriors[n][0] for s in top])[:, None] * sharp
+        b = np.array([s.posteriors[n][1] for s in top])[:, None] * sharp
+        success *= draws.beta(a, b, size=success.shape)
+    rest = np.array([s.score - weights.success * s.predicted for s in top])[:, None]
+    winners = (rest + weights.success * success).argmax(axis=0)
+    wins = np.bincount(winners, minlength=len(top))
+    return int(winners[0]), [float(w) / (PROPENSITY_DRAWS + 1) for w in wins]
 
 
 def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random.Random,
@@ -215,8 +242,12 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
                              (score(task, a, state, weights) for a in agents),
                              key=lambda s: (-s.score, s.agent.agent_id))
     top = ranked[:max(1, weights.top_k)]
-    probabilities = softmax([s.score for s in top], weights.temperature) + [0.0] * (len(ranked) - len(top))
-    pick = rng.choices(range(len(top)), weights=probabilities[:len(top)])[0]
+    if weights.exploration == "thompson":
+        pick, drawn = thompson(top, weights, rng)
+    else:
+        drawn = softmax([s.score for s in top], weights.temperature)
+        pick = rng.choices(range(len(top)), weights=drawn)[0]
+    probabilities = drawn + [0.0] * (len(ranked) - len(top))
     chosen = ranked[pick]
     return TaskRouted(
         task_id=task.task_id, policy=POLICY, model_version=state.model_version,
