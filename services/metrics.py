@@ -57,6 +57,11 @@ class ProcessorMetrics:
             "orchestrator_security_violations_total",
             "Records rejected as not coming from the agent they speak for, counted once, by the processor that "
             "reports them", ("service", "kind"), registry=self.registry)
+        self.audit_chain_seq = Gauge("orchestrator_audit_chain_seq", "Seq of the newest row of the audit chain",
+                                     ("service",), registry=self.registry)
+        self.audit_checkpoint_time = Gauge("orchestrator_audit_checkpoint_timestamp_seconds",
+                                           "Unix time of the newest signed checkpoint of the audit chain",
+                                           ("service",), registry=self.registry)
         self._known: dict[str, set[str]] = {}
         self._refreshed: dict[str, float] = {}
 

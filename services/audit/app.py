@@ -81,6 +81,7 @@ class Auditor(Projector):
         super().__init__(dead_letters=None, **projector)
         self.store = self.view
         self.head, self.position, self.checkpointer = head, position, checkpointer
+        self.metrics.audit_chain_seq.labels(self.metrics.service).set(head.seq)
 
     async def handle(self, records) -> int:
         started = time.perf_counter()
@@ -95,15 +96,20 @@ class Auditor(Projector):
         for record in kept:
             self.metrics.events_applied.labels(self.metrics.service, record.topic).inc()
         self.metrics.batch_seconds.labels(self.metrics.service).observe(time.perf_counter() - started)
-        self.checkpointer.maybe(self.head, self.position)
+        self.metrics.audit_chain_seq.labels(self.metrics.service).set(self.head.seq)
+        self._checkpoint()
         return len(rows)
 
     def idle(self) -> None:
         """Between fetches: a time-based checkpoint even when nothing new arrives."""
-        self.checkpointer.maybe(self.head, self.position)
+        self._checkpoint()
 
     def final_checkpoint(self) -> None:
-        self.checkpointer.maybe(self.head, self.position, force=True)
+        self._checkpoint(force=True)
+
+    def _checkpoint(self, force: bool = False) -> None:
+        if self.checkpointer.maybe(self.head, self.position, force=force):
+            self.metrics.audit_checkpoint_time.labels(self.metrics.service).set(time.time())
 
 
 def newest_valid(found: list[tuple[str, Checkpoint | None]], public_key) -> Checkpoint | None:

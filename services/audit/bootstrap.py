@@ -66,10 +66,14 @@ async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: Proc
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await kafka.start(consumer, settings)
         log.info("audit chain of schema %s resumes after seq %d", settings.audit_db_schema, head.seq)
+        checkpointer = checkpointer_for(settings)
+        if head.seq < checkpointer.signed_seq:
+            log.error("the audit log ends at seq %d but a signed checkpoint covers seq %d: rows were removed; "
+                      "`orchestrator audit verify` names where", head.seq, checkpointer.signed_seq)
         yield Auditor(consumer=consumer, view=store, metrics=metrics or ProcessorMetrics("audit"),
                       topics=audited_topics(settings), batch_size=int(settings.audit_batch_size),
                       batch_timeout_ms=int(settings.audit_batch_timeout_ms), head=head, position=position,
-                      checkpointer=checkpointer_for(settings))
+                      checkpointer=checkpointer)
     finally:
         if consumer is not None:
             with contextlib.suppress(Exception):

@@ -120,8 +120,11 @@ async def test_every_record_of_every_topic_is_chained_and_each_tampering_is_name
     await publish_all(s, list(scripted_feed(agents=4, tasks=150, seed=11)))
     await publish_raw(s, "tasks", b"task-poison", b"{not json")
     await park_some_dead_letters(s)
-    async with running_auditor(s):
+    async with running_auditor(s) as auditor:
         total = await until_all_audited(s)
+    sample = auditor.metrics.registry.get_sample_value
+    assert sample("orchestrator_audit_chain_seq", {"service": "audit"}) == total
+    assert sample("orchestrator_audit_checkpoint_timestamp_seconds", {"service": "audit"}) > 0
 
     by_topic = dict(await query(s, "SELECT topic, count(*) FROM audit_log GROUP BY topic"))
     assert by_topic[s.topic("dead-letter")] == 3
