@@ -75,6 +75,11 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     decisions = OrderedDecisions(InboxDecider(limits, namespace=inbox_topic), history, emit=emit,
                                  park=park_from_inbox, flush=flush, snapshot_every=snapshot_every)
 
+    if identity:
+        @app.task
+        async def stop_identity_gate_with_the_app():
+            await identity.stop_when_cancelled()
+
     @app.agent(inputs)
     async def forward(stream):
         async for event in stream.events():

@@ -101,6 +101,11 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         metrics.events_applied.labels(SERVICE, message.topic).inc()
         metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
 
+    if identity:
+        @app.task
+        async def stop_identity_gate_with_the_app():
+            await identity.stop_when_cancelled()
+
     @app.agent(agent_topics)
     async def watch(stream):
         async for event in stream.events():

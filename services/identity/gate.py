@@ -36,6 +36,16 @@ def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def revocations_may_be_stale(written_ms: int, read_from_ms: int, now_ms: int) -> bool:
+    """A revocation may have come since the last reading, and before this record."""
+    return now_ms - read_from_ms > REVOCATION_REFRESH_MS and written_ms > read_from_ms
+
+
+def miss_may_resolve(violation: Violation | None, written_ms: int, read_from_ms: int) -> bool:
+    """An unknown key or attempt may be on the broker already: the last reading began before the record."""
+    return violation is not None and violation.kind in ("unknown_key", "not_assignee") and written_ms > read_from_ms
+
+
 class IdentityGate:
     def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms) -> None:
         self.settings = settings
@@ -61,12 +71,12 @@ class IdentityGate:
             return None
         if self._consumer is None:
             await self._start()
-        written_ms = min(inbound.timestamp_ms + CLOCK_MARGIN_MS, self.clock())
-        if self.mode == "verify" and self.clock() - self._read_from_ms > REVOCATION_REFRESH_MS \
-                and written_ms > self._read_from_ms:
+        now = self.clock()
+        written_ms = min(inbound.timestamp_ms + CLOCK_MARGIN_MS, now)
+        if self.mode == "verify" and revocations_may_be_stale(written_ms, self._read_from_ms, now):
             await self._read_to_end(written_ms)
         violation = verify(inbound, claim, self.keys, self.assignments, mode=self.mode)
-        if violation and violation.kind in ("unknown_key", "not_assignee") and written_ms > self._read_from_ms:
+        if miss_may_resolve(violation, written_ms, self._read_from_ms):
             await self._read_to_end(written_ms)
             violation = verify(inbound, claim, self.keys, self.assignments, mode=self.mode)
         return violation
@@ -77,6 +87,13 @@ class IdentityGate:
         if violation is not None:
             log.debug("skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, violation.reason)
         return violation is not None
+
+    async def stop_when_cancelled(self) -> None:
+        """Run as a Faust app task: the app cancels its tasks when it stops."""
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
 
     async def stop(self) -> None:
         consumer, self._consumer = self._consumer, None

@@ -225,3 +225,22 @@ def test_the_sdk_signs_what_it_publishes_with_its_key():
                   settings=Settings.from_env({}), signing_key=ALICE)
     outgoing = agent._outgoing(registration("alice"))
     assert Given().given(enrolled("alice", ALICE)).when(record(outgoing.value, outgoing.headers)) is None
+
+
+# --- when the gate reads the security and assignments topics again ------------------
+
+def test_a_miss_is_final_once_a_reading_began_after_the_record_was_written():
+    from services.identity.gate import miss_may_resolve
+    unknown = Given().given(enrolled("bob", BOB)).when(signed(registration("alice"), ALICE))
+    assert miss_may_resolve(unknown, written_ms=MS0, read_from_ms=MS0 - 5)  # read before it: read again
+    assert not miss_may_resolve(unknown, written_ms=MS0, read_from_ms=MS0 + 5)  # read after it: final
+    forged = Given().given(enrolled("alice", ALICE), enrolled("bob", BOB)).when(signed(registration("alice"), BOB))
+    assert not miss_may_resolve(forged, written_ms=MS0, read_from_ms=MS0 - 5)  # nothing to learn
+    assert not miss_may_resolve(None, written_ms=MS0, read_from_ms=MS0 - 5)
+
+
+def test_revocations_are_read_again_at_most_every_second_and_only_for_newer_records():
+    from services.identity.gate import revocations_may_be_stale
+    assert revocations_may_be_stale(written_ms=MS0 + 1500, read_from_ms=MS0, now_ms=MS0 + 1500)
+    assert not revocations_may_be_stale(written_ms=MS0 + 500, read_from_ms=MS0, now_ms=MS0 + 500)
+    assert not revocations_may_be_stale(written_ms=MS0 - 10, read_from_ms=MS0, now_ms=MS0 + 5000)  # a replayed one
