@@ -1,6 +1,7 @@
 """Least-privilege roles on the real PostgreSQL: each role tries what it must not, and is refused."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
@@ -9,10 +10,15 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from services import kafka
+from services.audit.bootstrap import auditor_running, run_until
 from services.audit.chain import Entry, Head, extend
 from services.audit.roles import Roles, apply_roles
 from services.audit.store import AuditStore
+from services.audit.verify import verify
+from services.feed import scripted_feed
 from services.projector.bootstrap import open_view
+from tests.e2e.helpers import publish_all, wait_for
 
 pytestmark = pytest.mark.integration
 REFUSED = psycopg.errors.InsufficientPrivilege
@@ -147,3 +153,30 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
         await keystore.execute(f'SELECT * FROM "{db.keystore_schema}".subject_keys')
     finally:
         await keystore.close()
+
+
+async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_the_chain(db, tmp_path):
+    roles = Roles.named(db.db_role_prefix)
+    await apply_roles(db)
+    s = replace(db, audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
+                audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_signing_key_file=str(tmp_path / "key.pem"))
+    await kafka.ensure_topics(s)
+    events = list(scripted_feed(agents=2, tasks=20, seed=4))
+    await publish_all(s, events)
+
+    stop = asyncio.Event()
+    async with auditor_running(s, stop) as auditor:
+        running = asyncio.create_task(run_until(auditor, stop))
+        await wait_for(lambda: _audited(db, len(events)), what="every record audited by the writer")
+        stop.set()
+        await running
+    verdict = await verify(replace(s, audit_database_url=login_url(db, roles.analyst, db.db_analyst_password)))
+
+    assert verdict.ok and verdict.rows == len(events)
+
+
+async def _audited(settings, n: int) -> bool:
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
+            sql.Identifier(settings.audit_db_schema, "audit_log")))
+        return (await cur.fetchone())[0] >= n
