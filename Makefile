@@ -74,6 +74,7 @@ simulate: install up ## Compare routing policies on a simulated fleet (orchestra
 bench: install up ## Run every benchmark and print its figures
 	$(WITH_ENV) $(PYTHON) -m bench.routing_decision --agents 1000
 	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
+	$(WITH_ENV) $(PYTHON) -m services.audit.bench --records 50000
 	$(WITH_ENV) $(PYTHON) -m bench.agents
 	$(PYTHON) -m bench.evaluate_offline --data ../shared/data/routerdc_7llm.csv.gz
 

@@ -54,6 +54,7 @@ def test_a_tampered_value_is_found_at_its_row():
     assert not verdict.ok
     assert (verdict.first.seq, verdict.first.kind, verdict.first.position) == (5, "altered", rows[4].entry.position)
     assert verdict.rows == 4
+    assert f"TAMPERED: first bad position: altered at seq 5 ({rows[4].entry.position})" in verdict.as_text()
 
 
 def test_a_deleted_row_is_found_where_it_is_missing():
