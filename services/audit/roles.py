@@ -7,8 +7,8 @@
   see the key store.
 - `<prefix>_keystore` may use the key store and nothing else.
 
-Every statement is idempotent, so the command is re-run after the key store appears or a
-replay swapped in a freshly built read-model schema (which the admin owns until then).
+Every statement is idempotent, so the command is re-run after the key store appears. A replay
+swaps in a read-model schema the admin built; an event trigger hands it over and re-grants it.
 """
 from __future__ import annotations
 
@@ -108,6 +108,52 @@ def keystore_grants(roles: Roles, schema: str) -> list[sql.Composed]:
     ]
 
 
+def regrant_on_swap(roles: Roles, schema: str, admin: str, home: str) -> list[sql.Composed]:
+    """An event trigger that hands a read-model schema renamed into place to the owner and the analyst.
+
+    Replay builds a fresh schema as the administrator and renames it over the live one: without
+    this, the analyst would lose the read models at every rebuild. It acts only on a schema
+    renamed to exactly `schema`, so any other DDL in the database is left alone.
+    """
+    function = sql.Identifier(home, f"{roles.owner}_regrant_{schema}")
+    body = sql.SQL("""
+DECLARE
+  command record;
+  relation record;
+BEGIN
+  FOR command IN SELECT * FROM pg_event_trigger_ddl_commands() LOOP
+    IF command.object_type = 'schema' AND command.object_identity = quote_ident({schema}) THEN
+      -- ALTER SCHEMA fires this trigger again: change the owner only once.
+      IF NOT EXISTS (SELECT FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+                     WHERE n.nspname = {schema} AND r.rolname = {owner}) THEN
+        EXECUTE format('ALTER SCHEMA %I OWNER TO %I', {schema}, {owner});
+      END IF;
+      FOR relation IN SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = {schema} AND c.relkind IN ('r', 'p', 'v', 'm', 'S') LOOP
+        EXECUTE format('ALTER %s %I.%I OWNER TO %I',
+                       CASE relation.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                                             WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                       {schema}, relation.relname, {owner});
+      END LOOP;
+      EXECUTE format('REVOKE ALL ON SCHEMA %I FROM PUBLIC', {schema});
+      EXECUTE format('GRANT USAGE ON SCHEMA %I TO %I', {schema}, {analyst});
+      EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I', {schema}, {analyst});
+      EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA %I GRANT SELECT ON TABLES TO %I',
+                     {admin}, {schema}, {analyst});
+    END IF;
+  END LOOP;
+END""").format(schema=sql.Literal(schema), owner=sql.Literal(roles.owner), analyst=sql.Literal(roles.analyst),
+               admin=sql.Literal(admin))
+    trigger = sql.Identifier(f"{roles.owner}_regrant_{schema}")
+    return [
+        sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER "
+                "SET search_path = pg_catalog AS {}").format(function, sql.Literal(body.as_string(None))),
+        sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(trigger),
+        sql.SQL("CREATE EVENT TRIGGER {} ON ddl_command_end WHEN TAG IN ('ALTER SCHEMA') EXECUTE FUNCTION {}()").format(
+            trigger, function),
+    ]
+
+
 async def _relations(conn: psycopg.AsyncConnection, schema: str) -> list[tuple[str, str]] | None:
     """(name, relkind) of every relation in `schema`, or None if there is no such schema."""
     cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
@@ -124,7 +170,8 @@ async def apply_roles(settings: Settings) -> Applied:
     # The key store belongs to the privacy area; its schema setting may not exist in every build.
     keystore_schema = getattr(settings, "keystore_schema", "keystore")
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        admin = (await (await conn.execute("SELECT current_user")).fetchone())[0]
+        admin, superuser = await (await conn.execute(
+            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone()
         await ensure_schema(conn, settings.audit_db_schema)
         async with conn.transaction():
             passwords = {roles.owner: "", roles.audit_writer: settings.db_audit_writer_password,
@@ -144,6 +191,13 @@ async def apply_roles(settings: Settings) -> Applied:
                 for statement in owned_by(schema, roles.owner, relations) + grants():
                     await conn.execute(statement)
                 applied.granted.append(f"{schema}: owned by {roles.owner}; " + _summary(roles, schema, settings))
+            if superuser:
+                for statement in regrant_on_swap(roles, settings.db_schema, admin, settings.audit_db_schema):
+                    await conn.execute(statement)
+                applied.granted.append(f"{settings.db_schema} swapped in by a replay: the same, by an event trigger")
+            else:
+                applied.notes.append(f"{admin} is not a superuser, so no event trigger re-grants the read models "
+                                     "after a replay: re-run `orchestrator db roles` after each one")
     return applied
 
 

@@ -18,6 +18,7 @@ from services.audit.store import AuditStore
 from services.audit.verify import verify
 from services.feed import scripted_feed
 from services.projector.bootstrap import open_view
+from services.replay import replay
 from tests.e2e.helpers import publish_all, wait_for
 
 pytestmark = pytest.mark.integration
@@ -40,6 +41,8 @@ async def db(settings):
         for role in roles.__dict__.values():
             await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        cur = await conn.execute("SELECT evtname FROM pg_event_trigger WHERE evtname LIKE %s", (f"{roles.owner}%",))
+        assert await cur.fetchall() == [], "the event trigger went with the audit schema"
 
 
 async def as_role(settings, role: str) -> psycopg.AsyncConnection:
@@ -180,3 +183,26 @@ async def _audited(settings, n: int) -> bool:
         cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
             sql.Identifier(settings.audit_db_schema, "audit_log")))
         return (await cur.fetchone())[0] >= n
+
+
+async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_it_and_still_writes_nothing(db):
+    roles = Roles.named(db.db_role_prefix)
+    await apply_roles(db)
+    await kafka.ensure_topics(db)
+    await publish_all(db, list(scripted_feed(agents=2, tasks=5, seed=5)))
+
+    report = await replay(db)
+
+    assert report.swapped
+    analyst = await psycopg.AsyncConnection.connect(login_url(db, roles.analyst, db.db_analyst_password),
+                                                    autocommit=True)
+    try:
+        cur = await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".tasks')
+        assert (await cur.fetchone())[0] == 5
+        assert await allowed(analyst, f"INSERT INTO \"{db.db_schema}\".tasks (task_id) VALUES ('forged')") == []
+    finally:
+        await analyst.close()
+    async with await psycopg.AsyncConnection.connect(db.database_url, autocommit=True) as conn:
+        cur = await conn.execute("SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
+                                 "WHERE n.nspname = %s", (db.db_schema,))
+        assert (await cur.fetchone())[0] == roles.owner
