@@ -11,6 +11,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 PYTEST_ARGS ?=
+BENCH_ARGS ?= --duration 60 --warmup 15 --rate 167
 # SECURE=1: the secure profile (SASL_SSL broker on 39094, see README "Secure profile").
 STACK := bash infra/stack.sh$(if $(filter 1 yes true,$(SECURE)), --secure)
 # Runs a command with KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL of the stack exported.
@@ -20,7 +21,7 @@ INSTALL_STAMP := .local/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help install up down status env logs test test-unit schemas run replay topics simulate bench bench-projection clean distclean
+.PHONY: help install up down status env logs test test-unit schemas run replay topics simulate bench bench-target bench-max bench-components bench-projection clean distclean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
@@ -71,7 +72,16 @@ replay: install up ## Rebuild the read models by replaying the event log
 simulate: install up ## Compare routing policies on a simulated fleet (orchestrator simulate)
 	$(WITH_ENV) orchestrator simulate
 
-bench: install up ## Run every benchmark and print its figures
+bench: install up ## The whole pipeline under load, ~3 min (BENCH_ARGS: 60 s at 167 tasks/s); result in bench/results/
+	$(WITH_ENV) orchestrator bench $(BENCH_ARGS)
+
+bench-target: install up ## The 5-minute target run: 1,000 tasks/s (60,000/min) for 300 s after a 30 s warm-up
+	$(WITH_ENV) orchestrator bench --duration 300 --warmup 30 --rate 1000
+
+bench-max: install up ## Find the sustainable maximum rate, then measure 120 s at it
+	$(WITH_ENV) orchestrator bench --rate max --duration 120
+
+bench-components: install up ## The component benchmarks: routing decision, projection and replay, SDK, offline evaluation
 	$(WITH_ENV) $(PYTHON) -m bench.routing_decision --agents 1000
 	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
 	$(WITH_ENV) $(PYTHON) -m services.audit.bench --records 50000

@@ -190,6 +190,11 @@ class Settings:
         "DB_KEYSTORE_PASSWORD", "", "Login password of the key store role (empty: the role cannot log in)")
 
     # --- benchmark ---
+    bench_results_dir: str = _env(
+        "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report")
+    bench_regression_tolerance: str = _env(
+        "BENCH_REGRESSION_TOLERANCE", "0.1", "Fraction by which a figure may be worse than the previous run of the "
+        "same kind on the same machine before `orchestrator bench` flags a regression")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -219,6 +224,14 @@ class Settings:
         self._validate_kafka_security()
         self._validate_audit()
         self._validate_identity()
+        self._validate_benchmark()
+
+    def _validate_benchmark(self) -> None:
+        if not _is_number(self.bench_regression_tolerance, at_least=0.0) or float(self.bench_regression_tolerance) >= 1:
+            raise ConfigError("BENCH_REGRESSION_TOLERANCE must be a fraction in [0, 1), "
+                              f"got {self.bench_regression_tolerance!r}")
+        if not self.bench_results_dir.strip():
+            raise ConfigError("BENCH_RESULTS_DIR is empty")
 
     def _validate_health(self) -> None:
         for name in ("health_heartbeat_interval_s", "health_load_window_s", "health_tick_interval_s"):

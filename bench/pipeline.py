@@ -1,0 +1,282 @@
+"""The whole pipeline under a steady task stream: what `orchestrator bench` measures.
+
+On a topic prefix and schema of its own it starts the real projector, health monitor,
+router, balancer and learner as processes (as `make run` does), registers a fleet of fast
+in-process agents that answer their assignments and heartbeat, and submits tasks at a
+steady rate: a warm-up, then the measured window. Then it lets the backlog drain, checks the
+read models, stops the processors, replays everything the run wrote into a fresh schema, and
+measures plain aiokafka on the same broker with messages of the run's mean size.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import os
+import random
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import psycopg
+from psycopg import sql
+
+from bench.machine import describe
+from bench.observer import Observer
+from bench.procstat import ProcessWatch, pids_named
+from bench.rate_search import Trial, Verdict, best, judge, next_rate
+from bench.raw_kafka import produce_consume
+from bench.stages import free_port, lag_of
+from events.agents import AgentHeartbeat
+from events.envelope import make_event
+from events.topics import topic_name
+from services import kafka
+from services.projector.catchup import events_in_log, wait_until_caught_up
+from services.replay import replay
+from services.settings import Settings
+from services.simulator.fleet import CAPABILITIES, SimulatedAgent, task_stream
+from services.simulator.run import answer_assignments, processors, register_fleet, submit_stream, until_ready
+
+PROCESSORS = ("projector", "health", "router", "balancer", "learner")
+OBSERVED_TOPICS = ("tasks", "assignments", "task-outcomes")
+HEARTBEAT_EVERY_S = 5.0
+MOST_TRIALS = 10
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration_s: float = 60.0
+    warmup_s: float = 15.0
+    rate: float | None = 170.0  # tasks/s; None: find the sustainable maximum first
+    agents: int = 20
+    trial_s: float = 20.0
+    start_rate: float = 100.0
+    raw_messages: int = 100_000
+    keep: bool = False
+
+
+def fast_fleet(size: int, seed: int = 3) -> list[SimulatedAgent]:
+    """Agents that can do everything, in a few milliseconds, many at once: the fleet is never the bottleneck."""
+    rng = random.Random(seed)
+    return [SimulatedAgent(agent_id=f"bench-agent-{i + 1:03}", capacity=64,
+                           skill={c: rng.uniform(0.5, 0.95) for c in CAPABILITIES},
+                           declared={c: round(rng.uniform(0.4, 0.9), 2) for c in CAPABILITIES},
+                           duration_ms={c: rng.uniform(2.0, 6.0) for c in CAPABILITIES})
+            for i in range(size)]
+
+
+@dataclass
+class Sampler:
+    """Once a second: each stage's lag, the tasks in flight, and the processes' memory."""
+    ports: dict[str, int]
+    observer: Observer
+    watch: ProcessWatch | None = None
+    samples: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    ticks: int = 0
+
+    def reset(self) -> None:
+        self.samples, self.ticks = {}, 0
+
+    def backlog(self) -> list[float]:
+        """The largest backlog of any stage, per sample."""
+        return [max(values) for values in zip(*self.samples.values())] if self.samples else []
+
+    async def run(self) -> None:
+        while True:
+            lags = await lag_of(self.ports)
+            lags["tasks in flight"] = float(self.observer.in_flight)
+            self.ticks += 1
+            for stage in lags:  # a stage first heard from now had no backlog before
+                self.samples.setdefault(stage, [0.0] * (self.ticks - 1))
+            for stage, series in self.samples.items():  # one not answering this once keeps its last value
+                series.append(lags.get(stage, series[-1] if series else 0.0))
+            if self.watch:
+                self.watch.sample()
+            await asyncio.sleep(1.0)
+
+
+async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
+    tag = uuid.uuid4().hex[:6]
+    s = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}")
+    load_at_start = os.getloadavg()
+    await kafka.ensure_topics(s)
+    fleet = fast_fleet(options.agents)
+    ports = {name: free_port() for name in PROCESSORS}
+    log(f"bench: {', '.join(PROCESSORS)} on {s.topic_prefix}.* and schema {s.db_schema}; {len(fleet)} agents")
+    try:
+        with contextlib.ExitStack() as stack:
+            started = {name: stack.enter_context(processors(
+                s, "orchestrator", names=(name,), ORCHESTRATOR_DB_SCHEMA=s.db_schema, METRICS_PORT=str(port)))[0]
+                for name, port in ports.items()}
+            measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
+        log("bench: processors stopped; replaying the run into a fresh schema")
+        rebuilt = await replay(s, into=f"{s.db_schema}_replay", progress_out=io.StringIO())
+        log(f"bench: replayed {rebuilt.events} events at {rebuilt.events_per_second:,.0f}/s; raw aiokafka next")
+        raw = await produce_consume(s, messages=options.raw_messages, size=measured["message_bytes"])
+    finally:
+        if not options.keep:
+            await _remove(s)
+    pipeline_eps = measured["pipeline_events_per_second"]
+    return {
+        "requested_rate": "max" if options.rate is None else options.rate,
+        **measured,
+        "replay_events": rebuilt.events,
+        "replay_events_per_second": round(rebuilt.events_per_second),
+        "raw_kafka_msgs_per_second": raw["raw_kafka_msgs_per_second"],
+        "raw_kafka_produce_msgs_per_second": raw["produce_msgs_per_second"],
+        "efficiency": round(pipeline_eps / raw["raw_kafka_msgs_per_second"], 3),
+        "task_efficiency": round(measured["tasks_per_minute"] / 60 / raw["raw_kafka_msgs_per_second"], 4),
+        "duration_s": options.duration_s, "warmup_s": options.warmup_s, "agents": len(fleet),
+        "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "machine": describe(),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) -> dict:
+    producer = kafka.producer(s)
+    await kafka.start(producer, s)
+    observer = Observer()
+    watch = ProcessWatch({**{f"{n} (pid {p[0]})": p for n, p in pids.items()}, "bench harness": [os.getpid()],
+                          "kafka broker": pids_named("kafka.Kafka"), "postgresql (whole server)": _postgres_pids()})
+    sampler = Sampler(ports, observer, watch)
+    jobs = [asyncio.create_task(job) for job in (
+        answer_assignments(s, producer, fleet, random.Random(5)), _observe(s, observer), _heartbeat(s, producer, fleet),
+        sampler.run())]
+    try:
+        await register_fleet(s, producer, fleet)
+        await until_ready(s, producer, timeout_s=180)
+        log("bench: processors ready")
+        searched: list[dict] = []
+        rate = options.rate
+        if rate is None:
+            rate = await _search(s, producer, observer, sampler, options, searched, log)
+        log(f"bench: warm-up, {options.warmup_s:g}s at {rate:g} tasks/s")
+        await _submit(s, producer, rate, options.warmup_s, "warm")
+        watch.start()
+        before = await events_in_log(s)
+        log(f"bench: measuring, {options.duration_s:g}s at {rate:g} tasks/s")
+        completed_per_s, verdict, lags = await _measure(s, producer, observer, sampler, rate, options.duration_s, "run")
+        events = await events_in_log(s) - before
+        usage = watch.usage()
+        await _drained(observer, sampler, timeout_s=180)
+        await wait_until_caught_up(s, timeout=300)
+        read_model_completed = await _completed_in_read_models(s)
+    finally:
+        for job in jobs:
+            job.cancel()
+        for job in jobs:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await job
+        await producer.stop()
+    return {
+        "rate_tasks_per_second": rate,
+        "offered_tasks_per_minute": round(rate * 60),
+        "tasks_per_minute": round(completed_per_s * 60),
+        "lag_bounded": verdict.sustained, "lag_verdict": list(verdict.reasons),
+        "routing_latency_ms": observer.latency_ms.summary(),
+        "routing_latency_samples": observer.latency_ms.count,
+        "pipeline_events_per_second": round(events / options.duration_s),
+        "events_per_task": round(events / max(1.0, completed_per_s * options.duration_s), 2),
+        "message_bytes": observer.mean_record_bytes,
+        "lag": lags,
+        "processes": usage,
+        "completed_total": observer.completed_total,
+        "read_model_completed": read_model_completed,
+        "rate_search": searched,
+    }
+
+
+async def _measure(s, producer, observer: Observer, sampler: Sampler, rate: float, seconds: float, phase: str):
+    """Submit at `rate` for `seconds`; completions counted by when they occurred, inside the window."""
+    started = time.time()
+    observer.window, observer.completed_in_window = (started, started + seconds), 0
+    observer.latency_ms = type(observer.latency_ms)()
+    sampler.reset()
+    await _submit(s, producer, rate, seconds, phase)
+    await asyncio.sleep(max(0.0, started + seconds - time.time()) + 2.0)  # completions of the window's last tasks
+    completed_per_s = observer.completed_in_window / seconds
+    backlog = sampler.backlog()
+    verdict = judge(offered_per_s=rate, completed_per_s=completed_per_s, backlog=backlog,
+                    lag_bound=max(1000.0, 2 * rate))
+    lags = {stage: {"max": round(max(v)), "last": round(v[-1])} for stage, v in sampler.samples.items() if v}
+    return completed_per_s, verdict, lags
+
+
+async def _search(s, producer, observer, sampler, options: BenchOptions, searched: list[dict], log) -> float:
+    trials: list[Trial] = []
+    while len(trials) < MOST_TRIALS and (rate := next_rate(trials, start=options.start_rate)) is not None:
+        rate = round(rate)
+        completed_per_s, verdict, _ = await _measure(s, producer, observer, sampler, rate, options.trial_s,
+                                                     f"try{len(trials)}")
+        trials.append(Trial(rate, verdict.sustained))
+        searched.append({"rate": rate, "completed_per_s": round(completed_per_s, 1), "sustained": verdict.sustained,
+                         "reasons": list(verdict.reasons)})
+        log(f"bench: {rate} tasks/s for {options.trial_s:g}s: "
+            f"{'sustained' if verdict.sustained else 'not sustained: ' + '; '.join(verdict.reasons)}")
+        if not verdict.sustained:
+            await _drained(observer, sampler, timeout_s=180)
+    return best(trials) or options.start_rate
+
+
+async def _submit(s, producer, rate: float, seconds: float, phase: str) -> None:
+    stream = [(f"{task_id}-{phase}", *rest) for task_id, *rest in task_stream(max(1, round(rate * seconds)))]
+    await submit_stream(s, producer, stream, rate)
+
+
+async def _drained(observer: Observer, sampler: Sampler, timeout_s: float) -> None:
+    """Until every submitted task is finished and no stage lags by more than a few records."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lags = await lag_of(sampler.ports)
+        if observer.in_flight <= 0 and all(v < 50 for v in lags.values()):
+            return
+        await asyncio.sleep(1.0)
+
+
+async def _observe(s: Settings, observer: Observer) -> None:
+    consumer = kafka.consumer(s, *(topic_name(t, s.topic_prefix) for t in OBSERVED_TOPICS))
+    await kafka.start(consumer, s)
+    try:
+        while True:
+            for records in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
+                for record in records:
+                    observer.take(record.value)
+    finally:
+        await consumer.stop()
+
+
+async def _heartbeat(s: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+    while True:
+        for agent in fleet:
+            await kafka.publish(producer, s, make_event(AgentHeartbeat(agent_id=agent.agent_id, in_flight=0),
+                                                        producer=agent.agent_id))
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+
+def _postgres_pids() -> list[int]:
+    return pids_named("postgres: ") + pids_named("bin/postgres ")
+
+
+async def _completed_in_read_models(s: Settings) -> int:
+    async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
+        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}.tasks WHERE status = 'completed'")
+                                 .format(sql.Identifier(s.db_schema)))
+        return int((await cur.fetchone())[0])
+
+
+async def _remove(s: Settings) -> None:
+    """The run's schemas and topics: a benchmark leaves nothing behind but its result."""
+    async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
+        for schema in (s.db_schema, f"{s.db_schema}_replay"):
+            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    admin = kafka.admin_client(s)
+    await kafka.start(admin, s, "the Kafka admin API")
+    try:
+        ours = [t for t in await admin.list_topics() if t.startswith(f"{s.topic_prefix}.")]
+        if ours:
+            await admin.delete_topics(ours)
+    finally:
+        await admin.close()

@@ -1,0 +1,139 @@
+"""Benchmark results on disk: one JSON and one readable report per run, and regressions.
+
+A run is compared with the latest earlier run of the same kind (same requested rate, or
+both `max`) on the same machine (same CPU model, core count and memory), never with figures
+from elsewhere.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+# (figure, path into the result, True when higher is better)
+WATCHED = (
+    ("tasks_per_minute", ("tasks_per_minute",), True),
+    ("routing p99 ms", ("routing_latency_ms", "p99"), False),
+    ("replay events/s", ("replay_events_per_second",), True),
+    ("efficiency", ("efficiency",), True),
+)
+# Latencies of a few milliseconds jitter by more than any ratio: this much is never a regression.
+LATENCY_SLACK_MS = 2.0
+
+
+@dataclass(frozen=True)
+class Regression:
+    figure: str
+    previous: float
+    current: float
+
+    def __str__(self) -> str:
+        return f"{self.figure}: {self.previous:g} -> {self.current:g}"
+
+
+def machine_key(machine: dict) -> tuple:
+    return machine.get("cpu"), machine.get("cores"), machine.get("memory_gib")
+
+
+def same_kind(a: dict, b: dict) -> bool:
+    return machine_key(a.get("machine", {})) == machine_key(b.get("machine", {})) and \
+        str(a.get("requested_rate")) == str(b.get("requested_rate"))
+
+
+def _figure(result: dict, path: tuple[str, ...]) -> float | None:
+    value = result
+    for step in path:
+        if not isinstance(value, dict) or step not in value:
+            return None
+        value = value[step]
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def regressions(current: dict, previous: dict, tolerance: float) -> list[Regression]:
+    """Figures of `current` worse than `previous` by more than `tolerance` (a fraction)."""
+    found = []
+    for name, path, higher_is_better in WATCHED:
+        now, before = _figure(current, path), _figure(previous, path)
+        if now is None or before is None or before == 0:
+            continue
+        if higher_is_better:
+            worse = now < before * (1 - tolerance)
+        else:
+            worse = now > before * (1 + tolerance) and now - before > LATENCY_SLACK_MS
+        if worse:
+            found.append(Regression(name, before, now))
+    return found
+
+
+def previous_result(directory: Path, current: dict) -> dict | None:
+    """The latest earlier result of the same kind on the same machine."""
+    earlier = []
+    for path in directory.glob("pipeline-*.json"):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if same_kind(result, current) and result.get("finished_at", "") < current.get("finished_at", ""):
+            earlier.append(result)
+    return max(earlier, key=lambda r: r["finished_at"], default=None)
+
+
+def save(directory: Path, result: dict) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    kind = "max" if result.get("requested_rate") == "max" else f"{result.get('requested_rate')}per_s"
+    base = directory / f"pipeline-{stamp}-{kind}"
+    json_path, report_path = base.with_suffix(".json"), base.with_suffix(".md")
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    report_path.write_text(report(result))
+    return json_path, report_path
+
+
+def report(result: dict) -> str:
+    latency = result.get("routing_latency_ms", {})
+    machine = result.get("machine", {})
+    lines = [
+        f"# Whole-pipeline benchmark, {result.get('finished_at', '?')}",
+        "",
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
+        f"Python {machine.get('python')}, {machine.get('system')}",
+        f"Load average when the run started: {result.get('load_average_at_start')}",
+        f"Requested rate: {result.get('requested_rate')} tasks/s; measured over {result.get('duration_s')} s "
+        f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| offered tasks/min | {result.get('offered_tasks_per_minute')} |",
+        f"| completed tasks/min (sustained) | {result.get('tasks_per_minute')} |",
+        f"| lag bounded | {result.get('lag_bounded')} {'; '.join(result.get('lag_verdict', []))} |",
+        f"| routing latency ms, submission to assignment (p50 / p95 / p99 / p99.9) | "
+        f"{latency.get('p50')} / {latency.get('p95')} / {latency.get('p99')} / {latency.get('p999')} "
+        f"({result.get('routing_latency_samples')} tasks) |",
+        f"| replay events/s (full replay of the run, {result.get('replay_events')} events) | "
+        f"{result.get('replay_events_per_second')} |",
+        f"| raw aiokafka produce -> consume msgs/s ({result.get('message_bytes')} B messages) | "
+        f"{result.get('raw_kafka_msgs_per_second')} |",
+        f"| pipeline events/s | {result.get('pipeline_events_per_second')} "
+        f"({result.get('events_per_task')} events per task) |",
+        f"| efficiency (pipeline events/s over raw msgs/s) | {result.get('efficiency')} |",
+        f"| read models: completed tasks of the run / completed on Kafka | "
+        f"{result.get('read_model_completed')} / {result.get('completed_total')} |",
+        "",
+        "Largest backlog per stage during the measurement (records behind):",
+        "",
+        "| stage | max | at the end |",
+        "|---|---|---|",
+    ]
+    for stage, lag in sorted(result.get("lag", {}).items()):
+        lines.append(f"| {stage} | {lag.get('max')} | {lag.get('last')} |")
+    lines += ["", "CPU and memory per process during the measurement:", "",
+              "| process | CPU % of one core | RSS MiB (max) |", "|---|---|---|"]
+    for name, usage in sorted(result.get("processes", {}).items()):
+        lines.append(f"| {name} | {usage.get('cpu_percent')} | {usage.get('rss_mib_max')} |")
+    if result.get("rate_search"):
+        lines += ["", "Rate search (tasks/s: sustained?):", ""]
+        lines += [f"- {t['rate']}: {t['sustained']} {'; '.join(t.get('reasons', []))}" for t in result["rate_search"]]
+    lines += ["", f"Regressions against the previous run of this kind here: "
+                  f"{'; '.join(result.get('regressions', [])) or 'none'}", ""]
+    return "\n".join(lines)
