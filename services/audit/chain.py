@@ -130,9 +130,10 @@ class ChainCheck:
             return False
         expected = self.head.seq + 1
         if row.seq != expected:
+            # The row that should be here is gone, so its position is not known; the next row's is.
             kind = "missing" if row.seq > expected else "out_of_order"
-            self.problem = Problem(expected, kind, f"expected seq {expected}, found seq {row.seq} next",
-                                   row.entry.position)
+            self.problem = Problem(expected, kind, f"expected seq {expected}, found seq {row.seq} "
+                                   f"({row.entry.position}) next")
             return False
         if row.prev_hash != self.head.hash:
             self.problem = Problem(row.seq, "broken_link", "its previous hash is not the hash of the row before",

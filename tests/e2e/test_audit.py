@@ -143,7 +143,8 @@ async def test_every_record_of_every_topic_is_chained_and_each_tampering_is_name
 
     # Deletion of one row.
     [deleted] = await query(s, "DELETE FROM audit_log WHERE seq = 77 RETURNING *")
-    await expect_first_bad(s, 77, "missing", position_of_seq=78)
+    first = await expect_first_bad(s, 77, "missing")
+    assert f"found seq 78 ({await position_at(s, 78)}) next" in first["detail"]
     await query(s, f"INSERT INTO audit_log VALUES ({', '.join(['%s'] * len(deleted))})", deleted)
 
     # Two rows swapped.
@@ -172,13 +173,15 @@ async def test_every_record_of_every_topic_is_chained_and_each_tampering_is_name
     assert audit_section["status"] == "ok" and f"{total} rows" in audit_section["summary"]
 
 
-async def expect_first_bad(settings, seq: int, kind: str, position_of_seq: int | None = None) -> None:
+async def expect_first_bad(settings, seq: int, kind: str) -> dict:
+    """Run `audit verify`; it must fail and name `seq` (and, where the row is still there, its position)."""
     result = cli(settings, "audit", "verify", "--json")
     first = orjson.loads(result.stdout)["first_bad"]
     assert result.returncode == 1, result.stdout
     assert (first["seq"], first["kind"]) == (seq, kind), first
-    if kind != "truncated":
-        assert first["position"] == await position_at(settings, position_of_seq or seq)
+    if kind not in ("truncated", "missing"):
+        assert first["position"] == await position_at(settings, seq)
+    return first
 
 
 async def swap(settings, a: int, b: int) -> None:

@@ -63,8 +63,8 @@ def test_a_deleted_row_is_found_where_it_is_missing():
 
     verdict = verdict_of(rows)
 
-    assert (verdict.first.seq, verdict.first.kind) == (7, "missing")
-    assert verdict.first.position == rows[6].entry.position  # the row found in its place (seq 8)
+    assert (verdict.first.seq, verdict.first.kind, verdict.first.position) == (7, "missing", None)
+    assert f"found seq 8 ({rows[6].entry.position}) next" in verdict.first.detail
 
 
 def test_a_deleted_row_with_the_rest_renumbered_is_found_at_the_gap():
