@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from services.audit.app import Auditor, Checkpointer, newest_valid
 from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import DatabaseUnavailable
-from services.settings import Settings
+from services.settings import ConfigError, Settings
 
 log = logging.getLogger("orchestrator.audit")
 IDLE_CHECK_S = 1.0
@@ -41,8 +42,15 @@ async def open_store(settings: Settings) -> AuditStore:
 
 def checkpointer_for(settings: Settings) -> Checkpointer:
     key_file = Path(settings.audit_signing_key_file)
-    key = checkpoints.load_or_create_signing_key(key_file)
     directory = Path(settings.audit_checkpoint_dir)
+    try:
+        key = checkpoints.load_or_create_signing_key(key_file)
+        directory.mkdir(parents=True, exist_ok=True)
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"AUDIT_SIGNING_KEY_FILE / AUDIT_CHECKPOINT_DIR: {error}") from error
+    if not os.access(directory, os.W_OK):
+        # Found now rather than at the first checkpoint, with rows already appended and unsigned.
+        raise ConfigError(f"AUDIT_CHECKPOINT_DIR {directory} is not writable")
     checkpointer = Checkpointer(chain=settings.audit_db_schema, directory=directory, key=key,
                                 every_rows=int(settings.audit_checkpoint_every_rows),
                                 every_s=float(settings.audit_checkpoint_every_s))

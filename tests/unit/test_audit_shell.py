@@ -7,6 +7,7 @@ import pytest
 
 from services.audit import checkpoints
 from services.audit.app import Checkpointer, checkpoint_due, fresh, newest_valid
+from services.audit.bootstrap import checkpointer_for
 from services.audit.chain import Head
 from services.settings import ConfigError, Settings
 
@@ -100,3 +101,12 @@ def test_the_audit_defaults_to_its_own_group_and_the_main_database():
     settings = Settings.from_env({"ORCHESTRATOR_TOPIC_PREFIX": "acme", "DATABASE_URL": "postgresql://h/db"})
 
     assert (settings.audit_group, settings.audit_url) == ("acme.audit", "postgresql://h/db")
+
+
+def test_an_unusable_signing_key_is_a_clear_configuration_error(tmp_path):
+    (tmp_path / "key.pem").write_text("not a key")
+    settings = Settings.from_env({"AUDIT_SIGNING_KEY_FILE": str(tmp_path / "key.pem"),
+                                  "AUDIT_CHECKPOINT_DIR": str(tmp_path / "cp")})
+
+    with pytest.raises(ConfigError, match="AUDIT_SIGNING_KEY_FILE"):
+        checkpointer_for(settings)
