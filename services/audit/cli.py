@@ -13,6 +13,8 @@ def add_commands(commands) -> None:
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(metavar="ACTION")
     verify = audit.add_parser("verify", help="check the chain and its signed checkpoints; exit 1 if tampered")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
+    verify.add_argument("--against-kafka", action="store_true",
+                        help="also compare every row with the record still on the broker at its position")
     verify.set_defaults(run=cmd_audit_verify)
 
     db = commands.add_parser("db", help="PostgreSQL administration").add_subparsers(metavar="ACTION")
@@ -34,7 +36,7 @@ def _print(data, as_json: bool, text: str) -> None:
 def cmd_audit_verify(args, settings: Settings) -> int:
     from services.audit.verify import AuditLogMissing, verify
     try:
-        verdict = asyncio.run(verify(settings))
+        verdict = asyncio.run(verify(settings, against_kafka=args.against_kafka))
     except AuditLogMissing as error:
         print(f"orchestrator: {error}", file=sys.stderr)
         return 2

@@ -8,6 +8,7 @@ import psycopg
 
 from services.audit import checkpoints
 from services.audit.chain import ChainCheck, Problem
+from services.audit.crosscheck import CrossCheck, read_broker
 from services.audit.store import read_rows
 from services.settings import Settings
 
@@ -58,16 +59,21 @@ def _problem_json(problem: Problem) -> dict:
 
 
 def judge(chain_name: str, chain: ChainCheck, found: list[tuple[str, checkpoints.Checkpoint | None]],
-          public_key) -> Verdict:
-    """The verdict from a walked chain and the checkpoints found: pure."""
+          public_key, against_kafka: CrossCheck | None = None) -> Verdict:
+    """The verdict from a walked chain, the checkpoints found and, if asked for, the broker: pure."""
     problems = ([chain.problem] if chain.problem else []) + checkpoints.check_against(chain, found, public_key)
     notes = [] if found else ["no signed checkpoint yet: a cut-off tail cannot be detected"]
+    if against_kafka is not None:
+        problems += against_kafka.finish()
+        notes.append(f"compared with {len(against_kafka.broker.digests)} records on the broker")
     return Verdict(chain_name, chain.rows, chain.head.seq, chain.head.hash.hex(),
                    sum(1 for _, c in found if c is not None), sorted(problems, key=lambda p: p.seq), notes)
 
 
-async def verify(settings: Settings) -> Verdict:
+async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
     schema = settings.audit_db_schema
+    # The broker first: a row appended after it was read is beyond what it is compared with.
+    crosscheck = CrossCheck(await read_broker(settings)) if against_kafka else None
     directory = Path(settings.audit_checkpoint_dir)
     found = checkpoints.read_all(directory, schema) if directory.exists() else []
     key_file = Path(settings.audit_signing_key_file)
@@ -83,6 +89,9 @@ async def verify(settings: Settings) -> Verdict:
         if (await cur.fetchone())[0] is None:
             raise AuditLogMissing(f"no audit_log in schema {schema!r} (AUDIT_DB_SCHEMA); run `orchestrator serve audit`")
         async for row in read_rows(conn, schema):
-            if not chain.feed(row):
+            chained = chain.feed(row)  # judges nothing after its first problem
+            if crosscheck is None and not chained:
                 break
-    return judge(schema, chain, found, public_key)
+            if crosscheck is not None:
+                crosscheck.feed(row)  # the comparison with the broker covers every row
+    return judge(schema, chain, found, public_key, crosscheck)

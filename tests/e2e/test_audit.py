@@ -18,7 +18,8 @@ from psycopg import sql
 from events.topics import TOPICS
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
-from services.audit.store import WRITER_LOCK
+from services.audit.chain import Head, extend
+from services.audit.store import WRITER_LOCK, read_rows
 from services.audit.verify import verify
 from services.deadletter import dead_letter_headers
 from services.feed import scripted_feed
@@ -239,3 +240,35 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
 
 async def _logged(path: Path, text: str) -> bool:
     return text in path.read_text()
+
+
+async def test_a_chain_rewritten_with_fresh_hashes_is_named_at_the_exact_row_against_the_broker(audit_settings):
+    s = replace(audit_settings, audit_checkpoint_every_rows="100000")  # one checkpoint, at the clean stop
+    await publish_all(s, list(scripted_feed(agents=3, tasks=60, seed=13)))
+    async with running_auditor(s):
+        total = await until_all_audited(s)
+    intact = cli(s, "audit", "verify", "--against-kafka", "--json")
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+
+    await rewrite_from(s, seq=50, value=b'{"rewritten": true}')
+
+    by_chain = orjson.loads(cli(s, "audit", "verify", "--json").stdout)["first_bad"]
+    by_broker = cli(s, "audit", "verify", "--against-kafka", "--json")
+    first = orjson.loads(by_broker.stdout)["first_bad"]
+    assert (by_chain["seq"], by_chain["kind"]) == (total, "checkpoint_mismatch")  # only the checkpoint can tell
+    assert by_broker.returncode == 1
+    assert (first["seq"], first["kind"], first["position"]) == (50, "differs_from_kafka", await position_at(s, 50))
+
+
+async def rewrite_from(settings, *, seq: int, value: bytes) -> None:
+    """What someone with write access to the table does: change a row and recompute every hash after it."""
+    async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+        rows = [row async for row in read_rows(conn, settings.audit_db_schema)]
+        before = rows[seq - 2]
+        edited = [replace(rows[seq - 1].entry, value=value)] + [r.entry for r in rows[seq:]]
+        redone, _ = extend(Head(before.seq, before.hash), edited)
+        table = sql.Identifier(settings.audit_db_schema, "audit_log")
+        async with conn.cursor() as cur:
+            await cur.executemany(sql.SQL("UPDATE {} SET value = %s, prev_hash = %s, hash = %s WHERE seq = %s").format(table),
+                                  [(r.entry.value, r.prev_hash, r.hash, r.seq) for r in redone])
+        await conn.commit()
