@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from events.envelope import EventBody, make_event
 from events.security import AgentKeyEnrolled, AgentKeyRevoked
@@ -71,8 +72,9 @@ def cmd_agent_revoke(args, settings: Settings) -> int:
 def _validated(build):
     try:
         return build()
-    except ValueError as error:
-        raise IdentityCommandError(" ".join(str(error).split())) from None
+    except ValidationError as error:
+        raise IdentityCommandError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                             for e in error.errors(include_url=False))) from None
 
 
 def _clear_errors(command):

@@ -14,6 +14,7 @@ import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -128,6 +129,11 @@ class Violation:
     key_id: str | None = None
 
 
+@lru_cache(maxsize=4096)
+def loaded_key(public_key: bytes) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(public_key)
+
+
 def verify_signature(record: Inbound, claim: Claim, keys: KeyRegistry) -> Violation | None:
     key_id_raw, signature_raw = record.header(KEY_ID_HEADER), record.header(SIGNATURE_HEADER)
     if key_id_raw is None or signature_raw is None:
@@ -138,8 +144,7 @@ def verify_signature(record: Inbound, claim: Claim, keys: KeyRegistry) -> Violat
     if key is None:
         return Violation("unknown_key", f"key {key_id} was never enrolled", claim, key_id)
     try:
-        Ed25519PublicKey.from_public_bytes(key.public_key).verify(unb64(signature_raw),
-                                                                   signed_message(key_id, record.value or b""))
+        loaded_key(key.public_key).verify(unb64(signature_raw), signed_message(key_id, record.value or b""))
     except (InvalidSignature, ValueError, binascii.Error):
         return Violation("bad_signature", f"the signature does not match the record and key {key_id}",
                          claim, key_id)
