@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from events.codec import decode
 from events.errors import EventDecodeError
@@ -46,11 +46,23 @@ def miss_may_resolve(violation: Violation | None, written_ms: int, read_from_ms:
     return violation is not None and violation.kind in ("unknown_key", "not_assignee") and written_ms > read_from_ms
 
 
+async def open_folded_topics(settings: Settings) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+    """A started consumer at the start of every partition of the topics the gate folds."""
+    consumer = kafka.consumer(settings)
+    await kafka.start(consumer, settings)
+    partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in FOLDED])
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return consumer, partitions
+
+
 class IdentityGate:
-    def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
+                 open_log: Callable[[Settings], Awaitable[tuple]] = open_folded_topics) -> None:
         self.settings = settings
         self.mode = settings.identity_mode
         self.clock = clock
+        self.open_log = open_log
         self.keys = KeyRegistry()
         self.assignments = Assignments()
         self._consumer: AIOKafkaConsumer | None = None
@@ -104,12 +116,7 @@ class IdentityGate:
         async with self._lock:
             if self._consumer is not None:
                 return
-            consumer = kafka.consumer(self.settings)
-            await kafka.start(consumer, self.settings)
-            self._partitions = kafka.partitions(self.settings, [s for s in EVENT_TOPICS if s.name in FOLDED])
-            consumer.assign(self._partitions)
-            await consumer.seek_to_beginning(*self._partitions)
-            self._consumer = consumer
+            self._consumer, self._partitions = await self.open_log(self.settings)
         await self._read_to_end(self.clock())
 
     async def _read_to_end(self, needed_from_ms: int) -> None:

@@ -1,0 +1,125 @@
+"""The gate's shell with a log of its own in memory: what it reads, when it reads again, what it lets through."""
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from aiokafka import TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from events.agents import AgentRegistered
+from events.codec import encode
+from events.envelope import make_event
+from events.security import AgentKeyEnrolled
+from events.tasks import TaskAssigned, TaskCompleted
+from events.values import Capability
+from services.identity.gate import CLOCK_MARGIN_MS, IdentityGate
+from services.identity.signing import Signer, b64
+from services.log_follower import ScreenedConsumer
+from services.settings import Settings
+
+SECURITY, ASSIGNMENTS = TopicPartition("p.security", 0), TopicPartition("p.assignments", 0)
+NOW = 1_800_000_000_000
+ALICE = Signer.of(Ed25519PrivateKey.generate())
+
+
+class MemoryLog:
+    """The security and assignments topics as lists; counts how often the gate read to their end."""
+
+    def __init__(self) -> None:
+        self.records = {SECURITY: [], ASSIGNMENTS: []}
+        self.positions = {SECURITY: 0, ASSIGNMENTS: 0}
+        self.readings = 0
+
+    def append(self, tp: TopicPartition, body) -> None:
+        self.records[tp].append(SimpleNamespace(value=encode(make_event(body, producer="test"))))
+
+    async def open(self, settings):
+        return self, [SECURITY, ASSIGNMENTS]
+
+    async def end_offsets(self, partitions):
+        self.readings += 1
+        return {tp: len(self.records[tp]) for tp in partitions}
+
+    async def position(self, tp):
+        return self.positions[tp]
+
+    async def getmany(self, *partitions, timeout_ms=0):
+        out = {tp: self.records[tp][self.positions[tp]:] for tp in partitions}
+        for tp in partitions:
+            self.positions[tp] = len(self.records[tp])
+        return out
+
+    async def stop(self):
+        pass
+
+
+def gate(log: MemoryLog, mode: str, clock=lambda: NOW) -> IdentityGate:
+    return IdentityGate(Settings.from_env({}, topic_prefix="p", identity_mode=mode), clock=clock, open_log=log.open)
+
+
+def message(topic: str, event, signer: Signer | None = None, at_ms: int = NOW):
+    value = encode(event)
+    return SimpleNamespace(topic=topic, partition=0, offset=5, key=event.key.encode(), value=value,
+                           headers=signer.headers(value) if signer else [], timestamp=at_ms)
+
+
+def registration():
+    return make_event(AgentRegistered(agent_id="alice", display_name="alice", capacity=1,
+                                      capabilities=(Capability(name="python", proficiency=0.5),)), producer="alice")
+
+
+def completed(agent_id: str):
+    return make_event(TaskCompleted(task_id="task-1", agent_id=agent_id, attempt=1), producer=agent_id)
+
+
+def enrolment():
+    return AgentKeyEnrolled(agent_id="alice", key_id=ALICE.key_id, public_key=b64(ALICE.public_key), enrolled_by="op")
+
+
+def test_with_identity_off_only_outcomes_are_read_and_the_log_is_not_opened_for_anything_else():
+    log = MemoryLog()
+    unsigned = message("p.agents", registration())
+    assert asyncio.run(gate(log, "off").check(unsigned)) is None
+    assert log.readings == 0
+
+
+def test_a_key_enrolled_after_the_first_reading_is_found_by_reading_again():
+    log, now = MemoryLog(), [NOW - 5000]
+    checker = gate(log, "verify", clock=lambda: now[0])
+
+    async def scenario():
+        first = await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 6000))
+        log.append(SECURITY, enrolment())  # enrolled after that first reading
+        now[0] = NOW
+        return first, await checker.check(message("p.agents", registration(), ALICE, at_ms=NOW - 100))
+    first, second = asyncio.run(scenario())
+    assert first.kind == "unsigned"
+    assert second is None and log.readings >= 2
+
+
+def test_a_miss_after_a_reading_that_began_later_than_the_record_is_final():
+    log = MemoryLog()
+    checker = gate(log, "off")
+
+    async def scenario():
+        await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 10 * CLOCK_MARGIN_MS))
+        readings = log.readings
+        violation = await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 10 * CLOCK_MARGIN_MS))
+        return violation, readings
+    violation, readings_before = asyncio.run(scenario())
+    assert violation.kind == "not_assignee" and log.readings == readings_before  # nothing read again
+
+
+def test_the_followers_consumer_hands_out_no_refused_record():
+    log = MemoryLog()
+    log.append(ASSIGNMENTS, TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="x"))
+    outcomes = TopicPartition("p.task-outcomes", 0)
+    honest, spoofed = (message("p.task-outcomes", completed(a), at_ms=NOW - 60_000) for a in ("alice", "bob"))
+
+    class Inner:
+        async def getmany(self, *partitions, **options):
+            return {outcomes: [honest, spoofed]}
+
+    screened = ScreenedConsumer(Inner(), gate(log, "off"))
+    assert asyncio.run(screened.getmany(timeout_ms=100)) == {outcomes: [honest]}
