@@ -93,6 +93,17 @@ class IdentityGate:
             violation = verify(inbound, claim, self.keys, self.assignments, mode=self.mode)
         return violation
 
+    async def split(self, records) -> tuple[list, list[tuple[object, Violation]]]:
+        """(accepted records, [(refused record, why)]), in their order."""
+        accepted, refused = [], []
+        for record in records:
+            violation = await self.check(record)
+            if violation is None:
+                accepted.append(record)
+            else:
+                refused.append((record, violation))
+        return accepted, refused
+
     async def refuses(self, record) -> bool:
         """For processors that only skip what the projector reports."""
         violation = await self.check(record)

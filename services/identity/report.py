@@ -38,15 +38,10 @@ class ViolationReporter:
 
     async def screen(self, records) -> tuple[list, list]:
         """(accepted, refused) records; the refused ones are already reported."""
-        accepted, refused = [], []
-        for record in records:
-            violation = await self.gate.check(record)
-            if violation is None:
-                accepted.append(record)
-                continue
-            refused.append(record)
+        accepted, refused = await self.gate.split(records)
+        for record, violation in refused:
             await self.report(record, violation)
-        return accepted, refused
+        return accepted, [record for record, _ in refused]
 
     async def report(self, record, violation: Violation) -> None:
         inbound = Inbound.of(record)
