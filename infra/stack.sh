@@ -11,6 +11,9 @@
 #   env       print `export KAFKA_BOOTSTRAP_SERVERS=...` and `export DATABASE_URL=...`
 #   logs      tail the logs: `logs [kafka|postgres] [-f]`
 #   clean     `down`, then delete all local data (keeps the downloaded Kafka jars)
+#   prepare   write a broker's configuration and format its storage, start nothing: for tests
+#             that run a broker of their own (STACK_KAFKA_DIR, ports as below; KEY=VALUE args
+#             are added to its server.properties)
 #
 # --secure (or ORCHESTRATOR_SECURE=1): the same commands for the secure profile, a second
 # broker beside the plaintext one, with its own data in .local/kafka-secure/: a SASL_SSL
@@ -26,6 +29,7 @@
 #       checks that they answer. A value equal to the local endpoint counts as local.
 #   STACK_KAFKA_PORT (39092)   STACK_KAFKA_CONTROLLER_PORT (39093)   STACK_PG_PORT (35432)
 #   STACK_SECURE_KAFKA_PORT (39094)   STACK_SECURE_KAFKA_CONTROLLER_PORT (39095)
+#   STACK_KAFKA_DIR (.local/kafka, or .local/kafka-secure)   the broker's data, logs and pid file
 #   STACK_TIMEOUT (90)         seconds `up` waits for the services to answer
 #   STACK_STOP_TIMEOUT (30)    seconds `down` waits before SIGKILL / immediate shutdown
 #   STACK_PG_OS_USER (orchestrator)
@@ -69,6 +73,7 @@ LOCAL_DB_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
 KAFKA_LIBS="$LOCAL/kafka/libs"  # one set of jars for both profiles
 KAFKA_DIR="$LOCAL/kafka"
 [ "$SECURE" = 1 ] && KAFKA_DIR="$LOCAL/kafka-secure"
+KAFKA_DIR="${STACK_KAFKA_DIR:-$KAFKA_DIR}"
 KAFKA_REL="${KAFKA_DIR#"$ROOT"/}"
 SECURE_FLAG=""
 [ "$SECURE" = 1 ] && SECURE_FLAG=" --secure"
@@ -80,8 +85,10 @@ KAFKA_CLUSTER_ID_FILE="$KAFKA_DIR/cluster-id"
 KAFKA_POM="$INFRA/kafka/pom.xml"
 KAFKA_LOG4J="$INFRA/kafka/log4j2.yaml"
 # Secure profile: key material (infra/../services/security/material.py) and its principals.
-SECURE_TLS="$KAFKA_DIR/tls"
-SECURE_CREDENTIALS="$KAFKA_DIR/credentials"
+# One CA and one set of passwords for every secure broker of the checkout (a test's own too).
+SECURE_MATERIAL="$LOCAL/kafka-secure"
+SECURE_TLS="$SECURE_MATERIAL/tls"
+SECURE_CREDENTIALS="$SECURE_MATERIAL/credentials"
 ACL_FILE="$INFRA/acls.toml"
 SCRAM_MECHANISM=SCRAM-SHA-512
 
@@ -208,6 +215,9 @@ resolve_endpoints() {
     KAFKA_EXTERNAL=0 PG_EXTERNAL=0
     KAFKA_EP="$LOCAL_KAFKA" DB_URL="$LOCAL_DB_URL"
     local k="${KAFKA_BOOTSTRAP_SERVERS:-}" d="${DATABASE_URL:-}"
+    # A secure broker elsewhere comes with its own credentials; a plaintext endpoint from the
+    # environment (say, the plaintext stack's `make env`) is not the secure profile's broker.
+    if [ "$SECURE" = 1 ] && [ "${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}" != SASL_SSL ]; then k=""; fi
     if [ -n "$k" ] && [ "$k" != "$LOCAL_KAFKA" ] && [ "$k" != "localhost:$KAFKA_PORT" ]; then
         KAFKA_EXTERNAL=1 KAFKA_EP="$k"
     fi
@@ -318,9 +328,9 @@ ensure_secure_material() {
     local principals out
     principals="$(secure_principals)" || die "cannot read the principals of ${ACL_FILE#"$ROOT"/}"
     # shellcheck disable=SC2086  # one word per principal
-    out="$(cd "$ROOT" && "$PYTHON" -m services.security.material "$KAFKA_DIR" broker admin $principals)" \
-        || die "kafka: generating the TLS certificates and passwords in $KAFKA_REL failed"
-    [ -z "$out" ] || say "kafka: $out (in $KAFKA_REL)"
+    out="$(cd "$ROOT" && "$PYTHON" -m services.security.material "$SECURE_MATERIAL" broker admin $principals)" \
+        || die "kafka: generating the TLS certificates and passwords in ${SECURE_MATERIAL#"$ROOT"/} failed"
+    [ -z "$out" ] || say "kafka: $out (in ${SECURE_MATERIAL#"$ROOT"/})"
 }
 
 scram_format_args() {  # --add-scram for every principal that has a password
@@ -341,6 +351,7 @@ controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 $(if [ "$SECURE" = 1 ]; then secure_listeners; else plaintext_listeners; fi)
 log.dirs=$KAFKA_DATA
+$(printf '%s\n' ${EXTRA_PROPS[@]+"${EXTRA_PROPS[@]}"})
 
 # One broker: internal topics cannot be replicated.
 offsets.topic.replication.factor=1
@@ -358,23 +369,24 @@ group.initial.rebalance.delay.ms=0
 EOF
 }
 
-start_kafka() {
-    local t0 cid pid
-    t0=$(now_us)
+# The broker's configuration, written afresh, and its storage, formatted once: all a broker
+# needs before `java kafka.Kafka server.properties` (which start_kafka runs, and tests that
+# run a broker of their own through `infra/stack.sh prepare`).
+prepare_kafka() {
+    local cid
     ensure_kafka_libs
     find_java
     mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
     [ "$SECURE" = 0 ] || ensure_secure_material
     (umask 077 && write_kafka_props)  # the secure profile's file holds the broker's password
-    local jvm_common=(-Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
-
+    JVM_COMMON=(-Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
     if [ ! -f "$KAFKA_DATA/meta.properties" ]; then
         [ -s "$KAFKA_CLUSTER_ID_FILE" ] || new_cluster_id >"$KAFKA_CLUSTER_ID_FILE"
         cid="$(<"$KAFKA_CLUSTER_ID_FILE")"
         local tf scram=()
         tf=$(now_us)
         [ "$SECURE" = 0 ] || mapfile -t scram < <(scram_format_args)
-        if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${jvm_common[@]}" \
+        if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${JVM_COMMON[@]}" \
                 kafka.tools.StorageTool format --config "$KAFKA_PROPS" --cluster-id "$cid" ${scram[@]+"${scram[@]}"} \
                 >"$KAFKA_LOGS/format.log" 2>&1 </dev/null; then
             tail_log "$KAFKA_LOGS/format.log"
@@ -384,7 +396,12 @@ start_kafka() {
     elif [ ! -s "$KAFKA_CLUSTER_ID_FILE" ]; then
         sed -n 's/^cluster.id=//p' "$KAFKA_DATA/meta.properties" >"$KAFKA_CLUSTER_ID_FILE"
     fi
+}
 
+start_kafka() {
+    local t0 pid
+    t0=$(now_us)
+    prepare_kafka
     require_free_port "$KAFKA_PORT" "Kafka broker" "$KAFKA_PORT_VAR"
     require_free_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" "$KAFKA_CONTROLLER_PORT_VAR"
 
@@ -400,7 +417,7 @@ start_kafka() {
     # started it. The inner shell records its own pid and then execs java.
     # shellcheck disable=SC2016  # $$ is expanded by the inner shell
     nohup setsid bash -c 'echo $$ >"$0" && exec "$@"' "$KAFKA_PIDFILE" \
-        "$JAVA" "${heap[@]}" "${jvm[@]}" "${jvm_common[@]}" kafka.Kafka "$KAFKA_PROPS" \
+        "$JAVA" "${heap[@]}" "${jvm[@]}" "${JVM_COMMON[@]}" kafka.Kafka "$KAFKA_PROPS" \
         >"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     for _ in $(seq 50); do [ -s "$KAFKA_PIDFILE" ] && break; sleep 0.02; done
     [ -s "$KAFKA_PIDFILE" ] || die "kafka: the broker process did not start (see $KAFKA_REL/logs/kafka.out)"
@@ -410,7 +427,9 @@ start_kafka() {
 }
 
 probe_kafka() {
-    if [ "$SECURE" = 1 ]; then
+    if [ "$SECURE" = 1 ] && [ "$KAFKA_EXTERNAL" = 1 ]; then
+        (cd "$ROOT" && "$PYTHON" -m services.security.probe)  # with the environment's credentials
+    elif [ "$SECURE" = 1 ]; then
         # A Metadata request over SASL_SSL as admin, through the project's own client settings.
         (cd "$ROOT" && eval "$(secure_env "$1")" && "$PYTHON" -m services.security.probe)
     else
@@ -762,7 +781,7 @@ cmd_status() {
 
 cmd_env() {
     resolve_endpoints
-    if [ "$SECURE" = 1 ]; then secure_env "$KAFKA_EP"
+    if [ "$SECURE" = 1 ] && [ "$KAFKA_EXTERNAL" = 0 ]; then secure_env "$KAFKA_EP"
     else printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$KAFKA_EP")"; fi
     printf 'export DATABASE_URL=%s\n' "$(shell_quote "$DB_URL")"
 }
@@ -786,6 +805,12 @@ cmd_logs() {
         exec tail -n 20 -F "${files[@]}"
     fi
     tail -n "${STACK_LOG_LINES:-40}" "${files[@]}" 2>/dev/null || true
+}
+
+cmd_prepare() {  # [KEY=VALUE...]: extra broker properties
+    EXTRA_PROPS=("$@")
+    prepare_kafka
+    say "kafka: $KAFKA_PROPS ready; start it with: java -cp '$KAFKA_LIBS/*' kafka.Kafka $KAFKA_PROPS"
 }
 
 cmd_clean() {
@@ -825,6 +850,7 @@ main() {
         status) cmd_status ;;
         env)    cmd_env ;;
         logs)   cmd_logs "$@" ;;
+        prepare) cmd_prepare "$@" ;;
         clean)  cmd_clean ;;
         -h|--help|help) usage ;;
         *) usage >&2; exit 2 ;;

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from dataclasses import dataclass
 from functools import lru_cache
@@ -64,14 +65,33 @@ def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
+class _LastError(logging.Handler):
+    """aiokafka logs why it could not connect (a refused login, an untrusted certificate) and
+    raises only "Unable to bootstrap": keep the reason for the error message."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.message = record.getMessage()
+
+
 async def start(client, settings: Settings, what: str = "Kafka") -> None:
+    reason = _LastError()
+    logging.getLogger("aiokafka").addHandler(reason)
     try:
         await client.start()
     except KafkaConnectionError as error:
-        raise KafkaUnavailable(
-            f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
-            f"({error}); start the local stack with `make up` or point the variable at a broker"
-        ) from error
+        if settings.kafka_security_protocol == "SASL_SSL":
+            hint = (f"check KAFKA_SASL_USERNAME={settings.kafka_sasl_username}, its password and KAFKA_SSL_CAFILE, "
+                    "or start the secure stack with `make up SECURE=1`")
+        else:
+            hint = "start the local stack with `make up` or point the variable at a broker"
+        raise KafkaUnavailable(f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
+                               f"over {settings.kafka_security_protocol} ({reason.message or error}); {hint}") from error
+    finally:
+        logging.getLogger("aiokafka").removeHandler(reason)
 
 
 async def publish(kafka_producer: AIOKafkaProducer, settings: Settings, event: Envelope,

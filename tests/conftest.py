@@ -1,8 +1,10 @@
 """Where the real Kafka and PostgreSQL for integration and end-to-end tests come from.
 
-1. KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set: those endpoints, nothing started.
-2. Otherwise, Docker reachable: testcontainers starts both.
-3. Otherwise: the project's local stack (`infra/stack.sh up`, idempotent).
+1. KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL set: those endpoints, nothing started (with
+   `make test SECURE=1` these are the secure profile's, with the admin's KAFKA_SASL_* and CA).
+2. Otherwise, Docker reachable and not ORCHESTRATOR_SECURE=1: testcontainers starts both.
+3. Otherwise: the project's local stack (`infra/stack.sh up`, idempotent), the secure profile
+   under ORCHESTRATOR_SECURE=1.
 A stack that cannot be had is an error, never a skip.
 """
 from __future__ import annotations
@@ -27,11 +29,20 @@ def _docker_reachable() -> bool:
     return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
 
 
+def _secure() -> bool:
+    return os.environ.get("ORCHESTRATOR_SECURE", "0") in ("1", "true", "yes")
+
+
 def _local_stack_env() -> dict[str, str]:
+    # infra/stack.sh reads ORCHESTRATOR_SECURE itself: `env` then prints the admin's credentials too.
     subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "up"], check=True, cwd=ROOT)
     out = subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "env"], check=True, cwd=ROOT,
                          capture_output=True, text=True).stdout
-    return dict(re.findall(r"export (\w+)=(\S+)", out))
+    env = dict(re.findall(r"export (\w+)=(\S+)", out))
+    # Tests that start processes pass them os.environ plus the endpoints: the credentials go there.
+    os.environ.update({name: value for name, value in env.items()
+                       if name.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))})
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +51,7 @@ def stack_env():
     if all(os.environ.get(n) for n in names):
         yield {n: os.environ[n] for n in names}
         return
-    if _docker_reachable():
+    if not _secure() and _docker_reachable():
         from testcontainers.kafka import KafkaContainer
         from testcontainers.postgres import PostgresContainer
         with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, \

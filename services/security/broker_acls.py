@@ -6,6 +6,8 @@ Kafka 4 still accepts and the highest aiokafka encodes as Kafka expects.
 """
 from __future__ import annotations
 
+import asyncio
+
 from aiokafka.protocol.admin import (CreateAclsRequest_v1, DeleteAclsRequest_v1,
                                      DescribeAclsRequest_v1)
 from aiokafka.protocol.api import Request, RequestStruct
@@ -104,12 +106,23 @@ async def in_force(settings: Settings) -> list[Binding]:
     return await _with_admin(settings, work)
 
 
-async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = False) -> Plan:
-    """Make the prefix's ACLs exactly `desired`; a second call changes nothing."""
+async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = False,
+                timeout_s: float = 30.0) -> Plan:
+    """Make the prefix's ACLs exactly `desired`; a second call changes nothing.
+
+    Returns once the broker enforces them: the controller records a change at once, the
+    broker's authorizer a moment later, and DescribeAcls answers from the latter."""
     async def work(admin):
         changes = plan(desired, await describe(admin), settings.topic_prefix)
-        if not dry_run:
-            await delete(admin, changes.delete)
-            await create(admin, changes.create)
+        if dry_run:
+            return changes
+        await delete(admin, changes.delete)
+        await create(admin, changes.create)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while (left := plan(desired, await describe(admin), settings.topic_prefix)).create or left.delete:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AclError(f"the broker still differs from the file after {timeout_s:.0f}s: "
+                               f"{len(left.create)} to add, {len(left.delete)} to remove")
+            await asyncio.sleep(0.05)
         return changes
     return await _with_admin(settings, work)

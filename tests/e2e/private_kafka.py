@@ -1,19 +1,25 @@
 """A Kafka broker of a test's own, for tests that stop and restart the broker.
 
-Same jars and settings as the local stack, its own ports and data directory, so
-restarting it disturbs no other test.
+Configured and formatted by the local stack itself (`infra/stack.sh prepare`), so it has the
+same jars and settings, in the profile the suite runs in (the secure one when the settings
+say SASL_SSL: same CA and passwords), with its own ports and data directory, so restarting
+it disturbs no other test.
 """
 from __future__ import annotations
 
+import os
+import re
 import socket
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+
+from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBS = ROOT / ".local" / "kafka" / "libs"
+STACK = ROOT / "infra" / "stack.sh"
 
 
 def _free_port() -> int:
@@ -23,44 +29,41 @@ def _free_port() -> int:
 
 
 class PrivateKafka:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, secure: bool | None = None) -> None:
         self.directory = directory
+        self.secure = Settings.from_env().kafka_security_protocol == "SASL_SSL" if secure is None else secure
         self.port, self.controller_port = _free_port(), _free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.properties = directory / "server.properties"
-        self.properties.write_text("\n".join([
-            "process.roles=broker,controller", "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-            "controller.listener.names=CONTROLLER",
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-            f"log.dirs={directory / 'data'}",
-            "offsets.topic.replication.factor=1", "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1", "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1", "auto.create.topics.enable=false",
-            "group.initial.rebalance.delay.ms=0", "offsets.topic.num.partitions=3", ""]))
-        if not LIBS.is_dir():
-            raise RuntimeError(f"no Kafka jars in {LIBS}: run `make up` once")
-        self._java("kafka.tools.StorageTool", "format", "--config", str(self.properties),
-                   "--cluster-id", uuid.uuid4().hex[:22], wait=True)
+        profile = ["--secure"] if self.secure else []
+        ports = {"STACK_KAFKA_DIR": str(directory), "STACK_KAFKA_PORT": str(self.port),
+                 "STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+                 "STACK_SECURE_KAFKA_PORT": str(self.port), "STACK_SECURE_KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+        # Without the suite's endpoint, which would count as an external broker to the stack.
+        env = {**{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}, **ports}
+        subprocess.run(["bash", str(STACK), "prepare", *profile, "offsets.topic.num.partitions=3"],
+                       env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+        # The admin's client settings for this broker, for the readiness probe.
+        out = subprocess.run(["bash", str(STACK), "env", *profile], env=env, cwd=ROOT,
+                             check=True, capture_output=True, text=True).stdout
+        self.client_env = {**os.environ, **dict(re.findall(r"export (\w+)=(\S+)", out)),
+                           "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
 
-    def _java(self, *args: str, wait: bool = False):
-        command = ["java", "-Xms128m", "-Xmx512m", "-cp", f"{LIBS}/*",
-                   f"-Dlog4j2.configurationFile={ROOT / 'infra' / 'kafka' / 'log4j2.yaml'}",
-                   f"-Dkafka.logs.dir={self.directory / 'logs'}", *args]
-        log = open(self.directory / "broker.out", "ab")
-        if wait:
-            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True, timeout=120)
-            return None
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    def _probe(self) -> list[str]:
+        if self.secure:
+            return [sys.executable, "-m", "services.security.probe"]
+        return [sys.executable, str(ROOT / "infra" / "probe.py"), "kafka", self.bootstrap]
 
     def start(self, timeout: float = 90.0) -> None:
-        self.process = self._java("kafka.Kafka", str(self.properties))
+        log = open(self.directory / "broker.out", "ab")
+        self.process = subprocess.Popen(
+            ["java", "-Xms128m", "-Xmx512m", "-cp", f"{LIBS}/*",
+             f"-Dlog4j2.configurationFile={ROOT / 'infra' / 'kafka' / 'log4j2.yaml'}",
+             f"-Dkafka.logs.dir={self.directory / 'logs'}", "kafka.Kafka", str(self.properties)],
+            stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
-        while subprocess.run([sys.executable, str(ROOT / "infra" / "probe.py"), "kafka", self.bootstrap],
-                             capture_output=True).returncode != 0:
+        while subprocess.run(self._probe(), env=self.client_env, cwd=ROOT, capture_output=True).returncode != 0:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"private broker did not start; see {self.directory / 'broker.out'}")
             time.sleep(0.2)
