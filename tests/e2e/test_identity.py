@@ -27,6 +27,7 @@ from services.projector.bootstrap import projector_running
 from services.sdk import Agent, Completed, Task
 from tests.conftest import ROOT
 from tests.e2e.helpers import fetch, publish_all, running_projector, wait_for, wait_until_projected
+from tests.e2e.test_health_e2e import health_monitor, heartbeat
 from tests.e2e.test_routing import Traffic, environment, inbox_committed, router_and_balancer, task
 
 pytestmark = pytest.mark.e2e
@@ -159,12 +160,12 @@ def enroll_with_the_cli(settings, tmp_path, agent_id: str) -> Path:
     return key_file
 
 
-async def balancer_read_past(settings, positions) -> bool:
-    """Whether the balancer's group has committed past each of these records."""
+async def read_past(settings, group: str, positions) -> bool:
+    """Whether the consumer group has committed past each of these records."""
     admin = kafka.admin_client(settings)
     await admin.start()
     try:
-        committed = await admin.list_consumer_group_offsets(settings.balancer_app)
+        committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
     return all((meta := committed.get(TopicPartition(p.topic, p.partition))) and meta.offset > p.offset
@@ -225,7 +226,8 @@ async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slo
                     (make_event(TaskCompleted(task_id="task-1", agent_id="alice", attempt=1), producer="bob"), bob),
                     (registration("alice", capacity=5), bob),
                 ])
-                await wait_for(lambda: balancer_read_past(settings, spoofs), what="the balancer past the spoofs")
+                await wait_for(lambda: read_past(settings, settings.balancer_app, spoofs),
+                               what="the balancer past the spoofs")
                 await balancer_decided_all_it_took(settings)
                 await read_to_end(traffic)
                 assert not traffic.bodies(TaskAssigned, task_id="task-2"), "a spoof freed alice's only slot"
@@ -259,3 +261,38 @@ async def _ready(agent: Agent, runner: asyncio.Task) -> bool:
 
 async def _set(event: asyncio.Event) -> bool:
     return event.is_set()
+
+
+async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings, tmp_path):
+    settings = dataclasses.replace(settings, identity_mode="verify")
+    alice, mallory = new_key(), new_key()
+    await kafka.ensure_topics(settings)
+    await publish_signed(settings, [(enrolment("alice", alice), None), (enrolment("mallory", mallory), None),
+                                    (registration("alice"), alice)])
+    verdicts = []
+
+    async def alice_verdicts():
+        consumer = kafka.consumer(settings, settings.topic("agents"))
+        await kafka.start(consumer, settings)
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=100)).values():
+                    verdicts.extend(e.body for e in map(decode, (r.value for r in records))
+                                    if e.event_type == "AgentHealthChanged" and e.body.agent_id == "alice")
+        finally:
+            await consumer.stop()
+
+    with health_monitor(settings, tmp_path):
+        watching = asyncio.create_task(alice_verdicts())
+        try:
+            forged = await publish_signed(settings, [(heartbeat("alice"), mallory), (heartbeat("alice"), None)])
+            await wait_for(lambda: read_past(settings, settings.health_app, forged), what="the monitor past them")
+            assert not verdicts, "a heartbeat alice did not sign counted as hers"
+            await publish_signed(settings, [(heartbeat("alice"), alice)])
+
+            async def healthy():
+                return [v for v in verdicts if v.current == "healthy"]
+            await wait_for(healthy, what="alice healthy after her own heartbeat")
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
