@@ -5,7 +5,8 @@
 - `<prefix>_audit_writer` may INSERT and SELECT the audit log, never UPDATE, DELETE or TRUNCATE it.
 - `<prefix>_analyst` may read the read models and the audit log, write nothing, and not even
   see the key store.
-- `<prefix>_keystore` may use the key store and nothing else.
+- `<prefix>_keystore` may use the key store, whose tables it owns (an erasure scrubs them
+  with VACUUM FULL, an owner's right), and nothing else.
 
 Every statement is idempotent, so the command is re-run after the key store appears. A replay
 swaps in a read-model schema the admin built; an event trigger hands it over and re-grants it.
@@ -60,12 +61,13 @@ def login(name: str, password: str) -> sql.Composed:
         sql.Identifier(name), sql.Literal(password))
 
 
-def owned_by(schema: str, owner: str, relations: list[tuple[str, str]]) -> list[sql.Composed]:
-    """Hand the schema and each of its relations (name, relkind) to the owner role."""
+def owned_by(schema: str, owner: str, relations: list[tuple[str, str]],
+             relations_owner: str | None = None) -> list[sql.Composed]:
+    """Hand the schema, and each of its relations (name, relkind), to the owner role."""
     kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
     statements = [sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(owner))]
     statements += [sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kinds[kind]), sql.Identifier(schema, name),
-                                                             sql.Identifier(owner))
+                                                             sql.Identifier(relations_owner or owner))
                    for name, kind in relations if kind in kinds]
     return statements
 
@@ -179,16 +181,18 @@ async def apply_roles(settings: Settings) -> Applied:
             for name, password in passwords.items():
                 await conn.execute(create_role(name))
                 await conn.execute(login(name, password))
-            plan = [(settings.audit_db_schema, lambda: audit_grants(roles, settings.audit_db_schema)),
-                    (settings.db_schema, lambda: read_model_grants(roles, settings.db_schema, admin)),
-                    (keystore_schema, lambda: keystore_grants(roles, keystore_schema))]
-            for schema, grants in plan:
+            # The key store's tables belong to its role: an erasure scrubs the deleted key's bytes
+            # with VACUUM FULL, which only a table's owner may run. Its schema stays the owner's.
+            plan = [(settings.audit_db_schema, None, lambda: audit_grants(roles, settings.audit_db_schema)),
+                    (settings.db_schema, None, lambda: read_model_grants(roles, settings.db_schema, admin)),
+                    (keystore_schema, roles.keystore, lambda: keystore_grants(roles, keystore_schema))]
+            for schema, relations_owner, grants in plan:
                 relations = await _relations(conn, schema)
                 if relations is None:
                     applied.notes.append(f"schema {schema} does not exist yet: re-run `orchestrator db roles` "
                                          "once it does")
                     continue
-                for statement in owned_by(schema, roles.owner, relations) + grants():
+                for statement in owned_by(schema, roles.owner, relations, relations_owner) + grants():
                     await conn.execute(statement)
                 applied.granted.append(f"{schema}: owned by {roles.owner}; " + _summary(roles, schema, settings))
             if superuser:
@@ -206,4 +210,4 @@ def _summary(roles: Roles, schema: str, settings: Settings) -> str:
         return f"audit_log: INSERT, SELECT to {roles.audit_writer}; SELECT to {roles.analyst}"
     if schema == settings.db_schema:
         return f"read models: SELECT to {roles.analyst}"
-    return f"key store: SELECT, INSERT, UPDATE, DELETE to {roles.keystore} only"
+    return f"key store: its tables owned by {roles.keystore}, no other role granted anything"
