@@ -2,11 +2,12 @@ from events.agents import AGENT_EVENTS
 from events.envelope import EventBody
 from events.errors import UnknownEventType
 from events.learning import LEARNING_EVENTS
+from events.privacy import PRIVACY_EVENTS
 from events.security import SECURITY_EVENTS
 from events.tasks import TASK_EVENTS
 
 EVENT_TYPES: dict[str, type[EventBody]] = {
-    cls.event_type: cls for cls in (*AGENT_EVENTS, *TASK_EVENTS, *LEARNING_EVENTS, *SECURITY_EVENTS)
+    cls.event_type: cls for cls in (*AGENT_EVENTS, *TASK_EVENTS, *LEARNING_EVENTS, *PRIVACY_EVENTS, *SECURITY_EVENTS)
 }
 
 

@@ -16,6 +16,7 @@ from events.agents import (
 from events.catalog import body_class
 from events.envelope import Envelope, EventBody, make_event
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated, SkillShiftDetected
+from events.privacy import SubjectErased
 from events.security import AgentKeyEnrolled, AgentKeyRevoked, SecurityViolationDetected
 from events.tasks import (
     TaskAssigned,
@@ -180,6 +181,13 @@ def _bodies() -> list[EventBody]:
             attempts=140,
             model_version="router-v7",
         ),
+        SubjectErased(
+            key_id="k-5f0c2a9e8b7d4e1fa3c6b2d8e9f01a7c",
+            erasure_id="erasure-7d3e9a1c",
+            erased_at=OCCURRED_AT,
+            erased_by="operator:alice",
+            reason="subject-request",
+        ),
         AgentKeyEnrolled(
             agent_id=AGENT,
             key_id="ed25519:7f3a9c2e51d04b8a96c1e0f2",
@@ -220,6 +228,7 @@ _PRODUCERS = {
     "SkillEstimated": "learner",
     "RelationshipScored": "learner",
     "SkillShiftDetected": "learner",
+    "SubjectErased": "operator:alice",
     "AgentKeyEnrolled": "operator:alice",
     "AgentKeyRevoked": "operator:alice",
     "SecurityViolationDetected": "projector",

@@ -82,6 +82,13 @@ TOPICS: tuple[TopicSpec, ...] = (
         "not coming from the agent they speak for; kept forever, so every verdict can be re-checked.",
     ),
     TopicSpec(
+        name="privacy",
+        events=("SubjectErased",),
+        key="key_id",
+        description="Erasures of data subjects, naming only the destroyed keys: kept forever as the proof "
+        "that sealed fields became unreadable.",
+    ),
+    TopicSpec(
         name="dead-letter",
         events=(),
         key="original_key",

@@ -302,3 +302,4 @@ def task_reassigned(event: Envelope) -> list[Op]:
 
 import_module("projections.learning_handlers")  # registers the learner's handlers, which import `handles`
 import_module("projections.security_handlers")
+import_module("projections.privacy_handlers")

@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each area below adds its own commands from its own module.
     # --- area commands ---
+    __import__("services.privacy.cli", fromlist=["add_commands"]).add_commands(commands)
     __import__("services.security.commands", fromlist=["add_commands"]).add_commands(commands)
     __import__("services.audit.cli", fromlist=["add_commands"]).add_commands(commands)
     __import__("services.identity.cli", fromlist=["add_commands"]).add_commands(commands)

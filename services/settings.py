@@ -155,6 +155,17 @@ class Settings:
         "(from `orchestrator agent enroll`; empty: unsigned)")
 
     # --- privacy: encryption and erasure ---
+    keystore_database_url: str = _env(
+        "KEYSTORE_DATABASE_URL", "", "PostgreSQL URL of the key store of subject keys, for a role of its own "
+        "(default DATABASE_URL)")
+    keystore_schema: str = _env(
+        "KEYSTORE_SCHEMA", "keystore", "Schema of the key store: subject keys and the tombstones of erased keys")
+    keystore_subject_digest_key: str = _env(
+        "KEYSTORE_SUBJECT_DIGEST_KEY", "dev-only-subject-digest-key", "Secret under which the key store keeps "
+        "subjects as HMAC digests instead of in clear (at least 16 characters; set your own outside development)")
+    keystore_scrub_timeout_s: str = _env(
+        "KEYSTORE_SCRUB_TIMEOUT_S", "120", "Longest `privacy erase` waits for transactions older than the erasure "
+        "to end, so the key table can be rewritten without the destroyed keys")
 
     # --- audit ---
     audit_group_id: str = _env(
@@ -221,6 +232,7 @@ class Settings:
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
         self._validate_health()
         self._validate_router_and_balancer()
+        self._validate_privacy()
         self._validate_kafka_security()
         self._validate_audit()
         self._validate_identity()
@@ -332,6 +344,16 @@ class Settings:
             with open(self.kafka_sasl_password_file, encoding="utf-8") as secret:
                 return secret.read().rstrip("\r\n")
         return self.kafka_sasl_password
+
+    def _validate_privacy(self) -> None:
+        if self.keystore_database_url and not self.keystore_database_url.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("KEYSTORE_DATABASE_URL must be a postgresql:// URL (or empty for DATABASE_URL)")
+        if not _IDENTIFIER.match(self.keystore_schema):
+            raise ConfigError(f"KEYSTORE_SCHEMA must be a lower-case SQL identifier, got {self.keystore_schema!r}")
+        if len(self.keystore_subject_digest_key) < 16:
+            raise ConfigError("KEYSTORE_SUBJECT_DIGEST_KEY must have at least 16 characters")
+        if not _is_number(self.keystore_scrub_timeout_s, above=0.0):
+            raise ConfigError(f"KEYSTORE_SCRUB_TIMEOUT_S must be a positive number, got {self.keystore_scrub_timeout_s!r}")
 
     @property
     def group_id(self) -> str:

@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from events.tasks import TaskAssigned, TaskHandedOff
 from events.values import CapabilityRequirement
+from services.privacy.client import open_field
+from services.privacy.keystore import KeyStore
+from services.privacy.sealing import is_sealed
 from services.sdk.registration import readable
 
 
@@ -40,6 +43,23 @@ class Task:
     def expired(self) -> bool:
         left = self.seconds_left()
         return left is not None and left <= 0
+
+    @property
+    def sealed_fields(self) -> tuple[str, ...]:
+        """Payload fields sealed per data subject; `reveal` opens them."""
+        return tuple(name for name, value in self.payload.items() if is_sealed(value))
+
+    async def reveal(self, field: str, keystore: KeyStore) -> Any:
+        """The plaintext of a payload field: a sealed field opened with its subject's key, a plain one as it is.
+
+        Raises KeyUnavailable when the subject was erased, SealingError when the field was
+        tampered with or does not belong to this task.
+        """
+        if field not in self.payload:
+            raise KeyError(f"task {self.task_id} has no payload field {field!r}")
+        if not is_sealed(self.payload[field]):
+            return self.payload[field]
+        return await open_field(self.payload, field, task_id=self.task_id, keystore=keystore)
 
     async def hand_off(self, to_agent_id: str | None = None,
                        requirements: Iterable[CapabilityRequirement | Mapping | str] = (),
