@@ -112,7 +112,9 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
                 for name, port in ports.items()}
             measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
         log("bench: processors stopped; replaying the run into a fresh schema")
+        cpu = time.process_time()
         rebuilt = await replay(s, into=f"{s.db_schema}_replay", progress_out=io.StringIO())
+        cpu = time.process_time() - cpu
         log(f"bench: replayed {rebuilt.events} events at {rebuilt.events_per_second:,.0f}/s; raw aiokafka next")
         raw = await produce_consume(s, messages=options.raw_messages, size=measured["message_bytes"])
     finally:
@@ -124,6 +126,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         **measured,
         "replay_events": rebuilt.events,
         "replay_events_per_second": round(rebuilt.events_per_second),
+        "replay_python_cpu_us_per_event": round(cpu / max(1, rebuilt.events) * 1e6, 1),
         "raw_kafka_msgs_per_second": raw["raw_kafka_msgs_per_second"],
         "raw_kafka_produce_msgs_per_second": raw["produce_msgs_per_second"],
         "efficiency": round(pipeline_eps / raw["raw_kafka_msgs_per_second"], 3),

@@ -55,13 +55,10 @@ class PostgresView:
             fresh = [(p, ops) for p, ops in batch if p.offset > stored[(p.topic, p.partition)]]
             if not fresh:
                 return 0
-            newest: dict[tuple[str, int], int] = {}
+            newest = {(p.topic, p.partition): p.offset for p, _ in fresh}
             async with self.conn.pipeline():
-                for position, ops in fresh:
-                    for op in ops:
-                        statement, params = compile_op(op)
-                        await cur.execute(statement, params)
-                    newest[(position.topic, position.partition)] = position.offset
+                for statement, params in compile_batch([op for _, ops in fresh for op in ops]):
+                    await cur.execute(statement, params)
                 await cur.executemany(
                     'UPDATE projection_positions SET "offset" = %s '
                     'WHERE topic = %s AND partition = %s AND "offset" < %s',
@@ -99,6 +96,56 @@ class PostgresView:
         return {(t, p): o for t, p, o in await cur.fetchall()}
 
 
+def compile_batch(ops: list[Op]) -> list[tuple[str, tuple]]:
+    """Statements that apply `ops` with the effect of applying them one by one, in order.
+
+    Rows of the same shape travel together as one JSON array, expanded by PostgreSQL with
+    jsonb_populate_recordset into the table's own column types: one parameter per statement
+    instead of one per value, which is where the time went (psycopg adapts each parameter in
+    Python). One statement may not touch a row twice (ON CONFLICT DO UPDATE refuses it), and
+    later operations on a row must follow earlier ones; so each operation goes one layer past
+    the last one that touched its row, a Delete (which may match many rows) past everything
+    before it on its table, and everything after it past the Delete. Within a layer, order
+    does not matter: no two operations share a row, and tables do not depend on each other.
+    """
+    layers: list[dict[tuple, list[Op]]] = []
+    row_layer: dict[tuple, int] = {}
+    table_floor: dict[str, int] = {}  # the layer of the latest Delete on the table
+    table_top: dict[str, int] = {}
+    for op in ops:
+        if isinstance(op, Delete):
+            layer = table_top.get(op.table, -1) + 1
+            table_floor[op.table] = layer
+        else:
+            row = (op.table, *(op.key.values() if isinstance(op, Upsert) else (op.row.get(k) for k in op.key)))
+            layer = max(row_layer.get(row, -1), table_floor.get(op.table, -1)) + 1
+            row_layer[row] = layer
+        table_top[op.table] = max(table_top.get(op.table, -1), layer)
+        if layer == len(layers):
+            layers.append({})
+        layers[layer].setdefault(_shape(op), []).append(op)
+    statements = []
+    for layer in layers:
+        for shape, same in layer.items():
+            if shape[0] == "delete":  # rare: an agent's capabilities, at (re)registration
+                statements += [compile_op(op) for op in same]
+            elif shape[0] == "upsert":
+                statements.append((_upsert_sql(*shape[1:], rows="json"),
+                                   (Jsonb([{**op.key, **op.values} for op in same]),)))
+            else:
+                statements.append((_insert_sql(*shape[1:], rows="json"), (Jsonb([op.row for op in same]),)))
+    return statements
+
+
+def _shape(op: Op) -> tuple:
+    if isinstance(op, Upsert):
+        return ("upsert", op.table, tuple(op.key), tuple(op.values),
+                tuple(("ranked" if c in op.rank else op.rule(c)) for c in op.values), op.rank)
+    if isinstance(op, Insert):
+        return ("insert", op.table, tuple(op.row))
+    return ("delete", op.table, tuple(op.key))
+
+
 def compile_op(op: Op) -> tuple[str, tuple]:
     if isinstance(op, Upsert):
         rules = tuple(("ranked" if c in op.rank else op.rule(c)) for c in op.values)
@@ -112,7 +159,7 @@ def compile_op(op: Op) -> tuple[str, tuple]:
 
 
 @lru_cache(maxsize=512)
-def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tuple) -> str:
+def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tuple, rows: str = "one") -> str:
     t, ex = sql.Identifier(table), sql.Identifier("excluded")
     col = lambda owner, c: sql.SQL("{}.{}").format(owner, sql.Identifier(c))  # noqa: E731
     outranks = sql.SQL("TRUE")
@@ -132,18 +179,24 @@ def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tupl
         for c, rule in zip(columns, rules)
     ]
     all_columns = (*key, *columns)
-    return _render(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO {}").format(
-        t, sql.SQL(", ").join(map(sql.Identifier, all_columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(all_columns)),
+    return _render(sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT ({}) DO {}").format(
+        t, sql.SQL(", ").join(map(sql.Identifier, all_columns)), _source(table, all_columns, rows),
         sql.SQL(", ").join(map(sql.Identifier, key)),
         sql.SQL("UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments else sql.SQL("NOTHING")))
 
 
 @lru_cache(maxsize=128)
-def _insert_sql(table: str, columns: tuple) -> str:
-    return _render(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
-        sql.SQL(", ").join(sql.Placeholder() * len(columns))))
+def _insert_sql(table: str, columns: tuple, rows: str = "one") -> str:
+    return _render(sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT DO NOTHING").format(
+        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), _source(table, columns, rows)))
+
+
+def _source(table: str, columns: tuple, rows: str) -> sql.Composable:
+    """One row of parameters, or every row from one JSON array of objects, typed by the table."""
+    if rows == "one":
+        return sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
+    return sql.SQL("SELECT {} FROM jsonb_populate_recordset(NULL::{}, %s)").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table))
 
 
 @lru_cache(maxsize=128)

@@ -7,6 +7,8 @@ copy (optionally only up to a point in time) and leaves the live schema alone.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -108,6 +110,7 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
     for tp in pending:
         consumer.seek(tp, stored.get((tp.topic, tp.partition), -1) + 1)
     events = rejected = 0
+    writing: asyncio.Task | None = None  # the previous batch, still being written
     try:
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=settings.batch_size)
@@ -115,7 +118,11 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
             prepared = prepare(records, until)
             batch = sorted(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected],
                            key=lambda item: item[0])
-            await view.apply(batch)
+            # Decoding is Python's work and writing is PostgreSQL's: this batch was decoded
+            # while the last one was written. One write at a time keeps the positions in order.
+            if writing:
+                await writing
+            writing = asyncio.create_task(view.apply(batch))
             events += len(records)
             rejected += len(prepared.rejected)
             on_progress(events)
@@ -123,7 +130,13 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
                 if await consumer.position(tp) >= pending[tp]:
                     del pending[tp]
                     consumer.pause(tp)
+        if writing:
+            await writing
     finally:
+        if writing and not writing.done():
+            writing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writing
         await consumer.stop()
     return events, rejected
 
