@@ -109,19 +109,24 @@ class KeyStore:
         return sql.SQL("{}.{}").format(sql.Identifier(self.schema), sql.Identifier(name))
 
     async def key_for_subject(self, subject_id: str) -> SubjectKey:
-        """The subject's key, created on first use."""
+        """The subject's key, created on first use (again after an erasure: a new key, new data)."""
         digest = subject_digest(self._digest_key, subject_id)
+        if found := await self._key_of(digest):
+            return found
         candidate = new_key(new_key_id())
         # Two clients sealing for a new subject at once: the unique digest lets one key win.
         await self.conn.execute(
             sql.SQL("INSERT INTO {} (key_id, subject_digest, key) VALUES (%s, %s, %s) "
                     "ON CONFLICT (subject_digest) DO NOTHING").format(self._table("subject_keys")),
             (candidate.key_id, digest, candidate.key))
+        return await self._key_of(digest)
+
+    async def _key_of(self, digest: bytes) -> SubjectKey | None:
         cur = await self.conn.execute(
             sql.SQL("SELECT key_id, key FROM {} WHERE subject_digest = %s").format(self._table("subject_keys")),
             (digest,))
-        key_id, key = await cur.fetchone()
-        return SubjectKey(key_id, bytes(key))
+        row = await cur.fetchone()
+        return SubjectKey(row[0], bytes(row[1])) if row else None
 
     async def keys(self, key_ids: Iterable[str]) -> dict[str, SubjectKey]:
         """The keys asked for; a key that is not there raises KeyUnavailable, saying whether it was erased."""

@@ -1,9 +1,10 @@
 """Erasure without personal data: the request checked before any key goes, the event, its projection."""
 from datetime import datetime, timezone
 
+import orjson
 import pytest
 
-from events.codec import decode, encode
+from events.codec import InvalidEvent, decode, encode
 from events.privacy import SubjectErased
 from projections.handlers import ops_for
 from projections.ops import Insert
@@ -26,6 +27,13 @@ def test_an_unknown_reason_is_refused_before_any_key_is_destroyed():
 def test_an_erasure_needs_someone_who_erased():
     with pytest.raises(ValueError, match="erased_by"):
         check_erasure_request("", "subject-request")
+
+
+def test_an_erasure_event_with_free_text_for_a_reason_is_invalid_and_so_dead_lettered():
+    raw = orjson.loads(encode(erasure_event(STONE, producer="cli")))
+    raw["body"]["reason"] = "Alice Martin asked by phone"
+    with pytest.raises(InvalidEvent, match="body.reason"):
+        decode(orjson.dumps(raw))
 
 
 def test_an_erasure_is_announced_by_key_only_and_the_same_event_each_time():
