@@ -1,11 +1,12 @@
 """The one check every consumer of agent-speaking events applies before handling one.
 
 The gate folds the `security` topic (enrolled and revoked keys) and the `assignments` topic
-(who holds which attempt) with a consumer of its own, outside any group. It reads them to
-their end at start, and again whenever a record names a key or an attempt it does not know
-yet and was written after its last reading: an honest record is always written after its
-key was enrolled and its attempt assigned, so a miss after such a reading is final, and a
-replay judges every old record exactly as the live run did.
+(who holds which attempt) with a consumer of its own, outside any group, which keeps
+following them in the background, so an assignment is usually known before the agent's
+answer to it arrives. When a record names a key or an attempt not known yet and was written
+after the last time the gate made sure it had read up to the end, it makes sure again: an
+honest record is always written after its key was enrolled and its attempt assigned, so a
+miss after such a reading is final, and a replay judges every old record as the live run did.
 """
 from __future__ import annotations
 
@@ -69,6 +70,10 @@ class IdentityGate:
         self._partitions: list = []
         self._lock = asyncio.Lock()
         self._read_from_ms = -1  # when the latest reading to the end started
+        self._folded: dict = {}  # partition -> the offset below which every record is folded
+        self._progress = asyncio.Condition()
+        self._follower: asyncio.Task | None = None
+        self._failure: BaseException | None = None
         # Only these topics carry records that speak for an agent; the rest pass unread.
         self._checked = {settings.topic("task-outcomes")} | (
             {settings.topic(name) for name in ("agents", "heartbeats")} if self.mode == "verify" else set())
@@ -119,6 +124,10 @@ class IdentityGate:
             await self.stop()
 
     async def stop(self) -> None:
+        follower, self._follower = self._follower, None
+        if follower is not None:
+            follower.cancel()
+            await asyncio.gather(follower, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -128,21 +137,42 @@ class IdentityGate:
             if self._consumer is not None:
                 return
             self._consumer, self._partitions = await self.open_log(self.settings)
+            self._follower = asyncio.create_task(self._follow(), name="identity gate follower")
         await self._read_to_end(self.clock())
 
-    async def _read_to_end(self, needed_from_ms: int) -> None:
-        async with self._lock:
-            if self._read_from_ms >= needed_from_ms:
-                return  # someone read to the end while this caller waited
-            started = self.clock()
-            consumer = self._consumer
-            ends = await consumer.end_offsets(self._partitions)
-            behind = [tp for tp in self._partitions if await consumer.position(tp) < ends[tp]]
-            while behind:
-                for records in (await consumer.getmany(*behind, timeout_ms=500)).values():
+    async def _follow(self) -> None:
+        consumer = self._consumer
+        try:
+            while True:
+                for records in (await consumer.getmany(timeout_ms=200)).values():
                     for record in records:
                         self._fold(record)
-                behind = [tp for tp in behind if await consumer.position(tp) < ends[tp]]
+                # Positions are read only after folding, and only this task moves them.
+                folded = {tp: await consumer.position(tp) for tp in self._partitions}
+                async with self._progress:
+                    self._folded = folded
+                    self._progress.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - whoever waits on the gate must hear of it
+            log.exception("the identity gate stopped following the security and assignments topics")
+            async with self._progress:
+                self._failure = error
+                self._progress.notify_all()
+
+    async def _read_to_end(self, needed_from_ms: int) -> None:
+        """Make sure every record written to the folded topics before now is folded."""
+        async with self._lock:
+            if self._read_from_ms >= needed_from_ms:
+                return  # someone made sure while this caller waited
+            started = self.clock()
+            ends = await self._consumer.end_offsets(self._partitions)
+            async with self._progress:
+                await self._progress.wait_for(lambda: self._failure is not None or all(
+                    self._folded.get(tp, 0) >= end for tp, end in ends.items()))
+            if self._failure is not None:
+                raise RuntimeError("the identity gate cannot read the security and assignments topics") \
+                    from self._failure
             self._read_from_ms = started
 
     def _fold(self, record) -> None:

@@ -45,6 +45,8 @@ class MemoryLog:
         return self.positions[tp]
 
     async def getmany(self, *partitions, timeout_ms=0):
+        await asyncio.sleep(0.001)  # a fetch takes a while, and lets others run meanwhile
+        partitions = partitions or tuple(self.records)
         out = {tp: self.records[tp][self.positions[tp]:] for tp in partitions}
         for tp in partitions:
             self.positions[tp] = len(self.records[tp])
@@ -92,7 +94,9 @@ def test_a_key_enrolled_after_the_first_reading_is_found_by_reading_again():
         first = await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 6000))
         log.append(SECURITY, enrolment())  # enrolled after that first reading
         now[0] = NOW
-        return first, await checker.check(message("p.agents", registration(), ALICE, at_ms=NOW - 100))
+        second = await checker.check(message("p.agents", registration(), ALICE, at_ms=NOW - 100))
+        await checker.stop()
+        return first, second
     first, second = asyncio.run(scenario())
     assert first.kind == "unsigned"
     assert second is None and log.readings >= 2
@@ -106,6 +110,7 @@ def test_a_miss_after_a_reading_that_began_later_than_the_record_is_final():
         await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 10 * CLOCK_MARGIN_MS))
         readings = log.readings
         violation = await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 10 * CLOCK_MARGIN_MS))
+        await checker.stop()
         return violation, readings
     violation, readings_before = asyncio.run(scenario())
     assert violation.kind == "not_assignee" and log.readings == readings_before  # nothing read again
@@ -121,5 +126,34 @@ def test_the_followers_consumer_hands_out_no_refused_record():
         async def getmany(self, *partitions, **options):
             return {outcomes: [honest, spoofed]}
 
-    screened = ScreenedConsumer(Inner(), gate(log, "off"))
-    assert asyncio.run(screened.getmany(timeout_ms=100)) == {outcomes: [honest]}
+        async def stop(self):
+            pass
+
+    async def scenario():
+        screened = ScreenedConsumer(Inner(), gate(log, "off"))
+        try:
+            return await screened.getmany(timeout_ms=100)
+        finally:
+            await screened.stop()
+    assert asyncio.run(scenario()) == {outcomes: [honest]}
+
+
+def test_an_assignment_made_after_the_start_is_known_without_asking_the_broker_for_its_end_again():
+    log = MemoryLog()
+    checker = gate(log, "off")
+
+    async def scenario():
+        await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 60_000))
+        readings = log.readings
+        log.append(ASSIGNMENTS, TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="x"))
+        await asyncio.wait_for(folded(checker, ("task-1", 1)), 5)
+        verdict = await checker.check(message("p.task-outcomes", completed("alice"), at_ms=NOW))
+        await checker.stop()
+        return verdict, readings
+    verdict, readings_before = asyncio.run(scenario())
+    assert verdict is None and log.readings == readings_before
+
+
+async def folded(checker: IdentityGate, attempt) -> None:
+    while attempt not in checker.assignments.agents:
+        await asyncio.sleep(0.001)
