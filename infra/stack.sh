@@ -20,8 +20,10 @@
 # listener (SCRAM-SHA-512, TLS with a local CA generated into .local/kafka-secure/tls/), a
 # password per principal in .local/kafka-secure/credentials/, and the StandardAuthorizer
 # denying whatever no ACL allows (`orchestrator acl apply`). `env --secure` prints the admin's
-# client settings. PostgreSQL is shared by both profiles; `down --secure` stops it too,
-# `clean --secure` deletes only the secure broker's data and key material.
+# client settings. PostgreSQL is shared by both profiles: `down --secure` stops only the
+# secure broker, `clean --secure` deletes only its data and key material. With --secure,
+# KAFKA_BOOTSTRAP_SERVERS names an external broker only with KAFKA_SECURITY_PROTOCOL=SASL_SSL
+# (and that broker's credentials in KAFKA_SASL_*, KAFKA_SSL_CAFILE).
 #
 # Environment (all optional):
 #   KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL

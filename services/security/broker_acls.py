@@ -90,7 +90,7 @@ async def delete(admin, bindings: list[Binding]) -> None:
         _check(code, message, f"removing ACL {binding}")
 
 
-async def _with_admin(settings: Settings, work):
+async def with_admin(settings: Settings, work):
     admin = kafka.admin_client(settings)
     await kafka.start(admin, settings, "the Kafka admin API")
     try:
@@ -103,7 +103,7 @@ async def in_force(settings: Settings) -> list[Binding]:
     """The ACLs on resources of the settings' topic prefix."""
     async def work(admin):
         return [b for b in await describe(admin) if in_scope(b, settings.topic_prefix)]
-    return await _with_admin(settings, work)
+    return await with_admin(settings, work)
 
 
 async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = False,
@@ -125,4 +125,4 @@ async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = F
                                f"{len(left.create)} to add, {len(left.delete)} to remove")
             await asyncio.sleep(0.05)
         return changes
-    return await _with_admin(settings, work)
+    return await with_admin(settings, work)

@@ -276,7 +276,7 @@ async def test_the_admin_may_do_everything(admin):
 
 async def test_acl_apply_removes_what_the_file_does_not_say_and_a_second_apply_changes_nothing(admin):
     stray = Binding("User:agent", "topic", "literal", admin.topic("tasks"), "write")
-    await broker_acls._with_admin(admin, lambda client: broker_acls.create(client, [stray]))
+    await broker_acls.with_admin(admin, lambda client: broker_acls.create(client, [stray]))
     assert stray in await broker_acls.in_force(admin)
 
     env = env_of(admin)

@@ -63,3 +63,30 @@ def test_an_empty_password_file_is_a_clear_error(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         Settings.from_env(secure(tmp_path, KAFKA_SASL_PASSWORD_FILE=str(empty)))
+
+
+def test_the_generated_broker_certificate_is_signed_by_the_ca_for_the_local_host_names(tmp_path):
+    from cryptography import x509
+
+    from services.security.material import ensure_material
+
+    ensure_material(tmp_path, ["admin"])
+    chain = x509.load_pem_x509_certificates((tmp_path / "tls" / "broker.pem").read_bytes())
+    ca = x509.load_pem_x509_certificate((tmp_path / "tls" / "ca.pem").read_bytes())
+    broker = chain[0]
+    broker.verify_directly_issued_by(ca)
+    names = broker.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert [str(ip) for ip in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert (tmp_path / "credentials" / "admin.password").stat().st_mode & 0o077 == 0
+
+
+def test_generating_again_keeps_the_ca_and_passwords_and_adds_only_new_principals(tmp_path):
+    from services.security.material import ensure_material
+
+    ensure_material(tmp_path, ["admin"])
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    created = ensure_material(tmp_path, ["admin", "router"])
+    after = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert created == ["password of router"]
+    assert {name: after[name] for name in before} == before
