@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timezone
 from dataclasses import replace
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,7 @@ from services.audit.roles import Roles, apply_roles
 from services.audit.store import AuditStore
 from services.audit.verify import verify
 from services.feed import scripted_feed
+from services.privacy.keystore import KeyStore
 from services.projector.bootstrap import open_view
 from services.replay import replay
 from tests.e2e.helpers import publish_all, wait_for
@@ -30,7 +32,7 @@ async def db(settings):
     tag = settings.db_schema.removeprefix("test_")
     password = uuid.uuid4().hex
     s = replace(settings, db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
-                db_audit_writer_password=password, db_analyst_password=password)
+                db_audit_writer_password=password, db_analyst_password=password, db_keystore_password=password)
     view = await open_view(s)  # the read models, migrated as the projector does
     await view.close()
     yield s
@@ -213,3 +215,22 @@ async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_
         cur = await conn.execute("SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
                                  "WHERE n.nspname = %s", (db.db_schema,))
         assert (await cur.fetchone())[0] == roles.owner
+
+
+async def test_the_key_store_works_under_its_own_role_and_an_erasure_scrubs_the_key_table(db):
+    roles = Roles.named(db.db_role_prefix)
+    async with await KeyStore.connect(db) as created_by_the_admin:
+        await created_by_the_admin.key_for_subject("subject-1")
+    await apply_roles(db)
+    as_keystore = replace(db, keystore_database_url=login_url(db, roles.keystore, db.db_keystore_password))
+    as_analyst = replace(db, keystore_database_url=login_url(db, roles.analyst, db.db_analyst_password))
+
+    async with await KeyStore.connect(as_keystore) as store:
+        await store.key_for_subject("subject-2")
+        destroyed, unscrubbed = await store.destroy_subject("subject-1", erasure_id="erasure-1", erased_by="test",
+                                                            reason="subject-request", now=datetime.now(timezone.utc))
+    assert len(destroyed) == 1
+    assert unscrubbed is None or "does not own" not in unscrubbed, unscrubbed
+    with pytest.raises(REFUSED):
+        async with await KeyStore.connect(as_analyst) as store:
+            await store.key_for_subject("subject-2")
