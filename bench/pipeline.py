@@ -161,10 +161,13 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         watch.start()
         before = await events_in_log(s)
         log(f"bench: measuring, {options.duration_s:g}s at {rate:g} tasks/s")
+        submitted_before = observer.submitted_total
         completed_per_s, verdict, lags = await _measure(s, producer, observer, sampler, rate, options.duration_s, "run")
         events = await events_in_log(s) - before
+        submitted = observer.submitted_total - submitted_before
         usage = watch.usage()
-        await _drained(observer, sampler, timeout_s=180)
+        drained = await _drained(observer, sampler, timeout_s=180)
+        completed_total = observer.completed_total
         await wait_until_caught_up(s, timeout=300)
         read_model_completed = await _completed_in_read_models(s)
     finally:
@@ -182,11 +185,12 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "routing_latency_ms": observer.latency_ms.summary(),
         "routing_latency_samples": observer.latency_ms.count,
         "pipeline_events_per_second": round(events / options.duration_s),
-        "events_per_task": round(events / max(1.0, completed_per_s * options.duration_s), 2),
+        "events_per_task": round(events / max(1, submitted), 2),
         "message_bytes": observer.mean_record_bytes,
         "lag": lags,
-        "processes": usage,
-        "completed_total": observer.completed_total,
+        "processes": _per_task(usage, completed_per_s * options.duration_s),
+        "drained": drained,
+        "completed_total": completed_total,
         "read_model_completed": read_model_completed,
         "rate_search": searched,
     }
@@ -229,14 +233,21 @@ async def _submit(s, producer, rate: float, seconds: float, phase: str) -> None:
     await submit_stream(s, producer, stream, rate)
 
 
-async def _drained(observer: Observer, sampler: Sampler, timeout_s: float) -> None:
-    """Until every submitted task is finished and no stage lags by more than a few records."""
+async def _drained(observer: Observer, sampler: Sampler, timeout_s: float) -> bool:
+    """Wait until every submitted task is finished and no stage lags by more than a few records."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         lags = await lag_of(sampler.ports)
         if observer.in_flight <= 0 and all(v < 50 for v in lags.values()):
-            return
+            return True
         await asyncio.sleep(1.0)
+    return False
+
+
+def _per_task(usage: dict[str, dict], tasks: float) -> dict[str, dict]:
+    """With CPU milliseconds per completed task: what a process costs, whatever share of the CPU it got."""
+    return {name: {**u, "cpu_ms_per_task": round(u["cpu_seconds"] * 1000 / tasks, 3) if tasks else None}
+            for name, u in usage.items()}
 
 
 async def _observe(s: Settings, observer: Observer) -> None:

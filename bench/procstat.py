@@ -68,9 +68,12 @@ class ProcessWatch:
     def usage(self) -> dict[str, dict[str, float]]:
         self.sample()
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        return {name: {"cpu_percent": round(100 * (self._cpu(w.pids) - w.cpu_start) / elapsed, 1),
-                       "rss_mib_max": round(w.rss_max / 2**20, 1)}
-                for name, w in self.watched.items()}
+        usage = {}
+        for name, w in self.watched.items():
+            cpu = self._cpu(w.pids) - w.cpu_start
+            usage[name] = {"cpu_percent": round(100 * cpu / elapsed, 1), "cpu_seconds": round(cpu, 2),
+                           "rss_mib_max": round(w.rss_max / 2**20, 1)}
+        return usage
 
     @staticmethod
     def _cpu(pids: list[int]) -> float:

@@ -118,7 +118,9 @@ def report(result: dict) -> str:
         f"({result.get('events_per_task')} events per task) |",
         f"| efficiency (pipeline events/s over raw msgs/s) | {result.get('efficiency')} |",
         f"| read models: completed tasks of the run / completed on Kafka | "
-        f"{result.get('read_model_completed')} / {result.get('completed_total')} |",
+        f"{result.get('read_model_completed')} / {result.get('completed_total')} "
+        f"({'drained' if result.get('drained') else 'NOT drained within 180 s'}) |",
+        f"| replay: Python CPU per event | {result.get('replay_python_cpu_us_per_event')} us |",
         "",
         "Largest backlog per stage during the measurement (records behind):",
         "",
@@ -128,9 +130,10 @@ def report(result: dict) -> str:
     for stage, lag in sorted(result.get("lag", {}).items()):
         lines.append(f"| {stage} | {lag.get('max')} | {lag.get('last')} |")
     lines += ["", "CPU and memory per process during the measurement:", "",
-              "| process | CPU % of one core | RSS MiB (max) |", "|---|---|---|"]
+              "| process | CPU % of one core | CPU ms per completed task | RSS MiB (max) |", "|---|---|---|---|"]
     for name, usage in sorted(result.get("processes", {}).items()):
-        lines.append(f"| {name} | {usage.get('cpu_percent')} | {usage.get('rss_mib_max')} |")
+        lines.append(f"| {name} | {usage.get('cpu_percent')} | {usage.get('cpu_ms_per_task')} | "
+                     f"{usage.get('rss_mib_max')} |")
     if result.get("rate_search"):
         lines += ["", "Rate search (tasks/s: sustained?):", ""]
         lines += [f"- {t['rate']}: {t['sustained']} {'; '.join(t.get('reasons', []))}" for t in result["rate_search"]]

@@ -31,8 +31,9 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
 # in flight per broker and leaves out partitions whose records are still buffered, so after a
 # busy response the next fetch may name only idle partitions (agents, changelogs) and wait out
 # the 1.5 s while records pile up on the busy ones: measured, a second or more per hop at
-# 20 tasks/s. A short wait bounds that delay, for a few more (empty) fetches a second.
-FETCH_MAX_WAIT_MS = 10
+# 20 tasks/s. A shorter wait bounds that delay; each idle processor then fetches ten times a
+# second (measured: about 1 % of a core idle, against 5 % at 10 ms and under 1 % at 1.5 s).
+FETCH_MAX_WAIT_MS = 100
 
 
 def short_fetch_wait() -> None:

@@ -29,6 +29,7 @@ def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_p
     latency = result["routing_latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["p999"]
     assert result["routing_latency_samples"] == rate * duration  # every task of the window was assigned
+    assert result["drained"] is True
     assert result["completed_total"] == result["read_model_completed"] > rate * duration
     assert result["events_per_task"] >= 5  # submitted, routed, assigned, started, completed at least
     assert result["replay_events"] >= result["completed_total"] * 5 and result["replay_events_per_second"] > 0
@@ -37,7 +38,7 @@ def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_p
     assert set(PROCESSORS) <= set(result["lag"])
     for name in PROCESSORS:
         usage = next(u for process, u in result["processes"].items() if process.startswith(f"{name} (pid"))
-        assert usage["cpu_percent"] > 0 and usage["rss_mib_max"] > 10, name
+        assert usage["cpu_percent"] > 0 and usage["cpu_ms_per_task"] > 0 and usage["rss_mib_max"] > 10, name
     saved = sorted(tmp_path.glob("pipeline-*"))
     assert [p.suffix for p in saved] == [".json", ".md"]
     assert json.loads(saved[0].read_text())["tasks_per_minute"] == result["tasks_per_minute"]
