@@ -169,8 +169,7 @@ async def _relations(conn: psycopg.AsyncConnection, schema: str) -> list[tuple[s
 async def apply_roles(settings: Settings) -> Applied:
     roles = Roles.named(settings.db_role_prefix)
     applied = Applied(roles)
-    # The key store belongs to the privacy area; its schema setting may not exist in every build.
-    keystore_schema = getattr(settings, "keystore_schema", "keystore")
+    keystore_schema = settings.keystore_schema
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         admin, superuser = await (await conn.execute(
             "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone()
