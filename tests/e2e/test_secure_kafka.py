@@ -153,7 +153,8 @@ async def test_an_unknown_user_is_rejected(settings, secure_broker):
 
 
 async def test_an_anonymous_plaintext_client_gets_nothing_from_the_tls_listener(settings, secure_broker):
-    anonymous = replace(settings, kafka_bootstrap_servers=secure_broker.bootstrap)  # PLAINTEXT, no user
+    anonymous = replace(settings, kafka_bootstrap_servers=secure_broker.bootstrap, kafka_security_protocol="PLAINTEXT",
+                        kafka_sasl_username="", kafka_sasl_password="", kafka_sasl_password_file="")
     assert "closed" in str(await cannot_connect(anonymous))
     # The same with the stack's raw probe: a plaintext Metadata request gets no answer.
     probe = subprocess.run([sys.executable, str(ROOT / "infra" / "probe.py"), "kafka", secure_broker.bootstrap],
