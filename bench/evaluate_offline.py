@@ -31,7 +31,8 @@ from services.learner.logic import (LearnerState, Outcome, assess, estimates, le
                                     publish_model, register)
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
-from services.router.logic import AgentState, Record, RouterState, Weights, capable, learn_outcome, route
+from services.learner.evaluate import SHARPNESS
+from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
 
@@ -363,7 +364,8 @@ def evaluate(path: str, limit: int | None, weights: Weights, orders: int, newcom
                        "exported_model": {"weights": prediction["model_weights"],
                                           "json_bytes": prediction["model_json_bytes"],
                                           "max_difference_after_reload": prediction["export_check"]}},
-        "routing": routing | {"weights": {"temperature": weights.temperature, "top_k": weights.top_k}, "seed": seed},
+        "routing": routing | {"weights": {"exploration": weights.exploration, "sharpness": weights.sharpness,
+                                          "temperature": weights.temperature, "top_k": weights.top_k}, "seed": seed},
         "baselines": {k: round(v, 4) for k, v in reference.items()},
         "cold_start": cold_start,
         "seconds": round(time.perf_counter() - started, 1),
@@ -387,7 +389,8 @@ def report(result: dict) -> str:
              f"  calibration error {prediction['learner_calibration_error']:.4f}; exported model: "
              f"{exported['weights']} weights, {exported['json_bytes']} bytes of JSON, "
              f"reloaded predictions differ by at most {exported['max_difference_after_reload']:.1e}",
-             "", f"Routing, bandit feedback (temperature {routing['weights']['temperature']}, "
+             "", f"Routing, bandit feedback ({routing['weights']['exploration']}, sharpness "
+                 f"{routing['weights']['sharpness']}, temperature {routing['weights']['temperature']}, "
                  f"top {routing['weights']['top_k']}, seed {routing['seed']}):"]
     with_learner, proposed = routing["with_learner"], routing["proposed_thompson"]
     for name, figures in (("router + learner estimates", with_learner),
@@ -425,6 +428,9 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the outcome log (csv.gz)")
     parser.add_argument("--limit", type=int, help="only the first N tasks in task_seq order")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    parser.add_argument("--exploration", choices=EXPLORATIONS, default="thompson",
+                        help="how the router explores (default thompson, as orchestrator evaluate routes)")
+    parser.add_argument("--sharpness", type=float, default=SHARPNESS, help="Thompson draws' evidence multiplier")
     parser.add_argument("--temperature", type=float, default=0.02, help="the router's softmax temperature")
     parser.add_argument("--top-k", type=int, default=7, help="candidates the router draws among")
     parser.add_argument("--orders", type=int, default=5, help="task orders for routing: the log's and reshuffles")
@@ -433,7 +439,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4000, help="tasks routed after the newcomer joins")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    weights = Weights(temperature=args.temperature, top_k=args.top_k)
+    weights = Weights(temperature=args.temperature, top_k=args.top_k, exploration=args.exploration,
+                      sharpness=args.sharpness, load=0.0)  # one task at a time: no agent is ever loaded
     result = evaluate(args.data, args.limit, weights, max(1, args.orders),
                       args.newcomer and agent_id(args.newcomer), args.first, args.window, args.seed)
     print(json.dumps(result, indent=2) if args.json else report(result))

@@ -25,6 +25,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, T
 from events.topics import topic_for_event, topic_name
 from events.values import Capability, CapabilityRequirement, MemoryProfile
 from services import kafka
+from services.learner.beta import Counts
 from services.learner.metrics import PrequentialMetrics
 from services.settings import Settings
 from services.simulator.run import processors
@@ -173,7 +174,22 @@ class Replay:
         return {"routing_success_rate": round(successes / max(1, len(self.outcome)), 4),
                 "prediction_accuracy": _rounded(summary.get("accuracy")),
                 "log_loss": _rounded(summary.get("log_loss")), "roc_auc": _rounded(summary.get("roc_auc")),
-                "brier": _rounded(summary.get("brier")), "scored_decisions": int(summary["count"])}
+                "brier": _rounded(summary.get("brier")), "scored_decisions": int(summary["count"]),
+                "running_mean": self.running_mean()}
+
+    def running_mean(self) -> dict:
+        """The baseline predictor on the same routed decisions, in submission order: each (agent,
+        capability)'s success rate so far, Laplace-smoothed."""
+        counts: dict[tuple[str, str], Counts] = {}
+        scored = PrequentialMetrics(window=None)
+        for task_id in (t for t in self.order if t in self.outcome):
+            agent, success = self.outcome[task_id]
+            key = (agent, self.tasks[task_id].capability)
+            seen = counts.get(key, Counts())
+            scored.add((seen.successes + 1.0) / (seen.attempts + 2.0), success)
+            counts[key] = seen.plus(success)
+        summary = scored.summary()
+        return {"prediction_accuracy": _rounded(summary.get("accuracy")), "log_loss": _rounded(summary.get("log_loss"))}
 
 
 def _rounded(value: float | None) -> float | None:
@@ -298,6 +314,8 @@ def report(result: dict) -> str:
              f"  on {result['scored_decisions']} routed decisions, the router's predicted success:",
              f"    accuracy {result['prediction_accuracy']}, log loss {result['log_loss']}, "
              f"ROC AUC {result['roc_auc']}, Brier {result['brier']}",
+             f"    per-(agent, capability) running mean on the same decisions: accuracy "
+             f"{result['running_mean']['prediction_accuracy']}, log loss {result['running_mean']['log_loss']}",
              "  baselines on the same tasks, from the log:"]
     lines += [f"    {name:14} {value:.4f}" for name, value in result["baselines"].items()]
     if model := result["learner_model"]:
