@@ -9,15 +9,18 @@ A stack that cannot be had is an error, never a skip.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
 
+from services import kafka
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,5 +69,25 @@ def stack_env():
 def settings(stack_env) -> Settings:
     """Settings on the real stack with a topic prefix and schema of this test's own."""
     tag = uuid.uuid4().hex[:10]
-    return Settings.from_env({**os.environ, **stack_env}, topic_prefix=f"test-{tag}",
-                             db_schema=f"test_{tag}", projector_batch_timeout_ms="100")
+    own = Settings.from_env({**os.environ, **stack_env}, topic_prefix=f"test-{tag}",
+                            db_schema=f"test_{tag}", projector_batch_timeout_ms="100")
+    yield own
+    _delete_topics(own)
+
+
+def _delete_topics(settings: Settings) -> None:
+    """A test's topics go with it: a broker left with the thousands of partitions a whole run
+    creates holds a file handle per segment and dies at the process's open-file limit."""
+    async def delete() -> None:
+        admin = kafka.admin_client(settings)
+        await admin.start()
+        try:
+            names = [n for n in await admin.list_topics() if n.startswith(f"{settings.topic_prefix}.")]
+            if names:
+                await admin.delete_topics(names)
+        finally:
+            await admin.close()
+    try:
+        asyncio.run(asyncio.wait_for(delete(), 30))
+    except Exception as error:  # noqa: BLE001 - the test's verdict stands; a leftover topic is only a warning
+        warnings.warn(f"could not delete the topics of {settings.topic_prefix}: {error!r}")
