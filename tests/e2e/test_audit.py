@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from events.topics import TOPICS, topic_name
+from events.topics import TOPICS
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
 from services.audit.chain import Head, extend
@@ -41,17 +41,6 @@ async def clean(audit_settings):
     await kafka.ensure_topics(audit_settings)
     yield
     await drop_schema(audit_settings, audit_settings.audit_db_schema)
-    await drop_topics(audit_settings)
-
-
-async def drop_topics(settings) -> None:
-    """The test prefix's topics: every partition left behind holds a file open in the shared broker."""
-    admin = kafka.admin_client(settings)
-    await kafka.start(admin, settings, "the Kafka admin API")
-    try:
-        await admin.delete_topics([topic_name(spec, settings.topic_prefix) for spec in TOPICS])
-    finally:
-        await admin.close()
 
 
 def env_of(settings, **extra) -> dict[str, str]:

@@ -9,7 +9,6 @@ from services import kafka
 from services.compliance.report import ATTENTION, OK, UNAVAILABLE, build_report
 from services.projector.bootstrap import open_view
 from tests.e2e.helpers import drop_schema
-from tests.e2e.test_audit import drop_topics
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +27,6 @@ async def test_the_report_shows_every_source_and_says_which_ones_are_not_there(s
     finally:
         await view.close()
         await drop_schema(s, s.db_schema)
-        await drop_topics(s)
 
     sections = {section.name: section for section in report.sections}
     assert list(sections) == ["acls", "retention", "erasures", "audit", "security_events"]

@@ -22,7 +22,6 @@ from services.privacy.keystore import KeyStore
 from services.projector.bootstrap import open_view
 from services.replay import replay
 from tests.e2e.helpers import publish_all, wait_for
-from tests.e2e.test_audit import drop_topics
 
 pytestmark = pytest.mark.integration
 REFUSED = psycopg.errors.InsufficientPrivilege
@@ -46,14 +45,6 @@ async def db(settings):
             await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
         cur = await conn.execute("SELECT evtname FROM pg_event_trigger WHERE evtname LIKE %s", (f"{roles.owner}%",))
         assert await cur.fetchall() == [], "the event trigger went with the audit schema"
-
-
-@pytest.fixture
-async def topics(db):
-    """The test prefix's topics, for the tests that go through Kafka; deleted afterwards."""
-    await kafka.ensure_topics(db)
-    yield
-    await drop_topics(db)
 
 
 async def as_role(settings, role: str) -> psycopg.AsyncConnection:
@@ -176,11 +167,12 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
         await keystore.close()
 
 
-async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_the_chain(db, topics, tmp_path):
+async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_the_chain(db, tmp_path):
     roles = Roles.named(db.db_role_prefix)
     await apply_roles(db)
     s = replace(db, audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
                 audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_signing_key_file=str(tmp_path / "key.pem"))
+    await kafka.ensure_topics(s)
     events = list(scripted_feed(agents=2, tasks=20, seed=4))
     await publish_all(s, events)
 
@@ -202,10 +194,10 @@ async def _audited(settings, n: int) -> bool:
         return (await cur.fetchone())[0] >= n
 
 
-async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_it_and_still_writes_nothing(
-        db, topics):
+async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_it_and_still_writes_nothing(db):
     roles = Roles.named(db.db_role_prefix)
     await apply_roles(db)
+    await kafka.ensure_topics(db)
     await publish_all(db, list(scripted_feed(agents=2, tasks=5, seed=5)))
 
     report = await replay(db)
