@@ -20,6 +20,7 @@ import psycopg
 from psycopg import sql
 
 from bench.machine import describe
+from events.topics import TOPICS, topic_name
 from bench.projection import _publish
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
@@ -94,7 +95,18 @@ async def run(records: int, keep: bool) -> dict:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
                 sql.Identifier(settings.db_schema), sql.Identifier(settings.audit_db_schema)))
+        await _delete_topics(settings)
     return result
+
+
+async def _delete_topics(settings: Settings) -> None:
+    # Each partition left behind holds a file open in the broker for as long as it runs.
+    admin = kafka.admin_client(settings)
+    await kafka.start(admin, settings, "the Kafka admin API")
+    try:
+        await admin.delete_topics([topic_name(spec, settings.topic_prefix) for spec in TOPICS])
+    finally:
+        await admin.close()
 
 
 def main() -> None:
