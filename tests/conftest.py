@@ -72,10 +72,10 @@ def settings(stack_env) -> Settings:
     own = Settings.from_env({**os.environ, **stack_env}, topic_prefix=f"test-{tag}",
                             db_schema=f"test_{tag}", projector_batch_timeout_ms="100")
     yield own
-    _delete_topics(own)
+    delete_topics(own)
 
 
-def _delete_topics(settings: Settings) -> None:
+def delete_topics(settings: Settings) -> None:
     """A test's topics go with it: a broker left with the thousands of partitions a whole run
     creates holds a file handle per segment and dies at the process's open-file limit."""
     async def delete() -> None:

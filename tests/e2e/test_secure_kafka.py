@@ -30,6 +30,7 @@ from services.security import broker_acls
 from services.security.acls import Binding, bindings, load
 from services.security.material import new_authority, pem_certificate
 from services.settings import Settings
+from tests.conftest import delete_topics
 from tests.e2e.helpers import drop_schema, fetch, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,7 @@ async def admin(settings, secure_broker) -> Settings:
     await broker_acls.apply(admin, bindings(load(), admin.topic_prefix))
     yield admin
     await broker_acls.apply(admin, [])  # leave no ACL of this prefix behind
+    await asyncio.to_thread(delete_topics, admin)  # the suite's own cleanup deletes them on its broker only
 
 
 async def produce(settings: Settings, logical_topic: str, **options) -> None:
