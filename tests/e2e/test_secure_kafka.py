@@ -275,6 +275,13 @@ async def test_the_admin_may_do_everything(admin):
     await start_transactions(admin, f"{admin.topic_prefix}.anything")
 
 
+async def test_topics_ensure_as_a_processor_reports_the_topics_it_may_not_see(admin, secure_broker):
+    checks = {check.name: check.action
+              for check in await kafka.ensure_topics(as_principal(admin, secure_broker, "learner"))}
+    assert checks[admin.topic("heartbeats")] == "unauthorized"  # the learner has no business there
+    assert checks[admin.topic("task-outcomes")] == checks[admin.topic("models")] == "ok"
+
+
 # --- acl apply ------------------------------------------------------------------------
 
 async def test_acl_apply_removes_what_the_file_does_not_say_and_a_second_apply_changes_nothing(admin):
