@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -42,15 +43,24 @@ def add_commands(commands) -> None:
     bench.add_argument("--start-rate", type=positive, default=100.0, help="first step of --rate max (default 100)")
     bench.add_argument("--raw-messages", type=int, default=100_000,
                        help="messages for the raw aiokafka ceiling (default 100000)")
+    bench.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                       help="py-spy every processor this long during the measurement; top frames in the report "
+                            "(needs py-spy, run as root or with ptrace allowed)")
     bench.add_argument("--keep", action="store_true", help="keep the run's topics and schemas")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     bench.set_defaults(run=cmd_bench)
 
 
+def _interrupted(signum, frame):
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: the processors the run started are stopped
+
+
 def cmd_bench(args, settings) -> int:
+    signal.signal(signal.SIGTERM, _interrupted)
     options = BenchOptions(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, agents=args.agents,
                            trial_s=args.trial, start_rate=args.start_rate, raw_messages=args.raw_messages,
-                           keep=args.keep)
+                           keep=args.keep, profile_s=args.profile,
+                           profile_dir=str(Path(settings.bench_results_dir) / "profiles"))
     result = asyncio.run(run(settings, options, log=lambda line: print(line, file=sys.stderr, flush=True)))
     directory = Path(settings.bench_results_dir)
     previous = results.previous_result(directory, result)
