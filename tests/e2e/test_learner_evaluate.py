@@ -57,3 +57,22 @@ def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path)
     assert figures["baselines"]["random"] == pytest.approx(1 / 3, abs=0.01)
     assert figures["routing_success_rate"] > 0.6
     assert figures["roc_auc"] > 0.7
+
+
+def test_cold_start_replays_a_late_newcomer_with_and_without_shared_experience(settings, tmp_path):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
+    result = subprocess.run([sys.executable, "-m", "services.cli", "evaluate", "--data",
+                             str(a_small_log(tmp_path / "log.csv")), "--limit", "120", "--outstanding", "10",
+                             "--cold-start-after", "40", "--newcomer", "org/agent-a", "--first", "20", "--json"],
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    cold = json.loads(result.stdout)["cold_start"]
+    assert (cold["newcomer"], cold["joins_after_tasks"], cold["first_tasks"]) == ("org:agent-a", 40, 20)
+    for variant in ("with_sharing", "without_sharing"):
+        figures = cold[variant]
+        # The newcomer is the only agent ever right on math: whatever its prior, routing finds it.
+        assert figures["newcomer_tasks"] == 20, variant
+        assert figures["newcomer_success_rate"] > 0.5, variant
+        assert 0.0 < figures["newcomer_share_after_joining"] < 1.0, variant
