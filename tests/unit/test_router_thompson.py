@@ -66,3 +66,20 @@ def test_load_still_counts_against_an_agent():
     state.agents["busy"] = AgentState(agent_id="busy", capabilities={"python": 0.5}, capacity=1, in_flight=1)
     chosen = picks(state, Weights(exploration="thompson", top_k=10, load=0.3), n=200)
     assert chosen.get("idle", 0) > 190
+
+
+def test_the_settings_choose_thompson_sampling_and_its_sharpness():
+    from services.router.bootstrap import weights_from
+    from services.settings import Settings
+
+    weights = weights_from(Settings.from_env({"ROUTER_EXPLORATION": "thompson", "ROUTER_THOMPSON_SHARPNESS": "4"}))
+
+    assert (weights.exploration, weights.sharpness) == ("thompson", 4.0)
+
+
+@pytest.mark.parametrize("variable, value", [("ROUTER_EXPLORATION", "greedy"), ("ROUTER_THOMPSON_SHARPNESS", "0")])
+def test_a_bad_exploration_setting_is_refused_with_its_name(variable, value):
+    from services.settings import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match=variable):
+        Settings.from_env({variable: value})
