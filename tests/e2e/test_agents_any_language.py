@@ -1,4 +1,4 @@
-"""An agent taking part with plain Kafka and the JSON Schemas only: kcat, no SDK."""
+"""An agent taking part with plain Kafka and the JSON Schemas only: kcat (librdkafka), no SDK."""
 from __future__ import annotations
 
 import subprocess
@@ -36,19 +36,64 @@ def message(event_type: str, body: dict, *, key: str, producer: str = AGENT) -> 
     return orjson.dumps(envelope)
 
 
+def librdkafka_config(settings) -> dict[str, str]:
+    """librdkafka's names for what services.kafka.connection_options gives the Python clients."""
+    config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    if settings.kafka_security_protocol == "SASL_SSL":
+        config.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": settings.kafka_sasl_mechanism,
+                       "sasl.username": settings.kafka_sasl_username, "sasl.password": settings.kafka_sasl_secret,
+                       "ssl.endpoint.identification.algorithm": "https"})
+        if settings.kafka_ssl_cafile:
+            config["ssl.ca.location"] = settings.kafka_ssl_cafile
+    return config
+
+
+def through_kcat(settings) -> bool:
+    # Debian's kcat is built on librdkafka 2.0.2, whose SCRAM exchange Kafka 4 brokers refuse
+    # (fixed in librdkafka 2.6.1). Over SASL_SSL the same C client is driven through the
+    # librdkafka that confluent-kafka ships instead.
+    return settings.kafka_security_protocol == "PLAINTEXT"
+
+
 def kcat_produce(settings, topic: str, key: str, value: bytes) -> None:
     # murmur2_random: the partitioner of the Java client and of aiokafka, so keys land
     # where every other producer puts them.
-    subprocess.run(["kcat", "-P", "-b", settings.kafka_bootstrap_servers, "-t", settings.topic(topic),
-                    "-k", key, "-X", "topic.partitioner=murmur2_random"],
-                   input=value, check=True, timeout=30)
+    config = {**librdkafka_config(settings), "partitioner": "murmur2_random"}
+    if through_kcat(settings):
+        options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
+        subprocess.run(["kcat", "-P", *options, "-t", settings.topic(topic), "-k", key],
+                       input=value, check=True, timeout=30)
+        return
+    from confluent_kafka import Producer
+    producer = Producer(config)
+    producer.produce(settings.topic(topic), value=value, key=key.encode())
+    assert producer.flush(30) == 0, "librdkafka could not deliver the message"
 
 
 def kcat_consume_partition(settings, topic: str, partition: int) -> list[tuple[str, dict]]:
-    out = subprocess.run(["kcat", "-C", "-b", settings.kafka_bootstrap_servers, "-t", settings.topic(topic),
-                          "-p", str(partition), "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"],
-                         capture_output=True, check=True, timeout=30).stdout
-    return [(k.decode(), orjson.loads(v)) for k, v in (line.split(b"\t", 1) for line in out.splitlines() if line)]
+    config = librdkafka_config(settings)
+    if through_kcat(settings):
+        options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
+        out = subprocess.run(["kcat", "-C", *options, "-t", settings.topic(topic), "-p", str(partition),
+                              "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"],
+                             capture_output=True, check=True, timeout=30).stdout
+        return [(k.decode(), orjson.loads(v))
+                for k, v in (line.split(b"\t", 1) for line in out.splitlines() if line)]
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    consumer = Consumer({**config, "group.id": f"{settings.topic_prefix}.any-language",
+                         "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer.assign([TopicPartition(settings.topic(topic), partition, OFFSET_BEGINNING)])
+    records = []
+    try:
+        while True:
+            message = consumer.poll(10)
+            assert message is not None, "librdkafka read nothing within 10 s"
+            if message.error():
+                assert message.error().code() == message.error()._PARTITION_EOF, message.error()
+                return records
+            records.append((message.key().decode(), orjson.loads(message.value())))
+    finally:
+        consumer.close()
 
 
 async def test_an_agent_takes_part_with_kcat_alone(settings):

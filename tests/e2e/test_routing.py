@@ -14,7 +14,6 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from events.agents import AgentHealthChanged, AgentRegistered
 from events.codec import EventDecodeError, decode
@@ -150,7 +149,7 @@ def most_in_flight(traffic: Traffic) -> Counter:
 
 
 async def inbox_committed(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = kafka.admin_client(settings)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(settings.balancer_app)
