@@ -18,7 +18,7 @@ from typing import Callable
 from psycopg import sql
 
 from events.topics import EVENT_TOPICS
-from projections.batch import position_of, prepare
+from projections.batch import in_log_order, position_of, prepare
 from projections.postgres_view import SWAP_LOCK, PostgresView
 from services import kafka
 from services.projector.bootstrap import open_view
@@ -116,8 +116,7 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
             fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=settings.batch_size)
             records = [r for tp, rs in fetched.items() for r in rs if r.offset < pending.get(tp, 0)]
             prepared = prepare(records, until)
-            batch = sorted(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected],
-                           key=lambda item: item[0])
+            batch = in_log_order(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected])
             # Decoding is Python's work and writing is PostgreSQL's: this batch was decoded
             # while the last one was written. One write at a time keeps the positions in order.
             if writing:
