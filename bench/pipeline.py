@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -26,7 +27,8 @@ from psycopg import sql
 from bench.machine import describe
 from bench.observer import Observer
 from bench.procstat import ProcessWatch, pids_named
-from bench.rate_search import Trial, Verdict, best, judge, next_rate
+from bench.profile import parse, top_frames
+from bench.rate_search import Trial, best, judge, next_rate
 from bench.raw_kafka import produce_consume
 from bench.stages import free_port, lag_of
 from events.agents import AgentHeartbeat
@@ -55,6 +57,8 @@ class BenchOptions:
     start_rate: float = 100.0
     raw_messages: int = 100_000
     keep: bool = False
+    profile_s: float = 0.0  # py-spy each processor for this long during the measurement (0: not at all)
+    profile_dir: str = "bench/results/profiles"
 
 
 def fast_fleet(size: int, seed: int = 3) -> list[SimulatedAgent]:
@@ -162,7 +166,9 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         before = await events_in_log(s)
         log(f"bench: measuring, {options.duration_s:g}s at {rate:g} tasks/s")
         submitted_before = observer.submitted_total
+        profiling = asyncio.create_task(profile_processors(pids, options)) if options.profile_s else None
         completed_per_s, verdict, lags = await _measure(s, producer, observer, sampler, rate, options.duration_s, "run")
+        profiles = await profiling if profiling else {}
         events = await events_in_log(s) - before
         submitted = observer.submitted_total - submitted_before
         usage = watch.usage()
@@ -193,6 +199,7 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "completed_total": completed_total,
         "read_model_completed": read_model_completed,
         "rate_search": searched,
+        "profiles": profiles,
     }
 
 
@@ -226,6 +233,26 @@ async def _search(s, producer, observer, sampler, options: BenchOptions, searche
         if not verdict.sustained:
             await _drained(observer, sampler, timeout_s=180)
     return best(trials) or options.start_rate
+
+
+async def profile_processors(pids: dict[str, list[int]], options: BenchOptions) -> dict[str, dict]:
+    """py-spy on every processor at once, from the middle of the window; the top frames of each."""
+    await asyncio.sleep(max(0.0, (options.duration_s - options.profile_s) / 2))
+    directory = Path(options.profile_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    files = {name: directory / f"{stamp}-{name}.txt" for name in pids}
+    try:
+        spies = [await asyncio.create_subprocess_exec(
+            "py-spy", "record", "--nonblocking", "--rate", "25", "--duration", str(round(options.profile_s)),
+            "--format", "raw", "--output", str(files[name]), "--pid", str(pid[0]),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL) for name, pid in pids.items()]
+    except FileNotFoundError:
+        raise RuntimeError("--profile needs py-spy on the PATH: pip install py-spy") from None
+    for spy in spies:
+        await spy.wait()
+    return {name: {**top_frames(parse(path.read_text().splitlines()), 8), "file": str(path)}
+            for name, path in files.items() if path.exists()}
 
 
 async def _submit(s, producer, rate: float, seconds: float, phase: str) -> None:

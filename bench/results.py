@@ -134,6 +134,9 @@ def report(result: dict) -> str:
     for name, usage in sorted(result.get("processes", {}).items()):
         lines.append(f"| {name} | {usage.get('cpu_percent')} | {usage.get('cpu_ms_per_task')} | "
                      f"{usage.get('rss_mib_max')} |")
+    for name, top in sorted(result.get("profiles", {}).items()):
+        lines += ["", f"Profile of {name} ({top['samples']} samples, {top.get('file')}), most self time:", ""]
+        lines += [f"- {share:.1%} {frame}" for frame, share in top["self"]]
     if result.get("rate_search"):
         lines += ["", "Rate search (tasks/s: sustained?):", ""]
         lines += [f"- {t['rate']}: {t['sustained']} {'; '.join(t.get('reasons', []))}" for t in result["rate_search"]]
