@@ -134,7 +134,7 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     run = {**result("2026-01-01T11:00:00+00:00"), "lag": {"router": {"max": 3, "last": 0}},
            "processes": {"router (pid 1)": {"cpu_percent": 50.0, "cpu_ms_per_task": 0.5, "rss_mib_max": 90.0}},
-           "profiles": {"router": {"samples": 10, "file": "r.txt", "self": [("score (logic.py)", 0.25)]}},
+           "profiles": {"router": {"samples": 10, "file": "r.txt", "self": [["score (logic.py)", 0.25]]}},
            "regressions": []}
 
     json_path, report_path = save(tmp_path, run)
