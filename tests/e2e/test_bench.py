@@ -16,16 +16,18 @@ def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_p
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
            "BENCH_RESULTS_DIR": str(tmp_path)}
-    rate, duration = 10, 8
+    rate, duration, warmup = 10, 8, 4
     run = subprocess.run(
-        [sys.executable, "-m", "services.cli", "bench", "--duration", str(duration), "--warmup", "4",
+        [sys.executable, "-m", "services.cli", "bench", "--duration", str(duration), "--warmup", str(warmup),
          "--rate", str(rate), "--agents", "4", "--raw-messages", "5000", "--json"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
 
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     assert result["requested_rate"] == rate and result["offered_tasks_per_minute"] == rate * 60
-    assert 0 < result["tasks_per_minute"] <= rate * 60 * 1.1
+    # Completions inside the window: never more than all the tasks submitted up to its end (a
+    # backlog from the warm-up may finish in it on a busy machine).
+    assert 0 < result["tasks_per_minute"] <= rate * (warmup + duration) * 60 / duration
     latency = result["routing_latency_ms"]
     assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["p999"]
     assert result["routing_latency_samples"] == rate * duration  # every task of the window was assigned
