@@ -21,6 +21,7 @@ from events.topics import EVENT_TOPICS
 from projections.batch import in_log_order, position_of, prepare
 from projections.postgres_view import SWAP_LOCK, PostgresView
 from services import kafka
+from services.identity.gate import IdentityGate
 from services.projector.bootstrap import open_view
 from services.settings import Settings
 
@@ -110,20 +111,25 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
     for tp in pending:
         consumer.seek(tp, stored.get((tp.topic, tp.partition), -1) + 1)
     events = rejected = 0
+    gate = IdentityGate(settings)
     writing: asyncio.Task | None = None  # the previous batch, still being written
     try:
         while pending:
             fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=settings.batch_size)
             records = [r for tp, rs in fetched.items() for r in rs if r.offset < pending.get(tp, 0)]
-            prepared = prepare(records, until)
-            batch = in_log_order(prepared.batch + [(position_of(r), []) for r, _ in prepared.rejected])
+            # The live projector refused these as not coming from the agent they speak for:
+            # a rebuild refuses them too (the reports themselves are on the security topic).
+            accepted, refused = await gate.split(records)
+            prepared = prepare(accepted, until)
+            skipped = [position_of(r) for r, _ in prepared.rejected] + [position_of(r) for r, _ in refused]
+            batch = in_log_order(prepared.batch + [(position, []) for position in skipped])
             # Decoding is Python's work and writing is PostgreSQL's: this batch was decoded
             # while the last one was written. One write at a time keeps the positions in order.
             if writing:
                 await writing
             writing = asyncio.create_task(view.apply(batch))
             events += len(records)
-            rejected += len(prepared.rejected)
+            rejected += len(prepared.rejected) + len(refused)
             on_progress(events)
             for tp in list(pending):
                 if await consumer.position(tp) >= pending[tp]:
@@ -136,6 +142,7 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writing
+        await gate.stop()
         await consumer.stop()
     return events, rejected
 

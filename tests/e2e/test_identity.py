@@ -24,10 +24,12 @@ from services.deadletter import parked_from
 from services.identity.signing import Signer, b64, load_signer
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import projector_running
+from services.replay import replay
 from services.sdk import Agent, Completed, Task
 from tests.conftest import ROOT
-from tests.e2e.helpers import fetch, publish_all, running_projector, wait_for, wait_until_projected
+from tests.e2e.helpers import drop_schema, fetch, publish_all, running_projector, wait_for, wait_until_projected
 from tests.e2e.test_health_e2e import health_monitor, heartbeat
+from tests.e2e.test_projection_pipeline import _dump
 from tests.e2e.test_routing import Traffic, environment, inbox_committed, router_and_balancer, task
 
 pytestmark = pytest.mark.e2e
@@ -140,6 +142,13 @@ async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_an
         == "stolen"
     counted = {labels["kind"]: value for labels, value in _samples(metrics, "orchestrator_security_violations_total")}
     assert counted == {"unsigned": 1.0, "other_agents_key": 1.0, "not_assignee": 1.0}
+    # a rebuild refuses what the live projector refused: it equals the live read models
+    copy = await replay(settings, into=f"{settings.db_schema}_copy")
+    try:
+        assert copy.rejected >= 3
+        assert await _dump(settings, copy.schema) == await _dump(settings, settings.db_schema)
+    finally:
+        await drop_schema(settings, copy.schema)
 
 
 def _samples(metrics: ProcessorMetrics, name: str):
