@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:39092"
-DEFAULT_DATABASE_URL = "postgresql://orchestrator:orchestrator@127.0.0.1:35432/orchestrator"
+DEFAULT_BOOTSTRAP = "127.0.0.1:19092"
+DEFAULT_DATABASE_URL = "postgresql://orchestrator:orchestrator@127.0.0.1:15432/orchestrator"
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")

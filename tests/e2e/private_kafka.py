@@ -8,6 +8,7 @@ it disturbs no other test.
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -23,9 +24,20 @@ STACK = ROOT / "infra" / "stack.sh"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port below the kernel's ephemeral range. A client retrying against the stopped
+    broker could otherwise be handed the broker's own port for its end of the connection,
+    connect to itself, and keep the restarted broker from binding it."""
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    lowest_ephemeral = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for _ in range(500):
+        port = random.randint(20000, lowest_ephemeral - 1)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port between 20000 and {lowest_ephemeral - 1}")
 
 
 class PrivateKafka:

@@ -18,7 +18,7 @@ def secure(tmp_path, **overrides) -> dict:
 
 def test_plaintext_is_the_default_and_adds_no_credentials():
     options = kafka.connection_options(Settings.from_env({}))
-    assert options == {"bootstrap_servers": "127.0.0.1:39092", "security_protocol": "PLAINTEXT"}
+    assert options == {"bootstrap_servers": "127.0.0.1:19092", "security_protocol": "PLAINTEXT"}
     assert faust_credentials(Settings.from_env({})) is None
 
 
