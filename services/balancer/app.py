@@ -76,9 +76,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                                  park=park_from_inbox, flush=flush, snapshot_every=snapshot_every)
 
     if identity:
-        @app.task
-        async def stop_identity_gate_with_the_app():
-            await identity.stop_when_cancelled()
+        identity.stop_with(app)
 
     @app.agent(inputs)
     async def forward(stream):

@@ -102,9 +102,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
 
     if identity:
-        @app.task
-        async def stop_identity_gate_with_the_app():
-            await identity.stop_when_cancelled()
+        identity.stop_with(app)
 
     @app.agent(agent_topics)
     async def watch(stream):

@@ -116,6 +116,12 @@ class IdentityGate:
             log.debug("skipping %s[%d]@%d: %s", record.topic, record.partition, record.offset, violation.reason)
         return violation is not None
 
+    def stop_with(self, app) -> None:
+        """Stop following when the Faust app stops: it cancels its tasks then."""
+        @app.task
+        async def stop_identity_gate_with_the_app():
+            await self.stop_when_cancelled()
+
     async def stop_when_cancelled(self) -> None:
         """Run as a Faust app task: the app cancels its tasks when it stops."""
         try:

@@ -218,6 +218,7 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
         second = None
         try:
             await wait_for(lambda: _logged(log_file, "waiting as a standby"), what="the copy to wait as a standby")
+            # A standby's fault would be to write anyway: give it the time to, then look.
             await asyncio.sleep(0.5)
             assert await rows_audited(s) == 0
             await holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, s.audit_db_schema))

@@ -1,7 +1,6 @@
 """Declared retention against the real broker and database: reported, then applied."""
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -14,7 +13,7 @@ from projections.ops import Position
 from services import kafka
 from services.privacy.retention import apply_retention, retention_report
 from services.projector.bootstrap import open_view
-from tests.e2e.helpers import drop_schema, fetch
+from tests.e2e.helpers import drop_schema, fetch, wait_for
 
 pytestmark = pytest.mark.e2e
 NOW = datetime.now(timezone.utc)
@@ -43,14 +42,12 @@ async def set_retention(settings, topic: str, retention_ms: int) -> None:
         await admin.close()
 
 
-async def until_report(settings, seen, timeout_s: float = 15.0) -> list[dict]:
-    """The retention report once `seen` holds for it, or the last one after the timeout."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while True:
+async def until_report(settings, seen, what: str) -> list[dict]:
+    """The retention report once `seen` holds for it."""
+    async def report():
         rows = await retention_report(settings)
-        if seen(rows) or asyncio.get_running_loop().time() > deadline:
-            return rows
-        await asyncio.sleep(0.2)
+        return rows if seen(rows) else None
+    return await wait_for(report, what=what)
 
 
 async def test_drift_on_the_broker_and_overdue_rows_are_reported_and_apply_prunes_only_those(projected):
@@ -59,7 +56,7 @@ async def test_drift_on_the_broker_and_overdue_rows_are_reported_and_apply_prune
 
     # A config change reaches the broker's answers through the metadata log: wait until it shows.
     report = {row["name"]: row for row in await until_report(settings, lambda rows: any(
-        r["name"] == settings.topic("tasks") and r["status"] == "drift" for r in rows))}
+        r["name"] == settings.topic("tasks") and r["status"] == "drift" for r in rows), "the drift reported")}
     assert (report[settings.topic("tasks")]["status"], report[settings.topic("tasks")]["actual_retention_ms"]) == \
         ("drift", 3_600_000)
     assert report["agent_heartbeats_latest"]["status"] == "overdue"
@@ -74,7 +71,7 @@ async def test_drift_on_the_broker_and_overdue_rows_are_reported_and_apply_prune
     assert [r["agent_id"] for r in await fetch(settings, "SELECT agent_id FROM agent_heartbeats_latest")] == ["fresh-1"]
 
     await kafka.ensure_topics(settings)
-    report = await until_report(settings, lambda rows: all(r["status"] == "ok" for r in rows))
+    report = await until_report(settings, lambda rows: all(r["status"] == "ok" for r in rows), "every status ok")
     assert {row["status"] for row in report} == {"ok"}, [r for r in report if r["status"] != "ok"]
     declared = {row["name"]: row["declared_retention_ms"] for row in report}
     assert declared[settings.topic("heartbeats")] == 7 * 24 * 3_600_000 and declared["tasks"] == -1
