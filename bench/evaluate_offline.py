@@ -31,7 +31,7 @@ from services.learner.logic import (LearnerState, Outcome, assess, estimates, le
                                     publish_model, register)
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
-from services.learner.evaluate import SHARPNESS
+from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
@@ -198,7 +198,8 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
     """Tasks in order; the router picks one agent, only its outcome is revealed and learned.
 
     The learner's estimates reach the router as `SkillEstimated` would: the agent's own, and every
-    agent's on the capability, since others' outcomes move each agent's cohort prior."""
+    agent's on the capability, since others' outcomes move each agent's cohort prior; its model as
+    `ModelPublished` would, every `PUBLISH_EVERY` outcomes."""
     agents, capabilities = fleet_of(tasks)
     state = router_fleet(agents, capabilities) if state is None else state
     learner = new_learner(agents, capabilities) if learner is None else learner
@@ -234,6 +235,8 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
         if use_learner:
             for skill in estimates(learner, task.capability):
                 apply_estimate(state, skill)
+            if run.decisions % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
+                RouterView(state=state).apply(publish_model(learner))
     run.propensity /= max(1, run.decisions)
     return run
 

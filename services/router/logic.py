@@ -1,9 +1,10 @@
 """The router's decision: who *should* do a task. Pure functions over plain state.
 
-Each candidate gets a score from predicted success (a Beta posterior over the agent's
-record on the capability, its prior taken from the learner's skill estimate or else the
-declared proficiency), current load, expected duration, cost, collaboration with agents
-already on the job, and the submitter's preferences. The pick among the top candidates is
+Each candidate gets a score from predicted success, current load, expected duration, cost, collaboration with agents
+already on the job, and the submitter's preferences. Predicted success starts from a Beta
+posterior over the agent's record on the capability (its prior taken from the learner's
+skill estimate or else the declared proficiency); once the learner has published a model,
+that model predicts this task from the posterior and the task's features. The pick among the top candidates is
 a softmax draw over the scores or, with `exploration="thompson"`, the best score with each
 candidate's predicted success drawn from its Beta posterior (Thompson sampling). Every
 candidate's probability of being picked is logged, so other policies can be evaluated
@@ -20,6 +21,9 @@ import numpy as np
 
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
+from services.learner.beta import Beta
+from services.learner.features import features as model_features
+from services.learner.model import LinearPredictor
 
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
@@ -49,6 +53,7 @@ class AgentState:
     capacity: int
     cost_per_task: float = 0.0
     tags: frozenset[str] = frozenset()
+    labels: tuple[tuple[str, str], ...] = ()  # (key, value), sorted: what the learner's model knows of the agent
     status: str = "registered"  # registered | draining | deregistered
     health: str = "unknown"
     in_flight: int = 0
@@ -141,7 +146,8 @@ class RouterState:
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
     relationships: dict[tuple[str, str], float] = field(default_factory=dict)  # lift, >1 is good
     job_members: dict[str, frozenset[str]] = field(default_factory=dict)
-    model_version: str | None = None
+    model_version: str | None = None  # of `predictor`, recorded on every decision it informed
+    predictor: LinearPredictor | None = None  # the learner's published model, once validated
     round_robin: dict[str, int] = field(default_factory=dict)  # next turn per capability (baseline policy)
 
 
@@ -184,7 +190,7 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
         record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
         a, b = record.posterior(agent.capabilities[requirement.name])
         posteriors.append((a, b))
-        predicted.append(a / (a + b))
+        predicted.append(_predict(state.predictor, task, agent, requirement.name, record, a, b))
         confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
         if record.mean_duration_ms is not None:
             durations.append(record.mean_duration_ms)
@@ -203,6 +209,19 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
              - weights.cost * agent.cost_per_task + weights.relationship * relationship
              + weights.preference * preference)
     return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features, tuple(posteriors))
+
+
+def _predict(predictor: LinearPredictor | None, task: TaskSubmitted, agent: AgentState, capability: str,
+             record: Record, a: float, b: float) -> float:
+    """The learner's model on this task when there is one, else the posterior mean. The model's
+    features are the learner's own: the posterior stands for the agent's skill, and the outcomes
+    behind it for its evidence."""
+    if predictor is None:
+        return a / (a + b)
+    attempts = max(record.seen, record.estimate_attempts)
+    x = model_features(capability, agent.agent_id, dict(agent.labels), Beta(a, b, a / (a + b), a + b), attempts,
+                       task.features, predictor.scaling)
+    return predictor.probability(x)
 
 
 def softmax(values: list[float], temperature: float) -> list[float]:

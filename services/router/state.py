@@ -6,6 +6,7 @@ and for the capability an outcome is about) and which job a task belongs to.
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 
@@ -14,7 +15,12 @@ from events.envelope import EventBody
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated
 from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskReassigned, TaskRejected,
                           TaskSubmitted, TaskTimedOut)
+from pydantic import ValidationError
+
+from services.learner.model import LinearPredictor
 from services.router.logic import AgentState, Record, RouterState, learn_outcome
+
+log = logging.getLogger("orchestrator.router")
 
 
 # Attempts that ended, remembered for a while: an ending read before its assignment (the
@@ -78,7 +84,8 @@ def _registered(view: RouterView, event: AgentRegistered) -> None:
     tags = frozenset(event.labels.values()) | {tag for c in event.capabilities for tag in c.tags}
     view._set_agent(AgentState(
         agent_id=event.agent_id, capabilities={c.name: c.proficiency for c in event.capabilities},
-        capacity=event.capacity, cost_per_task=event.cost_per_task, tags=tags, status="registered",
+        capacity=event.capacity, cost_per_task=event.cost_per_task, tags=tags,
+        labels=tuple(sorted(event.labels.items())), status="registered",
         health=previous.health if previous else "unknown", in_flight=view.loads[event.agent_id]))
 
 
@@ -177,6 +184,14 @@ def _relationship_scored(view: RouterView, event: RelationshipScored) -> None:
 
 
 def _model_published(view: RouterView, event: ModelPublished) -> None:
+    # Parameters are validated, never executed; a model that fails leaves the last good one in use.
+    try:
+        predictor = LinearPredictor.from_parameters(event.parameters)
+    except ValidationError as error:
+        log.warning("model %s %s refused, still using %s: %s", event.model_id, event.model_version,
+                    view.state.model_version, error.errors()[0]["msg"] if error.errors() else error)
+        return
+    view.state.predictor = predictor
     view.state.model_version = event.model_version
 
 

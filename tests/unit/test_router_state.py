@@ -8,6 +8,7 @@ from events.learning import ModelPublished, RelationshipScored, SkillEstimated
 from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskReassigned, TaskRejected, TaskRouted,
                           TaskSubmitted)
 from events.values import Capability, CapabilityRequirement
+from services.learner.model import SuccessModel
 from services.router.app import exploration_rng
 from services.router.logic import Weights, route
 from services.router.state import RouterView
@@ -110,8 +111,8 @@ def test_relationships_model_version_and_job_members():
     view = given(registered("a1"), registered("a2"),
                  RelationshipScored(agent_id="a1", other_agent_id="a2", joint_tasks=5, joint_success_rate=0.9,
                                     lift=1.4, confidence=0.5),
-                 ModelPublished(model_id="router", model_version="v7", kind="beta", parameters={},
-                                trained_on_events=10),
+                 ModelPublished(model_id="success", model_version="v7", kind="logistic-regression",
+                                parameters=SuccessModel().parameters(), trained_on_events=10),
                  TaskSubmitted(task_id="t1", submitter="c", job_id="job-1",
                                requirements=(CapabilityRequirement(name="python"),)),
                  assigned("t1", "a2"))

@@ -1,0 +1,95 @@
+"""The router predicts with the learner's published model once there is one, and with nothing it cannot validate."""
+from __future__ import annotations
+
+import random
+
+from events.agents import AgentRegistered
+from events.learning import ModelPublished
+from events.tasks import TaskSubmitted
+from events.values import Capability, CapabilityRequirement
+from services.learner.features import Running
+from services.learner.model import SuccessModel
+from services.router.logic import Weights, route
+from services.router.state import RouterView
+
+GREEDY = Weights(temperature=1e-6)
+
+
+def registered(agent_id: str, proficiency: float = 0.6, labels=None) -> AgentRegistered:
+    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2, labels=labels or {},
+                           capabilities=(Capability(name="python", proficiency=proficiency),))
+
+
+def submitted(task_id: str, prompt_chars: float) -> TaskSubmitted:
+    return TaskSubmitted(task_id=task_id, submitter="c", features={"prompt_chars": prompt_chars},
+                         requirements=(CapabilityRequirement(name="python"),))
+
+
+def published(version: str, parameters: dict) -> ModelPublished:
+    return ModelPublished(model_id="success", model_version=version, kind="logistic-regression",
+                          parameters=parameters, trained_on_events=100)
+
+
+def long_prompts_fail(**agent_weights: float) -> dict:
+    """A model that has learned that long python prompts go badly, and what it thinks of some agents."""
+    parameters = SuccessModel().parameters()
+    # Prompt lengths seen so far: log1p(100) … log1p(10000), so 100 chars is short and 10,000 long.
+    scaling = Running()
+    for chars in (100, 1000, 10000):
+        scaling.add(__import__("math").log1p(chars))
+    parameters["scaling"] = {"python": {"prompt_chars": [scaling.count, scaling.mean, scaling.m2]}}
+    parameters["weights"] = {**parameters["weights"], "python:prompt_chars": -1.5,
+                             **{f"agent:{agent}": weight for agent, weight in agent_weights.items()}}
+    return parameters
+
+
+def given(*events) -> RouterView:
+    view = RouterView()
+    for event in events:
+        view.apply(event)
+    return view
+
+
+def test_without_a_model_the_prediction_is_the_posterior_mean():
+    view = given(registered("a1", proficiency=0.6))
+    decision = route(submitted("t1", 100), view.state, GREEDY, random.Random(1))
+    assert decision.predicted_success == 0.6 and decision.model_version is None
+
+
+def test_an_untrained_model_predicts_what_the_posterior_says():
+    view = given(registered("a1", proficiency=0.6), published("v1", SuccessModel().parameters()))
+    decision = route(submitted("t1", 100), view.state, GREEDY, random.Random(1))
+    assert abs(decision.predicted_success - 0.6) < 1e-6 and decision.model_version == "v1"
+
+
+def test_the_model_predicts_each_task_from_its_features():
+    view = given(registered("a1"), published("v2", long_prompts_fail(a1=0.2)))
+    short = route(submitted("short", 100), view.state, GREEDY, random.Random(1))
+    long = route(submitted("long", 10000), view.state, GREEDY, random.Random(1))
+    assert long.predicted_success < 0.4 < 0.7 < short.predicted_success
+    assert short.model_version == long.model_version == "v2"
+
+
+def test_the_model_changes_the_choice_where_the_posteriors_alone_would_not():
+    # b is registered better on python, but the model has learned that b does worse than its record says.
+    a_and_b = (registered("a", proficiency=0.6), registered("b", proficiency=0.65))
+    assert route(submitted("t1", 100), given(*a_and_b).state, GREEDY, random.Random(1)).chosen_agent_id == "b"
+    view = given(*a_and_b, published("v3", long_prompts_fail(b=-0.5)))
+    assert route(submitted("t1", 100), view.state, GREEDY, random.Random(1)).chosen_agent_id == "a"
+
+
+def test_a_model_that_does_not_validate_is_refused_and_the_last_good_one_stays():
+    good = long_prompts_fail(a1=0.2)
+    view = given(registered("a1"), published("v4", good),
+                 published("v5", {**good, "weights": {"agent:a1": "0.2"}}),  # a string that looks like a number
+                 published("v6", {**good, "format": "pickle"}))
+    assert view.state.model_version == "v4"
+    assert route(submitted("t1", 10000), view.state, GREEDY, random.Random(1)).model_version == "v4"
+
+
+def test_the_agents_labels_reach_the_model():
+    parameters = {**SuccessModel().parameters()}
+    parameters["weights"] = {**parameters["weights"], "label:team=experts": 2.0}
+    view = given(registered("plain"), registered("expert", labels={"team": "experts"}), published("v7", parameters))
+    decision = route(submitted("t1", 100), view.state, GREEDY, random.Random(1))
+    assert decision.chosen_agent_id == "expert" and decision.predicted_success > 0.9
