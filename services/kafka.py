@@ -147,6 +147,7 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
         results += [TopicCheck(n, "created") for n in missing]
         if missing:
             await _until_led(admin, missing)
+            await _until_answering(settings, {n: names[n].partitions for n in missing})
     present = [n for n in names if n in existing]
     if present:
         described = await admin.describe_topics(present)
@@ -165,6 +166,19 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
             else:
                 results.append(TopicCheck(name, "ok"))
     return sorted(results, key=lambda c: c.name)
+
+
+async def _until_answering(settings: Settings, partitions: dict[str, int]) -> None:
+    """A leader named in the metadata may not yet act as one: until the broker has applied the
+    change, reading a partition's offsets fails with NotLeaderForPartition. A consumer asks for
+    the offsets of all its new partitions in one request, so one such partition stalls every
+    other one it reads: wait until each new partition answers."""
+    probe = consumer(settings)
+    await start(probe, settings)
+    try:
+        await probe.end_offsets([TopicPartition(name, p) for name, count in partitions.items() for p in range(count)])
+    finally:
+        await probe.stop()
 
 
 async def _until_led(admin: AIOKafkaAdminClient, names: list[str]) -> None:
