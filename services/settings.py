@@ -21,32 +21,92 @@ class ConfigError(ValueError):
     pass
 
 
-def _env(name: str, default: str, doc: str):
-    return field(default=default, metadata={"env": name, "doc": doc})
+# --- what a value must look like: each rule returns a complaint, or None when the value is fine ---
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if value != value or value in (float("inf"), float("-inf")) else value
+
+
+def _count(value: str) -> str | None:
+    return None if value.isdigit() else f"must be a non-negative integer, got {value!r}"
+
+
+def _positive_integer(value: str) -> str | None:
+    return None if value.isdigit() and int(value) >= 1 else f"must be a positive integer, got {value!r}"
+
+
+def _integer(value: str) -> str | None:
+    return None if re.match(r"^-?[0-9]+$", value) else f"must be an integer, got {value!r}"
+
+
+def _positive(value: str) -> str | None:
+    number = _number(value)
+    return None if number is not None and number > 0 else f"must be a positive number, got {value!r}"
+
+
+def _non_negative(value: str) -> str | None:
+    number = _number(value)
+    return None if number is not None and number >= 0 else f"must be a non-negative number, got {value!r}"
+
+
+def _fraction(value: str) -> str | None:
+    number = _number(value)
+    return None if number is not None and 0 <= number < 1 else f"must be a fraction in [0, 1), got {value!r}"
+
+
+def _identifier(value: str) -> str | None:
+    return None if _IDENTIFIER.match(value) else f"must be a lower-case SQL identifier, got {value!r}"
+
+
+def _postgres_url(value: str) -> str | None:
+    # The value is not repeated: a URL may carry a password.
+    return None if value.startswith(("postgresql://", "postgres://")) else "must be a postgresql:// URL"
+
+
+def _postgres_url_or_empty(value: str) -> str | None:
+    return _postgres_url(value) and "must be a postgresql:// URL (or empty for DATABASE_URL)" if value else None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value.strip() else "is empty"
+
+
+def _one_of(*choices: str):
+    def rule(value: str) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+    return rule
+
+
+def _env(name: str, default: str, doc: str, rule=None):
+    return field(default=default, metadata={"env": name, "doc": doc, "rule": rule})
 
 
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = _env(
-        "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers, host:port[,host:port]")
+        "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers, host:port[,host:port]", rule=_not_empty)
     database_url: str = _env(
-        "DATABASE_URL", DEFAULT_DATABASE_URL, "PostgreSQL connection URL for the read models")
+        "DATABASE_URL", DEFAULT_DATABASE_URL, "PostgreSQL connection URL for the read models", rule=_postgres_url)
     topic_prefix: str = _env(
         "ORCHESTRATOR_TOPIC_PREFIX", "orchestrator", "Prefix of every topic name: <prefix>.<topic>")
     db_schema: str = _env(
-        "ORCHESTRATOR_DB_SCHEMA", "orchestrator", "PostgreSQL schema holding the live read models")
+        "ORCHESTRATOR_DB_SCHEMA", "orchestrator", "PostgreSQL schema holding the live read models", rule=_identifier)
     producer_name: str = _env(
         "ORCHESTRATOR_PRODUCER", "cli", "Principal recorded as `producer` on events this process emits")
     replication_factor: str = _env(
-        "ORCHESTRATOR_REPLICATION_FACTOR", "1", "Replication factor for topics created by `topics ensure`")
+        "ORCHESTRATOR_REPLICATION_FACTOR", "1", "Replication factor for topics created by `topics ensure`", rule=_count)
     projector_group_id: str = _env(
         "PROJECTOR_GROUP_ID", "", "Consumer group of the projector (default <prefix>.projector)")
     projector_batch_size: str = _env(
-        "PROJECTOR_BATCH_SIZE", "5000", "Most events the projector writes in one transaction")
+        "PROJECTOR_BATCH_SIZE", "5000", "Most events the projector writes in one transaction", rule=_count)
     projector_batch_timeout_ms: str = _env(
-        "PROJECTOR_BATCH_TIMEOUT_MS", "200", "Longest the projector waits to fill a batch")
+        "PROJECTOR_BATCH_TIMEOUT_MS", "200", "Longest the projector waits to fill a batch", rule=_count)
     metrics_port: str = _env(
-        "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)")
+        "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)", rule=_count)
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
 
     # --- health monitor (`orchestrator serve health`) ---
@@ -54,16 +114,16 @@ class Settings:
         "HEALTH_APP_ID", "", "Faust app id of the health monitor: its consumer group and the prefix of its "
         "changelog topics (default <prefix>.health)")
     health_heartbeat_interval_s: str = _env(
-        "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send")
+        "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send", rule=_positive)
     health_degraded_after_missed: str = _env(
-        "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded")
+        "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded", rule=_positive_integer)
     health_unhealthy_after_missed: str = _env(
         "HEALTH_UNHEALTHY_AFTER_MISSED", "4",
-        "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged")
+        "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged", rule=_positive_integer)
     health_load_window_s: str = _env(
-        "HEALTH_LOAD_WINDOW_S", "60", "Seconds of heartbeats summarized in one AgentLoadSummarized")
+        "HEALTH_LOAD_WINDOW_S", "60", "Seconds of heartbeats summarized in one AgentLoadSummarized", rule=_positive)
     health_tick_interval_s: str = _env(
-        "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows")
+        "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows", rule=_positive)
     health_data_dir: str = _env(
         "HEALTH_DATA_DIR", ".local/faust", "Directory under which the health monitor's Faust app keeps its data")
 
@@ -72,34 +132,34 @@ class Settings:
         "ROUTER_APP_ID", "", "Faust app id of the router: its consumer group and the prefix of its "
         "changelog topics (default <prefix>.router)")
     router_weight_success: str = _env(
-        "ROUTER_WEIGHT_SUCCESS", "1.0", "Weight of predicted success in a candidate's score")
+        "ROUTER_WEIGHT_SUCCESS", "1.0", "Weight of predicted success in a candidate's score", rule=_non_negative)
     router_weight_load: str = _env(
-        "ROUTER_WEIGHT_LOAD", "0.3", "Weight of current load (in flight / capacity), subtracted")
+        "ROUTER_WEIGHT_LOAD", "0.3", "Weight of current load (in flight / capacity), subtracted", rule=_non_negative)
     router_weight_duration: str = _env(
-        "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted")
+        "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted", rule=_non_negative)
     router_weight_cost: str = _env(
-        "ROUTER_WEIGHT_COST", "0.05", "Weight of the agent's cost per task, subtracted")
+        "ROUTER_WEIGHT_COST", "0.05", "Weight of the agent's cost per task, subtracted", rule=_non_negative)
     router_weight_relationship: str = _env(
-        "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job")
+        "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job", rule=_non_negative)
     router_weight_preference: str = _env(
-        "ROUTER_WEIGHT_PREFERENCE", "0.2", "Weight of the submitter's preferred agents and tags")
+        "ROUTER_WEIGHT_PREFERENCE", "0.2", "Weight of the submitter's preferred agents and tags", rule=_non_negative)
     router_temperature: str = _env(
-        "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)")
+        "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)", rule=_positive)
     router_top_k: str = _env(
-        "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from")
+        "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from", rule=_positive_integer)
     router_exploration: str = _env(
         "ROUTER_EXPLORATION", "softmax", "How the router explores among its top candidates: softmax (a draw "
-        "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)")
+        "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)", rule=_one_of("softmax", "thompson"))
     router_thompson_sharpness: str = _env(
         "ROUTER_THOMPSON_SHARPNESS", "1", "With thompson: draws come from the posterior with its evidence "
-        "multiplied by this (above 1 explores less, 1 is plain Thompson sampling)")
+        "multiplied by this (above 1 explores less, 1 is plain Thompson sampling)", rule=_positive)
     router_policy: str = _env(
         "ROUTER_POLICY", "orchestrator",
         "Routing policy: orchestrator (learned, explained), or the baselines random, round_robin, least_loaded")
     router_seed: str = _env(
-        "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible")
+        "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible", rule=_integer)
     router_retry_interval_s: str = _env(
-        "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed")
+        "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed", rule=_positive)
     router_data_dir: str = _env(
         "ROUTER_DATA_DIR", ".local/faust", "Directory under which the router's Faust app keeps its data")
 
@@ -108,18 +168,18 @@ class Settings:
         "BALANCER_APP_ID", "", "Faust app id of the balancer: its consumer group and the prefix of its "
         "own topics (default <prefix>.balancer)")
     balancer_max_attempts: str = _env(
-        "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)")
+        "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)", rule=_positive_integer)
     balancer_start_timeout_s: str = _env(
-        "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned")
+        "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned", rule=_positive)
     balancer_top_k: str = _env(
-        "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to")
+        "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to", rule=_positive_integer)
     balancer_tick_interval_s: str = _env(
-        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start timeouts and deadlines")
+        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start timeouts and deadlines", rule=_positive)
     balancer_session_timeout_s: str = _env(
         "BALANCER_SESSION_TIMEOUT_S", "10", "Seconds of silence after which the group hands a stopped balancer's "
-        "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)")
+        "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)
     balancer_snapshot_every: str = _env(
-        "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state")
+        "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state", rule=_positive_integer)
     balancer_data_dir: str = _env(
         "BALANCER_DATA_DIR", ".local/faust", "Directory under which the balancer's Faust app keeps its data")
 
@@ -128,13 +188,13 @@ class Settings:
         "LEARNER_APP_ID", "", "Faust app id of the learner: its consumer group (default <prefix>.learner)")
     learner_publish_every: str = _env(
         "LEARNER_PUBLISH_EVERY", "100", "Outcomes between two published models (and refreshed estimates of "
-        "every agent whose prior others' outcomes moved)")
+        "every agent whose prior others' outcomes moved)", rule=_positive_integer)
     learner_data_dir: str = _env(
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
     # --- kafka security (client side of the SASL_SSL profile) ---
     kafka_security_protocol: str = _env(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)")
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)", rule=_one_of(*KAFKA_SECURITY_PROTOCOLS))
     kafka_sasl_mechanism: str = _env(
         "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
     kafka_sasl_username: str = _env(
@@ -149,7 +209,7 @@ class Settings:
     # --- agent identity ---
     identity_mode: str = _env(
         "IDENTITY_MODE", "off", "off: records are not checked for signatures (outcomes still only count from "
-        "their assignee); verify: every record speaking for an agent must be signed with that agent's enrolled key")
+        "their assignee); verify: every record speaking for an agent must be signed with that agent's enrolled key", rule=_one_of("off", "verify"))
     agent_signing_key_file: str = _env(
         "AGENT_SIGNING_KEY_FILE", "", "PEM file of the Ed25519 key an SDK agent signs what it publishes with "
         "(from `orchestrator agent enroll`; empty: unsigned)")
@@ -157,39 +217,39 @@ class Settings:
     # --- privacy: encryption and erasure ---
     keystore_database_url: str = _env(
         "KEYSTORE_DATABASE_URL", "", "PostgreSQL URL of the key store of subject keys, for a role of its own "
-        "(default DATABASE_URL)")
+        "(default DATABASE_URL)", rule=_postgres_url_or_empty)
     keystore_schema: str = _env(
-        "KEYSTORE_SCHEMA", "keystore", "Schema of the key store: subject keys and the tombstones of erased keys")
+        "KEYSTORE_SCHEMA", "keystore", "Schema of the key store: subject keys and the tombstones of erased keys", rule=_identifier)
     keystore_subject_digest_key: str = _env(
         "KEYSTORE_SUBJECT_DIGEST_KEY", "dev-only-subject-digest-key", "Secret under which the key store keeps "
         "subjects as HMAC digests instead of in clear (at least 16 characters; set your own outside development)")
     keystore_scrub_timeout_s: str = _env(
         "KEYSTORE_SCRUB_TIMEOUT_S", "120", "Longest `privacy erase` waits for transactions older than the erasure "
-        "to end, so the key table can be rewritten without the destroyed keys")
+        "to end, so the key table can be rewritten without the destroyed keys", rule=_positive)
 
     # --- audit ---
     audit_group_id: str = _env(
         "AUDIT_GROUP_ID", "", "Consumer group of the audit projector (default <prefix>.audit)")
     audit_db_schema: str = _env(
         "AUDIT_DB_SCHEMA", "audit", "Schema of the hash-chained audit_log; apart from the read models, which "
-        "replay rebuilds")
+        "replay rebuilds", rule=_identifier)
     audit_database_url: str = _env(
         "AUDIT_DATABASE_URL", "", "PostgreSQL URL the audit projector writes with, e.g. as the audit writer role "
-        "of `orchestrator db roles` (default DATABASE_URL)")
+        "of `orchestrator db roles` (default DATABASE_URL)", rule=_postgres_url_or_empty)
     audit_batch_size: str = _env(
-        "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction")
+        "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction", rule=_positive_integer)
     audit_batch_timeout_ms: str = _env(
-        "AUDIT_BATCH_TIMEOUT_MS", "200", "Longest the audit projector waits to fill a batch")
+        "AUDIT_BATCH_TIMEOUT_MS", "200", "Longest the audit projector waits to fill a batch", rule=_positive_integer)
     audit_checkpoint_dir: str = _env(
         "AUDIT_CHECKPOINT_DIR", ".local/audit/checkpoints", "Directory of the signed checkpoints of the audit "
-        "chain (keep it outside the database's reach)")
+        "chain (keep it outside the database's reach)", rule=_not_empty)
     audit_checkpoint_every_rows: str = _env(
-        "AUDIT_CHECKPOINT_EVERY_ROWS", "10000", "Rows appended between two signed checkpoints")
+        "AUDIT_CHECKPOINT_EVERY_ROWS", "10000", "Rows appended between two signed checkpoints", rule=_positive_integer)
     audit_checkpoint_every_s: str = _env(
-        "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive")
+        "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive", rule=_positive)
     audit_signing_key_file: str = _env(
         "AUDIT_SIGNING_KEY_FILE", ".local/audit/signing-key.pem", "Ed25519 key signing the checkpoints, created "
-        "on first start with its public key beside it (<file>.pub), which `audit verify` uses")
+        "on first start with its public key beside it (<file>.pub), which `audit verify` uses", rule=_not_empty)
     db_role_prefix: str = _env(
         "DB_ROLE_PREFIX", "orchestrator", "Prefix of the PostgreSQL roles `orchestrator db roles` creates: "
         "<prefix>_owner, <prefix>_audit_writer, <prefix>_analyst, <prefix>_keystore")
@@ -202,10 +262,10 @@ class Settings:
 
     # --- benchmark ---
     bench_results_dir: str = _env(
-        "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report")
+        "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report", rule=_not_empty)
     bench_regression_tolerance: str = _env(
         "BENCH_REGRESSION_TOLERANCE", "0.1", "Fraction by which a figure may be worse than the previous run of the "
-        "same kind on the same machine before `orchestrator bench` flags a regression")
+        "same kind on the same machine before `orchestrator bench` flags a regression", rule=_fraction)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -217,96 +277,26 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for name in ("projector_batch_size", "projector_batch_timeout_ms", "metrics_port",
-                     "replication_factor"):
-            value = getattr(self, name)
-            if not value.isdigit():
-                raise ConfigError(f"{_env_name(name)} must be a non-negative integer, got {value!r}")
-        if not _IDENTIFIER.match(self.db_schema):
-            raise ConfigError(f"ORCHESTRATOR_DB_SCHEMA must be a lower-case SQL identifier, got {self.db_schema!r}")
+        # Each variable's own rule first, then what depends on several of them.
+        for f in fields(self):
+            if f.metadata["rule"] and (complaint := f.metadata["rule"](getattr(self, f.name))):
+                raise ConfigError(f"{f.metadata['env']} {complaint}")
         if not re.match(r"^[A-Za-z0-9._-]+$", self.topic_prefix):
             raise ConfigError(f"ORCHESTRATOR_TOPIC_PREFIX may hold letters, digits, '.', '_' and '-', got {self.topic_prefix!r}")
-        if not self.kafka_bootstrap_servers.strip():
-            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is empty")
-        if not self.database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("DATABASE_URL must be a postgresql:// URL")
-        self._validate_health()
-        self._validate_router_and_balancer()
-        self._validate_privacy()
-        self._validate_kafka_security()
-        self._validate_audit()
-        self._validate_identity()
-        self._validate_benchmark()
-
-    def _validate_benchmark(self) -> None:
-        if not _is_number(self.bench_regression_tolerance, at_least=0.0) or float(self.bench_regression_tolerance) >= 1:
-            raise ConfigError("BENCH_REGRESSION_TOLERANCE must be a fraction in [0, 1), "
-                              f"got {self.bench_regression_tolerance!r}")
-        if not self.bench_results_dir.strip():
-            raise ConfigError("BENCH_RESULTS_DIR is empty")
-
-    def _validate_health(self) -> None:
-        for name in ("health_heartbeat_interval_s", "health_load_window_s", "health_tick_interval_s"):
-            value = getattr(self, name)
-            try:
-                positive = float(value) > 0
-            except ValueError:
-                positive = False
-            if not positive:
-                raise ConfigError(f"{_env_name(name)} must be a positive number of seconds, got {value!r}")
-        for name in ("health_degraded_after_missed", "health_unhealthy_after_missed"):
-            value = getattr(self, name)
-            if not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
         if int(self.health_degraded_after_missed) >= int(self.health_unhealthy_after_missed):
             raise ConfigError("HEALTH_DEGRADED_AFTER_MISSED must be less than HEALTH_UNHEALTHY_AFTER_MISSED")
-
-    def _validate_identity(self) -> None:
-        if self.identity_mode not in ("off", "verify"):
-            raise ConfigError(f"IDENTITY_MODE must be off or verify, got {self.identity_mode!r}")
-        if self.agent_signing_key_file and not os.path.isfile(self.agent_signing_key_file):
-            raise ConfigError(f"AGENT_SIGNING_KEY_FILE names no file: {self.agent_signing_key_file!r}")
-
-    def _validate_router_and_balancer(self) -> None:
-        for name in ("router_weight_success", "router_weight_load", "router_weight_duration", "router_weight_cost",
-                     "router_weight_relationship", "router_weight_preference"):
-            if not _is_number(getattr(self, name), at_least=0.0):
-                raise ConfigError(f"{_env_name(name)} must be a non-negative number, got {getattr(self, name)!r}")
-        for name in ("router_temperature", "router_thompson_sharpness", "router_retry_interval_s",
-                     "balancer_start_timeout_s",
-                     "balancer_tick_interval_s", "balancer_session_timeout_s"):
-            if not _is_number(getattr(self, name), above=0.0):
-                raise ConfigError(f"{_env_name(name)} must be a positive number, got {getattr(self, name)!r}")
-        for name in ("router_top_k", "balancer_max_attempts", "balancer_top_k", "balancer_snapshot_every",
-                     "learner_publish_every"):
-            value = getattr(self, name)
-            if not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
         from services.router.policies import POLICIES  # late: settings must not depend on services at import
-        if self.router_exploration not in ("softmax", "thompson"):
-            raise ConfigError(f"ROUTER_EXPLORATION must be softmax or thompson, got {self.router_exploration!r}")
         if self.router_policy not in POLICIES:
             raise ConfigError(f"ROUTER_POLICY must be one of {', '.join(POLICIES)}, got {self.router_policy!r}")
-        if not re.match(r"^-?[0-9]+$", self.router_seed):
-            raise ConfigError(f"ROUTER_SEED must be an integer, got {self.router_seed!r}")
-
-    def _validate_audit(self) -> None:
-        for name in ("audit_batch_size", "audit_batch_timeout_ms", "audit_checkpoint_every_rows"):
-            value = getattr(self, name)
-            if not value.isdigit() or int(value) < 1:
-                raise ConfigError(f"{_env_name(name)} must be a positive integer, got {value!r}")
-        if not _is_number(self.audit_checkpoint_every_s, above=0.0):
-            raise ConfigError(f"AUDIT_CHECKPOINT_EVERY_S must be a positive number, got {self.audit_checkpoint_every_s!r}")
-        if not _IDENTIFIER.match(self.audit_db_schema):
-            raise ConfigError(f"AUDIT_DB_SCHEMA must be a lower-case SQL identifier, got {self.audit_db_schema!r}")
+        if self.agent_signing_key_file and not os.path.isfile(self.agent_signing_key_file):
+            raise ConfigError(f"AGENT_SIGNING_KEY_FILE names no file: {self.agent_signing_key_file!r}")
+        if len(self.keystore_subject_digest_key) < 16:
+            raise ConfigError("KEYSTORE_SUBJECT_DIGEST_KEY must have at least 16 characters")
         if self.audit_db_schema == self.db_schema:
             raise ConfigError("AUDIT_DB_SCHEMA must differ from ORCHESTRATOR_DB_SCHEMA: replay swaps the read models")
-        if self.audit_database_url and not self.audit_database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("AUDIT_DATABASE_URL must be a postgresql:// URL (or empty for DATABASE_URL)")
-        if not self.audit_checkpoint_dir.strip() or not self.audit_signing_key_file.strip():
-            raise ConfigError("AUDIT_CHECKPOINT_DIR and AUDIT_SIGNING_KEY_FILE must not be empty")
         if not re.match(r"^[a-z_][a-z0-9_]{0,40}$", self.db_role_prefix):
             raise ConfigError(f"DB_ROLE_PREFIX must be a short lower-case SQL identifier, got {self.db_role_prefix!r}")
+        self._validate_kafka_security()
 
     @property
     def audit_group(self) -> str:
@@ -317,9 +307,6 @@ class Settings:
         return self.audit_database_url or self.database_url
 
     def _validate_kafka_security(self) -> None:
-        if self.kafka_security_protocol not in KAFKA_SECURITY_PROTOCOLS:
-            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}, "
-                              f"got {self.kafka_security_protocol!r}")
         if self.kafka_security_protocol == "PLAINTEXT":
             return
         if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
@@ -344,16 +331,6 @@ class Settings:
             with open(self.kafka_sasl_password_file, encoding="utf-8") as secret:
                 return secret.read().rstrip("\r\n")
         return self.kafka_sasl_password
-
-    def _validate_privacy(self) -> None:
-        if self.keystore_database_url and not self.keystore_database_url.startswith(("postgresql://", "postgres://")):
-            raise ConfigError("KEYSTORE_DATABASE_URL must be a postgresql:// URL (or empty for DATABASE_URL)")
-        if not _IDENTIFIER.match(self.keystore_schema):
-            raise ConfigError(f"KEYSTORE_SCHEMA must be a lower-case SQL identifier, got {self.keystore_schema!r}")
-        if len(self.keystore_subject_digest_key) < 16:
-            raise ConfigError("KEYSTORE_SUBJECT_DIGEST_KEY must have at least 16 characters")
-        if not _is_number(self.keystore_scrub_timeout_s, above=0.0):
-            raise ConfigError(f"KEYSTORE_SCRUB_TIMEOUT_S must be a positive number, got {self.keystore_scrub_timeout_s!r}")
 
     @property
     def group_id(self) -> str:
@@ -385,20 +362,6 @@ class Settings:
 
     def topic(self, logical_name: str) -> str:
         return f"{self.topic_prefix}.{logical_name}"
-
-
-def _is_number(text: str, *, at_least: float | None = None, above: float | None = None) -> bool:
-    try:
-        value = float(text)
-    except ValueError:
-        return False
-    if value != value or value in (float("inf"), float("-inf")):
-        return False
-    return (at_least is None or value >= at_least) and (above is None or value > above)
-
-
-def _env_name(field_name: str) -> str:
-    return next(f.metadata["env"] for f in fields(Settings) if f.name == field_name)
 
 
 def documented_variables() -> list[tuple[str, str, str]]:

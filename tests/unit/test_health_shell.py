@@ -44,8 +44,8 @@ def test_the_policy_comes_from_settings_with_the_documented_defaults():
 
 
 @pytest.mark.parametrize("variable, value, message", [
-    ("HEALTH_HEARTBEAT_INTERVAL_S", "0", "HEALTH_HEARTBEAT_INTERVAL_S must be a positive number of seconds"),
-    ("HEALTH_LOAD_WINDOW_S", "soon", "HEALTH_LOAD_WINDOW_S must be a positive number of seconds"),
+    ("HEALTH_HEARTBEAT_INTERVAL_S", "0", "HEALTH_HEARTBEAT_INTERVAL_S must be a positive number"),
+    ("HEALTH_LOAD_WINDOW_S", "soon", "HEALTH_LOAD_WINDOW_S must be a positive number"),
     ("HEALTH_DEGRADED_AFTER_MISSED", "0", "HEALTH_DEGRADED_AFTER_MISSED must be a positive integer"),
     ("HEALTH_DEGRADED_AFTER_MISSED", "4", "must be less than HEALTH_UNHEALTHY_AFTER_MISSED"),
 ])
