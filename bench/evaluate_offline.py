@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
-import gzip
 import json
 import random
 import statistics
@@ -23,56 +21,23 @@ import numpy as np
 
 from bench.machine import describe
 from events.learning import SkillEstimated
-from events.tasks import TaskRouted, TaskSubmitted
-from events.values import CapabilityRequirement
+from events.tasks import TaskRouted
 from services.learner.beta import Counts
 from services.learner.cohort import AgentProfile
 from services.learner.logic import (LearnerState, Outcome, assess, estimates, learn, posterior, predict,
                                     publish_model, register)
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
-from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS
+from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
 
 DECLARED = 0.5  # nothing is known about any agent at registration
 ROUTING_TARGET = 0.60  # 80% of the way from random to the best agent per capability in hindsight
-TASK_FEATURE = "prompt_chars"
 
 
-@dataclass(frozen=True)
-class Task:
-    task_id: str
-    capability: str
-    prompt_chars: int
-    outcomes: dict[str, bool]  # agent -> recorded outcome
-
-    @property
-    def features(self) -> dict[str, float]:
-        return {TASK_FEATURE: float(self.prompt_chars)}
-
-    def submitted(self) -> TaskSubmitted:
-        return TaskSubmitted(task_id=self.task_id, submitter="offline-evaluation", features=self.features,
-                             requirements=(CapabilityRequirement(name=self.capability),))
-
-
-def agent_id(name: str) -> str:
-    return name.replace("/", ":")  # model names carry an owner prefix; identifiers have no slash
-
-
-def load(path: str, limit: int | None = None) -> list[Task]:
-    """Tasks in `task_seq` order, each agent's outcome in canonical row order."""
-    rows: dict[int, list[dict]] = {}
-    with gzip.open(path, "rt", newline="") as stream:
-        for row in csv.DictReader(stream):
-            rows.setdefault(int(row["task_seq"]), []).append(row)
-    tasks = []
-    for seq in sorted(rows)[:limit]:
-        group = sorted(rows[seq], key=lambda r: int(r["seq"]))
-        tasks.append(Task(group[0]["task_id"], group[0]["capability"], int(group[0]["prompt_chars"]),
-                          {agent_id(r["agent_id"]): r["outcome"] == "1" for r in group}))
-    return tasks
+Task = LoggedTask  # one task of the log and every agent's recorded outcome on it
 
 
 def fleet_of(tasks: list[Task]) -> tuple[list[str], list[str]]:
@@ -166,7 +131,7 @@ class Thompson:
         self.rng, self.draws, self.sharpen = np.random.default_rng(seed), draws, sharpen
 
     def choose(self, task: Task, state: RouterState, learner: LearnerState) -> tuple[str, float]:
-        agents = [a.agent_id for a in capable(task.submitted(), state)[0]]
+        agents = [a.agent_id for a in capable(task.submitted("offline-evaluation"), state)[0]]
         beliefs = [posterior(learner, agent, task.capability) for agent in agents]
         alpha = np.array([b.alpha for b in beliefs])[:, None] * self.sharpen
         beta = np.array([b.beta for b in beliefs])[:, None] * self.sharpen
@@ -215,7 +180,7 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
             chosen, propensity = thompson.choose(task, state, learner)
             routed_prediction = None
         else:
-            decision = route(task.submitted(), state, weights, rng)
+            decision = route(task.submitted("offline-evaluation"), state, weights, rng)
             assert isinstance(decision, TaskRouted)
             chosen, propensity, routed_prediction = (decision.chosen_agent_id, decision.propensity,
                                                      decision.predicted_success)
@@ -252,7 +217,7 @@ def baselines(tasks: list[Task]) -> dict[str, float]:
             per_capability[task.capability][agent] += success
     state, rng, round_robin = router_fleet(agents, capabilities), random.Random(0), 0
     for task in tasks:
-        round_robin += task.outcomes[round_robin_policy(task.submitted(), state, Weights(), rng).chosen_agent_id]
+        round_robin += task.outcomes[round_robin_policy(task.submitted("offline-evaluation"), state, Weights(), rng).chosen_agent_id]
     return {"random": sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n,  # its expectation
             "round_robin": round_robin / n,
             "best_single": max(per_agent.values()) / n,

@@ -56,13 +56,21 @@ class LoggedTask:
     prompt_chars: int
     outcomes: dict[str, bool]  # agent -> logged outcome
 
+    @property
+    def features(self) -> dict[str, float]:
+        return {"prompt_chars": float(self.prompt_chars)}
+
+    def submitted(self, submitter: str = PRODUCER) -> TaskSubmitted:
+        return TaskSubmitted(task_id=self.task_id, submitter=submitter, features=self.features,
+                             requirements=(CapabilityRequirement(name=self.capability),))
+
 
 def agent_id(name: str) -> str:
     return name.replace("/", ":")  # model names carry an owner prefix; identifiers have no slash
 
 
-def load(path: str, limit: int | None) -> list[LoggedTask]:
-    """Tasks in the log's order; `limit` 0 or None: all of them."""
+def load(path: str, limit: int | None = None) -> list[LoggedTask]:
+    """Tasks in `task_seq` order, each agent's outcome in canonical row order; `limit` 0 or None: all."""
     rows: dict[int, list[dict]] = {}
     opener = gzip.open if path.endswith(".gz") else open
     with opener(path, "rt", newline="") as stream:
@@ -291,9 +299,7 @@ async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: fl
         if (newcomer := late.get(n - 1)) is not None:
             await replay.send(producer, newcomer)
         await replay.slots.acquire()
-        await replay.send(producer, TaskSubmitted(
-            task_id=task.task_id, submitter=PRODUCER, features={"prompt_chars": float(task.prompt_chars)},
-            requirements=(CapabilityRequirement(name=task.capability),)))
+        await replay.send(producer, task.submitted())
         if time.monotonic() - shown > 5.0 or n == len(tasks):
             shown = time.monotonic()
             answered = len(replay.outcome)
