@@ -1,6 +1,9 @@
 """Time of one routing decision (the pure function) with a large fleet.
 
-    python -m bench.routing_decision --agents 1000 --decisions 5000
+    python -m bench.routing_decision --agents 1000 --decisions 5000 [--with-model]
+
+With `--with-model` the router predicts with a published success model, as it does once the
+learner has published one.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import time
 from bench.machine import describe
 from events.tasks import TaskSubmitted
 from events.values import CapabilityRequirement
+from services.learner.model import LinearPredictor, SuccessModel
 from services.router.logic import AgentState, RouterState, Weights, learn_outcome, route
 
 CAPABILITIES = [f"skill-{i}" for i in range(20)]
@@ -33,9 +37,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-def run(agents: int, decisions: int, seed: int = 1) -> dict:
+def run(agents: int, decisions: int, seed: int = 1, with_model: bool = False) -> dict:
     rng = random.Random(seed)
     state, weights = fleet(agents, rng), Weights()
+    if with_model:
+        state.predictor = LinearPredictor.from_parameters(SuccessModel().parameters())
     tasks = [TaskSubmitted(task_id=f"t{n}", submitter="bench", requirements=(
         CapabilityRequirement(name=rng.choice(CAPABILITIES), min_proficiency=0.3),)) for n in range(decisions)]
     for task in tasks[:200]:  # warm-up
@@ -46,7 +52,7 @@ def run(agents: int, decisions: int, seed: int = 1) -> dict:
         route(task, state, weights, rng)
         timings.append((time.perf_counter_ns() - started) / 1e6)
     timings.sort()
-    return {"agents": agents, "decisions": decisions,
+    return {"agents": agents, "decisions": decisions, "with_model": with_model,
             "p50_ms": round(percentile(timings, 0.50), 4), "p99_ms": round(percentile(timings, 0.99), 4),
             "max_ms": round(timings[-1], 4), "machine": describe()}
 
@@ -55,8 +61,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--decisions", type=int, default=5000)
+    parser.add_argument("--with-model", action="store_true", help="predict with a published success model")
     args = parser.parse_args()
-    print(json.dumps(run(args.agents, args.decisions), indent=2))
+    print(json.dumps(run(args.agents, args.decisions, with_model=args.with_model), indent=2))
 
 
 if __name__ == "__main__":
