@@ -10,7 +10,7 @@ from events.values import Capability, CapabilityRequirement
 from services.learner.features import Running
 from services.learner.model import SuccessModel
 from services.router.logic import Weights, route
-from services.router.state import RouterView
+from tests.unit.test_router_state import given
 
 GREEDY = Weights(temperature=1e-6)
 
@@ -41,13 +41,6 @@ def long_prompts_fail(**agent_weights: float) -> dict:
     parameters["weights"] = {**parameters["weights"], "python:prompt_chars": -1.5,
                              **{f"agent:{agent}": weight for agent, weight in agent_weights.items()}}
     return parameters
-
-
-def given(*events) -> RouterView:
-    view = RouterView()
-    for event in events:
-        view.apply(event)
-    return view
 
 
 def test_without_a_model_the_prediction_is_the_posterior_mean():
