@@ -19,6 +19,14 @@ __all__ = [
 ]
 
 _ERRORS_SHOWN = 5
+_ENVELOPES: dict[type, type] = {}  # body class -> Envelope[body class]: pydantic's own lookup costs ~2 us an event
+
+
+def _envelope_of(cls: type) -> type:
+    envelope = _ENVELOPES.get(cls)
+    if envelope is None:
+        envelope = _ENVELOPES[cls] = Envelope[cls]
+    return envelope
 
 
 def encode(envelope: Envelope) -> bytes:
@@ -43,7 +51,7 @@ def decode(raw: bytes | str | dict) -> Envelope:
     if version < cls.version:
         data = {**data, "version": cls.version, "body": upcast(event_type, version, data.get("body"), cls.version)}
     try:
-        return Envelope[cls].model_validate(data)
+        return _envelope_of(cls).model_validate(data)
     except ValidationError as exc:
         raise InvalidEvent(
             f"{event_type} v{version} is invalid: {_describe(exc)}", event_type=event_type, version=version
