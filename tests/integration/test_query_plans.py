@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from psycopg import sql
 
 from services.feed import scripted_feed
 from services.projector.bootstrap import open_view
+from tests.conftest import ROOT
 from tests.projection_contract import at_offsets
 
 pytestmark = pytest.mark.integration
@@ -68,3 +70,19 @@ async def test_key_query_reads_its_index(loaded, name):
     assert any(node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and used == index
                for node, used in plan), f"{name}: {plan}"
     assert not any(node == "Seq Scan" for node, _ in plan), f"{name} reads a whole table: {plan}"
+
+
+def dashboard_queries() -> dict[str, str]:
+    dashboard = json.loads((ROOT / "infra" / "grafana" / "orchestrator.json").read_text())
+    return {panel["title"]: target["rawSql"] for panel in dashboard["panels"]
+            for target in panel.get("targets", ()) if "rawSql" in target}
+
+
+@pytest.mark.parametrize("title", dashboard_queries())
+async def test_every_dashboard_query_runs_on_the_read_models(loaded, title):
+    # Grafana's time macro becomes a condition PostgreSQL accepts; the rest is the panel's SQL as written.
+    query = re.sub(r"\$__timeFilter\(([a-z_]+)\)", r"\1 IS NOT NULL", dashboard_queries()[title])
+    async with loaded.conn.cursor() as cur:
+        await cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(loaded.schema)))
+        await cur.execute(query)
+        assert cur.description, title

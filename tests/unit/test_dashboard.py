@@ -45,4 +45,5 @@ def test_every_metric_the_alerts_use_is_defined():
 def test_the_dashboard_reads_the_analyst_views():
     sql = " ".join(target.get("rawSql", "") for panel in json.loads(DASHBOARD.read_text())["panels"]
                    for target in panel.get("targets", ()))
-    assert "capability_saturation_forecast" in sql and "task_waits" in sql
+    for view in ("capability_saturation_forecast", "task_waits", "recommendations", "skill_trends"):
+        assert view in sql, view
