@@ -17,11 +17,18 @@ from services.projector.catchup import wait_until_caught_up
 
 
 async def publish_all(settings, events) -> None:
+    """Publish in order, each assignment on the broker before anything after it is sent: a real
+    agent answers only an assignment it has read, and the identity gate judges an answer to an
+    attempt by what was on the broker when the answer was written."""
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        sent = [await producer.send(topic_name(topic_for_event(e.event_type), settings.topic_prefix),
-                                    encode(e), key=e.key.encode()) for e in events]
+        sent = []
+        for e in events:
+            sent.append(await producer.send(topic_name(topic_for_event(e.event_type), settings.topic_prefix),
+                                            encode(e), key=e.key.encode()))
+            if e.event_type == "TaskAssigned":
+                await sent[-1]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
