@@ -313,11 +313,4 @@ async def _remove(s: Settings) -> None:
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
         for schema in (s.db_schema, f"{s.db_schema}_replay"):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-    admin = kafka.admin_client(s)
-    await kafka.start(admin, s, "the Kafka admin API")
-    try:
-        ours = [t for t in await admin.list_topics() if t.startswith(f"{s.topic_prefix}.")]
-        if ours:
-            await admin.delete_topics(ours)
-    finally:
-        await admin.close()
+    await kafka.delete_topics(s)

@@ -168,6 +168,19 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
     return sorted(results, key=lambda c: c.name)
 
 
+async def delete_topics(settings: Settings) -> list[str]:
+    """Delete every topic under the settings' prefix (a test's or a benchmark's own); the names deleted."""
+    admin = admin_client(settings)
+    await start(admin, settings, "the Kafka admin API")
+    try:
+        ours = [name for name in await admin.list_topics() if name.startswith(f"{settings.topic_prefix}.")]
+        if ours:
+            await admin.delete_topics(ours)
+        return ours
+    finally:
+        await admin.close()
+
+
 async def _until_answering(settings: Settings, partitions: dict[str, int]) -> None:
     """A leader named in the metadata may not yet act as one: until the broker has applied the
     change, reading a partition's offsets fails with NotLeaderForPartition. A consumer asks for

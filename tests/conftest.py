@@ -78,16 +78,7 @@ def settings(stack_env) -> Settings:
 def delete_topics(settings: Settings) -> None:
     """A test's topics go with it: a broker left with the thousands of partitions a whole run
     creates holds a file handle per segment and dies at the process's open-file limit."""
-    async def delete() -> None:
-        admin = kafka.admin_client(settings)
-        await admin.start()
-        try:
-            names = [n for n in await admin.list_topics() if n.startswith(f"{settings.topic_prefix}.")]
-            if names:
-                await admin.delete_topics(names)
-        finally:
-            await admin.close()
     try:
-        asyncio.run(asyncio.wait_for(delete(), 30))
+        asyncio.run(asyncio.wait_for(kafka.delete_topics(settings), 30))
     except Exception as error:  # noqa: BLE001 - the test's verdict stands; a leftover topic is only a warning
         warnings.warn(f"could not delete the topics of {settings.topic_prefix}: {error!r}")

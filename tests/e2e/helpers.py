@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import time
 
 import psycopg
@@ -43,16 +44,18 @@ async def publish_raw(settings, logical_topic: str, key: bytes | None, value: by
         await producer.stop()
 
 
-async def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    """Poll an async condition until it returns something truthy."""
+async def wait_for(condition, timeout: float = 60.0, what: str = "condition", every: float = 0.1):
+    """Poll a condition (plain or async) every `every` seconds until it returns something truthy."""
     deadline = time.monotonic() + timeout
     while True:
-        result = await condition()
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(every)
 
 
 async def fetch(settings, query: str, params=(), schema: str | None = None) -> list[dict]:

@@ -21,7 +21,7 @@ from events.topics import TOPICS
 from services import kafka
 from services.sdk import Agent, Capability, Completed, Failed, Rejected, Task
 from services.sdk.partitions import partition_for
-from tests.e2e.helpers import publish_all, publish_raw
+from tests.e2e.helpers import publish_all, publish_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,11 +115,7 @@ async def running(agent: Agent, *, drain: bool = True):
 
 
 async def until(condition, what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
+    await wait_for(condition, timeout, what, every=0.02)
 
 
 async def echo(task: Task) -> Completed:

@@ -155,5 +155,6 @@ def test_an_assignment_made_after_the_start_is_known_without_asking_the_broker_f
 
 
 async def folded(checker: IdentityGate, attempt) -> None:
-    while attempt not in checker.assignments.agents:
-        await asyncio.sleep(0.001)
+    # The gate signals its progress condition after each batch it folds.
+    async with checker._progress:
+        await checker._progress.wait_for(lambda: attempt in checker.assignments.agents)
