@@ -27,7 +27,7 @@ from psycopg import sql
 from bench.machine import describe
 from bench.observer import Observer
 from bench.procstat import ProcessWatch, pids_named
-from bench.profile import parse, top_frames
+from bench.profile import layers, parse, top_frames
 from bench.rate_search import Trial, best, judge, next_rate
 from bench.raw_kafka import produce_consume
 from bench.stages import free_port, lag_of
@@ -244,15 +244,19 @@ async def profile_processors(pids: dict[str, list[int]], options: BenchOptions) 
     files = {name: directory / f"{stamp}-{name}.txt" for name in pids}
     try:
         spies = [await asyncio.create_subprocess_exec(
-            "py-spy", "record", "--nonblocking", "--rate", "25", "--duration", str(round(options.profile_s)),
+            "py-spy", "record", "--nonblocking", "--gil", "--rate", "25", "--duration", str(round(options.profile_s)),
             "--format", "raw", "--output", str(files[name]), "--pid", str(pid[0]),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL) for name, pid in pids.items()]
     except FileNotFoundError:
         raise RuntimeError("--profile needs py-spy on the PATH: pip install py-spy") from None
     for spy in spies:
         await spy.wait()
-    return {name: {**top_frames(parse(path.read_text().splitlines()), 8), "file": str(path)}
-            for name, path in files.items() if path.exists()}
+    profiles = {}
+    for name, path in files.items():
+        if path.exists():
+            lines = path.read_text().splitlines()
+            profiles[name] = {**top_frames(parse(lines), 8), "layers": layers(lines), "file": str(path)}
+    return profiles
 
 
 async def _submit(s, producer, rate: float, seconds: float, phase: str) -> None:

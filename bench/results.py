@@ -137,6 +137,9 @@ def report(result: dict) -> str:
     for name, top in sorted(result.get("profiles", {}).items()):
         lines += ["", f"Profile of {name} ({top['samples']} samples, {top.get('file')}), most self time:", ""]
         lines += [f"- {share:.1%} {frame}" for frame, share in top["self"]]
+        if top.get("layers"):
+            lines += ["", "by the innermost library running: " +
+                      ", ".join(f"{name} {share:.1%}" for name, share in top["layers"].items())]
     if result.get("rate_search"):
         lines += ["", "Rate search (tasks/s: sustained?):", ""]
         lines += [f"- {t['rate']}: {t['sustained']} {'; '.join(t.get('reasons', []))}" for t in result["rate_search"]]

@@ -7,7 +7,7 @@ import pytest
 
 from bench.histogram import Histogram
 from bench.observer import Observer
-from bench.profile import parse, top_frames
+from bench.profile import layers, parse, top_frames
 from bench.rate_search import Trial, best, judge, next_rate
 from bench.results import previous_result, regressions, report, save
 from bench.stages import lag_by_service
@@ -134,7 +134,8 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     run = {**result("2026-01-01T11:00:00+00:00"), "lag": {"router": {"max": 3, "last": 0}},
            "processes": {"router (pid 1)": {"cpu_percent": 50.0, "cpu_ms_per_task": 0.5, "rss_mib_max": 90.0}},
-           "profiles": {"router": {"samples": 10, "file": "r.txt", "self": [["score (logic.py)", 0.25]]}},
+           "profiles": {"router": {"samples": 10, "file": "r.txt", "self": [["score (logic.py)", 0.25]],
+                                    "layers": {"faust and mode": 0.4, "our code": 0.6}}},
            "regressions": []}
 
     json_path, report_path = save(tmp_path, run)
@@ -145,6 +146,7 @@ def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     assert "| router | 3 | 0 |" in text and "| router (pid 1) | 50.0 | 0.5 | 90.0 |" in text
     assert "5 / 20 / 40.0 / 80" in text
     assert "Profile of router (10 samples, r.txt)" in text and "- 25.0% score (logic.py)" in text
+    assert "by the innermost library running: faust and mode 40.0%, our code 60.0%" in text
 
 
 # --- what the benchmark reads ---------------------------------------------------
@@ -205,6 +207,24 @@ def test_a_profile_is_summed_into_self_and_inclusive_shares():
     assert top["samples"] == 10
     assert top["self"] == [("validate (main.py)", 0.6), ("apply (view.py)", 0.4)]
     assert top["inclusive"][0] == ("main (a.py)", 1.0)
+
+
+def test_each_sample_goes_to_the_innermost_library_it_is_running_and_aiokafka_is_split_by_side():
+    lines = [
+        # our handler validating an envelope: pydantic, though our code is outside it
+        "run (services/router/app.py:9);decode (events/codec.py:38);model_validate (/x/pydantic/main.py:732) 4",
+        # an asyncio frame under Faust's queue counts as Faust
+        "iter (/x/faust/streams.py:1180);get (/x/mode/utils/queues.py:235);get (asyncio/queues.py:173) 3",
+        "send (/x/aiokafka/producer/sender.py:782);write (/x/aiokafka/conn.py:444) 2",
+        "fetch (/x/aiokafka/consumer/fetcher.py:747);encode (/x/aiokafka/protocol/types.py:198) 1",
+        "_run_once (asyncio/base_events.py:1922) 10",
+        "not a stack line",
+    ]
+
+    shares = layers(lines)
+
+    assert shares == {"event loop and standard library": 0.5, "pydantic validation": 0.2, "faust and mode": 0.15,
+                      "aiokafka producer": 0.1, "aiokafka consumer": 0.05}
 
 
 def test_a_tolerance_outside_zero_to_one_is_refused_with_its_variable_named():
