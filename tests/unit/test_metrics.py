@@ -95,3 +95,15 @@ def test_state_refresh_is_due_once_per_interval_of_the_clock():
     clock.now = 1.0
     assert metrics.due("state", 1.0)
 
+
+
+def test_a_labelled_child_is_looked_up_once_and_every_increment_reaches_the_registry():
+    metrics = ProcessorMetrics("router")
+    first = metrics.events_in.labels("router", "orchestrator.tasks")
+    for _ in range(3):
+        metrics.events_in.labels("router", "orchestrator.tasks").inc()
+    metrics.events_in.labels("router", "orchestrator.agents").inc(2)
+
+    assert metrics.events_in.labels("router", "orchestrator.tasks") is first
+    assert sample(metrics, "orchestrator_events_in_total", topic="orchestrator.tasks") == 3
+    assert sample(metrics, "orchestrator_events_in_total", topic="orchestrator.agents") == 2
