@@ -47,10 +47,30 @@ Scaling = dict[str, dict[str, Running]]  # capability -> task feature -> running
 
 def features(capability: str, agent_id: str, labels: Mapping[str, str], skill: Beta, attempts: int,
              task_features: Mapping[str, float], scaling: Scaling) -> dict[str, float]:
-    x = {"skill_logit": logit(skill.mean), "evidence": math.log1p(attempts) / EVIDENCE_SCALE,
-         f"capability:{capability}": 1.0, f"agent:{agent_id}": 1.0}
+    return {**skill_features(skill, attempts), f"capability:{capability}": 1.0,
+            **agent_features(agent_id, labels), **standardized(capability, task_features, scaling)}
+
+
+# The parts below are what `features` joins. A router scoring many agents for one task computes the
+# task's part once and each agent's identity part once per model, and only the skill part per candidate.
+
+def skill_features(skill: Beta, attempts: int) -> dict[str, float]:
+    return {"skill_logit": logit(skill.mean), "evidence": math.log1p(attempts) / EVIDENCE_SCALE}
+
+
+def agent_features(agent_id: str, labels: Mapping[str, str]) -> dict[str, float]:
+    x = {f"agent:{agent_id}": 1.0}
     for key, value in sorted(labels.items()):
         x[f"label:{key}={value}"] = 1.0
+    return x
+
+
+def task_features_of(capability: str, task_features: Mapping[str, float], scaling: Scaling) -> dict[str, float]:
+    return {f"capability:{capability}": 1.0, **standardized(capability, task_features, scaling)}
+
+
+def standardized(capability: str, task_features: Mapping[str, float], scaling: Scaling) -> dict[str, float]:
+    x = {}
     moments = scaling.get(capability, {})
     for name, value in sorted(task_features.items()):
         # Per capability: a long prompt means something different in code than in multiple choice.

@@ -13,7 +13,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from river import linear_model, optim
 
-from services.learner.features import Running, Scaling, observe
+from services.learner.beta import Beta
+from services.learner.features import (Running, Scaling, agent_features, observe, skill_features,
+                                        task_features_of)
 
 FORMAT = "logistic/1"
 MAX_WEIGHTS = 100_000
@@ -77,6 +79,7 @@ class LinearPredictor:
         self.scaling: Scaling = {capability: {name: Running(*moments) for name, moments in by_name.items()}
                                  for capability, by_name in parameters.scaling.items()}
         self.trained_on = parameters.trained_on
+        self._agent_terms: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}  # the weights never change
 
     @classmethod
     def from_parameters(cls, raw: Mapping[str, object] | str | bytes) -> LinearPredictor:
@@ -85,4 +88,21 @@ class LinearPredictor:
         return cls(ModelParameters.model_validate_json(document))
 
     def probability(self, x: Mapping[str, float]) -> float:
-        return sigmoid(self.intercept + sum(self.weights.get(name, 0.0) * value for name, value in x.items()))
+        return sigmoid(self.intercept + self.linear(x))
+
+    def linear(self, x: Mapping[str, float]) -> float:
+        return sum(self.weights.get(name, 0.0) * value for name, value in x.items())
+
+    # `probability(features(...))` in parts, for scoring many agents on one task: the same sum
+    # in another order, so equal up to rounding.
+    def task_term(self, capability: str, task_features: Mapping[str, float]) -> float:
+        return self.intercept + self.linear(task_features_of(capability, task_features, self.scaling))
+
+    def agent_term(self, agent_id: str, labels: tuple[tuple[str, str], ...]) -> float:
+        key = (agent_id, labels)
+        if (term := self._agent_terms.get(key)) is None:
+            term = self._agent_terms[key] = self.linear(agent_features(agent_id, dict(labels)))
+        return term
+
+    def probability_from(self, task_term: float, agent_term: float, skill: Beta, attempts: int) -> float:
+        return sigmoid(task_term + agent_term + self.linear(skill_features(skill, attempts)))

@@ -22,7 +22,6 @@ import numpy as np
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
 from services.learner.beta import Beta
-from services.learner.features import features as model_features
 from services.learner.model import LinearPredictor
 
 POLICY = "softmax-beta"
@@ -184,13 +183,22 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
 _NO_RECORD = Record()
 
 
-def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights) -> Scored:
+def task_terms(task: TaskSubmitted, predictor: LinearPredictor | None) -> dict[str, float]:
+    """The part of the model's score that every candidate for this task shares, per capability."""
+    if predictor is None:
+        return {}
+    return {r.name: predictor.task_term(r.name, task.features) for r in task.requirements}
+
+
+def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights,
+          shared: dict[str, float] | None = None) -> Scored:
+    shared = task_terms(task, state.predictor) if shared is None else shared
     predicted, confidence, durations, posteriors = [], [], [], []
     for requirement in task.requirements:
         record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
         a, b = record.posterior(agent.capabilities[requirement.name])
         posteriors.append((a, b))
-        predicted.append(_predict(state.predictor, task, agent, requirement.name, record, a, b))
+        predicted.append(_predict(state.predictor, shared.get(requirement.name, 0.0), agent, record, a, b))
         confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
         if record.mean_duration_ms is not None:
             durations.append(record.mean_duration_ms)
@@ -211,17 +219,16 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
     return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features, tuple(posteriors))
 
 
-def _predict(predictor: LinearPredictor | None, task: TaskSubmitted, agent: AgentState, capability: str,
-             record: Record, a: float, b: float) -> float:
+def _predict(predictor: LinearPredictor | None, task_term: float, agent: AgentState, record: Record,
+             a: float, b: float) -> float:
     """The learner's model on this task when there is one, else the posterior mean. The model's
     features are the learner's own: the posterior stands for the agent's skill, and the outcomes
     behind it for its evidence."""
     if predictor is None:
         return a / (a + b)
     attempts = max(record.seen, record.estimate_attempts)
-    x = model_features(capability, agent.agent_id, dict(agent.labels), Beta(a, b, a / (a + b), a + b), attempts,
-                       task.features, predictor.scaling)
-    return predictor.probability(x)
+    return predictor.probability_from(task_term, predictor.agent_term(agent.agent_id, agent.labels),
+                                      Beta(a, b, a / (a + b), a + b), attempts)
 
 
 def softmax(values: list[float], temperature: float) -> list[float]:
@@ -257,8 +264,9 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
         return TaskQueued(task_id=task.task_id, capability=task.requirements[0].name,
                           reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""))
     considered = len(agents)
+    shared = task_terms(task, state.predictor)
     ranked = heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1),
-                             (score(task, a, state, weights) for a in agents),
+                             (score(task, a, state, weights, shared) for a in agents),
                              key=lambda s: (-s.score, s.agent.agent_id))
     top = ranked[:max(1, weights.top_k)]
     if weights.exploration == "thompson":

@@ -86,3 +86,32 @@ def test_the_agents_labels_reach_the_model():
     view = given(registered("plain"), registered("expert", labels={"team": "experts"}), published("v7", parameters))
     decision = route(submitted("t1", 100), view.state, GREEDY, random.Random(1))
     assert decision.chosen_agent_id == "expert" and decision.predicted_success > 0.9
+
+
+def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on_the_whole_vector():
+    # Given a model trained on tasks with features, agents with labels, and two capabilities
+    from services.learner.beta import Beta
+    from services.learner.features import features
+    from services.learner.model import LinearPredictor
+    model, rng = SuccessModel(learning_rate=0.1), random.Random(3)
+    for n in range(300):
+        capability, agent = rng.choice(["python", "sql"]), rng.choice(["a1", "a2", "a3"])
+        task = {"prompt_chars": rng.uniform(10, 5000), "files": rng.randint(0, 9)}
+        skill = Beta(2.0 + n % 5, 3.0, (2.0 + n % 5) / (5.0 + n % 5), 5.0 + n % 5)
+        x = features(capability, agent, {"team": agent[-1]}, skill, n % 40, task, model.scaling)
+        model.learn(x, rng.random() < 0.4 + 0.1 * len(agent) * (capability == "sql"), capability, task)
+    predictor = LinearPredictor.from_parameters(model.parameters())
+
+    # When it predicts a fresh task for each agent both ways
+    task = {"prompt_chars": 1234.0, "files": 3}
+    for agent in ["a1", "a2", "a3", "newcomer"]:
+        for capability in ["python", "sql"]:
+            skill = Beta(4.0, 2.0, 4.0 / 6.0, 6.0)
+            whole = model.probability(features(capability, agent, {"team": agent[-1]}, skill, 12, task,
+                                               model.scaling))
+            parts = predictor.probability_from(predictor.task_term(capability, task),
+                                               predictor.agent_term(agent, (("team", agent[-1]),)), skill, 12)
+
+            # Then the two agree to rounding, and the model did learn something to disagree on
+            assert abs(whole - parts) < 1e-12
+    assert len(predictor.weights) > 5
