@@ -6,6 +6,8 @@ import logging
 from typing import Awaitable, Callable, Sequence
 
 import faust
+from aiokafka.admin import NewTopic
+from mode.utils.times import want_seconds
 
 from services import kafka
 from services.metrics import ProcessorMetrics
@@ -31,25 +33,50 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
 # in flight per broker and leaves out partitions whose records are still buffered, so after a
 # busy response the next fetch may name only idle partitions (agents, changelogs) and wait out
 # the 1.5 s while records pile up on the busy ones: measured, a second or more per hop at
-# 20 tasks/s. A shorter wait bounds that delay; each idle processor then fetches ten times a
-# second (measured: about 1 % of a core idle, against 5 % at 10 ms and under 1 % at 1.5 s).
-FETCH_MAX_WAIT_MS = 100
-
-
-def short_fetch_wait() -> None:
-    """Make every Faust consumer of this process ask for at most FETCH_MAX_WAIT_MS of waiting."""
+# 20 tasks/s. A shorter wait bounds that delay; at the default 100 ms each idle processor fetches
+# ten times a second (measured: about 1 % of a core idle, against 5 % at 10 ms and under 1 % at 1.5 s).
+# A fetch that waits for more than one byte answers with more records at once: fewer requests per
+# event, for up to the wait on each hop when traffic is light (measured in the README).
+def fetch_settings(settings: Settings) -> None:
+    """Make every Faust consumer of this process fetch as the settings say."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "short_fetch_wait", False):
-        return
+    create = getattr(AIOKafkaConsumerThread._create_worker_consumer, "faust_default", None) or \
+        AIOKafkaConsumerThread._create_worker_consumer
+    max_wait_ms, min_bytes = int(settings.faust_fetch_max_wait_ms), int(settings.faust_fetch_min_bytes)
 
     def create_worker_consumer(self, transport):
         consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        # Private fields, read when the consumer starts its fetcher: Faust passes no fetch options through.
+        consumer._fetch_max_wait_ms = max_wait_ms
+        consumer._fetch_min_bytes = min_bytes
         return consumer
 
-    create_worker_consumer.short_fetch_wait = True
+    create_worker_consumer.faust_default = create
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
+
+
+def internal_topics(app: faust.App) -> list[NewTopic]:
+    """The topics Faust would create for an app (table changelogs, internal topics its agents read),
+    with the partitions and cleanup Faust would give them.
+
+    Faust creates them when the worker starts but does not wait for their partitions to answer, and a
+    consumer that asks a new partition's offsets too early stalls on every partition it reads.
+    Created beforehand by `kafka.ensure_own_topics`, they are ready; Faust then finds them there."""
+    channels = [table.changelog_topic for table in app.tables.values()]
+    channels += [agent.channel for agent in app.agents.values() if getattr(agent.channel, "internal", False)]
+    wanted = {}
+    for channel in channels:
+        config = dict(channel.config or {})
+        policy = [name for name, wanted in (("compact", channel.compacting), ("delete", channel.deleting)) if wanted]
+        if policy:
+            config["cleanup.policy"] = ",".join(policy)
+        if channel.retention:
+            config["retention.ms"] = int(want_seconds(channel.retention) * 1000)
+        for name in channel.topics:
+            wanted[name] = NewTopic(name, channel.partitions or app.conf.topic_partitions,
+                                    channel.replicas or app.conf.topic_replication_factor,
+                                    topic_configs={k: str(v) for k, v in config.items()})
+    return list(wanted.values())
 
 
 def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMetrics], faust.App], *,
@@ -63,8 +90,9 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
         loop.run_until_complete(ensure(settings))
     metrics = ProcessorMetrics(service)
     metrics.serve(int(settings.metrics_port))
-    short_fetch_wait()
+    fetch_settings(settings)
     app = make_app(metrics)
+    loop.run_until_complete(kafka.ensure_own_topics(settings, internal_topics(app)))
     # Set here rather than in each create_app: every processor is started through this function,
     # and Faust opens no connection before the worker starts.
     app.conf.broker_credentials = faust_credentials(settings)

@@ -168,6 +168,28 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
     return sorted(results, key=lambda c: c.name)
 
 
+async def ensure_own_topics(settings: Settings, wanted: list[NewTopic], timeout_s: float = 30.0) -> list[str]:
+    """Create those of a processor's own topics (outside the catalog) that are missing, and wait
+    until each new partition answers, as `ensure_topics` does for the catalog. The names created."""
+    admin = admin_client(settings)
+    await start(admin, settings, "the Kafka admin API")
+    try:
+        existing = set(await admin.list_topics())
+        missing = [topic for topic in wanted if topic.name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(missing)
+        for name, code, *rest in response.topic_errors:
+            if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS: another copy was first
+                raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
+        names = [topic.name for topic in missing]
+        await asyncio.wait_for(_until_led(admin, names), timeout_s)
+        await asyncio.wait_for(_until_answering(settings, {t.name: t.num_partitions for t in missing}), timeout_s)
+        return names
+    finally:
+        await admin.close()
+
+
 async def delete_topics(settings: Settings) -> list[str]:
     """Delete every topic under the settings' prefix (a test's or a benchmark's own); the names deleted."""
     admin = admin_client(settings)

@@ -35,18 +35,7 @@ async def ensure_balancer_topics(settings: Settings) -> None:
         NewTopic(snapshot_topic(settings), 1, int(settings.replication_factor),
                  topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),
     ]
-    admin = kafka.admin_client(settings)
-    await kafka.start(admin, settings, "the Kafka admin API")
-    try:
-        existing = set(await admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if missing:
-            response = await admin.create_topics(missing)
-            for name, code, *rest in response.topic_errors:
-                if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS: another copy was first
-                    raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
-    finally:
-        await admin.close()
+    await kafka.ensure_own_topics(settings, wanted)
 
 
 class KafkaInboxHistory:
