@@ -25,16 +25,16 @@ from services.settings import Settings
 
 async def produce_consume(settings: Settings, *, messages: int, size: int) -> dict:
     topic = f"{settings.topic_prefix}.raw-ceiling-{uuid.uuid4().hex[:6]}"
-    admin = kafka.admin_client(settings)
-    await kafka.start(admin, settings, "the Kafka admin API")
+    await kafka.ensure_own_topics(settings, [NewTopic(topic, PARTITIONS, int(settings.replication_factor))])
     try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, int(settings.replication_factor))])
-        await kafka._until_led(admin, [topic])  # noqa: SLF001 - the same wait as for catalog topics
-        result = await _run(settings, topic, messages, size)
-        await admin.delete_topics([topic])
+        return await _run(settings, topic, messages, size)
     finally:
-        await admin.close()
-    return result
+        admin = kafka.admin_client(settings)
+        await kafka.start(admin, settings, "the Kafka admin API")
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
 
 
 async def _run(settings: Settings, topic: str, messages: int, size: int) -> dict:

@@ -1,14 +1,14 @@
 """The router's decision: who *should* do a task. Pure functions over plain state.
 
-Each candidate gets a score from predicted success, current load, expected duration, cost, collaboration with agents
-already on the job, and the submitter's preferences. Predicted success starts from a Beta
-posterior over the agent's record on the capability (its prior taken from the learner's
-skill estimate or else the declared proficiency); once the learner has published a model,
-that model predicts this task from the posterior and the task's features. The pick among the top candidates is
-a softmax draw over the scores or, with `exploration="thompson"`, the best score with each
-candidate's predicted success drawn from its Beta posterior (Thompson sampling). Every
-candidate's probability of being picked is logged, so other policies can be evaluated
-offline from the decision log.
+Each candidate gets a score from predicted success, current load, expected duration, cost,
+collaboration with agents already on the job, and the submitter's preferences. Predicted
+success starts from a Beta posterior over the agent's record on the capability (its prior
+taken from the learner's skill estimate or else the declared proficiency); once the learner
+has published a model, that model predicts this task from the posterior and the task's
+features. The pick among the top candidates is a softmax draw over the scores or, with
+`exploration="thompson"`, the best score with each candidate's predicted success drawn from
+its Beta posterior (Thompson sampling). Every candidate's probability of being picked is
+logged, so other policies can be evaluated offline from the decision log.
 """
 from __future__ import annotations
 
