@@ -1,4 +1,4 @@
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Mapping
 
 from pydantic import Field, model_validator
 
@@ -72,6 +72,21 @@ class AgentCapabilitiesChanged(AgentEvent):
         if dupes := duplicates(names):
             raise ValueError(f"capabilities named more than once: {', '.join(dupes)}")
         return self
+
+    def proficiencies_after(self, before: Mapping[str, float]) -> dict[str, float]:
+        """Declared proficiency per capability once this change applies to `before`."""
+        after = {name: p for name, p in before.items() if name not in self.removed}
+        after.update({c.name: c.proficiency for c in (*self.added, *self.changed)})
+        return after
+
+    def versions_after(self, before: Mapping[str, str]) -> dict[str, str]:
+        """Declared version per capability once this change applies; a capability re-declared without one has none."""
+        after = {name: v for name, v in before.items() if name not in self.removed}
+        for capability in (*self.added, *self.changed):
+            after.pop(capability.name, None)
+            if capability.version:
+                after[capability.name] = capability.version
+        return after
 
 
 class AgentMemoryProfileUpdated(AgentEvent):

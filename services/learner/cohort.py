@@ -20,11 +20,12 @@ class AgentProfile:
     declared: Mapping[str, float] = field(default_factory=dict)  # capability -> declared proficiency
     labels: Mapping[str, str] = field(default_factory=dict)
     share_experience: bool = False
+    versions: Mapping[str, str] = field(default_factory=dict)  # capability -> declared version, where given
 
     @classmethod
     def from_registration(cls, event: AgentRegistered) -> AgentProfile:
         return cls(agent_id=event.agent_id, declared={c.name: c.proficiency for c in event.capabilities},
-                   labels=dict(event.labels),
+                   labels=dict(event.labels), versions={c.name: c.version for c in event.capabilities if c.version},
                    share_experience=bool(event.memory_profile and event.memory_profile.share_experience))
 
 

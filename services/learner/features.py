@@ -46,9 +46,10 @@ Scaling = dict[str, dict[str, Running]]  # capability -> task feature -> running
 
 
 def features(capability: str, agent_id: str, labels: Mapping[str, str], skill: Beta, attempts: int,
-             task_features: Mapping[str, float], scaling: Scaling) -> dict[str, float]:
+             task_features: Mapping[str, float], scaling: Scaling, version: str | None = None) -> dict[str, float]:
+    """`version` is the agent's declared version of this capability, if it declared one."""
     return {**skill_features(skill, attempts), f"capability:{capability}": 1.0,
-            **agent_features(agent_id, labels), **standardized(capability, task_features, scaling)}
+            **agent_features(agent_id, labels, capability, version), **standardized(capability, task_features, scaling)}
 
 
 # The parts below are what `features` joins. A router scoring many agents for one task computes the
@@ -58,10 +59,14 @@ def skill_features(skill: Beta, attempts: int) -> dict[str, float]:
     return {"skill_logit": logit(skill.mean), "evidence": math.log1p(attempts) / EVIDENCE_SCALE}
 
 
-def agent_features(agent_id: str, labels: Mapping[str, str]) -> dict[str, float]:
+def agent_features(agent_id: str, labels: Mapping[str, str], capability: str = "",
+                   version: str | None = None) -> dict[str, float]:
     x = {f"agent:{agent_id}": 1.0}
     for key, value in sorted(labels.items()):
         x[f"label:{key}={value}"] = 1.0
+    if version:
+        # Shared by every agent on that version: whether an upgrade goes with success is learned across the fleet.
+        x[f"version:{capability}={version}"] = 1.0
     return x
 
 

@@ -96,8 +96,9 @@ def assess(state: LearnerState, agent_id: str, capability: str,
     """The prediction and the feature vector it was made from (what a published model would be given)."""
     skill = posterior(state, agent_id, capability)
     attempts = state.records.get((agent_id, capability), Counts()).attempts
-    x = features(capability, agent_id, state.cohorts.profile(agent_id).labels, skill, attempts,
-                 task_features, state.model.scaling)
+    profile = state.cohorts.profile(agent_id)
+    x = features(capability, agent_id, profile.labels, skill, attempts, task_features, state.model.scaling,
+                 profile.versions.get(capability))
     return Prediction(agent_id=agent_id, capability=capability, probability=state.model.probability(x),
                       proficiency=skill.mean, confidence=skill.confidence, prior=skill.prior_mean,
                       attempts=attempts), x

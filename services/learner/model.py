@@ -79,7 +79,7 @@ class LinearPredictor:
         self.scaling: Scaling = {capability: {name: Running(*moments) for name, moments in by_name.items()}
                                  for capability, by_name in parameters.scaling.items()}
         self.trained_on = parameters.trained_on
-        self._agent_terms: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}  # the weights never change
+        self._agent_terms: dict[tuple, float] = {}  # the weights never change
 
     @classmethod
     def from_parameters(cls, raw: Mapping[str, object] | str | bytes) -> LinearPredictor:
@@ -98,10 +98,11 @@ class LinearPredictor:
     def task_term(self, capability: str, task_features: Mapping[str, float]) -> float:
         return self.intercept + self.linear(task_features_of(capability, task_features, self.scaling))
 
-    def agent_term(self, agent_id: str, labels: tuple[tuple[str, str], ...]) -> float:
-        key = (agent_id, labels)
+    def agent_term(self, agent_id: str, labels: tuple[tuple[str, str], ...], capability: str = "",
+                   version: str | None = None) -> float:
+        key = (agent_id, labels, capability, version)
         if (term := self._agent_terms.get(key)) is None:
-            term = self._agent_terms[key] = self.linear(agent_features(agent_id, dict(labels)))
+            term = self._agent_terms[key] = self.linear(agent_features(agent_id, dict(labels), capability, version))
         return term
 
     def probability_from(self, task_term: float, agent_term: float, skill: Beta, attempts: int) -> float:

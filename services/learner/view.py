@@ -92,9 +92,8 @@ def _capabilities_changed(view: LearnerView, event: AgentCapabilitiesChanged) ->
     if event.agent_id not in view.state.cohorts.profiles:
         return []
     profile = view.state.cohorts.profile(event.agent_id)
-    declared = {c: p for c, p in profile.declared.items() if c not in event.removed}
-    declared.update({c.name: c.proficiency for c in (*event.added, *event.changed)})
-    return list(register(view.state, replace(profile, declared=declared)))
+    return list(register(view.state, replace(profile, declared=event.proficiencies_after(profile.declared),
+                                             versions=event.versions_after(profile.versions))))
 
 
 def _submitted(view: LearnerView, event: TaskSubmitted) -> list[EventBody]:

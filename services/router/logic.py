@@ -53,6 +53,7 @@ class AgentState:
     cost_per_task: float = 0.0
     tags: frozenset[str] = frozenset()
     labels: tuple[tuple[str, str], ...] = ()  # (key, value), sorted: what the learner's model knows of the agent
+    versions: tuple[tuple[str, str], ...] = ()  # (capability, declared version), sorted, where given
     status: str = "registered"  # registered | draining | deregistered
     health: str = "unknown"
     in_flight: int = 0
@@ -198,7 +199,8 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
         record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
         a, b = record.posterior(agent.capabilities[requirement.name])
         posteriors.append((a, b))
-        predicted.append(_predict(state.predictor, shared.get(requirement.name, 0.0), agent, record, a, b))
+        predicted.append(_predict(state.predictor, shared.get(requirement.name, 0.0), agent, requirement.name,
+                                  record, a, b))
         confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
         if record.mean_duration_ms is not None:
             durations.append(record.mean_duration_ms)
@@ -219,15 +221,16 @@ def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: W
     return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features, tuple(posteriors))
 
 
-def _predict(predictor: LinearPredictor | None, task_term: float, agent: AgentState, record: Record,
-             a: float, b: float) -> float:
+def _predict(predictor: LinearPredictor | None, task_term: float, agent: AgentState, capability: str,
+             record: Record, a: float, b: float) -> float:
     """The learner's model on this task when there is one, else the posterior mean. The model's
     features are the learner's own: the posterior stands for the agent's skill, and the outcomes
     behind it for its evidence."""
     if predictor is None:
         return a / (a + b)
     attempts = max(record.seen, record.estimate_attempts)
-    return predictor.probability_from(task_term, predictor.agent_term(agent.agent_id, agent.labels),
+    version = next((v for c, v in agent.versions if c == capability), None)
+    return predictor.probability_from(task_term, predictor.agent_term(agent.agent_id, agent.labels, capability, version),
                                       Beta(a, b, a / (a + b), a + b), attempts)
 
 

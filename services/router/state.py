@@ -85,16 +85,17 @@ def _registered(view: RouterView, event: AgentRegistered) -> None:
     view._set_agent(AgentState(
         agent_id=event.agent_id, capabilities={c.name: c.proficiency for c in event.capabilities},
         capacity=event.capacity, cost_per_task=event.cost_per_task, tags=tags,
-        labels=tuple(sorted(event.labels.items())), status="registered",
+        labels=tuple(sorted(event.labels.items())),
+        versions=tuple(sorted((c.name, c.version) for c in event.capabilities if c.version)), status="registered",
         health=previous.health if previous else "unknown", in_flight=view.loads[event.agent_id]))
 
 
 def _capabilities_changed(view: RouterView, event: AgentCapabilitiesChanged) -> None:
     if (agent := view.state.agents.get(event.agent_id)) is None:
         return
-    capabilities = {name: p for name, p in agent.capabilities.items() if name not in event.removed}
-    capabilities.update({c.name: c.proficiency for c in (*event.added, *event.changed)})
-    view._set_agent(replace(agent, capabilities=capabilities))
+    versions = event.versions_after(dict(agent.versions))
+    view._set_agent(replace(agent, capabilities=event.proficiencies_after(agent.capabilities),
+                            versions=tuple(sorted(versions.items()))))
 
 
 def _deregistered(view: RouterView, event: AgentDeregistered) -> None:

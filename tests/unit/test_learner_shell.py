@@ -132,3 +132,35 @@ def test_what_the_learner_would_publish_is_the_same_on_a_replay():
     log = outcome_log(120)
     first, second = LearnerView(publish_every=25), LearnerView(publish_every=25)
     assert [first.apply(e) for e in log] == [second.apply(e) for e in log]
+
+
+def test_a_capability_version_is_a_practice_the_model_learns_across_the_agents_declaring_it():
+    # Given two agents on python 2 who mostly succeed and one on python 1 who mostly fails
+    from events.agents import AgentCapabilitiesChanged, AgentRegistered
+    from events.values import Capability, MemoryProfile
+    from services.learner.logic import assess
+
+    def on(agent_id, version):
+        return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2,
+                               memory_profile=MemoryProfile(store_kind="none", share_experience=True),
+                               capabilities=(Capability(name="python", proficiency=0.5, version=version),))
+    rng, skill = random.Random(5), {"agent-1": 0.85, "agent-2": 0.2, "agent-3": 0.85}
+    events = [on("agent-1", "2"), on("agent-2", "1"), on("agent-3", "2")]
+    for i in range(600):
+        agent = AGENTS[i % 3]
+        events += attempt(f"task-{i}", agent, rng.random() < skill[agent])
+
+    # When the learner has folded their outcomes
+    view = given(*events, publish_every=50)
+
+    # Then its model weighs version 2 above version 1, and each agent's features name its version
+    weights = view.state.model.parameters()["weights"]
+    assert weights["version:python=2"] > 0 > weights["version:python=1"]
+    assert "version:python=2" in assess(view.state, "agent-1", "python")[1]
+    assert "version:python=1" in assess(view.state, "agent-2", "python")[1]
+
+    # And when agent-2 upgrades, its features follow
+    view.apply(AgentCapabilitiesChanged(agent_id="agent-2", changed=(Capability(name="python", proficiency=0.5,
+                                                                                version="2"),), changed_by="ops"))
+    x = assess(view.state, "agent-2", "python")[1]
+    assert "version:python=2" in x and "version:python=1" not in x

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from events.agents import AgentRegistered
 from events.learning import ModelPublished
 from events.tasks import TaskSubmitted
@@ -115,3 +117,31 @@ def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on
             # Then the two agree to rounding, and the model did learn something to disagree on
             assert abs(whole - parts) < 1e-12
     assert len(predictor.weights) > 5
+
+
+def on_version(agent_id: str, version: str | None) -> AgentRegistered:
+    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2,
+                           capabilities=(Capability(name="python", proficiency=0.6, version=version),))
+
+
+def test_the_model_s_weight_on_a_capability_version_moves_the_choice_and_follows_an_upgrade():
+    # Given a model that has learned that python 2 goes with success, and two agents alike but for the version
+    from events.agents import AgentCapabilitiesChanged
+    parameters = SuccessModel().parameters()
+    parameters["weights"] = {**parameters["weights"], "version:python=2": 1.0}
+    view = given(on_version("a1", "1"), on_version("a2", "2"), published("v1", parameters))
+
+    # When it routes, then the agent on version 2 is chosen and predicted to succeed more often
+    before = route(submitted("t1", 100), view.state, GREEDY, random.Random(1))
+    assert before.chosen_agent_id == "a2"
+    predicted = {c.agent_id: c.predicted_success for c in before.candidates}
+    assert predicted["a2"] > predicted["a1"] + 0.15
+
+    # When a1 upgrades, then the two are predicted alike; when a2 re-declares python without a version, it loses it
+    view.apply(AgentCapabilitiesChanged(agent_id="a1", changed=(Capability(name="python", proficiency=0.6,
+                                                                           version="2"),), changed_by="ops"))
+    view.apply(AgentCapabilitiesChanged(agent_id="a2", changed=(Capability(name="python", proficiency=0.6),),
+                                        changed_by="ops"))
+    after = {c.agent_id: c.predicted_success
+             for c in route(submitted("t2", 100), view.state, GREEDY, random.Random(1)).candidates}
+    assert after["a1"] == pytest.approx(predicted["a2"]) and after["a2"] == pytest.approx(predicted["a1"])
