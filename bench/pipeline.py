@@ -137,6 +137,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         "task_efficiency": round(measured["tasks_per_minute"] / 60 / raw["raw_kafka_msgs_per_second"], 4),
         "duration_s": options.duration_s, "warmup_s": options.warmup_s, "agents": len(fleet),
         "load_average_at_start": [round(x, 2) for x in load_at_start],
+        "fetch": {"min_bytes": int(s.faust_fetch_min_bytes), "max_wait_ms": int(s.faust_fetch_max_wait_ms)},
         "machine": describe(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -1,8 +1,8 @@
 """Benchmark results on disk: one JSON and one readable report per run, and regressions.
 
 A run is compared with the latest earlier run of the same kind (same requested rate, or
-both `max`) on the same machine (same CPU model, core count and memory), never with figures
-from elsewhere.
+both `max`, and the same Faust fetch settings) on the same machine (same CPU model, core count
+and memory), never with figures from elsewhere.
 """
 from __future__ import annotations
 
@@ -36,9 +36,14 @@ def machine_key(machine: dict) -> tuple:
     return machine.get("cpu"), machine.get("cores"), machine.get("memory_gib")
 
 
+# Results from before the fetch settings existed were all taken with these values.
+FETCH_BEFORE_SETTINGS = {"min_bytes": 1, "max_wait_ms": 100}
+
+
 def same_kind(a: dict, b: dict) -> bool:
     return machine_key(a.get("machine", {})) == machine_key(b.get("machine", {})) and \
-        str(a.get("requested_rate")) == str(b.get("requested_rate"))
+        str(a.get("requested_rate")) == str(b.get("requested_rate")) and \
+        a.get("fetch", FETCH_BEFORE_SETTINGS) == b.get("fetch", FETCH_BEFORE_SETTINGS)
 
 
 def _figure(result: dict, path: tuple[str, ...]) -> float | None:
@@ -101,6 +106,8 @@ def report(result: dict) -> str:
         f"Load average when the run started: {result.get('load_average_at_start')}",
         f"Requested rate: {result.get('requested_rate')} tasks/s; measured over {result.get('duration_s')} s "
         f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
+        "Faust fetch: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
+            **result.get("fetch", FETCH_BEFORE_SETTINGS)),
         "",
         "| figure | value |",
         "|---|---|",

@@ -121,14 +121,19 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     latest_same = result("2026-01-01T10:00:00+00:00")
     other_machine = result("2026-01-01T10:30:00+00:00", machine={**MACHINE, "cores": 8})
     other_rate = result("2026-01-01T10:40:00+00:00", rate="max")
+    other_fetch = {**result("2026-01-01T10:50:00+00:00"), "fetch": {"min_bytes": 65536, "max_wait_ms": 100}}
     later = result("2026-01-01T12:00:00+00:00")
-    for n, r in enumerate((older, latest_same, other_machine, other_rate, later)):
+    for n, r in enumerate((older, latest_same, other_machine, other_rate, other_fetch, later)):
         (tmp_path / f"pipeline-{n}.json").write_text(json.dumps(r))
 
     current = result("2026-01-01T11:00:00+00:00")
 
     assert previous_result(tmp_path, current) == latest_same
     assert previous_result(tmp_path / "none", current) is None
+    # a result from before the fetch settings existed counts as taken with the defaults of then
+    assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 1, "max_wait_ms": 100}}) == latest_same
+    assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 65536, "max_wait_ms": 100},
+                                      "finished_at": "2026-01-01T11:00:00+00:00"}) == other_fetch
 
 
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
@@ -147,6 +152,7 @@ def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     assert "5 / 20 / 40.0 / 80" in text
     assert "Profile of router (10 samples, r.txt)" in text and "- 25.0% score (logic.py)" in text
     assert "by the innermost library running: faust and mode 40.0%, our code 60.0%" in text
+    assert "Faust fetch: at least 1 bytes, waiting at most 100 ms" in text  # the run predates the settings
 
 
 # --- what the benchmark reads ---------------------------------------------------
