@@ -29,12 +29,7 @@ async def produce_consume(settings: Settings, *, messages: int, size: int) -> di
     try:
         return await _run(settings, topic, messages, size)
     finally:
-        admin = kafka.admin_client(settings)
-        await kafka.start(admin, settings, "the Kafka admin API")
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
+        await kafka.delete_topics(settings, only=[topic])
 
 
 async def _run(settings: Settings, topic: str, messages: int, size: int) -> dict:

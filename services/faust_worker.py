@@ -67,7 +67,7 @@ def internal_topics(app: faust.App) -> list[NewTopic]:
     wanted = {}
     for channel in channels:
         config = dict(channel.config or {})
-        policy = [name for name, wanted in (("compact", channel.compacting), ("delete", channel.deleting)) if wanted]
+        policy = [name for name, on in (("compact", channel.compacting), ("delete", channel.deleting)) if on]
         if policy:
             config["cleanup.policy"] = ",".join(policy)
         if channel.retention:

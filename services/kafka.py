@@ -146,8 +146,7 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
         missing = [n for n in missing if n not in hidden]
         results += [TopicCheck(n, "created") for n in missing]
         if missing:
-            await _until_led(admin, missing)
-            await _until_answering(settings, {n: names[n].partitions for n in missing})
+            await _until_ready(admin, settings, {n: names[n].partitions for n in missing})
     present = [n for n in names if n in existing]
     if present:
         described = await admin.describe_topics(present)
@@ -182,25 +181,31 @@ async def ensure_own_topics(settings: Settings, wanted: list[NewTopic], timeout_
         for name, code, *rest in response.topic_errors:
             if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS: another copy was first
                 raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
-        names = [topic.name for topic in missing]
-        await asyncio.wait_for(_until_led(admin, names), timeout_s)
-        await asyncio.wait_for(_until_answering(settings, {t.name: t.num_partitions for t in missing}), timeout_s)
-        return names
+        await asyncio.wait_for(_until_ready(admin, settings, {t.name: t.num_partitions for t in missing}), timeout_s)
+        return [topic.name for topic in missing]
     finally:
         await admin.close()
 
 
-async def delete_topics(settings: Settings) -> list[str]:
-    """Delete every topic under the settings' prefix (a test's or a benchmark's own); the names deleted."""
+async def delete_topics(settings: Settings, only: list[str] | None = None) -> list[str]:
+    """Delete every topic under the settings' prefix (a test's or a benchmark's own), or only
+    those named; the names deleted."""
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        ours = [name for name in await admin.list_topics() if name.startswith(f"{settings.topic_prefix}.")]
+        ours = [name for name in await admin.list_topics()
+                if name.startswith(f"{settings.topic_prefix}.") and (only is None or name in only)]
         if ours:
             await admin.delete_topics(ours)
         return ours
     finally:
         await admin.close()
+
+
+async def _until_ready(admin: AIOKafkaAdminClient, settings: Settings, partitions: dict[str, int]) -> None:
+    """New topics, once each of their partitions has a leader that answers."""
+    await _until_led(admin, list(partitions))
+    await _until_answering(settings, partitions)
 
 
 async def _until_answering(settings: Settings, partitions: dict[str, int]) -> None:
