@@ -14,6 +14,7 @@ from events.envelope import EventBody
 from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued,
                           TaskReassigned, TaskRejected, TaskRouted, TaskStarted, TaskSubmitted,
                           TaskTimedOut)
+from services.balancer.queue import WaitingQueue
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,13 @@ class BalancerState:
     slots: dict[str, Slot] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     served: dict[str, int] = field(default_factory=dict)  # per submitter, for fairness
+    # The tasks with `queued_at` set, in queue order; derived from `tasks`, never saved.
+    waiting: WaitingQueue = field(default_factory=WaitingQueue, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for task in self.tasks.values():
+            if task.queued_at:
+                _enqueue(self, task)
 
 
 # --- decide ------------------------------------------------------------------------
@@ -87,6 +95,7 @@ def tick(state: BalancerState, now: datetime, limits: Limits = Limits()) -> list
                           f"{limits.start_timeout.total_seconds():g}s", from_agent=agent_id)
         elif task.queued_at and task.deadline and now > task.deadline:
             out.append(TaskTimedOut(task_id=task.task_id, attempt=task.attempt, stage="deadline"))
+            state.waiting.remove(task.task_id)
             del state.tasks[task.task_id]
     return out
 
@@ -115,6 +124,7 @@ def _place(state, task: Task, now, limits, *, reason: str = "") -> list[EventBod
     if agent_id is None:
         if task.queued_at is None:
             task.queued_at = now
+            _enqueue(state, task)
         full = all(c[0] in state.slots and state.slots[c[0]].available for c in task.candidates)
         why = "every capable candidate is at capacity" if full else "no candidate is available now"
         return [TaskQueued(task_id=task.task_id, capability=task.capability or None,
@@ -249,28 +259,29 @@ def _health(state, event: AgentHealthChanged, now, limits):
 def _drain_queue(state: BalancerState, now, limits) -> list[EventBody]:
     """Place waiting tasks while any fits: most urgent first, then least-served submitter, then oldest."""
     out: list[EventBody] = []
-    # Slots only fill up while draining, so a task with no candidate open now cannot be placed
-    # later in the same drain; leaving those out keeps a long queue cheap to drain.
+    # Slots only fill up while draining, so only tasks an open agent may take are visited, and
+    # the order is fixed at the start: a submitter served during the drain keeps its place.
     open_ = {a for a, slot in state.slots.items() if slot.available and len(slot.in_flight) < slot.capacity}
-    placeable = [t for t in state.tasks.values() if t.queued_at and any(c[0] in open_ for c in t.candidates)]
-    for task in sorted(placeable, key=lambda t: _queue_key(state, t)):
-        if not open_:
-            break
+    placed = []
+    for task_id in state.waiting.in_order(open_, dict(state.served)):
+        task = state.tasks[task_id]
         if (agent_id := _pick(state, task, limits)) is not None:
             out += _assign(state, task, agent_id, now)
+            placed.append(task_id)
             if len(state.slots[agent_id].in_flight) >= state.slots[agent_id].capacity:
                 open_.discard(agent_id)
+    for task_id in placed:
+        state.waiting.remove(task_id)
     return out
 
 
-def _queue_key(state: BalancerState, task: Task):
-    return (task.priority, state.served.get(task.submitter, 0), task.queued_at, task.task_id)
-
-
 def _position(state: BalancerState, task: Task) -> int:
-    mine, served = _queue_key(state, task), state.served
-    return 1 + sum(1 for t in state.tasks.values() if t.queued_at and t.capability == task.capability
-                   and (t.priority, served.get(t.submitter, 0), t.queued_at, t.task_id) < mine)
+    return state.waiting.position(task.task_id, state.served)
+
+
+def _enqueue(state: BalancerState, task: Task) -> None:
+    state.waiting.add(task.task_id, priority=task.priority, queued_at=task.queued_at, submitter=task.submitter,
+                      capability=task.capability, agents=tuple(c[0] for c in task.candidates if c[0] not in task.tried))
 
 
 _HANDLERS = {
