@@ -41,20 +41,24 @@ async def test_a_rising_skill_has_a_positive_slope_and_a_forecast_above_its_esti
 async def test_the_latest_models_weights_say_which_task_features_labels_and_versions_go_with_failure(schemas):
     view = await schemas("i")
     await view.apply(at_offsets([
-        model("success-100", {"skill_logit": 1.0, "gsm8k:prompt_chars": 0.3, "label:team=old": 0.5}, t=1),
+        model("success-100", {"skill_logit": 1.0, "task:gsm8k:prompt_chars": 0.3, "label:team=old": 0.5}, t=1),
         model("success-200", {"skill_logit": 1.0, "capability:gsm8k": -0.2, "agent:a1": 0.1,
-                              "gsm8k:prompt_chars": -0.4, "mbpp:prompt_chars": 0.1,
-                              "label:team=platform": 0.25, "label:style=terse": -0.15,
+                              "task:gsm8k:prompt_chars": -0.4, "task:mbpp:prompt_chars": 0.1,
+                              # a capability and a feature whose names hold the separators
+                              "task:code%3Areview:lines%3Dadded": -0.3, "agent:task%3Ax": 0.7,
+                              "label:team=platform": 0.25, "label:style=terse": -0.15, "label:eval=100%25": 0.05,
                               "version:gsm8k=2.1": 0.35, "version:gsm8k=1.0": -0.05}, t=2)]))
 
     features = await rows(view, "SELECT * FROM insights_task_features ORDER BY weight")
     assert [(r["model_version"], r["capability"], r["feature"], r["weight"], r["goes_with"]) for r in features] == [
         ("success-200", "gsm8k", "prompt_chars", -0.4, "failure"),
+        ("success-200", "code:review", "lines=added", -0.3, "failure"),
         ("success-200", "mbpp", "prompt_chars", 0.1, "success")]
     practices = await rows(view, "SELECT label, value, weight, goes_with, practice FROM insights_practices "
                                  "ORDER BY weight")
     assert [tuple(r.values()) for r in practices] == [("style", "terse", -0.15, "failure", "label"),
                                                       ("gsm8k", "1.0", -0.05, "failure", "capability_version"),
+                                                      ("eval", "100%", 0.05, "success", "label"),
                                                       ("team", "platform", 0.25, "success", "label"),
                                                       ("gsm8k", "2.1", 0.35, "success", "capability_version")]
 

@@ -115,6 +115,7 @@ async def test_the_analyst_reads_projections_but_writes_nothing_and_never_sees_t
                              f'CREATE TABLE "{db.db_schema}".mine (x int)') == []
         await analyst.execute(f"SELECT count(*) FROM {tasks}")
         await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".agent_memory')  # views too
+        await analyst.execute(f'SELECT label, value FROM "{db.db_schema}".insights_practices')  # and their functions
         await analyst.execute(f'SELECT count(*) FROM "{db.audit_db_schema}".audit_log')
     finally:
         await analyst.close()

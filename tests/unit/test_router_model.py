@@ -40,7 +40,7 @@ def long_prompts_fail(**agent_weights: float) -> dict:
     for chars in (100, 1000, 10000):
         scaling.add(__import__("math").log1p(chars))
     parameters["scaling"] = {"python": {"prompt_chars": [scaling.count, scaling.mean, scaling.m2]}}
-    parameters["weights"] = {**parameters["weights"], "python:prompt_chars": -1.5,
+    parameters["weights"] = {**parameters["weights"], "task:python:prompt_chars": -1.5,
                              **{f"agent:{agent}": weight for agent, weight in agent_weights.items()}}
     return parameters
 
