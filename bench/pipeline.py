@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from bench.machine import describe
-from bench.observer import Observer
+from bench.observer import LATENCY_ENDS, Observer
 from bench.procstat import ProcessWatch, pids_named
 from bench.profile import layers, parse, top_frames
 from bench.rate_search import Trial, best, judge, next_rate
@@ -138,6 +138,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         "duration_s": options.duration_s, "warmup_s": options.warmup_s, "agents": len(fleet),
         "load_average_at_start": [round(x, 2) for x in load_at_start],
         "fetch": {"min_bytes": int(s.faust_fetch_min_bytes), "max_wait_ms": int(s.faust_fetch_max_wait_ms)},
+        "client_linger_ms": int(s.kafka_linger_ms),
         "machine": describe(),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
@@ -191,6 +192,8 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "lag_bounded": verdict.sustained, "lag_verdict": list(verdict.reasons),
         "routing_latency_ms": observer.latency_ms.summary(),
         "routing_latency_samples": observer.latency_ms.count,
+        "routing_latency_ends": LATENCY_ENDS,
+        "routing_hops_ms": {hop: histogram.summary() for hop, histogram in observer.hops_ms.items()},
         "pipeline_events_per_second": round(events / options.duration_s),
         "events_per_task": round(events / max(1, submitted), 2),
         "message_bytes": observer.mean_record_bytes,
@@ -209,6 +212,7 @@ async def _measure(s, producer, observer: Observer, sampler: Sampler, rate: floa
     started = time.time()
     observer.window, observer.completed_in_window = (started, started + seconds), 0
     observer.latency_ms = type(observer.latency_ms)()
+    observer.hops_ms = {hop: type(observer.latency_ms)() for hop in observer.hops_ms}
     sampler.reset()
     await _submit(s, producer, rate, seconds, phase)
     await asyncio.sleep(max(0.0, started + seconds - time.time()) + 2.0)  # completions of the window's last tasks
@@ -289,7 +293,7 @@ async def _observe(s: Settings, observer: Observer) -> None:
         while True:
             for records in (await consumer.getmany(timeout_ms=200, max_records=5000)).values():
                 for record in records:
-                    observer.take(record.value)
+                    observer.take(record.value, record.timestamp)
     finally:
         await consumer.stop()
 

@@ -1,8 +1,9 @@
 """Benchmark results on disk: one JSON and one readable report per run, and regressions.
 
 A run is compared with the latest earlier run of the same kind (same requested rate, or
-both `max`, and the same Faust fetch settings) on the same machine (same CPU model, core count
-and memory), never with figures from elsewhere.
+both `max`, the same Faust fetch and client linger settings, and the same end of routing
+latency) on the same machine (same CPU model, core count and memory), never with figures
+from elsewhere.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from bench.observer import HOPS, LATENCY_ENDS_BEFORE
 
 # (figure, path into the result, True when higher is better)
 WATCHED = (
@@ -36,14 +39,17 @@ def machine_key(machine: dict) -> tuple:
     return machine.get("cpu"), machine.get("cores"), machine.get("memory_gib")
 
 
-# Results from before the fetch settings existed were all taken with these values.
+# Results from before the fetch and linger settings existed were all taken with these values.
 FETCH_BEFORE_SETTINGS = {"min_bytes": 1, "max_wait_ms": 100}
+LINGER_BEFORE_SETTING = 5
 
 
 def same_kind(a: dict, b: dict) -> bool:
     return machine_key(a.get("machine", {})) == machine_key(b.get("machine", {})) and \
         str(a.get("requested_rate")) == str(b.get("requested_rate")) and \
-        a.get("fetch", FETCH_BEFORE_SETTINGS) == b.get("fetch", FETCH_BEFORE_SETTINGS)
+        a.get("fetch", FETCH_BEFORE_SETTINGS) == b.get("fetch", FETCH_BEFORE_SETTINGS) and \
+        a.get("client_linger_ms", LINGER_BEFORE_SETTING) == b.get("client_linger_ms", LINGER_BEFORE_SETTING) and \
+        a.get("routing_latency_ends", LATENCY_ENDS_BEFORE) == b.get("routing_latency_ends", LATENCY_ENDS_BEFORE)
 
 
 def _figure(result: dict, path: tuple[str, ...]) -> float | None:
@@ -107,7 +113,8 @@ def report(result: dict) -> str:
         f"Requested rate: {result.get('requested_rate')} tasks/s; measured over {result.get('duration_s')} s "
         f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
         "Faust fetch: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
-            **result.get("fetch", FETCH_BEFORE_SETTINGS)),
+            **result.get("fetch", FETCH_BEFORE_SETTINGS)) +
+        f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms",
         "",
         "| figure | value |",
         "|---|---|",
@@ -116,7 +123,10 @@ def report(result: dict) -> str:
         f"| lag bounded | {result.get('lag_bounded')} {'; '.join(result.get('lag_verdict', []))} |",
         f"| routing latency ms, submission to assignment (p50 / p95 / p99 / p99.9) | "
         f"{latency.get('p50')} / {latency.get('p95')} / {latency.get('p99')} / {latency.get('p999')} "
-        f"({result.get('routing_latency_samples')} tasks) |",
+        f"({result.get('routing_latency_samples')} tasks; to the {result.get('routing_latency_ends', LATENCY_ENDS_BEFORE)}) |",
+        *([f"| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | " + "; ".join(
+            f"{hops[hop].get('p50')} / {hops[hop].get('p99')}" for hop in HOPS) + " |"]
+          if (hops := result.get("routing_hops_ms")) else []),
         f"| replay events/s (full replay of the run, {result.get('replay_events')} events) | "
         f"{result.get('replay_events_per_second')} |",
         f"| raw aiokafka produce -> consume msgs/s ({result.get('message_bytes')} B messages) | "

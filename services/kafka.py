@@ -53,7 +53,7 @@ def admin_client(settings: Settings, **options) -> AIOKafkaAdminClient:
 
 def producer(settings: Settings, **options) -> AIOKafkaProducer:
     # acks=all + idempotence: a retried send never duplicates or reorders within a partition.
-    options = {"acks": "all", "enable_idempotence": True, "linger_ms": 5, **options}
+    options = {"acks": "all", "enable_idempotence": True, "linger_ms": int(settings.kafka_linger_ms), **options}
     return AIOKafkaProducer(**connection_options(settings), **options)
 
 

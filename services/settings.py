@@ -89,6 +89,9 @@ def _env(name: str, default: str, doc: str, rule=None):
 class Settings:
     kafka_bootstrap_servers: str = _env(
         "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers, host:port[,host:port]", rule=_not_empty)
+    kafka_linger_ms: str = _env(
+        "KAFKA_LINGER_MS", "0", "How long a client (agent SDK, CLI, benchmark) holds a record to batch it with the "
+        "next: 0 sends at once, and records still batch while a request is in flight", rule=_count)
     database_url: str = _env(
         "DATABASE_URL", DEFAULT_DATABASE_URL, "PostgreSQL connection URL for the read models", rule=_postgres_url)
     topic_prefix: str = _env(

@@ -13,7 +13,7 @@ from bench.results import previous_result, regressions, report, save
 from bench.stages import lag_by_service
 from events.codec import encode
 from events.envelope import make_event
-from events.tasks import TaskAssigned, TaskCompleted, TaskSubmitted
+from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskSubmitted
 from events.values import CapabilityRequirement
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -122,8 +122,11 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     other_machine = result("2026-01-01T10:30:00+00:00", machine={**MACHINE, "cores": 8})
     other_rate = result("2026-01-01T10:40:00+00:00", rate="max")
     other_fetch = {**result("2026-01-01T10:50:00+00:00"), "fetch": {"min_bytes": 65536, "max_wait_ms": 100}}
+    other_end = {**result("2026-01-01T10:55:00+00:00"), "routing_latency_ends": "assignment handed to Kafka"}
+    other_linger = {**result("2026-01-01T10:56:00+00:00"), "client_linger_ms": 0}
     later = result("2026-01-01T12:00:00+00:00")
-    for n, r in enumerate((older, latest_same, other_machine, other_rate, other_fetch, later)):
+    for n, r in enumerate((older, latest_same, other_machine, other_rate, other_fetch, other_end, other_linger,
+                           later)):
         (tmp_path / f"pipeline-{n}.json").write_text(json.dumps(r))
 
     current = result("2026-01-01T11:00:00+00:00")
@@ -134,6 +137,10 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 1, "max_wait_ms": 100}}) == latest_same
     assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 65536, "max_wait_ms": 100},
                                       "finished_at": "2026-01-01T11:00:00+00:00"}) == other_fetch
+    # latency measured to another end is another figure
+    assert previous_result(tmp_path, {**current, "routing_latency_ends": "assignment handed to Kafka"}) == other_end
+    assert previous_result(tmp_path, {**current, "client_linger_ms": 0}) == other_linger
+    assert previous_result(tmp_path, {**current, "client_linger_ms": 5}) == latest_same  # the linger of then
 
 
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
@@ -152,7 +159,17 @@ def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     assert "5 / 20 / 40.0 / 80" in text
     assert "Profile of router (10 samples, r.txt)" in text and "- 25.0% score (logic.py)" in text
     assert "by the innermost library running: faust and mode 40.0%, our code 60.0%" in text
-    assert "Faust fetch: at least 1 bytes, waiting at most 100 ms" in text  # the run predates the settings
+    assert "Faust fetch: at least 1 bytes, waiting at most 100 ms; clients linger 5 ms" in text  # predates both
+    assert "to the balancer inbox copy" in text and "by hop" not in text
+
+
+def test_a_report_gives_latency_by_hop_when_the_run_measured_it():
+    hop = {"p50": 2.0, "p95": 3.0, "p99": 4.0, "p999": 5.0}
+    run = {**result("2026-01-01T11:00:00+00:00"), "routing_latency_ends": "assignment handed to Kafka",
+           "routing_hops_ms": {"route": hop, "forward": {**hop, "p50": 7.0}, "decide": hop}}
+    text = report(run)
+    assert "to the assignment handed to Kafka" in text
+    assert "| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | 2.0 / 4.0; 7.0 / 4.0; 2.0 / 4.0 |" in text
 
 
 # --- what the benchmark reads ---------------------------------------------------
@@ -192,6 +209,28 @@ def test_routing_latency_is_submission_to_first_assignment_for_tasks_submitted_i
     assert (observer.submitted_total, observer.completed_total, observer.completed_in_window) == (3, 2, 1)
     assert observer.in_flight == 1
     assert observer.records == 10 and observer.mean_record_bytes > 100
+
+
+def routed(task_id, seconds):
+    return raw(TaskRouted(task_id=task_id, chosen_agent_id=None, policy="p", reason="r", candidates=()), seconds)
+
+
+def millis(seconds):
+    return int(at(seconds).timestamp() * 1000)
+
+
+def test_latency_ends_when_the_assignment_reaches_kafka_and_splits_into_hops_in_any_reading_order():
+    observer = Observer(window=(at(10).timestamp(), at(20).timestamp()))
+    # t1: submitted at 11.000, routed on Kafka at 11.004, copied into the inbox at 11.010, assigned on Kafka at 11.013
+    records = [(assigned("t1", 11.010), millis(11.013)), (submitted("t1", 11), millis(11.001)),
+               (routed("t1", 11.003), millis(11.004))]
+    for value, timestamp_ms in records:
+        observer.take(value, timestamp_ms)
+
+    assert observer.latency_ms.count == 1 and 13 * 0.999 <= observer.latency_ms.percentile(1.0) <= 13 * 1.01
+    for hop, ms in {"route": 4, "forward": 6, "decide": 3}.items():
+        assert ms * 0.999 <= observer.hops_ms[hop].percentile(1.0) <= ms * 1.01, hop
+    assert observer.stamps == {}  # nothing is kept once a task's hops are counted
 
 
 def test_stage_lag_sums_the_partitions_of_each_service():

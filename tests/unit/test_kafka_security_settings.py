@@ -90,3 +90,15 @@ def test_generating_again_keeps_the_ca_and_passwords_and_adds_only_new_principal
     after = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
     assert created == ["password of router"]
     assert {name: after[name] for name in before} == before
+
+
+async def test_clients_linger_as_configured_and_send_at_once_by_default():
+    # Linger adds its whole length to every hop while traffic is light: a lone record waits for company.
+    default = kafka.producer(Settings.from_env({}))
+    batching = kafka.producer(Settings.from_env({"KAFKA_LINGER_MS": "7"}))
+    try:
+        assert default._message_accumulator._linger_time == 0
+        assert batching._message_accumulator._linger_time == 0.007
+    finally:
+        await default.stop()
+        await batching.stop()
