@@ -81,12 +81,14 @@ bench-target: install up ## The 5-minute target run: 1,000 tasks/s (60,000/min) 
 bench-max: install up ## Find the sustainable maximum rate, then measure 120 s at it
 	$(WITH_ENV) orchestrator bench --rate max --duration 120
 
-bench-components: install up ## The component benchmarks: routing decision, projection and replay, SDK, offline evaluation
+bench-components: install up ## The component benchmarks: routing decision, balancer queue, projection and replay, SDK, offline evaluation
 	$(WITH_ENV) $(PYTHON) -m bench.routing_decision --agents 1000
+	$(PYTHON) -m bench.balancer_queue
 	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
 	$(WITH_ENV) $(PYTHON) -m services.audit.bench --records 50000
 	$(WITH_ENV) $(PYTHON) -m bench.agents
 	$(PYTHON) -m bench.evaluate_offline --data ../shared/data/routerdc_7llm.csv.gz
+	$(PYTHON) -m bench.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz
 
 bench-projection: install up ## Measure projector throughput and replay rate (TASKS=20000, ~5 events each)
 	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
