@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import urllib.request
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,10 +21,31 @@ def lag_by_service(exposition: str) -> dict[str, float]:
     return lag
 
 
+_HANDED_OUT: set[int] = set()  # never the same port twice to one process
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A free port for a local server, below the kernel's ephemeral range.
+
+    A port the kernel picks (bind to 0) is an ephemeral one, which any outgoing connection,
+    such as a Kafka client's, may be handed between this check and the server's bind: the
+    server then fails with "Address already in use". A client retrying against a stopped
+    broker could even be handed the broker's own port and connect to itself.
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    lowest_ephemeral = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for _ in range(500):
+        port = random.randint(20000, lowest_ephemeral - 1)
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port between 20000 and {lowest_ephemeral - 1}")
 
 
 def _scrape(port: int) -> str:

@@ -8,14 +8,13 @@ it disturbs no other test.
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.stages import free_port
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,28 +22,11 @@ LIBS = ROOT / ".local" / "kafka" / "libs"
 STACK = ROOT / "infra" / "stack.sh"
 
 
-def _free_port() -> int:
-    """A free port below the kernel's ephemeral range. A client retrying against the stopped
-    broker could otherwise be handed the broker's own port for its end of the connection,
-    connect to itself, and keep the restarted broker from binding it."""
-    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    lowest_ephemeral = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
-    for _ in range(500):
-        port = random.randint(20000, lowest_ephemeral - 1)
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port between 20000 and {lowest_ephemeral - 1}")
-
-
 class PrivateKafka:
     def __init__(self, directory: Path, secure: bool | None = None) -> None:
         self.directory = directory
         self.secure = Settings.from_env().kafka_security_protocol == "SASL_SSL" if secure is None else secure
-        self.port, self.controller_port = _free_port(), _free_port()
+        self.port, self.controller_port = free_port(), free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.properties = directory / "server.properties"

@@ -7,13 +7,13 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import subprocess
 import urllib.parse
 import urllib.request
 
 import pytest
 
+from bench.stages import free_port
 from tests.e2e.helpers import publish_all, wait_for
 from tests.e2e.test_routing import agent, serving, task
 
@@ -29,12 +29,6 @@ EXPECTED = {
     "balancer": ("orchestrator_events_in_total", "orchestrator_events_out_total", "orchestrator_in_flight",
                  "orchestrator_consumer_lag"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prometheus_binary() -> str:

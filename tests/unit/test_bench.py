@@ -10,7 +10,7 @@ from bench.observer import Observer
 from bench.profile import layers, parse, top_frames
 from bench.rate_search import Trial, best, judge, next_rate
 from bench.results import previous_result, regressions, report, save
-from bench.stages import lag_by_service
+from bench.stages import free_port, lag_by_service
 from events.codec import encode
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskSubmitted
@@ -231,6 +231,12 @@ def test_latency_ends_when_the_assignment_reaches_kafka_and_splits_into_hops_in_
     for hop, ms in {"route": 4, "forward": 6, "decide": 3}.items():
         assert ms * 0.999 <= observer.hops_ms[hop].percentile(1.0) <= ms * 1.01, hop
     assert observer.stamps == {}  # nothing is kept once a task's hops are counted
+
+
+def test_ports_for_local_servers_are_free_distinct_and_never_ones_a_client_connection_could_be_given():
+    lowest_ephemeral = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == 50 and all(1024 <= port < lowest_ephemeral for port in ports)
 
 
 def test_stage_lag_sums_the_partitions_of_each_service():
