@@ -1,9 +1,9 @@
 """Benchmark results on disk: one JSON and one readable report per run, and regressions.
 
 A run is compared with the latest earlier run of the same kind (same requested rate, or
-both `max`, the same Faust fetch and client linger settings, and the same end of routing
-latency) on the same machine (same CPU model, core count and memory), never with figures
-from elsewhere.
+both `max`, the same Faust fetch, client linger and off-path niceness settings, and the same
+end of routing latency) on the same machine (same CPU model, core count and memory), never
+with figures from elsewhere.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def machine_key(machine: dict) -> tuple:
 # Results from before the fetch and linger settings existed were all taken with these values.
 FETCH_BEFORE_SETTINGS = {"min_bytes": 1, "max_wait_ms": 100}
 LINGER_BEFORE_SETTING = 5
+NICE_BEFORE_SETTING = 0
 
 
 def same_kind(a: dict, b: dict) -> bool:
@@ -49,6 +50,7 @@ def same_kind(a: dict, b: dict) -> bool:
         str(a.get("requested_rate")) == str(b.get("requested_rate")) and \
         a.get("fetch", FETCH_BEFORE_SETTINGS) == b.get("fetch", FETCH_BEFORE_SETTINGS) and \
         a.get("client_linger_ms", LINGER_BEFORE_SETTING) == b.get("client_linger_ms", LINGER_BEFORE_SETTING) and \
+        a.get("off_path_nice", NICE_BEFORE_SETTING) == b.get("off_path_nice", NICE_BEFORE_SETTING) and \
         a.get("routing_latency_ends", LATENCY_ENDS_BEFORE) == b.get("routing_latency_ends", LATENCY_ENDS_BEFORE)
 
 
@@ -114,7 +116,8 @@ def report(result: dict) -> str:
         f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
         "Faust fetch: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
             **result.get("fetch", FETCH_BEFORE_SETTINGS)) +
-        f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms",
+        f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
+        f"; off-path processors' niceness {result.get('off_path_nice', NICE_BEFORE_SETTING)}",
         "",
         "| figure | value |",
         "|---|---|",

@@ -39,6 +39,10 @@ def _positive_integer(value: str) -> str | None:
     return None if value.isdigit() and int(value) >= 1 else f"must be a positive integer, got {value!r}"
 
 
+def _niceness(value: str) -> str | None:
+    return None if value.isdigit() and int(value) <= 19 else f"must be an integer from 0 to 19, got {value!r}"
+
+
 def _integer(value: str) -> str | None:
     return None if re.match(r"^-?[0-9]+$", value) else f"must be an integer, got {value!r}"
 
@@ -111,6 +115,10 @@ class Settings:
     metrics_port: str = _env(
         "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)", rule=_count)
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
+    off_path_nice: str = _env(
+        "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit) add to "
+        "their own at start: on a saturated machine they yield the CPU to the router, balancer and health monitor "
+        "and catch up later; 0 shares it equally", rule=_niceness)
 
     # --- health monitor (`orchestrator serve health`) ---
     health_app_id: str = _env(

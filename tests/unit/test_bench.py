@@ -124,9 +124,10 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     other_fetch = {**result("2026-01-01T10:50:00+00:00"), "fetch": {"min_bytes": 65536, "max_wait_ms": 100}}
     other_end = {**result("2026-01-01T10:55:00+00:00"), "routing_latency_ends": "assignment handed to Kafka"}
     other_linger = {**result("2026-01-01T10:56:00+00:00"), "client_linger_ms": 0}
+    other_nice = {**result("2026-01-01T10:57:00+00:00"), "off_path_nice": 10}
     later = result("2026-01-01T12:00:00+00:00")
     for n, r in enumerate((older, latest_same, other_machine, other_rate, other_fetch, other_end, other_linger,
-                           later)):
+                           other_nice, later)):
         (tmp_path / f"pipeline-{n}.json").write_text(json.dumps(r))
 
     current = result("2026-01-01T11:00:00+00:00")
@@ -141,6 +142,7 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     assert previous_result(tmp_path, {**current, "routing_latency_ends": "assignment handed to Kafka"}) == other_end
     assert previous_result(tmp_path, {**current, "client_linger_ms": 0}) == other_linger
     assert previous_result(tmp_path, {**current, "client_linger_ms": 5}) == latest_same  # the linger of then
+    assert previous_result(tmp_path, {**current, "off_path_nice": 10}) == other_nice
 
 
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
@@ -159,7 +161,8 @@ def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     assert "5 / 20 / 40.0 / 80" in text
     assert "Profile of router (10 samples, r.txt)" in text and "- 25.0% score (logic.py)" in text
     assert "by the innermost library running: faust and mode 40.0%, our code 60.0%" in text
-    assert "Faust fetch: at least 1 bytes, waiting at most 100 ms; clients linger 5 ms" in text  # predates both
+    assert ("Faust fetch: at least 1 bytes, waiting at most 100 ms; clients linger 5 ms; "
+            "off-path processors' niceness 0") in text  # the run predates the three settings
     assert "to the balancer inbox copy" in text and "by hop" not in text
 
 

@@ -2,7 +2,8 @@ import json
 import subprocess
 import sys
 
-from services.cli import main
+from services.cli import main, yield_cpu_if_off_path
+from services.settings import Settings
 
 
 def run_cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
@@ -66,3 +67,16 @@ def test_a_record_parked_by_several_processors_is_re_injected_once():
     unique = _once_per_origin([parked(0, "projector"), parked(1, "router"), parked(2, "balancer"),
                                parked(3, "projector", origin_offset=8), parked(4, "router", attempt=2)])
     assert [(p.offset, p.processor) for p in unique] == [(0, "projector"), (3, "projector"), (4, "router")]
+
+
+def test_processors_off_the_routing_path_yield_the_cpu_and_the_path_keeps_its_priority(monkeypatch):
+    increments = []
+    monkeypatch.setattr("services.cli.os.nice", increments.append)
+    defaults, equal = Settings.from_env({}), Settings.from_env({"OFF_PATH_NICE": "0"})
+
+    given = {name: yield_cpu_if_off_path(name, defaults)
+             for name in ("projector", "learner", "audit", "router", "balancer", "health")}
+
+    assert given == {"projector": 10, "learner": 10, "audit": 10, "router": 0, "balancer": 0, "health": 0}
+    assert increments == [10, 10, 10]
+    assert yield_cpu_if_off_path("learner", equal) == 0 and increments == [10, 10, 10]
