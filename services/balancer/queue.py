@@ -26,37 +26,38 @@ class WaitingQueue:
     def __init__(self) -> None:
         self._by_agent: dict[str, dict[str, SortedList]] = {}
         self._by_capability: dict[str, dict[str, SortedList]] = {}
-        self._placed: dict[str, tuple[Entry, str, str, tuple[str, ...]]] = {}  # task -> where its entries are
+        # task -> its entry, and the submitter, capability and agents whose lists hold it
+        self._where: dict[str, tuple[Entry, str, str, tuple[str, ...]]] = {}
 
     def __len__(self) -> int:
-        return len(self._placed)
+        return len(self._where)
 
     def __contains__(self, task_id: str) -> bool:
-        return task_id in self._placed
+        return task_id in self._where
 
     def add(self, task_id: str, *, priority: int, queued_at: datetime, submitter: str, capability: str,
             agents: tuple[str, ...]) -> None:
         """Queue a task under each agent that may still take it."""
-        if task_id in self._placed:
+        if task_id in self._where:
             return
         entry = (priority, queued_at, task_id)
         agents = tuple(dict.fromkeys(agents))
         for agent in agents:
             self._by_agent.setdefault(agent, {}).setdefault(submitter, SortedList()).add(entry)
         self._by_capability.setdefault(capability, {}).setdefault(submitter, SortedList()).add(entry)
-        self._placed[task_id] = (entry, submitter, capability, agents)
+        self._where[task_id] = (entry, submitter, capability, agents)
 
     def remove(self, task_id: str) -> None:
-        if (placed := self._placed.pop(task_id, None)) is None:
+        if (where := self._where.pop(task_id, None)) is None:
             return
-        entry, submitter, capability, agents = placed
+        entry, submitter, capability, agents = where
         for agent in agents:
             _discard(self._by_agent, agent, submitter, entry)
         _discard(self._by_capability, capability, submitter, entry)
 
     def position(self, task_id: str, served: Mapping[str, int]) -> int:
         """1 for the first in line among the tasks waiting for the same capability."""
-        (priority, queued_at, _), submitter, capability, _agents = self._placed[task_id]
+        (priority, queued_at, _), submitter, capability, _agents = self._where[task_id]
         mine = served.get(submitter, 0)
         ahead = 0
         for other, entries in self._by_capability[capability].items():
