@@ -52,6 +52,12 @@ class Observer:
     records: int = 0
     record_bytes: int = 0
 
+    def start_window(self, start: float, end: float) -> None:
+        """Count from now on only what happens in [start, end): completions, latency and hops."""
+        self.window, self.completed_in_window = (start, end), 0
+        self.latency_ms = Histogram()
+        self.hops_ms = {hop: Histogram() for hop in HOPS}
+
     def take(self, value: bytes, timestamp_ms: int | None = None) -> None:
         """One record's value, and its Kafka timestamp (when the producer handed it over)."""
         self.records += 1

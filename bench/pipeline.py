@@ -211,9 +211,7 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
 async def _measure(s, producer, observer: Observer, sampler: Sampler, rate: float, seconds: float, phase: str):
     """Submit at `rate` for `seconds`; completions counted by when they occurred, inside the window."""
     started = time.time()
-    observer.window, observer.completed_in_window = (started, started + seconds), 0
-    observer.latency_ms = type(observer.latency_ms)()
-    observer.hops_ms = {hop: type(observer.latency_ms)() for hop in observer.hops_ms}
+    observer.start_window(started, started + seconds)
     sampler.reset()
     await _submit(s, producer, rate, seconds, phase)
     await asyncio.sleep(max(0.0, started + seconds - time.time()) + 2.0)  # completions of the window's last tasks

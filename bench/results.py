@@ -43,15 +43,16 @@ def machine_key(machine: dict) -> tuple:
 FETCH_BEFORE_SETTINGS = {"min_bytes": 1, "max_wait_ms": 100}
 LINGER_BEFORE_SETTING = 5
 NICE_BEFORE_SETTING = 0
+# What makes two runs comparable besides the machine and the rate, each with the value that
+# results from before the field was recorded were taken with.
+CONDITIONS = {"fetch": FETCH_BEFORE_SETTINGS, "client_linger_ms": LINGER_BEFORE_SETTING,
+              "off_path_nice": NICE_BEFORE_SETTING, "routing_latency_ends": LATENCY_ENDS_BEFORE}
 
 
 def same_kind(a: dict, b: dict) -> bool:
     return machine_key(a.get("machine", {})) == machine_key(b.get("machine", {})) and \
         str(a.get("requested_rate")) == str(b.get("requested_rate")) and \
-        a.get("fetch", FETCH_BEFORE_SETTINGS) == b.get("fetch", FETCH_BEFORE_SETTINGS) and \
-        a.get("client_linger_ms", LINGER_BEFORE_SETTING) == b.get("client_linger_ms", LINGER_BEFORE_SETTING) and \
-        a.get("off_path_nice", NICE_BEFORE_SETTING) == b.get("off_path_nice", NICE_BEFORE_SETTING) and \
-        a.get("routing_latency_ends", LATENCY_ENDS_BEFORE) == b.get("routing_latency_ends", LATENCY_ENDS_BEFORE)
+        all(a.get(name, before) == b.get(name, before) for name, before in CONDITIONS.items())
 
 
 def _figure(result: dict, path: tuple[str, ...]) -> float | None:
@@ -127,7 +128,7 @@ def report(result: dict) -> str:
         f"| routing latency ms, submission to assignment (p50 / p95 / p99 / p99.9) | "
         f"{latency.get('p50')} / {latency.get('p95')} / {latency.get('p99')} / {latency.get('p999')} "
         f"({result.get('routing_latency_samples')} tasks; to the {result.get('routing_latency_ends', LATENCY_ENDS_BEFORE)}) |",
-        *([f"| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | " + "; ".join(
+        *(["| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | " + "; ".join(
             f"{hops[hop].get('p50')} / {hops[hop].get('p99')}" for hop in HOPS) + " |"]
           if (hops := result.get("routing_hops_ms")) else []),
         f"| replay events/s (full replay of the run, {result.get('replay_events')} events) | "
