@@ -66,6 +66,15 @@ async def fetch(settings, query: str, params=(), schema: str | None = None) -> l
             return await cur.fetchall()
 
 
+async def projected(settings, query: str, params=()) -> list[dict]:
+    """`fetch` for polling a projector started as its own process: until it has created the read
+    models (a niced projector may take a while), there is nothing yet, not an error."""
+    try:
+        return await fetch(settings, query, params)
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return []
+
+
 @contextlib.asynccontextmanager
 async def running_projector(settings):
     stop = asyncio.Event()

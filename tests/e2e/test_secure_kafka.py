@@ -31,7 +31,7 @@ from services.security.acls import Binding, bindings, load
 from services.security.material import new_authority, pem_certificate
 from services.settings import Settings
 from tests.conftest import delete_topics
-from tests.e2e.helpers import drop_schema, fetch, wait_for
+from tests.e2e.helpers import drop_schema, projected, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -356,8 +356,8 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
                 input='{"task_id": "secure-task-1", "requirements": [{"name": "python"}], "submitter": "ops"}',
                 env=env_of(admin), cwd=ROOT, capture_output=True, text=True, timeout=60)
             assert submit.returncode == 0, submit.stderr
-            rows = await wait_for(lambda: fetch(admin, "SELECT status, assigned_agent_id FROM tasks "
-                                                       "WHERE task_id = 'secure-task-1' AND status = 'completed'"),
+            rows = await wait_for(lambda: projected(admin, "SELECT status, assigned_agent_id FROM tasks "
+                                                           "WHERE task_id = 'secure-task-1' AND status = 'completed'"),
                                   timeout=120, what="the task completed in the read models")
             assert all(p.poll() is None for p in processes.values()), "a processor stopped"
             await asyncio.wait_for(agent.stop(), 30)
