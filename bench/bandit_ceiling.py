@@ -1,17 +1,28 @@
 """How close standard bandit policies come to the best agent per capability chosen in hindsight.
 
-    python -m bench.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz [--orders 8]
+    python -m bench.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz [--orders 8] [--seeds 16]
 
 Each policy routes every task of the log to one agent and learns only that agent's logged
-outcome (bandit feedback), as the running system does, over the log's order and reshuffles.
-This is not the product's router: it is a yardstick for what the data allows. Whatever a
-policy loses to the hindsight choice is the price of finding out which agent is best, and
-the gaps between agents on one capability are small (0.6 to 8 points on this log).
+outcome (bandit feedback), as the running system does. This is not the product's router: it is
+a yardstick for what the data allows. Whatever a policy loses to the hindsight choice is the
+price of finding out which agent is best, and the gaps between agents on one capability are
+small (0.6 to 8 points on this log).
+
+Two spreads are reported for each policy: over reshuffles of the log (how much of a figure is
+the order's luck), and over the policy's own random seeds on the log's order, which is the order
+`orchestrator evaluate` submits in (how much is the draws' luck).
 
 Policies, each per capability over its agents' Beta posteriors (prior: the capability's rate
 so far, worth two outcomes):
 - thompson xS: one draw from each posterior with S times its evidence, the best draw wins
   (S = 1 is plain Thompson sampling; larger S explores less);
+- thompson x4, empirical-Bayes prior: the prior's strength set from how far apart the agents'
+  rates on the capability are (close agents, strong prior), by the method of moments;
+- thompson x4, told the related capabilities: an agent's record on the capabilities of the same
+  benchmark family (`FAMILIES`: Chinese exams, mathematics, code) counts at half weight as
+  evidence of its advantage, which no learner could know better than being told;
+- kl-ucb: the largest rate whose KL divergence from the agent's mean is within log(n) / n_agent
+  (and a quarter of that bound, which explores less);
 - ucb1: the mean plus sqrt(2 ln n / n_agent);
 - greedy: the best posterior mean.
 """
@@ -20,18 +31,41 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from bench.machine import describe
 from services.learner.evaluate import load
 
-SHARPENINGS = (1.0, 2.0, 4.0, 8.0)
+PRIOR_STRENGTH = 2.0  # outcomes the capability's rate so far is worth in each agent's prior
+FAMILIES = (("ceval", "cmmlu"), ("gsm8k", "math_prealgebra"), ("humaneval", "humanevalx_js", "mbpp"))
+FAMILY_WEIGHT = 0.5  # what one outcome on a related capability is worth as evidence
+EMPIRICAL_BAYES_AFTER = 50  # outcomes on a capability before its agents' spread is estimated
 
 
-def matrix(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Capability index, prompt-length quartile within the capability, and outcomes (task x agent)."""
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    rule: str  # thompson, kl-ucb, ucb1 or greedy
+    sharpen: float = 1.0  # thompson: the evidence multiplier
+    scale: float = 1.0  # kl-ucb: the share of log(n) allowed
+    empirical_bayes: bool = False
+    families: bool = False
+
+
+POLICIES = tuple(
+    [Policy(f"thompson x{s:g}", "thompson", sharpen=s) for s in (1.0, 2.0, 4.0, 8.0)]
+    + [Policy("thompson x4, empirical-Bayes prior", "thompson", sharpen=4.0, empirical_bayes=True),
+       Policy("thompson x4, told the related capabilities", "thompson", sharpen=4.0, families=True),
+       Policy("kl-ucb", "kl-ucb"), Policy("kl-ucb, a quarter of the bound", "kl-ucb", scale=0.25),
+       Policy("ucb1", "ucb1"), Policy("greedy", "greedy")])
+
+
+def matrix(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Capability index, prompt-length quartile within the capability, outcomes (task x agent), capability names."""
     tasks = load(path)
     agents = sorted({a for t in tasks for a in t.outcomes})
     capabilities = sorted({t.capability for t in tasks})
@@ -43,7 +77,7 @@ def matrix(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mine = capability == c
         edges = np.quantile(chars[mine], [0.25, 0.5, 0.75])
         quartile[mine] = np.searchsorted(edges, chars[mine], side="right")
-    return capability, quartile, outcomes
+    return capability, quartile, outcomes, capabilities
 
 
 def hindsight(groups: np.ndarray, outcomes: np.ndarray) -> float:
@@ -51,52 +85,113 @@ def hindsight(groups: np.ndarray, outcomes: np.ndarray) -> float:
     return sum(outcomes[groups == g].sum(axis=0).max() for g in np.unique(groups)) / len(outcomes)
 
 
-def route(policy: str, sharpen: float, capability: np.ndarray, outcomes: np.ndarray, order: np.ndarray,
-          rng: np.random.Generator) -> float:
+def family_weights(names: list[str]) -> np.ndarray:
+    """capability x capability: FAMILY_WEIGHT between two capabilities of one family, else 0."""
+    weights = np.zeros((len(names), len(names)))
+    for family in FAMILIES:
+        members = [names.index(c) for c in family if c in names]
+        for one in members:
+            for other in members:
+                if one != other:
+                    weights[one, other] = FAMILY_WEIGHT
+    return weights
+
+
+def kl_bernoulli(p: float, q: float) -> float:
+    p, q = min(max(p, 1e-12), 1 - 1e-12), min(max(q, 1e-12), 1 - 1e-12)
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def kl_upper(mean: float, tries: float, level: float) -> float:
+    """The largest q >= mean with tries * KL(mean, q) <= level (bisection)."""
+    low, high = mean, 1.0
+    for _ in range(25):
+        middle = (low + high) / 2
+        low, high = (middle, high) if tries * kl_bernoulli(mean, middle) <= level else (low, middle)
+    return low
+
+
+def prior_strength(wins: np.ndarray, tries: np.ndarray, prior: float) -> float:
+    """Empirical Bayes: the Beta prior whose spread matches the spread of the agents' rates,
+    less the part of it that is sampling noise (method of moments), within [1, 200]."""
+    rates = (wins + 1.0) / (tries + 2.0)
+    between = max(float(np.var(rates) - np.mean(rates * (1 - rates) / (tries + 2.0))), 1e-4)
+    return min(max(prior * (1 - prior) / between - 1.0, 1.0), 200.0)
+
+
+def route(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: np.ndarray,
+          rng: np.random.Generator, related: np.ndarray | None = None) -> float:
+    """The policy's success rate over the tasks in `order`, learning only from its picks."""
+    return float(outcomes[order, picks(policy, capability, outcomes, order, rng, related)].mean())
+
+
+def picks(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: np.ndarray,
+          rng: np.random.Generator, related: np.ndarray | None = None) -> np.ndarray:
+    """The agent the policy picks for each task in `order`, learning only from its picks."""
     agents, capabilities = outcomes.shape[1], capability.max() + 1
     wins, tries = np.zeros((capabilities, agents)), np.zeros((capabilities, agents))
-    total = 0
-    for i in order:
+    chosen = np.zeros(len(order), dtype=np.int64)
+    for k, i in enumerate(order):
         c = capability[i]
-        w, n = wins[c], tries[c]
+        w, n = wins[c].copy(), tries[c].copy()
         prior = (w.sum() + 1.0) / (n.sum() + 2.0)
-        alpha, beta = 2.0 * prior + w, 2.0 * (1.0 - prior) + n - w
-        if policy == "thompson":
-            pick = int(np.argmax(rng.beta(alpha * sharpen, beta * sharpen)))
-        elif policy == "ucb1":
+        strength = (prior_strength(w, n, prior) if policy.empirical_bayes and n.sum() > EMPIRICAL_BAYES_AFTER
+                    else PRIOR_STRENGTH)
+        if policy.families and related is not None:
+            for other in np.flatnonzero(related[c]):
+                # the agent's advantage on the related capability, carried over at the family weight
+                there = (wins[other] + 1.0) / (tries[other] + 2.0) - (wins[other].sum() + 1.0) / (tries[other].sum() + 2.0)
+                evidence = related[c, other] * tries[other]
+                w, n = w + evidence * np.clip(prior + there, 0.01, 0.99), n + evidence
+        alpha, beta = strength * prior + w, strength * (1.0 - prior) + n - w
+        if policy.rule == "thompson":
+            pick = int(np.argmax(rng.beta(alpha * policy.sharpen, beta * policy.sharpen)))
+        elif policy.rule in ("ucb1", "kl-ucb"):
             untried = np.flatnonzero(n == 0)
-            pick = int(untried[0]) if untried.size else int(np.argmax(w / n + np.sqrt(2 * math.log(n.sum()) / n)))
+            if untried.size:
+                pick = int(untried[0])
+            elif policy.rule == "ucb1":
+                pick = int(np.argmax(w / n + np.sqrt(2 * math.log(n.sum()) / n)))
+            else:
+                level = policy.scale * math.log(n.sum())
+                pick = int(np.argmax([kl_upper(w[a] / n[a], n[a], level) for a in range(agents)]))
         else:
             pick = int(np.argmax(alpha / (alpha + beta)))
-        success = outcomes[i, pick]
-        total += success
-        wins[c, pick] += success
+        chosen[k] = pick
+        wins[c, pick] += outcomes[i, pick]
         tries[c, pick] += 1
-    return total / len(order)
+    return chosen
 
 
-def run(path: str, orders: int, seed: int) -> dict:
+def spread(rates: list[float]) -> dict:
+    return {"mean": round(float(np.mean(rates)), 4), "min": round(min(rates), 4), "max": round(max(rates), 4)}
+
+
+def run(path: str, orders: int, seeds: int, seed: int, policies: tuple[Policy, ...] = POLICIES) -> dict:
     started = time.perf_counter()
-    capability, quartile, outcomes = matrix(path)
+    capability, quartile, outcomes, names = matrix(path)
+    related = family_weights(names)
     n = len(outcomes)
-    shuffles = [np.arange(n)] + [np.random.default_rng(seed + k).permutation(n) for k in range(1, orders)]
-    policies = [("thompson", s) for s in SHARPENINGS] + [("ucb1", 1.0), ("greedy", 1.0)]
-    rates = {}
-    for policy, sharpen in policies:
-        name = f"thompson x{sharpen:g}" if policy == "thompson" else policy
-        rates[name] = [route(policy, sharpen, capability, outcomes, order, np.random.default_rng(seed + k))
+    log_order = np.arange(n)
+    shuffles = [log_order] + [np.random.default_rng(seed + k).permutation(n) for k in range(1, orders)]
+    best, random = hindsight(capability, outcomes), outcomes.mean()
+    figures = {}
+    for policy in policies:
+        over_orders = [route(policy, capability, outcomes, order, np.random.default_rng(seed + k), related)
                        for k, order in enumerate(shuffles)]
-    best = hindsight(capability, outcomes)
+        over_seeds = [route(policy, capability, outcomes, log_order, np.random.default_rng(s), related)
+                      for s in range(seeds)] if policy.rule == "thompson" else []
+        figures[policy.name] = {"orders": spread(over_orders)} | (
+            {"seeds_on_the_log_order": spread(over_seeds)} if over_seeds else {}) | {
+            "share_of_random_to_hindsight": round((np.mean(over_orders) - random) / (best - random), 3)}
+        print(f"bandit ceiling: {policy.name}: {figures[policy.name]}", file=sys.stderr, flush=True)
     return {
-        "tasks": n, "agents": outcomes.shape[1], "orders": orders,
+        "tasks": n, "agents": outcomes.shape[1], "orders": orders, "seeds": seeds,
         "hindsight": {"best_agent_per_capability": round(best, 4),
                       "best_agent_per_capability_and_prompt_quartile":
                           round(hindsight(capability * 4 + quartile, outcomes), 4),
-                      "random": round(outcomes.mean(), 4)},
-        "policies": {name: {"mean": round(float(np.mean(r)), 4), "min": round(min(r), 4), "max": round(max(r), 4),
-                            "share_of_random_to_hindsight": round((np.mean(r) - outcomes.mean())
-                                                                  / (best - outcomes.mean()), 3)}
-                     for name, r in rates.items()},
+                      "random": round(random, 4)},
+        "policies": figures,
         "seconds": round(time.perf_counter() - started, 1), "machine": describe(),
     }
 
@@ -105,9 +200,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="the outcome log (csv or csv.gz)")
     parser.add_argument("--orders", type=int, default=8, help="the log's order and this many minus one reshuffles")
+    parser.add_argument("--seeds", type=int, default=16,
+                        help="random seeds for each Thompson policy on the log's order (0: skip)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(run(args.data, max(1, args.orders), args.seed), indent=2))
+    print(json.dumps(run(args.data, max(1, args.orders), max(0, args.seeds), args.seed), indent=2))
 
 
 if __name__ == "__main__":
