@@ -14,7 +14,7 @@ import json
 import random
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -34,6 +34,7 @@ from services.router.policies import round_robin_policy
 from services.router.state import RouterView
 
 DECLARED = 0.5  # nothing is known about any agent at registration
+LEARNER_PACE = 0.4  # a learner reading outcomes at 40% of the router's pace, as one starved of CPU did
 ROUTING_TARGET = 0.60  # 80% of the way from random to the best agent per capability in hindsight
 
 
@@ -158,13 +159,14 @@ class RoutingRun:
 
 def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: bool = True,
                 thompson: Thompson | None = None, state: RouterState | None = None,
-                learner: LearnerState | None = None,
+                learner: LearnerState | None = None, learner_pace: float = 1.0,
                 watch: str | None = None, watch_first: int = 0) -> RoutingRun:
     """Tasks in order; the router picks one agent, only its outcome is revealed and learned.
 
     The learner's estimates reach the router as `SkillEstimated` would: the agent's own, and every
     agent's on the capability, since others' outcomes move each agent's cohort prior; its model as
-    `ModelPublished` would, every `PUBLISH_EVERY` outcomes."""
+    `ModelPublished` would, every `PUBLISH_EVERY` outcomes. With `learner_pace` below 1 the learner
+    reads outcomes that much slower than the router does, as a learner starved of CPU would."""
     agents, capabilities = fleet_of(tasks)
     state = router_fleet(agents, capabilities) if state is None else state
     learner = new_learner(agents, capabilities) if learner is None else learner
@@ -175,6 +177,8 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
     rng, baseline = random.Random(seed), RunningMean()
     run = RoutingRun(0, 0, 0.0, PrequentialMetrics(None), PrequentialMetrics(None), PrequentialMetrics(None),
                      Counter())
+    unread: deque[tuple[Task, str, bool, float | None]] = deque()  # outcomes the learner has yet to read
+    read = 0
     for task in tasks:
         if thompson:
             chosen, propensity = thompson.choose(task, state, learner)
@@ -189,19 +193,23 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
         run.successes += success
         run.propensity += propensity
         run.by_agent[chosen] += 1
-        learned = learn(learner, Outcome(task.task_id, chosen, task.capability, success, task.features))
-        if watch is None or (chosen == watch and run.by_agent[chosen] <= watch_first):
-            run.learner.add(learned.prediction.probability, success)
-            run.running_mean.add(baseline.predict(chosen, task.capability), success)
-            if routed_prediction is not None:
-                run.router.add(routed_prediction, success)
-        baseline.learn(chosen, task.capability, success)
         learn_outcome(state, chosen, task.capability, success)
-        if use_learner:
-            for skill in estimates(learner, task.capability):
-                apply_estimate(state, skill)
-            if run.decisions % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
-                RouterView(state=state).apply(publish_model(learner))
+        unread.append((task, chosen, success, routed_prediction))
+        while unread and read < learner_pace * run.decisions:
+            read += 1
+            told, agent, outcome, predicted = unread.popleft()
+            learned = learn(learner, Outcome(told.task_id, agent, told.capability, outcome, told.features))
+            if watch is None or (agent == watch and run.by_agent[agent] <= watch_first):
+                run.learner.add(learned.prediction.probability, outcome)
+                run.running_mean.add(baseline.predict(agent, told.capability), outcome)
+                if predicted is not None:
+                    run.router.add(predicted, outcome)
+            baseline.learn(agent, told.capability, outcome)
+            if use_learner:
+                for skill in estimates(learner, told.capability):
+                    apply_estimate(state, skill)
+                if read % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
+                    RouterView(state=state).apply(publish_model(learner))
     run.propensity /= max(1, run.decisions)
     return run
 
@@ -229,7 +237,8 @@ def shuffled(tasks: list[Task], seed: int) -> list[Task]:
     return random.Random(seed).sample(tasks, len(tasks))
 
 
-def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int) -> dict:
+def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int,
+                     learner_pace: float = LEARNER_PACE) -> dict:
     def figures(run: RoutingRun) -> dict:
         result = {"success_rate": round(run.success_rate, 4), "mean_propensity": round(run.propensity, 4),
                   "prediction": {"learner": rounded(run.learner.summary()),
@@ -246,10 +255,12 @@ def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int
 
     with_learner = run_routing(tasks, weights, seed)
     alone = run_routing(tasks, weights, seed, use_learner=False)
+    behind = run_routing(tasks, weights, seed, learner_pace=learner_pace)
     proposed = run_routing(tasks, weights, seed, thompson=Thompson(seed))
     return {
         "with_learner": figures(with_learner) | {"reshuffled": across(lambda t, s: run_routing(t, weights, s))},
         "router_alone": {"success_rate": round(alone.success_rate, 4)},
+        "learner_behind": {"learner_pace": learner_pace, "success_rate": round(behind.success_rate, 4)},
         "proposed_thompson": figures(proposed) | {
             "reshuffled": across(lambda t, s: run_routing(t, weights, s, thompson=Thompson(s)))},
         "tasks_per_agent": dict(sorted(with_learner.by_agent.items())),
@@ -306,12 +317,12 @@ def evaluate_cold_start(tasks: list[Task], weights: Weights, newcomers: list[str
 # --- report -----------------------------------------------------------------------------
 
 def evaluate(path: str, limit: int | None, weights: Weights, orders: int, newcomer: str | None, first: int,
-             window: int, seed: int) -> dict:
+             window: int, seed: int, learner_pace: float = LEARNER_PACE) -> dict:
     started = time.perf_counter()
     tasks = load(path, limit)
     agents, capabilities = fleet_of(tasks)
     prediction = evaluate_prediction(tasks)
-    routing = evaluate_routing(tasks, weights, orders, seed)
+    routing = evaluate_routing(tasks, weights, orders, seed, learner_pace)
     reference = baselines(tasks)
     cold_start = evaluate_cold_start(tasks, weights, [newcomer] if newcomer else agents, first, window, seed)
     learner = prediction["learner"]
@@ -370,6 +381,9 @@ def report(result: dict) -> str:
     target = result["routing_target"]
     lines.append(f"  {'target':44} {target['success_rate']:.4f}   ({'met' if target['met'] else 'not met'})")
     lines.append(f"  {'router alone (its own Beta records)':44} {routing['router_alone']['success_rate']:.4f}")
+    behind = routing["learner_behind"]
+    lines.append(f"  {'learner reading at ' + format(behind['learner_pace'], 'g') + 'x the router':44} "
+                 f"{behind['success_rate']:.4f}")
     for name, value in result["baselines"].items():
         lines.append(f"  {name:44} {value:.4f}")
     lines += ["  prediction on the routed decisions:", head]
@@ -405,12 +419,15 @@ def main() -> None:
     parser.add_argument("--newcomer", help="the one agent held out until halfway (default: each in turn)")
     parser.add_argument("--first", type=int, default=100, help="newcomer tasks the cold start looks at")
     parser.add_argument("--window", type=int, default=4000, help="tasks routed after the newcomer joins")
+    parser.add_argument("--learner-pace", type=float, default=LEARNER_PACE,
+                        help="for one more run: the learner reads outcomes this much slower than the router")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     weights = Weights(temperature=args.temperature, top_k=args.top_k, exploration=args.exploration,
                       sharpness=args.sharpness, load=0.0)  # one task at a time: no agent is ever loaded
     result = evaluate(args.data, args.limit, weights, max(1, args.orders),
-                      args.newcomer and agent_id(args.newcomer), args.first, args.window, args.seed)
+                      args.newcomer and agent_id(args.newcomer), args.first, args.window, args.seed,
+                      min(1.0, max(0.01, args.learner_pace)))
     print(json.dumps(result, indent=2) if args.json else report(result))
 
 

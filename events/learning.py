@@ -33,6 +33,10 @@ class SkillEstimated(EventBody):
     successes: Count
     attempts: Count
     model_version: str | None = None
+    # How many of the agent's outcomes on the capability the learner had read when it made the
+    # estimate. Unlike `attempts`, which restarts when a skill change is detected, it only grows:
+    # a reader that has seen more outcomes knows which of them the estimate does not count yet.
+    outcomes_read: Count | None = None
 
     @model_validator(mode="after")
     def _successes_within_attempts(self) -> "SkillEstimated":

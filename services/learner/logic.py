@@ -60,6 +60,7 @@ class LearnerState:
     model_id: str = "success"
     cohorts: Cohorts = field(default_factory=Cohorts)
     records: dict[tuple[str, str], Counts] = field(default_factory=dict)
+    read: dict[tuple[str, str], int] = field(default_factory=dict)  # outcomes per key, never restarted
     trajectories: dict[tuple[str, str], Trajectory] = field(default_factory=dict)
     model: SuccessModel = field(default_factory=SuccessModel)
     relationships: Relationships = field(default_factory=Relationships)
@@ -113,6 +114,7 @@ def learn(state: LearnerState, outcome: Outcome) -> Learned:
 
     key = (agent_id, capability)
     state.records[key] = state.records.get(key, Counts()).plus(success)
+    state.read[key] = state.read.get(key, 0) + 1
     shifts = ()
     trajectory = state.trajectories.setdefault(key, Trajectory(state.drift_delta))
     if (since_change := trajectory.update(success)) is not None:
@@ -144,7 +146,7 @@ def estimate(state: LearnerState, agent_id: str, capability: str) -> SkillEstima
     counts = state.records.get((agent_id, capability), Counts())
     return SkillEstimated(agent_id=agent_id, capability=capability, proficiency=skill.mean,
                           confidence=skill.confidence, successes=counts.successes, attempts=counts.attempts,
-                          model_version=state.model_version)
+                          model_version=state.model_version, outcomes_read=state.read.get((agent_id, capability), 0))
 
 
 def estimates(state: LearnerState, capability: str) -> list[SkillEstimated]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from events.learning import SkillEstimated
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
 from services.learner.beta import Beta
@@ -27,6 +28,7 @@ from services.learner.model import LinearPredictor
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
 EXPLORATIONS = ("softmax", "thompson")
+UNCOUNTED_KEPT = 100_000  # outcomes per agent and capability kept for a learner that is this far behind
 PROPENSITY_DRAWS = 256  # further posterior draws that estimate a Thompson pick's propensity
 
 
@@ -73,6 +75,7 @@ class Record:
     estimate: float | None = None  # the learner's current proficiency, when published
     estimate_confidence: float | None = None
     estimate_attempts: int = 0  # the agent's outcomes the estimate is built on
+    estimate_read: int | None = None  # the agent's outcomes the learner had read for it (None: not said)
     seen: int = 0  # every outcome the router has read for this agent and capability
 
     def posterior(self, declared: float) -> tuple[float, float]:
@@ -149,6 +152,10 @@ class RouterState:
     model_version: str | None = None  # of `predictor`, recorded on every decision it informed
     predictor: LinearPredictor | None = None  # the learner's published model, once validated
     round_robin: dict[str, int] = field(default_factory=dict)  # next turn per capability (baseline policy)
+    # Per agent and capability, in order, the outcomes read since the learner's estimate that the
+    # estimate may not count yet (1 success, 0 failure): a learner that lags must not make the
+    # router forget what it has seen since.
+    uncounted: dict[tuple[str, str], bytearray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -315,12 +322,38 @@ def _risks(chosen: Scored, ranked: list[Scored]) -> tuple[str, ...]:
 
 # --- evolving the state from events ------------------------------------------------
 
+def take_estimate(state: RouterState, event: SkillEstimated) -> None:
+    """The learner's estimate replaces the prior, and the outcomes it counts leave the router's own
+    tally; those it has not read yet stay. An estimate older than the one in hand is ignored."""
+    key = (event.agent_id, event.capability)
+    record = state.records.get(key, Record())
+    uncounted = state.uncounted.setdefault(key, bytearray())
+    if event.outcomes_read is None:  # said nothing of what it read: as if it counted everything
+        uncounted.clear()
+    elif record.estimate_read is not None and event.outcomes_read < record.estimate_read:
+        return
+    else:
+        behind = max(0, record.seen - event.outcomes_read)
+        del uncounted[:max(0, len(uncounted) - behind)]
+    successes = float(sum(uncounted))
+    state.records[key] = replace(record, successes=successes, failures=len(uncounted) - successes,
+                                 estimate=event.proficiency, estimate_confidence=event.confidence,
+                                 estimate_attempts=event.attempts, estimate_read=event.outcomes_read)
+
+
 def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,
                   duration_ms: float | None = None) -> None:
-    record = state.records.get((agent_id, capability), Record())
-    # An estimate read before this outcome may already count it: its attempts run ahead of ours.
-    counted = record.estimate is not None and record.seen < record.estimate_attempts
+    key = (agent_id, capability)
+    record = state.records.get(key, Record())
+    # An estimate read before this outcome may already count it: the learner read ahead of us.
+    ahead = record.estimate_read if record.estimate_read is not None else record.estimate_attempts
+    counted = record.estimate is not None and record.seen < ahead
     new = 0 if counted else 1
+    if new:
+        uncounted = state.uncounted.setdefault(key, bytearray())
+        uncounted.append(bool(success))
+        if len(uncounted) > UNCOUNTED_KEPT:
+            del uncounted[:len(uncounted) - UNCOUNTED_KEPT]
     state.records[(agent_id, capability)] = replace(
         record, seen=record.seen + 1, successes=record.successes + new * success,
         failures=record.failures + new * (not success),

@@ -18,7 +18,7 @@ from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff
 from pydantic import ValidationError
 
 from services.learner.model import LinearPredictor
-from services.router.logic import AgentState, Record, RouterState, learn_outcome
+from services.router.logic import AgentState, RouterState, learn_outcome, take_estimate
 
 log = logging.getLogger("orchestrator.router")
 
@@ -171,11 +171,7 @@ def _reassigned(view: RouterView, event: TaskReassigned) -> None:
 
 
 def _skill_estimated(view: RouterView, event: SkillEstimated) -> None:
-    # The estimate already counts the outcomes the router saw so far; keeping them would count them twice.
-    key = (event.agent_id, event.capability)
-    record = view.state.records.get(key, Record())
-    view.state.records[key] = replace(record, successes=0.0, failures=0.0, estimate=event.proficiency,
-                                      estimate_confidence=event.confidence, estimate_attempts=event.attempts)
+    take_estimate(view.state, event)
 
 
 def _relationship_scored(view: RouterView, event: RelationshipScored) -> None:

@@ -128,6 +128,15 @@ def test_an_abrupt_change_is_detected_soon_with_the_estimate_before_and_after(be
     assert learned[n].skill.attempts < 300 + n + 1
 
 
+def test_the_outcomes_an_estimate_has_read_keep_counting_when_its_record_restarts_after_a_change():
+    state = given(profile("a", share=False))
+    when_outcomes(state, "a", random_pattern(0.85, 300, seed=1))
+    learned = when_outcomes(state, "a", random_pattern(0.25, 200, seed=2))
+    assert any(step.shifts for step in learned)
+    final = learned[-1].skill
+    assert final.attempts < 500 and final.outcomes_read == 500  # so a reader can tell what it has not counted
+
+
 def test_a_steady_agent_raises_no_alarm():
     state = given(profile("a", share=False))
     assert not any(step.shifts for step in when_outcomes(state, "a", random_pattern(0.6, 3000, seed=3)))
