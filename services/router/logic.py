@@ -28,7 +28,7 @@ from services.learner.model import LinearPredictor
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
 EXPLORATIONS = ("softmax", "thompson")
-UNCOUNTED_KEPT = 100_000  # outcomes per agent and capability kept for a learner that is this far behind
+UNCOUNTED_KEPT = 10_000  # per agent and capability: a learner further behind misses the oldest (10 KB each)
 PROPENSITY_DRAWS = 256  # further posterior draws that estimate a Thompson pick's propensity
 
 
