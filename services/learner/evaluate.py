@@ -115,6 +115,14 @@ class Replay:
         self.done = asyncio.Event()
         self.learner_up = asyncio.Event()  # its first estimate: from then on, outcomes reach the router learned
         self.model_trained_on = 0
+        self.learner_most_behind = 0  # answered outcomes its latest model had not learned, at worst
+
+    def learner_behind(self) -> int:
+        """Outcomes answered that the learner's latest model has not learned: a learner starved of
+        CPU falls behind, and the routing it informs with it (the report says how far)."""
+        behind = max(0, len(self.outcome) - self.model_trained_on)
+        self.learner_most_behind = max(self.learner_most_behind, behind)
+        return behind
 
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)
@@ -224,6 +232,8 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
               **replay.score(), "baselines": baselines(tasks),
               "learner_model": ({"version": replay.model.model_version, "metrics": replay.model.metrics}
                                 if replay.model else None),
+              "learner_behind": {"at_the_end": replay.learner_behind(), "at_most": replay.learner_most_behind,
+                                 "unit": f"outcomes, as of its models (one every {PUBLISH_EVERY})"},
               "routing": {"exploration": "thompson", "sharpness": SHARPNESS, "outstanding": outstanding,
                           "learner_publish_every": PUBLISH_EVERY},
               "cold_start": None,
@@ -305,7 +315,7 @@ async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: fl
             answered = len(replay.outcome)
             rate = sum(s for _, s in replay.outcome.values()) / max(1, answered)
             log(f"evaluate: {n}/{len(tasks)} submitted, {answered} answered, success so far {rate:.3f}, "
-                f"{time.monotonic() - started:.0f}s")
+                f"learner {replay.learner_behind()} behind, {time.monotonic() - started:.0f}s")
     await producer.flush()
 
 
@@ -328,6 +338,9 @@ def report(result: dict) -> str:
         m = model["metrics"]
         lines.append(f"  learner model {model['version']}: prequential accuracy {m.get('accuracy', 0):.4f}, "
                      f"log loss {m.get('log_loss', 0):.4f}, ROC AUC {m.get('roc_auc', 0):.4f}")
+    behind = result["learner_behind"]
+    lines.append(f"  learner behind the answers: {behind['at_most']} outcomes at most, {behind['at_the_end']} "
+                 f"at the end")
     if (cold := result["cold_start"]) is None:
         lines.append(f"  cold start: not measured ({result['cold_start_reason']})")
         return "\n".join(lines)

@@ -42,7 +42,9 @@ def test_evaluate_replays_a_log_and_the_learner_steers_routing(settings, tmp_pat
     assert set(figures["baselines"]) == {"random", "round_robin", "best_single", "oracle"}
     assert figures["learner_model"]["metrics"]["count"] > 0  # the learner published models while it ran
     assert "cold_start" in figures
-    assert "submitted" in result.stderr  # progress
+    behind = figures["learner_behind"]  # how far the learner lagged, which decides what routing knew
+    assert 0 <= behind["at_the_end"] <= behind["at_most"] <= 200
+    assert "submitted" in result.stderr and "behind" in result.stderr  # progress
 
 
 def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path):
