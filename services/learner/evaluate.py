@@ -115,14 +115,25 @@ class Replay:
         self.done = asyncio.Event()
         self.learner_up = asyncio.Event()  # its first estimate: from then on, outcomes reach the router learned
         self.model_trained_on = 0
-        self.learner_most_behind = 0  # answered outcomes its latest model had not learned, at worst
+        self.learner_read: dict[tuple[str, str], int] = {}  # outcomes read per agent and capability, as estimated
+        self.learner_read_total = 0
+        self.learner_most_behind = 0
 
     def learner_behind(self) -> int:
-        """Outcomes answered that the learner's latest model has not learned: a learner starved of
-        CPU falls behind, and the routing it informs with it (the report says how far)."""
-        behind = max(0, len(self.outcome) - self.model_trained_on)
+        """Outcomes answered that the learner's estimates do not count yet: a learner starved of CPU
+        falls behind, and so does what the router knows of it (the report says how far)."""
+        behind = max(0, len(self.outcome) - self.learner_read_total)
         self.learner_most_behind = max(self.learner_most_behind, behind)
         return behind
+
+    def estimated(self, skill: SkillEstimated) -> None:
+        self.learner_up.set()
+        if skill.outcomes_read is not None:
+            key = (skill.agent_id, skill.capability)
+            before = self.learner_read.get(key, 0)
+            if skill.outcomes_read > before:
+                self.learner_read[key] = skill.outcomes_read
+                self.learner_read_total += skill.outcomes_read - before
 
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)
@@ -143,7 +154,7 @@ class Replay:
                     self.model = body
                     self.model_trained_on = body.trained_on_events
                 elif isinstance(body, SkillEstimated):
-                    self.learner_up.set()
+                    self.estimated(body)
                 elif isinstance(body, TaskAssigned) and body.task_id in self.tasks:
                     await self._work(producer, event)
         finally:
@@ -233,7 +244,7 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
               "learner_model": ({"version": replay.model.model_version, "metrics": replay.model.metrics}
                                 if replay.model else None),
               "learner_behind": {"at_the_end": replay.learner_behind(), "at_most": replay.learner_most_behind,
-                                 "unit": f"outcomes, as of its models (one every {PUBLISH_EVERY})"},
+                                 "unit": "answered outcomes its estimates did not count yet"},
               "routing": {"exploration": "thompson", "sharpness": SHARPNESS, "outstanding": outstanding,
                           "learner_publish_every": PUBLISH_EVERY},
               "cold_start": None,

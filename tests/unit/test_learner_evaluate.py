@@ -1,4 +1,5 @@
 """The scorekeeping of `orchestrator evaluate`, without the system around it."""
+from events.learning import SkillEstimated
 from services.learner.evaluate import ColdStart, LoggedTask, Replay, best_single_agent, load
 
 
@@ -68,3 +69,21 @@ def test_the_running_mean_baseline_predicts_each_pair_from_its_outcomes_before()
     # 1/2 (a success: a tie at 0.5 is no prediction of success), 2/3 (a failure), 2/4 (a success)
     assert baseline["prediction_accuracy"] == 0.0
     assert baseline["log_loss"] > 0.69
+
+
+def skill(agent: str, read: int) -> SkillEstimated:
+    return SkillEstimated(agent_id=agent, capability="math", proficiency=0.5, confidence=0.1, successes=0,
+                          attempts=read, outcomes_read=read)
+
+
+def test_how_far_the_learner_lags_is_the_answered_outcomes_its_estimates_do_not_count():
+    replay = given_a_replay([logged(n, a=True, b=False) for n in range(10)])
+    for n in range(10):
+        when_routed(replay, f"t{n}", "a" if n < 6 else "b", 0.5)
+    replay.estimated(skill("a", 5))
+    replay.estimated(skill("b", 2))
+    assert replay.learner_behind() == 3  # one of a's six and two of b's four
+    replay.estimated(skill("a", 4))  # an older estimate, read late, takes nothing back
+    replay.estimated(skill("a", 6))
+    replay.estimated(skill("b", 4))
+    assert replay.learner_behind() == 0 and replay.learner_most_behind == 3
