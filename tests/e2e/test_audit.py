@@ -85,6 +85,12 @@ async def _at_least(count, n: int) -> bool:
     return await count >= n
 
 
+async def _asked_for_the_lock_since(conn, since) -> bool:
+    cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                             "AND query LIKE '%%pg_try_advisory_lock%%' AND query_start > %s", (since,))
+    return (await cur.fetchone())[0] > 0
+
+
 async def park_some_dead_letters(settings) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
@@ -218,8 +224,11 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
         second = None
         try:
             await wait_for(lambda: _logged(log_file, "waiting as a standby"), what="the copy to wait as a standby")
-            # A standby's fault would be to write anyway: give it the time to, then look.
-            await asyncio.sleep(0.5)
+            # A standby's fault would be to write anyway: once it has asked for the lock again after
+            # saying it waits, it has been past the point where it would have started, so look then.
+            said_it_waits = (await (await holder.execute("SELECT clock_timestamp()")).fetchone())[0]
+            await wait_for(lambda: _asked_for_the_lock_since(holder, said_it_waits),
+                           what="the standby to ask for the lock again")
             assert await rows_audited(s) == 0
             await holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, s.audit_db_schema))
 
