@@ -116,24 +116,20 @@ class Replay:
         self.learner_up = asyncio.Event()  # its first estimate: from then on, outcomes reach the router learned
         self.model_trained_on = 0
         self.learner_read: dict[tuple[str, str], int] = {}  # outcomes read per agent and capability, as estimated
-        self.learner_read_total = 0
         self.learner_most_behind = 0
 
     def learner_behind(self) -> int:
         """Outcomes answered that the learner's estimates do not count yet: a learner starved of CPU
         falls behind, and so does what the router knows of it (the report says how far)."""
-        behind = max(0, len(self.outcome) - self.learner_read_total)
+        behind = max(0, len(self.outcome) - sum(self.learner_read.values()))
         self.learner_most_behind = max(self.learner_most_behind, behind)
         return behind
 
     def estimated(self, skill: SkillEstimated) -> None:
         self.learner_up.set()
-        if skill.outcomes_read is not None:
+        if skill.outcomes_read is not None:  # an older estimate, read late, takes nothing back
             key = (skill.agent_id, skill.capability)
-            before = self.learner_read.get(key, 0)
-            if skill.outcomes_read > before:
-                self.learner_read[key] = skill.outcomes_read
-                self.learner_read_total += skill.outcomes_read - before
+            self.learner_read[key] = max(self.learner_read.get(key, 0), skill.outcomes_read)
 
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)

@@ -354,7 +354,7 @@ def learn_outcome(state: RouterState, agent_id: str, capability: str, success: b
         uncounted.append(bool(success))
         if len(uncounted) > UNCOUNTED_KEPT:
             del uncounted[:len(uncounted) - UNCOUNTED_KEPT]
-    state.records[(agent_id, capability)] = replace(
+    state.records[key] = replace(
         record, seen=record.seen + 1, successes=record.successes + new * success,
         failures=record.failures + new * (not success),
         total_duration_ms=record.total_duration_ms + (duration_ms or 0.0),
