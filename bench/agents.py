@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from bench.machine import describe
 from events.agents import AgentHeartbeat, AgentRegistered
-from events.codec import decode, encode
+from events.codec import decode, encode, type_header
 from events.envelope import make_event
 from events.tasks import TaskAssigned
 from events.topics import topic_for_event, topic_name
@@ -60,7 +60,7 @@ async def sdk_overhead(settings: Settings, tasks: int, capacity: int) -> dict:
                            producer="bench")
         sent[event.body.task_id] = time.perf_counter()
         await producer.send(topic_name(topic_for_event("TaskAssigned"), settings.topic_prefix), encode(event),
-                            key=b"bench-agent")
+                            key=b"bench-agent", headers=[type_header(event)])
     await producer.flush()
     while len(latencies) < tasks:
         for records in (await reader.getmany(timeout_ms=500)).values():
@@ -93,7 +93,7 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
         async def send(body):
             event = make_event(body, producer="bench-health")
             await producer.send_and_wait(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                                         encode(event), key=event.key.encode())
+                                         encode(event), key=event.key.encode(), headers=[type_header(event)])
             return event
         await send(AgentRegistered(agent_id="silent-1", display_name="silent", capacity=1,
                                    capabilities=(Capability(name="x", proficiency=0.5),)))

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from bench.machine import describe
-from events.codec import encode
+from events.codec import encode, type_header
 from events.topics import topic_for_event, topic_name
 from services import kafka
 from services.feed import scripted_feed
@@ -76,7 +76,8 @@ async def _publish(settings: Settings, events) -> None:
         pending = []
         for event in events:
             topic = topic_name(topic_for_event(event.event_type), settings.topic_prefix)
-            pending.append(await producer.send(topic, encode(event), key=event.key.encode()))
+            pending.append(await producer.send(topic, encode(event), key=event.key.encode(),
+                                                headers=[type_header(event)]))
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

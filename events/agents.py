@@ -114,6 +114,8 @@ class AgentHealthChanged(AgentEvent):
     current: Health
     reason: Text = ""
     missed_heartbeats: Count = 0
+    # Filled by monitors before the balancer alone kept track of tasks in flight; it reassigns
+    # the unhealthy agent's tasks itself, so the monitor now leaves this empty.
     in_flight_task_ids: tuple[Identifier, ...] = ()
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
-from events.codec import encode
+from events.codec import encode, type_header
 from events.envelope import Envelope
 from events.topics import PARTITIONS, TOPICS, TopicSpec, topic_for_event, topic_name
 from services.settings import Settings
@@ -98,7 +98,7 @@ async def publish(kafka_producer: AIOKafkaProducer, settings: Settings, event: E
                   headers: list[tuple[str, bytes]] | None = None):
     topic = topic_name(topic_for_event(event.event_type), settings.topic_prefix)
     return await kafka_producer.send_and_wait(topic, encode(event), key=event.key.encode(),
-                                              headers=headers or None)
+                                              headers=[type_header(event), *(headers or ())])
 
 
 # --- the topic catalog on the broker ------------------------------------------------

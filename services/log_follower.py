@@ -11,34 +11,42 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 
+from events.codec import wanted
 from events.topics import EVENT_TOPICS
 from services import kafka
 from services.identity.gate import IdentityGate
 from services.settings import Settings
 
 
-async def open_from_start(settings: Settings, logical_topics) -> tuple["ScreenedConsumer", dict]:
+async def open_from_start(settings: Settings, logical_topics,
+                          event_types: frozenset[str] | None = None) -> tuple["ScreenedConsumer", dict]:
     """A started consumer on every partition of the topics, at the start; and their end offsets now.
 
-    It never hands out a record the identity gate refuses: whatever folds the log never sees one.
+    It never hands out a record the identity gate refuses: whatever folds the log never sees one;
+    nor, given `event_types`, one whose header names another type (records without it are handed out).
     """
     consumer = kafka.consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024)
     await kafka.start(consumer, settings)
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-    return ScreenedConsumer(consumer, IdentityGate(settings)), await consumer.end_offsets(partitions)
+    return ScreenedConsumer(consumer, IdentityGate(settings), event_types), await consumer.end_offsets(partitions)
 
 
 class ScreenedConsumer:
-    """An AIOKafkaConsumer whose `getmany` leaves out what the identity gate refuses."""
+    """An AIOKafkaConsumer whose `getmany` leaves out what the identity gate refuses, and what is not wanted."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, gate: IdentityGate) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, gate: IdentityGate,
+                 event_types: frozenset[str] | None = None) -> None:
         self.consumer = consumer
         self.gate = gate
+        self.event_types = event_types
 
     async def getmany(self, *partitions, **options) -> dict:
         fetched = await self.consumer.getmany(*partitions, **options)
+        if self.event_types is not None:
+            fetched = {tp: [r for r in records if wanted(r.headers, self.event_types)]
+                       for tp, records in fetched.items()}
         return {tp: [r for r in records if not await self.gate.refuses(r)] for tp, records in fetched.items()}
 
     async def position(self, tp) -> int:

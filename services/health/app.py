@@ -1,18 +1,13 @@
 """The health monitor's Faust app: the shell around `services.health.logic`.
 
-    <prefix>.agents, .heartbeats, .assignments ──────────────────────────────▶ watch ─┐
-    <prefix>.tasks, .task-outcomes ─▶ rekey ─▶ <app id>-task-endings-repartition ─▶ watch ─┤
-                                                                   table `agent-health` ◀┘
+    <prefix>.agents, .heartbeats ──▶ watch ──▶ table `agent-health` (keyed by agent)
     timer ─▶ on_tick for every agent this worker owns ─▶ <prefix>.agents
                                          (AgentHealthChanged, AgentLoadSummarized)
 
-Task outcomes are keyed by task, but the set of tasks in flight has to sit beside the
-agent's health: the verdict that flags them is made per agent, by the worker that owns
-the agent's partition. A table keyed by task id would live in the task's partition, often
-on another worker, where the timer cannot read it. So the few events that end a task for
-an agent are re-keyed by agent id through an internal topic (what `group_by` does, but
-with the decoding and dead-lettering in our hands), and arrive in the same partition as
-that agent's heartbeats and assignments.
+The monitor reads no per-task event: which tasks an agent holds is the balancer's to know,
+and the balancer reassigns them when the agent is declared unhealthy. Records whose
+`event_type` header names an event the monitor does not watch (its own verdicts, capability
+changes) are passed over unread.
 """
 from __future__ import annotations
 
@@ -24,14 +19,14 @@ from pathlib import Path
 
 import faust
 
-from events.codec import decode, encode
+from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
 from services.deadletter import ConsumedRecord, park_on
 from services.identity.gate import IdentityGate
 from services.kafka import partition_of
-from services.health.logic import (AgentState, Policy, agent_of, decode_state, encode_state, new_state,
-                                   on_event, on_tick, task_ending)
+from services.health.logic import (WATCHED, AgentState, Policy, agent_of, decode_state, encode_state, new_state,
+                                   on_event, on_tick)
 from services.metrics import ProcessorMetrics
 
 SERVICE = "health"
@@ -48,10 +43,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         # would only be one more copy to keep up to date.
         table_standby_replicas=0)
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats", "assignments")),
-                             **raw)
-    task_topics = app.topic(topic_name("tasks", topic_prefix), topic_name("task-outcomes", topic_prefix), **raw)
-    task_endings = app.topic(f"{app_id}-task-endings-repartition", internal=True, partitions=PARTITIONS, **raw)
+    agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats")), **raw)
     verdicts_topic = topic_name("agents", topic_prefix)
     verdicts = app.topic(verdicts_topic, **raw)
     dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
@@ -72,7 +64,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     async def emit(bodies: list[EventBody], now: datetime) -> None:
         for body in bodies:
             event = make_event(body, producer=SERVICE, occurred_at=now)
-            await verdicts.send(key=event.key.encode(), value=encode(event))
+            await verdicts.send(key=event.key.encode(), value=encode(event), headers=[type_header(event)])
             metrics.events_out.labels(SERVICE, verdicts_topic).inc()
 
     async def park(message, error: Exception) -> None:
@@ -81,12 +73,14 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     async def take(message) -> None:
         metrics.events_in.labels(SERVICE, message.topic).inc()
         metrics.consumed_message(app.consumer, message)
+        if not wanted(message.headers, WATCHED):
+            return
         started = time.perf_counter()
         now = clock()
         if identity and await identity.refuses(message):
             return
         try:
-            event = decode(message.value)
+            event = decode(message.value, header_type(message.headers))
             agent_id = agent_of(event.body)
             if agent_id is None:
                 return
@@ -108,29 +102,6 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     async def watch(stream):
         async for event in stream.events():
             await take(event.message)
-
-    @app.agent(task_endings)
-    async def watch_task_endings(stream):
-        async for event in stream.events():
-            await take(event.message)
-
-    @app.agent(task_topics)
-    async def rekey(stream):
-        async for event in stream.events():
-            message = event.message
-            metrics.events_in.labels(SERVICE, message.topic).inc()
-            metrics.consumed_message(app.consumer, message)
-            if identity and await identity.refuses(message):
-                continue
-            try:
-                ending = task_ending(decode(message.value).body)
-            except Exception as error:  # noqa: BLE001
-                await park(message, error)
-                continue
-            if ending is not None:
-                await task_endings.send(key=ending.agent_id.encode(), value=message.value,
-                                        headers=list(ConsumedRecord.of(message).headers))
-            metrics.events_applied.labels(SERVICE, message.topic).inc()
 
     watching = {"partitions": frozenset(), "since": None}
 

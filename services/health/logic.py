@@ -20,12 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from events.agents import (AgentDeregistered, AgentHealthChanged, AgentHeartbeat, AgentLoadSummarized,
                            AgentRegistered, Health)
 from events.envelope import Envelope, EventBody
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskReassigned,
-                          TaskRejected, TaskTimedOut)
 
-# Outcomes seen before their assignment (topics are read in no guaranteed order), kept so
-# the late assignment is not taken for work in flight; bounded so it cannot grow forever.
-MAX_ENDED_EARLY = 64
 # Redelivery after a crash repeats what came since the last commit, a few seconds' worth.
 RECENT_HEARTBEATS = 32
 _RANK: dict[Health, int] = {"unknown": -1, "healthy": 0, "degraded": 1, "unhealthy": 2}
@@ -62,12 +57,13 @@ class LoadWindow(_State):
 
 
 class AgentState(_State):
+    # Ignored, not refused: states stored by an older monitor also held the tasks in flight.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     agent_id: str
     registered: bool = False
     health: Health = "unknown"
     last_heartbeat_at: datetime | None = None
-    in_flight: dict[str, int] = {}
-    ended_early: dict[str, int] = {}
     window: LoadWindow | None = None
     summarized_until: datetime | None = None
 
@@ -75,12 +71,6 @@ class AgentState(_State):
 class Step(NamedTuple):
     state: AgentState | None  # None: nothing left worth remembering about the agent
     emitted: list[EventBody]
-
-
-class TaskEnding(NamedTuple):
-    agent_id: str
-    task_id: str
-    attempt: int  # this attempt and every earlier one are over for the agent
 
 
 def new_state(agent_id: str) -> AgentState:
@@ -95,27 +85,17 @@ def decode_state(raw: bytes) -> AgentState:
     return AgentState.model_validate_json(raw)
 
 
-def task_ending(body: EventBody) -> TaskEnding | None:
-    """Which agent a task-keyed event frees from which task, if any."""
-    match body:
-        case TaskCompleted() | TaskFailed() | TaskRejected():
-            return TaskEnding(body.agent_id, body.task_id, body.attempt)
-        case TaskHandedOff():
-            return TaskEnding(body.from_agent_id, body.task_id, body.attempt)
-        case TaskReassigned(from_agent_id=str()):
-            return TaskEnding(body.from_agent_id, body.task_id, body.attempt - 1)
-        case TaskTimedOut(agent_id=str()) if body.attempt >= 1:
-            return TaskEnding(body.agent_id, body.task_id, body.attempt)
-    return None
+# What the monitor reads. Tasks in flight are the balancer's to know: it reassigns an agent's
+# tasks on an unhealthy verdict, so the monitor reads no per-task event at all.
+WATCHED = frozenset({"AgentRegistered", "AgentDeregistered", "AgentHeartbeat"})
 
 
 def agent_of(body: EventBody) -> str | None:
     """The agent whose state an event changes, or None if it concerns no agent's health."""
     match body:
-        case AgentRegistered() | AgentDeregistered() | AgentHeartbeat() | TaskAssigned():
+        case AgentRegistered() | AgentDeregistered() | AgentHeartbeat():
             return body.agent_id
-    ending = task_ending(body)
-    return ending.agent_id if ending else None
+    return None
 
 
 def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Policy) -> Step:
@@ -129,11 +109,6 @@ def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Polic
                                                  "last_heartbeat_at": None}), [])
         case AgentHeartbeat():
             return _heard(state, event, now, policy)
-        case TaskAssigned():
-            return Step(_assigned(state, body), [])
-    ending = task_ending(body)
-    if ending is not None and ending.agent_id == state.agent_id:
-        return Step(_ended(state, ending), [])
     return Step(state, [])
 
 
@@ -156,7 +131,7 @@ def on_tick(state: AgentState, *, now: datetime, policy: Policy,
         emitted.append(_summary(state.agent_id, window, policy))
         state = state.model_copy(update={"window": None,
                                          "summarized_until": window.start + policy.load_window})
-    if not state.registered and state.window is None and not state.in_flight:
+    if not state.registered and state.window is None:
         return Step(None, emitted)
     return Step(state, emitted)
 
@@ -221,31 +196,6 @@ def _summary(agent_id: str, window: LoadWindow, policy: Policy) -> AgentLoadSumm
         max_memory_mb=window.max_memory_mb)
 
 
-# --- tasks in flight ----------------------------------------------------------------
-
-def _assigned(state: AgentState, assignment: TaskAssigned) -> AgentState:
-    task, attempt = assignment.task_id, assignment.attempt
-    if state.ended_early.get(task, 0) >= attempt:
-        ended_early = {t: a for t, a in state.ended_early.items() if t != task}
-        return state.model_copy(update={"ended_early": ended_early})
-    if state.in_flight.get(task, 0) >= attempt:
-        return state
-    return state.model_copy(update={"in_flight": {**state.in_flight, task: attempt}})
-
-
-def _ended(state: AgentState, ending: TaskEnding) -> AgentState:
-    assigned = state.in_flight.get(ending.task_id)
-    if assigned is not None and assigned <= ending.attempt:
-        in_flight = {t: a for t, a in state.in_flight.items() if t != ending.task_id}
-        return state.model_copy(update={"in_flight": in_flight})
-    if assigned is not None or state.ended_early.get(ending.task_id, 0) >= ending.attempt:
-        return state
-    ended_early = {**state.ended_early, ending.task_id: ending.attempt}
-    while len(ended_early) > MAX_ENDED_EARLY:
-        del ended_early[next(iter(ended_early))]
-    return state.model_copy(update={"ended_early": ended_early})
-
-
 # --- verdicts -----------------------------------------------------------------------
 
 def _verdict(state: AgentState, now: datetime, policy: Policy,
@@ -278,9 +228,7 @@ def _health_changed(state: AgentState, verdict: Health, now: datetime, policy: P
         reason = "first heartbeat" if state.health == "unknown" else "heartbeats resumed"
         return AgentHealthChanged(agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason)
     reason = f"no heartbeat for {missed} intervals of {interval:g}s"
-    flagged: tuple[str, ...] = ()
     if verdict == "unhealthy":
-        flagged = tuple(sorted(state.in_flight))
-        reason += f"; {len(flagged)} task(s) in flight flagged for reassignment"
+        reason += "; its tasks in flight are reassigned"
     return AgentHealthChanged(agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason,
-                              missed_heartbeats=missed, in_flight_task_ids=flagged)
+                              missed_heartbeats=missed)

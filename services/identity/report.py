@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from uuid import NAMESPACE_URL, uuid5
 
-from events.codec import encode
+from events.codec import encode, type_header
 from events.envelope import make_event
 from services.identity.verify import Inbound, Violation, violation_event
 
@@ -51,6 +51,7 @@ class ViolationReporter:
         event = make_event(violation_event(violation, inbound, self.processor), producer=self.processor,
                            event_id=str(uuid5(NAMESPACE_URL, f"{self.security_topic}/violation/{inbound.topic}/"
                                                              f"{inbound.partition}/{inbound.offset}")))
-        await self.producer.send_and_wait(self.security_topic, encode(event), key=event.key.encode())
+        await self.producer.send_and_wait(self.security_topic, encode(event), key=event.key.encode(),
+                                         headers=[type_header(event)])
         self.metrics.security_violations.labels(self.processor, violation.kind).inc()
         self.metrics.dead_letters.labels(self.processor, inbound.topic, IdentityViolation.__name__).inc()

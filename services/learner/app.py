@@ -1,7 +1,7 @@
 """The learner's Faust app: the shell around `services.learner.view` and `services.learner.logic`.
 
     <prefix>.agents, .tasks, .assignments, .task-outcomes ── every partition ──▶ follower ─▶ LearnerView
-    <prefix>.task-outcomes ── in the group `<prefix>.learner` ──▶ which partitions this copy publishes for
+    <prefix>.agents ── in the group `<prefix>.learner` ──▶ which partitions this copy publishes for
     LearnerView's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
                          ──▶ <prefix>.models  (ModelPublished, every LEARNER_PUBLISH_EVERY outcomes)
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import faust
 
-from events.codec import encode
+from events.codec import encode, type_header
 from events.envelope import Envelope, EventBody, make_event
 from events.topics import PARTITIONS, topic_for_event, topic_name
 from services.kafka import partition_of
@@ -35,14 +35,16 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                     topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
                     table_standby_replicas=0)
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    outcomes_topic = topic_name("task-outcomes", topic_prefix)
-    outcomes = app.topic(outcomes_topic, **raw)
+    # Membership only: the partitions of this low-volume topic a copy is given say which
+    # partitions of every followed topic it publishes for (all have the same number).
+    membership_topic = topic_name("agents", topic_prefix)
+    membership = app.topic(membership_topic, **raw)
     published = {name: app.topic(topic_name(name, topic_prefix), **raw) for name in ("skills", "models")}
 
     def owned() -> frozenset[int]:
         if app.rebalancing:
             return frozenset()
-        return frozenset(tp.partition for tp in app.consumer.assignment() if tp.topic == outcomes_topic)
+        return frozenset(tp.partition for tp in app.consumer.assignment() if tp.topic == membership_topic)
 
     def owns_agent(agent_id: str, partitions: frozenset[int]) -> bool:
         return partition_of(agent_id.encode()) in partitions
@@ -51,7 +53,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         for body in bodies:
             event = make_event(body, producer=SERVICE, cause=cause)
             topic = topic_for_event(event.event_type).name
-            await published[topic].send(key=event.key.encode(), value=encode(event))
+            await published[topic].send(key=event.key.encode(), value=encode(event), headers=[type_header(event)])
             metrics.events_out.labels(SERVICE, topic).inc()
 
     @app.task
@@ -64,10 +66,9 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             log.exception("the learner stopped following the log")
             await app.crash(error)
 
-    @app.agent(outcomes)
-    async def share_of_the_outcomes(stream):
-        # Membership only: the partitions this copy is given say what it publishes for; the
-        # learning itself happens in the follower, which sees every partition.
+    @app.agent(membership)
+    async def share_of_the_partitions(stream):
+        # The learning itself happens in the follower, which sees every partition.
         async for _ in stream.events():
             pass
 

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 from events.agents import AgentRegistered
-from events.codec import decode, encode
+from events.codec import decode, encode, type_header
 from events.envelope import Envelope, make_event
 from events.learning import ModelPublished, SkillEstimated
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, TaskSubmitted
@@ -134,7 +134,7 @@ class Replay:
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)
         await producer.send(topic_name(topic_for_event(event.event_type), self.settings.topic_prefix),
-                            encode(event), key=event.key.encode())
+                            encode(event), key=event.key.encode(), headers=[type_header(event)])
 
     async def answer(self, producer) -> None:
         topics = [topic_name(n, self.settings.topic_prefix) for n in ("tasks", "assignments", "models", "skills")]

@@ -4,7 +4,7 @@ what follows from the records of the partitions it owns in the group.
 The learner's state is a fold over every outcome in order, across all partitions, so each
 copy holds all of it, as the router does. Publishing is shared out by partition number:
 all the topics read have the same number of partitions, and a copy publishes what a record
-leads to only when it owns that partition of the task-outcomes topic in `<prefix>.learner`.
+leads to only when it owns that partition of the agents topic in `<prefix>.learner`.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from events.codec import decode
+from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
 from services.log_follower import apply_backlog_in_time_order, open_from_start
-from services.learner.view import LearnerView
+from services.learner.view import HANDLED, LearnerView
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
@@ -36,7 +36,7 @@ class LearnerFollower:
 
     async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
                   owns_agent: Callable[[str, frozenset[int]], bool]) -> None:
-        consumer, ends = await open_from_start(self.settings, FOLLOWED)
+        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED)
         try:
             # Publishing nothing while the backlog is applied: it was all published before.
             await apply_backlog_in_time_order(consumer, ends, self._apply)
@@ -67,7 +67,7 @@ class LearnerFollower:
     def _apply(self, record) -> tuple[Envelope | None, list[EventBody]]:
         self.metrics.events_in.labels(self.service, record.topic).inc()
         try:
-            envelope = decode(record.value)
+            envelope = decode(record.value, header_type(record.headers))
         except EventDecodeError:
             return None, []  # the projector parks what cannot be read; the learner only needs what it can
         try:

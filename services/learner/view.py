@@ -142,3 +142,6 @@ _HANDLERS = {
     TaskSubmitted: _submitted, TaskRouted: _routed, TaskAssigned: _assigned,
     TaskCompleted: _ended, TaskFailed: _ended, TaskHandedOff: _handed_off,
 }
+# The event types the view changes on; the log follower passes over the others unread.
+HANDLED = frozenset(cls.event_type for cls in _HANDLERS)
+

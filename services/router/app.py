@@ -22,7 +22,7 @@ from pathlib import Path
 
 import faust
 
-from events.codec import decode, encode
+from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
@@ -34,6 +34,7 @@ from services.router.logic import Weights
 from services.router.policies import Policy
 
 SERVICE = "router"
+ENDS_WAITING = frozenset({TaskRouted.event_type, TaskTimedOut.event_type})
 log = logging.getLogger("orchestrator.router")
 
 
@@ -63,7 +64,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     async def emit(decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
         event = make_event(decision, producer=SERVICE, cause=cause)
-        await tasks.send(key=event.key.encode(), value=encode(event))
+        await tasks.send(key=event.key.encode(), value=encode(event), headers=[type_header(event)])
         metrics.events_out.labels(SERVICE, tasks_topic).inc()
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
 
@@ -85,9 +86,18 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         async for event in stream.events():
             message = event.message
             metrics.events_in.labels(SERVICE, message.topic).inc()
+            named = header_type(message.headers)
+            if named is not None and named != "TaskSubmitted":
+                # Passed over unread: only a routing or an expiry of a waiting task matters here,
+                # and the record's key is its task id.
+                if named in ENDS_WAITING and message.key in waiting:
+                    del waiting[message.key]
+                    routed_from_waiting.discard(message.key)
+                metrics.consumed_message(app.consumer, message)
+                continue
             started = time.perf_counter()
             try:
-                envelope = decode(message.value)
+                envelope = decode(message.value, named)
             except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
                 await park(message, error)
                 continue

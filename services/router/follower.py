@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from events.codec import decode
+from events.codec import decode, header_type
 from events.errors import EventDecodeError
 from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
-from services.router.state import RouterView
+from services.router.state import HANDLED, RouterView
 from services.settings import Settings
 
 FOLLOWED = ("agents", "skills", "models", "assignments", "task-outcomes", "tasks")
@@ -35,7 +35,7 @@ class LogFollower:
     async def run(self) -> None:
         # Agents report outcomes in transactions; the consumer reads committed records only, so an
         # aborted report never teaches the router.
-        consumer, ends = await open_from_start(self.settings, FOLLOWED)
+        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED)
         try:
             await apply_backlog_in_time_order(consumer, ends, self._apply)
             log.info("router view caught up: %d agents, %d attempts in flight",
@@ -51,7 +51,7 @@ class LogFollower:
     def _apply(self, record) -> None:
         self.metrics.events_in.labels(self.service, record.topic).inc()
         try:
-            body = decode(record.value).body
+            body = decode(record.value, header_type(record.headers)).body
         except EventDecodeError:
             return  # the projector parks what cannot be read; the router only needs what it can
         try:

@@ -199,3 +199,6 @@ _HANDLERS = {
     TaskRejected: _ended, TaskHandedOff: _handed_off, TaskTimedOut: _timed_out, TaskReassigned: _reassigned,
     SkillEstimated: _skill_estimated, RelationshipScored: _relationship_scored, ModelPublished: _model_published,
 }
+# The event types the view changes on; the log follower passes over the others unread.
+HANDLED = frozenset(cls.event_type for cls in _HANDLERS)
+

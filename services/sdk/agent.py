@@ -19,7 +19,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from events.agents import AgentDeregistered, AgentHeartbeat
-from events.codec import decode, encode
+from events.codec import decode, encode, type_header
 from events.envelope import Envelope, EventBody, make_event
 from events.errors import EventDecodeError, InvalidEvent
 from events.tasks import TaskAssigned, TaskHandedOff, TaskRejected, TaskStarted
@@ -353,7 +353,7 @@ class Agent:
     def _outgoing(self, event: Envelope) -> Outgoing:
         value = encode(event)
         return Outgoing(self.settings.topic(topic_for_event(event.event_type).name), value, event.key.encode(),
-                        tuple(self.signer.headers(value)) if self.signer else ())
+                        (type_header(event), *(self.signer.headers(value) if self.signer else ())))
 
 
 def _attempt_of(assignment: TaskAssigned) -> dict:

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from events.agents import AgentDeregistered, AgentRegistered
-from events.codec import decode, encode
+from events.codec import decode, encode, type_header
 from events.envelope import Envelope, make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
 from events.topics import EVENT_TOPICS, topic_for_event, topic_name
@@ -121,7 +121,7 @@ async def deregister_fleet(settings: Settings, producer, fleet: list[SimulatedAg
 
 async def _send(producer, settings: Settings, event: Envelope) -> None:
     await producer.send(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                        encode(event), key=event.key.encode())
+                        encode(event), key=event.key.encode(), headers=[type_header(event)])
 
 
 async def submit_stream(settings, producer, stream, rate: float) -> None:

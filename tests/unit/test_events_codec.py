@@ -5,6 +5,7 @@ import pytest
 
 from events.catalog import EVENT_TYPES
 from events.codec import (
+    EVENT_TYPE_HEADER,
     EventDecodeError,
     InvalidEvent,
     MalformedEvent,
@@ -12,6 +13,9 @@ from events.codec import (
     UnsupportedVersion,
     decode,
     encode,
+    header_type,
+    type_header,
+    wanted,
 )
 from events.examples import example_event
 
@@ -146,3 +150,65 @@ def test_many_errors_are_summarized():
 @pytest.mark.parametrize("error", [MalformedEvent, UnknownEventType, UnsupportedVersion, InvalidEvent])
 def test_every_decode_error_is_one_family(error):
     assert issubclass(error, EventDecodeError)
+
+
+# --- the event type in a record header ------------------------------------------------
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_an_event_read_with_its_type_header_equals_the_event_read_without(event_type):
+    event = example_event(event_type)
+    name, value = type_header(event)
+
+    assert (name, value) == (EVENT_TYPE_HEADER, event_type.encode())
+    assert decode(encode(event), header_type([(name, value)])) == decode(encode(event)) == event
+
+
+def test_a_header_that_names_another_type_makes_the_record_invalid():
+    raw = encode(example_event("TaskCompleted"))
+
+    with pytest.raises(InvalidEvent, match="header says TaskFailed but it holds TaskCompleted"):
+        decode(raw, "TaskFailed")
+
+
+def test_an_invalid_event_with_its_header_gets_the_same_explanation_as_without():
+    raw = orjson.dumps(wire_message("TaskSubmitted", {"priority": 99}))
+
+    with pytest.raises(InvalidEvent) as without:
+        decode(raw)
+    with pytest.raises(InvalidEvent) as with_header:
+        decode(raw, "TaskSubmitted")
+
+    assert str(with_header.value) == str(without.value)
+
+
+def test_an_older_version_with_its_header_is_upcast_as_without():
+    message = wire_message("TaskSubmitted")
+    raw = orjson.dumps({**message, "version": 1,
+                        "body": {"task_id": message["key"], "required_capability": "python", "submitter": "me"}})
+
+    assert decode(raw, "TaskSubmitted") == decode(raw)
+    assert decode(raw, "TaskSubmitted").body.requirements[0].name == "python"
+
+
+def test_an_unknown_type_in_the_header_is_read_from_the_record():
+    raw = encode(example_event("TaskSubmitted"))
+
+    with pytest.raises(InvalidEvent, match="header says NoSuchEvent"):
+        decode(raw, "NoSuchEvent")
+
+
+@pytest.mark.parametrize("headers, expected", [
+    (None, None), ((), None), ([("other", b"x")], None),
+    ([("other", b"x"), (EVENT_TYPE_HEADER, b"TaskStarted")], "TaskStarted"),
+    ({EVENT_TYPE_HEADER: b"TaskStarted"}, "TaskStarted"),  # Faust hands headers as a mapping
+])
+def test_the_type_is_found_in_either_form_of_headers(headers, expected):
+    assert header_type(headers) == expected
+
+
+def test_only_a_record_whose_header_names_another_type_is_unwanted():
+    wanted_types = frozenset({"TaskCompleted"})
+
+    assert wanted([(EVENT_TYPE_HEADER, b"TaskCompleted")], wanted_types)
+    assert not wanted([(EVENT_TYPE_HEADER, b"TaskStarted")], wanted_types)
+    assert wanted([], wanted_types), "a record without the header is read, as from any older producer"

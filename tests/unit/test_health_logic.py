@@ -4,8 +4,8 @@ from events.agents import AgentHealthChanged, AgentHeartbeat, AgentLoadSummarize
 from events.envelope import make_event
 from events.tasks import TaskReassigned, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.health.logic import (Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick,
-                                   task_ending)
+from services.health.logic import (WATCHED, Policy, agent_of, decode_state, encode_state, new_state, on_event,
+                                   on_tick)
 from tests.factories import T0, assigned, at, completed, deregistered, registered
 
 POLICY = Policy(heartbeat_interval=timedelta(seconds=5), degraded_after_missed=2, unhealthy_after_missed=4,
@@ -90,16 +90,15 @@ def test_an_agent_silent_for_two_intervals_is_degraded():
     assert emitted[0].missed_heartbeats == 2 and emitted[0].in_flight_task_ids == ()
 
 
-def test_an_agent_silent_for_four_intervals_is_unhealthy_and_its_tasks_in_flight_are_flagged():
-    agent = given(registered(t=0), heartbeat(t=1), assigned("task-1", t=2), assigned("task-2", t=3),
-                  completed("task-2", t=4), assigned("task-3", t=5), ticks=[6, 11])
+def test_an_agent_silent_for_four_intervals_is_unhealthy_and_its_tasks_are_left_to_the_balancer():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[6, 11])
 
     emitted = agent.tick(21)
 
     assert changes(emitted) == [("degraded", "unhealthy")]
-    assert emitted[0].in_flight_task_ids == ("task-1", "task-3")
+    assert emitted[0].in_flight_task_ids == ()
     assert emitted[0].missed_heartbeats == 4
-    assert "2 task(s) in flight flagged for reassignment" in emitted[0].reason
+    assert "its tasks in flight are reassigned" in emitted[0].reason
 
 
 def test_a_late_tick_goes_straight_from_healthy_to_unhealthy():
@@ -171,29 +170,24 @@ def test_a_restart_never_makes_a_silent_agent_look_healthy():
     assert agent.state.health == "unhealthy"
 
 
-# --- tasks in flight ------------------------------------------------------------------
+# --- what the monitor reads ----------------------------------------------------------
 
-def test_an_outcome_read_before_its_assignment_does_not_leave_the_task_in_flight():
-    agent = given(registered(t=0), heartbeat(t=1), completed("task-1", t=5), assigned("task-1", t=3), ticks=[2])
-
-    assert agent.tick(30)[0].in_flight_task_ids == ()
-
-
-def test_a_reassigned_task_leaves_the_agent_and_may_come_back_as_a_new_attempt():
-    agent = given(registered(t=0), heartbeat(t=1), assigned("task-1", t=2), reassigned("task-1", attempt=2, t=3))
-    assert agent.state.in_flight == {}
-
-    agent.when(assigned("task-1", attempt=2, t=4))
-
-    assert agent.state.in_flight == {"task-1": 2}
-
-
-def test_task_events_name_the_agent_they_free():
-    assert agent_of(completed("task-1", "agent-7").body) == "agent-7"
-    assert task_ending(reassigned("task-1", "agent-7", attempt=3).body) == ("agent-7", "task-1", 2)
-    assert agent_of(assigned("task-1", "agent-7").body) == "agent-7"
+def test_only_agent_events_concern_the_monitor():
+    assert agent_of(registered("agent-7").body) == "agent-7"
+    assert agent_of(heartbeat("agent-7", t=1).body) == "agent-7"
+    assert agent_of(assigned("task-1", "agent-7").body) is None
+    assert agent_of(completed("task-1", "agent-7").body) is None
+    assert agent_of(reassigned("task-1", "agent-7", attempt=3).body) is None
     submitted = TaskSubmitted(task_id="task-1", submitter="me", requirements=(CapabilityRequirement(name="python"),))
     assert agent_of(submitted) is None
+    assert WATCHED == {"AgentRegistered", "AgentDeregistered", "AgentHeartbeat"}
+
+
+def test_a_state_stored_by_a_monitor_that_tracked_tasks_still_reads():
+    stored = b'{"agent_id": "agent-1", "registered": true, "health": "healthy", "in_flight": {"task-1": 1}, ' \
+             b'"ended_early": {}}'
+
+    assert decode_state(stored) == new_state("agent-1").model_copy(update={"registered": True, "health": "healthy"})
 
 
 # --- load -----------------------------------------------------------------------------
