@@ -210,6 +210,14 @@ class Settings:
     faust_fetch_min_bytes: str = _env(
         "FAUST_FETCH_MIN_BYTES", "1", "Data a processor's fetch waits for, up to FAUST_FETCH_MAX_WAIT_MS: 1 answers "
         "at once; 65536 takes fewer, fuller fetches (less CPU per task) for up to the wait per hop", rule=_positive_integer)
+    # --- how the batch readers on the routing path fetch (the balancer's inputs and inbox, the router's tasks) ---
+    batch_fetch_max_wait_ms: str = _env(
+        "BATCH_FETCH_MAX_WAIT_MS", "5", "Longest the broker holds a batch reader's fetch while less than "
+        "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light", rule=_positive_integer)
+    batch_fetch_min_bytes: str = _env(
+        "BATCH_FETCH_MIN_BYTES", "65536", "Data that ends a batch reader's wait at once; below it, a fetch brings "
+        "whatever came within BATCH_FETCH_MAX_WAIT_MS, so fetches stay few however busy the topics are",
+        rule=_positive_integer)
 
     # --- kafka security (client side of the SASL_SSL profile) ---
     kafka_security_protocol: str = _env(

@@ -1,36 +1,44 @@
 """The balancer's Faust app: the shell around `services.balancer.logic`.
 
-    <prefix>.tasks, .task-outcomes, .agents ─▶ forward ─┐
-    timer (only the inbox's owner) ── tick ─────────────┴─▶ <app id>-inbox (1 partition, kept forever)
-                                                                  │
-                                                           decide_in_order
+    <prefix>.tasks, .task-outcomes, .agents ─▶ forward (batches) ─┐
+    timer (only the inbox's owner) ── tick ──────────────────────┴─▶ <app id>-inbox (1 partition, kept forever)
+                                                                         │
+                                                                  decide (batches, in order)
                                   TaskAssigned ─▶ <prefix>.assignments (keyed by agent) ◀─┤
         TaskQueued / TaskReassigned / TaskTimedOut ─▶ <prefix>.tasks (keyed by task)  ◀───┘
 
 Capacity is per agent, but task events are keyed by task, so no partitioning by key keeps
 all decisions about one agent in one place. Every input therefore goes, with its original
 bytes, into one single-partition inbox read by one decider: decisions are serialized and
-each sees the effect of the one before. That is enough at the expected ~1k events/s: one
-Python decider takes ~25k inputs/s, and a completion that places a waiting task costs about
-0.03 ms with 16,000 waiting (`queue.py` keeps them in order; `python -m bench.balancer_queue`).
-More copies are standbys the group hands the inbox to when the owner stops. How state
-survives restarts: `inbox.py`.
+each sees the effect of the one before. One Python decider takes ~25k inputs/s, and a
+completion that places a waiting task costs about 0.03 ms with 16,000 waiting (`queue.py`
+keeps them in order; `python -m bench.balancer_queue`). More copies are standbys the
+decider's group hands the inbox to when the owner stops. How state survives restarts: `inbox.py`.
+
+Both hops read in batches with group consumers of their own (`<app id>-forwarder`,
+`<app id>-decider`; see `services/batches.py` for why not Faust streams): the forwarder copies
+what the decider acts on, passing over the other records by their `event_type` header unread,
+and commits once the copies are on the broker; the decider commits once the batch's decisions are.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import faust
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from events.codec import decode, encode
+from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
 from events.topics import DEAD_LETTER, PARTITIONS, topic_for_event, topic_name
-from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUTS, InboxDecider, InboxHistory, InboxRecord,
+from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUT_TYPES, InboxDecider, InboxHistory, InboxRecord,
                                      OrderedDecisions)
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
+from services.batches import Assignment, Sends, run_in_batches
 from services.deadletter import ConsumedRecord, park_on
 from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
@@ -40,95 +48,120 @@ INPUT_TOPICS = ("tasks", "task-outcomes", "agents")
 log = logging.getLogger("orchestrator.balancer")
 
 
+def reader_group(app_id: str, reader: str) -> str:
+    """The consumer group of one of the balancer's two readers: "forwarder" or "decider"."""
+    return f"{app_id}-{reader}"
+
+
+OpenConsumer = Callable[[str, list[str], Assignment | None], Awaitable[AIOKafkaConsumer]]
+
+
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
                inbox_topic: str, history: InboxHistory, limits: Limits, tick_interval_s: float,
-               snapshot_every: int, session_timeout_s: float, metrics: ProcessorMetrics,
+               snapshot_every: int, metrics: ProcessorMetrics, open_consumer: OpenConsumer,
+               open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
                identity: IdentityGate | None = None) -> faust.App:
-    # The session timeout is how long the inbox waits, after its owner dies, for another copy.
     app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
-                    broker_session_timeout=session_timeout_s, broker_heartbeat_interval=session_timeout_s / 4)
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    inputs = app.topic(*(topic_name(name, topic_prefix) for name in INPUT_TOPICS), **raw)
-    inbox = app.topic(inbox_topic, partitions=1, **raw)
-    dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
-    outputs: dict[str, faust.TopicT] = {}
+                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor)
+    input_topics = [topic_name(name, topic_prefix) for name in INPUT_TOPICS]
+    dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
+    # One set of sends per reader: each commits only once its own sends are on the broker.
+    copies, decided, ticks = Sends(), Sends(), Sends()
+    inbox_owned = Assignment()
 
     async def emit(events: list[Envelope]) -> None:
         for event in events:
             name = topic_name(topic_for_event(event.event_type), topic_prefix)
-            topic = outputs.get(name) or outputs.setdefault(name, app.topic(name, **raw))
-            await topic.send(key=event.key.encode(), value=encode(event))
+            await decided.send(name, key=event.key.encode(), value=encode(event), headers=[type_header(event)])
             metrics.events_out.labels(SERVICE, name).inc()
-
-    async def park(record: ConsumedRecord, error: Exception) -> None:
-        await park_on(dead_letters, record, error, SERVICE, metrics)
 
     async def park_from_inbox(record: InboxRecord, error: Exception) -> None:
         # Parked under its original position, so `dlq replay` sends it back where it came from.
         topic, partition, offset = record.origin() or (inbox_topic, 0, record.offset)
-        await park(ConsumedRecord(topic, partition, offset, record.key, record.value, record.original_headers),
-                   error)
-
-    async def flush() -> None:
-        await app.producer.flush()
+        await park_on(decided.topic(dead_letter_topic),
+                      ConsumedRecord(topic, partition, offset, record.key, record.value, record.original_headers),
+                      error, SERVICE, metrics)
 
     decisions = OrderedDecisions(InboxDecider(limits, namespace=inbox_topic), history, emit=emit,
-                                 park=park_from_inbox, flush=flush, snapshot_every=snapshot_every)
+                                 park=park_from_inbox, flush=decided.settle, snapshot_every=snapshot_every)
 
     if identity:
         identity.stop_with(app)
 
-    @app.agent(inputs)
-    async def forward(stream):
-        async for event in stream.events():
-            message = event.message
-            metrics.events_in.labels(SERVICE, message.topic).inc()
-            record = ConsumedRecord.of(message)
+    async def forward(records: list) -> None:
+        for record in records:
+            metrics.events_in.labels(SERVICE, record.topic).inc()
+            named = header_type(record.headers)
+            if named is not None and named not in INPUT_TYPES:
+                continue  # passed over unread
+            consumed = ConsumedRecord.of(record)
             # Refused records never reach the inbox, so a replay of the inbox never meets them.
-            if identity and await identity.refuses(message):
-                metrics.consumed_message(app.consumer, message)
+            if identity and await identity.refuses(record):
                 continue
-            try:
-                body = decode(message.value).body
-            except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
-                await park(record, error)
-                continue
-            if isinstance(body, INPUTS):
-                origin = f"{message.topic}:{message.partition}:{message.offset}".encode()
-                await inbox.send(key=message.key, value=message.value,
-                                 headers=[*record.headers, (ORIGIN_HEADER, origin)])
-            metrics.consumed_message(app.consumer, message)
+            if named is None:  # a producer that names no type: read the record to know it
+                try:
+                    named = decode(record.value).event_type
+                except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
+                    await park_on(copies.topic(dead_letter_topic), consumed, error, SERVICE, metrics)
+                    continue
+            # Copied unread: the decider parses each input once, and parks what it cannot use.
+            if named in INPUT_TYPES:
+                origin = f"{record.topic}:{record.partition}:{record.offset}".encode()
+                await copies.send(inbox_topic, key=record.key, value=record.value,
+                                  headers=[*consumed.headers, (ORIGIN_HEADER, origin)])
 
     def export_state() -> None:
         state = decisions.decider.state
         metrics.balancer_state(state.slots, state.tasks.values())
 
-    @app.agent(inbox)
-    async def decide_in_order(stream):
-        async for event in stream.events():
+    async def decide_in_order(records: list) -> None:
+        for record in records:
             started = time.perf_counter()
-            if await decisions.take(InboxRecord.of(event.message)):
+            metrics.events_in.labels(SERVICE, inbox_topic).inc()
+            if await decisions.take(InboxRecord.of(record)):
                 metrics.events_applied.labels(SERVICE, inbox_topic).inc()
                 metrics.handler_seconds.labels(SERVICE, inbox_topic).observe(time.perf_counter() - started)
-            metrics.consumed_message(app.consumer, event.message)
-            if metrics.due("state"):
-                export_state()
+        if metrics.due("state"):
+            export_state()
+
+    async def read(group: str, topics: list[str], handle, sends: Sends, listener: Assignment | None = None) -> None:
+        consumer = await open_consumer(reader_group(app_id, group), topics, listener)
+        try:
+            await run_in_batches(consumer, handle, sends, metrics)
+        finally:
+            await consumer.stop()
+
+    @app.task
+    async def balance():
+        try:
+            producer = await open_producer()
+            for sends in (copies, decided, ticks):
+                sends.producer = producer
+            try:
+                await asyncio.gather(read("forwarder", input_topics, forward, copies),
+                                     read("decider", [inbox_topic], decide_in_order, decided, inbox_owned))
+            finally:
+                await producer.stop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a balancer that stopped deciding must say so
+            log.exception("the balancer stopped reading its inputs")
+            await app.crash(error)
 
     owner = {"was": False}
 
     @app.timer(interval=tick_interval_s)
     async def clock():
         # Time enters the inbox as a record like any other, so a replay sees the same clock.
-        if app.rebalancing or app.in_recovery:
-            return
-        owns = any(tp.topic == inbox_topic for tp in app.consumer.assignment())
+        owns = bool(inbox_owned.partitions)
         newly_owned, owner["was"] = owns and not owner["was"], owns
         if owns:  # the last decisions' effect, also when no event has come since
             export_state()
         # Until it has decided something since being given the inbox, the state here may be
         # stale; a tick makes the decider catch up, and then it knows what waits on time.
-        if owns and (newly_owned or not decisions.restored or waits_on_time(decisions.decider.state)):
-            await inbox.send(key=None, value=b"", headers=[(TICK_HEADER, b"1")])
+        if owns and ticks.producer and (newly_owned or not decisions.restored
+                                        or waits_on_time(decisions.decider.state)):
+            await ticks.send(inbox_topic, key=None, value=b"", headers=[(TICK_HEADER, b"1")])
+            await ticks.settle()
 
     return app

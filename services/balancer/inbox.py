@@ -25,7 +25,7 @@ from uuid import NAMESPACE_URL, uuid5
 import orjson
 
 from events.agents import AgentDeregistered, AgentHealthChanged, AgentRegistered
-from events.codec import decode
+from events.codec import decode, header_type
 from events.envelope import Envelope, make_event
 from events.tasks import (TaskCompleted, TaskFailed, TaskHandedOff, TaskRejected, TaskRouted, TaskStarted,
                           TaskSubmitted)
@@ -43,6 +43,7 @@ ORIGIN_HEADER = "balancer.origin"  # topic:partition:offset of the record copied
 # The events `decide` acts on; nothing else is copied into the inbox.
 INPUTS = (TaskSubmitted, TaskRouted, TaskStarted, TaskCompleted, TaskFailed, TaskRejected, TaskHandedOff,
           AgentRegistered, AgentDeregistered, AgentHealthChanged)
+INPUT_TYPES = frozenset(cls.event_type for cls in INPUTS)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class InboxDecider:
             if record.is_tick:
                 bodies = tick(self.state, now, self.limits)
             else:
-                cause = decode(record.value)
+                cause = decode(record.value, header_type(record.original_headers))
                 bodies = decide(self.state, cause.body, now, self.limits)
         except Exception as error:  # noqa: BLE001 - the same record fails the same way on replay
             return Decided([], error)

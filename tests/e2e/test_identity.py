@@ -20,6 +20,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskStarted
 from events.topics import DEAD_LETTER, topic_for_event, topic_name
 from events.values import Capability
 from services import kafka
+from services.balancer.app import reader_group
 from services.deadletter import parked_from
 from services.identity.signing import Signer, b64, load_signer
 from services.metrics import ProcessorMetrics
@@ -235,7 +236,7 @@ async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slo
                     (make_event(TaskCompleted(task_id="task-1", agent_id="alice", attempt=1), producer="bob"), bob),
                     (registration("alice", capacity=5), bob),
                 ])
-                await wait_for(lambda: read_past(settings, settings.balancer_app, spoofs),
+                await wait_for(lambda: read_past(settings, reader_group(settings.balancer_app, "forwarder"), spoofs),
                                what="the balancer past the spoofs")
                 await balancer_decided_all_it_took(settings)
                 await read_to_end(traffic)

@@ -22,6 +22,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskQueued, TaskReassigned
 from events.topics import DEAD_LETTER, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
+from services.balancer.app import reader_group
 from services.deadletter import Parked, parked_from
 from services.settings import Settings
 from tests.conftest import ROOT
@@ -152,7 +153,7 @@ async def inbox_committed(settings: Settings) -> int:
     admin = kafka.admin_client(settings)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(settings.balancer_app)
+        offsets = await admin.list_consumer_group_offsets(reader_group(settings.balancer_app, "decider"))
     finally:
         await admin.close()
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == f"{settings.balancer_app}-inbox")

@@ -1,0 +1,109 @@
+"""Consuming in batches inside a Faust app: one fetch, one pass over the batch, one round of
+sends, one commit.
+
+Measured on this machine, a Faust stream spends about 70 µs of CPU delivering each record, and
+its `take()` no less; a plain aiokafka consumer hands over a batch at about 4 µs a record. The
+processors on the routing path therefore read their busy topics with a group consumer of their
+own, run as a task of their Faust app, and commit a batch's offsets only once everything the
+batch led to is on the broker: a crash between the two repeats the batch, it never loses one.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
+
+from services import kafka
+from services.metrics import ProcessorMetrics
+from services.settings import Settings
+
+log = logging.getLogger("orchestrator")
+MAX_BATCH = 2000
+
+
+def group_consumer(settings: Settings, group_id: str, **options) -> AIOKafkaConsumer:
+    """A consumer in `group_id` that reads committed records only and commits by hand.
+
+    Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS, whichever comes first:
+    a fetch per record would cost more than the record (the request names every partition)."""
+    return kafka.consumer(settings, group_id=group_id, fetch_max_wait_ms=int(settings.batch_fetch_max_wait_ms),
+                          fetch_min_bytes=int(settings.batch_fetch_min_bytes),
+                          max_partition_fetch_bytes=4 * 1024 * 1024, **options)
+
+
+class Sends:
+    """Sends with a plain producer, remembering each until `settle` has seen it on the broker.
+
+    `topic(name)` has the signature of a Faust topic's `send`, so `park_on` and the other
+    helpers written for Faust topics send through it unchanged."""
+
+    def __init__(self, producer: AIOKafkaProducer | None = None) -> None:
+        self.producer = producer  # set once started, inside the event loop
+        self.pending: list[asyncio.Future] = []
+
+    async def send(self, topic: str, *, key: bytes | None, value: bytes | None,
+                   headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+        self.pending.append(await self.producer.send(topic, value, key=key, headers=list(headers or ()) or None,
+                                                     partition=partition))
+
+    def topic(self, name: str) -> "SendsTo":
+        return SendsTo(self, name)
+
+    async def settle(self) -> None:
+        """Wait until every send so far is acknowledged; raise if any failed."""
+        pending, self.pending = self.pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+
+class SendsTo:
+    def __init__(self, sends: Sends, name: str) -> None:
+        self.sends = sends
+        self.name = name
+
+    async def send(self, *, key: bytes | None, value: bytes | None,
+                   headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+        await self.sends.send(self.name, key=key, value=value, headers=headers, partition=partition)
+
+
+class Assignment(ConsumerRebalanceListener):
+    """The partitions a group consumer holds now, and a callback when they change."""
+
+    def __init__(self, on_change: Callable[[frozenset], None] | None = None) -> None:
+        self.partitions: frozenset = frozenset()
+        self.on_change = on_change
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.partitions = self.partitions - set(revoked)
+        if self.on_change:
+            self.on_change(self.partitions)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        self.partitions = self.partitions | set(assigned)
+        if self.on_change:
+            self.on_change(self.partitions)
+
+
+async def run_in_batches(consumer: AIOKafkaConsumer, handle: Callable[[list], Awaitable[None]], sends: Sends,
+                         metrics: ProcessorMetrics, *, stop: asyncio.Event | None = None,
+                         max_records: int = MAX_BATCH) -> None:
+    """Fetch, hand the whole batch to `handle`, wait for its sends, commit; until `stop` is set."""
+    while stop is None or not stop.is_set():
+        fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
+        if not fetched:
+            continue
+        records = [record for batch in fetched.values() for record in batch]
+        await handle(records)
+        await sends.settle()
+        for tp, batch in fetched.items():
+            metrics.consumed(tp.topic, tp.partition, batch[-1].offset, consumer.highwater(tp))
+        try:
+            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:
+            # The partitions moved on while the batch was handled: their new owner starts from
+            # the last commit and repeats what came after it, which every reader here tolerates.
+            log.warning("%s: could not commit a batch of %d records (%s); it will be read again",
+                        consumer._group_id, len(records), error)
