@@ -10,8 +10,10 @@ batch led to is on the broker: a crash between the two repeats the batch, it nev
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from operator import attrgetter
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
@@ -21,6 +23,7 @@ from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
 log = logging.getLogger("orchestrator")
+OpenConsumer = Callable[[str, list[str], ConsumerRebalanceListener | None], Awaitable[AIOKafkaConsumer]]
 MAX_BATCH = 2000
 
 
@@ -29,6 +32,7 @@ def group_consumer(settings: Settings, group_id: str, **options) -> AIOKafkaCons
 
     Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS, whichever comes first:
     a fetch per record would cost more than the record (the request names every partition)."""
+    options.setdefault("session_timeout_ms", round(float(settings.group_session_timeout_s) * 1000))
     return kafka.consumer(settings, group_id=group_id, fetch_max_wait_ms=int(settings.batch_fetch_max_wait_ms),
                           fetch_min_bytes=int(settings.batch_fetch_min_bytes),
                           max_partition_fetch_bytes=4 * 1024 * 1024, **options)
@@ -89,13 +93,20 @@ class Assignment(ConsumerRebalanceListener):
 
 async def run_in_batches(consumer: AIOKafkaConsumer, handle: Callable[[list], Awaitable[None]], sends: Sends,
                          metrics: ProcessorMetrics, *, stop: asyncio.Event | None = None,
-                         max_records: int = MAX_BATCH) -> None:
-    """Fetch, hand the whole batch to `handle`, wait for its sends, commit; until `stop` is set."""
+                         max_records: int = MAX_BATCH, in_time_order: bool = False) -> None:
+    """Fetch, hand the whole batch to `handle`, wait for its sends, commit; until `stop` is set.
+
+    `in_time_order` interleaves the partitions of a batch by record timestamp (each partition's
+    own order kept) instead of handing them over one partition after another.
+    """
     while stop is None or not stop.is_set():
         fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
         if not fetched:
             continue
-        records = [record for batch in fetched.values() for record in batch]
+        if in_time_order:
+            records = list(heapq.merge(*fetched.values(), key=attrgetter("timestamp")))
+        else:
+            records = [record for batch in fetched.values() for record in batch]
         await handle(records)
         await sends.settle()
         for tp, batch in fetched.items():
@@ -107,3 +118,53 @@ async def run_in_batches(consumer: AIOKafkaConsumer, handle: Callable[[list], Aw
             # the last commit and repeats what came after it, which every reader here tolerates.
             log.warning("%s: could not commit a batch of %d records (%s); it will be read again",
                         consumer._group_id, len(records), error)
+
+
+def consumer_opener(settings: Settings, **options) -> Callable[..., Awaitable[AIOKafkaConsumer]]:
+    """`open(group_id, topics, listener)`: a started group consumer, subscribed."""
+    async def open_consumer(group_id: str, topics: list[str], listener: ConsumerRebalanceListener | None = None):
+        consumer = group_consumer(settings, group_id, **options)
+        await kafka.start(consumer, settings)
+        consumer.subscribe(topics, listener=listener or Assignment())
+        return consumer
+    return open_consumer
+
+
+def producer_opener(settings: Settings) -> Callable[[], Awaitable[AIOKafkaProducer]]:
+    """`open()`: a started producer (made inside the event loop, as aiokafka wants)."""
+    async def open_producer() -> AIOKafkaProducer:
+        producer = kafka.producer(settings)
+        await kafka.start(producer, settings)
+        return producer
+    return open_producer
+
+
+async def read_group(open_consumer, group_id: str, topics: list[str], handle: Callable[[list], Awaitable[None]],
+                     sends: Sends, metrics: ProcessorMetrics, listener: ConsumerRebalanceListener | None = None,
+                     *, in_time_order: bool = False) -> None:
+    """Open a group consumer on `topics` and run `handle` over its batches until cancelled."""
+    consumer = await open_consumer(group_id, topics, listener)
+    try:
+        await run_in_batches(consumer, handle, sends, metrics, in_time_order=in_time_order)
+    finally:
+        await consumer.stop()
+
+
+async def run_readers(app, open_producer: Callable[[], Awaitable[AIOKafkaProducer]], sends: Sequence[Sends],
+                      readers: Callable[[], Awaitable], stopped: str) -> None:
+    """Run `readers()` with one started producer behind all of `sends`; crash the app if they fail.
+
+    A processor whose batch readers stopped must stop too, and say why, rather than sit idle."""
+    try:
+        producer = await open_producer()
+        for each in sends:
+            each.producer = producer
+        try:
+            await readers()
+        finally:
+            await producer.stop()
+    except asyncio.CancelledError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever it was, the app is crashed with it
+        log.exception(stopped)
+        await app.crash(error)

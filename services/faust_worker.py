@@ -96,6 +96,8 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
     # Set here rather than in each create_app: every processor is started through this function,
     # and Faust opens no connection before the worker starts.
     app.conf.broker_credentials = faust_credentials(settings)
+    # Faust's own default is a minute: that long, a killed copy would hold its partitions.
+    app.conf.broker_session_timeout = float(settings.group_session_timeout_s)
     log.info("%s starting: %s", service, started)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
                           redirect_stdouts=False, quiet=True)

@@ -210,6 +210,9 @@ class Settings:
     faust_fetch_min_bytes: str = _env(
         "FAUST_FETCH_MIN_BYTES", "1", "Data a processor's fetch waits for, up to FAUST_FETCH_MAX_WAIT_MS: 1 answers "
         "at once; 65536 takes fewer, fuller fetches (less CPU per task) for up to the wait per hop", rule=_positive_integer)
+    group_session_timeout_s: str = _env(
+        "GROUP_SESSION_TIMEOUT_S", "10", "Seconds of silence after which a consumer group hands a stopped processor's "
+        "partitions to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)
     # --- how the batch readers on the routing path fetch (the balancer's inputs and inbox, the router's tasks) ---
     batch_fetch_max_wait_ms: str = _env(
         "BATCH_FETCH_MAX_WAIT_MS", "5", "Longest the broker holds a batch reader's fetch while less than "

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
@@ -38,7 +38,7 @@ from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUT_TYPES, In
                                      OrderedDecisions)
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
-from services.batches import Assignment, Sends, run_in_batches
+from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter import ConsumedRecord, park_on
 from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
@@ -51,9 +51,6 @@ log = logging.getLogger("orchestrator.balancer")
 def reader_group(app_id: str, reader: str) -> str:
     """The consumer group of one of the balancer's two readers: "forwarder" or "decider"."""
     return f"{app_id}-{reader}"
-
-
-OpenConsumer = Callable[[str, list[str], Assignment | None], Awaitable[AIOKafkaConsumer]]
 
 
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
@@ -124,29 +121,13 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         if metrics.due("state"):
             export_state()
 
-    async def read(group: str, topics: list[str], handle, sends: Sends, listener: Assignment | None = None) -> None:
-        consumer = await open_consumer(reader_group(app_id, group), topics, listener)
-        try:
-            await run_in_batches(consumer, handle, sends, metrics)
-        finally:
-            await consumer.stop()
-
     @app.task
     async def balance():
-        try:
-            producer = await open_producer()
-            for sends in (copies, decided, ticks):
-                sends.producer = producer
-            try:
-                await asyncio.gather(read("forwarder", input_topics, forward, copies),
-                                     read("decider", [inbox_topic], decide_in_order, decided, inbox_owned))
-            finally:
-                await producer.stop()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a balancer that stopped deciding must say so
-            log.exception("the balancer stopped reading its inputs")
-            await app.crash(error)
+        await run_readers(app, open_producer, (copies, decided, ticks), lambda: asyncio.gather(
+            read_group(open_consumer, reader_group(app_id, "forwarder"), input_topics, forward, copies, metrics,
+                       in_time_order=True),  # the inbox follows the order things happened
+            read_group(open_consumer, reader_group(app_id, "decider"), [inbox_topic], decide_in_order, decided,
+                       metrics, inbox_owned)), "the balancer stopped reading its inputs")
 
     owner = {"was": False}
 

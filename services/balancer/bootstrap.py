@@ -7,10 +7,9 @@ from pathlib import Path
 import faust
 
 from services.balancer.app import SERVICE, create_app
-from services import kafka
 from services.balancer.history import KafkaInboxHistory, ensure_balancer_topics, inbox_topic
 from services.balancer.logic import Limits
-from services.batches import Assignment, group_consumer
+from services.batches import consumer_opener, producer_opener
 from services.metrics import ProcessorMetrics
 from services.faust_worker import faust_brokers, run_worker
 from services.identity.gate import IdentityGate
@@ -23,27 +22,11 @@ def limits_from(settings: Settings) -> Limits:
                   top_k=int(settings.balancer_top_k))
 
 
-def consumer_opener(settings: Settings):
-    # The session timeout is how long the inbox waits, after its owner dies, for another copy.
-    session_ms = round(float(settings.balancer_session_timeout_s) * 1000)
-
-    async def open_consumer(group_id: str, topics: list[str], listener=None):
-        consumer = group_consumer(settings, group_id, session_timeout_ms=session_ms,
-                                  heartbeat_interval_ms=max(100, session_ms // 4))
-        await kafka.start(consumer, settings)
-        consumer.subscribe(topics, listener=listener or Assignment())
-        return consumer
-    return open_consumer
-
-
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
     datadir = Path(settings.balancer_data_dir) / settings.balancer_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
-    async def open_producer():
-        producer = kafka.producer(settings)
-        await kafka.start(producer, settings)
-        return producer
-
+    # The session timeout is how long the inbox waits, after its owner dies, for another copy.
+    session_ms = round(float(settings.balancer_session_timeout_s) * 1000)
     return create_app(
         app_id=settings.balancer_app,
         brokers=faust_brokers(settings),
@@ -51,7 +34,9 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
         datadir=datadir, inbox_topic=inbox_topic(settings), history=KafkaInboxHistory(settings),
         limits=limits_from(settings), tick_interval_s=float(settings.balancer_tick_interval_s),
         snapshot_every=int(settings.balancer_snapshot_every), metrics=metrics or ProcessorMetrics(SERVICE),
-        open_consumer=consumer_opener(settings), open_producer=open_producer, identity=IdentityGate(settings))
+        open_consumer=consumer_opener(settings, session_timeout_ms=session_ms,
+                                      heartbeat_interval_ms=max(100, session_ms // 4)),
+        open_producer=producer_opener(settings), identity=IdentityGate(settings))
 
 
 def serve(settings: Settings) -> int:

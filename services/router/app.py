@@ -2,13 +2,15 @@
 
     <prefix>.agents, .skills, .models, .assignments,
     .task-outcomes, .tasks ── every partition, every copy ──▶ follower ──▶ RouterView
-    <prefix>.tasks ── in the group, by task ──▶ route_tasks ──▶ TaskRouted / TaskQueued ─▶ <prefix>.tasks
-                                    table `waiting-tasks` (no capable agent yet) ◀─┘
+    <prefix>.tasks ── group `<app id>-tasks`, in batches ──▶ route ──▶ TaskRouted / TaskQueued ─▶ <prefix>.tasks
+                                    `<app id>-waiting` (no capable agent yet) ◀─┘
     timer, when agents changed ──▶ route the waiting tasks this copy owns ──▶ TaskRouted
 
-A task nobody can take is kept, keyed by task id, and routed again as soon as the agents
-change; it leaves the table when its TaskRouted comes back through the tasks topic, inside
-the stream, where Faust lets a table be written.
+The tasks topic is read in batches by a group consumer of the app's own (`services/batches.py`
+says why not a Faust stream); records whose `event_type` header names anything but a
+submission are passed over unread. A task nobody can take is kept on the waiting topic
+(`waiting.py`) and routed again as soon as the agents change; it leaves when its TaskRouted
+(or TaskTimedOut) comes back through the tasks topic.
 """
 from __future__ import annotations
 
@@ -16,22 +18,24 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
 import faust
+from aiokafka import AIOKafkaProducer
 
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
+from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter import ConsumedRecord, park_on
-from services.kafka import partition_of
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import Policy
+from services.router.waiting import WaitingTasks
 
 SERVICE = "router"
 ENDS_WAITING = frozenset({TaskRouted.event_type, TaskTimedOut.event_type})
@@ -45,31 +49,73 @@ def exploration_rng(seed: int, task_id: str) -> random.Random:
 
 def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
                follower: LogFollower, weights: Weights, policy: Policy, seed: int, retry_interval_s: float,
-               metrics: ProcessorMetrics, clock: Callable[[], datetime]) -> faust.App:
+               metrics: ProcessorMetrics, clock: Callable[[], datetime], waiting_topic: str,
+               open_consumer: OpenConsumer, open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+               read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]]) -> faust.App:
     app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
-                    table_standby_replicas=0)
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
+                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor)
     tasks_topic = topic_name("tasks", topic_prefix)
-    tasks = app.topic(tasks_topic, **raw)
-    dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
-    # task id -> its TaskSubmitted, as received; written in the task's partition of the tasks topic
-    waiting = app.Table("waiting-tasks", key_type=bytes, value_type=bytes, partitions=PARTITIONS)
+    dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
     decision_seconds = metrics.routing_decision_seconds
     view = follower.view
-    routed_from_waiting: set[bytes] = set()  # emitted, not yet back through the stream to be removed
+    routes, retries = Sends(), Sends()  # the batch reader's, and the timer's
+    waiting = WaitingTasks()
+    routed_from_waiting: set[bytes] = set()  # emitted, not yet back through the tasks topic to be removed
 
     def decide(submitted: Envelope) -> TaskRouted | TaskQueued:
         return policy(submitted.body, view.state, weights, exploration_rng(seed, submitted.body.task_id))
 
-    async def emit(decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
+    async def emit(sends: Sends, decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
         event = make_event(decision, producer=SERVICE, cause=cause)
-        await tasks.send(key=event.key.encode(), value=encode(event), headers=[type_header(event)])
+        await sends.send(tasks_topic, key=event.key.encode(), value=encode(event), headers=[type_header(event)])
         metrics.events_out.labels(SERVICE, tasks_topic).inc()
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
 
-    async def park(message, error: Exception) -> None:
-        await park_on(dead_letters, ConsumedRecord.of(message), error, SERVICE, metrics)
+    async def no_longer_waiting(record) -> None:
+        if waiting.remove(record.partition, record.key):
+            routed_from_waiting.discard(record.key)
+            await routes.send(waiting_topic, key=record.key, value=None, partition=record.partition)
+
+    async def route(records: list) -> None:
+        await follower.ready.wait()
+        for record in records:
+            metrics.events_in.labels(SERVICE, record.topic).inc()
+            named = header_type(record.headers)
+            if named is not None and named != "TaskSubmitted":
+                if named in ENDS_WAITING:  # passed over unread: the key is the task id
+                    await no_longer_waiting(record)
+                continue
+            started = time.perf_counter()
+            try:
+                envelope = decode(record.value, named)
+                body = envelope.body
+                decision = decide(envelope) if isinstance(body, TaskSubmitted) else None
+            except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
+                await park_on(routes.topic(dead_letter_topic), ConsumedRecord.of(record), error, SERVICE, metrics)
+                continue
+            if decision is None:
+                if isinstance(body, (TaskRouted, TaskTimedOut)):
+                    await no_longer_waiting(record)
+                continue
+            if isinstance(decision, TaskQueued):
+                waiting.add(record.partition, record.key, record.value)
+                await routes.send(waiting_topic, key=record.key, value=record.value, partition=record.partition)
+            await emit(routes, decision, envelope, "routed" if isinstance(decision, TaskRouted) else "queued")
+            metrics.events_applied.labels(SERVICE, record.topic).inc()
+            metrics.handler_seconds.labels(SERVICE, record.topic).observe(time.perf_counter() - started)
+
+    class OwnedTasks(Assignment):
+        async def on_partitions_revoked(self, revoked) -> None:
+            await super().on_partitions_revoked(revoked)
+            waiting.forget(tp.partition for tp in revoked)
+
+        async def on_partitions_assigned(self, assigned) -> None:
+            # Before the first batch of a partition: the tasks that were waiting there.
+            for partition, records in (await read_waiting([tp.partition for tp in assigned])).items():
+                waiting.restore(partition, records)
+            await super().on_partitions_assigned(assigned)
+
+    owned_tasks = OwnedTasks()
 
     @app.task
     async def follow_the_log():
@@ -81,43 +127,11 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             log.exception("the router's view stopped following the log")
             await app.crash(error)
 
-    @app.agent(tasks)
-    async def route_tasks(stream):
-        async for event in stream.events():
-            message = event.message
-            metrics.events_in.labels(SERVICE, message.topic).inc()
-            named = header_type(message.headers)
-            if named is not None and named != "TaskSubmitted":
-                # Passed over unread: only a routing or an expiry of a waiting task matters here,
-                # and the record's key is its task id.
-                if named in ENDS_WAITING and message.key in waiting:
-                    del waiting[message.key]
-                    routed_from_waiting.discard(message.key)
-                metrics.consumed_message(app.consumer, message)
-                continue
-            started = time.perf_counter()
-            try:
-                envelope = decode(message.value, named)
-            except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
-                await park(message, error)
-                continue
-            body = envelope.body
-            if isinstance(body, TaskSubmitted):
-                await follower.ready.wait()
-                try:
-                    decision = decide(envelope)
-                except Exception as error:  # noqa: BLE001
-                    await park(message, error)
-                    continue
-                if isinstance(decision, TaskQueued):
-                    waiting[body.task_id.encode()] = message.value
-                await emit(decision, envelope, "routed" if isinstance(decision, TaskRouted) else "queued")
-            elif isinstance(body, (TaskRouted, TaskTimedOut)) and (key := body.task_id.encode()) in waiting:
-                del waiting[key]  # routed after waiting, or expired
-                routed_from_waiting.discard(key)
-            metrics.events_applied.labels(SERVICE, message.topic).inc()
-            metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
-            metrics.consumed_message(app.consumer, message)
+    @app.task
+    async def route_tasks():
+        await run_readers(app, open_producer, (routes, retries), lambda: read_group(
+            open_consumer, f"{app_id}-tasks", [tasks_topic], route, routes, metrics, owned_tasks),
+            "the router stopped reading the tasks topic")
 
     seen = {"registry": -1, "owned": frozenset(), "exported": -1}
 
@@ -126,20 +140,20 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         if view.registry_version != seen["exported"]:
             seen["exported"] = view.registry_version
             metrics.routable_agents(view.state.agents.values())
-        if app.rebalancing or app.in_recovery or not follower.ready.is_set():
+        if not follower.ready.is_set() or retries.producer is None:
             return
-        owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == tasks_topic)
+        owned = frozenset(tp.partition for tp in owned_tasks.partitions)
         if (view.registry_version, owned) == (seen["registry"], seen["owned"]):
             return  # nothing that decides who is capable has changed
         seen.update(registry=view.registry_version, owned=owned)
-        for key, value in list(waiting.items()):
-            # The memory store keeps what it wrote for partitions since given to another copy.
-            if key in routed_from_waiting or partition_of(key) not in owned:
+        for partition, key, value in waiting.items():
+            if key in routed_from_waiting or partition not in owned:
                 continue
             submitted = decode(value)
             decision = decide(submitted)
             if isinstance(decision, TaskRouted):
                 routed_from_waiting.add(key)
-                await emit(decision, submitted, "routed-after-waiting")
+                await emit(retries, decision, submitted, "routed-after-waiting")
+        await retries.settle()
 
     return app

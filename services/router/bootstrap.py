@@ -7,12 +7,14 @@ from pathlib import Path
 
 import faust
 
+from services.batches import consumer_opener, producer_opener
 from services.metrics import ProcessorMetrics
 from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import policy
 from services.router.state import RouterView
+from services.router.waiting import ensure_router_topics, read_waiting, waiting_topic
 from services.faust_worker import faust_brokers, run_worker
 from services.settings import Settings
 
@@ -42,9 +44,11 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
         topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
         datadir=datadir, follower=LogFollower(settings, RouterView(), metrics, SERVICE),
         weights=weights_from(settings), policy=policy(settings.router_policy), seed=int(settings.router_seed),
-        retry_interval_s=float(settings.router_retry_interval_s), metrics=metrics, clock=clock)
+        retry_interval_s=float(settings.router_retry_interval_s), metrics=metrics, clock=clock,
+        waiting_topic=waiting_topic(settings), open_consumer=consumer_opener(settings),
+        open_producer=producer_opener(settings), read_waiting=lambda partitions: read_waiting(settings, partitions))
 
 
 def serve(settings: Settings) -> int:
     return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.router_app}: {weights_from(settings)}")
+                      started=f"{settings.router_app}: {weights_from(settings)}", prepare=(ensure_router_topics,))

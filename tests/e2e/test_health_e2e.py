@@ -136,7 +136,7 @@ async def parked_by_health(settings: Settings):
         await consumer.stop()
 
 
-async def test_silence_degrades_then_condemns_an_agent_and_flags_its_tasks_in_flight(settings, tmp_path):
+async def test_silence_degrades_then_condemns_an_agent_and_leaves_its_tasks_to_the_balancer(settings, tmp_path):
     await kafka.ensure_topics(settings)
     with health_monitor(settings, tmp_path) as monitor:
         async with MonitorOutput(settings) as output:
@@ -154,7 +154,8 @@ async def test_silence_degrades_then_condemns_an_agent_and_flags_its_tasks_in_fl
 
             assert path_of(output.changes("agent-1")) == ["unknown", "healthy", "degraded", "unhealthy"]
             unhealthy = output.changes("agent-1")[-1]
-            assert unhealthy.in_flight_task_ids == ("task-1",)
+            # The balancer holds what is in flight and reassigns it on this verdict.
+            assert unhealthy.in_flight_task_ids == ()
             assert unhealthy.missed_heartbeats >= 4
             # agent-2 went quiet before agent-1 did, but it had left: no bad verdict for it.
             assert all(c.current == "healthy" for c in output.changes("agent-2"))
@@ -166,20 +167,19 @@ async def test_silence_degrades_then_condemns_an_agent_and_flags_its_tasks_in_fl
         assert stop(monitor) == 0
 
 
-async def test_a_restarted_monitor_remembers_agents_and_their_tasks_from_its_changelog(settings, tmp_path):
+async def test_a_restarted_monitor_remembers_agents_from_its_changelog(settings, tmp_path):
     await kafka.ensure_topics(settings)
     async with MonitorOutput(settings) as output:
         with health_monitor(settings, tmp_path, "first") as first:
-            await publish_all(settings, [registered("agent-1"), assigned("task-9", "agent-1")])
+            await publish_all(settings, [registered("agent-1")])
             async with beating(settings, "agent-1"):
                 await output.until(lambda: output.changes("agent-1"), "agent-1 healthy")
                 assert stop(first) == 0
 
-        # The registration and the assignment were consumed and committed by the first
-        # run: the second knows of them only through the table restored from the changelog.
+        # The registration was consumed and committed by the first run: the second knows
+        # of it only through the table restored from the changelog.
         with health_monitor(settings, tmp_path, "second") as second:
             await output.until(lambda: len(output.changes("agent-1")) >= 3, "agent-1 unhealthy after the restart")
 
             assert path_of(output.changes("agent-1")) == ["unknown", "healthy", "degraded", "unhealthy"]
-            assert output.changes("agent-1")[-1].in_flight_task_ids == ("task-9",)
             assert stop(second) == 0

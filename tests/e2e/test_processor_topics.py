@@ -12,6 +12,7 @@ from services import kafka
 from services.faust_worker import internal_topics
 from services.health.bootstrap import bootstrap as health_app
 from services.router.bootstrap import bootstrap as router_app
+from services.router.waiting import ensure_router_topics, waiting_topic
 from services.settings import Settings
 
 pytestmark = pytest.mark.e2e
@@ -41,22 +42,30 @@ def test_faust_s_internal_topics_are_created_ready_with_faust_s_settings_and_onl
     settings = dataclasses.replace(settings, health_data_dir=str(tmp_path), router_data_dir=str(tmp_path))
     wanted = internal_topics(health_app(settings)) + internal_topics(router_app(settings))
     names = sorted(topic.name for topic in wanted)
-    assert names == [f"{settings.health_app}-agent-health-changelog",
-                     f"{settings.health_app}-task-endings-repartition",
-                     f"{settings.router_app}-waiting-tasks-changelog"]
+    # (the router reads the tasks topic in batches and keeps its waiting tasks on a topic of its own)
+    assert names == [f"{settings.health_app}-agent-health-changelog"]
 
     # When they are ensured, twice
     created = asyncio.run(kafka.ensure_own_topics(settings, wanted))
     again = asyncio.run(kafka.ensure_own_topics(settings, wanted))
 
-    # Then the first call created all three and the second none
+    # Then the first call created it and the second nothing
     assert sorted(created) == names and again == []
-    # with Faust's partitions and cleanup: changelogs compacted, the repartition topic deleting
+    # with Faust's partitions and cleanup: changelogs compacted
     partitions, configs = asyncio.run(described(settings, names))
     assert partitions == {name: 6 for name in names}
     assert configs[f"{settings.health_app}-agent-health-changelog"]["cleanup.policy"] == "compact"
-    assert configs[f"{settings.router_app}-waiting-tasks-changelog"]["cleanup.policy"] == "compact"
-    assert configs[f"{settings.health_app}-task-endings-repartition"]["cleanup.policy"] == "delete"
     # and every partition already answers for its offsets (empty topics end at 0)
     offsets = asyncio.run(end_offsets(settings, partitions))
-    assert len(offsets) == 18 and set(offsets.values()) == {0}
+    assert len(offsets) == 6 and set(offsets.values()) == {0}
+
+
+def test_the_router_s_waiting_topic_is_compacted_like_the_tasks_topic_and_ready(settings):
+    asyncio.run(ensure_router_topics(settings))
+    asyncio.run(ensure_router_topics(settings))  # a second start finds it there
+
+    name = waiting_topic(settings)
+    partitions, configs = asyncio.run(described(settings, [name]))
+    assert partitions == {name: 6}  # numbered like the tasks topic: a task waits in its own partition
+    assert configs[name]["cleanup.policy"] == "compact"
+    assert set(asyncio.run(end_offsets(settings, partitions)).values()) == {0}

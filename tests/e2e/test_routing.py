@@ -14,6 +14,7 @@ from dataclasses import fields
 from datetime import datetime, timezone
 
 import pytest
+from aiokafka import TopicPartition
 
 from events.agents import AgentHealthChanged, AgentRegistered
 from events.codec import EventDecodeError, decode
@@ -23,6 +24,7 @@ from events.topics import DEAD_LETTER, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
 from services.balancer.app import reader_group
+from services.kafka import partition_of
 from services.deadletter import Parked, parked_from
 from services.settings import Settings
 from tests.conftest import ROOT
@@ -227,6 +229,39 @@ async def test_a_task_no_agent_can_take_waits_until_one_registers(settings, tmp_
             [assignment] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-rust"),
                                                "t-rust assigned once a rust agent registered")
     assert assignment.agent_id == "rust-1"
+
+
+async def test_a_waiting_task_outlives_the_router_that_queued_it(settings, tmp_path):
+    async with Traffic(settings) as traffic:
+        with serving("balancer", settings, tmp_path):
+            with serving("router", settings, tmp_path, run="-first") as first:
+                await publish_all(settings, [agent("py-1", python=0.9)])
+                await publish_all(settings, [task("t-go", capability="go")])
+                await traffic.until(lambda: traffic.bodies(TaskQueued, task_id="t-go"), "t-go queued")
+                await wait_for(lambda: tasks_committed_past(settings, "t-go"),
+                               what="the first router to commit past the submission")
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+            # The second router reads the tasks topic only from the first one's commit on:
+            # it knows of t-go from the waiting topic alone.
+            with serving("router", settings, tmp_path, run="-second"):
+                await publish_all(settings, [agent("go-1", go=0.8)])
+                [assignment] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-go"),
+                                                   "t-go assigned once a go agent registered", timeout=60)
+    assert assignment.agent_id == "go-1"
+    assert len(traffic.bodies(TaskRouted, task_id="t-go")) == 1
+
+
+async def tasks_committed_past(settings: Settings, task_id: str) -> bool:
+    partition = partition_of(task_id.encode())
+    admin = kafka.admin_client(settings)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(f"{settings.router_app}-tasks")
+    finally:
+        await admin.close()
+    meta = offsets.get(TopicPartition(topic_name("tasks", settings.topic_prefix), partition))
+    return meta is not None and meta.offset > 0
 
 
 async def test_the_tasks_of_an_agent_found_unhealthy_are_reassigned(settings, tmp_path):
