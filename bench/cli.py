@@ -59,8 +59,7 @@ def cmd_bench(args, settings) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
     options = BenchOptions(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, agents=args.agents,
                            trial_s=args.trial, start_rate=args.start_rate, raw_messages=args.raw_messages,
-                           keep=args.keep, profile_s=args.profile,
-                           profile_dir=str(Path(settings.bench_results_dir) / "profiles"))
+                           keep=args.keep, profile_s=args.profile)
     result = asyncio.run(run(settings, options, log=lambda line: print(line, file=sys.stderr, flush=True)))
     directory = Path(settings.bench_results_dir)
     previous = results.previous_result(directory, result)

@@ -1,7 +1,7 @@
 """The whole pipeline under a steady task stream: what `orchestrator bench` measures.
 
-On a topic prefix and schema of its own it starts the real projector, health monitor,
-router, balancer and learner as processes (as `make run` does), registers a fleet of fast
+On a topic prefix and schemas of its own it starts the real projector, health monitor,
+router, balancer, learner and audit projector as processes (as `make run` does), registers a fleet of fast
 in-process agents that answer their assignments and heartbeat, and submits tasks at a
 steady rate: a warm-up, then the measured window. Then it lets the backlog drain, checks the
 read models, stops the processors, replays everything the run wrote into a fresh schema, and
@@ -15,6 +15,7 @@ import dataclasses
 import io
 import os
 import random
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from bench.procstat import ProcessWatch, pids_named
 from bench.profile import layers, parse, top_frames
 from bench.rate_search import Trial, best, judge, next_rate
 from bench.raw_kafka import produce_consume
-from bench.stages import free_port, lag_of
+from bench.stages import delivered_to, free_port, lag_of
 from events.agents import AgentHeartbeat
 from events.envelope import make_event
 from events.topics import topic_name
@@ -41,7 +42,7 @@ from services.settings import Settings
 from services.simulator.fleet import CAPABILITIES, SimulatedAgent, task_stream
 from services.simulator.run import answer_assignments, processors, register_fleet, submit_stream, until_ready
 
-PROCESSORS = ("projector", "health", "router", "balancer", "learner")
+PROCESSORS = ("projector", "health", "router", "balancer", "learner", "audit")
 OBSERVED_TOPICS = ("tasks", "assignments", "task-outcomes")
 HEARTBEAT_EVERY_S = 5.0
 MOST_TRIALS = 10
@@ -58,7 +59,7 @@ class BenchOptions:
     raw_messages: int = 100_000
     keep: bool = False
     profile_s: float = 0.0  # py-spy each processor for this long during the measurement (0: not at all)
-    profile_dir: str = "bench/results/profiles"
+    profile_dir: str = ".local/bench/profiles"  # raw stacks, a few MB a run: kept out of git
 
 
 def fast_fleet(size: int, seed: int = 3) -> list[SimulatedAgent]:
@@ -103,7 +104,9 @@ class Sampler:
 
 async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     tag = uuid.uuid4().hex[:6]
-    s = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}")
+    s = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}",
+                            audit_db_schema=f"bench_{tag}_audit",
+                            audit_checkpoint_dir=str(Path(".local/bench") / tag / "audit-checkpoints"))
     load_at_start = os.getloadavg()
     await kafka.ensure_topics(s)
     fleet = fast_fleet(options.agents)
@@ -112,7 +115,8 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     try:
         with contextlib.ExitStack() as stack:
             started = {name: stack.enter_context(processors(
-                s, "orchestrator", names=(name,), ORCHESTRATOR_DB_SCHEMA=s.db_schema, METRICS_PORT=str(port)))[0]
+                s, "orchestrator", names=(name,), ORCHESTRATOR_DB_SCHEMA=s.db_schema, METRICS_PORT=str(port),
+                AUDIT_DB_SCHEMA=s.audit_db_schema, AUDIT_CHECKPOINT_DIR=s.audit_checkpoint_dir))[0]
                 for name, port in ports.items()}
             measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
         log("bench: processors stopped; replaying the run into a fresh schema")
@@ -138,6 +142,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         "duration_s": options.duration_s, "warmup_s": options.warmup_s, "agents": len(fleet),
         "load_average_at_start": [round(x, 2) for x in load_at_start],
         "fetch": {"min_bytes": int(s.faust_fetch_min_bytes), "max_wait_ms": int(s.faust_fetch_max_wait_ms)},
+        "batch_fetch": {"min_bytes": int(s.batch_fetch_min_bytes), "max_wait_ms": int(s.batch_fetch_max_wait_ms)},
         "client_linger_ms": int(s.kafka_linger_ms),
         "off_path_nice": int(s.off_path_nice),
         "machine": describe(),
@@ -167,12 +172,14 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         await _submit(s, producer, rate, options.warmup_s, "warm")
         watch.start()
         before = await events_in_log(s)
+        delivered_before = await delivered_to(ports)
         log(f"bench: measuring, {options.duration_s:g}s at {rate:g} tasks/s")
         submitted_before = observer.submitted_total
         profiling = asyncio.create_task(profile_processors(pids, options)) if options.profile_s else None
         completed_per_s, verdict, lags = await _measure(s, producer, observer, sampler, rate, options.duration_s, "run")
         profiles = await profiling if profiling else {}
         events = await events_in_log(s) - before
+        delivered = {name: count - delivered_before.get(name, 0.0) for name, count in (await delivered_to(ports)).items()}
         submitted = observer.submitted_total - submitted_before
         usage = watch.usage()
         drained = await _drained(observer, sampler, timeout_s=180)
@@ -197,6 +204,8 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "routing_hops_ms": {hop: histogram.summary() for hop, histogram in observer.hops_ms.items()},
         "pipeline_events_per_second": round(events / options.duration_s),
         "events_per_task": round(events / max(1, submitted), 2),
+        "deliveries_per_task": round(sum(delivered.values()) / max(1, submitted), 2),
+        "deliveries_per_task_by_processor": {name: round(n / max(1, submitted), 2) for name, n in sorted(delivered.items())},
         "message_bytes": observer.mean_record_bytes,
         "lag": lags,
         "processes": _per_task(usage, completed_per_s * options.duration_s),
@@ -319,6 +328,7 @@ async def _completed_in_read_models(s: Settings) -> int:
 async def _remove(s: Settings) -> None:
     """The run's schemas and topics: a benchmark leaves nothing behind but its result."""
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
-        for schema in (s.db_schema, f"{s.db_schema}_replay"):
+        for schema in (s.db_schema, f"{s.db_schema}_replay", s.audit_db_schema):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     await kafka.delete_topics(s)
+    shutil.rmtree(Path(s.audit_checkpoint_dir).parent, ignore_errors=True)

@@ -117,6 +117,8 @@ def report(result: dict) -> str:
         f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
         "Faust fetch: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
             **result.get("fetch", FETCH_BEFORE_SETTINGS)) +
+        ("; batch readers: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(**result["batch_fetch"])
+         if "batch_fetch" in result else "") +
         f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
         f"; off-path processors' niceness {result.get('off_path_nice', NICE_BEFORE_SETTING)}",
         "",
@@ -137,6 +139,9 @@ def report(result: dict) -> str:
         f"{result.get('raw_kafka_msgs_per_second')} |",
         f"| pipeline events/s | {result.get('pipeline_events_per_second')} "
         f"({result.get('events_per_task')} events per task) |",
+        *([f"| deliveries per task (records handed to the processors, read or passed over) | {per_task} ("
+           + ", ".join(f"{name} {n}" for name, n in result.get("deliveries_per_task_by_processor", {}).items()) + ") |"]
+          if (per_task := result.get("deliveries_per_task")) is not None else []),
         f"| efficiency (pipeline events/s over raw msgs/s) | {result.get('efficiency')} |",
         f"| read models: completed tasks of the run / completed on Kafka | "
         f"{result.get('read_model_completed')} / {result.get('completed_total')} "

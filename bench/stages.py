@@ -10,15 +10,25 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def lag_by_service(exposition: str) -> dict[str, float]:
-    """Summed `orchestrator_consumer_lag` per service, from a /metrics page."""
-    lag: dict[str, float] = {}
+def summed_by_service(exposition: str, sample_name: str) -> dict[str, float]:
+    """One metric of a /metrics page, summed over its other labels per service."""
+    sums: dict[str, float] = {}
     for family in text_string_to_metric_families(exposition):
-        if family.name == "orchestrator_consumer_lag":
-            for sample in family.samples:
+        for sample in family.samples:
+            if sample.name == sample_name:
                 service = sample.labels.get("service", "?")
-                lag[service] = lag.get(service, 0.0) + sample.value
-    return lag
+                sums[service] = sums.get(service, 0.0) + sample.value
+    return sums
+
+
+def lag_by_service(exposition: str) -> dict[str, float]:
+    """Summed `orchestrator_consumer_lag` per service: records behind, over every partition."""
+    return summed_by_service(exposition, "orchestrator_consumer_lag")
+
+
+def delivered_by_service(exposition: str) -> dict[str, float]:
+    """Records the broker handed to each service so far, those passed over unread included."""
+    return summed_by_service(exposition, "orchestrator_events_in_total")
 
 
 _HANDED_OUT: set[int] = set()  # never the same port twice to one process
@@ -53,13 +63,22 @@ def _scrape(port: int) -> str:
         return response.read().decode()
 
 
-async def lag_of(ports: dict[str, int]) -> dict[str, float]:
-    """The lag each processor reports now; a processor not (yet) answering reads as absent."""
-    lags = {}
+async def _each(ports: dict[str, int], read) -> dict[str, float]:
+    figures = {}
     for name, port in ports.items():
         try:
             page = await asyncio.to_thread(_scrape, port)
         except OSError:
             continue
-        lags[name] = sum(lag_by_service(page).values())
-    return lags
+        figures[name] = sum(read(page).values())
+    return figures
+
+
+async def lag_of(ports: dict[str, int]) -> dict[str, float]:
+    """The lag each processor reports now; a processor not (yet) answering reads as absent."""
+    return await _each(ports, lag_by_service)
+
+
+async def delivered_to(ports: dict[str, int]) -> dict[str, float]:
+    """The records each processor has been handed since it started."""
+    return await _each(ports, delivered_by_service)

@@ -17,13 +17,16 @@ from services import kafka
 from services.identity.gate import IdentityGate
 from services.settings import Settings
 
+Fetched = Callable[[str, int], None]
 
-async def open_from_start(settings: Settings, logical_topics,
-                          event_types: frozenset[str] | None = None) -> tuple["ScreenedConsumer", dict]:
+
+async def open_from_start(settings: Settings, logical_topics, event_types: frozenset[str] | None = None,
+                          fetched: Fetched | None = None) -> tuple["ScreenedConsumer", dict]:
     """A started consumer on every partition of the topics, at the start; and their end offsets now.
 
     It never hands out a record the identity gate refuses: whatever folds the log never sees one;
     nor, given `event_types`, one whose header names another type (records without it are handed out).
+    `fetched(topic, n)` hears of every record fetched, handed out or not.
     """
     # Fetches that wait a little for company: one asking after every partition of several topics
     # for each new record would cost more than the record.
@@ -34,20 +37,25 @@ async def open_from_start(settings: Settings, logical_topics,
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
-    return ScreenedConsumer(consumer, IdentityGate(settings), event_types), await consumer.end_offsets(partitions)
+    screened = ScreenedConsumer(consumer, IdentityGate(settings), event_types, fetched)
+    return screened, await consumer.end_offsets(partitions)
 
 
 class ScreenedConsumer:
     """An AIOKafkaConsumer whose `getmany` leaves out what the identity gate refuses, and what is not wanted."""
 
     def __init__(self, consumer: AIOKafkaConsumer, gate: IdentityGate,
-                 event_types: frozenset[str] | None = None) -> None:
+                 event_types: frozenset[str] | None = None, on_fetched: Fetched | None = None) -> None:
         self.consumer = consumer
         self.gate = gate
         self.event_types = event_types
+        self.on_fetched = on_fetched
 
     async def getmany(self, *partitions, **options) -> dict:
         fetched = await self.consumer.getmany(*partitions, **options)
+        if self.on_fetched is not None:
+            for tp, records in fetched.items():
+                self.on_fetched(tp.topic, len(records))
         if self.event_types is not None:
             fetched = {tp: [r for r in records if wanted(r.headers, self.event_types)]
                        for tp, records in fetched.items()}

@@ -36,7 +36,7 @@ class LearnerFollower:
 
     async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
                   owns_agent: Callable[[str, frozenset[int]], bool]) -> None:
-        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED)
+        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched)
         try:
             # Publishing nothing while the backlog is applied: it was all published before.
             await apply_backlog_in_time_order(consumer, ends, self._apply)
@@ -64,8 +64,10 @@ class LearnerFollower:
             await asyncio.sleep(0.1)
         return mine
 
+    def _fetched(self, topic: str, records: int) -> None:
+        self.metrics.events_in.labels(self.service, topic).inc(records)  # those passed over unread included
+
     def _apply(self, record) -> tuple[Envelope | None, list[EventBody]]:
-        self.metrics.events_in.labels(self.service, record.topic).inc()
         try:
             envelope = decode(record.value, header_type(record.headers))
         except EventDecodeError:

@@ -35,7 +35,7 @@ class LogFollower:
     async def run(self) -> None:
         # Agents report outcomes in transactions; the consumer reads committed records only, so an
         # aborted report never teaches the router.
-        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED)
+        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched)
         try:
             await apply_backlog_in_time_order(consumer, ends, self._apply)
             log.info("router view caught up: %d agents, %d attempts in flight",
@@ -48,8 +48,10 @@ class LogFollower:
         finally:
             await consumer.stop()
 
+    def _fetched(self, topic: str, records: int) -> None:
+        self.metrics.events_in.labels(self.service, topic).inc(records)  # those passed over unread included
+
     def _apply(self, record) -> None:
-        self.metrics.events_in.labels(self.service, record.topic).inc()
         try:
             body = decode(record.value, header_type(record.headers)).body
         except EventDecodeError:

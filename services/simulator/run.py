@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from events.agents import AgentDeregistered, AgentRegistered
-from events.codec import decode, encode, type_header
+from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import Envelope, make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
 from events.topics import EVENT_TOPICS, topic_for_event, topic_name
@@ -29,6 +29,7 @@ from services.simulator.fleet import CAPABILITIES, SimulatedAgent, make_fleet, t
 from services.simulator.scoring import PolicyScore, score
 
 POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
+ANSWERED = frozenset({TaskAssigned.event_type})
 
 
 async def simulate(settings: Settings, *, policies=POLICY_NAMES, agents: int = 12, tasks: int = 400,
@@ -144,12 +145,17 @@ async def answer_assignments(settings: Settings, producer, fleet: list[Simulated
     consumer.subscribe([topic_name("assignments", settings.topic_prefix)])
     running: set[asyncio.Task] = set()
     try:
-        async for record in consumer:
-            assignment = decode(record.value)
-            if isinstance(assignment.body, TaskAssigned) and assignment.body.agent_id in agents:
-                job = asyncio.create_task(_work(settings, producer, agents[assignment.body.agent_id], assignment, rng))
-                running.add(job)
-                job.add_done_callback(running.discard)
+        while True:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                for record in records:
+                    if not wanted(record.headers, ANSWERED):
+                        continue
+                    assignment = decode(record.value, header_type(record.headers))
+                    if isinstance(assignment.body, TaskAssigned) and assignment.body.agent_id in agents:
+                        job = asyncio.create_task(_work(settings, producer, agents[assignment.body.agent_id],
+                                                        assignment, rng))
+                        running.add(job)
+                        job.add_done_callback(running.discard)
     finally:
         for job in running:
             job.cancel()

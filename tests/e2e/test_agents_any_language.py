@@ -55,18 +55,20 @@ def through_kcat(settings) -> bool:
     return settings.kafka_security_protocol == "PLAINTEXT"
 
 
-def kcat_produce(settings, topic: str, key: str, value: bytes) -> None:
+def kcat_produce(settings, topic: str, key: str, value: bytes, event_type: str | None = None) -> None:
     # murmur2_random: the partitioner of the Java client and of aiokafka, so keys land
-    # where every other producer puts them.
+    # where every other producer puts them. The `event_type` header is optional.
     config = {**librdkafka_config(settings), "partitioner": "murmur2_random"}
     if through_kcat(settings):
         options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
-        subprocess.run(["kcat", "-P", *options, "-t", settings.topic(topic), "-k", key],
+        header = ["-H", f"event_type={event_type}"] if event_type else []
+        subprocess.run(["kcat", "-P", *options, *header, "-t", settings.topic(topic), "-k", key],
                        input=value, check=True, timeout=30)
         return
     from confluent_kafka import Producer
     producer = Producer(config)
-    producer.produce(settings.topic(topic), value=value, key=key.encode())
+    producer.produce(settings.topic(topic), value=value, key=key.encode(),
+                     headers=[("event_type", event_type.encode())] if event_type else None)
     assert producer.flush(30) == 0, "librdkafka could not deliver the message"
 
 
@@ -104,11 +106,13 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
     assert my_partition == kafka.partition_for_key(AGENT, assignments.partitions)
 
     async with running_projector(settings):
+        # Registered without the event_type header, as an agent written before it would;
+        # the heartbeat and the outcome name their type in it.
         kcat_produce(settings, "agents", AGENT, message("AgentRegistered", {
             "agent_id": AGENT, "display_name": "Shell agent", "capacity": 1,
             "capabilities": [{"name": "bash", "proficiency": 0.7}]}, key=AGENT))
         kcat_produce(settings, "heartbeats", AGENT, message("AgentHeartbeat", {
-            "agent_id": AGENT, "in_flight": 0, "queue_depth": 0}, key=AGENT))
+            "agent_id": AGENT, "in_flight": 0, "queue_depth": 0}, key=AGENT), event_type="AgentHeartbeat")
         # What the balancer would do: assign a task to the agent.
         await publish_all(settings, [f.submitted("sh-task-1", capability="bash"),
                                      f.assigned("sh-task-1", AGENT)])
@@ -118,7 +122,7 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
 
         kcat_produce(settings, "task-outcomes", "sh-task-1", message("TaskCompleted", {
             "task_id": "sh-task-1", "agent_id": AGENT, "attempt": mine[0]["attempt"],
-            "result_summary": "done in bash", "duration_ms": 12.0}, key="sh-task-1"))
+            "result_summary": "done in bash", "duration_ms": 12.0}, key="sh-task-1"), event_type="TaskCompleted")
 
         tasks = await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE status = 'completed'"),
                                what="the completed task")

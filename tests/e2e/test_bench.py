@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
-PROCESSORS = ("projector", "health", "router", "balancer", "learner")
+PROCESSORS = ("projector", "health", "router", "balancer", "learner", "audit")
 
 
 def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_path):
@@ -38,6 +38,10 @@ def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_p
     assert result["raw_kafka_msgs_per_second"] > 0 and result["message_bytes"] > 100
     assert result["efficiency"] == round(result["pipeline_events_per_second"] / result["raw_kafka_msgs_per_second"], 3)
     assert set(PROCESSORS) <= set(result["lag"])
+    # Every processor reads at least one record per task (the audit projector reads each one).
+    by_processor = result["deliveries_per_task_by_processor"]
+    assert set(by_processor) == set(PROCESSORS) and by_processor["audit"] >= result["events_per_task"] * 0.5
+    assert result["deliveries_per_task"] == pytest.approx(sum(by_processor.values()), abs=0.1)
     for name in PROCESSORS:
         usage = next(u for process, u in result["processes"].items() if process.startswith(f"{name} (pid"))
         assert usage["cpu_percent"] > 0 and usage["cpu_ms_per_task"] > 0 and usage["rss_mib_max"] > 10, name
