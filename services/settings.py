@@ -200,6 +200,9 @@ class Settings:
     learner_publish_every: str = _env(
         "LEARNER_PUBLISH_EVERY", "100", "Outcomes between two published models (and refreshed estimates of "
         "every agent whose prior others' outcomes moved)", rule=_positive_integer)
+    learner_publish_interval_ms: str = _env(
+        "LEARNER_PUBLISH_INTERVAL_MS", "200", "Milliseconds of learning gathered into one round of publishing: "
+        "an estimate overtaken within it by a newer one of the same agent and capability is not sent", rule=_non_negative)
     learner_data_dir: str = _env(
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 

@@ -5,10 +5,11 @@
     LearnerView's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
                          ──▶ <prefix>.models  (ModelPublished, every LEARNER_PUBLISH_EVERY outcomes)
 
-Each learned outcome publishes its agent's estimate at once rather than in batches: the
-router's next decision on that capability should already know it, and it is one small
-event per outcome. What moves with everyone's outcomes (other agents' cohort priors, the
-model) is published every LEARNER_PUBLISH_EVERY outcomes.
+What the learner learns is published every LEARNER_PUBLISH_INTERVAL_MS (200 ms), the latest
+estimate per agent and capability only (`outbox.py`): the router learns each outcome itself,
+so it waits for no estimate, and one estimate per task would reach every reader of the skills
+topic. What moves with everyone's outcomes (other agents' cohort priors, the model) is
+published every LEARNER_PUBLISH_EVERY outcomes.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
 from services.log_follower import apply_backlog_in_time_order, open_from_start
+from services.learner.outbox import Outbox
 from services.learner.view import HANDLED, LearnerView
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
@@ -48,12 +49,19 @@ class LearnerFollower:
                 if agent_id is not None and owns_agent(agent_id, mine) or agent_id is None and 0 in mine:
                     await publish([body], None)
             self.ready.set()
+            outbox, interval_s = Outbox(), float(self.settings.learner_publish_interval_ms) / 1000
+            clock = asyncio.get_running_loop().time
+            published_at = clock()
             while True:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
                     for record in records:
                         envelope, emitted = self._apply(record)
                         if emitted and record.partition in owned():
-                            await publish(emitted, envelope)
+                            outbox.add(emitted, envelope)
+                if outbox and clock() - published_at >= interval_s:
+                    published_at = clock()
+                    for body, cause in outbox.drain():
+                        await publish([body], cause)
         finally:
             await consumer.stop()
 
