@@ -38,7 +38,7 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
 # A fetch that waits for more than one byte answers with more records at once: fewer requests per
 # event, for up to the wait on each hop when traffic is light (measured in the README).
 def fetch_settings(settings: Settings) -> None:
-    """Make every Faust consumer of this process fetch as the settings say."""
+    """Make every Faust consumer of this process fetch as the settings say, committed records only."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
     create = getattr(AIOKafkaConsumerThread._create_worker_consumer, "faust_default", None) or \
         AIOKafkaConsumerThread._create_worker_consumer
@@ -49,6 +49,9 @@ def fetch_settings(settings: Settings) -> None:
         # Private fields, read when the consumer starts its fetcher: Faust passes no fetch options through.
         consumer._fetch_max_wait_ms = max_wait_ms
         consumer._fetch_min_bytes = min_bytes
+        # Faust reads uncommitted records unless the app itself runs exactly-once: an agent's
+        # report from a transaction it aborted would count. Every processor reads committed only.
+        consumer._isolation_level = "read_committed"
         return consumer
 
     create_worker_consumer.faust_default = create

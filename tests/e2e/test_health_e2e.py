@@ -183,3 +183,31 @@ async def test_a_restarted_monitor_remembers_agents_from_its_changelog(settings,
 
             assert path_of(output.changes("agent-1")) == ["unknown", "healthy", "degraded", "unhealthy"]
             assert stop(second) == 0
+
+
+async def publish_aborted(settings: Settings, events) -> None:
+    """Written in a transaction that is then aborted: no reader of committed records may see them."""
+    producer = kafka.producer(settings, transactional_id=f"{settings.topic_prefix}.aborting-agent")
+    await kafka.start(producer, settings)
+    try:
+        await producer.begin_transaction()
+        for event in events:
+            await kafka.publish(producer, settings, event)
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+
+
+async def test_an_aborted_registration_and_heartbeat_are_never_judged(settings, tmp_path):
+    await kafka.ensure_topics(settings)
+    with health_monitor(settings, tmp_path):
+        async with MonitorOutput(settings) as output:
+            await publish_aborted(settings, [registered("ghost"), heartbeat("ghost")])
+            await publish_all(settings, [registered("agent-1"), heartbeat("agent-1")])
+            await output.until(lambda: output.changes("agent-1"), "agent-1 healthy")
+            for _ in range(8):  # beats after its registration, had that been read: long enough to be judged
+                await publish_aborted(settings, [heartbeat("ghost")])
+                await publish_all(settings, [heartbeat("agent-1")])
+                await asyncio.sleep(INTERVAL_S / 2)
+
+            assert output.changes("ghost") == []
