@@ -106,4 +106,8 @@ class LinearPredictor:
         return term
 
     def probability_from(self, task_term: float, agent_term: float, skill: Beta, attempts: int) -> float:
-        return sigmoid(task_term + agent_term + self.linear(skill_features(skill, attempts)))
+        return sigmoid(task_term + agent_term + self.skill_term(skill, attempts))
+
+    def skill_term(self, skill: Beta, attempts: int) -> float:
+        """The part the agent's record on the capability adds: it changes only with that record."""
+        return self.linear(skill_features(skill, attempts))

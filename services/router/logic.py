@@ -9,6 +9,10 @@ features. The pick among the top candidates is a softmax draw over the scores or
 `exploration="thompson"`, the best score with each candidate's predicted success drawn from
 its Beta posterior (Thompson sampling). Every candidate's probability of being picked is
 logged, so other policies can be evaluated offline from the decision log.
+
+A decision over a large fleet costs little per candidate: what is the same for every candidate is
+worked out once per task (`Shared`), what changes only with an agent's registration, record or the
+model is kept between tasks (`Standing`), and only the logged candidates become `Scored`.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from events.learning import SkillEstimated
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
 from services.learner.beta import Beta
-from services.learner.model import LinearPredictor
+from services.learner.model import LinearPredictor, sigmoid
 
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record
@@ -92,6 +96,9 @@ class Record:
         return self.total_duration_ms / self.durations if self.durations else None
 
 
+_NO_RECORD = Record()
+
+
 class AgentRegistry(dict):
     """Agents by id, with an index from capability to the agents declaring it.
 
@@ -138,6 +145,41 @@ class AgentRegistry(dict):
         return [self[i] for i in sorted(ids)]
 
 
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """All of an agent's score on one capability that does not depend on the task, with what it was
+    worked out from: it is kept while the agent's record and registration stay what they were."""
+    basis: tuple  # (record, declared capabilities, labels, versions)
+    posterior: tuple[float, float]
+    mean: float
+    agent_term: float  # the model's term for the agent on the capability (0.0 without a model)
+    skill_term: float  # the model's term for the record (0.0 without a model)
+    confidence: float
+    mean_duration_ms: float | None
+
+    @classmethod
+    def of(cls, agent: AgentState, capability: str, record: Record, predictor: LinearPredictor | None,
+           basis: tuple) -> Standing:
+        a, b = record.posterior(agent.capabilities[capability])
+        mean = a / (a + b)
+        agent_term = skill_term = 0.0
+        if predictor is not None:
+            version = next((v for c, v in agent.versions if c == capability), None)
+            agent_term = predictor.agent_term(agent.agent_id, agent.labels, capability, version)
+            # The model's features are the learner's own: the posterior stands for the agent's skill,
+            # and the outcomes behind it for its evidence.
+            skill_term = predictor.skill_term(Beta(a, b, mean, a + b), max(record.seen, record.estimate_attempts))
+        return cls(basis, (a, b), mean, agent_term, skill_term,
+                   1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2, record.mean_duration_ms)
+
+
+@dataclass
+class Standings:
+    """The standings kept between decisions, by agent and capability, for one model."""
+    predictor: LinearPredictor | None = None
+    by_key: dict[tuple[str, str], Standing] = field(default_factory=dict)
+
+
 @dataclass
 class RouterState:
     agents: AgentRegistry = field(default_factory=AgentRegistry)
@@ -156,6 +198,26 @@ class RouterState:
     # estimate may not count yet (1 success, 0 failure): a learner that lags must not make the
     # router forget what it has seen since.
     uncounted: dict[tuple[str, str], bytearray] = field(default_factory=dict)
+    standings: Standings = field(default_factory=Standings, repr=False, compare=False)
+
+
+def kept_standings(state: RouterState) -> Standings:
+    # A new model makes every standing stale; dropping them all lets the old model go.
+    if state.standings.predictor is not state.predictor:
+        state.standings = Standings(state.predictor)
+    return state.standings
+
+
+def standing_of(agent: AgentState, capability: str, state: RouterState, kept: Standings) -> Standing:
+    key = (agent.agent_id, capability)
+    record = state.records.get(key, _NO_RECORD)
+    # Every outcome or estimate replaces the record and a registration replaces these, while a change
+    # of load keeps them: compared by identity first, so an unchanged basis costs next to nothing.
+    basis = (record, agent.capabilities, agent.labels, agent.versions)
+    known = kept.by_key.get(key)
+    if known is None or known.basis != basis:
+        known = kept.by_key[key] = Standing.of(agent, capability, record, kept.predictor, basis)
+    return known
 
 
 @dataclass(frozen=True)
@@ -171,14 +233,14 @@ class Scored:
 def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = frozenset()):
     """Agents meeting every hard requirement, and why the others were left out."""
     chosen, left_out = [], {}
-    declaring = state.agents.declaring([r.name for r in task.requirements])
+    needs = [(r.name, r.min_proficiency) for r in task.requirements]  # read once, not once per agent
+    declaring = state.agents.declaring([name for name, _ in needs])
     for agent in declaring:
         if agent.agent_id in exclude:
             left_out[agent.agent_id] = "already tried on this task"
         elif not agent.routable:
             left_out[agent.agent_id] = agent.status if agent.status != "registered" else agent.health
-        elif missing := [r.name for r in task.requirements
-                         if agent.capabilities.get(r.name, -1.0) < r.min_proficiency]:
+        elif missing := [name for name, least in needs if agent.capabilities.get(name, -1.0) < least]:
             left_out[agent.agent_id] = f"lacks {', '.join(missing)}"
         else:
             chosen.append(agent)
@@ -188,57 +250,74 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
     return chosen, left_out
 
 
-_NO_RECORD = Record()
+@dataclass(frozen=True)
+class Shared:
+    """What every candidate for one task has in common, worked out once per decision."""
+    requirements: tuple[tuple[str, float], ...]  # (capability, the model's term for the task on it)
+    predictor: LinearPredictor | None
+    standings: Standings
+    weights: Weights
+    job_members: frozenset[str]  # agents already on the task's job
+    preferred: bool
+    preferred_agents: frozenset[str]
+    preferred_tags: frozenset[str]
+    preferred_tag_count: int  # as listed, repeats included
+
+    @classmethod
+    def of(cls, task: TaskSubmitted, state: RouterState, weights: Weights) -> Shared:
+        predictor = state.predictor
+        return cls(
+            requirements=tuple((r.name, 0.0 if predictor is None else predictor.task_term(r.name, task.features))
+                               for r in task.requirements),
+            predictor=predictor, standings=kept_standings(state), weights=weights,
+            job_members=state.job_members.get(task.job_id, frozenset()) if task.job_id else frozenset(),
+            preferred=bool(task.preferred_agents or task.preferred_tags),
+            preferred_agents=frozenset(task.preferred_agents), preferred_tags=frozenset(task.preferred_tags),
+            preferred_tag_count=len(task.preferred_tags))
 
 
-def task_terms(task: TaskSubmitted, predictor: LinearPredictor | None) -> dict[str, float]:
-    """The part of the model's score that every candidate for this task shares, per capability."""
-    if predictor is None:
-        return {}
-    return {r.name: predictor.task_term(r.name, task.features) for r in task.requirements}
+def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
+    """One candidate's rank key and what its score rests on, as plain tuples: a fleet's worth of
+    candidates is measured per decision, and only the few logged become `Scored`.
 
-
-def score(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights,
-          shared: dict[str, float] | None = None) -> Scored:
-    shared = task_terms(task, state.predictor) if shared is None else shared
-    predicted, confidence, durations, posteriors = [], [], [], []
-    for requirement in task.requirements:
-        record = state.records.get((agent.agent_id, requirement.name), _NO_RECORD)
-        a, b = record.posterior(agent.capabilities[requirement.name])
-        posteriors.append((a, b))
-        predicted.append(_predict(state.predictor, shared.get(requirement.name, 0.0), agent, requirement.name,
-                                  record, a, b))
-        confidence.append(1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2)
-        if record.mean_duration_ms is not None:
-            durations.append(record.mean_duration_ms)
-    success = math.prod(predicted)  # every required capability must hold
+    (-score, agent id, agent, (predicted success, confidence, load, expected duration s,
+    relationship, preference, posteriors))"""
+    agent_id, predictor = agent.agent_id, shared.predictor
+    success, lowest_confidence, total_duration_ms, timed, posteriors = 1, 1.0, 0, False, []
+    for name, task_term in shared.requirements:
+        standing = standing_of(agent, name, state, shared.standings)
+        posteriors.append(standing.posterior)
+        # The learner's model on this task when there is one (`LinearPredictor.probability_from` in
+        # its parts), else the posterior mean. Every required capability must hold.
+        success *= (standing.mean if predictor is None
+                    else sigmoid(task_term + standing.agent_term + standing.skill_term))
+        lowest_confidence = min(lowest_confidence, standing.confidence)
+        if standing.mean_duration_ms is not None:
+            total_duration_ms += standing.mean_duration_ms
+            timed = True
     load = agent.in_flight / agent.capacity
-    duration_s = sum(durations) / 1000.0 if durations else 0.0
+    duration_s = total_duration_ms / 1000.0 if timed else 0.0
     relationship = preference = 0.0
-    if task.job_id and (team := state.job_members.get(task.job_id, frozenset()) - {agent.agent_id}):
-        relationship = sum(state.relationships.get((agent.agent_id, other), 1.0) - 1.0 for other in team) / len(team)
-    if task.preferred_agents or task.preferred_tags:
-        preference = float(agent.agent_id in task.preferred_agents) + (
-            len(agent.tags & set(task.preferred_tags)) / len(task.preferred_tags) if task.preferred_tags else 0.0)
-    features = {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
-                "cost": agent.cost_per_task, "relationship": relationship, "preference": preference}
+    if shared.job_members and (team := shared.job_members - {agent_id}):
+        relationship = sum(state.relationships.get((agent_id, other), 1.0) - 1.0 for other in team) / len(team)
+    if shared.preferred:
+        preference = float(agent_id in shared.preferred_agents) + (
+            len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count if shared.preferred_tag_count
+            else 0.0)
+    weights = shared.weights
     value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
              - weights.cost * agent.cost_per_task + weights.relationship * relationship
              + weights.preference * preference)
-    return Scored(agent, value, success, max(0.0, min(1.0, min(confidence))), features, tuple(posteriors))
+    return -value, agent_id, agent, (success, max(0.0, lowest_confidence), load, duration_s, relationship,
+                                     preference, tuple(posteriors))
 
 
-def _predict(predictor: LinearPredictor | None, task_term: float, agent: AgentState, capability: str,
-             record: Record, a: float, b: float) -> float:
-    """The learner's model on this task when there is one, else the posterior mean. The model's
-    features are the learner's own: the posterior stands for the agent's skill, and the outcomes
-    behind it for its evidence."""
-    if predictor is None:
-        return a / (a + b)
-    attempts = max(record.seen, record.estimate_attempts)
-    version = next((v for c, v in agent.versions if c == capability), None)
-    return predictor.probability_from(task_term, predictor.agent_term(agent.agent_id, agent.labels, capability, version),
-                                      Beta(a, b, a / (a + b), a + b), attempts)
+def scored(measured: tuple) -> Scored:
+    negative_score, _, agent, (success, confidence, load, duration_s, relationship, preference,
+                               posteriors) = measured
+    features = {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
+                "cost": agent.cost_per_task, "relationship": relationship, "preference": preference}
+    return Scored(agent, -negative_score, success, confidence, features, posteriors)
 
 
 def softmax(values: list[float], temperature: float) -> list[float]:
@@ -274,10 +353,10 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
         return TaskQueued(task_id=task.task_id, capability=task.requirements[0].name,
                           reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""))
     considered = len(agents)
-    shared = task_terms(task, state.predictor)
-    ranked = heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1),
-                             (score(task, a, state, weights, shared) for a in agents),
-                             key=lambda s: (-s.score, s.agent.agent_id))
+    shared = Shared.of(task, state, weights)
+    # Best score first, then agent id; the agent's id is unique, so nothing further is compared.
+    ranked = [scored(m) for m in heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1),
+                                                 [measure(agent, shared, state) for agent in agents])]
     top = ranked[:max(1, weights.top_k)]
     if weights.exploration == "thompson":
         pick, drawn = thompson(top, weights, rng)
