@@ -165,6 +165,12 @@ TERMINAL = {"completed", "expired"}
 _STATUS_COLUMNS = ("reason", "assigned_agent_id", "error", "result_summary")
 
 
+# Shared by every task upsert (operations never change them): built once, not per event.
+_TASK_MERGE = {**{c: "ranked" for c in ("status", *_STATUS_COLUMNS)}, "updated_at": "max",
+               "attempt": "max", "routed_at": "max", "finished_at": "max"}
+_TASK_RANK = ("status_terminal", "status_at", "status_stage")
+
+
 def _task(event: Envelope, status: str, **values: Any) -> Upsert:
     described = {c: values.pop(c, None) for c in _STATUS_COLUMNS}
     return Upsert(
@@ -172,9 +178,7 @@ def _task(event: Envelope, status: str, **values: Any) -> Upsert:
         {"status": status, **described, "status_terminal": status in TERMINAL,
          "status_at": event.occurred_at, "status_stage": STAGES[status],
          "updated_at": event.occurred_at, **values},
-        merge={**{c: "ranked" for c in ("status", *_STATUS_COLUMNS)}, "updated_at": "max",
-               "attempt": "max", "routed_at": "max", "finished_at": "max"},
-        rank=("status_terminal", "status_at", "status_stage"),
+        merge=_TASK_MERGE, rank=_TASK_RANK,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 import time
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from psycopg import sql
 
 from events.topics import EVENT_TOPICS
 from projections.batch import in_log_order, position_of, prepare
+from projections.bulk_load import load
+from projections.folded_log import FoldedLog
 from projections.postgres_view import SWAP_LOCK, PostgresView
 from services import kafka
 from services.identity.gate import IdentityGate
@@ -64,7 +67,9 @@ class Progress:
 
 
 async def replay(settings: Settings, *, until: datetime | None = None, into: str | None = None,
-                 replace: bool = False, progress_out=sys.stderr) -> ReplayReport:
+                 replace: bool = False, progress_out=sys.stderr, bulk: bool = True) -> ReplayReport:
+    """Rebuild into a fresh schema. `bulk` folds the log in memory and loads the final rows with
+    COPY; without it every batch is upserted as the live projector does (same tables, slower)."""
     target = into or f"{settings.db_schema}_rebuild_{int(time.time())}"
     if target == settings.db_schema:
         raise ReplayError("--into must name a schema other than the live one")
@@ -76,9 +81,10 @@ async def replay(settings: Settings, *, until: datetime | None = None, into: str
     view = await open_view(settings, target)
     started = time.monotonic()
     try:
-        ends = await kafka.end_offsets(settings, EVENT_TOPICS)
+        ends = await _end_offsets(settings)
         progress = Progress(sum(ends.values()), out=progress_out)
-        events, rejected = await _consume(settings, view, ends, until, progress.update)
+        first_pass = _bulk_load if bulk else _consume
+        events, rejected = await first_pass(settings, view, ends, until, progress.update)
         swapped = False
         if into is None:
             more, more_rejected = await _catch_up_and_swap(settings, view, target)
@@ -90,6 +96,19 @@ async def replay(settings: Settings, *, until: datetime | None = None, into: str
                         time.monotonic() - started, swapped)
 
 
+async def _end_offsets(settings: Settings) -> dict:
+    """The end offset of every event partition, asked of a consumer they are assigned to: it
+    learns their leaders at once, where an unassigned probe waits most of a second for them."""
+    wanted = kafka.partitions(settings, EVENT_TOPICS)
+    probe = kafka.consumer(settings)
+    await kafka.start(probe, settings)
+    try:
+        probe.assign(wanted)
+        return await probe.end_offsets(wanted)
+    finally:
+        await probe.stop()
+
+
 async def _prepare_target(view: PostgresView, schema: str, replace: bool) -> None:
     cur = await view.conn.execute("SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,))
     if await cur.fetchone():
@@ -98,53 +117,94 @@ async def _prepare_target(view: PostgresView, schema: str, replace: bool) -> Non
         await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
-async def _consume(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
-                   on_progress: Callable[[int], None]) -> tuple[int, int]:
-    """Apply every record below `ends` (partition -> end offset) to `view`."""
+@contextlib.asynccontextmanager
+async def _log_batches(settings: Settings, view: PostgresView, ends: dict):
+    """An iterator of (accepted, refused) batches of every record below `ends` (partition -> end
+    offset), from the stored positions of `view` on, each in log order."""
     pending = {tp: end for tp, end in ends.items() if end > 0}
-    if not pending:
-        return 0, 0
     consumer = kafka.consumer(settings, max_partition_fetch_bytes=8 * 1024 * 1024)
     await kafka.start(consumer, settings)
-    stored = await view.stored_positions((tp.topic, tp.partition) for tp in pending)
-    consumer.assign(list(pending))
-    for tp in pending:
-        consumer.seek(tp, stored.get((tp.topic, tp.partition), -1) + 1)
-    events = rejected = 0
     gate = IdentityGate(settings)
+    try:
+        stored = await view.stored_positions((tp.topic, tp.partition) for tp in pending)
+        consumer.assign(list(pending))
+        for tp in pending:
+            consumer.seek(tp, stored.get((tp.topic, tp.partition), -1) + 1)
+        yield _batches(consumer, gate, pending, settings.batch_size)
+    finally:
+        await gate.stop()
+        await consumer.stop()
+
+
+async def _batches(consumer, gate: IdentityGate, pending: dict, batch_size: int):
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=batch_size)
+        # Partition by partition, each already in offset order: the batch is in log order.
+        records = [r for tp, rs in sorted(fetched.items(), key=lambda item: (item[0].topic, item[0].partition))
+                   for r in rs if r.offset < pending.get(tp, 0)]
+        # The live projector refused these as not coming from the agent they speak for:
+        # a rebuild refuses them too (the reports themselves are on the security topic).
+        yield await gate.split(records)
+        for tp in list(pending):
+            if await consumer.position(tp) >= pending[tp]:
+                del pending[tp]
+                consumer.pause(tp)
+
+
+async def _consume(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
+                   on_progress: Callable[[int], None]) -> tuple[int, int]:
+    """Apply every record below `ends` (partition -> end offset) to `view`, batch by batch."""
+    events = rejected = 0
     writing: asyncio.Task | None = None  # the previous batch, still being written
     try:
-        while pending:
-            fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=settings.batch_size)
-            records = [r for tp, rs in fetched.items() for r in rs if r.offset < pending.get(tp, 0)]
-            # The live projector refused these as not coming from the agent they speak for:
-            # a rebuild refuses them too (the reports themselves are on the security topic).
-            accepted, refused = await gate.split(records)
-            prepared = prepare(accepted, until)
-            skipped = [position_of(r) for r, _ in prepared.rejected] + [position_of(r) for r, _ in refused]
-            batch = in_log_order(prepared.batch + [(position, []) for position in skipped])
-            # Decoding is Python's work and writing is PostgreSQL's: this batch was decoded
-            # while the last one was written. One write at a time keeps the positions in order.
+        async with _log_batches(settings, view, ends) as batches:
+            async for accepted, refused in batches:
+                prepared = prepare(accepted, until)
+                skipped = [position_of(r) for r, _ in prepared.rejected] + [position_of(r) for r, _ in refused]
+                batch = in_log_order(prepared.batch + [(position, []) for position in skipped])
+                # Decoding is Python's work and writing is PostgreSQL's: this batch was decoded
+                # while the last one was written. One write at a time keeps the positions in order.
+                if writing:
+                    await writing
+                writing = asyncio.create_task(view.apply(batch))
+                events += len(accepted) + len(refused)
+                rejected += len(prepared.rejected) + len(refused)
+                on_progress(events)
             if writing:
                 await writing
-            writing = asyncio.create_task(view.apply(batch))
-            events += len(records)
-            rejected += len(prepared.rejected) + len(refused)
-            on_progress(events)
-            for tp in list(pending):
-                if await consumer.position(tp) >= pending[tp]:
-                    del pending[tp]
-                    consumer.pause(tp)
-        if writing:
-            await writing
     finally:
         if writing and not writing.done():
             writing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writing
-        await gate.stop()
-        await consumer.stop()
     return events, rejected
+
+
+async def _bulk_load(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
+                     on_progress: Callable[[int], None]) -> tuple[int, int]:
+    """Fold every record below `ends` into its final rows in memory, then COPY them into the
+    fresh schema of `view` with the positions consumed: the same tables `_consume` writes."""
+    folding = FoldedLog(until)
+    with collector_paused():
+        async with _log_batches(settings, view, ends) as batches:
+            async for accepted, refused in batches:
+                folding.take(accepted, [r for r, _ in refused])
+                on_progress(folding.events)
+        await load(view.conn, view.schema, folding.fold.tables, folding.positions)
+    return folding.events, folding.rejected
+
+
+@contextlib.contextmanager
+def collector_paused():
+    # Folding keeps every row alive until the load, and each pass of the cyclic collector
+    # would walk them all again; rows and events hold no cycles for it to find.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 async def _catch_up_and_swap(settings: Settings, view: PostgresView, target: str) -> tuple[int, int]:
@@ -153,7 +213,7 @@ async def _catch_up_and_swap(settings: Settings, view: PostgresView, target: str
         # Exclusive: the live projector's batches wait, so nothing lands in the old
         # schema between the catch-up and the rename.
         await view.conn.execute("SELECT pg_advisory_xact_lock(%s)", (SWAP_LOCK,))
-        ends = await kafka.end_offsets(settings, EVENT_TOPICS)
+        ends = await _end_offsets(settings)
         events, rejected = await _consume(settings, view, ends, None, lambda _: None)
         retired = f"{live}_retired_{int(time.time())}"
         await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(

@@ -1,0 +1,98 @@
+"""Row operations folded into the rows they end as, in memory, meaning what PostgreSQL makes of them.
+
+A rebuild writes into a fresh schema that nobody reads until it is swapped in, so it need not
+upsert event by event: it can fold every operation into its row here and load the final rows
+in bulk. Each rule follows the SQL that `postgres_view` generates, NULLs included (where the
+in-memory view's reading could differ), because a bulk load must equal the row-by-row one.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from projections.ops import Delete, Insert, Op, Upsert
+
+Row = dict[str, Any]
+
+
+def row_outranks(new: tuple, old: tuple) -> bool:
+    """SQL's `(new...) > (old...)` read by CASE WHEN: a NULL pair decides "unknown", which is no."""
+    for a, b in zip(new, old):
+        if a is None or b is None:
+            return False
+        if a != b:
+            return a > b
+    return False
+
+
+def _greatest(old: Any, new: Any) -> Any:
+    return new if old is None else old if new is None else max(old, new)
+
+
+def _least(old: Any, new: Any) -> Any:
+    return new if old is None else old if new is None else min(old, new)
+
+
+_MERGES = {
+    "keep": lambda old, new: new if old is None else old,
+    "max": _greatest,
+    "min": _least,
+    "add": lambda old, new: (old or 0) + (new or 0),
+}
+
+
+class Fold:
+    """Tables as {primary key: row}, after every operation applied in the order given."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[tuple, Row]] = {}
+
+    def apply(self, ops: Iterable[Op]) -> None:
+        tables = self.tables
+        for op in ops:
+            table = tables.get(op.table)
+            if table is None:
+                table = tables[op.table] = {}
+            kind = type(op)
+            if kind is Upsert:
+                _upsert(table, op)
+            elif kind is Insert:
+                row = op.row
+                key = tuple([row[c] for c in op.key])
+                if key not in table:  # ON CONFLICT DO NOTHING: the first one stays
+                    table[key] = dict(row)
+            elif kind is Delete:
+                _delete(table, op)
+            else:
+                raise TypeError(f"not a row operation: {op!r}")
+
+    def rows(self, table: str) -> list[Row]:
+        return list(self.tables.get(table, {}).values())
+
+
+def _upsert(table: dict[tuple, Row], op: Upsert) -> None:
+    key = tuple(op.key.values())
+    row = table.get(key)
+    if row is None:
+        table[key] = {**op.key, **op.values}
+        return
+    values, merge, rank = op.values, op.merge, op.rank
+    # Every SET expression reads the row as it was: the rank is judged once, before any change.
+    if not rank or row.get(rank[0]) is None:
+        outranks = True
+    else:
+        outranks = row_outranks(tuple([values[c] for c in rank]), tuple([row.get(c) for c in rank]))
+    for column, new in values.items():
+        rule = "ranked" if column in rank else merge.get(column, "set")
+        if rule == "set":
+            row[column] = new
+        elif rule == "ranked":
+            if outranks:
+                row[column] = new
+        else:
+            row[column] = _MERGES[rule](row.get(column), new)
+
+
+def _delete(table: dict[tuple, Row], op: Delete) -> None:
+    wanted = op.key.items()
+    for key in [k for k, row in table.items() if all(row.get(c) == v for c, v in wanted)]:
+        del table[key]
