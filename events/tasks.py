@@ -145,11 +145,17 @@ class TaskHandedOff(TaskEvent):
 
 
 class TaskTimedOut(TaskEvent):
+    """An agent did not start (`start`) or finish (`completion`) its attempt in time, or the task
+    itself ran out (`deadline`): its deadline passed, or the balancer gave up on it, and it will
+    not be tried again. Version 2 added the reason."""
+
     event_type = "TaskTimedOut"
+    version = 2
 
     agent_id: Identifier | None = None
     attempt: Annotated[Count, Field(description="0 when the task was never assigned.")]
     stage: Literal["start", "completion", "deadline"]
+    reason: Text | None = None
 
 
 class TaskReassigned(TaskEvent):

@@ -17,8 +17,13 @@ def task_submitted_v1_to_v2(body: dict) -> dict:
     return upgraded
 
 
+def task_timed_out_v1_to_v2(body: dict) -> dict:
+    return dict(body)  # a version 1 timeout gave no reason: its stage says what ran out
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("TaskSubmitted", 1): task_submitted_v1_to_v2,
+    ("TaskTimedOut", 1): task_timed_out_v1_to_v2,
 }
 
 

@@ -291,7 +291,8 @@ def task_handed_off(event: Envelope) -> list[Op]:
 def task_timed_out(event: Envelope) -> list[Op]:
     body = event.body
     status = "expired" if body.stage == "deadline" else "timed_out"
-    ops: list[Op] = [_task(event, status, attempt=body.attempt, reason=f"timed out at {body.stage}")]
+    reason = f"timed out at {body.stage}" + (f": {body.reason}" if body.reason else "")
+    ops: list[Op] = [_task(event, status, attempt=body.attempt, reason=reason)]
     if body.agent_id:
         ops.append(_assignment(event, body.attempt, agent_id=body.agent_id, outcome="timed_out",
                                success=False, finished_at=event.occurred_at))

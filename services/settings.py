@@ -182,10 +182,13 @@ class Settings:
         "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)", rule=_positive_integer)
     balancer_start_timeout_s: str = _env(
         "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned", rule=_positive)
+    balancer_completion_timeout_s: str = _env(
+        "BALANCER_COMPLETION_TIMEOUT_S", "600", "Seconds an agent has to finish a task it started before it is "
+        "reassigned (an agent may hang while it still sends heartbeats)", rule=_positive)
     balancer_top_k: str = _env(
         "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to", rule=_positive_integer)
     balancer_tick_interval_s: str = _env(
-        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start timeouts and deadlines", rule=_positive)
+        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start and completion timeouts and deadlines", rule=_positive)
     balancer_session_timeout_s: str = _env(
         "BALANCER_SESSION_TIMEOUT_S", "10", "Seconds of silence after which the group hands a stopped balancer's "
         "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 
+from events.envelope import make_event
+from events.tasks import TaskTimedOut
 from projections.handlers import ops_for
 from projections.ops import Position
 from tests import factories as f
@@ -99,3 +101,13 @@ class ProjectionContract:
         assert (handoff["from_agent_id"], handoff["to_agent_id"]) == ("agent-1", "agent-2")
         [task] = await self.rows(view, "tasks")
         assert (task["status"], task["assigned_agent_id"]) == ("handed_off", "agent-2")
+
+    async def test_a_task_the_balancer_gave_up_on_ends_expired_with_its_reason(self, view):
+        gave_up = make_event(TaskTimedOut(task_id="task-1", agent_id="agent-1", attempt=3, stage="deadline",
+                                          reason="out of attempts after agent-1 was found unhealthy"),
+                             producer="balancer", occurred_at=f.at(9))
+        await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", attempt=3), gave_up]))
+
+        [task] = await self.rows(view, "tasks")
+        assert task["status"] == "expired"
+        assert task["reason"] == "timed out at deadline: out of attempts after agent-1 was found unhealthy"

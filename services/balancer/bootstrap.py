@@ -19,6 +19,7 @@ from services.settings import Settings
 def limits_from(settings: Settings) -> Limits:
     return Limits(max_attempts=int(settings.balancer_max_attempts),
                   start_timeout=timedelta(seconds=float(settings.balancer_start_timeout_s)),
+                  completion_timeout=timedelta(seconds=float(settings.balancer_completion_timeout_s)),
                   top_k=int(settings.balancer_top_k))
 
 

@@ -24,7 +24,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 import orjson
 
-from events.agents import AgentDeregistered, AgentHealthChanged, AgentRegistered
+from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.codec import decode, header_type
 from events.envelope import Envelope, make_event
 from events.tasks import (TaskCompleted, TaskFailed, TaskHandedOff, TaskRejected, TaskRouted, TaskStarted,
@@ -42,7 +42,7 @@ ORIGIN_HEADER = "balancer.origin"  # topic:partition:offset of the record copied
 
 # The events `decide` acts on; nothing else is copied into the inbox.
 INPUTS = (TaskSubmitted, TaskRouted, TaskStarted, TaskCompleted, TaskFailed, TaskRejected, TaskHandedOff,
-          AgentRegistered, AgentDeregistered, AgentHealthChanged)
+          AgentRegistered, AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged)
 INPUT_TYPES = frozenset(cls.event_type for cls in INPUTS)
 
 

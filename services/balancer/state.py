@@ -5,7 +5,7 @@ from datetime import datetime
 
 from services.balancer.logic import BalancerState, Slot, Task
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2 added what agents declare, what tasks require, and when a task started
 
 
 def state_to_json(state: BalancerState) -> dict:
@@ -19,6 +19,8 @@ def state_to_json(state: BalancerState) -> dict:
 
 
 def state_from_json(data: dict) -> BalancerState:
+    if data.get("version") == 1:
+        data = _upcast_v1(data)
     if data.get("version") != SNAPSHOT_VERSION:
         raise ValueError(f"balancer snapshot version {data.get('version')!r}, expected {SNAPSHOT_VERSION}")
     tasks = [_task_from_json(item) for item in data["tasks"]]
@@ -28,31 +30,43 @@ def state_from_json(data: dict) -> BalancerState:
 
 
 def waits_on_time(state: BalancerState) -> bool:
-    """Whether `tick` could decide anything: a task not yet started, or one queued with a deadline."""
-    return any((task.agent_id and not task.started) or (task.queued_at and task.deadline)
-               for task in state.tasks.values())
+    """Whether `tick` could decide anything: a task with an agent, which must start it and then finish
+    it in time, or one queued with a deadline."""
+    return any(task.agent_id or (task.queued_at and task.deadline) for task in state.tasks.values())
+
+
+def _upcast_v1(data: dict) -> dict:
+    # Version 1 kept neither what agents declare nor what tasks require: its agents are offered no
+    # task beyond the router's candidates until they register again, and its tasks go to the router's
+    # candidates only. A start it only flagged is dated to the assignment, the earliest it can have been.
+    slots = [[agent_id, {**slot, "capabilities": {}}] for agent_id, slot in data["slots"]]
+    tasks = [{**{k: v for k, v in task.items() if k != "started"}, "requirements": [],
+              "started_at": task["assigned_at"] if task["started"] else None} for task in data["tasks"]]
+    return {**data, "version": 2, "slots": slots, "tasks": tasks}
 
 
 def _slot_to_json(slot: Slot) -> dict:
     return {"capacity": slot.capacity, "per_capability": slot.per_capability,
             "in_flight": [[task_id, capability] for task_id, capability in slot.in_flight.items()],
-            "available": slot.available}
+            "available": slot.available, "capabilities": slot.capabilities}
 
 
 def _slot_from_json(data: dict) -> Slot:
     return Slot(capacity=data["capacity"], per_capability=dict(data["per_capability"]),
                 in_flight={task_id: capability for task_id, capability in data["in_flight"]},
-                available=data["available"])
+                available=data["available"], capabilities=dict(data["capabilities"]))
 
 
 def _task_to_json(task: Task) -> dict:
     return {
         "task_id": task.task_id, "priority": task.priority, "submitter": task.submitter,
         "submitted_at": _time(task.submitted_at), "deadline": _time(task.deadline),
-        "capability": task.capability, "payload": task.payload,
+        "capability": task.capability, "requirements": [list(need) for need in task.requirements],
+        "payload": task.payload,
         "candidates": [list(candidate) for candidate in task.candidates], "chosen": task.chosen,
         "attempt": task.attempt, "tried": sorted(task.tried), "agent_id": task.agent_id,
-        "assigned_at": _time(task.assigned_at), "started": task.started, "queued_at": _time(task.queued_at),
+        "assigned_at": _time(task.assigned_at), "started_at": _time(task.started_at),
+        "queued_at": _time(task.queued_at),
     }
 
 
@@ -60,10 +74,12 @@ def _task_from_json(data: dict) -> Task:
     return Task(
         task_id=data["task_id"], priority=data["priority"], submitter=data["submitter"],
         submitted_at=_parse(data["submitted_at"]), deadline=_parse(data["deadline"]),
-        capability=data["capability"], payload=data["payload"],
+        capability=data["capability"], requirements=tuple((name, least) for name, least in data["requirements"]),
+        payload=data["payload"],
         candidates=tuple((agent_id, predicted, duration) for agent_id, predicted, duration in data["candidates"]),
         chosen=data["chosen"], attempt=data["attempt"], tried=frozenset(data["tried"]), agent_id=data["agent_id"],
-        assigned_at=_parse(data["assigned_at"]), started=data["started"], queued_at=_parse(data["queued_at"]))
+        assigned_at=_parse(data["assigned_at"]), started_at=_parse(data["started_at"]),
+        queued_at=_parse(data["queued_at"]))
 
 
 def _time(value: datetime | None) -> str | None:

@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from events.agents import AgentDeregistered, AgentHealthChanged, AgentRegistered
+import orjson
+
+from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
+from events.codec import decode
+from events.envelope import make_event
 from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued, TaskReassigned,
                           TaskRejected, TaskRouted, TaskStarted, TaskSubmitted, TaskTimedOut)
 from events.values import Candidate, Capability, CapabilityRequirement
+from projections.handlers import task_timed_out
 from services.balancer.logic import BalancerState, Limits, decide, tick
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -33,6 +38,14 @@ def routed(task_id, *ranked, chosen=None):
 
 def assigned(task_id, agent_id, attempt=1):
     return TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=attempt, capability="python")
+
+
+def unhealthy(agent_id, *task_ids):
+    return AgentHealthChanged(agent_id=agent_id, previous="degraded", current="unhealthy", in_flight_task_ids=task_ids)
+
+
+def given_up(task_id, attempt, reason):
+    return TaskTimedOut(task_id=task_id, attempt=attempt, stage="deadline", reason=f"given up: {reason}")
 
 
 class Scenario:
@@ -114,7 +127,8 @@ def test_a_rejection_is_reassigned_and_attempts_are_bounded():
                                                routed("t1", "a1", "a2", "a3"),
                                                TaskRejected(task_id="t1", agent_id="a1", attempt=1, reason="busy"))
     assert s.in_flight("a2") == {"t1"}
-    assert s.when(TaskFailed(task_id="t1", agent_id="a2", attempt=2, error="x", retryable=True)) == []
+    assert s.when(TaskFailed(task_id="t1", agent_id="a2", attempt=2, error="x", retryable=True)) == [
+        given_up("t1", 2, "failed on a2: x, and all 2 attempts are used")]
     assert s.in_flight("a3") == set()
 
 
@@ -171,7 +185,8 @@ def test_a_queued_task_past_its_deadline_expires():
     s = Scenario().given(agent("a1"), submitted("t0"), routed("t0", "a1"),
                          TaskStarted(task_id="t0", agent_id="a1", attempt=1),
                          submitted("t1", deadline=T0 + timedelta(minutes=1)), routed("t1", "a1"))
-    assert tick(s.state, T0 + timedelta(minutes=2), s.limits) == [TaskTimedOut(task_id="t1", attempt=0, stage="deadline")]
+    assert tick(s.state, T0 + timedelta(minutes=2), s.limits) == [
+        TaskTimedOut(task_id="t1", attempt=0, stage="deadline", reason="its deadline passed while it waited")]
 
 
 def test_capacity_is_never_exceeded_under_a_random_storm():
@@ -220,3 +235,154 @@ def test_a_subtask_handed_off_leaves_the_task_with_its_agent():
     assert s.when(TaskHandedOff(task_id="t1", from_agent_id="a1", attempt=1, subtask_id="t1.review",
                                 to_agent_id="a2", reason="needs a reviewer")) == []
     assert s.in_flight("a1") == {"t1"}
+
+
+# --- giving up: every task the balancer drops ends with a terminal event saying why ---------
+
+def test_a_task_out_of_attempts_after_an_unhealthy_verdict_ends_with_the_reason():
+    s = Scenario(Limits(max_attempts=1)).given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"))
+    out = s.when(unhealthy("a1", "t1"))
+    assert out == [given_up("t1", 1, "a1 is unhealthy, and all 1 attempts are used")]
+    assert "t1" not in s.state.tasks and s.in_flight("a1") == s.in_flight("a2") == set()
+
+
+def test_the_give_up_event_makes_the_tasks_row_terminal():
+    s = Scenario(Limits(max_attempts=1)).given(agent("a1"), submitted("t1"), routed("t1", "a1"))
+    [event] = s.when(unhealthy("a1", "t1"))
+    [row] = task_timed_out(make_event(event, producer="balancer"))
+    assert row.values["status_terminal"] is True and row.values["status"] == "expired"
+
+
+def test_a_task_no_untried_agent_can_take_ends_with_the_reason():
+    s = Scenario().given(agent("a1"), submitted("t1"), routed("t1", "a1"))
+    out = s.when(TaskRejected(task_id="t1", agent_id="a1", attempt=1, reason="busy"))
+    assert out == [given_up("t1", 1, "rejected by a1: busy, and no agent it has not tried can take it")]
+
+
+def test_a_task_out_of_attempts_after_a_start_timeout_ends_with_the_reason():
+    s = Scenario(Limits(max_attempts=1, start_timeout=timedelta(seconds=30))).given(
+        agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"))
+    assert tick(s.state, s.now + timedelta(seconds=31), s.limits) == [
+        TaskTimedOut(task_id="t1", agent_id="a1", attempt=1, stage="start"),
+        given_up("t1", 1, "a1 did not start it within 30s, and all 1 attempts are used")]
+    assert s.state.tasks == {}
+
+
+def test_an_agents_long_error_still_fits_in_the_reassignment():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"))
+    [reassigned, assignment] = s.when(TaskFailed(task_id="t1", agent_id="a1", attempt=1, error="x" * 4000,
+                                                 retryable=True))
+    assert reassigned.to_agent_id == "a2" and assignment == assigned("t1", "a2", attempt=2)
+
+
+def test_a_version_1_timeout_without_a_reason_still_reads():
+    raw = orjson.dumps({"event_id": "0b9e5c36-2f0d-4d8e-9a51-7c7f3f2b4a11", "event_type": "TaskTimedOut",
+                        "version": 1, "occurred_at": "2025-06-01T12:00:00Z", "producer": "balancer", "key": "t1",
+                        "body": {"task_id": "t1", "agent_id": "a1", "attempt": 1, "stage": "start"}})
+    assert decode(raw).body == TaskTimedOut(task_id="t1", agent_id="a1", attempt=1, stage="start")
+
+
+# --- a task started but never finished ----------------------------------------------
+
+def test_a_started_task_not_finished_in_time_is_timed_out_and_reassigned():
+    limits = Limits(completion_timeout=timedelta(minutes=10))
+    s = Scenario(limits).given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"),
+                               TaskStarted(task_id="t1", agent_id="a1", attempt=1))
+    assert tick(s.state, s.now + timedelta(minutes=9), limits) == []
+    assert tick(s.state, s.now + timedelta(minutes=11), limits) == [
+        TaskTimedOut(task_id="t1", agent_id="a1", attempt=1, stage="completion"),
+        TaskReassigned(task_id="t1", from_agent_id="a1", to_agent_id="a2", attempt=2,
+                       reason="a1 did not finish it within 600s of starting it"),
+        assigned("t1", "a2", attempt=2)]
+    assert s.in_flight("a1") == set() and s.in_flight("a2") == {"t1"}
+
+
+def test_the_completion_deadline_counts_from_the_start_not_the_assignment():
+    limits = Limits(start_timeout=timedelta(minutes=5), completion_timeout=timedelta(minutes=10))
+    s = Scenario(limits).given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"))
+    started_at = s.now + timedelta(minutes=4)
+    decide(s.state, TaskStarted(task_id="t1", agent_id="a1", attempt=1), started_at, limits)
+    assert tick(s.state, started_at + timedelta(minutes=9), limits) == []
+    assert [e.stage for e in tick(s.state, started_at + timedelta(minutes=11), limits)
+            if isinstance(e, TaskTimedOut)] == ["completion"]
+
+
+def test_a_hung_task_out_of_attempts_ends_with_the_reason():
+    limits = Limits(max_attempts=1, completion_timeout=timedelta(minutes=10))
+    s = Scenario(limits).given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1", "a2"),
+                               TaskStarted(task_id="t1", agent_id="a1", attempt=1))
+    assert tick(s.state, s.now + timedelta(minutes=11), limits) == [
+        TaskTimedOut(task_id="t1", agent_id="a1", attempt=1, stage="completion"),
+        given_up("t1", 1, "a1 did not finish it within 600s of starting it, and all 1 attempts are used")]
+
+
+# --- work-conserving: no task waits while a capable agent has room -------------------
+
+def skilled(agent_id, capacity=1, **proficiency):
+    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=capacity,
+                           capabilities=tuple(Capability(name=n, proficiency=p) for n, p in proficiency.items()))
+
+
+def needing(task_id, **least):
+    return TaskSubmitted(task_id=task_id, submitter="client", requirements=tuple(
+        CapabilityRequirement(name=n, min_proficiency=p) for n, p in least.items()))
+
+
+def fallback(task_id, agent_id, attempt=1):
+    return TaskReassigned(task_id=task_id, to_agent_id=agent_id, attempt=attempt, reason=(
+        f"none of the router's candidates has room: {agent_id} meets the requirements and is the least "
+        f"loaded other agent with room, picked with probability 1"))
+
+
+def test_when_no_candidate_has_room_another_capable_agent_takes_the_task():
+    s = Scenario().given(agent("a1"), agent("a3"), agent("a2"), submitted("t0"), routed("t0", "a1"), submitted("t1"))
+    assert s.when(routed("t1", "a1")) == [fallback("t1", "a2"), assigned("t1", "a2")]  # a tie goes by id
+
+
+def test_the_fallback_meets_the_requirements_as_the_router_would_and_prefers_the_least_loaded():
+    s = Scenario().given(skilled("busy", python=0.9), skilled("novice", python=0.3), skilled("other", sql=0.9),
+                         skilled("expert", capacity=4, python=0.9, sql=0.6), skilled("half", capacity=2, python=0.7),
+                         needing("t0", python=0.5), routed("t0", "busy"), needing("t1", python=0.5),
+                         routed("t1", "half"))
+    s.given(needing("t2", python=0.5, sql=0.5))
+    assert s.when(routed("t2", "busy"))[-1] == assigned("t2", "expert")
+    s.given(needing("t3", python=0.5))
+    assert s.when(routed("t3", "busy"))[-1] == assigned("t3", "expert")  # 1/4 loaded, `half` 1/2
+
+
+def test_a_fallback_never_goes_to_an_unhealthy_draining_or_tried_agent():
+    s = Scenario().given(agent("a1"), agent("sick"), agent("leaving"), agent("a2"),
+                         unhealthy("sick"), AgentDeregistered(agent_id="leaving", drain=True),
+                         submitted("t1"), routed("t1", "a2"),
+                         TaskRejected(task_id="t1", agent_id="a2", attempt=1, reason="not now"))
+    assert s.in_flight("a1") == {"t1"}
+    s.given(submitted("t2"))
+    assert isinstance(s.when(routed("t2", "a1"))[-1], TaskAssigned)  # a2 has room, and never tried t2
+    s.given(submitted("t3"))
+    [queued] = s.when(routed("t3", "a1"))
+    assert isinstance(queued, TaskQueued)
+
+
+def test_a_retry_may_fall_back_and_its_reassignment_says_why():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t1"), routed("t1", "a1"))
+    out = s.when(TaskFailed(task_id="t1", agent_id="a1", attempt=1, error="boom", retryable=True))
+    assert out == [TaskReassigned(task_id="t1", from_agent_id="a1", to_agent_id="a2", attempt=2,
+                                  reason=f"failed on a1: boom; {fallback('t1', 'a2').reason}"),
+                   assigned("t1", "a2", attempt=2)]
+
+
+def test_a_waiting_task_goes_to_whichever_capable_agent_frees_up_first():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t0"), routed("t0", "a1"),
+                         submitted("t1"), routed("t1", "a2"), submitted("t2"))
+    assert isinstance(s.when(routed("t2", "a1"))[0], TaskQueued)
+    assert s.when(TaskCompleted(task_id="t1", agent_id="a2", attempt=1)) == [fallback("t2", "a2"),
+                                                                             assigned("t2", "a2")]
+
+
+def test_a_waiting_task_goes_to_a_capable_agent_that_registers_or_gains_the_capability():
+    s = Scenario().given(agent("a1"), submitted("t0"), routed("t0", "a1"), submitted("t1"), routed("t1", "a1"),
+                         skilled("newcomer", sql=0.9), submitted("t2"), routed("t2", "a1"))
+    assert s.when(skilled("late", python=0.9)) == [fallback("t1", "late"), assigned("t1", "late")]
+    assert s.when(AgentCapabilitiesChanged(agent_id="newcomer", changed_by="operator",
+                                           added=(Capability(name="python", proficiency=0.7),))) == [
+        fallback("t2", "newcomer"), assigned("t2", "newcomer")]

@@ -67,7 +67,9 @@ def scanning_drain(state: BalancerState, now, limits) -> list:
     """The balancer's drain before the queue existed: sort every waiting task an open agent may take."""
     out = []
     open_ = {a for a, slot in state.slots.items() if slot.available and len(slot.in_flight) < slot.capacity}
-    placeable = [t for t in state.tasks.values() if t.queued_at and any(c[0] in open_ for c in t.candidates)]
+    placeable = [t for t in state.tasks.values() if t.queued_at and (
+        any(c[0] in open_ for c in t.candidates)
+        or t.requirements and any(t.capability in state.slots[a].capabilities for a in open_))]
     for task in sorted(placeable, key=lambda t: scanning_key(state, t)):
         if not open_:
             break

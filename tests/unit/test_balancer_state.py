@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import orjson
 
-from events.agents import AgentHealthChanged, AgentRegistered
+from events.agents import AgentCapabilitiesChanged, AgentHealthChanged, AgentRegistered
 from events.codec import encode
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, TaskSubmitted
@@ -27,7 +27,7 @@ def agent(agent_id, capacity=1):
 
 def submitted(task_id, **extra):
     return TaskSubmitted(task_id=task_id, submitter="client", payload={"prompt": task_id, "n": [1, 2.5]},
-                         requirements=(CapabilityRequirement(name="python"),), **extra)
+                         requirements=(CapabilityRequirement(name="python", min_proficiency=0.5),), **extra)
 
 
 def routed(task_id, *ranked):
@@ -77,15 +77,74 @@ def test_a_restored_state_decides_exactly_as_the_original():
     assert restored == original
 
 
-def test_only_tasks_not_started_or_queued_with_a_deadline_wait_on_time():
+def test_only_tasks_with_an_agent_or_queued_with_a_deadline_wait_on_time():
     state = BalancerState()
     assert not waits_on_time(state)
     decide(state, agent("a1"), T0, LIMITS)
     decide(state, submitted("t1"), T0, LIMITS)
+    assert not waits_on_time(state)
     decide(state, routed("t1", "a1"), T0, LIMITS)
     assert waits_on_time(state)
-    decide(state, TaskStarted(task_id="t1", agent_id="a1", attempt=1), T0, LIMITS)
+
+
+def test_a_started_task_waits_on_time_for_its_completion_deadline():
+    state = BalancerState()
+    for event in (agent("a1"), submitted("t1"), routed("t1", "a1"),
+                  TaskStarted(task_id="t1", agent_id="a1", attempt=1)):
+        decide(state, event, T0, LIMITS)
+    assert waits_on_time(state)
+    decide(state, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), T0, LIMITS)
     assert not waits_on_time(state)
+
+
+def test_what_the_fallback_and_the_completion_deadline_need_survives_a_snapshot():
+    state = busy_state()
+    restored = state_from_json(orjson.loads(orjson.dumps(state_to_json(state))))
+    assert restored.slots["a1"].capabilities == {"python": 0.8}
+    assert restored.tasks["t2"].started_at == T0 + timedelta(seconds=7)
+    assert restored.tasks["t3"].requirements == (("python", 0.5),)
+    assert restored.open_by_capability == state.open_by_capability
+
+
+# A version 1 snapshot: one agent holding a started task, another task waiting.
+SNAPSHOT_V1 = {
+    "version": 1,
+    "slots": [["a1", {"capacity": 1, "per_capability": {}, "in_flight": [["t1", "python"]], "available": True}]],
+    "tasks": [
+        {"task_id": "t1", "priority": 5, "submitter": "c", "submitted_at": "2026-01-01T00:00:00+00:00",
+         "deadline": None, "capability": "python", "payload": {}, "candidates": [["a1", 0.7, 2.0]], "chosen": "a1",
+         "attempt": 1, "tried": ["a1"], "agent_id": "a1", "assigned_at": "2026-01-01T00:00:01+00:00",
+         "started": True, "queued_at": None},
+        {"task_id": "t2", "priority": 5, "submitter": "c", "submitted_at": "2026-01-01T00:00:02+00:00",
+         "deadline": None, "capability": "python", "payload": {}, "candidates": [["a1", 0.7, 2.0]], "chosen": "a1",
+         "attempt": 0, "tried": [], "agent_id": None, "assigned_at": None, "started": False,
+         "queued_at": "2026-01-01T00:00:03+00:00"}],
+    "served": [["c", 1]],
+}
+
+
+def test_a_version_1_snapshot_is_still_read_and_keeps_deciding():
+    state = state_from_json(SNAPSHOT_V1)
+    assert state.tasks["t1"].started_at == T0 + timedelta(seconds=1)  # its start is unknown: the assignment's time
+    assert state.tasks["t2"].queued_at and "t2" in state.waiting
+    # Nothing says what a version 1 task requires, so it waits for the router's candidates only.
+    decide(state, agent("a2"), T0 + timedelta(seconds=4), LIMITS)
+    assert decide(state, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), T0 + timedelta(seconds=5), LIMITS) == [
+        TaskAssigned(agent_id="a1", task_id="t2", attempt=1, capability="python")]
+    assert state_to_json(state)["version"] == 2
+
+
+def test_a_change_of_capabilities_reaches_the_decider_through_the_inbox():
+    decider = InboxDecider(LIMITS, "inbox")
+    for r in [record(0, agent("a1")), record(1, submitted("t1")), record(2, routed("t1", "a1")),
+              record(3, AgentRegistered(agent_id="a2", display_name="a2", capacity=1,
+                                        capabilities=(Capability(name="sql", proficiency=0.9),))),
+              record(4, submitted("t2")), record(5, routed("t2", "a1"))]:
+        decider.apply(r)
+    added = AgentCapabilitiesChanged(agent_id="a2", changed_by="operator",
+                                     added=(Capability(name="python", proficiency=0.9),))
+    decided = decider.apply(record(6, added)).events
+    assert [e.body.agent_id for e in decided if isinstance(e.body, TaskAssigned)] == ["a2"]
 
 
 # --- deciding from the inbox --------------------------------------------------------
