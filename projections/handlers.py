@@ -171,11 +171,12 @@ _TASK_MERGE = {**{c: "ranked" for c in ("status", *_STATUS_COLUMNS)}, "updated_a
 _TASK_RANK = ("status_terminal", "status_at", "status_stage")
 
 
-def _task(event: Envelope, status: str, **values: Any) -> Upsert:
+def _task(event: Envelope, status: str, *, terminal: bool | None = None, **values: Any) -> Upsert:
+    """`terminal` overrides what the status says: a failure is final only when it may not be retried."""
     described = {c: values.pop(c, None) for c in _STATUS_COLUMNS}
     return Upsert(
         "tasks", {"task_id": event.body.task_id},
-        {"status": status, **described, "status_terminal": status in TERMINAL,
+        {"status": status, **described, "status_terminal": status in TERMINAL if terminal is None else terminal,
          "status_at": event.occurred_at, "status_stage": STAGES[status],
          "updated_at": event.occurred_at, **values},
         merge=_TASK_MERGE, rank=_TASK_RANK,
@@ -246,10 +247,10 @@ def task_started(event: Envelope) -> list[Op]:
 
 
 def _finished(event: Envelope, status: str, *, success: bool | None, duration_ms=None,
-              **task_values: Any) -> list[Op]:
+              terminal: bool | None = None, **task_values: Any) -> list[Op]:
     body = event.body
     return [
-        _task(event, status, attempt=body.attempt, assigned_agent_id=body.agent_id,
+        _task(event, status, terminal=terminal, attempt=body.attempt, assigned_agent_id=body.agent_id,
               finished_at=event.occurred_at, **task_values),
         _assignment(event, body.attempt, agent_id=body.agent_id, outcome=status,
                     success=success, duration_ms=duration_ms, finished_at=event.occurred_at),
@@ -265,7 +266,9 @@ def task_completed(event: Envelope) -> list[Op]:
 
 @handles("TaskFailed")
 def task_failed(event: Envelope) -> list[Op]:
-    return _finished(event, "failed", success=False, error=event.body.error)
+    # Not to be retried, the failure is the task's end: a later routing (a router that read the
+    # submission again after a restart) must not make it look alive.
+    return _finished(event, "failed", success=False, error=event.body.error, terminal=not event.body.retryable)
 
 
 @handles("TaskRejected")

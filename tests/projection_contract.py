@@ -111,3 +111,19 @@ class ProjectionContract:
         [task] = await self.rows(view, "tasks")
         assert task["status"] == "expired"
         assert task["reason"] == "timed out at deadline: out of attempts after agent-1 was found unhealthy"
+
+    async def test_a_failure_not_to_be_retried_stays_final_whatever_comes_after(self, view):
+        final = f.failed("task-1", attempt=1, t=5, retryable=False)
+        await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", t=3), final,
+                                     f.routed("task-1", t=8)]))  # a router that read the submission again
+
+        [task] = await self.rows(view, "tasks")
+        assert task["status"] == "failed"
+
+    async def test_a_retryable_failure_gives_way_to_the_next_attempt(self, view):
+        await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", t=3),
+                                     f.failed("task-1", attempt=1, t=5, retryable=True),
+                                     f.assigned("task-1", "agent-2", attempt=2, t=6)]))
+
+        [task] = await self.rows(view, "tasks")
+        assert (task["status"], task["attempt"], task["assigned_agent_id"]) == ("assigned", 2, "agent-2")
