@@ -140,7 +140,8 @@ def picks(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: n
         if policy.families and related is not None:
             for other in np.flatnonzero(related[c]):
                 # the agent's advantage on the related capability, carried over at the family weight
-                there = (wins[other] + 1.0) / (tries[other] + 2.0) - (wins[other].sum() + 1.0) / (tries[other].sum() + 2.0)
+                overall = (wins[other].sum() + 1.0) / (tries[other].sum() + 2.0)
+                there = (wins[other] + 1.0) / (tries[other] + 2.0) - overall
                 evidence = related[c, other] * tries[other]
                 w, n = w + evidence * np.clip(prior + there, 0.01, 0.99), n + evidence
         alpha, beta = strength * prior + w, strength * (1.0 - prior) + n - w

@@ -35,9 +35,11 @@ def add_commands(commands) -> None:
     bench = commands.add_parser("bench", help="drive the whole pipeline at a steady rate and measure it "
                                 "(throughput, routing latency, lag, CPU, replay rate, raw Kafka ceiling)")
     bench.add_argument("--duration", type=positive, default=60.0, help="seconds measured (default 60)")
-    bench.add_argument("--warmup", type=positive, default=15.0, help="seconds at the rate before measuring (default 15)")
+    bench.add_argument("--warmup", type=positive, default=15.0,
+                       help="seconds at the rate before measuring (default 15)")
     bench.add_argument("--rate", type=rate, default=167.0,
-                       help="tasks submitted per second, or 'max' to find the sustainable maximum first (default 167, i.e. 10,000 a minute)")
+                       help="tasks submitted per second, or 'max' to find the sustainable maximum first "
+                            "(default 167, i.e. 10,000 a minute)")
     bench.add_argument("--agents", type=int, default=20, help="in-process agents (default 20, 64 slots each)")
     bench.add_argument("--trial", type=positive, default=20.0, help="seconds per step of --rate max (default 20)")
     bench.add_argument("--start-rate", type=positive, default=100.0, help="first step of --rate max (default 100)")

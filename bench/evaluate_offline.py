@@ -24,11 +24,20 @@ from events.learning import SkillEstimated
 from events.tasks import TaskRouted
 from services.learner.beta import Counts
 from services.learner.cohort import AgentProfile
-from services.learner.logic import (LearnerState, Outcome, assess, estimates, learn, posterior, predict,
-                                    publish_model, register)
+from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
+from services.learner.logic import (
+    LearnerState,
+    Outcome,
+    assess,
+    estimates,
+    learn,
+    posterior,
+    predict,
+    publish_model,
+    register,
+)
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
-from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
@@ -225,7 +234,8 @@ def baselines(tasks: list[Task]) -> dict[str, float]:
             per_capability[task.capability][agent] += success
     state, rng, round_robin = router_fleet(agents, capabilities), random.Random(0), 0
     for task in tasks:
-        round_robin += task.outcomes[round_robin_policy(task.submitted("offline-evaluation"), state, Weights(), rng).chosen_agent_id]
+        turn = round_robin_policy(task.submitted("offline-evaluation"), state, Weights(), rng)
+        round_robin += task.outcomes[turn.chosen_agent_id]
     return {"random": sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n,  # its expectation
             "round_robin": round_robin / n,
             "best_single": max(per_agent.values()) / n,

@@ -21,7 +21,6 @@ import orjson
 
 from bench.histogram import Histogram
 
-
 HOPS = ("route", "forward", "decide")
 # Where routing latency ends. Results from before it was recorded ended at the balancer's inbox
 # copy, which left out the balancer's own hop; they are not compared with later ones.

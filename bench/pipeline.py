@@ -179,7 +179,8 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         completed_per_s, verdict, lags = await _measure(s, producer, observer, sampler, rate, options.duration_s, "run")
         profiles = await profiling if profiling else {}
         events = await events_in_log(s) - before
-        delivered = {name: count - delivered_before.get(name, 0.0) for name, count in (await delivered_to(ports)).items()}
+        delivered_after = await delivered_to(ports)
+        delivered = {name: count - delivered_before.get(name, 0.0) for name, count in delivered_after.items()}
         submitted = observer.submitted_total - submitted_before
         usage = watch.usage()
         drained = await _drained(observer, sampler, timeout_s=180)
@@ -205,7 +206,8 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "pipeline_events_per_second": round(events / options.duration_s),
         "events_per_task": round(events / max(1, submitted), 2),
         "deliveries_per_task": round(sum(delivered.values()) / max(1, submitted), 2),
-        "deliveries_per_task_by_processor": {name: round(n / max(1, submitted), 2) for name, n in sorted(delivered.items())},
+        "deliveries_per_task_by_processor": {name: round(n / max(1, submitted), 2)
+                                             for name, n in sorted(delivered.items())},
         "message_bytes": observer.mean_record_bytes,
         "lag": lags,
         "processes": _per_task(usage, completed_per_s * options.duration_s),

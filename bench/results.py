@@ -129,7 +129,8 @@ def report(result: dict) -> str:
         f"| lag bounded | {result.get('lag_bounded')} {'; '.join(result.get('lag_verdict', []))} |",
         f"| routing latency ms, submission to assignment (p50 / p95 / p99 / p99.9) | "
         f"{latency.get('p50')} / {latency.get('p95')} / {latency.get('p99')} / {latency.get('p999')} "
-        f"({result.get('routing_latency_samples')} tasks; to the {result.get('routing_latency_ends', LATENCY_ENDS_BEFORE)}) |",
+        f"({result.get('routing_latency_samples')} tasks; "
+        f"to the {result.get('routing_latency_ends', LATENCY_ENDS_BEFORE)}) |",
         *(["| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | " + "; ".join(
             f"{hops[hop].get('p50')} / {hops[hop].get('p99')}" for hop in HOPS) + " |"]
           if (hops := result.get("routing_hops_ms")) else []),

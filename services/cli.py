@@ -10,8 +10,8 @@ from datetime import datetime
 
 import orjson
 
-from events.codec import EventDecodeError, decode
 from events.catalog import body_class
+from events.codec import EventDecodeError, decode
 from events.envelope import make_event
 from events.topics import catalog_as_json_objects
 from services.settings import ConfigError, Settings, documented_variables
@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit"], help="which processor")
+    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit"],
+                       help="which processor")
     serve.set_defaults(run=cmd_serve)
 
     simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="replay a real outcome log through the running router, "
                                    "balancer and learner, and score routing and prediction")
     evaluate.add_argument("--data", required=True, help="the outcome log (csv or csv.gz, one row per task and agent)")
-    evaluate.add_argument("--limit", type=int, default=2000, help="only the first N tasks in task_seq order (default 2000)")
+    evaluate.add_argument("--limit", type=int, default=2000,
+                          help="only the first N tasks in task_seq order (default 2000)")
     evaluate.add_argument("--outstanding", type=int, default=50, help="most tasks submitted and not yet answered")
     evaluate.add_argument("--cold-start-after", type=int, metavar="K", help="also replay twice with a newcomer "
                           "joining after K tasks, into a fleet sharing its experience and one not")
@@ -285,9 +287,8 @@ def cmd_simulate(args, settings: Settings) -> int:
         return 0
     from services.simulator.run import simulate, table
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    log = (lambda line: print(line, file=sys.stderr, flush=True))
     results = asyncio.run(simulate(settings, policies=policies, agents=args.agents, tasks=args.tasks,
-                                   rate=args.rate, seed=args.seed, log=log))
+                                   rate=args.rate, seed=args.seed, log=_to_stderr))
     if args.json:
         print(orjson.dumps({"policies": {name: r.as_dict() for name, r in results.items()}}).decode())
     else:
@@ -295,10 +296,13 @@ def cmd_simulate(args, settings: Settings) -> int:
     return 0
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def cmd_evaluate(args, settings: Settings) -> int:
     from services.learner.evaluate import evaluate, report
-    log = (lambda line: print(line, file=sys.stderr, flush=True))
-    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=log,
+    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=_to_stderr,
                                   cold_start_after=args.cold_start_after, newcomer=args.newcomer, first=args.first))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
     return 0

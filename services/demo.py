@@ -20,8 +20,14 @@ from services import kafka
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
 from services.simulator.fleet import make_fleet, task_stream
-from services.simulator.run import (answer_assignments, deregister_fleet, processors, register_fleet,
-                                    submit_stream, until_ready)
+from services.simulator.run import (
+    answer_assignments,
+    deregister_fleet,
+    processors,
+    register_fleet,
+    submit_stream,
+    until_ready,
+)
 
 LIVE = {  # this run's tasks only: the read models also hold earlier runs
     "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "

@@ -12,8 +12,16 @@ from typing import Iterator
 
 from events.agents import AgentHealthChanged, AgentHeartbeat, AgentRegistered
 from events.envelope import Envelope, make_event
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskQueued, TaskReassigned,
-                          TaskRouted, TaskStarted, TaskSubmitted)
+from events.tasks import (
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskQueued,
+    TaskReassigned,
+    TaskRouted,
+    TaskStarted,
+    TaskSubmitted,
+)
 from events.values import Candidate, Capability, CapabilityRequirement
 
 CAPABILITIES = ("python", "sql", "summarize", "translate", "review")
@@ -71,7 +79,8 @@ def scripted_feed(*, agents: int = 5, tasks: int = 20, seed: int = 1,
 
 
 def _attempt(rng, submitted, task_id, agent_id, capability, attempt, able, skills, tick, succeeded):
-    candidates = tuple(Candidate(agent_id=a, score=skills[a][capability], features={"proficiency": skills[a][capability]},
+    candidates = tuple(Candidate(agent_id=a, score=skills[a][capability],
+                                 features={"proficiency": skills[a][capability]},
                                  predicted_success=skills[a][capability], confidence=0.5,
                                  propensity=1.0 if a == agent_id else 0.0) for a in able[:3])
     routed = make_event(TaskRouted(
@@ -81,7 +90,8 @@ def _attempt(rng, submitted, task_id, agent_id, capability, attempt, able, skill
         producer="router", cause=submitted, occurred_at=tick())
     yield routed
     yield make_event(TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=attempt, capability=capability,
-                                  routed_event_id=routed.event_id), producer="balancer", cause=routed, occurred_at=tick())
+                                  routed_event_id=routed.event_id),
+                     producer="balancer", cause=routed, occurred_at=tick())
     yield make_event(TaskStarted(task_id=task_id, agent_id=agent_id, attempt=attempt),
                      producer=agent_id, cause=routed, occurred_at=tick())
     if succeeded:

@@ -19,7 +19,6 @@ from events.envelope import Envelope
 from events.topics import PARTITIONS, TOPICS, TopicSpec, topic_for_event, topic_name
 from services.settings import Settings
 
-
 TOPIC_AUTHORIZATION_FAILED = 29
 
 
@@ -89,7 +88,8 @@ async def start(client, settings: Settings, what: str = "Kafka") -> None:
         else:
             hint = "start the local stack with `make up` or point the variable at a broker"
         raise KafkaUnavailable(f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
-                               f"over {settings.kafka_security_protocol} ({reason.message or error}); {hint}") from error
+                               f"over {settings.kafka_security_protocol} ({reason.message or error}); "
+                               f"{hint}") from error
     finally:
         logging.getLogger("aiokafka").removeHandler(reason)
 

@@ -125,16 +125,20 @@ class Settings:
         "HEALTH_APP_ID", "", "Faust app id of the health monitor: its consumer group and the prefix of its "
         "changelog topics (default <prefix>.health)")
     health_heartbeat_interval_s: str = _env(
-        "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send", rule=_positive)
+        "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send",
+        rule=_positive)
     health_degraded_after_missed: str = _env(
-        "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded", rule=_positive_integer)
+        "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded",
+        rule=_positive_integer)
     health_unhealthy_after_missed: str = _env(
         "HEALTH_UNHEALTHY_AFTER_MISSED", "4",
-        "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged", rule=_positive_integer)
+        "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged",
+        rule=_positive_integer)
     health_load_window_s: str = _env(
         "HEALTH_LOAD_WINDOW_S", "60", "Seconds of heartbeats summarized in one AgentLoadSummarized", rule=_positive)
     health_tick_interval_s: str = _env(
-        "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows", rule=_positive)
+        "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows",
+        rule=_positive)
     health_data_dir: str = _env(
         "HEALTH_DATA_DIR", ".local/faust", "Directory under which the health monitor's Faust app keeps its data")
 
@@ -147,20 +151,24 @@ class Settings:
     router_weight_load: str = _env(
         "ROUTER_WEIGHT_LOAD", "0.3", "Weight of current load (in flight / capacity), subtracted", rule=_non_negative)
     router_weight_duration: str = _env(
-        "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted", rule=_non_negative)
+        "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted",
+        rule=_non_negative)
     router_weight_cost: str = _env(
         "ROUTER_WEIGHT_COST", "0.05", "Weight of the agent's cost per task, subtracted", rule=_non_negative)
     router_weight_relationship: str = _env(
-        "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job", rule=_non_negative)
+        "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job",
+        rule=_non_negative)
     router_weight_preference: str = _env(
         "ROUTER_WEIGHT_PREFERENCE", "0.2", "Weight of the submitter's preferred agents and tags", rule=_non_negative)
     router_temperature: str = _env(
-        "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)", rule=_positive)
+        "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)",
+        rule=_positive)
     router_top_k: str = _env(
         "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from", rule=_positive_integer)
     router_exploration: str = _env(
         "ROUTER_EXPLORATION", "softmax", "How the router explores among its top candidates: softmax (a draw "
-        "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)", rule=_one_of("softmax", "thompson"))
+        "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)",
+        rule=_one_of("softmax", "thompson"))
     router_thompson_sharpness: str = _env(
         "ROUTER_THOMPSON_SHARPNESS", "1", "With thompson: draws come from the posterior with its evidence "
         "multiplied by this (above 1 explores less, 1 is plain Thompson sampling)", rule=_positive)
@@ -168,9 +176,11 @@ class Settings:
         "ROUTER_POLICY", "orchestrator",
         "Routing policy: orchestrator (learned, explained), or the baselines random, round_robin, least_loaded")
     router_seed: str = _env(
-        "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible", rule=_integer)
+        "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible",
+        rule=_integer)
     router_retry_interval_s: str = _env(
-        "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed", rule=_positive)
+        "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed",
+        rule=_positive)
     router_data_dir: str = _env(
         "ROUTER_DATA_DIR", ".local/faust", "Directory under which the router's Faust app keeps its data")
 
@@ -181,19 +191,23 @@ class Settings:
     balancer_max_attempts: str = _env(
         "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)", rule=_positive_integer)
     balancer_start_timeout_s: str = _env(
-        "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned", rule=_positive)
+        "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned",
+        rule=_positive)
     balancer_completion_timeout_s: str = _env(
         "BALANCER_COMPLETION_TIMEOUT_S", "600", "Seconds an agent has to finish a task it started before it is "
         "reassigned (an agent may hang while it still sends heartbeats)", rule=_positive)
     balancer_top_k: str = _env(
-        "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to", rule=_positive_integer)
+        "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to",
+        rule=_positive_integer)
     balancer_tick_interval_s: str = _env(
-        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start and completion timeouts and deadlines", rule=_positive)
+        "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start and completion timeouts and deadlines",
+        rule=_positive)
     balancer_session_timeout_s: str = _env(
         "BALANCER_SESSION_TIMEOUT_S", "10", "Seconds of silence after which the group hands a stopped balancer's "
         "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)
     balancer_snapshot_every: str = _env(
-        "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state", rule=_positive_integer)
+        "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state",
+        rule=_positive_integer)
     balancer_data_dir: str = _env(
         "BALANCER_DATA_DIR", ".local/faust", "Directory under which the balancer's Faust app keeps its data")
 
@@ -205,7 +219,8 @@ class Settings:
         "every agent whose prior others' outcomes moved)", rule=_positive_integer)
     learner_publish_interval_ms: str = _env(
         "LEARNER_PUBLISH_INTERVAL_MS", "200", "Milliseconds of learning gathered into one round of publishing: "
-        "an estimate overtaken within it by a newer one of the same agent and capability is not sent", rule=_non_negative)
+        "an estimate overtaken within it by a newer one of the same agent and capability is not sent",
+        rule=_non_negative)
     learner_data_dir: str = _env(
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
@@ -215,14 +230,17 @@ class Settings:
         "(FAUST_FETCH_MIN_BYTES of it)", rule=_positive_integer)
     faust_fetch_min_bytes: str = _env(
         "FAUST_FETCH_MIN_BYTES", "1", "Data a processor's fetch waits for, up to FAUST_FETCH_MAX_WAIT_MS: 1 answers "
-        "at once; 65536 takes fewer, fuller fetches (less CPU per task) for up to the wait per hop", rule=_positive_integer)
+        "at once; 65536 takes fewer, fuller fetches (less CPU per task) for up to the wait per hop",
+        rule=_positive_integer)
     group_session_timeout_s: str = _env(
         "GROUP_SESSION_TIMEOUT_S", "10", "Seconds of silence after which a consumer group hands a stopped processor's "
-        "partitions to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)
+        "partitions to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)",
+        rule=_positive)
     # --- how the batch readers on the routing path fetch (the balancer's inputs and inbox, the router's tasks) ---
     batch_fetch_max_wait_ms: str = _env(
         "BATCH_FETCH_MAX_WAIT_MS", "5", "Longest the broker holds a batch reader's fetch while less than "
-        "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light", rule=_positive_integer)
+        "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light",
+        rule=_positive_integer)
     batch_fetch_min_bytes: str = _env(
         "BATCH_FETCH_MIN_BYTES", "65536", "Data that ends a batch reader's wait at once; below it, a fetch brings "
         "whatever came within BATCH_FETCH_MAX_WAIT_MS, so fetches stay few however busy the topics are",
@@ -230,7 +248,9 @@ class Settings:
 
     # --- kafka security (client side of the SASL_SSL profile) ---
     kafka_security_protocol: str = _env(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)", rule=_one_of(*KAFKA_SECURITY_PROTOCOLS))
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT",
+        "How clients talk to Kafka: PLAINTEXT, or SASL_SSL (the secure profile)",
+        rule=_one_of(*KAFKA_SECURITY_PROTOCOLS))
     kafka_sasl_mechanism: str = _env(
         "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "SASL mechanism with SASL_SSL: SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
     kafka_sasl_username: str = _env(
@@ -238,14 +258,16 @@ class Settings:
     kafka_sasl_password: str = _env(
         "KAFKA_SASL_PASSWORD", "", "Password of KAFKA_SASL_USERNAME (or KAFKA_SASL_PASSWORD_FILE)")
     kafka_sasl_password_file: str = _env(
-        "KAFKA_SASL_PASSWORD_FILE", "", "File holding the password of KAFKA_SASL_USERNAME, instead of KAFKA_SASL_PASSWORD")
+        "KAFKA_SASL_PASSWORD_FILE", "",
+        "File holding the password of KAFKA_SASL_USERNAME, instead of KAFKA_SASL_PASSWORD")
     kafka_ssl_cafile: str = _env(
         "KAFKA_SSL_CAFILE", "", "PEM file of the CA that signed the brokers' certificates (empty: the system's CAs)")
 
     # --- agent identity ---
     identity_mode: str = _env(
         "IDENTITY_MODE", "off", "off: records are not checked for signatures (outcomes still only count from "
-        "their assignee); verify: every record speaking for an agent must be signed with that agent's enrolled key", rule=_one_of("off", "verify"))
+        "their assignee); verify: every record speaking for an agent must be signed with that agent's enrolled key",
+        rule=_one_of("off", "verify"))
     agent_signing_key_file: str = _env(
         "AGENT_SIGNING_KEY_FILE", "", "PEM file of the Ed25519 key an SDK agent signs what it publishes with "
         "(from `orchestrator agent enroll`; empty: unsigned)")
@@ -255,7 +277,8 @@ class Settings:
         "KEYSTORE_DATABASE_URL", "", "PostgreSQL URL of the key store of subject keys, for a role of its own "
         "(default DATABASE_URL)", rule=_postgres_url_or_empty)
     keystore_schema: str = _env(
-        "KEYSTORE_SCHEMA", "keystore", "Schema of the key store: subject keys and the tombstones of erased keys", rule=_identifier)
+        "KEYSTORE_SCHEMA", "keystore", "Schema of the key store: subject keys and the tombstones of erased keys",
+        rule=_identifier)
     keystore_subject_digest_key: str = _env(
         "KEYSTORE_SUBJECT_DIGEST_KEY", "dev-only-subject-digest-key", "Secret under which the key store keeps "
         "subjects as HMAC digests instead of in clear (at least 16 characters; set your own outside development)")
@@ -273,7 +296,8 @@ class Settings:
         "AUDIT_DATABASE_URL", "", "PostgreSQL URL the audit projector writes with, e.g. as the audit writer role "
         "of `orchestrator db roles` (default DATABASE_URL)", rule=_postgres_url_or_empty)
     audit_batch_size: str = _env(
-        "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction", rule=_positive_integer)
+        "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction",
+        rule=_positive_integer)
     audit_batch_timeout_ms: str = _env(
         "AUDIT_BATCH_TIMEOUT_MS", "200", "Longest the audit projector waits to fill a batch", rule=_positive_integer)
     audit_checkpoint_dir: str = _env(
@@ -282,7 +306,8 @@ class Settings:
     audit_checkpoint_every_rows: str = _env(
         "AUDIT_CHECKPOINT_EVERY_ROWS", "10000", "Rows appended between two signed checkpoints", rule=_positive_integer)
     audit_checkpoint_every_s: str = _env(
-        "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive", rule=_positive)
+        "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive",
+        rule=_positive)
     audit_signing_key_file: str = _env(
         "AUDIT_SIGNING_KEY_FILE", ".local/audit/signing-key.pem", "Ed25519 key signing the checkpoints, created "
         "on first start with its public key beside it (<file>.pub), which `audit verify` uses", rule=_not_empty)
@@ -298,7 +323,8 @@ class Settings:
 
     # --- benchmark ---
     bench_results_dir: str = _env(
-        "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report", rule=_not_empty)
+        "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report",
+        rule=_not_empty)
     bench_regression_tolerance: str = _env(
         "BENCH_REGRESSION_TOLERANCE", "0.1", "Fraction by which a figure may be worse than the previous run of the "
         "same kind on the same machine before `orchestrator bench` flags a regression", rule=_fraction)
@@ -318,7 +344,8 @@ class Settings:
             if f.metadata["rule"] and (complaint := f.metadata["rule"](getattr(self, f.name))):
                 raise ConfigError(f"{f.metadata['env']} {complaint}")
         if not re.match(r"^[A-Za-z0-9._-]+$", self.topic_prefix):
-            raise ConfigError(f"ORCHESTRATOR_TOPIC_PREFIX may hold letters, digits, '.', '_' and '-', got {self.topic_prefix!r}")
+            raise ConfigError("ORCHESTRATOR_TOPIC_PREFIX may hold letters, digits, '.', '_' and '-', "
+                              f"got {self.topic_prefix!r}")
         if int(self.health_degraded_after_missed) >= int(self.health_unhealthy_after_missed):
             raise ConfigError("HEALTH_DEGRADED_AFTER_MISSED must be less than HEALTH_UNHEALTHY_AFTER_MISSED")
         from services.router.policies import POLICIES  # late: settings must not depend on services at import

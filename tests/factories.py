@@ -5,8 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 from events.agents import AgentDeregistered, AgentLoadSummarized, AgentRegistered
 from events.envelope import Envelope, make_event
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted,
-                          TaskStarted, TaskSubmitted)
+from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted, TaskStarted, TaskSubmitted
 from events.values import Candidate, Capability, CapabilityRequirement, MemoryProfile
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=timezone.utc)

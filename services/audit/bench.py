@@ -20,8 +20,8 @@ import psycopg
 from psycopg import sql
 
 from bench.machine import describe
-from events.topics import TOPICS, topic_name
 from bench.projection import _publish
+from events.topics import TOPICS, topic_name
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
 from services.audit.verify import verify
@@ -65,7 +65,8 @@ async def run(records: int, keep: bool) -> dict:
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     settings = Settings.from_env(topic_prefix=f"bench-{tag}", db_schema=f"bench_{tag}",
-                                 audit_db_schema=f"bench_audit_{tag}", audit_checkpoint_dir=str(workdir / "checkpoints"),
+                                 audit_db_schema=f"bench_audit_{tag}",
+                                 audit_checkpoint_dir=str(workdir / "checkpoints"),
                                  audit_signing_key_file=str(workdir / "signing-key.pem"))
     await kafka.ensure_topics(settings)
     events = list(scripted_feed(agents=20, tasks=int(records / RECORDS_PER_TASK), seed=11))

@@ -56,7 +56,8 @@ def create_role(name: str) -> sql.Composed:
 
 def login(name: str, password: str) -> sql.Composed:
     if not password:
-        return sql.SQL("ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(sql.Identifier(name))
+        return sql.SQL("ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
+            sql.Identifier(name))
     return sql.SQL("ALTER ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
         sql.Identifier(name), sql.Literal(password))
 

@@ -108,7 +108,8 @@ async def read_rows(conn: psycopg.AsyncConnection, schema: str, batch: int = 500
     columns = sql.SQL(", ").join(map(sql.Identifier, _COLUMNS))
     async with conn.cursor(name="audit_verify") as cur:
         cur.itersize = batch
-        await cur.execute(sql.SQL("SELECT {} FROM {} ORDER BY seq").format(columns, sql.Identifier(schema, "audit_log")))
+        table = sql.Identifier(schema, "audit_log")
+        await cur.execute(sql.SQL("SELECT {} FROM {} ORDER BY seq").format(columns, table))
         async for seq, topic, partition, offset, ts, key, value, headers, prev_hash, digest in cur:
             entry = Entry(topic, partition, offset, ts, _bytes(key), _bytes(value), decode_headers(bytes(headers)))
             yield Row(seq, entry, bytes(prev_hash), bytes(digest))

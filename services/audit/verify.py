@@ -87,7 +87,8 @@ async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = await conn.execute("SELECT to_regclass(%s)", (f'"{schema}".audit_log',))
         if (await cur.fetchone())[0] is None:
-            raise AuditLogMissing(f"no audit_log in schema {schema!r} (AUDIT_DB_SCHEMA); run `orchestrator serve audit`")
+            raise AuditLogMissing(
+                f"no audit_log in schema {schema!r} (AUDIT_DB_SCHEMA); run `orchestrator serve audit`")
         async for row in read_rows(conn, schema):
             chained = chain.feed(row)  # judges nothing after its first problem
             if crosscheck is None and not chained:

@@ -34,8 +34,15 @@ from aiokafka import AIOKafkaProducer
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
 from events.topics import DEAD_LETTER, PARTITIONS, topic_for_event, topic_name
-from services.balancer.inbox import (ORIGIN_HEADER, TICK_HEADER, INPUT_TYPES, InboxDecider, InboxHistory, InboxRecord,
-                                     OrderedDecisions)
+from services.balancer.inbox import (
+    INPUT_TYPES,
+    ORIGIN_HEADER,
+    TICK_HEADER,
+    InboxDecider,
+    InboxHistory,
+    InboxRecord,
+    OrderedDecisions,
+)
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers

@@ -10,9 +10,9 @@ from services.balancer.app import SERVICE, create_app
 from services.balancer.history import KafkaInboxHistory, ensure_balancer_topics, inbox_topic
 from services.balancer.logic import Limits
 from services.batches import consumer_opener, producer_opener
-from services.metrics import ProcessorMetrics
 from services.faust_worker import faust_brokers, run_worker
 from services.identity.gate import IdentityGate
+from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
 

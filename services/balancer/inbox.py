@@ -27,8 +27,7 @@ import orjson
 from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.codec import decode, header_type
 from events.envelope import Envelope, make_event
-from events.tasks import (TaskCompleted, TaskFailed, TaskHandedOff, TaskRejected, TaskRouted, TaskStarted,
-                          TaskSubmitted)
+from events.tasks import TaskCompleted, TaskFailed, TaskHandedOff, TaskRejected, TaskRouted, TaskStarted, TaskSubmitted
 from services.balancer.logic import BalancerState, Limits, decide, tick
 from services.balancer.state import state_from_json, state_to_json
 

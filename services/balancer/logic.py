@@ -17,9 +17,19 @@ from datetime import datetime, timedelta
 
 from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.envelope import EventBody
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued,
-                          TaskReassigned, TaskRejected, TaskRouted, TaskStarted, TaskSubmitted,
-                          TaskTimedOut)
+from events.tasks import (
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskHandedOff,
+    TaskQueued,
+    TaskReassigned,
+    TaskRejected,
+    TaskRouted,
+    TaskStarted,
+    TaskSubmitted,
+    TaskTimedOut,
+)
 from services.balancer.queue import WaitingQueue
 
 
@@ -307,7 +317,8 @@ def _handed_off(state, event: TaskHandedOff, now, limits):
     if event.to_agent_id:
         task.candidates = ((event.to_agent_id, 0.5, 0.0), *task.candidates)
         task.chosen = event.to_agent_id
-    return _place(state, task, now, limits, reason=f"handed off by {event.from_agent_id}") + _drain_queue(state, now, limits)
+    placed = _place(state, task, now, limits, reason=f"handed off by {event.from_agent_id}")
+    return placed + _drain_queue(state, now, limits)
 
 
 def _registered(state, event: AgentRegistered, now, limits):

@@ -153,7 +153,8 @@ async def security_events(settings: Settings) -> Section:
     table = sql.Identifier(settings.db_schema, "security_events")
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.SQL("SELECT kind, count(*) AS count FROM {} GROUP BY kind ORDER BY kind").format(table))
+            await cur.execute(
+                sql.SQL("SELECT kind, count(*) AS count FROM {} GROUP BY kind ORDER BY kind").format(table))
             counts = await cur.fetchall()
             await cur.execute(sql.SQL("SELECT occurred_at, kind, agent_id, detail FROM {} "
                                       "ORDER BY occurred_at DESC LIMIT %s").format(table), (RECENT_SECURITY_EVENTS,))

@@ -23,10 +23,19 @@ from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
 from services.deadletter import ConsumedRecord, park_on
+from services.health.logic import (
+    WATCHED,
+    AgentState,
+    Policy,
+    agent_of,
+    decode_state,
+    encode_state,
+    new_state,
+    on_event,
+    on_tick,
+)
 from services.identity.gate import IdentityGate
 from services.kafka import partition_of
-from services.health.logic import (WATCHED, AgentState, Policy, agent_of, decode_state, encode_state, new_state,
-                                   on_event, on_tick)
 from services.metrics import ProcessorMetrics
 
 SERVICE = "health"

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import faust
 
+from services.faust_worker import faust_brokers, run_worker
 from services.health.app import SERVICE, create_app
 from services.health.logic import Policy
-from services.metrics import ProcessorMetrics
-from services.faust_worker import faust_brokers, run_worker
 from services.identity.gate import IdentityGate
+from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
 

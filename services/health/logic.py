@@ -17,8 +17,14 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from events.agents import (AgentDeregistered, AgentHealthChanged, AgentHeartbeat, AgentLoadSummarized,
-                           AgentRegistered, Health)
+from events.agents import (
+    AgentDeregistered,
+    AgentHealthChanged,
+    AgentHeartbeat,
+    AgentLoadSummarized,
+    AgentRegistered,
+    Health,
+)
 from events.envelope import Envelope, EventBody
 
 # Redelivery after a crash repeats what came since the last commit, a few seconds' worth.

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import faust
 
+from services.faust_worker import faust_brokers, run_worker
 from services.learner.app import SERVICE, create_app
 from services.learner.follower import LearnerFollower
 from services.learner.view import LearnerView
 from services.metrics import ProcessorMetrics
-from services.faust_worker import faust_brokers, run_worker
 from services.settings import Settings
 
 

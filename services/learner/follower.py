@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
-from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.learner.outbox import Outbox
 from services.learner.view import HANDLED, LearnerView
+from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 

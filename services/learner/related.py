@@ -56,7 +56,8 @@ def learn_related(records: Mapping[tuple[str, str], Counts], sharing: Iterable[s
     advantages: dict[str, dict[str, float]] = {}  # capability -> agent -> advantage
     for (agent_id, capability), counts in sorted(records.items()):
         if agent_id in sharing and counts.attempts:
-            advantages.setdefault(capability, {})[agent_id] = rate(counts, fleet_rate[capability]) - fleet_rate[capability]
+            fleet = fleet_rate[capability]
+            advantages.setdefault(capability, {})[agent_id] = rate(counts, fleet) - fleet
     similarity: dict[str, dict[str, float]] = {}
     for one in sorted(advantages):
         for other in sorted(advantages):

@@ -16,7 +16,7 @@ from events.envelope import EventBody
 from events.learning import SkillShiftDetected
 from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted, TaskSubmitted
 from services.learner.cohort import AgentProfile
-from services.learner.logic import LearnerState, Learned, Outcome, estimates, learn, publish_model, register
+from services.learner.logic import Learned, LearnerState, Outcome, estimates, learn, publish_model, register
 from services.learner.metrics import PrequentialMetrics
 
 REMEMBERED = 100_000  # outcomes waiting for their assignment, and open tasks' context; oldest forgotten first

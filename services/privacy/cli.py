@@ -1,4 +1,5 @@
-"""Commands of the privacy area: `task submit` with sealed fields, `privacy erase|erasures`, `retention report|apply`."""
+"""Commands of the privacy area: `task submit` with sealed fields, `privacy erase|erasures`,
+`retention report|apply`."""
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +23,8 @@ class CommandError(ValueError):
 
 def add_commands(commands) -> None:
     task = commands.add_parser("task", help="submit tasks").add_subparsers(metavar="ACTION")
-    submit = task.add_parser("submit", help="submit a task, sealing its sensitive payload fields before they reach Kafka")
+    submit = task.add_parser("submit",
+                             help="submit a task, sealing its sensitive payload fields before they reach Kafka")
     submit.add_argument("--require", action="append", required=True, metavar="CAPABILITY[:MIN]",
                         help="a required capability, optionally with a minimum proficiency (repeatable)")
     submit.add_argument("--payload", metavar="FILE", help="JSON object of the payload, or - for standard input")
@@ -36,7 +38,8 @@ def add_commands(commands) -> None:
 
     privacy = commands.add_parser("privacy", help="data subjects: erasure by crypto-shredding").add_subparsers(
         metavar="ACTION")
-    erase = privacy.add_parser("erase", help="destroy a data subject's key(s), so what they sealed is unreadable for good")
+    erase = privacy.add_parser("erase",
+                               help="destroy a data subject's key(s), so what they sealed is unreadable for good")
     erase.add_argument("subject", help="the data subject's id, as given to --subject when sealing")
     erase.add_argument("--reason", default="subject-request", help="subject-request (default), consent-withdrawn, "
                        "retention-expired, legal-obligation or other")

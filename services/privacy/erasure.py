@@ -16,7 +16,6 @@ from services import kafka
 from services.privacy.keystore import KeyStore, Tombstone
 from services.settings import Settings
 
-
 REASONS: tuple[str, ...] = get_args(ErasureReason)
 
 

@@ -144,13 +144,15 @@ async def retention_report(settings: Settings, now: datetime | None = None) -> l
 
 
 async def apply_retention(settings: Settings, now: datetime | None = None, dry_run: bool = False) -> list[dict]:
-    """Delete table rows past their declared retention; one row per expiring table, with what was (or would be) pruned."""
+    """Delete table rows past their declared retention; one row per expiring table, with what was
+    (or would be) pruned."""
     now = now or datetime.now(timezone.utc)
     done = []
     async with await _connect(settings) as conn:
         for table, cutoff in prune_cutoffs(TABLES, now):
             target = sql.SQL("{}.{}").format(sql.Identifier(settings.db_schema), sql.Identifier(table.table))
-            verb = "SELECT count(*) FROM {} WHERE {} < %s" if dry_run else "WITH gone AS (DELETE FROM {} WHERE {} < %s RETURNING 1) SELECT count(*) FROM gone"
+            verb = ("SELECT count(*) FROM {} WHERE {} < %s" if dry_run
+                    else "WITH gone AS (DELETE FROM {} WHERE {} < %s RETURNING 1) SELECT count(*) FROM gone")
             cur = await conn.execute(sql.SQL(verb).format(target, sql.Identifier(table.time_column)), (cutoff,))
             done.append({"table": table.table, "cutoff": cutoff.isoformat(), "pruned": (await cur.fetchone())[0],
                          "dry_run": dry_run})

@@ -8,6 +8,7 @@ from pathlib import Path
 import faust
 
 from services.batches import consumer_opener, producer_opener
+from services.faust_worker import faust_brokers, run_worker
 from services.metrics import ProcessorMetrics
 from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
@@ -15,7 +16,6 @@ from services.router.logic import Weights
 from services.router.policies import policy
 from services.router.state import RouterView
 from services.router.waiting import ensure_router_topics, read_waiting, waiting_topic
-from services.faust_worker import faust_brokers, run_worker
 from services.settings import Settings
 
 

@@ -10,13 +10,21 @@ import logging
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field, replace
 
+from pydantic import ValidationError
+
 from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.envelope import EventBody
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskReassigned, TaskRejected,
-                          TaskSubmitted, TaskTimedOut)
-from pydantic import ValidationError
-
+from events.tasks import (
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskHandedOff,
+    TaskReassigned,
+    TaskRejected,
+    TaskSubmitted,
+    TaskTimedOut,
+)
 from services.learner.model import LinearPredictor
 from services.router.logic import AgentState, RouterState, learn_outcome, take_estimate
 

@@ -34,8 +34,7 @@ from services.sdk.partitions import partition_for
 from services.sdk.registration import InvalidAgent, declaration
 from services.sdk.results import Completed, Failed, outcome_for
 from services.sdk.task import Task
-from services.sdk.transport import (KafkaTransactions, committed_position, end_offset,
-                                    partition_consumer, stop_quietly)
+from services.sdk.transport import KafkaTransactions, committed_position, end_offset, partition_consumer, stop_quietly
 from services.sdk.usage import ProcessUsage
 from services.settings import Settings
 

@@ -62,4 +62,5 @@ def outcome_for(assignment: TaskAssigned, outcome: object, duration_ms: float) -
                              success=outcome.success, duration_ms=max(0.0, duration_ms))
     except ValidationError as error:
         # The same handler would return the same unusable result on another attempt.
-        return TaskFailed(**attempt, retryable=False, error=clip(f"handler returned an invalid result: {readable(error)}"))
+        return TaskFailed(**attempt, retryable=False,
+                          error=clip(f"handler returned an invalid result: {readable(error)}"))

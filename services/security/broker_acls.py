@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 
-from aiokafka.protocol.admin import (CreateAclsRequest_v1, DeleteAclsRequest_v1,
-                                     DescribeAclsRequest_v1)
+from aiokafka.protocol.admin import CreateAclsRequest_v1, DeleteAclsRequest_v1, DescribeAclsRequest_v1
 from aiokafka.protocol.api import Request, RequestStruct
 
 from services import kafka
-from services.security.acls import (OPERATIONS, PATTERN_TYPES, PERMISSIONS, RESOURCE_TYPES, Binding, Plan,
-                                    in_scope, plan)
+from services.security.acls import OPERATIONS, PATTERN_TYPES, PERMISSIONS, RESOURCE_TYPES, Binding, Plan, in_scope, plan
 from services.settings import Settings
 
 ANY = 1

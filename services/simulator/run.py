@@ -164,8 +164,8 @@ async def answer_assignments(settings: Settings, producer, fleet: list[Simulated
 
 async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope, rng) -> None:
     body = assignment.body
-    await _send(producer, settings, make_event(TaskStarted(task_id=body.task_id, agent_id=agent.agent_id,
-                                                           attempt=body.attempt), producer=agent.agent_id, cause=assignment))
+    started = TaskStarted(task_id=body.task_id, agent_id=agent.agent_id, attempt=body.attempt)
+    await _send(producer, settings, make_event(started, producer=agent.agent_id, cause=assignment))
     success, duration_ms = agent.attempt(body.capability, rng) if body.capability in agent.skill else (False, 50.0)
     await asyncio.sleep(duration_ms / 1000.0)
     await _send(producer, settings, make_event(TaskCompleted(

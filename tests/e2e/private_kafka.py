@@ -33,7 +33,8 @@ class PrivateKafka:
         profile = ["--secure"] if self.secure else []
         ports = {"STACK_KAFKA_DIR": str(directory), "STACK_KAFKA_PORT": str(self.port),
                  "STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-                 "STACK_SECURE_KAFKA_PORT": str(self.port), "STACK_SECURE_KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+                 "STACK_SECURE_KAFKA_PORT": str(self.port),
+                 "STACK_SECURE_KAFKA_CONTROLLER_PORT": str(self.controller_port)}
         # Without the suite's endpoint, which would count as an external broker to the stack.
         env = {**{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}, **ports}
         subprocess.run(["bash", str(STACK), "prepare", *profile, "offsets.topic.num.partitions=3"],

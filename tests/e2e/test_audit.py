@@ -117,8 +117,8 @@ async def running_auditor(settings):
 
 
 async def position_at(settings, seq: int) -> str:
-    [(topic, partition, offset)] = await query(settings, 'SELECT topic, partition, "offset" FROM audit_log WHERE seq = %s',
-                                               (seq,))
+    [(topic, partition, offset)] = await query(
+        settings, 'SELECT topic, partition, "offset" FROM audit_log WHERE seq = %s', (seq,))
     return f"{topic}[{partition}]@{offset}"
 
 
@@ -284,6 +284,6 @@ async def rewrite_from(settings, *, seq: int, value: bytes) -> None:
         redone, _ = extend(Head(before.seq, before.hash), edited)
         table = sql.Identifier(settings.audit_db_schema, "audit_log")
         async with conn.cursor() as cur:
-            await cur.executemany(sql.SQL("UPDATE {} SET value = %s, prev_hash = %s, hash = %s WHERE seq = %s").format(table),
-                                  [(r.entry.value, r.prev_hash, r.hash, r.seq) for r in redone])
+            update = sql.SQL("UPDATE {} SET value = %s, prev_hash = %s, hash = %s WHERE seq = %s").format(table)
+            await cur.executemany(update, [(r.entry.value, r.prev_hash, r.hash, r.seq) for r in redone])
         await conn.commit()

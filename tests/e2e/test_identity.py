@@ -129,7 +129,8 @@ async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_an
     assert kinds["not_assignee"]["origin_topic"] == settings.topic("task-outcomes")
     assert kinds["unsigned"]["detail"]["processor"] == "projector"
     # nothing of the rejected records reached the read models
-    agents = {row["agent_id"]: row for row in await fetch(settings, "SELECT agent_id, capacity, display_name FROM agents")}
+    rows = await fetch(settings, "SELECT agent_id, capacity, display_name FROM agents")
+    agents = {row["agent_id"]: row for row in rows}
     assert (agents["alice"]["capacity"], agents["alice"]["display_name"]) == (1, "alice")
     task = (await fetch(settings, "SELECT status, assigned_agent_id, result_summary FROM tasks"))[0]
     assert (task["status"], task["assigned_agent_id"], task["result_summary"]) == ("started", "alice", None)

@@ -126,7 +126,8 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
     # Subject 1 through the command line, subject 2 through the client API.
     try:
         out = cli(settings, "task", "submit", "--task-id", f"task-1-{tag}", "--require", "python:0.5",
-                  "--payload", str(payload_file), "--sensitive", "email", "--sensitive", "phone", "--subject", subject_1)
+                  "--payload", str(payload_file), "--sensitive", "email", "--sensitive", "phone",
+                  "--subject", subject_1)
     finally:
         payload_file.unlink()
     assert "sealed: email, phone" in out
@@ -138,8 +139,8 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
         key_2 = await keystore.key_for_subject(subject_2)
 
     async with running_projector(settings):
-        await wait_for(lambda: fetch(settings, "SELECT count(*) FROM tasks WHERE task_id IN (%s, %s) HAVING count(*) = 2",
-                                     (f"task-1-{tag}", f"task-2-{tag}")), what="both tasks projected")
+        both = "SELECT count(*) FROM tasks WHERE task_id IN (%s, %s) HAVING count(*) = 2"
+        await wait_for(lambda: fetch(settings, both, (f"task-1-{tag}", f"task-2-{tag}")), what="both tasks projected")
         [projected_1] = await fetch(settings, "SELECT payload FROM tasks WHERE task_id = %s", (f"task-1-{tag}",))
         ciphertext_1 = projected_1["payload"]["email"]["ct"].encode()
         async with await KeyStore.connect(settings) as keystore:
@@ -194,7 +195,8 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
 
     # The erasure is on record, by key id, without personal data.
     listed = orjson.loads(cli(settings, "privacy", "erasures", "--json"))
-    assert [(e["key_id"], e["reason"], e["erased_by"]) for e in listed] == [(key_1.key_id, "subject-request", "operator:e2e")]
+    assert [(e["key_id"], e["reason"], e["erased_by"]) for e in listed] == [
+        (key_1.key_id, "subject-request", "operator:e2e")]
     assert [e["key_id"] for e in await erasures(settings)] == [key_1.key_id]
     assert subject_1.encode() not in orjson.dumps(listed)
 

@@ -21,8 +21,15 @@ from services.feed import scripted_feed
 from services.projector.catchup import events_projected
 from services.replay import replay
 from tests import factories as f
-from tests.e2e.helpers import (drop_schema, fetch, publish_all, publish_raw, running_projector,
-                               wait_for, wait_until_projected)
+from tests.e2e.helpers import (
+    drop_schema,
+    fetch,
+    publish_all,
+    publish_raw,
+    running_projector,
+    wait_for,
+    wait_until_projected,
+)
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ from events.topics import DEAD_LETTER, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
 from services.balancer.app import reader_group
-from services.kafka import partition_of
 from services.deadletter import Parked, parked_from
+from services.kafka import partition_of
 from services.settings import Settings
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for

@@ -21,8 +21,11 @@ from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import (GroupAuthorizationFailedError, TopicAuthorizationFailedError,
-                             TransactionalIdAuthorizationFailed)
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 
 from services import kafka
 from services.sdk import Agent, Capability, Completed, Task

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timezone
 from dataclasses import replace
+from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg

@@ -1,7 +1,7 @@
 """infra/acls.toml to Kafka ACL bindings, and what `acl apply` changes: no broker."""
 import pytest
 
-from services.security.acls import (AclFileError, Binding, bindings, in_scope, load, plan, principals)
+from services.security.acls import AclFileError, Binding, bindings, in_scope, load, plan, principals
 
 PREFIX = "orch"
 

@@ -5,8 +5,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit import checkpoints
-from services.audit.chain import (GENESIS, Entry, Head, canonical_bytes, check_chain, decode_headers,
-                                  encode_headers, extend, link)
+from services.audit.chain import (
+    GENESIS,
+    Entry,
+    Head,
+    canonical_bytes,
+    check_chain,
+    decode_headers,
+    encode_headers,
+    extend,
+    link,
+)
 from services.audit.checkpoints import Checkpoint
 from services.audit.verify import judge
 

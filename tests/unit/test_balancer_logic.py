@@ -8,8 +8,19 @@ import orjson
 from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.codec import decode
 from events.envelope import make_event
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued, TaskReassigned,
-                          TaskRejected, TaskRouted, TaskStarted, TaskSubmitted, TaskTimedOut)
+from events.tasks import (
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskHandedOff,
+    TaskQueued,
+    TaskReassigned,
+    TaskRejected,
+    TaskRouted,
+    TaskStarted,
+    TaskSubmitted,
+    TaskTimedOut,
+)
 from events.values import Candidate, Capability, CapabilityRequirement
 from projections.handlers import task_timed_out
 from services.balancer.logic import BalancerState, Limits, decide, tick

@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from events.agents import AgentDeregistered, AgentHealthChanged
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued, TaskRejected,
-                          TaskStarted)
+from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskQueued, TaskRejected, TaskStarted
 from services.balancer import logic
 from services.balancer.logic import BalancerState, Limits, decide, tick
 from services.balancer.queue import WaitingQueue

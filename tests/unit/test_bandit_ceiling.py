@@ -4,8 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.bandit_ceiling import (FAMILY_WEIGHT, POLICIES, family_weights, hindsight, kl_bernoulli, kl_upper,
-                                  picks, prior_strength, route)
+from bench.bandit_ceiling import (
+    FAMILY_WEIGHT,
+    POLICIES,
+    family_weights,
+    hindsight,
+    kl_bernoulli,
+    kl_upper,
+    picks,
+    prior_strength,
+    route,
+)
 
 
 def test_hindsight_takes_the_best_agent_of_each_group():

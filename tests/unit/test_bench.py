@@ -172,7 +172,8 @@ def test_a_report_gives_latency_by_hop_when_the_run_measured_it():
            "routing_hops_ms": {"route": hop, "forward": {**hop, "p50": 7.0}, "decide": hop}}
     text = report(run)
     assert "to the assignment handed to Kafka" in text
-    assert "| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | 2.0 / 4.0; 7.0 / 4.0; 2.0 / 4.0 |" in text
+    hops = "| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | 2.0 / 4.0; 7.0 / 4.0; 2.0 / 4.0 |"
+    assert hops in text
 
 
 # --- what the benchmark reads ---------------------------------------------------

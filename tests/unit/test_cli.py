@@ -20,7 +20,8 @@ def test_topics_list_json_describes_the_catalog():
     assert "TaskSubmitted" in topics["orchestrator.tasks"]["events"]
     assert topics["orchestrator.assignments"]["key"] == "agent_id"
     assert [t["dead_letter"] for t in topics.values()].count(True) == 1
-    assert all({"name", "events", "key", "partitions", "retention_ms", "dead_letter"} <= set(t) for t in topics.values())
+    fields = {"name", "events", "key", "partitions", "retention_ms", "dead_letter"}
+    assert all(fields <= set(t) for t in topics.values())
 
 
 def test_the_partition_of_a_key_is_kafkas_murmur2_choice():
@@ -30,9 +31,9 @@ def test_the_partition_of_a_key_is_kafkas_murmur2_choice():
 
 
 def test_every_subcommand_has_help(capsys):
-    for args in (["--help"], ["topics", "ensure", "--help"], ["topics", "list", "--help"], ["topics", "partition", "--help"],
-                 ["publish", "--help"], ["dlq", "list", "--help"], ["dlq", "replay", "--help"],
-                 ["replay", "--help"], ["serve", "--help"], ["config", "--help"]):
+    for args in (["--help"], ["topics", "ensure", "--help"], ["topics", "list", "--help"],
+                 ["topics", "partition", "--help"], ["publish", "--help"], ["dlq", "list", "--help"],
+                 ["dlq", "replay", "--help"], ["replay", "--help"], ["serve", "--help"], ["config", "--help"]):
         try:
             main(args)
         except SystemExit as exit_:

@@ -1,9 +1,18 @@
 """The compliance report: each source a section, a missing or failing source never sinks the report."""
 from datetime import datetime, timezone
 
-from services.compliance.report import (ATTENTION, OK, UNAVAILABLE, Section, acl_section, audit_section,
-                                        build_report, erasure_section, retention_section,
-                                        security_events_section)
+from services.compliance.report import (
+    ATTENTION,
+    OK,
+    UNAVAILABLE,
+    Section,
+    acl_section,
+    audit_section,
+    build_report,
+    erasure_section,
+    retention_section,
+    security_events_section,
+)
 from services.settings import Settings
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

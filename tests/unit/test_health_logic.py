@@ -4,8 +4,7 @@ from events.agents import AgentHealthChanged, AgentHeartbeat, AgentLoadSummarize
 from events.envelope import make_event
 from events.tasks import TaskReassigned, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.health.logic import (WATCHED, Policy, agent_of, decode_state, encode_state, new_state, on_event,
-                                   on_tick)
+from services.health.logic import WATCHED, Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick
 from tests.factories import T0, assigned, at, completed, deregistered, registered
 
 POLICY = Policy(heartbeat_interval=timedelta(seconds=5), degraded_after_missed=2, unhealthy_after_missed=4,

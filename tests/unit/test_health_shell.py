@@ -5,11 +5,10 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from events.errors import MalformedEvent
-from services.deadletter import H_ATTEMPT, H_OFFSET, H_PROCESSOR, H_TOPIC, dead_letter_headers
-from services.deadletter import ConsumedRecord
-from services.kafka import partition_of
+from services.deadletter import H_ATTEMPT, H_OFFSET, H_PROCESSOR, H_TOPIC, ConsumedRecord, dead_letter_headers
 from services.health.bootstrap import policy_from
 from services.health.logic import Policy
+from services.kafka import partition_of
 from services.settings import ConfigError, Settings
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import base64
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -15,7 +15,7 @@ from events.security import AgentKeyEnrolled, AgentKeyRevoked
 from events.tasks import TaskAssigned, TaskCompleted, TaskHandedOff, TaskSubmitted
 from events.values import Capability, CapabilityRequirement
 from services.identity.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Signer, b64, load_signer, write_private_key
-from services.identity.verify import (Assignments, Inbound, KeyRegistry, claim_of, verify, violation_event)
+from services.identity.verify import Assignments, Inbound, KeyRegistry, claim_of, verify, violation_event
 from services.settings import ConfigError, Settings
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -142,7 +142,8 @@ def test_an_outcome_for_an_attempt_never_assigned_is_refused_also_with_identity_
 
 
 def test_a_hand_off_counts_only_from_the_agent_holding_the_attempt():
-    handed = make_event(TaskHandedOff(task_id="task-1", from_agent_id="bob", attempt=1, reason="too busy"), producer="bob")
+    handed = make_event(TaskHandedOff(task_id="task-1", from_agent_id="bob", attempt=1, reason="too busy"),
+                        producer="bob")
     scenario = Given().given(TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="python"))
     assert kind_of(scenario.when(record(encode(handed)), mode="off")) == "not_assignee"
 
@@ -194,7 +195,8 @@ def test_a_violation_event_names_origin_and_kind_but_carries_no_payload():
     inbound = record(encode(completed("bob")), topic="t.task-outcomes")
     violation = Given().when(inbound, mode="off")
     event = decode(encode(make_event(violation_event(violation, inbound, "projector"), producer="projector")))
-    assert (event.body.kind, event.body.origin_topic, event.body.origin_offset) == ("not_assignee", "t.task-outcomes", 7)
+    body = event.body
+    assert (body.kind, body.origin_topic, body.origin_offset) == ("not_assignee", "t.task-outcomes", 7)
     assert "result_summary" not in encode(event).decode()
 
 

@@ -24,7 +24,8 @@ def test_a_topic_missing_from_the_broker_is_reported():
 
 def test_a_topic_whose_broker_retention_drifted_is_reported():
     row = topic_row(TASKS, "p", {"retention.ms": str(SEVEN_DAYS_MS), "cleanup.policy": "delete"})
-    assert (row["status"], row["declared_retention_ms"], row["actual_retention_ms"]) == ("drift", FOREVER, SEVEN_DAYS_MS)
+    assert (row["status"], row["declared_retention_ms"], row["actual_retention_ms"]) == (
+        "drift", FOREVER, SEVEN_DAYS_MS)
 
 
 def test_an_undeclared_table_and_a_missing_declared_one_are_reported():

@@ -129,7 +129,8 @@ def test_baseline_policies_decide_with_their_own_propensities():
     from services.router.policies import policy
     state = fleet(agent("a", python=0.9, in_flight=1), agent("b", python=0.2), agent("c", sql=0.9))
     rr = policy("round_robin")
-    assert [rr(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id for _ in range(3)] == ["a", "b", "a"]
+    chosen = [rr(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id for _ in range(3)]
+    assert chosen == ["a", "b", "a"]
     assert policy("least_loaded")(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id == "b"
     decision = policy("random")(task(("python", 0)), state, Weights(), random.Random(1))
     assert {c.propensity for c in decision.candidates} == {0.5} and decision.policy == "random"

@@ -15,8 +15,19 @@ from events.values import CapabilityRequirement
 from services.learner.beta import Beta
 from services.learner.features import Running, features
 from services.learner.model import LinearPredictor, SuccessModel
-from services.router.logic import (AgentState, Record, RouterState, Scored, Weights, capable, learn_outcome, route,
-                                   softmax, take_estimate, thompson)
+from services.router.logic import (
+    AgentState,
+    Record,
+    RouterState,
+    Scored,
+    Weights,
+    capable,
+    learn_outcome,
+    route,
+    softmax,
+    take_estimate,
+    thompson,
+)
 
 CAPABILITIES = ("python", "sql", "go", "rust")
 TEAMS = ("red", "blue", "green")

@@ -5,8 +5,15 @@ import random
 
 from events.agents import AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged, AgentRegistered
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated
-from events.tasks import (TaskAssigned, TaskCompleted, TaskFailed, TaskReassigned, TaskRejected, TaskRouted,
-                          TaskSubmitted)
+from events.tasks import (
+    TaskAssigned,
+    TaskCompleted,
+    TaskFailed,
+    TaskReassigned,
+    TaskRejected,
+    TaskRouted,
+    TaskSubmitted,
+)
 from events.values import Capability, CapabilityRequirement
 from services.learner.model import SuccessModel
 from services.router.app import exploration_rng

@@ -13,7 +13,8 @@ async def handler(task):
 
 
 def test_a_declaration_becomes_the_registration_event():
-    body = declaration(agent_id="coder-1", capabilities=[Capability(name="python", proficiency=0.8), {"name": "sql", "proficiency": 0.5}],
+    body = declaration(agent_id="coder-1",
+                       capabilities=[Capability(name="python", proficiency=0.8), {"name": "sql", "proficiency": 0.5}],
                        capacity=3, capacity_per_capability={"sql": 1}, cost_per_task=0.2,
                        labels={"zone": "eu"}, memory_profile={"store_kind": "vector", "retention_days": 30})
     assert body.display_name == "coder-1"

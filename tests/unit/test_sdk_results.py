@@ -19,7 +19,8 @@ def test_failed_keeps_the_handlers_verdict_on_retrying():
 
 
 def test_rejected_becomes_task_rejected():
-    assert outcome_for(ASSIGNMENT, Rejected("not my language"), 1.0) == TaskRejected(**ATTEMPT, reason="not my language")
+    rejected = outcome_for(ASSIGNMENT, Rejected("not my language"), 1.0)
+    assert rejected == TaskRejected(**ATTEMPT, reason="not my language")
 
 
 def test_an_unexpected_exception_is_a_retryable_failure_with_its_text():

@@ -34,7 +34,8 @@ def test_time_left_counts_down_to_the_deadline():
 
 async def test_a_hand_off_names_the_attempt_and_what_the_next_agent_needs():
     sent = []
-    await task_with(sent).hand_off(to_agent_id="sql-1", requirements=["sql", {"name": "python", "min_proficiency": 0.7}],
+    await task_with(sent).hand_off(to_agent_id="sql-1",
+                                   requirements=["sql", {"name": "python", "min_proficiency": 0.7}],
                                    reason="needs a database", subtask_id="task-1.1")
     assert sent == [TaskHandedOff(task_id="task-1", from_agent_id="agent-1", attempt=2, to_agent_id="sql-1",
                                   subtask_id="task-1.1", reason="needs a database",
