@@ -12,7 +12,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?= --duration 60 --warmup 15 --rate 167
-# SECURE=1: the secure profile (SASL_SSL broker on 19094, see README "Secure profile").
+# SECURE=1: the secure profile (SASL_SSL broker on 19094, see docs/operations.md, "Secure profile").
 STACK := bash infra/stack.sh$(if $(filter 1 yes true,$(SECURE)), --secure)
 # Runs a command with KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL of the stack exported.
 WITH_ENV := eval "$$($(STACK) env)" &&
