@@ -4,6 +4,7 @@
     <prefix>.agents ── in the group `<prefix>.learner` ──▶ which partitions this copy publishes for
     LearnerView's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
                          ──▶ <prefix>.models  (ModelPublished, every LEARNER_PUBLISH_EVERY outcomes)
+    how far that is on the broker, per partition read ──▶ <prefix>.learner-published (compacted, `marks.py`)
 
 What the learner learns is published every LEARNER_PUBLISH_INTERVAL_MS (200 ms), the latest
 estimate per agent and capability only (`outbox.py`): the router learns each outcome itself,
@@ -60,7 +61,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     @app.task
     async def follow_the_log():
         try:
-            await follower.run(publish, owned, owns_agent)
+            await follower.run(publish, owned, owns_agent, app.producer.flush)
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - a learner that stopped learning must say so

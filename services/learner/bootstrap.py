@@ -8,6 +8,7 @@ import faust
 from services.faust_worker import faust_brokers, run_worker
 from services.learner.app import SERVICE, create_app
 from services.learner.follower import LearnerFollower
+from services.learner.marks import KafkaMarks, ensure_learner_topics
 from services.learner.view import LearnerView
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
@@ -18,13 +19,15 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
     datadir = Path(settings.learner_data_dir) / settings.learner_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     view = LearnerView(publish_every=int(settings.learner_publish_every))
+    follower = LearnerFollower(settings, view, metrics, SERVICE, marks=KafkaMarks(settings))
     return create_app(
         app_id=settings.learner_app,
         brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
-        datadir=datadir, follower=LearnerFollower(settings, view, metrics, SERVICE), metrics=metrics)
+        datadir=datadir, follower=follower, metrics=metrics)
 
 
 def serve(settings: Settings) -> int:
     return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.learner_app}: a model every {settings.learner_publish_every} outcomes")
+                      started=f"{settings.learner_app}: a model every {settings.learner_publish_every} outcomes",
+                      prepare=(ensure_learner_topics,))

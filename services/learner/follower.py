@@ -4,18 +4,22 @@ what follows from the records of the partitions it owns in the group.
 The learner's state is a fold over every outcome in order, across all partitions, so each
 copy holds all of it, as the router does. Publishing is shared out by partition number:
 all the topics read have the same number of partitions, and a copy publishes what a record
-leads to only when it owns that partition of the agents topic in `<prefix>.learner`.
+leads to only when it owns that partition of the agents topic in `<prefix>.learner`, and then
+advances that partition's marks (`marks.py`): how far a restart has nothing to make up for.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
+from events.learning import ModelPublished
 from services.learner.outbox import Outbox
+from services.learner.owed import Owed
 from services.learner.view import HANDLED, LearnerView
 from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
@@ -25,29 +29,44 @@ FOLLOWED = ("agents", "tasks", "assignments", "task-outcomes")
 log = logging.getLogger("orchestrator.learner")
 
 Publish = Callable[[list[EventBody], Envelope | None], Awaitable[None]]
+Delivered = Callable[[], Awaitable[None]]  # returns once everything published so far is on the broker
+
+
+class PublishedMarks(Protocol):
+    async def read(self) -> dict[tuple[str, int], int]: ...
+    async def advance(self, positions: Mapping[tuple[str, int], int]) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class LearnerFollower:
-    def __init__(self, settings: Settings, view: LearnerView, metrics: ProcessorMetrics, service: str) -> None:
+    def __init__(self, settings: Settings, view: LearnerView, metrics: ProcessorMetrics, service: str, *,
+                 marks: PublishedMarks, open_log=open_from_start) -> None:
         self.settings = settings
         self.view = view
         self.metrics = metrics
         self.service = service
+        self.marks = marks
+        self.open_log = open_log
         self.ready = asyncio.Event()  # set once the state has caught up with the log as it was at start
 
     async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
-                  owns_agent: Callable[[str, frozenset[int]], bool]) -> None:
-        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched)
+                  owns_agent: Callable[[str, frozenset[int]], bool], delivered: Delivered) -> None:
+        owed = Owed(await self.marks.read())
+        consumer, ends = await self.open_log(self.settings, FOLLOWED, HANDLED, self._fetched)
         try:
-            # Publishing nothing while the backlog is applied: it was all published before.
-            await apply_backlog_in_time_order(consumer, ends, self._apply)
+            # Publishing nothing while the backlog is applied: estimates and the model follow from the
+            # state once caught up, and what else the last run left unpublished is owed.
+            await apply_backlog_in_time_order(consumer, ends, lambda record: owed.add(record, *self._apply(record)))
             log.info("learner caught up: %d agents, %d outcomes", len(self.view.state.cohorts.profiles),
                      self.view.outcomes)
             mine = await self._until_owning(owned)
+            for body, cause in owed.due(await self.marks.read(), mine):
+                await self._publish(publish, body, cause)
             for body in self.view.snapshot():
                 agent_id = getattr(body, "agent_id", None)
                 if agent_id is not None and owns_agent(agent_id, mine) or agent_id is None and 0 in mine:
-                    await publish([body], None)
+                    await self._publish(publish, body, None)
+            await self._published_up_to(delivered, {tp: end for tp, end in ends.items() if tp.partition in mine})
             self.ready.set()
             outbox, interval_s = Outbox(), float(self.settings.learner_publish_interval_ms) / 1000
             clock = asyncio.get_running_loop().time
@@ -61,9 +80,25 @@ class LearnerFollower:
                 if outbox and clock() - published_at >= interval_s:
                     published_at = clock()
                     for body, cause in outbox.drain():
-                        await publish([body], cause)
+                        await self._publish(publish, body, cause)
+                    mine = owned()
+                    await self._published_up_to(delivered, {tp: await consumer.position(tp) for tp in ends
+                                                            if tp.partition in mine})
         finally:
-            await consumer.stop()
+            try:
+                await consumer.stop()
+            finally:
+                await self.marks.stop()
+
+    async def _publish(self, publish: Publish, body: EventBody, cause: Envelope | None) -> None:
+        await publish([body], cause)
+        if isinstance(body, ModelPublished) and "accuracy" in body.metrics:
+            self.metrics.learner_accuracy.labels(self.service).set(body.metrics["accuracy"])
+
+    async def _published_up_to(self, delivered: Delivered, positions: Mapping[tuple[str, int], int]) -> None:
+        # A mark may pass a record only once what the record led to is on the broker.
+        await delivered()
+        await self.marks.advance(positions)
 
     async def _until_owning(self, owned: Callable[[], frozenset[int]], timeout_s: float = 60.0) -> frozenset[int]:
         # Until the group has given this copy its partitions, it cannot tell what is its to publish.

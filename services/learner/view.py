@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 
-from events.agents import AgentCapabilitiesChanged, AgentRegistered
+from events.agents import AgentCapabilitiesChanged, AgentMemoryProfileUpdated, AgentRegistered
 from events.envelope import EventBody
 from events.learning import SkillShiftDetected
 from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted, TaskSubmitted
@@ -96,6 +96,15 @@ def _capabilities_changed(view: LearnerView, event: AgentCapabilitiesChanged) ->
                                              versions=event.versions_after(profile.versions))))
 
 
+def _memory_profile_updated(view: LearnerView, event: AgentMemoryProfileUpdated) -> list[EventBody]:
+    profile = view.state.cohorts.profiles.get(event.agent_id)
+    if profile is None or profile.share_experience == event.memory_profile.share_experience:
+        return []
+    register(view.state, replace(profile, share_experience=event.memory_profile.share_experience))
+    # The agent's own estimate stays: what moves is the prior of every other agent declaring its capabilities.
+    return [e for c in sorted(profile.declared) for e in estimates(view.state, c)]
+
+
 def _submitted(view: LearnerView, event: TaskSubmitted) -> list[EventBody]:
     if event.features:
         _bounded(view.features, event.task_id, dict(event.features))
@@ -139,6 +148,7 @@ def _handed_off(view: LearnerView, event: TaskHandedOff) -> list[EventBody]:
 
 _HANDLERS = {
     AgentRegistered: _registered, AgentCapabilitiesChanged: _capabilities_changed,
+    AgentMemoryProfileUpdated: _memory_profile_updated,
     TaskSubmitted: _submitted, TaskRouted: _routed, TaskAssigned: _assigned,
     TaskCompleted: _ended, TaskFailed: _ended, TaskHandedOff: _handed_off,
 }
