@@ -21,3 +21,7 @@ class UnsupportedVersion(EventDecodeError):
 
 class InvalidEvent(EventDecodeError):
     pass
+
+
+class MisplacedEvent(EventDecodeError):
+    """An event found on a topic the catalog does not give it, so written by someone not allowed to speak it."""

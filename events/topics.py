@@ -1,6 +1,6 @@
 from dataclasses import asdict, dataclass
 
-from events.errors import UnknownEventType
+from events.errors import MisplacedEvent, UnknownEventType
 
 FOREVER = -1
 SEVEN_DAYS_MS = 7 * 24 * 60 * 60 * 1000
@@ -28,11 +28,16 @@ TOPICS: tuple[TopicSpec, ...] = (
             "AgentDeregistered",
             "AgentCapabilitiesChanged",
             "AgentMemoryProfileUpdated",
-            "AgentHealthChanged",
-            "AgentLoadSummarized",
         ),
         key="agent_id",
-        description="Agent lifecycle, declared capabilities, memory profiles and health verdicts.",
+        description="Agent lifecycle, declared capabilities and memory profiles.",
+    ),
+    TopicSpec(
+        name="health",
+        events=("AgentHealthChanged", "AgentLoadSummarized"),
+        key="agent_id",
+        description="The health monitor's verdicts and load summaries; apart from the agents topic, which "
+        "every agent may write, so that only the health monitor can declare an agent unhealthy.",
     ),
     TopicSpec(
         name="heartbeats",
@@ -113,6 +118,33 @@ def topic_for_event(event_type: str) -> TopicSpec:
         return _TOPIC_OF_EVENT[event_type]
     except KeyError:
         raise UnknownEventType(f"no topic carries event type {event_type!r}", event_type=event_type) from None
+
+
+def belongs(event_type: str, topic: str) -> bool:
+    """Whether the catalog puts `event_type` on `topic`, a full topic name (`<prefix>.<name>`).
+
+    Readers take an event only from its own topic: who may write a topic is what the ACLs
+    decide, so an event found on another (a verdict on the agents topic, which every agent
+    may write) comes from someone not allowed to speak it.
+    """
+    spec = _TOPIC_OF_EVENT.get(event_type)
+    return spec is not None and _split(topic)[1] == spec.name
+
+
+def misplaced(event_type: str, topic: str) -> MisplacedEvent | None:
+    """Why `event_type` is refused on `topic`, for readers that park what they refuse; None where it belongs."""
+    if belongs(event_type, topic):
+        return None
+    home = _TOPIC_OF_EVENT.get(event_type)
+    where = f"only {topic_name(home, _split(topic)[0])} carries it" if home else "no topic carries it"
+    return MisplacedEvent(f"{event_type} is not accepted on {topic}: {where}", event_type=event_type)
+
+
+def _split(topic: str) -> tuple[str, str]:
+    # Logical names hold no dot, so whatever the prefix, what follows the last dot is the name:
+    # a reader judges a record by its topic alone, a replay and a bulk load included.
+    prefix, _, name = topic.rpartition(".")
+    return prefix, name
 
 
 def spec_as_json(spec: TopicSpec) -> dict:

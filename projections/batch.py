@@ -6,6 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from events.codec import EventDecodeError, decode, header_type
+from events.envelope import Envelope
+from events.topics import misplaced
 from projections.handlers import ops_for
 from projections.ops import Op, Position
 
@@ -34,7 +36,7 @@ def prepare(records, until: datetime | None = None) -> Prepared:
     prepared = Prepared()
     for record in records:
         try:
-            event = decode(record.value)
+            event = on_its_topic(decode(record.value), record)
             ops = [] if until is not None and event.occurred_at > until else ops_for(event)
         except Exception as error:  # noqa: BLE001 - any failure parks the record, never stops us
             prepared.rejected.append((record, error))
@@ -50,9 +52,18 @@ def decode_record(record):
     again from its body alone, as the live projector judges every record.
     """
     named = header_type(record.headers)
-    if named is None:
-        return decode(record.value)
     try:
-        return decode(record.value, named)
-    except EventDecodeError:  # rare: the body alone decides, as for the live projector
-        return decode(record.value)
+        event = decode(record.value, named)
+    except EventDecodeError:
+        if named is None:
+            raise
+        event = decode(record.value)  # rare: the body alone decides, as for the live projector
+    return on_its_topic(event, record)
+
+
+def on_its_topic(event: Envelope, record) -> Envelope:
+    """The event, if the record's topic is the one the catalog gives it: on any other, whoever
+    wrote it may not speak it (a health verdict on the agents topic), so it is refused."""
+    if error := misplaced(event.event_type, record.topic):
+        raise error
+    return event

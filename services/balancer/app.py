@@ -1,6 +1,6 @@
 """The balancer's Faust app: the shell around `services.balancer.logic`.
 
-    <prefix>.tasks, .task-outcomes, .agents ─▶ forward (batches) ─┐
+    <prefix>.tasks, .task-outcomes, .agents, .health ─▶ forward ─┐
     timer (only the inbox's owner) ── tick ──────────────────────┴─▶ <app id>-inbox (1 partition, kept forever)
                                                                          │
                                                                   decide (batches, in order)
@@ -33,7 +33,7 @@ from aiokafka import AIOKafkaProducer
 
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
-from events.topics import DEAD_LETTER, PARTITIONS, topic_for_event, topic_name
+from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_for_event, topic_name
 from services.balancer.inbox import (
     INPUT_TYPES,
     ORIGIN_HEADER,
@@ -51,7 +51,7 @@ from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
 
 SERVICE = "balancer"
-INPUT_TOPICS = ("tasks", "task-outcomes", "agents")
+INPUT_TOPICS = ("tasks", "task-outcomes", "agents", "health")
 log = logging.getLogger("orchestrator.balancer")
 
 
@@ -108,11 +108,17 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                 except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
                     await park_on(copies.topic(dead_letter_topic), consumed, error, SERVICE, metrics)
                     continue
+            if named not in INPUT_TYPES:
+                continue
+            # An input on a topic the catalog does not give it is a forgery (a verdict on the agents
+            # topic, which every agent may write): parked, and kept out of the inbox like the refused.
+            if error := misplaced(named, record.topic):
+                await park_on(copies.topic(dead_letter_topic), consumed, error, SERVICE, metrics)
+                continue
             # Copied unread: the decider parses each input once, and parks what it cannot use.
-            if named in INPUT_TYPES:
-                origin = f"{record.topic}:{record.partition}:{record.offset}".encode()
-                await copies.send(inbox_topic, key=record.key, value=record.value,
-                                  headers=[*consumed.headers, (ORIGIN_HEADER, origin)])
+            origin = f"{record.topic}:{record.partition}:{record.offset}".encode()
+            await copies.send(inbox_topic, key=record.key, value=record.value,
+                              headers=[*consumed.headers, (ORIGIN_HEADER, origin)])
 
     def export_state() -> None:
         state = decisions.decider.state

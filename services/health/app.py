@@ -1,13 +1,16 @@
 """The health monitor's Faust app: the shell around `services.health.logic`.
 
     <prefix>.agents, .heartbeats ──▶ watch ──▶ table `agent-health` (keyed by agent)
-    timer ─▶ on_tick for every agent this worker owns ─▶ <prefix>.agents
+    timer ─▶ on_tick for every agent this worker owns ─▶ <prefix>.health
                                          (AgentHealthChanged, AgentLoadSummarized)
+
+Verdicts have a topic of their own, which only the monitor may write: on the agents topic,
+which every agent writes, any agent could declare another unhealthy.
 
 The monitor reads no per-task event: which tasks an agent holds is the balancer's to know,
 and the balancer reassigns them when the agent is declared unhealthy. Records whose
-`event_type` header names an event the monitor does not watch (its own verdicts, capability
-changes) are passed over unread.
+`event_type` header names an event the monitor does not watch (capability changes, memory
+profiles) are passed over unread; an event on a topic the catalog does not give it is parked.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import faust
 
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
-from events.topics import DEAD_LETTER, PARTITIONS, topic_name
+from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_name
 from services.deadletter import ConsumedRecord, park_on
 from services.health.logic import (
     WATCHED,
@@ -53,7 +56,7 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
         table_standby_replicas=0)
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats")), **raw)
-    verdicts_topic = topic_name("agents", topic_prefix)
+    verdicts_topic = topic_name("health", topic_prefix)
     verdicts = app.topic(verdicts_topic, **raw)
     dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
     heartbeats_topic = topic_name("heartbeats", topic_prefix)
@@ -90,6 +93,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             return
         try:
             event = decode(message.value, header_type(message.headers))
+            if error := misplaced(event.event_type, message.topic):
+                raise error
             agent_id = agent_of(event.body)
             if agent_id is None:
                 return

@@ -18,6 +18,7 @@ from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
 from events.errors import EventDecodeError
 from events.learning import ModelPublished
+from events.topics import belongs
 from services.learner.outbox import Outbox
 from services.learner.owed import Owed
 from services.learner.view import HANDLED, LearnerView
@@ -115,6 +116,8 @@ class LearnerFollower:
             envelope = decode(record.value, header_type(record.headers))
         except EventDecodeError:
             return None, []  # the projector parks what cannot be read; the learner only needs what it can
+        if not belongs(envelope.event_type, record.topic):
+            return None, []  # a forgery on a topic the catalog does not give its type: the projector parks it
         try:
             emitted = self.view.apply(envelope.body)
         except Exception:  # noqa: BLE001 - one odd event must not stop learning

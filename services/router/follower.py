@@ -15,12 +15,13 @@ import logging
 
 from events.codec import decode, header_type
 from events.errors import EventDecodeError
+from events.topics import belongs
 from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
 from services.router.state import HANDLED, RouterView
 from services.settings import Settings
 
-FOLLOWED = ("agents", "skills", "models", "assignments", "task-outcomes", "tasks")
+FOLLOWED = ("agents", "health", "skills", "models", "assignments", "task-outcomes", "tasks")
 log = logging.getLogger("orchestrator.router")
 
 
@@ -53,11 +54,13 @@ class LogFollower:
 
     def _apply(self, record) -> None:
         try:
-            body = decode(record.value, header_type(record.headers)).body
+            event = decode(record.value, header_type(record.headers))
         except EventDecodeError:
             return  # the projector parks what cannot be read; the router only needs what it can
+        if not belongs(event.event_type, record.topic):
+            return  # a forgery (a verdict on the agents topic): the projector and the balancer park it
         try:
-            self.view.apply(body)
+            self.view.apply(event.body)
         except Exception:  # noqa: BLE001 - one odd event must not stop routing
             log.exception("could not apply %s[%d]@%d to the router's view", record.topic, record.partition,
                           record.offset)

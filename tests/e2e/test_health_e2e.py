@@ -84,11 +84,11 @@ async def beating(settings: Settings, agent_id: str):
 
 
 class MonitorOutput:
-    """Everything the health monitor has published on the agents topic so far."""
+    """Everything the health monitor has published on its own topic so far."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.consumer = kafka.consumer(settings, topic_name("agents", settings.topic_prefix))
+        self.consumer = kafka.consumer(settings, topic_name("health", settings.topic_prefix))
         self.events = []
 
     async def __aenter__(self):

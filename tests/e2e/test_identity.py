@@ -283,7 +283,7 @@ async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings
     verdicts = []
 
     async def alice_verdicts():
-        consumer = kafka.consumer(settings, settings.topic("agents"))
+        consumer = kafka.consumer(settings, settings.topic("health"))
         await kafka.start(consumer, settings)
         try:
             while True:

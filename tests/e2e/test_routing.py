@@ -264,19 +264,23 @@ async def tasks_committed_past(settings: Settings, task_id: str) -> bool:
     return meta is not None and meta.offset > 0
 
 
+async def t1_held_by_good_with_backup_standing_by(settings: Settings, traffic: Traffic, good_capacity: int = 2):
+    """Agents `good` and `backup`, both known to the router, and task t-1 assigned to `good`, the better one."""
+    await publish_all(settings, [agent("good", capacity=good_capacity, python=0.95, **{"probe-good": 0.9}),
+                                 agent("backup", capacity=3, python=0.6, **{"probe-backup": 0.9})])
+    # The registry reaches the router on its own path: make sure it knows both agents.
+    await publish_all(settings, [task("probe-1", "probe-good"), task("probe-2", "probe-backup")])
+    await traffic.until(lambda: len(traffic.bodies(TaskAssigned, task_id="probe-1")) +
+                        len(traffic.bodies(TaskAssigned, task_id="probe-2")) == 2, "both agents known")
+    await publish_all(settings, [task("t-1")])
+    [first] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-1"), "t-1 assigned")
+    assert first.agent_id == "good"
+
+
 async def test_the_tasks_of_an_agent_found_unhealthy_are_reassigned(settings, tmp_path):
     async with Traffic(settings) as traffic:
         with router_and_balancer(settings, tmp_path):
-            await publish_all(settings, [agent("good", python=0.95, **{"probe-good": 0.9}),
-                                         agent("backup", capacity=3, python=0.6, **{"probe-backup": 0.9})])
-            # The registry reaches the router on its own path: make sure it knows both agents.
-            await publish_all(settings, [task("probe-1", "probe-good"), task("probe-2", "probe-backup")])
-            await traffic.until(lambda: len(traffic.bodies(TaskAssigned, task_id="probe-1")) +
-                                len(traffic.bodies(TaskAssigned, task_id="probe-2")) == 2, "both agents known")
-            await publish_all(settings, [task("t-1")])
-            [first] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-1"), "t-1 assigned")
-            assert first.agent_id == "good"
-
+            await t1_held_by_good_with_backup_standing_by(settings, traffic)
             await publish_all(settings, [make_event(AgentHealthChanged(
                 agent_id="good", previous="healthy", current="unhealthy", missed_heartbeats=4,
                 in_flight_task_ids=("t-1",)), producer="health")])

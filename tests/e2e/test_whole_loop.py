@@ -42,8 +42,8 @@ async def test_a_killed_agents_task_is_reassigned_and_completed_by_another(setti
             serving("balancer", settings, tmp_path):
         async with running(rescuer):
             async with running(doomed, drain=False):
-                async with TopicLog(settings, "agents") as agents:
-                    await agents.until(lambda es: len(of_type(es, "AgentHealthChanged")) >= 2, "both healthy",
+                async with TopicLog(settings, "health") as health:
+                    await health.until(lambda es: len(of_type(es, "AgentHealthChanged")) >= 2, "both healthy",
                                        timeout=60)
                 await publish_all(settings, [task("orphan")])
                 await asyncio.wait_for(picked_up.wait(), 60)
@@ -51,8 +51,8 @@ async def test_a_killed_agents_task_is_reassigned_and_completed_by_another(setti
             async with TopicLog(settings, "task-outcomes") as outcomes:
                 events = await outcomes.until(ended("orphan"), "the orphaned task to finish", timeout=60)
             unhealthy = {"agent_id": "doomed", "current": "unhealthy"}
-            async with TopicLog(settings, "agents") as agents:
-                verdicts = of_type(await agents.until(lambda es: of_type(es, "AgentHealthChanged", **unhealthy),
+            async with TopicLog(settings, "health") as health:
+                verdicts = of_type(await health.until(lambda es: of_type(es, "AgentHealthChanged", **unhealthy),
                                                       "the unhealthy verdict"), "AgentHealthChanged", **unhealthy)
             async with TopicLog(settings, "tasks") as tasks:
                 reassigned = of_type(await tasks.until(lambda es: of_type(es, "TaskReassigned"), "reassignment"),

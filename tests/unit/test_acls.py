@@ -51,6 +51,20 @@ def test_the_project_file_gives_agents_no_access_to_tasks_or_outcome_reading():
     assert ("topic", "literal", "orch.task-outcomes", "read") not in agent
 
 
+def test_the_project_file_lets_only_the_health_monitor_write_verdicts():
+    document = load()
+    every_principal = principals(document)
+    health_topic = ("topic", "literal", "orch.health")
+    writers = {user for user in every_principal if (*health_topic, "write") in allowed(document, user)}
+    readers = {user for user in every_principal if (*health_topic, "read") in allowed(document, user)}
+    assert writers == {"health"}
+    # the processors that act on verdicts; audit reads every topic through its prefixed pattern
+    assert readers == {"projector", "router", "balancer"}
+    assert ("topic", "prefixed", "orch.", "read") in allowed(document, "audit")
+    for agent in ("agent", "agent-2"):
+        assert not any(name == "orch.health" for _, _, name, _ in allowed(document, agent))
+
+
 def test_the_project_file_names_every_processor_and_agent_principal():
     assert set(principals(load())) >= {"projector", "router", "balancer", "health", "learner", "audit",
                                        "agent", "agent-2"}

@@ -9,7 +9,9 @@ from events.topics import (
     DEAD_LETTER,
     EVENT_TOPICS,
     TOPICS,
+    belongs,
     catalog_as_json_objects,
+    misplaced,
     topic_for_event,
     topic_name,
 )
@@ -74,3 +76,28 @@ def test_unknown_event_types_have_no_class_and_no_topic():
         body_class("Nope")
     with pytest.raises(UnknownEventType):
         topic_for_event("Nope")
+
+
+def test_a_health_verdict_is_accepted_on_the_health_topic_only():
+    assert belongs("AgentHealthChanged", "orchestrator.health")
+    assert belongs("AgentLoadSummarized", "orchestrator.health")
+    # the agents topic is one every agent may write: a verdict found there is a forgery
+    assert not belongs("AgentHealthChanged", "orchestrator.agents")
+    assert not belongs("AgentLoadSummarized", "orchestrator.agents")
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_every_event_type_belongs_on_its_own_topic_and_on_no_other(event_type):
+    home = topic_for_event(event_type)
+    assert [t.name for t in TOPICS if belongs(event_type, topic_name(t, "p.q"))] == [home.name]
+
+
+def test_a_misplaced_event_is_refused_with_where_it_belongs():
+    error = misplaced("AgentHealthChanged", "p.agents")
+    assert error.event_type == "AgentHealthChanged"
+    assert str(error) == "AgentHealthChanged is not accepted on p.agents: only p.health carries it"
+    assert misplaced("AgentHealthChanged", "p.health") is None
+
+
+def test_logical_topic_names_hold_no_dot_so_any_prefix_leaves_them_recognisable():
+    assert not any("." in t.name for t in TOPICS)

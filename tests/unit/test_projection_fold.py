@@ -7,6 +7,7 @@ import orjson
 
 from events.codec import encode, type_header
 from events.examples import example_event
+from events.topics import topic_for_event, topic_name
 from projections.fold import Fold, row_outranks
 from projections.folded_log import FoldedLog
 from projections.handlers import HANDLERS, ops_for
@@ -86,18 +87,23 @@ class Record:
 
 
 def _records(events, *, partition: int = 0, with_header: bool = True) -> list[Record]:
-    return [Record("t", partition, i, encode(e), [type_header(e)] if with_header else [])
-            for i, e in enumerate(events)]
+    """Each event on its own topic: an event is taken only from there."""
+    return [Record(topic_name(topic_for_event(e.event_type), "p"), partition, i, encode(e),
+                   [type_header(e)] if with_header else []) for i, e in enumerate(events)]
+
+
+# Where `_records` puts a lifecycle's five events, as (topic, partition): the last offset on each.
+LIFECYCLE_POSITIONS = {("p.tasks", 0): 1, ("p.assignments", 0): 2, ("p.task-outcomes", 0): 4}
 
 
 def test_every_record_advances_its_partition_whether_used_refused_or_rejected():
     folded = FoldedLog()
     records = _records(f.lifecycle("task-1"))
-    bad = Record("t", 1, 7, b"{not json", [])
+    bad = Record("p.tasks", 1, 7, b"{not json", [])
     folded.take(records[:3] + [bad], refused=[records[3]])
     folded.take(records[4:], refused=[])
 
-    assert folded.positions == {("t", 0): 4, ("t", 1): 7}
+    assert folded.positions == {**LIFECYCLE_POSITIONS, ("p.tasks", 1): 7}
     assert (folded.events, folded.rejected) == (6, 2)
     [task] = folded.fold.rows("tasks")
     assert task["status"] == "completed"
@@ -106,7 +112,7 @@ def test_every_record_advances_its_partition_whether_used_refused_or_rejected():
 def test_a_header_that_misdescribes_its_record_is_judged_by_the_body_as_the_live_projector_does():
     folded = FoldedLog()
     submitted = f.submitted("task-1")
-    folded.take([Record("t", 0, 0, encode(submitted), [("event_type", b"TaskStarted")])], refused=[])
+    folded.take([Record("p.tasks", 0, 0, encode(submitted), [("event_type", b"TaskStarted")])], refused=[])
 
     assert folded.rejected == 0
     assert [row["status"] for row in folded.fold.rows("tasks")] == ["submitted"]
@@ -118,4 +124,4 @@ def test_after_the_until_instant_events_only_advance_positions():
 
     [task] = folded.fold.rows("tasks")
     assert task["status"] == "routed"
-    assert folded.positions == {("t", 0): 4}
+    assert folded.positions == LIFECYCLE_POSITIONS
