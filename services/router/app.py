@@ -67,6 +67,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     async def emit(sends: Sends, decision: TaskRouted | TaskQueued, cause: Envelope, label: str) -> None:
         event = make_event(decision, producer=SERVICE, cause=cause)
+        if isinstance(decision, TaskRouted):
+            view.remember_routed(decision.task_id)
         await sends.send(tasks_topic, key=event.key.encode(), value=encode(event), headers=[type_header(event)])
         metrics.events_out.labels(SERVICE, tasks_topic).inc()
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
@@ -89,6 +91,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             try:
                 envelope = decode(record.value, named)
                 body = envelope.body
+                if isinstance(body, TaskSubmitted) and view.already_routed(body.task_id):
+                    continue  # delivered again: it was decided once, and that decision stands
                 decision = decide(envelope) if isinstance(body, TaskSubmitted) else None
             except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
                 await park_on(routes.topic(dead_letter_topic), ConsumedRecord.of(record), error, SERVICE, metrics)

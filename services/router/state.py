@@ -22,6 +22,7 @@ from events.tasks import (
     TaskHandedOff,
     TaskReassigned,
     TaskRejected,
+    TaskRouted,
     TaskSubmitted,
     TaskTimedOut,
 )
@@ -35,6 +36,10 @@ log = logging.getLogger("orchestrator.router")
 # router reads several topics, which have no common order) waits here for it, and a
 # duplicate of either is recognised. Bounded, the oldest forgotten first.
 REMEMBERED_ENDINGS = 100_000
+# Tasks the router has routed, as read back from the log: a submission delivered again (its
+# batch was read but not committed before a crash or a rebalance, or a client sent it twice)
+# is not decided a second time. Bounded like the endings: redeliveries come within moments.
+REMEMBERED_ROUTINGS = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,18 @@ class RouterView:
     # (task, agent, attempt) -> the outcome still waiting for its assignment, or None once applied
     endings: OrderedDict = field(default_factory=OrderedDict)
     registry_version: int = 0  # changes whenever an agent's routability or capabilities may have
+    routed: OrderedDict = field(default_factory=OrderedDict)  # task id -> None, the latest last
+
+    def already_routed(self, task_id: str) -> bool:
+        return task_id in self.routed
+
+    def remember_routed(self, task_id: str) -> None:
+        """Called for each TaskRouted read from the log, and by the router as it emits one: a copy
+        of the submission in the same batch comes before the log has it back."""
+        self.routed[task_id] = None
+        self.routed.move_to_end(task_id)
+        while len(self.routed) > REMEMBERED_ROUTINGS:
+            self.routed.popitem(last=False)
 
     def apply(self, event: EventBody) -> None:
         handler = _HANDLERS.get(type(event))
@@ -118,6 +135,10 @@ def _health_changed(view: RouterView, event: AgentHealthChanged) -> None:
         # The balancer takes every task from an unhealthy agent, to retry it elsewhere or drop it.
         for task_id in [t for t, h in view.holdings.items() if h.agent_id == event.agent_id]:
             view._release(task_id)
+
+
+def _routed(view: RouterView, event: TaskRouted) -> None:
+    view.remember_routed(event.task_id)
 
 
 def _submitted(view: RouterView, event: TaskSubmitted) -> None:
@@ -203,7 +224,7 @@ def _model_published(view: RouterView, event: ModelPublished) -> None:
 _HANDLERS = {
     AgentRegistered: _registered, AgentCapabilitiesChanged: _capabilities_changed,
     AgentDeregistered: _deregistered, AgentHealthChanged: _health_changed,
-    TaskSubmitted: _submitted, TaskAssigned: _assigned, TaskCompleted: _ended, TaskFailed: _ended,
+    TaskSubmitted: _submitted, TaskRouted: _routed, TaskAssigned: _assigned, TaskCompleted: _ended, TaskFailed: _ended,
     TaskRejected: _ended, TaskHandedOff: _handed_off, TaskTimedOut: _timed_out, TaskReassigned: _reassigned,
     SkillEstimated: _skill_estimated, RelationshipScored: _relationship_scored, ModelPublished: _model_published,
 }

@@ -320,3 +320,17 @@ async def test_a_balancer_killed_mid_stream_resumes_without_over_assigning_or_de
     # Decisions the killed balancer had published are recognised by their ids and not sent again.
     assignments = traffic.envelopes(TaskAssigned)
     assert len(assignments) == len({e.event_id for e in assignments})
+
+
+async def test_a_submission_delivered_again_is_decided_once_even_by_a_restarted_router(settings, tmp_path):
+    again = task("t-again")
+    async with Traffic(settings) as traffic:
+        with serving("router", settings, tmp_path, run="-first"):
+            await publish_all(settings, [agent("py-1", python=0.9)])
+            await publish_all(settings, [again, again, task("t-next")])  # a client that sent it twice
+            await traffic.until(lambda: traffic.bodies(TaskRouted, task_id="t-next"), "t-next routed")
+        with serving("router", settings, tmp_path, run="-second"):
+            await publish_all(settings, [again, task("t-last")])  # and once more, to a router that restarted
+            await traffic.until(lambda: traffic.bodies(TaskRouted, task_id="t-last"), "t-last routed")
+
+    assert len(traffic.bodies(TaskRouted, task_id="t-again")) == 1

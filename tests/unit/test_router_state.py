@@ -146,3 +146,13 @@ def test_a_decision_is_reproducible_from_the_task_and_the_seed():
     others = {route(task, view.state, weights, exploration_rng(seed, "t-42")).chosen_agent_id for seed in range(40)}
     assert len(others) > 1
     assert isinstance(route(task, view.state, weights, random.Random(1)), TaskRouted)
+
+
+def test_a_task_read_back_as_routed_is_known_so_its_submission_is_not_decided_twice():
+    view = given(registered("a1"))
+    task = TaskSubmitted(task_id="t-7", submitter="c", requirements=(CapabilityRequirement(name="python"),))
+    assert not view.already_routed("t-7")
+
+    view.apply(route(task, view.state, Weights(), random.Random(1)))
+
+    assert view.already_routed("t-7") and not view.already_routed("t-8")
