@@ -60,7 +60,6 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     view = follower.view
     routes, retries = Sends(), Sends()  # the batch reader's, and the timer's
     waiting = WaitingTasks()
-    routed_from_waiting: set[bytes] = set()  # emitted, not yet back through the tasks topic to be removed
 
     def decide(submitted: Envelope) -> TaskRouted | TaskQueued:
         return policy(submitted.body, view.state, weights, exploration_rng(seed, submitted.body.task_id))
@@ -75,7 +74,6 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     async def no_longer_waiting(record) -> None:
         if waiting.remove(record.partition, record.key):
-            routed_from_waiting.discard(record.key)
             await routes.send(waiting_topic, key=record.key, value=None, partition=record.partition)
 
     async def route(records: list) -> None:
@@ -151,12 +149,11 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             return  # nothing that decides who is capable has changed
         seen.update(registry=view.registry_version, owned=owned)
         for partition, key, value in waiting.items():
-            if key in routed_from_waiting or partition not in owned:
+            if view.already_routed(key.decode()) or partition not in owned:  # routed, not yet read back
                 continue
             submitted = decode(value)
             decision = decide(submitted)
             if isinstance(decision, TaskRouted):
-                routed_from_waiting.add(key)
                 await emit(retries, decision, submitted, "routed-after-waiting")
         await retries.settle()
 
