@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from events.envelope import Envelope
-from projections.handlers import handles
 from projections.ops import Insert, Op, Upsert
+from projections.registry import handles
 
 _SKILL_COLUMNS = ("proficiency", "confidence", "successes", "attempts", "model_version")
 

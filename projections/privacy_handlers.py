@@ -6,8 +6,8 @@ came, ciphertext included, and no projection ever holds a key to open it.
 from __future__ import annotations
 
 from events.envelope import Envelope
-from projections.handlers import handles
 from projections.ops import Insert, Op
+from projections.registry import handles
 
 
 @handles("SubjectErased")

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from events.envelope import Envelope
-from projections.handlers import handles
 from projections.ops import Insert, Op
+from projections.registry import handles
 
 
 def _row(event: Envelope, kind: str, key_id: str | None, detail: dict, **origin) -> Insert:

@@ -22,7 +22,7 @@ from events.tasks import (
     TaskTimedOut,
 )
 from events.values import Candidate, Capability, CapabilityRequirement
-from projections.handlers import task_timed_out
+from projections.task_handlers import task_timed_out
 from services.balancer.logic import BalancerState, Limits, decide, tick
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
