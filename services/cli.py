@@ -10,10 +10,16 @@ from datetime import datetime
 
 import orjson
 
+from bench import cli as bench_cli
 from events.catalog import body_class
 from events.codec import EventDecodeError, decode
 from events.envelope import make_event
 from events.topics import catalog_as_json_objects
+from services import processors
+from services.audit import cli as audit_cli
+from services.identity import cli as identity_cli
+from services.privacy import cli as privacy_cli
+from services.security import commands as security_commands
 from services.settings import ConfigError, Settings, documented_variables
 
 
@@ -87,8 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit"],
-                       help="which processor")
+    serve.add_argument("processor", choices=list(processors.PROCESSORS), help="which processor")
     serve.set_defaults(run=cmd_serve)
 
     simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
@@ -119,11 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # Each area below adds its own commands from its own module.
     # --- area commands ---
-    __import__("services.privacy.cli", fromlist=["add_commands"]).add_commands(commands)
-    __import__("services.security.commands", fromlist=["add_commands"]).add_commands(commands)
-    __import__("services.audit.cli", fromlist=["add_commands"]).add_commands(commands)
-    __import__("services.identity.cli", fromlist=["add_commands"]).add_commands(commands)
-    __import__("bench.cli", fromlist=["add_commands"]).add_commands(commands)
+    privacy_cli.add_commands(commands)
+    security_commands.add_commands(commands)
+    audit_cli.add_commands(commands)
+    identity_cli.add_commands(commands)
+    bench_cli.add_commands(commands)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)
@@ -241,42 +246,8 @@ def cmd_replay(args, settings: Settings) -> int:
     return 0
 
 
-# Read models and learning can catch up later; routing cannot. On a saturated machine, sharing
-# the CPU equally starved the router and balancer: at 167 tasks/s offered, 31-33/s completed
-# against 57/s when these yield. The health monitor stays on the path: its verdicts on
-# heartbeats must stay current, or a lagging monitor would declare live agents silent.
-OFF_ROUTING_PATH = frozenset({"projector", "learner", "audit"})
-
-
-def yield_cpu_if_off_path(processor: str, settings: Settings) -> int:
-    """Lower this process's priority if `processor` is off the routing path; returns the increment."""
-    increment = int(settings.off_path_nice) if processor in OFF_ROUTING_PATH else 0
-    if increment:
-        os.nice(increment)
-    return increment
-
-
 def cmd_serve(args, settings: Settings) -> int:
-    yield_cpu_if_off_path(args.processor, settings)
-    if args.processor == "health":
-        from services.health.bootstrap import serve as serve_health
-        return serve_health(settings)
-    if args.processor == "router":
-        from services.router.bootstrap import serve as serve_router
-        return serve_router(settings)
-    if args.processor == "learner":
-        from services.learner.bootstrap import serve as serve_learner
-        return serve_learner(settings)
-    if args.processor == "balancer":
-        from services.balancer.bootstrap import serve as serve_balancer
-        return serve_balancer(settings)
-    if args.processor == "audit":
-        from services.audit.bootstrap import serve as serve_audit
-        asyncio.run(serve_audit(settings))
-        return 0
-    from services.projector.bootstrap import serve
-    asyncio.run(serve(settings))
-    return 0
+    return processors.serve(args.processor, settings)
 
 
 def cmd_simulate(args, settings: Settings) -> int:
@@ -309,7 +280,6 @@ def cmd_evaluate(args, settings: Settings) -> int:
 
 
 def cmd_config(args, settings: Settings) -> int:
-    import os
     for name, default, doc in documented_variables():
         print(f"{name}={os.environ.get(name, default)}\t# {doc}")
     return 0

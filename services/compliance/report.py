@@ -7,7 +7,6 @@ instead of failing, so the report always shows everything that can be known.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from services.privacy import erasure as privacy_erasure
+from services.privacy import retention as privacy_retention
+from services.security import broker_acls
 from services.settings import Settings
 
 log = logging.getLogger("orchestrator.compliance")
@@ -121,7 +123,6 @@ def _plain(value):
 # --- shells: one per source, each allowed to be missing ---------------------------------
 
 async def acls(settings: Settings) -> Section:
-    broker_acls = importlib.import_module("services.security.broker_acls")
     try:
         bindings = await broker_acls.in_force(settings)
     except broker_acls.AclError as error:
@@ -135,13 +136,11 @@ async def acls(settings: Settings) -> Section:
 
 
 async def retention(settings: Settings) -> Section:
-    module = importlib.import_module("services.privacy.retention")
-    return retention_section(await module.retention_report(settings))
+    return retention_section(await privacy_retention.retention_report(settings))
 
 
 async def erasures(settings: Settings) -> Section:
-    module = importlib.import_module("services.privacy.erasure")
-    return erasure_section(await module.erasures(settings))
+    return erasure_section(await privacy_erasure.erasures(settings))
 
 
 async def audit(settings: Settings) -> Section:

@@ -2,7 +2,8 @@ import json
 import subprocess
 import sys
 
-from services.cli import main, yield_cpu_if_off_path
+from services.cli import main
+from services.processors import yield_cpu_if_off_path
 from services.settings import Settings
 
 
@@ -72,7 +73,7 @@ def test_a_record_parked_by_several_processors_is_re_injected_once():
 
 def test_processors_off_the_routing_path_yield_the_cpu_and_the_path_keeps_its_priority(monkeypatch):
     increments = []
-    monkeypatch.setattr("services.cli.os.nice", increments.append)
+    monkeypatch.setattr("services.processors.os.nice", increments.append)
     defaults, equal = Settings.from_env({}), Settings.from_env({"OFF_PATH_NICE": "0"})
 
     given = {name: yield_cpu_if_off_path(name, defaults)
