@@ -17,6 +17,7 @@ from events.envelope import make_event
 from events.topics import catalog_as_json_objects
 from services import processors
 from services.audit import cli as audit_cli
+from services.compliance import cli as compliance_cli
 from services.identity import cli as identity_cli
 from services.privacy import cli as privacy_cli
 from services.security import commands as security_commands
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     privacy_cli.add_commands(commands)
     security_commands.add_commands(commands)
     audit_cli.add_commands(commands)
+    compliance_cli.add_commands(commands)
     identity_cli.add_commands(commands)
     bench_cli.add_commands(commands)
 
@@ -201,7 +203,7 @@ def cmd_publish(args, settings: Settings) -> int:
 
 
 def cmd_dlq_list(args, settings: Settings) -> int:
-    from services.dlq import read_parked
+    from services.deadletter.reinject import read_parked
     parked = asyncio.run(read_parked(settings, limit=args.limit))
     for item in parked:
         if args.json:
@@ -221,7 +223,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
 
 
 def cmd_dlq_replay(args, settings: Settings) -> int:
-    from services.dlq import replay_parked
+    from services.deadletter.reinject import replay_parked
     only = set()
     for item in args.only:
         try:

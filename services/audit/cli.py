@@ -1,4 +1,4 @@
-"""Commands of the audit area: `audit verify`, `db roles`, `compliance report`."""
+"""Commands of the audit area: `audit verify`, `db roles`."""
 from __future__ import annotations
 
 import asyncio
@@ -23,13 +23,8 @@ def add_commands(commands) -> None:
     roles.add_argument("--json", action="store_true", help="print what was granted as JSON")
     roles.set_defaults(run=cmd_db_roles)
 
-    compliance = commands.add_parser("compliance", help="compliance reporting").add_subparsers(metavar="ACTION")
-    report = compliance.add_parser("report", help="ACLs, retention, erasures, audit verification, security events")
-    report.add_argument("--json", action="store_true", help="print one JSON object")
-    report.set_defaults(run=cmd_compliance_report)
 
-
-def _print(data, as_json: bool, text: str) -> None:
+def print_result(data, as_json: bool, text: str) -> None:
     print(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() if as_json else text)
 
 
@@ -40,19 +35,13 @@ def cmd_audit_verify(args, settings: Settings) -> int:
     except AuditLogMissing as error:
         print(f"orchestrator: {error}", file=sys.stderr)
         return 2
-    _print(verdict.as_json(), args.json, verdict.as_text())
+    print_result(verdict.as_json(), args.json, verdict.as_text())
     return 0 if verdict.ok else 1
 
 
 def cmd_db_roles(args, settings: Settings) -> int:
     from services.audit.roles import apply_roles
     applied = asyncio.run(apply_roles(settings))
-    _print(applied.as_json(), args.json, applied.as_text())
+    print_result(applied.as_json(), args.json, applied.as_text())
     return 0
 
-
-def cmd_compliance_report(args, settings: Settings) -> int:
-    from services.compliance.report import build_report
-    report = asyncio.run(build_report(settings))
-    _print(report.as_json(), args.json, report.as_text())
-    return 0

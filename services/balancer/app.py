@@ -46,7 +46,7 @@ from services.balancer.inbox import (
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
-from services.deadletter import ConsumedRecord, park_on
+from services.deadletter.park import ConsumedRecord, park_on
 from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
 

@@ -25,7 +25,7 @@ import faust
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_name
-from services.deadletter import ConsumedRecord, park_on
+from services.deadletter.park import ConsumedRecord, park_on
 from services.health.logic import (
     WATCHED,
     AgentState,

@@ -12,7 +12,7 @@ from events.topics import DEAD_LETTER, EVENT_TOPICS, topic_name
 from projections.migrate import migrate
 from projections.postgres_view import PostgresView
 from services import kafka
-from services.deadletter import DeadLetters
+from services.deadletter.park import DeadLetters
 from services.identity.gate import IdentityGate
 from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics

@@ -30,7 +30,7 @@ from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, PARTITIONS, topic_name
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
-from services.deadletter import ConsumedRecord, park_on
+from services.deadletter.park import ConsumedRecord, park_on
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights

@@ -25,7 +25,7 @@ from events.errors import EventDecodeError, InvalidEvent
 from events.tasks import TaskAssigned, TaskHandedOff, TaskRejected, TaskStarted
 from events.topics import topic_for_event
 from events.values import Capability, MemoryProfile
-from services.deadletter import dead_letter_headers
+from services.deadletter.park import dead_letter_headers
 from services.identity.signing import Signer, load_signer
 from services.sdk.capacity import Slots, read_ahead_window
 from services.sdk.ledger import Ledger

@@ -11,7 +11,7 @@ import pytest
 
 from events.topics import TOPICS
 from services import kafka
-from services.dlq import read_parked
+from services.deadletter.reinject import read_parked
 from tests import factories as f
 from tests.e2e.helpers import drop_schema, fetch, publish_all, publish_raw, running_projector, wait_for
 

@@ -21,7 +21,7 @@ from services.audit.bootstrap import auditor_running, run_until
 from services.audit.chain import Head, extend
 from services.audit.store import WRITER_LOCK, read_rows
 from services.audit.verify import verify
-from services.deadletter import dead_letter_headers
+from services.deadletter.park import dead_letter_headers
 from services.feed import scripted_feed
 from tests.e2e.helpers import drop_schema, publish_all, publish_raw, wait_for
 

@@ -16,7 +16,7 @@ from events.codec import decode
 from events.envelope import make_event
 from events.topics import DEAD_LETTER, topic_name
 from services import kafka
-from services.deadletter import parked_from
+from services.deadletter.park import parked_from
 from services.settings import Settings
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for

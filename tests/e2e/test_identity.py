@@ -21,7 +21,7 @@ from events.topics import DEAD_LETTER, topic_for_event, topic_name
 from events.values import Capability
 from services import kafka
 from services.balancer.app import reader_group
-from services.deadletter import parked_from
+from services.deadletter.park import parked_from
 from services.identity.signing import Signer, b64, load_signer
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import projector_running

@@ -16,7 +16,7 @@ from projections.memory_view import InMemoryView
 from projections.ops import Position
 from projections.postgres_view import dump
 from services import kafka
-from services.dlq import read_parked, replay_parked
+from services.deadletter.reinject import read_parked, replay_parked
 from services.feed import scripted_feed
 from services.projector.catchup import events_projected
 from services.replay import replay

@@ -24,7 +24,7 @@ from events.topics import DEAD_LETTER, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
 from services.balancer.app import reader_group
-from services.deadletter import Parked, parked_from
+from services.deadletter.park import Parked, parked_from
 from services.kafka import partition_of
 from services.settings import Settings
 from tests.conftest import ROOT

@@ -58,8 +58,8 @@ def test_a_bad_setting_is_named():
 
 
 def test_a_record_parked_by_several_processors_is_re_injected_once():
-    from services.deadletter import Parked
-    from services.dlq import _once_per_origin
+    from services.deadletter.park import Parked
+    from services.deadletter.reinject import _once_per_origin
 
     def parked(offset, processor, origin_offset=7, attempt=1):
         return Parked(offset=offset, partition=0, key=b"k", value=b"v", origin_topic="p.tasks",

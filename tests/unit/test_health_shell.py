@@ -5,7 +5,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
 from events.errors import MalformedEvent
-from services.deadletter import H_ATTEMPT, H_OFFSET, H_PROCESSOR, H_TOPIC, ConsumedRecord, dead_letter_headers
+from services.deadletter.park import H_ATTEMPT, H_OFFSET, H_PROCESSOR, H_TOPIC, ConsumedRecord, dead_letter_headers
 from services.health.bootstrap import policy_from
 from services.health.logic import Policy
 from services.kafka import partition_of

@@ -5,7 +5,7 @@ from aiokafka import TopicPartition
 
 from events.topics import DEAD_LETTER, topic_name
 from services import kafka
-from services.deadletter import H_ATTEMPT, Parked, parked_from
+from services.deadletter.park import H_ATTEMPT, Parked, parked_from
 from services.settings import Settings
 
 
