@@ -15,35 +15,12 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from services.audit import checkpoints
-from services.audit.chain import Entry, Head, extend
+from services.audit.chain import Head, extend
 from services.audit.checkpoints import Checkpoint
+from services.audit.logic import checkpoint_due, entry_of, fresh
 from services.projector.app import Projector
 
 log = logging.getLogger("orchestrator.audit")
-
-
-def entry_of(record) -> Entry:
-    return Entry(record.topic, record.partition, record.offset, record.timestamp, record.key, record.value,
-                 tuple((name, value) for name, value in (record.headers or ())))
-
-
-def fresh(records, stored: dict[tuple[str, int], int]) -> list:
-    """Records past the stored position of their partition, each once, in consumed order.
-
-    A redelivery (a rebalance, a retried fetch) must not add a row a second time.
-    """
-    newest = dict(stored)
-    kept = []
-    for record in records:
-        tp = (record.topic, record.partition)
-        if record.offset > newest.get(tp, -1):
-            newest[tp] = record.offset
-            kept.append(record)
-    return kept
-
-
-def checkpoint_due(rows_since: int, seconds_since: float, *, every_rows: int, every_s: float) -> bool:
-    return rows_since > 0 and (rows_since >= every_rows or seconds_since >= every_s)
 
 
 class Checkpointer:
@@ -110,9 +87,3 @@ class Auditor(Projector):
     def _checkpoint(self, force: bool = False) -> None:
         if self.checkpointer.maybe(self.head, self.position, force=force):
             self.metrics.audit_checkpoint_time.labels(self.metrics.service).set(time.time())
-
-
-def newest_valid(found: list[tuple[str, Checkpoint | None]], public_key) -> Checkpoint | None:
-    valid = [c for _, c in found if c is not None and checkpoints.signature_valid(c, public_key)]
-    return max(valid, key=lambda c: c.last_seq, default=None)
-

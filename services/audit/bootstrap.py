@@ -13,7 +13,8 @@ import psycopg
 from events.topics import TOPICS, topic_name
 from services import kafka
 from services.audit import checkpoints
-from services.audit.app import Auditor, Checkpointer, newest_valid
+from services.audit.app import Auditor, Checkpointer
+from services.audit.logic import newest_valid
 from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import DatabaseUnavailable

@@ -6,9 +6,10 @@ import orjson
 import pytest
 
 from services.audit import checkpoints
-from services.audit.app import Checkpointer, checkpoint_due, fresh, newest_valid
+from services.audit.app import Checkpointer
 from services.audit.bootstrap import checkpointer_for
 from services.audit.chain import Head
+from services.audit.logic import checkpoint_due, fresh, newest_valid
 from services.settings import ConfigError, Settings
 
 
