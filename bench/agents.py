@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import fields
 from datetime import datetime, timezone
 
 from bench.machine import describe
@@ -31,7 +30,7 @@ from events.topics import topic_for_event, topic_name
 from events.values import Capability
 from services import kafka
 from services.sdk import Agent, Completed
-from services.settings import Settings
+from services.settings import Settings, as_environ
 
 
 def _pct(values, q):
@@ -79,7 +78,7 @@ async def sdk_overhead(settings: Settings, tasks: int, capacity: int) -> dict:
 
 
 async def health_delay(settings: Settings, interval: float = 1.0, degraded_after: int = 2) -> dict:
-    env = {**os.environ, **{f.metadata["env"]: getattr(settings, f.name) for f in fields(Settings)},
+    env = {**os.environ, **as_environ(settings),
            "HEALTH_HEARTBEAT_INTERVAL_S": str(interval), "HEALTH_DEGRADED_AFTER_MISSED": str(degraded_after),
            "HEALTH_UNHEALTHY_AFTER_MISSED": str(degraded_after + 2), "HEALTH_TICK_INTERVAL_S": "0.1",
            "HEALTH_DATA_DIR": tempfile.mkdtemp(), "LOG_LEVEL": "WARNING"}

@@ -25,7 +25,7 @@ from services.settings import Settings
 
 async def produce_consume(settings: Settings, *, messages: int, size: int) -> dict:
     topic = f"{settings.topic_prefix}.raw-ceiling-{uuid.uuid4().hex[:6]}"
-    await kafka.ensure_own_topics(settings, [NewTopic(topic, PARTITIONS, int(settings.replication_factor))])
+    await kafka.ensure_own_topics(settings, [NewTopic(topic, PARTITIONS, settings.replication_factor)])
     try:
         return await _run(settings, topic, messages, size)
     finally:

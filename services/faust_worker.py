@@ -42,7 +42,7 @@ def fetch_settings(settings: Settings) -> None:
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
     create = getattr(AIOKafkaConsumerThread._create_worker_consumer, "faust_default", None) or \
         AIOKafkaConsumerThread._create_worker_consumer
-    max_wait_ms, min_bytes = int(settings.faust_fetch_max_wait_ms), int(settings.faust_fetch_min_bytes)
+    max_wait_ms, min_bytes = settings.faust_fetch_max_wait_ms, settings.faust_fetch_min_bytes
 
     def create_worker_consumer(self, transport):
         consumer = create(self, transport)
@@ -92,7 +92,7 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
     for ensure in (kafka.ensure_topics, *prepare):
         loop.run_until_complete(ensure(settings))
     metrics = ProcessorMetrics(service)
-    metrics.serve(int(settings.metrics_port))
+    metrics.serve(settings.metrics_port)
     fetch_settings(settings)
     app = make_app(metrics)
     loop.run_until_complete(kafka.ensure_own_topics(settings, internal_topics(app)))
@@ -100,7 +100,7 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
     # and Faust opens no connection before the worker starts.
     app.conf.broker_credentials = faust_credentials(settings)
     # Faust's own default is a minute: that long, a killed copy would hold its partitions.
-    app.conf.broker_session_timeout = float(settings.group_session_timeout_s)
+    app.conf.broker_session_timeout = settings.group_session_timeout_s
     log.info("%s starting: %s", service, started)
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
                           redirect_stdouts=False, quiet=True)

@@ -52,7 +52,7 @@ def admin_client(settings: Settings, **options) -> AIOKafkaAdminClient:
 
 def producer(settings: Settings, **options) -> AIOKafkaProducer:
     # acks=all + idempotence: a retried send never duplicates or reorders within a partition.
-    options = {"acks": "all", "enable_idempotence": True, "linger_ms": int(settings.kafka_linger_ms), **options}
+    options = {"acks": "all", "enable_idempotence": True, "linger_ms": settings.kafka_linger_ms, **options}
     return AIOKafkaProducer(**connection_options(settings), **options)
 
 
@@ -131,7 +131,7 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
     results: list[TopicCheck] = []
     if missing:
         response = await admin.create_topics([
-            NewTopic(n, names[n].partitions, int(settings.replication_factor),
+            NewTopic(n, names[n].partitions, settings.replication_factor,
                      topic_configs=desired_configs(names[n]))
             for n in missing])
         hidden = set()

@@ -31,8 +31,8 @@ async def open_from_start(settings: Settings, logical_topics, event_types: froze
     # Fetches that wait a little for company: one asking after every partition of several topics
     # for each new record would cost more than the record.
     consumer = kafka.consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024,
-                              fetch_max_wait_ms=int(settings.batch_fetch_max_wait_ms),
-                              fetch_min_bytes=int(settings.batch_fetch_min_bytes))
+                              fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
+                              fetch_min_bytes=settings.batch_fetch_min_bytes)
     await kafka.start(consumer, settings)
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)

@@ -69,7 +69,7 @@ PROCESSORS: dict[str, Processor] = {p.name: p for p in (
 
 def yield_cpu_if_off_path(processor: str, settings: Settings) -> int:
     """Lower this process's priority if `processor` is off the routing path; returns the increment."""
-    increment = 0 if PROCESSORS[processor].on_routing_path else int(settings.off_path_nice)
+    increment = 0 if PROCESSORS[processor].on_routing_path else settings.off_path_nice
     if increment:
         os.nice(increment)
     return increment

@@ -21,79 +21,111 @@ class ConfigError(ValueError):
     pass
 
 
-# --- what a value must look like: each rule returns a complaint, or None when the value is fine ---
+# --- how a variable's text becomes its value: each parser returns the typed value, or raises
+# Invalid with a complaint. A value that already has its type (an override, `replace()`) is
+# checked by the same rule. ---
 
-def _number(text: str) -> float | None:
+class Invalid(ValueError):
+    pass
+
+
+def _as_int(value, *, least: int | None = None, most: int | None = None, what: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not re.match(r"^-?[0-9]+$", text):
+        raise Invalid(f"must be {what}, got {value!r}")
+    number = int(text)
+    if (least is not None and number < least) or (most is not None and number > most):
+        raise Invalid(f"must be {what}, got {value!r}")
+    return number
+
+
+def _as_float(value, *, check, what: str) -> float:
     try:
-        value = float(text)
-    except ValueError:
-        return None
-    return None if value != value or value in (float("inf"), float("-inf")) else value
+        number = float(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"must be {what}, got {value!r}") from None
+    if isinstance(value, bool) or number != number or number in (float("inf"), float("-inf")) or not check(number):
+        raise Invalid(f"must be {what}, got {value!r}")
+    return number
 
 
-def _count(value: str) -> str | None:
-    return None if value.isdigit() else f"must be a non-negative integer, got {value!r}"
+def _count(value) -> int:
+    return _as_int(value, least=0, what="a non-negative integer")
 
 
-def _positive_integer(value: str) -> str | None:
-    return None if value.isdigit() and int(value) >= 1 else f"must be a positive integer, got {value!r}"
+def _positive_integer(value) -> int:
+    return _as_int(value, least=1, what="a positive integer")
 
 
-def _niceness(value: str) -> str | None:
-    return None if value.isdigit() and int(value) <= 19 else f"must be an integer from 0 to 19, got {value!r}"
+def _niceness(value) -> int:
+    return _as_int(value, least=0, most=19, what="an integer from 0 to 19")
 
 
-def _integer(value: str) -> str | None:
-    return None if re.match(r"^-?[0-9]+$", value) else f"must be an integer, got {value!r}"
+def _integer(value) -> int:
+    return _as_int(value, what="an integer")
 
 
-def _positive(value: str) -> str | None:
-    number = _number(value)
-    return None if number is not None and number > 0 else f"must be a positive number, got {value!r}"
+def _positive(value) -> float:
+    return _as_float(value, check=lambda n: n > 0, what="a positive number")
 
 
-def _non_negative(value: str) -> str | None:
-    number = _number(value)
-    return None if number is not None and number >= 0 else f"must be a non-negative number, got {value!r}"
+def _non_negative(value) -> float:
+    return _as_float(value, check=lambda n: n >= 0, what="a non-negative number")
 
 
-def _fraction(value: str) -> str | None:
-    number = _number(value)
-    return None if number is not None and 0 <= number < 1 else f"must be a fraction in [0, 1), got {value!r}"
+def _fraction(value) -> float:
+    return _as_float(value, check=lambda n: 0 <= n < 1, what="a fraction in [0, 1)")
 
 
-def _identifier(value: str) -> str | None:
-    return None if _IDENTIFIER.match(value) else f"must be a lower-case SQL identifier, got {value!r}"
+def _text(value) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"must be text, got {value!r}")
+    return value
 
 
-def _postgres_url(value: str) -> str | None:
+def _identifier(value) -> str:
+    if not _IDENTIFIER.match(_text(value)):
+        raise Invalid(f"must be a lower-case SQL identifier, got {value!r}")
+    return value
+
+
+def _postgres_url(value) -> str:
     # The value is not repeated: a URL may carry a password.
-    return None if value.startswith(("postgresql://", "postgres://")) else "must be a postgresql:// URL"
+    if not _text(value).startswith(("postgresql://", "postgres://")):
+        raise Invalid("must be a postgresql:// URL")
+    return value
 
 
-def _postgres_url_or_empty(value: str) -> str | None:
-    return _postgres_url(value) and "must be a postgresql:// URL (or empty for DATABASE_URL)" if value else None
+def _postgres_url_or_empty(value) -> str:
+    if value and not _text(value).startswith(("postgresql://", "postgres://")):
+        raise Invalid("must be a postgresql:// URL (or empty for DATABASE_URL)")
+    return value
 
 
-def _not_empty(value: str) -> str | None:
-    return None if value.strip() else "is empty"
+def _not_empty(value) -> str:
+    if not _text(value).strip():
+        raise Invalid("is empty")
+    return value
 
 
 def _one_of(*choices: str):
-    def rule(value: str) -> str | None:
-        return None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
-    return rule
+    def parse(value) -> str:
+        if value not in choices:
+            raise Invalid(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    return parse
 
 
-def _env(name: str, default: str, doc: str, rule=None):
-    return field(default=default, metadata={"env": name, "doc": doc, "rule": rule})
+def _env(name: str, default: str, doc: str, rule=_text):
+    """A setting: its variable, its default as written in the environment, its meaning, and its parser."""
+    return field(default=rule(default), metadata={"env": name, "default": default, "doc": doc, "rule": rule})
 
 
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = _env(
         "KAFKA_BOOTSTRAP_SERVERS", DEFAULT_BOOTSTRAP, "Kafka bootstrap servers, host:port[,host:port]", rule=_not_empty)
-    kafka_linger_ms: str = _env(
+    kafka_linger_ms: int = _env(
         "KAFKA_LINGER_MS", "0", "How long a client (agent SDK, CLI, benchmark) holds a record to batch it with the "
         "next: 0 sends at once, and records still batch while a request is in flight", rule=_count)
     database_url: str = _env(
@@ -104,18 +136,18 @@ class Settings:
         "ORCHESTRATOR_DB_SCHEMA", "orchestrator", "PostgreSQL schema holding the live read models", rule=_identifier)
     producer_name: str = _env(
         "ORCHESTRATOR_PRODUCER", "cli", "Principal recorded as `producer` on events this process emits")
-    replication_factor: str = _env(
+    replication_factor: int = _env(
         "ORCHESTRATOR_REPLICATION_FACTOR", "1", "Replication factor for topics created by `topics ensure`", rule=_count)
     projector_group_id: str = _env(
         "PROJECTOR_GROUP_ID", "", "Consumer group of the projector (default <prefix>.projector)")
-    projector_batch_size: str = _env(
+    projector_batch_size: int = _env(
         "PROJECTOR_BATCH_SIZE", "5000", "Most events the projector writes in one transaction", rule=_count)
-    projector_batch_timeout_ms: str = _env(
+    projector_batch_timeout_ms: int = _env(
         "PROJECTOR_BATCH_TIMEOUT_MS", "200", "Longest the projector waits to fill a batch", rule=_count)
-    metrics_port: str = _env(
+    metrics_port: int = _env(
         "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)", rule=_count)
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
-    off_path_nice: str = _env(
+    off_path_nice: int = _env(
         "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit) add to "
         "their own at start: on a saturated machine they yield the CPU to the router, balancer and health monitor "
         "and catch up later; 0 shares it equally", rule=_niceness)
@@ -124,19 +156,19 @@ class Settings:
     health_app_id: str = _env(
         "HEALTH_APP_ID", "", "Faust app id of the health monitor: its consumer group and the prefix of its "
         "changelog topics (default <prefix>.health)")
-    health_heartbeat_interval_s: str = _env(
+    health_heartbeat_interval_s: float = _env(
         "HEALTH_HEARTBEAT_INTERVAL_S", "5", "Seconds between the heartbeats agents are expected to send",
         rule=_positive)
-    health_degraded_after_missed: str = _env(
+    health_degraded_after_missed: int = _env(
         "HEALTH_DEGRADED_AFTER_MISSED", "2", "Missed heartbeat intervals after which an agent is degraded",
         rule=_positive_integer)
-    health_unhealthy_after_missed: str = _env(
+    health_unhealthy_after_missed: int = _env(
         "HEALTH_UNHEALTHY_AFTER_MISSED", "4",
         "Missed heartbeat intervals after which an agent is unhealthy and its tasks in flight are flagged",
         rule=_positive_integer)
-    health_load_window_s: str = _env(
+    health_load_window_s: float = _env(
         "HEALTH_LOAD_WINDOW_S", "60", "Seconds of heartbeats summarized in one AgentLoadSummarized", rule=_positive)
-    health_tick_interval_s: str = _env(
+    health_tick_interval_s: float = _env(
         "HEALTH_TICK_INTERVAL_S", "1", "Seconds between two checks for silent agents and finished load windows",
         rule=_positive)
     health_data_dir: str = _env(
@@ -146,39 +178,39 @@ class Settings:
     router_app_id: str = _env(
         "ROUTER_APP_ID", "", "Faust app id of the router: its consumer group and the prefix of its "
         "changelog topics (default <prefix>.router)")
-    router_weight_success: str = _env(
+    router_weight_success: float = _env(
         "ROUTER_WEIGHT_SUCCESS", "1.0", "Weight of predicted success in a candidate's score", rule=_non_negative)
-    router_weight_load: str = _env(
+    router_weight_load: float = _env(
         "ROUTER_WEIGHT_LOAD", "0.3", "Weight of current load (in flight / capacity), subtracted", rule=_non_negative)
-    router_weight_duration: str = _env(
+    router_weight_duration: float = _env(
         "ROUTER_WEIGHT_DURATION", "0.05", "Weight of log(1 + expected duration in seconds), subtracted",
         rule=_non_negative)
-    router_weight_cost: str = _env(
+    router_weight_cost: float = _env(
         "ROUTER_WEIGHT_COST", "0.05", "Weight of the agent's cost per task, subtracted", rule=_non_negative)
-    router_weight_relationship: str = _env(
+    router_weight_relationship: float = _env(
         "ROUTER_WEIGHT_RELATIONSHIP", "0.1", "Weight of the lift with agents already on the same job",
         rule=_non_negative)
-    router_weight_preference: str = _env(
+    router_weight_preference: float = _env(
         "ROUTER_WEIGHT_PREFERENCE", "0.2", "Weight of the submitter's preferred agents and tags", rule=_non_negative)
-    router_temperature: str = _env(
+    router_temperature: float = _env(
         "ROUTER_TEMPERATURE", "0.05", "Softmax temperature of the pick among the top candidates (lower exploits more)",
         rule=_positive)
-    router_top_k: str = _env(
+    router_top_k: int = _env(
         "ROUTER_TOP_K", "3", "How many of the best candidates the router may pick from", rule=_positive_integer)
     router_exploration: str = _env(
         "ROUTER_EXPLORATION", "softmax", "How the router explores among its top candidates: softmax (a draw "
         "weighted by score, ROUTER_TEMPERATURE) or thompson (the best score with success drawn from each posterior)",
         rule=_one_of("softmax", "thompson"))
-    router_thompson_sharpness: str = _env(
+    router_thompson_sharpness: float = _env(
         "ROUTER_THOMPSON_SHARPNESS", "1", "With thompson: draws come from the posterior with its evidence "
         "multiplied by this (above 1 explores less, 1 is plain Thompson sampling)", rule=_positive)
     router_policy: str = _env(
         "ROUTER_POLICY", "orchestrator",
         "Routing policy: orchestrator (learned, explained), or the baselines random, round_robin, least_loaded")
-    router_seed: str = _env(
+    router_seed: int = _env(
         "ROUTER_SEED", "0", "Seed of the exploration draws; with the task id it makes each draw reproducible",
         rule=_integer)
-    router_retry_interval_s: str = _env(
+    router_retry_interval_s: float = _env(
         "ROUTER_RETRY_INTERVAL_S", "0.5", "Seconds between retries of tasks no agent could take, when agents changed",
         rule=_positive)
     router_data_dir: str = _env(
@@ -188,24 +220,24 @@ class Settings:
     balancer_app_id: str = _env(
         "BALANCER_APP_ID", "", "Faust app id of the balancer: its consumer group and the prefix of its "
         "own topics (default <prefix>.balancer)")
-    balancer_max_attempts: str = _env(
+    balancer_max_attempts: int = _env(
         "BALANCER_MAX_ATTEMPTS", "3", "Most attempts at one task (reassignments included)", rule=_positive_integer)
-    balancer_start_timeout_s: str = _env(
+    balancer_start_timeout_s: float = _env(
         "BALANCER_START_TIMEOUT_S", "60", "Seconds an agent has to start an assigned task before it is reassigned",
         rule=_positive)
-    balancer_completion_timeout_s: str = _env(
+    balancer_completion_timeout_s: float = _env(
         "BALANCER_COMPLETION_TIMEOUT_S", "600", "Seconds an agent has to finish a task it started before it is "
         "reassigned (an agent may hang while it still sends heartbeats)", rule=_positive)
-    balancer_top_k: str = _env(
+    balancer_top_k: int = _env(
         "BALANCER_TOP_K", "3", "How many of the router's best candidates the balancer may fall back to",
         rule=_positive_integer)
-    balancer_tick_interval_s: str = _env(
+    balancer_tick_interval_s: float = _env(
         "BALANCER_TICK_INTERVAL_S", "1", "Seconds between two checks for start and completion timeouts and deadlines",
         rule=_positive)
-    balancer_session_timeout_s: str = _env(
+    balancer_session_timeout_s: float = _env(
         "BALANCER_SESSION_TIMEOUT_S", "10", "Seconds of silence after which the group hands a stopped balancer's "
         "inbox to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)", rule=_positive)
-    balancer_snapshot_every: str = _env(
+    balancer_snapshot_every: int = _env(
         "BALANCER_SNAPSHOT_EVERY", "10000", "Inbox events between two snapshots of the balancer's state",
         rule=_positive_integer)
     balancer_data_dir: str = _env(
@@ -214,10 +246,10 @@ class Settings:
     # --- learner (`orchestrator serve learner`) ---
     learner_app_id: str = _env(
         "LEARNER_APP_ID", "", "Faust app id of the learner: its consumer group (default <prefix>.learner)")
-    learner_publish_every: str = _env(
+    learner_publish_every: int = _env(
         "LEARNER_PUBLISH_EVERY", "100", "Outcomes between two published models (and refreshed estimates of "
         "every agent whose prior others' outcomes moved)", rule=_positive_integer)
-    learner_publish_interval_ms: str = _env(
+    learner_publish_interval_ms: float = _env(
         "LEARNER_PUBLISH_INTERVAL_MS", "200", "Milliseconds of learning gathered into one round of publishing: "
         "an estimate overtaken within it by a newer one of the same agent and capability is not sent",
         rule=_non_negative)
@@ -225,23 +257,23 @@ class Settings:
         "LEARNER_DATA_DIR", ".local/faust", "Directory under which the learner's Faust app keeps its data")
 
     # --- how the Faust processors fetch: latency against CPU per event ---
-    faust_fetch_max_wait_ms: str = _env(
+    faust_fetch_max_wait_ms: int = _env(
         "FAUST_FETCH_MAX_WAIT_MS", "100", "Longest the broker holds a processor's fetch while it waits for data "
         "(FAUST_FETCH_MIN_BYTES of it)", rule=_positive_integer)
-    faust_fetch_min_bytes: str = _env(
+    faust_fetch_min_bytes: int = _env(
         "FAUST_FETCH_MIN_BYTES", "1", "Data a processor's fetch waits for, up to FAUST_FETCH_MAX_WAIT_MS: 1 answers "
         "at once; 65536 takes fewer, fuller fetches (less CPU per task) for up to the wait per hop",
         rule=_positive_integer)
-    group_session_timeout_s: str = _env(
+    group_session_timeout_s: float = _env(
         "GROUP_SESSION_TIMEOUT_S", "10", "Seconds of silence after which a consumer group hands a stopped processor's "
         "partitions to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)",
         rule=_positive)
     # --- how the batch readers on the routing path fetch (the balancer's inputs and inbox, the router's tasks) ---
-    batch_fetch_max_wait_ms: str = _env(
+    batch_fetch_max_wait_ms: int = _env(
         "BATCH_FETCH_MAX_WAIT_MS", "5", "Longest the broker holds a batch reader's fetch while less than "
         "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light",
         rule=_positive_integer)
-    batch_fetch_min_bytes: str = _env(
+    batch_fetch_min_bytes: int = _env(
         "BATCH_FETCH_MIN_BYTES", "65536", "Data that ends a batch reader's wait at once; below it, a fetch brings "
         "whatever came within BATCH_FETCH_MAX_WAIT_MS, so fetches stay few however busy the topics are",
         rule=_positive_integer)
@@ -282,7 +314,7 @@ class Settings:
     keystore_subject_digest_key: str = _env(
         "KEYSTORE_SUBJECT_DIGEST_KEY", "dev-only-subject-digest-key", "Secret under which the key store keeps "
         "subjects as HMAC digests instead of in clear (at least 16 characters; set your own outside development)")
-    keystore_scrub_timeout_s: str = _env(
+    keystore_scrub_timeout_s: float = _env(
         "KEYSTORE_SCRUB_TIMEOUT_S", "120", "Longest `privacy erase` waits for transactions older than the erasure "
         "to end, so the key table can be rewritten without the destroyed keys", rule=_positive)
 
@@ -295,17 +327,17 @@ class Settings:
     audit_database_url: str = _env(
         "AUDIT_DATABASE_URL", "", "PostgreSQL URL the audit projector writes with, e.g. as the audit writer role "
         "of `orchestrator db roles` (default DATABASE_URL)", rule=_postgres_url_or_empty)
-    audit_batch_size: str = _env(
+    audit_batch_size: int = _env(
         "AUDIT_BATCH_SIZE", "5000", "Most records the audit projector appends in one transaction",
         rule=_positive_integer)
-    audit_batch_timeout_ms: str = _env(
+    audit_batch_timeout_ms: int = _env(
         "AUDIT_BATCH_TIMEOUT_MS", "200", "Longest the audit projector waits to fill a batch", rule=_positive_integer)
     audit_checkpoint_dir: str = _env(
         "AUDIT_CHECKPOINT_DIR", ".local/audit/checkpoints", "Directory of the signed checkpoints of the audit "
         "chain (keep it outside the database's reach)", rule=_not_empty)
-    audit_checkpoint_every_rows: str = _env(
+    audit_checkpoint_every_rows: int = _env(
         "AUDIT_CHECKPOINT_EVERY_ROWS", "10000", "Rows appended between two signed checkpoints", rule=_positive_integer)
-    audit_checkpoint_every_s: str = _env(
+    audit_checkpoint_every_s: float = _env(
         "AUDIT_CHECKPOINT_EVERY_S", "60", "Longest time between two signed checkpoints while rows arrive",
         rule=_positive)
     audit_signing_key_file: str = _env(
@@ -325,7 +357,7 @@ class Settings:
     bench_results_dir: str = _env(
         "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report",
         rule=_not_empty)
-    bench_regression_tolerance: str = _env(
+    bench_regression_tolerance: float = _env(
         "BENCH_REGRESSION_TOLERANCE", "0.1", "Fraction by which a figure may be worse than the previous run of the "
         "same kind on the same machine before `orchestrator bench` flags a regression", rule=_fraction)
 
@@ -338,15 +370,21 @@ class Settings:
         settings.validate()
         return settings
 
-    def validate(self) -> None:
-        # Each variable's own rule first, then what depends on several of them.
+    def __post_init__(self) -> None:
+        # Each variable's own rule, on text from the environment or on a value given as an
+        # override: what the fields hold afterwards has the field's type.
         for f in fields(self):
-            if f.metadata["rule"] and (complaint := f.metadata["rule"](getattr(self, f.name))):
-                raise ConfigError(f"{f.metadata['env']} {complaint}")
+            try:
+                object.__setattr__(self, f.name, f.metadata["rule"](getattr(self, f.name)))
+            except Invalid as complaint:
+                raise ConfigError(f"{f.metadata['env']} {complaint}") from None
+
+    def validate(self) -> None:
+        """What depends on several variables, or on the files they name."""
         if not re.match(r"^[A-Za-z0-9._-]+$", self.topic_prefix):
             raise ConfigError("ORCHESTRATOR_TOPIC_PREFIX may hold letters, digits, '.', '_' and '-', "
                               f"got {self.topic_prefix!r}")
-        if int(self.health_degraded_after_missed) >= int(self.health_unhealthy_after_missed):
+        if self.health_degraded_after_missed >= self.health_unhealthy_after_missed:
             raise ConfigError("HEALTH_DEGRADED_AFTER_MISSED must be less than HEALTH_UNHEALTHY_AFTER_MISSED")
         from services.router.policies import POLICIES  # late: settings must not depend on services at import
         if self.router_policy not in POLICIES:
@@ -401,11 +439,11 @@ class Settings:
 
     @property
     def batch_size(self) -> int:
-        return int(self.projector_batch_size)
+        return self.projector_batch_size
 
     @property
     def batch_timeout_ms(self) -> int:
-        return int(self.projector_batch_timeout_ms)
+        return self.projector_batch_timeout_ms
 
     @property
     def health_app(self) -> str:
@@ -429,4 +467,9 @@ class Settings:
 
 def documented_variables() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for the README and `orchestrator config`."""
-    return [(f.metadata["env"], f.default, f.metadata["doc"]) for f in fields(Settings)]
+    return [(f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(Settings)]
+
+
+def as_environ(settings: Settings) -> dict[str, str]:
+    """Every variable as the environment of a child process would carry it."""
+    return {f.metadata["env"]: str(getattr(settings, f.name)) for f in fields(Settings)}

@@ -53,8 +53,8 @@ def checkpointer_for(settings: Settings) -> Checkpointer:
         # Found now rather than at the first checkpoint, with rows already appended and unsigned.
         raise ConfigError(f"AUDIT_CHECKPOINT_DIR {directory} is not writable")
     checkpointer = Checkpointer(chain=settings.audit_db_schema, directory=directory, key=key,
-                                every_rows=int(settings.audit_checkpoint_every_rows),
-                                every_s=float(settings.audit_checkpoint_every_s))
+                                every_rows=settings.audit_checkpoint_every_rows,
+                                every_s=settings.audit_checkpoint_every_s)
     found = checkpoints.read_all(directory, settings.audit_db_schema) if directory.exists() else []
     checkpointer.start_from(newest_valid(found, key.public_key()))
     return checkpointer
@@ -80,8 +80,8 @@ async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: Proc
             log.error("the audit log ends at seq %d but a signed checkpoint covers seq %d: rows were removed; "
                       "`orchestrator audit verify` names where", head.seq, checkpointer.signed_seq)
         yield Auditor(consumer=consumer, view=store, metrics=metrics or ProcessorMetrics("audit"),
-                      topics=audited_topics(settings), batch_size=int(settings.audit_batch_size),
-                      batch_timeout_ms=int(settings.audit_batch_timeout_ms), head=head, position=position,
+                      topics=audited_topics(settings), batch_size=settings.audit_batch_size,
+                      batch_timeout_ms=settings.audit_batch_timeout_ms, head=head, position=position,
                       checkpointer=checkpointer)
     finally:
         if consumer is not None:
@@ -110,7 +110,7 @@ async def run_until(auditor: Auditor, stop: asyncio.Event) -> None:
 
 async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("audit")
-    metrics.serve(int(settings.metrics_port))
+    metrics.serve(settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -30,9 +30,9 @@ def snapshot_topic(settings: Settings) -> str:
 async def ensure_balancer_topics(settings: Settings) -> None:
     # The inbox is the balancer's source of truth: one partition for one order, kept forever.
     wanted = [
-        NewTopic(inbox_topic(settings), 1, int(settings.replication_factor),
+        NewTopic(inbox_topic(settings), 1, settings.replication_factor,
                  topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"}),
-        NewTopic(snapshot_topic(settings), 1, int(settings.replication_factor),
+        NewTopic(snapshot_topic(settings), 1, settings.replication_factor,
                  topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),
     ]
     await kafka.ensure_own_topics(settings, wanted)

@@ -20,10 +20,10 @@ def utc_now() -> datetime:
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(heartbeat_interval=timedelta(seconds=float(settings.health_heartbeat_interval_s)),
-                  degraded_after_missed=int(settings.health_degraded_after_missed),
-                  unhealthy_after_missed=int(settings.health_unhealthy_after_missed),
-                  load_window=timedelta(seconds=float(settings.health_load_window_s)))
+    return Policy(heartbeat_interval=timedelta(seconds=settings.health_heartbeat_interval_s),
+                  degraded_after_missed=settings.health_degraded_after_missed,
+                  unhealthy_after_missed=settings.health_unhealthy_after_missed,
+                  load_window=timedelta(seconds=settings.health_load_window_s))
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
@@ -33,8 +33,8 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
     return create_app(
         app_id=settings.health_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
-        datadir=datadir, policy=policy_from(settings), tick_interval_s=float(settings.health_tick_interval_s),
+        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
+        datadir=datadir, policy=policy_from(settings), tick_interval_s=settings.health_tick_interval_s,
         metrics=metrics or ProcessorMetrics(SERVICE), clock=clock, identity=IdentityGate(settings))
 
 

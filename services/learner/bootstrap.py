@@ -18,12 +18,12 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
     metrics = metrics or ProcessorMetrics(SERVICE)
     datadir = Path(settings.learner_data_dir) / settings.learner_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
-    view = LearnerView(publish_every=int(settings.learner_publish_every))
+    view = LearnerView(publish_every=settings.learner_publish_every)
     follower = LearnerFollower(settings, view, metrics, SERVICE, marks=KafkaMarks(settings))
     return create_app(
         app_id=settings.learner_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
+        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
         datadir=datadir, follower=follower, metrics=metrics)
 
 

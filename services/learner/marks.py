@@ -20,7 +20,7 @@ def marks_topic(settings: Settings) -> str:
 
 
 async def ensure_learner_topics(settings: Settings) -> None:
-    await kafka.ensure_own_topics(settings, [NewTopic(marks_topic(settings), 1, int(settings.replication_factor),
+    await kafka.ensure_own_topics(settings, [NewTopic(marks_topic(settings), 1, settings.replication_factor,
                                                       topic_configs={"cleanup.policy": "compact"})])
 
 

@@ -80,7 +80,7 @@ class KeyStore:
                 f"cannot reach the key store at KEYSTORE_DATABASE_URL ({error}); start the local stack with "
                 "`make up` or point the variable at a database") from error
         store = cls(conn, settings.keystore_schema, settings.keystore_subject_digest_key.encode(),
-                    float(settings.keystore_scrub_timeout_s))
+                    settings.keystore_scrub_timeout_s)
         await store._ensure_tables()
         return store
 

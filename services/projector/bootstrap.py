@@ -72,7 +72,7 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
 
 async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("projector")
-    metrics.serve(int(settings.metrics_port))
+    metrics.serve(settings.metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

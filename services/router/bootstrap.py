@@ -24,13 +24,13 @@ def utc_now() -> datetime:
 
 
 def weights_from(settings: Settings) -> Weights:
-    return Weights(success=float(settings.router_weight_success), load=float(settings.router_weight_load),
-                   duration=float(settings.router_weight_duration), cost=float(settings.router_weight_cost),
-                   relationship=float(settings.router_weight_relationship),
-                   preference=float(settings.router_weight_preference),
-                   temperature=float(settings.router_temperature), top_k=int(settings.router_top_k),
+    return Weights(success=settings.router_weight_success, load=settings.router_weight_load,
+                   duration=settings.router_weight_duration, cost=settings.router_weight_cost,
+                   relationship=settings.router_weight_relationship,
+                   preference=settings.router_weight_preference,
+                   temperature=settings.router_temperature, top_k=settings.router_top_k,
                    exploration=settings.router_exploration,
-                   sharpness=float(settings.router_thompson_sharpness))
+                   sharpness=settings.router_thompson_sharpness)
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
@@ -41,10 +41,10 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
     return create_app(
         app_id=settings.router_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=int(settings.replication_factor),
+        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
         datadir=datadir, follower=LogFollower(settings, RouterView(), metrics, SERVICE),
-        weights=weights_from(settings), policy=policy(settings.router_policy), seed=int(settings.router_seed),
-        retry_interval_s=float(settings.router_retry_interval_s), metrics=metrics, clock=clock,
+        weights=weights_from(settings), policy=policy(settings.router_policy), seed=settings.router_seed,
+        retry_interval_s=settings.router_retry_interval_s, metrics=metrics, clock=clock,
         waiting_topic=waiting_topic(settings), open_consumer=consumer_opener(settings),
         open_producer=producer_opener(settings), read_waiting=lambda partitions: read_waiting(settings, partitions))
 

@@ -23,7 +23,7 @@ def waiting_topic(settings: Settings) -> str:
 
 async def ensure_router_topics(settings: Settings) -> None:
     await kafka.ensure_own_topics(settings, [NewTopic(waiting_topic(settings), PARTITIONS,
-                                                      int(settings.replication_factor),
+                                                      settings.replication_factor,
                                                       topic_configs={"cleanup.policy": "compact"})])
 
 

@@ -6,7 +6,6 @@ import contextlib
 import os
 import subprocess
 import sys
-from dataclasses import fields
 from datetime import datetime, timezone
 
 import pytest
@@ -17,7 +16,7 @@ from events.envelope import make_event
 from events.topics import DEAD_LETTER, topic_name
 from services import kafka
 from services.deadletter.park import parked_from
-from services.settings import Settings
+from services.settings import Settings, as_environ
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for
 from tests.factories import assigned, completed, deregistered, registered
@@ -31,7 +30,7 @@ INTERVAL_S = 0.5
 
 
 def environment(settings: Settings, data_dir) -> dict[str, str]:
-    configured = {f.metadata["env"]: getattr(settings, f.name) for f in fields(Settings)}
+    configured = as_environ(settings)
     return {**os.environ, **configured, **FAST, "HEALTH_DATA_DIR": str(data_dir)}
 
 

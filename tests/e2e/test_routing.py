@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import fields
 from datetime import datetime, timezone
 
 import pytest
@@ -26,7 +25,7 @@ from services import kafka
 from services.balancer.app import reader_group
 from services.deadletter.park import Parked, parked_from
 from services.kafka import partition_of
-from services.settings import Settings
+from services.settings import Settings, as_environ
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for
 
@@ -37,7 +36,7 @@ TUNING = {"ROUTER_TEMPERATURE": "0.01", "ROUTER_RETRY_INTERVAL_S": "0.2", "BALAN
 
 
 def environment(settings: Settings, tmp_path) -> dict[str, str]:
-    configured = {f.metadata["env"]: getattr(settings, f.name) for f in fields(Settings)}
+    configured = as_environ(settings)
     return {**os.environ, **configured, **TUNING, "ROUTER_DATA_DIR": str(tmp_path / "faust"),
             "BALANCER_DATA_DIR": str(tmp_path / "faust")}
 

@@ -16,7 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -32,7 +32,7 @@ from services.sdk import Agent, Capability, Completed, Task
 from services.security import broker_acls
 from services.security.acls import Binding, bindings, load
 from services.security.material import new_authority, pem_certificate
-from services.settings import Settings
+from services.settings import Settings, as_environ
 from tests.conftest import delete_topics
 from tests.e2e.helpers import drop_schema, projected, wait_for
 
@@ -76,7 +76,7 @@ def as_principal(settings: Settings, broker: SecureBroker, principal: str, **ove
 
 def env_of(settings: Settings) -> dict[str, str]:
     """The environment a process of these settings gets: every variable of Settings."""
-    return {**os.environ, **{f.metadata["env"]: getattr(settings, f.name) for f in fields(Settings)}}
+    return {**os.environ, **as_environ(settings)}
 
 
 @pytest.fixture

@@ -5,9 +5,10 @@ from dataclasses import fields
 
 import pytest
 
-from services.settings import ConfigError, Settings
+from services.settings import ConfigError, Settings, _text
 
-RULED = [f.metadata["env"] for f in fields(Settings) if f.metadata["rule"]]
+# Free text (a name, a path, a password) has no rule beyond being text.
+RULED = [f.metadata["env"] for f in fields(Settings) if f.metadata["rule"] is not _text]
 
 
 def test_the_defaults_are_valid():
@@ -33,3 +34,18 @@ def test_checks_across_variables_still_hold():
         Settings.from_env({"HEALTH_DEGRADED_AFTER_MISSED": "4", "HEALTH_UNHEALTHY_AFTER_MISSED": "4"})
     with pytest.raises(ConfigError, match="AUDIT_DB_SCHEMA must differ"):
         Settings.from_env({"AUDIT_DB_SCHEMA": "orchestrator"})
+
+
+def test_each_value_has_its_fields_type_from_the_environment_and_from_an_override():
+    from dataclasses import replace
+    read = Settings.from_env({"METRICS_PORT": "9100", "HEALTH_HEARTBEAT_INTERVAL_S": "2.5"})
+    assert (read.metrics_port, read.health_heartbeat_interval_s) == (9100, 2.5)
+    assert replace(read, metrics_port="9200").metrics_port == 9200
+    for f in fields(Settings):
+        assert isinstance(getattr(read, f.name), eval(f.type)), f.name  # the annotation is the truth
+
+
+def test_the_environment_of_a_child_process_reads_back_to_the_same_settings():
+    from services.settings import as_environ
+    given = Settings.from_env({"METRICS_PORT": "9100", "ROUTER_TEMPERATURE": "0.5"})
+    assert Settings.from_env(as_environ(given)) == given
