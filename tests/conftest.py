@@ -55,10 +55,8 @@ def stack_env():
         yield {n: os.environ[n] for n in names}
         return
     if not _secure() and _docker_reachable():
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as kafka, \
-                PostgresContainer("postgres:15", driver=None) as pg:
+        from tests.containers import kafka_container, postgres_container
+        with kafka_container() as kafka, postgres_container() as pg:
             yield {"KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
                    "DATABASE_URL": pg.get_connection_url()}
         return
