@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 from pathlib import Path
 
 import psycopg
@@ -19,6 +18,7 @@ from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
 from services.projector.bootstrap import DatabaseUnavailable
 from services.settings import ConfigError, Settings
+from services.shutdown import stop_on_signals
 
 log = logging.getLogger("orchestrator.audit")
 IDLE_CHECK_S = 1.0
@@ -111,10 +111,7 @@ async def run_until(auditor: Auditor, stop: asyncio.Event) -> None:
 async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("audit")
     metrics.serve(settings.metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     async with auditor_running(settings, stop, metrics) as auditor:
         if auditor is None:
             return

@@ -1,10 +1,8 @@
 """Wires the projector to the real Kafka, PostgreSQL and metrics registry."""
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import signal
 
 import psycopg
 
@@ -18,6 +16,7 @@ from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics
 from services.projector.app import Projector
 from services.settings import Settings
+from services.shutdown import stop_on_signals
 
 log = logging.getLogger("orchestrator.projector")
 
@@ -73,10 +72,7 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
 async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("projector")
     metrics.serve(settings.metrics_port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = stop_on_signals()
     async with projector_running(settings, metrics) as projector:
         log.info("projector consuming %s", ", ".join(projector.topics))
         await projector.run(stop)
