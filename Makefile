@@ -67,7 +67,7 @@ schemas: install ## Export the event JSON schemas
 	$(PYTHON) -m events.schema_export
 
 run: install up ## Run the demo pipeline against the local stack
-	$(WITH_ENV) $(PYTHON) -m services.demo
+	$(WITH_ENV) $(PYTHON) -m bench.demo.run
 
 replay: install up ## Rebuild the read models by replaying the event log
 	$(WITH_ENV) orchestrator replay
@@ -85,16 +85,16 @@ bench-max: install up ## Find the sustainable maximum rate, then measure 120 s a
 	$(WITH_ENV) orchestrator bench --rate max --duration 120
 
 bench-components: install up ## The component benchmarks: routing decision, balancer queue, projection and replay, SDK, offline evaluation
-	$(WITH_ENV) $(PYTHON) -m bench.routing_decision --agents 1000
-	$(PYTHON) -m bench.balancer_queue
-	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
-	$(WITH_ENV) $(PYTHON) -m services.audit.bench --records 50000
-	$(WITH_ENV) $(PYTHON) -m bench.agents
-	$(PYTHON) -m bench.evaluate_offline --data ../shared/data/routerdc_7llm.csv.gz
-	$(PYTHON) -m bench.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz
+	$(WITH_ENV) $(PYTHON) -m bench.micro.routing_decision --agents 1000
+	$(PYTHON) -m bench.micro.balancer_queue
+	$(WITH_ENV) $(PYTHON) -m bench.micro.projection --tasks $${TASKS:-20000}
+	$(WITH_ENV) $(PYTHON) -m bench.micro.audit --records 50000
+	$(WITH_ENV) $(PYTHON) -m bench.pipeline.agents
+	$(PYTHON) -m bench.evaluation.offline --data ../shared/data/routerdc_7llm.csv.gz
+	$(PYTHON) -m bench.evaluation.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz
 
 bench-projection: install up ## Measure projector throughput and replay rate (TASKS=20000, ~5 events each)
-	$(WITH_ENV) $(PYTHON) -m bench.projection --tasks $${TASKS:-20000}
+	$(WITH_ENV) $(PYTHON) -m bench.micro.projection --tasks $${TASKS:-20000}
 
 topics: install up ## Create the Kafka topics (idempotent)
 	$(WITH_ENV) orchestrator topics ensure

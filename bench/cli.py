@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from bench import results
-from bench.pipeline import BenchOptions, run
+from bench.pipeline.run import BenchOptions, run
 
 
 def rate(text: str) -> float | None:

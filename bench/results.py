@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.observer import HOPS, LATENCY_ENDS_BEFORE
+from bench.pipeline.observer import HOPS, LATENCY_ENDS_BEFORE
 
 # (figure, path into the result, True when higher is better)
 WATCHED = (

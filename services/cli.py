@@ -254,11 +254,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_simulate(args, settings: Settings) -> int:
     if args.learning:
-        from services.simulator.learning import learning_table, run_learning
+        from bench.evaluation.simulator.learning import learning_table, run_learning
         figures = run_learning(agents=args.agents, tasks=args.learning_tasks, seed=args.seed)
         print(orjson.dumps({"learning": figures.as_dict()}).decode() if args.json else learning_table(figures))
         return 0
-    from services.simulator.run import simulate, table
+    from bench.evaluation.simulator.run import simulate, table
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
     results = asyncio.run(simulate(settings, policies=policies, agents=args.agents, tasks=args.tasks,
                                    rate=args.rate, seed=args.seed, log=_to_stderr))
@@ -274,7 +274,7 @@ def _to_stderr(line: str) -> None:
 
 
 def cmd_evaluate(args, settings: Settings) -> int:
-    from services.learner.evaluate import evaluate, report
+    from bench.evaluation.online import evaluate, report
     result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=_to_stderr,
                                   cold_start_after=args.cold_start_after, newcomer=args.newcomer, first=args.first))
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))

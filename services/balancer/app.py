@@ -12,7 +12,7 @@ all decisions about one agent in one place. Every input therefore goes, with its
 bytes, into one single-partition inbox read by one decider: decisions are serialized and
 each sees the effect of the one before. One Python decider takes ~25k inputs/s, and a
 completion that places a waiting task costs about 0.03 ms with 16,000 waiting (`queue.py`
-keeps them in order; `python -m bench.balancer_queue`). More copies are standbys the
+keeps them in order; `python -m bench.micro.balancer_queue`). More copies are standbys the
 decider's group hands the inbox to when the owner stops. How state survives restarts: `inbox.py`.
 
 Both hops read in batches with group consumers of their own (`<app id>-forwarder`,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from events.agents import AgentRegistered
-from services.learner.beta import Counts
+from services.success_model.beta import Counts
 
 DECLARED_WEIGHT = 2.0  # pseudo-outcomes the declared proficiency is worth in a cohort prior
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
-from services.learner.beta import Counts
+from services.success_model.beta import Counts
 
 REFRESH_EVERY = 100  # outcomes between two re-estimates of the similarities
 SMOOTHING = 2.0  # pseudo-outcomes at the fleet's rate in an agent's rate: a short record says little

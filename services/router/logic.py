@@ -26,8 +26,8 @@ import numpy as np
 from events.learning import SkillEstimated
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted
 from events.values import Candidate
-from services.learner.beta import Beta
-from services.learner.model import LinearPredictor, sigmoid
+from services.success_model.beta import Beta
+from services.success_model.logistic import LinearPredictor, sigmoid
 
 POLICY = "softmax-beta"
 PRIOR_STRENGTH = 4.0  # pseudo-observations a prior is worth before the agent's own record

@@ -26,8 +26,8 @@ from events.tasks import (
     TaskSubmitted,
     TaskTimedOut,
 )
-from services.learner.model import LinearPredictor
 from services.router.logic import AgentState, RouterState, learn_outcome, take_estimate
+from services.success_model.logistic import LinearPredictor
 
 log = logging.getLogger("orchestrator.router")
 

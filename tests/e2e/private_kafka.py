@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.stages import free_port
+from bench.pipeline.stages import free_port
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

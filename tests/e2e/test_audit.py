@@ -15,6 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bench.demo.feed import scripted_feed
 from events.topics import TOPICS
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
@@ -22,7 +23,6 @@ from services.audit.chain import Head, extend
 from services.audit.store import WRITER_LOCK, read_rows
 from services.audit.verify import verify
 from services.deadletter.park import dead_letter_headers
-from services.feed import scripted_feed
 from tests.e2e.helpers import drop_schema, publish_all, publish_raw, wait_for
 
 pytestmark = pytest.mark.e2e

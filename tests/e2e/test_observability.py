@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from bench.stages import free_port
+from bench.pipeline.stages import free_port
 from tests.e2e.helpers import publish_all, wait_for
 from tests.e2e.test_routing import agent, serving, task
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from bench.demo.feed import scripted_feed
 from events.topics import EVENT_TOPICS
 from projections.handlers import ops_for
 from projections.memory_view import InMemoryView
@@ -17,7 +18,6 @@ from projections.ops import Position
 from projections.postgres_view import dump
 from services import kafka
 from services.deadletter.reinject import read_parked, replay_parked
-from services.feed import scripted_feed
 from services.projector.catchup import events_projected
 from services.replay import replay
 from tests import factories as f

@@ -88,7 +88,7 @@ async def test_the_agent_memory_view_answers_per_agent_questions(settings, schem
 
 
 async def test_the_routing_analytics_views_answer(settings, schemas):
-    from services.feed import scripted_feed
+    from bench.demo.feed import scripted_feed
     from tests.projection_contract import at_offsets
     view = await schemas("an")
     await view.apply(at_offsets(list(scripted_feed(agents=5, tasks=200, seed=1))))

@@ -7,7 +7,7 @@ import re
 import pytest
 from psycopg import sql
 
-from services.feed import scripted_feed
+from bench.demo.feed import scripted_feed
 from services.projector.bootstrap import open_view
 from tests.conftest import ROOT
 from tests.projection_contract import at_offsets

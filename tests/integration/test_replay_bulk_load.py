@@ -14,13 +14,13 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
+from bench.demo.feed import scripted_feed
 from events.codec import EVENT_TYPE_HEADER, encode, type_header
 from events.examples import example_event
 from events.topics import EVENT_TOPICS, topic_for_event, topic_name
 from projections.handlers import HANDLERS
 from projections.postgres_view import dump
 from services import kafka
-from services.feed import scripted_feed
 from services.replay import replay
 from tests import factories as f
 from tests.e2e.helpers import drop_schema, publish_raw

@@ -11,13 +11,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from bench.demo.feed import scripted_feed
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
 from services.audit.chain import Entry, Head, extend
 from services.audit.roles import Roles, apply_roles
 from services.audit.store import AuditStore
 from services.audit.verify import verify
-from services.feed import scripted_feed
 from services.privacy.keystore import KeyStore
 from services.projector.bootstrap import open_view
 from services.replay import replay

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.bandit_ceiling import (
+from bench.evaluation.bandit_ceiling import (
     FAMILY_WEIGHT,
     POLICIES,
     family_weights,

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from bench.histogram import Histogram
-from bench.observer import Observer
-from bench.profile import layers, parse, top_frames
-from bench.rate_search import Trial, best, judge, next_rate
+from bench.pipeline.observer import Observer
+from bench.pipeline.profile import layers, parse, top_frames
+from bench.pipeline.rate_search import Trial, best, judge, next_rate
+from bench.pipeline.stages import free_port, lag_by_service
 from bench.results import previous_result, regressions, report, save
-from bench.stages import free_port, lag_by_service
 from events.codec import encode
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskSubmitted

@@ -5,8 +5,8 @@ import random
 
 import pytest
 
-from bench.evaluate_offline import run_routing
-from services.learner.evaluate import LoggedTask
+from bench.evaluation.offline import run_routing
+from bench.evaluation.online import LoggedTask
 from services.router.logic import Weights
 
 THOMPSON = Weights(exploration="thompson", sharpness=4.0, top_k=3, load=0.0)

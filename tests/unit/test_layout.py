@@ -78,3 +78,12 @@ def test_no_import_by_string():
                  for number, line in enumerate(path.read_text().splitlines(), 1)
                  if "__import__(" in line or "import_module(" in line]
     assert by_string == []
+
+
+def test_the_product_needs_nothing_of_measurement_and_evaluation_at_run_time():
+    # Only the CLI offers `bench`, `evaluate` and `simulate`, by importing bench/ plainly.
+    uses = [f"{path.relative_to(ROOT)}:{number}"
+            for name, path in _modules().items() if name.startswith("services.") and name != "services.cli"
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip().startswith(("from bench", "import bench"))]
+    assert uses == []

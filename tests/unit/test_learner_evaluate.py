@@ -1,6 +1,6 @@
 """The scorekeeping of `orchestrator evaluate`, without the system around it."""
+from bench.evaluation.online import ColdStart, LoggedTask, Replay, best_single_agent, load
 from events.learning import SkillEstimated
-from services.learner.evaluate import ColdStart, LoggedTask, Replay, best_single_agent, load
 
 
 def logged(n: int, capability: str = "math", **outcomes: bool) -> LoggedTask:

@@ -1,8 +1,8 @@
 """Given an agent and a task, the model's feature names say what each feature is, whatever the names in them."""
 from __future__ import annotations
 
-from services.learner.beta import Beta
-from services.learner.features import Running, agent_features, features, part
+from services.success_model.beta import Beta
+from services.success_model.features import Running, agent_features, features, part
 
 SKILL = Beta(3.0, 2.0, 0.5, 2.0)
 

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from services.learner.cohort import AgentProfile
 from services.learner.logic import LearnerState, Outcome, assess, learn, publish_model, register
 from services.learner.metrics import PrequentialMetrics, roc_auc
-from services.learner.model import LinearPredictor
+from services.success_model.logistic import LinearPredictor
 
 
 def trained(outcomes=600, seed=7) -> LearnerState:

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from bench.demo.feed import scripted_feed
 from events.codec import encode, type_header
 from events.examples import example_event
 from events.topics import topic_for_event, topic_name
@@ -13,7 +14,6 @@ from projections.folded_log import FoldedLog
 from projections.handlers import HANDLERS, ops_for
 from projections.memory_view import InMemoryView
 from projections.ops import Delete, Insert, Position, Upsert
-from services.feed import scripted_feed
 from tests import factories as f
 
 

@@ -3,11 +3,11 @@ import random
 
 import pytest
 
+from bench.demo.feed import scripted_feed
 from events.topics import topic_for_event
 from projections.handlers import ops_for
 from projections.memory_view import InMemoryView
 from projections.ops import Position
-from services.feed import scripted_feed
 
 TABLES = ("agents", "agent_capabilities", "tasks", "task_assignments", "routing_decisions",
           "agent_health_changes", "agent_heartbeats_latest")

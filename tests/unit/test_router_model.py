@@ -9,9 +9,9 @@ from events.agents import AgentRegistered
 from events.learning import ModelPublished
 from events.tasks import TaskSubmitted
 from events.values import Capability, CapabilityRequirement
-from services.learner.features import Running
-from services.learner.model import SuccessModel
 from services.router.logic import Weights, route
+from services.success_model.features import Running
+from services.success_model.logistic import SuccessModel
 from tests.unit.test_router_state import given
 
 GREEDY = Weights(temperature=1e-6)
@@ -92,9 +92,9 @@ def test_the_agents_labels_reach_the_model():
 
 def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on_the_whole_vector():
     # Given a model trained on tasks with features, agents with labels, and two capabilities
-    from services.learner.beta import Beta
-    from services.learner.features import features
-    from services.learner.model import LinearPredictor
+    from services.success_model.beta import Beta
+    from services.success_model.features import features
+    from services.success_model.logistic import LinearPredictor
     model, rng = SuccessModel(learning_rate=0.1), random.Random(3)
     for n in range(300):
         capability, agent = rng.choice(["python", "sql"]), rng.choice(["a1", "a2", "a3"])

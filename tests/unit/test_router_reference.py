@@ -12,9 +12,6 @@ import pytest
 from events.learning import SkillEstimated
 from events.tasks import TaskRouted, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.learner.beta import Beta
-from services.learner.features import Running, features
-from services.learner.model import LinearPredictor, SuccessModel
 from services.router.logic import (
     AgentState,
     Record,
@@ -28,6 +25,9 @@ from services.router.logic import (
     take_estimate,
     thompson,
 )
+from services.success_model.beta import Beta
+from services.success_model.features import Running, features
+from services.success_model.logistic import LinearPredictor, SuccessModel
 
 CAPABILITIES = ("python", "sql", "go", "rust")
 TEAMS = ("red", "blue", "green")

@@ -15,10 +15,10 @@ from events.tasks import (
     TaskSubmitted,
 )
 from events.values import Capability, CapabilityRequirement
-from services.learner.model import SuccessModel
 from services.router.app import exploration_rng
 from services.router.logic import Weights, route
 from services.router.state import RouterView
+from services.success_model.logistic import SuccessModel
 
 
 def registered(agent_id, capacity=2, labels=None, **skills):

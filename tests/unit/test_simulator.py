@@ -1,11 +1,11 @@
 import random
 from datetime import datetime, timedelta, timezone
 
+from bench.evaluation.simulator.fleet import CAPABILITIES, make_fleet, task_stream
+from bench.evaluation.simulator.scoring import score
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.simulator.fleet import CAPABILITIES, make_fleet, task_stream
-from services.simulator.scoring import score
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -1,5 +1,5 @@
 """The learner against a simulated fleet whose true skills are known."""
-from services.simulator.learning import TARGET_SHARE_OF_BAYES, run_learning, stepped
+from bench.evaluation.simulator.learning import TARGET_SHARE_OF_BAYES, run_learning, stepped
 
 
 def test_after_warm_up_predictions_come_within_five_percent_of_the_bayes_optimal_accuracy():

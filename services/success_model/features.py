@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 from typing import Mapping
 
-from services.learner.beta import Beta
+from services.success_model.beta import Beta
 
 EVIDENCE_SCALE = 5.0  # log1p(attempts) / 5 is about 1 at 150 attempts
 Z_LIMIT = 5.0  # one extreme prompt should not swing a weight

@@ -1,6 +1,6 @@
 """Audit projector throughput next to the projector's, and `audit verify`'s rate, on the real stack.
 
-    python -m services.audit.bench --records 50000
+    python -m bench.micro.audit --records 50000
 
 Publishes a scripted feed of about `--records` records under a fresh topic prefix, then
 times the audit projector and the projector catching up with it from the start, each
@@ -19,13 +19,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.demo.feed import scripted_feed
 from bench.machine import describe
-from bench.projection import _publish
+from bench.micro.projection import _publish
 from events.topics import TOPICS, topic_name
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
 from services.audit.verify import verify
-from services.feed import scripted_feed
 from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings

@@ -1,6 +1,6 @@
 """Agent-side figures: the SDK's overhead per task, and how soon silence becomes a verdict.
 
-    python -m bench.agents --tasks 2000
+    python -m bench.pipeline.agents --tasks 2000
 
 SDK: an agent with a handler that does nothing takes `--tasks` assignments; the time from
 publishing an assignment to reading its TaskCompleted is the SDK's (and broker's) cost.

@@ -15,9 +15,9 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass
 
+from bench.evaluation.simulator.fleet import SimulatedAgent, make_fleet, task_stream
 from services.learner.cohort import AgentProfile
 from services.learner.logic import LearnerState, Outcome, learn, register
-from services.simulator.fleet import SimulatedAgent, make_fleet, task_stream
 
 TARGET_SHARE_OF_BAYES = 0.95
 

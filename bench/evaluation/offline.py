@@ -1,6 +1,6 @@
 """Offline evaluation of the learner and the router on a real, dense outcome log.
 
-    python -m bench.evaluate_offline --data ../shared/data/routerdc_7llm.csv.gz [--limit N] [--json]
+    python -m bench.evaluation.offline --data ../shared/data/routerdc_7llm.csv.gz [--limit N] [--json]
 
 Every agent attempted every task, so a routing policy is scored exactly: the log reveals the
 chosen agent's recorded outcome, and only that outcome is learned from (bandit feedback).
@@ -19,12 +19,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from bench.evaluation.online import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
 from bench.machine import describe
 from events.learning import SkillEstimated
 from events.tasks import TaskRouted
-from services.learner.beta import Counts
 from services.learner.cohort import AgentProfile
-from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
 from services.learner.logic import (
     LearnerState,
     Outcome,
@@ -37,10 +36,11 @@ from services.learner.logic import (
     register,
 )
 from services.learner.metrics import PrequentialMetrics
-from services.learner.model import LinearPredictor, SuccessModel
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
+from services.success_model.beta import Counts
+from services.success_model.logistic import LinearPredictor, SuccessModel
 
 DECLARED = 0.5  # nothing is known about any agent at registration
 LEARNER_PACE = 0.4  # a learner reading outcomes at 40% of the router's pace, as one starved of CPU did

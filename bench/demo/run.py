@@ -16,11 +16,8 @@ import time
 import psycopg
 from psycopg import sql
 
-from services import kafka
-from services.projector.catchup import wait_until_caught_up
-from services.settings import Settings
-from services.simulator.fleet import make_fleet, task_stream
-from services.simulator.run import (
+from bench.evaluation.simulator.fleet import make_fleet, task_stream
+from bench.evaluation.simulator.run import (
     answer_assignments,
     deregister_fleet,
     processors,
@@ -28,6 +25,9 @@ from services.simulator.run import (
     submit_stream,
     until_ready,
 )
+from services import kafka
+from services.projector.catchup import wait_until_caught_up
+from services.settings import Settings
 
 LIVE = {  # this run's tasks only: the read models also hold earlier runs
     "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "

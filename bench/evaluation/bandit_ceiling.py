@@ -1,6 +1,6 @@
 """How close standard bandit policies come to the best agent per capability chosen in hindsight.
 
-    python -m bench.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz [--orders 8] [--seeds 16]
+    python -m bench.evaluation.bandit_ceiling --data ../shared/data/routerdc_7llm.csv.gz [--orders 8] [--seeds 16]
 
 Each policy routes every task of the log to one agent and learns only that agent's logged
 outcome (bandit feedback), as the running system does. This is not the product's router: it is
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bench.evaluation.online import load
 from bench.machine import describe
-from services.learner.evaluate import load
 
 PRIOR_STRENGTH = 2.0  # outcomes the capability's rate so far is worth in each agent's prior
 FAMILIES = (("ceval", "cmmlu"), ("gsm8k", "math_prealgebra"), ("humaneval", "humanevalx_js", "mbpp"))

@@ -17,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+from bench.evaluation.simulator.fleet import CAPABILITIES, SimulatedAgent, make_fleet, task_stream
+from bench.evaluation.simulator.scoring import PolicyScore, score
 from events.agents import AgentDeregistered, AgentRegistered
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import Envelope, make_event
@@ -25,8 +27,6 @@ from events.topics import EVENT_TOPICS, topic_for_event, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
 from services.settings import Settings
-from services.simulator.fleet import CAPABILITIES, SimulatedAgent, make_fleet, task_stream
-from services.simulator.scoring import PolicyScore, score
 
 POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
 ANSWERED = frozenset({TaskAssigned.event_type})

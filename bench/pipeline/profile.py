@@ -1,7 +1,7 @@
 """The top frames of a py-spy profile, as text for a report.
 
     py-spy record --gil -f raw -o router.txt --pid PID --duration 30
-    python -m bench.profile router.txt --top 12
+    python -m bench.pipeline.profile router.txt --top 12
 
 py-spy's raw format is one collapsed stack per line, `outer;...;inner COUNT`. Self time is
 where the samples' innermost frame is; inclusive time counts a frame once per sample it is on.

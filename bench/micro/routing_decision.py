@@ -1,6 +1,6 @@
 """Time of one routing decision (the pure function) with a large fleet.
 
-    python -m bench.routing_decision --agents 1000 --decisions 5000 [--with-model]
+    python -m bench.micro.routing_decision --agents 1000 --decisions 5000 [--with-model]
 
 With `--with-model` the router predicts with a published success model, as it does once the
 learner has published one. Between decisions, untimed, the chosen agent's outcome is learned, so
@@ -16,8 +16,8 @@ import time
 from bench.machine import describe
 from events.tasks import TaskRouted, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.learner.model import LinearPredictor, SuccessModel
 from services.router.logic import AgentState, RouterState, Weights, learn_outcome, route
+from services.success_model.logistic import LinearPredictor, SuccessModel
 
 CAPABILITIES = [f"skill-{i}" for i in range(20)]
 

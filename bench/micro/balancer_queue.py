@@ -1,6 +1,6 @@
 """Cost of the balancer's decisions while tasks wait for room, by queue length.
 
-    python -m bench.balancer_queue --waiting 1000 4000 16000 [--events 2000]
+    python -m bench.micro.balancer_queue --waiting 1000 4000 16000 [--events 2000]
 
 A fleet of full agents is given `--waiting` queued tasks (several submitters, priorities and
 capabilities, so fairness and priority both matter). Then, alternately, one more task is

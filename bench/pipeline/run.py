@@ -25,13 +25,15 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from bench.evaluation.simulator.fleet import CAPABILITIES, SimulatedAgent, task_stream
+from bench.evaluation.simulator.run import answer_assignments, processors, register_fleet, submit_stream, until_ready
 from bench.machine import describe
-from bench.observer import LATENCY_ENDS, Observer
-from bench.procstat import ProcessWatch, pids_named
-from bench.profile import layers, parse, top_frames
-from bench.rate_search import Trial, best, judge, next_rate
-from bench.raw_kafka import produce_consume
-from bench.stages import delivered_to, free_port, lag_of
+from bench.pipeline.observer import LATENCY_ENDS, Observer
+from bench.pipeline.procstat import ProcessWatch, pids_named
+from bench.pipeline.profile import layers, parse, top_frames
+from bench.pipeline.rate_search import Trial, best, judge, next_rate
+from bench.pipeline.raw_kafka import produce_consume
+from bench.pipeline.stages import delivered_to, free_port, lag_of
 from events.agents import AgentHeartbeat
 from events.envelope import make_event
 from events.topics import topic_name
@@ -39,8 +41,6 @@ from services import kafka
 from services.projector.catchup import events_in_log, wait_until_caught_up
 from services.replay import replay
 from services.settings import Settings
-from services.simulator.fleet import CAPABILITIES, SimulatedAgent, task_stream
-from services.simulator.run import answer_assignments, processors, register_fleet, submit_stream, until_ready
 
 PROCESSORS = ("projector", "health", "router", "balancer", "learner", "audit")
 OBSERVED_TOPICS = ("tasks", "assignments", "task-outcomes")

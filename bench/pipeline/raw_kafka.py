@@ -5,7 +5,7 @@ producer settings every service uses (acks=all, idempotence, linger 5 ms) and re
 a read_committed consumer as they arrive. The rate is messages over the time from the first
 send to the last message read: what Kafka and aiokafka alone allow on this machine now.
 
-    python -m bench.raw_kafka --messages 200000 --size 600
+    python -m bench.pipeline.raw_kafka --messages 200000 --size 600
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Projector throughput and rebuild-by-replay rate on the real stack.
 
-    python -m bench.projection --tasks 20000
+    python -m bench.micro.projection --tasks 20000
 
 Publishes a scripted feed (about 5 events per task) under a fresh topic prefix and
 schema, measures how fast the projector catches up with it, then how fast
@@ -17,11 +17,11 @@ import uuid
 import psycopg
 from psycopg import sql
 
+from bench.demo.feed import scripted_feed
 from bench.machine import describe
 from events.codec import encode, type_header
 from events.topics import topic_for_event, topic_name
 from services import kafka
-from services.feed import scripted_feed
 from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
 from services.replay import replay

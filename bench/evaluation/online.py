@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from bench.evaluation.simulator.run import processors
 from events.agents import AgentRegistered
 from events.codec import decode, encode, type_header
 from events.envelope import Envelope, make_event
@@ -25,10 +26,9 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, T
 from events.topics import topic_for_event, topic_name
 from events.values import Capability, CapabilityRequirement, MemoryProfile
 from services import kafka
-from services.learner.beta import Counts
 from services.learner.metrics import PrequentialMetrics
 from services.settings import Settings
-from services.simulator.run import processors
+from services.success_model.beta import Counts
 
 DECLARED = 0.5
 PRODUCER = "evaluation"

@@ -13,8 +13,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from river import linear_model, optim
 
-from services.learner.beta import Beta
-from services.learner.features import Running, Scaling, agent_features, observe, skill_features, task_features_of
+from services.success_model.beta import Beta
+from services.success_model.features import Running, Scaling, agent_features, observe, skill_features, task_features_of
 
 FORMAT = "logistic/1"
 MAX_WEIGHTS = 100_000
