@@ -38,7 +38,7 @@ from services.learner.logic import (
 from services.learner.metrics import PrequentialMetrics
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
-from services.router.state import RouterView
+from services.router.state import RouterFold
 from services.success_model.beta import Counts
 from services.success_model.logistic import LinearPredictor, SuccessModel
 
@@ -129,7 +129,7 @@ def router_fleet(agents: list[str], capabilities: list[str]) -> RouterState:
 
 def apply_estimate(state: RouterState, skill: SkillEstimated) -> None:
     # Exactly as the running router reads a SkillEstimated.
-    RouterView(state=state).apply(skill)
+    RouterFold(state=state).apply(skill)
 
 
 class Thompson:
@@ -218,7 +218,7 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
                 for skill in estimates(learner, told.capability):
                     apply_estimate(state, skill)
                 if read % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
-                    RouterView(state=state).apply(publish_model(learner))
+                    RouterFold(state=state).apply(publish_model(learner))
     run.propensity /= max(1, run.decisions)
     return run
 

@@ -29,7 +29,7 @@ from events.codec import decode, header_type
 from events.envelope import Envelope, make_event
 from events.tasks import TaskCompleted, TaskFailed, TaskHandedOff, TaskRejected, TaskRouted, TaskStarted, TaskSubmitted
 from services.balancer.logic import BalancerState, Limits, decide, tick
-from services.balancer.state import state_from_json, state_to_json
+from services.balancer.state import decode_state, encode_state
 
 PRODUCER = "balancer"
 # Decisions are published after the inbox record that caused them was written, but perhaps
@@ -123,11 +123,11 @@ class InboxDecider:
 
     def snapshot(self) -> bytes:
         return orjson.dumps({"offset": self.applied, "forwarded": self.forwarded,
-                             "state": state_to_json(self.state)})
+                             "state": encode_state(self.state)})
 
     def restore(self, snapshot: bytes) -> None:
         data = orjson.loads(snapshot)
-        self.state, self.applied, self.forwarded = state_from_json(data["state"]), data["offset"], data["forwarded"]
+        self.state, self.applied, self.forwarded = decode_state(data["state"]), data["offset"], data["forwarded"]
 
 
 class InboxHistory(Protocol):

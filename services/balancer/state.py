@@ -8,7 +8,7 @@ from services.balancer.logic import BalancerState, Slot, Task
 SNAPSHOT_VERSION = 2  # 2 added what agents declare, what tasks require, and when a task started
 
 
-def state_to_json(state: BalancerState) -> dict:
+def encode_state(state: BalancerState) -> dict:
     # Lists keep the insertion order of the dicts, so a restored state iterates as the original did.
     return {
         "version": SNAPSHOT_VERSION,
@@ -18,7 +18,7 @@ def state_to_json(state: BalancerState) -> dict:
     }
 
 
-def state_from_json(data: dict) -> BalancerState:
+def decode_state(data: dict) -> BalancerState:
     if data.get("version") == 1:
         data = _upcast_v1(data)
     if data.get("version") != SNAPSHOT_VERSION:

@@ -1,8 +1,8 @@
-"""The learner's Faust app: the shell around `services.learner.view` and `services.learner.logic`.
+"""The learner's Faust app: the shell around `services.learner.state` and `services.learner.logic`.
 
-    <prefix>.agents, .tasks, .assignments, .task-outcomes ── every partition ──▶ follower ─▶ LearnerView
+    <prefix>.agents, .tasks, .assignments, .task-outcomes ── every partition ──▶ follower ─▶ LearnerFold
     <prefix>.agents ── in the group `<prefix>.learner` ──▶ which partitions this copy publishes for
-    LearnerView's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
+    LearnerFold's output ──▶ <prefix>.skills  (SkillEstimated, SkillShiftDetected, RelationshipScored)
                          ──▶ <prefix>.models  (ModelPublished, every LEARNER_PUBLISH_EVERY outcomes)
     how far that is on the broker, per partition read ──▶ <prefix>.learner-published (compacted, `marks.py`)
 

@@ -9,7 +9,7 @@ from services.faust_worker import faust_brokers, run_worker
 from services.learner.app import SERVICE, create_app
 from services.learner.follower import LearnerFollower
 from services.learner.marks import KafkaMarks, ensure_learner_topics
-from services.learner.view import LearnerView
+from services.learner.state import LearnerFold
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
@@ -18,7 +18,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
     metrics = metrics or ProcessorMetrics(SERVICE)
     datadir = Path(settings.learner_data_dir) / settings.learner_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
-    view = LearnerView(publish_every=settings.learner_publish_every)
+    view = LearnerFold(publish_every=settings.learner_publish_every)
     follower = LearnerFollower(settings, view, metrics, SERVICE, marks=KafkaMarks(settings))
     return create_app(
         app_id=settings.learner_app,

@@ -21,7 +21,7 @@ from events.learning import ModelPublished
 from events.topics import belongs
 from services.learner.outbox import Outbox
 from services.learner.owed import Owed
-from services.learner.view import HANDLED, LearnerView
+from services.learner.state import HANDLED, LearnerFold
 from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
@@ -40,7 +40,7 @@ class PublishedMarks(Protocol):
 
 
 class LearnerFollower:
-    def __init__(self, settings: Settings, view: LearnerView, metrics: ProcessorMetrics, service: str, *,
+    def __init__(self, settings: Settings, view: LearnerFold, metrics: ProcessorMetrics, service: str, *,
                  marks: PublishedMarks, open_log=open_from_start) -> None:
         self.settings = settings
         self.view = view

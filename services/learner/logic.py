@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated
+from services.learner.agent_pairs import Relationships
+from services.learner.capability_similarity import REFRESH_EVERY, Related, learn_related
 from services.learner.cohort import AgentProfile, Cohorts
 from services.learner.drift import SkillShift, Trajectory
 from services.learner.metrics import PrequentialMetrics
-from services.learner.related import REFRESH_EVERY, Related, learn_related
-from services.learner.relationships import Relationships
 from services.success_model.beta import Beta, Counts
 from services.success_model.features import features
 from services.success_model.logistic import SuccessModel

@@ -1,7 +1,7 @@
 """The router's Faust app: the shell around `services.router.logic`.
 
     <prefix>.agents, .skills, .models, .assignments,
-    .task-outcomes, .tasks ── every partition, every copy ──▶ follower ──▶ RouterView
+    .task-outcomes, .tasks ── every partition, every copy ──▶ follower ──▶ RouterFold
     <prefix>.tasks ── group `<app id>-tasks`, in batches ──▶ route ──▶ TaskRouted / TaskQueued ─▶ <prefix>.tasks
                                     `<app id>-waiting` (no capable agent yet) ◀─┘
     timer, when agents changed ──▶ route the waiting tasks this copy owns ──▶ TaskRouted

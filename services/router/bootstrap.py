@@ -14,7 +14,7 @@ from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import policy
-from services.router.state import RouterView
+from services.router.state import RouterFold
 from services.router.waiting import ensure_router_topics, read_waiting, waiting_topic
 from services.settings import Settings
 
@@ -42,7 +42,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
         app_id=settings.router_app,
         brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
-        datadir=datadir, follower=LogFollower(settings, RouterView(), metrics, SERVICE),
+        datadir=datadir, follower=LogFollower(settings, RouterFold(), metrics, SERVICE),
         weights=weights_from(settings), policy=policy(settings.router_policy), seed=settings.router_seed,
         retry_interval_s=settings.router_retry_interval_s, metrics=metrics, clock=clock,
         waiting_topic=waiting_topic(settings), open_consumer=consumer_opener(settings),

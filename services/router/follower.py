@@ -18,7 +18,7 @@ from events.errors import EventDecodeError
 from events.topics import belongs
 from services.log_follower import apply_backlog_in_time_order, open_from_start
 from services.metrics import ProcessorMetrics
-from services.router.state import HANDLED, RouterView
+from services.router.state import HANDLED, RouterFold
 from services.settings import Settings
 
 FOLLOWED = ("agents", "health", "skills", "models", "assignments", "task-outcomes", "tasks")
@@ -26,7 +26,7 @@ log = logging.getLogger("orchestrator.router")
 
 
 class LogFollower:
-    def __init__(self, settings: Settings, view: RouterView, metrics: ProcessorMetrics, service: str) -> None:
+    def __init__(self, settings: Settings, view: RouterFold, metrics: ProcessorMetrics, service: str) -> None:
         self.settings = settings
         self.view = view
         self.metrics = metrics

@@ -1,6 +1,6 @@
 """What the router knows, folded from the log: agents, their load and record, learned skills.
 
-`RouterView.apply` turns one event into changes of the `RouterState` that `route` reads,
+`RouterFold.apply` turns one event into changes of the `RouterState` that `route` reads,
 plus what is needed to derive it: which agent holds which attempt of which task (for load,
 and for the capability an outcome is about) and which job a task belongs to.
 """
@@ -50,7 +50,7 @@ class Holding:
 
 
 @dataclass
-class RouterView:
+class RouterFold:
     state: RouterState = field(default_factory=RouterState)
     holdings: dict[str, Holding] = field(default_factory=dict)  # task id -> the attempt in flight
     loads: Counter = field(default_factory=Counter)  # agent id -> attempts in flight
@@ -103,7 +103,7 @@ class RouterView:
         return holding
 
 
-def _registered(view: RouterView, event: AgentRegistered) -> None:
+def _registered(view: RouterFold, event: AgentRegistered) -> None:
     previous = view.state.agents.get(event.agent_id)
     # Labels describe the agent (team, region, …); capability tags describe its skills.
     tags = frozenset(event.labels.values()) | {tag for c in event.capabilities for tag in c.tags}
@@ -115,7 +115,7 @@ def _registered(view: RouterView, event: AgentRegistered) -> None:
         health=previous.health if previous else "unknown", in_flight=view.loads[event.agent_id]))
 
 
-def _capabilities_changed(view: RouterView, event: AgentCapabilitiesChanged) -> None:
+def _capabilities_changed(view: RouterFold, event: AgentCapabilitiesChanged) -> None:
     if (agent := view.state.agents.get(event.agent_id)) is None:
         return
     versions = event.versions_after(dict(agent.versions))
@@ -123,12 +123,12 @@ def _capabilities_changed(view: RouterView, event: AgentCapabilitiesChanged) -> 
                             versions=tuple(sorted(versions.items()))))
 
 
-def _deregistered(view: RouterView, event: AgentDeregistered) -> None:
+def _deregistered(view: RouterFold, event: AgentDeregistered) -> None:
     if agent := view.state.agents.get(event.agent_id):
         view._set_agent(replace(agent, status="draining" if event.drain else "deregistered"))
 
 
-def _health_changed(view: RouterView, event: AgentHealthChanged) -> None:
+def _health_changed(view: RouterFold, event: AgentHealthChanged) -> None:
     if agent := view.state.agents.get(event.agent_id):
         view._set_agent(replace(agent, health=event.current))
     if event.current == "unhealthy":
@@ -137,22 +137,22 @@ def _health_changed(view: RouterView, event: AgentHealthChanged) -> None:
             view._release(task_id)
 
 
-def _routed(view: RouterView, event: TaskRouted) -> None:
+def _routed(view: RouterFold, event: TaskRouted) -> None:
     view.remember_routed(event.task_id)
 
 
-def _submitted(view: RouterView, event: TaskSubmitted) -> None:
+def _submitted(view: RouterFold, event: TaskSubmitted) -> None:
     if event.job_id:
         view.task_jobs[event.task_id] = event.job_id
         if holding := view.holdings.get(event.task_id):  # its assignment was read first
             _join(view, event.job_id, holding.agent_id)
 
 
-def _join(view: RouterView, job_id: str, agent_id: str) -> None:
+def _join(view: RouterFold, job_id: str, agent_id: str) -> None:
     view.state.job_members[job_id] = view.state.job_members.get(job_id, frozenset()) | {agent_id}
 
 
-def _assigned(view: RouterView, event: TaskAssigned) -> None:
+def _assigned(view: RouterFold, event: TaskAssigned) -> None:
     holding = Holding(event.agent_id, event.attempt, event.capability)
     if job_id := view.task_jobs.get(event.task_id):
         _join(view, job_id, event.agent_id)
@@ -164,7 +164,7 @@ def _assigned(view: RouterView, event: TaskAssigned) -> None:
         _learn(view, holding, outcome)
 
 
-def _ended(view: RouterView, event) -> None:
+def _ended(view: RouterFold, event) -> None:
     agent_id = getattr(event, "agent_id", None) or event.from_agent_id
     number = event.attempt - 1 if isinstance(event, TaskReassigned) else event.attempt  # it names the next one
     holding = view.holdings.get(event.task_id)
@@ -176,7 +176,7 @@ def _ended(view: RouterView, event) -> None:
         view.task_jobs.pop(event.task_id, None)
 
 
-def _learn(view: RouterView, holding: Holding, outcome: EventBody) -> None:
+def _learn(view: RouterFold, holding: Holding, outcome: EventBody) -> None:
     # Only tries count: a rejection, hand-off or timeout says nothing about the agent's skill.
     if isinstance(outcome, TaskCompleted):
         learn_outcome(view.state, holding.agent_id, holding.capability, outcome.success, outcome.duration_ms)
@@ -184,32 +184,32 @@ def _learn(view: RouterView, holding: Holding, outcome: EventBody) -> None:
         learn_outcome(view.state, holding.agent_id, holding.capability, False)
 
 
-def _handed_off(view: RouterView, event: TaskHandedOff) -> None:
+def _handed_off(view: RouterFold, event: TaskHandedOff) -> None:
     if event.subtask_id is None:  # a subtask handed on leaves the task with its agent
         _ended(view, event)
 
 
-def _timed_out(view: RouterView, event: TaskTimedOut) -> None:
+def _timed_out(view: RouterFold, event: TaskTimedOut) -> None:
     if event.agent_id is not None:
         _ended(view, event)
 
 
-def _reassigned(view: RouterView, event: TaskReassigned) -> None:
+def _reassigned(view: RouterFold, event: TaskReassigned) -> None:
     if event.from_agent_id is not None:
         _ended(view, event)
 
 
-def _skill_estimated(view: RouterView, event: SkillEstimated) -> None:
+def _skill_estimated(view: RouterFold, event: SkillEstimated) -> None:
     take_estimate(view.state, event)
 
 
-def _relationship_scored(view: RouterView, event: RelationshipScored) -> None:
+def _relationship_scored(view: RouterFold, event: RelationshipScored) -> None:
     # Lift compares the pair's joint success with what each does alone: the same seen from either side.
     view.state.relationships[(event.agent_id, event.other_agent_id)] = event.lift
     view.state.relationships[(event.other_agent_id, event.agent_id)] = event.lift
 
 
-def _model_published(view: RouterView, event: ModelPublished) -> None:
+def _model_published(view: RouterFold, event: ModelPublished) -> None:
     # Parameters are validated, never executed; a model that fails leaves the last good one in use.
     try:
         predictor = LinearPredictor.from_parameters(event.parameters)

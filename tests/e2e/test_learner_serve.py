@@ -7,7 +7,7 @@ from events.codec import decode
 from events.learning import ModelPublished, SkillEstimated
 from events.topics import topic_name
 from services import kafka
-from services.learner.view import LearnerView
+from services.learner.state import LearnerFold
 from tests import factories as f
 from tests.e2e.helpers import publish_all, wait_for
 from tests.e2e.test_routing import serving
@@ -41,7 +41,7 @@ async def test_a_started_learner_rebuilds_from_the_log_and_publishes_what_it_kno
     log = outcome_log()
     await kafka.ensure_topics(settings)
     await publish_all(settings, log)
-    expected = LearnerView()
+    expected = LearnerFold()
     for event in log:
         expected.apply(event.body)
 

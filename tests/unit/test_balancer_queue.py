@@ -11,7 +11,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff,
 from services.balancer import logic
 from services.balancer.logic import BalancerState, Limits, decide, tick
 from services.balancer.queue import WaitingQueue
-from services.balancer.state import state_from_json, state_to_json
+from services.balancer.state import decode_state, encode_state
 from tests.unit.test_balancer_logic import agent, routed, submitted
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -142,7 +142,7 @@ def storm(seed: int, steps: int = 1500) -> list[list]:
         else:
             apply(None)  # the clock: start timeouts and deadlines
         if rng.random() < 0.02:  # a restart from a snapshot rebuilds the queue from the tasks
-            state = state_from_json(state_to_json(state))
+            state = decode_state(encode_state(state))
     return decided
 
 

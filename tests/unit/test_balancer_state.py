@@ -13,7 +13,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, T
 from events.values import Candidate, Capability, CapabilityRequirement
 from services.balancer.inbox import ORIGIN_HEADER, TICK_HEADER, InboxDecider, InboxRecord, OrderedDecisions
 from services.balancer.logic import BalancerState, Limits, decide
-from services.balancer.state import state_from_json, state_to_json, waits_on_time
+from services.balancer.state import decode_state, encode_state, waits_on_time
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 LIMITS = Limits(start_timeout=timedelta(seconds=30))
@@ -63,14 +63,14 @@ def busy_state() -> BalancerState:
 def test_the_state_survives_a_round_trip_through_json_unchanged():
     state = busy_state()
     assert state.tasks["t3"].queued_at and state.slots["a1"].in_flight and not state.slots["a2"].available
-    restored = state_from_json(orjson.loads(orjson.dumps(state_to_json(state))))
+    restored = decode_state(orjson.loads(orjson.dumps(encode_state(state))))
     assert restored == state
     assert list(restored.tasks) == list(state.tasks) and list(restored.slots) == list(state.slots)
 
 
 def test_a_restored_state_decides_exactly_as_the_original():
     original = busy_state()
-    restored = state_from_json(orjson.loads(orjson.dumps(state_to_json(original))))
+    restored = decode_state(orjson.loads(orjson.dumps(encode_state(original))))
     done = TaskCompleted(task_id="t1", agent_id="a1", attempt=1)
     later = T0 + timedelta(minutes=1)
     assert decide(restored, done, later, LIMITS) == decide(original, done, later, LIMITS) != []
@@ -99,7 +99,7 @@ def test_a_started_task_waits_on_time_for_its_completion_deadline():
 
 def test_what_the_fallback_and_the_completion_deadline_need_survives_a_snapshot():
     state = busy_state()
-    restored = state_from_json(orjson.loads(orjson.dumps(state_to_json(state))))
+    restored = decode_state(orjson.loads(orjson.dumps(encode_state(state))))
     assert restored.slots["a1"].capabilities == {"python": 0.8}
     assert restored.tasks["t2"].started_at == T0 + timedelta(seconds=7)
     assert restored.tasks["t3"].requirements == (("python", 0.5),)
@@ -124,14 +124,14 @@ SNAPSHOT_V1 = {
 
 
 def test_a_version_1_snapshot_is_still_read_and_keeps_deciding():
-    state = state_from_json(SNAPSHOT_V1)
+    state = decode_state(SNAPSHOT_V1)
     assert state.tasks["t1"].started_at == T0 + timedelta(seconds=1)  # its start is unknown: the assignment's time
     assert state.tasks["t2"].queued_at and "t2" in state.waiting
     # Nothing says what a version 1 task requires, so it waits for the router's candidates only.
     decide(state, agent("a2"), T0 + timedelta(seconds=4), LIMITS)
     assert decide(state, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), T0 + timedelta(seconds=5), LIMITS) == [
         TaskAssigned(agent_id="a1", task_id="t2", attempt=1, capability="python")]
-    assert state_to_json(state)["version"] == 2
+    assert encode_state(state)["version"] == 2
 
 
 def test_a_change_of_capabilities_reaches_the_decider_through_the_inbox():

@@ -14,7 +14,7 @@ from events.topics import topic_for_event, topic_name
 from events.values import MemoryProfile
 from services.kafka import partition_of
 from services.learner.follower import FOLLOWED, LearnerFollower
-from services.learner.view import HANDLED, LearnerView
+from services.learner.state import HANDLED, LearnerFold
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 from tests import factories as f
@@ -93,7 +93,7 @@ class Run:
 
     def __init__(self, log: FakeLog, marks: InMemoryMarks, *, owned=EVERY_PARTITION, publish_every: int = 100):
         self.metrics = ProcessorMetrics("learner")
-        self.follower = LearnerFollower(SETTINGS, LearnerView(publish_every=publish_every), self.metrics, "learner",
+        self.follower = LearnerFollower(SETTINGS, LearnerFold(publish_every=publish_every), self.metrics, "learner",
                                         marks=marks, open_log=log.open)
         self.owned = owned
         self.published: list = []
@@ -161,7 +161,7 @@ def proficiency(out: list, agent_id: str) -> float:
             (agent_id, "python")][-1].proficiency
 
 
-def when(view: LearnerView, *events) -> list:
+def when(view: LearnerFold, *events) -> list:
     return [out for event in events for out in view.apply(event)]
 
 

@@ -3,14 +3,14 @@ import random
 
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated, SkillShiftDetected
 from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskSubmitted
-from services.learner.view import LearnerView
+from services.learner.state import LearnerFold
 from tests import factories as f
 
 AGENTS = ("agent-1", "agent-2", "agent-3")
 
 
-def given(*events, publish_every: int = 100) -> LearnerView:
-    view = LearnerView(publish_every=publish_every)
+def given(*events, publish_every: int = 100) -> LearnerFold:
+    view = LearnerFold(publish_every=publish_every)
     for event in events:
         view.apply(event.body if hasattr(event, "body") else event)
     return view
@@ -39,12 +39,12 @@ def outcome_log(n: int = 300, seed: int = 3):
     return events
 
 
-def estimates_of(view: LearnerView) -> list[SkillEstimated]:
+def estimates_of(view: LearnerFold) -> list[SkillEstimated]:
     return [e for e in view.snapshot() if isinstance(e, SkillEstimated)]
 
 
 def test_a_registration_publishes_each_declared_capabilitys_cold_start_estimate():
-    view = LearnerView()
+    view = LearnerFold()
     [python, sql] = view.apply(fleet()[0].body)
     assert (python.capability, sql.capability) == ("python", "sql")
     assert python.attempts == 0 and python.proficiency == 0.5
@@ -130,7 +130,7 @@ def test_replaying_the_same_outcomes_rebuilds_the_same_estimates_and_model():
 
 def test_what_the_learner_would_publish_is_the_same_on_a_replay():
     log = outcome_log(120)
-    first, second = LearnerView(publish_every=25), LearnerView(publish_every=25)
+    first, second = LearnerFold(publish_every=25), LearnerFold(publish_every=25)
     assert [first.apply(e) for e in log] == [second.apply(e) for e in log]
 
 

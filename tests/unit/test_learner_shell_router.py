@@ -1,12 +1,12 @@
 """The learner's estimates as the router reads them: each outcome counted once."""
 from events.learning import SkillEstimated
 from services.router.logic import RouterState, learn_outcome, take_estimate
-from services.router.state import RouterView
+from services.router.state import RouterFold
 from tests import factories as f
 
 
 def test_an_outcome_the_estimate_already_counts_is_not_counted_again():
-    view = RouterView()
+    view = RouterFold()
     for event in (*f.lifecycle("task-1", "agent-1")[:3],
                   SkillEstimated(agent_id="agent-1", capability="python", proficiency=0.7, confidence=0.3,
                                  successes=1, attempts=1)):

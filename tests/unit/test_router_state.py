@@ -17,7 +17,7 @@ from events.tasks import (
 from events.values import Capability, CapabilityRequirement
 from services.router.app import exploration_rng
 from services.router.logic import Weights, route
-from services.router.state import RouterView
+from services.router.state import RouterFold
 from services.success_model.logistic import SuccessModel
 
 
@@ -35,8 +35,8 @@ def completed(task_id, agent_id="a1", attempt=1, success=True):
     return TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=attempt, success=success, duration_ms=2000.0)
 
 
-def given(*events) -> RouterView:
-    view = RouterView()
+def given(*events) -> RouterFold:
+    view = RouterFold()
     for event in events:
         view.apply(event)
     return view

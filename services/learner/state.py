@@ -1,6 +1,6 @@
 """What the learner folds from the log, and what it publishes for each input.
 
-`LearnerView.apply` takes one event and returns the events the learner publishes because
+`LearnerFold.apply` takes one event and returns the events the learner publishes because
 of it. The same inputs in the same order give the same outputs, so the shell rebuilds the
 state at start by applying the whole log and discarding what it would have published then.
 An outcome needs its attempt's capability, from the assignment; the two sit on different
@@ -30,7 +30,7 @@ def _bounded(mapping: OrderedDict, key, value) -> None:
 
 
 @dataclass
-class LearnerView:
+class LearnerFold:
     publish_every: int = 100
     state: LearnerState = field(default_factory=LearnerState)
     features: OrderedDict = field(default_factory=OrderedDict)  # task id -> its numeric features
@@ -84,11 +84,11 @@ class LearnerView:
         return out
 
 
-def _registered(view: LearnerView, event: AgentRegistered) -> list[EventBody]:
+def _registered(view: LearnerFold, event: AgentRegistered) -> list[EventBody]:
     return list(register(view.state, AgentProfile.from_registration(event)))
 
 
-def _capabilities_changed(view: LearnerView, event: AgentCapabilitiesChanged) -> list[EventBody]:
+def _capabilities_changed(view: LearnerFold, event: AgentCapabilitiesChanged) -> list[EventBody]:
     if event.agent_id not in view.state.cohorts.profiles:
         return []
     profile = view.state.cohorts.profile(event.agent_id)
@@ -96,7 +96,7 @@ def _capabilities_changed(view: LearnerView, event: AgentCapabilitiesChanged) ->
                                              versions=event.versions_after(profile.versions))))
 
 
-def _memory_profile_updated(view: LearnerView, event: AgentMemoryProfileUpdated) -> list[EventBody]:
+def _memory_profile_updated(view: LearnerFold, event: AgentMemoryProfileUpdated) -> list[EventBody]:
     profile = view.state.cohorts.profiles.get(event.agent_id)
     if profile is None or profile.share_experience == event.memory_profile.share_experience:
         return []
@@ -105,7 +105,7 @@ def _memory_profile_updated(view: LearnerView, event: AgentMemoryProfileUpdated)
     return [e for c in sorted(profile.declared) for e in estimates(view.state, c)]
 
 
-def _submitted(view: LearnerView, event: TaskSubmitted) -> list[EventBody]:
+def _submitted(view: LearnerFold, event: TaskSubmitted) -> list[EventBody]:
     if event.features:
         _bounded(view.features, event.task_id, dict(event.features))
     if event.job_id:
@@ -113,12 +113,12 @@ def _submitted(view: LearnerView, event: TaskSubmitted) -> list[EventBody]:
     return []
 
 
-def _routed(view: LearnerView, event: TaskRouted) -> list[EventBody]:
+def _routed(view: LearnerFold, event: TaskRouted) -> list[EventBody]:
     _bounded(view.routed, event.task_id, (event.chosen_agent_id, event.predicted_success))
     return []
 
 
-def _assigned(view: LearnerView, event: TaskAssigned) -> list[EventBody]:
+def _assigned(view: LearnerFold, event: TaskAssigned) -> list[EventBody]:
     attempt = (event.task_id, event.agent_id, event.attempt)
     if attempt in view.waiting:  # its outcome was read first
         return view._learn(event.task_id, event.agent_id, event.capability, view.waiting.pop(attempt))
@@ -126,7 +126,7 @@ def _assigned(view: LearnerView, event: TaskAssigned) -> list[EventBody]:
     return []
 
 
-def _ended(view: LearnerView, event: TaskCompleted | TaskFailed) -> list[EventBody]:
+def _ended(view: LearnerFold, event: TaskCompleted | TaskFailed) -> list[EventBody]:
     # Only tries teach: a rejection, hand-off or timeout says nothing about the agent's skill.
     success = isinstance(event, TaskCompleted) and event.success
     attempt = (event.task_id, event.agent_id, event.attempt)
@@ -136,7 +136,7 @@ def _ended(view: LearnerView, event: TaskCompleted | TaskFailed) -> list[EventBo
     return view._learn(event.task_id, event.agent_id, view.attempts.pop(attempt), success)
 
 
-def _handed_off(view: LearnerView, event: TaskHandedOff) -> list[EventBody]:
+def _handed_off(view: LearnerFold, event: TaskHandedOff) -> list[EventBody]:
     # Whoever takes the task over works with the agent that passed it on: both join one group.
     group = view.groups.get(event.task_id) or event.task_id
     _bounded(view.groups, event.task_id, group)

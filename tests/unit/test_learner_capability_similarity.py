@@ -1,7 +1,7 @@
 """Priors from related capabilities: an agent better than the fleet at one is likely better at a related one."""
 import pytest
 
-from services.learner.related import LARGEST_SHIFT, correlation, learn_related
+from services.learner.capability_similarity import LARGEST_SHIFT, correlation, learn_related
 from services.success_model.beta import Counts
 
 AGENTS = ("a", "b", "c", "d")
