@@ -63,9 +63,9 @@ def cmd_bench(args, settings) -> int:
                            trial_s=args.trial, start_rate=args.start_rate, raw_messages=args.raw_messages,
                            keep=args.keep, profile_s=args.profile)
     result = asyncio.run(run(settings, options, log=lambda line: print(line, file=sys.stderr, flush=True)))
-    directory = Path(settings.bench_results_dir)
+    directory = Path(settings.bench.results_dir)
     previous = results.previous_result(directory, result)
-    found = results.regressions(result, previous, settings.bench_regression_tolerance) if previous else []
+    found = results.regressions(result, previous, settings.bench.regression_tolerance) if previous else []
     result["regressions"] = [str(r) for r in found]
     result["compared_with"] = previous.get("finished_at") if previous else None
     json_path, report_path = results.save(directory, result)

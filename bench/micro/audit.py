@@ -37,7 +37,7 @@ async def _audited(settings: Settings) -> int:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         try:
             cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(settings.audit_db_schema, "audit_log")))
+                sql.Identifier(settings.audit.db_schema, "audit_log")))
         except psycopg.errors.UndefinedTable:
             return 0
         return (await cur.fetchone())[0]
@@ -95,7 +95,7 @@ async def run(records: int, keep: bool) -> dict:
     if not keep:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
-                sql.Identifier(settings.db_schema), sql.Identifier(settings.audit_db_schema)))
+                sql.Identifier(settings.db_schema), sql.Identifier(settings.audit.db_schema)))
         await _delete_topics(settings)
     return result
 

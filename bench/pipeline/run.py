@@ -104,7 +104,7 @@ class Sampler:
 
 async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     tag = uuid.uuid4().hex[:6]
-    s = dataclasses.replace(settings, topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}",
+    s = settings.replace(topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}",
                             audit_db_schema=f"bench_{tag}_audit",
                             audit_checkpoint_dir=str(Path(".local/bench") / tag / "audit-checkpoints"))
     load_at_start = os.getloadavg()
@@ -116,7 +116,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         with contextlib.ExitStack() as stack:
             started = {name: stack.enter_context(processors(
                 s, "orchestrator", names=(name,), ORCHESTRATOR_DB_SCHEMA=s.db_schema, METRICS_PORT=str(port),
-                AUDIT_DB_SCHEMA=s.audit_db_schema, AUDIT_CHECKPOINT_DIR=s.audit_checkpoint_dir))[0]
+                AUDIT_DB_SCHEMA=s.audit.db_schema, AUDIT_CHECKPOINT_DIR=s.audit.checkpoint_dir))[0]
                 for name, port in ports.items()}
             measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
         log("bench: processors stopped; replaying the run into a fresh schema")
@@ -330,7 +330,7 @@ async def _completed_in_read_models(s: Settings) -> int:
 async def _remove(s: Settings) -> None:
     """The run's schemas and topics: a benchmark leaves nothing behind but its result."""
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
-        for schema in (s.db_schema, f"{s.db_schema}_replay", s.audit_db_schema):
+        for schema in (s.db_schema, f"{s.db_schema}_replay", s.audit.db_schema):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
     await kafka.delete_topics(s)
-    shutil.rmtree(Path(s.audit_checkpoint_dir).parent, ignore_errors=True)
+    shutil.rmtree(Path(s.audit.checkpoint_dir).parent, ignore_errors=True)

@@ -31,19 +31,19 @@ def audited_topics(settings: Settings) -> list[str]:
 
 async def open_store(settings: Settings) -> AuditStore:
     try:
-        store = await AuditStore.connect(settings.audit_url, settings.audit_db_schema)
+        store = await AuditStore.connect(settings.audit_url, settings.audit.db_schema)
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at AUDIT_DATABASE_URL / DATABASE_URL ({error}); start the local stack "
             "with `make up` or point the variable at a database") from error
-    if await ensure_schema(store.conn, settings.audit_db_schema):
-        log.info("created the audit log in schema %s", settings.audit_db_schema)
+    if await ensure_schema(store.conn, settings.audit.db_schema):
+        log.info("created the audit log in schema %s", settings.audit.db_schema)
     return store
 
 
 def checkpointer_for(settings: Settings) -> Checkpointer:
-    key_file = Path(settings.audit_signing_key_file)
-    directory = Path(settings.audit_checkpoint_dir)
+    key_file = Path(settings.audit.signing_key_file)
+    directory = Path(settings.audit.checkpoint_dir)
     try:
         key = checkpoints.load_or_create_signing_key(key_file)
         directory.mkdir(parents=True, exist_ok=True)
@@ -52,10 +52,10 @@ def checkpointer_for(settings: Settings) -> Checkpointer:
     if not os.access(directory, os.W_OK):
         # Found now rather than at the first checkpoint, with rows already appended and unsigned.
         raise ConfigError(f"AUDIT_CHECKPOINT_DIR {directory} is not writable")
-    checkpointer = Checkpointer(chain=settings.audit_db_schema, directory=directory, key=key,
-                                every_rows=settings.audit_checkpoint_every_rows,
-                                every_s=settings.audit_checkpoint_every_s)
-    found = checkpoints.read_all(directory, settings.audit_db_schema) if directory.exists() else []
+    checkpointer = Checkpointer(chain=settings.audit.db_schema, directory=directory, key=key,
+                                every_rows=settings.audit.checkpoint_every_rows,
+                                every_s=settings.audit.checkpoint_every_s)
+    found = checkpoints.read_all(directory, settings.audit.db_schema) if directory.exists() else []
     checkpointer.start_from(newest_valid(found, key.public_key()))
     return checkpointer
 
@@ -74,14 +74,14 @@ async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: Proc
         consumer = kafka.consumer(settings, group_id=settings.audit_group,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await kafka.start(consumer, settings)
-        log.info("audit chain of schema %s resumes after seq %d", settings.audit_db_schema, head.seq)
+        log.info("audit chain of schema %s resumes after seq %d", settings.audit.db_schema, head.seq)
         checkpointer = checkpointer_for(settings)
         if head.seq < checkpointer.signed_seq:
             log.error("the audit log ends at seq %d but a signed checkpoint covers seq %d: rows were removed; "
                       "`orchestrator audit verify` names where", head.seq, checkpointer.signed_seq)
         yield Auditor(consumer=consumer, view=store, metrics=metrics or ProcessorMetrics("audit"),
-                      topics=audited_topics(settings), batch_size=settings.audit_batch_size,
-                      batch_timeout_ms=settings.audit_batch_timeout_ms, head=head, position=position,
+                      topics=audited_topics(settings), batch_size=settings.audit.batch_size,
+                      batch_timeout_ms=settings.audit.batch_timeout_ms, head=head, position=position,
                       checkpointer=checkpointer)
     finally:
         if consumer is not None:

@@ -170,11 +170,11 @@ async def _relations(conn: psycopg.AsyncConnection, schema: str) -> list[tuple[s
 async def apply_roles(settings: Settings) -> Applied:
     roles = Roles.named(settings.db_role_prefix)
     applied = Applied(roles)
-    keystore_schema = settings.keystore_schema
+    keystore_schema = settings.keystore.schema
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         admin, superuser = await (await conn.execute(
             "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone()
-        await ensure_schema(conn, settings.audit_db_schema)
+        await ensure_schema(conn, settings.audit.db_schema)
         async with conn.transaction():
             passwords = {roles.owner: "", roles.audit_writer: settings.db_audit_writer_password,
                          roles.analyst: settings.db_analyst_password, roles.keystore: settings.db_keystore_password}
@@ -183,7 +183,7 @@ async def apply_roles(settings: Settings) -> Applied:
                 await conn.execute(login(name, password))
             # The key store's tables belong to its role: an erasure scrubs the deleted key's bytes
             # with VACUUM FULL, which only a table's owner may run. Its schema stays the owner's.
-            plan = [(settings.audit_db_schema, None, lambda: audit_grants(roles, settings.audit_db_schema)),
+            plan = [(settings.audit.db_schema, None, lambda: audit_grants(roles, settings.audit.db_schema)),
                     (settings.db_schema, None, lambda: read_model_grants(roles, settings.db_schema, admin)),
                     (keystore_schema, roles.keystore, lambda: keystore_grants(roles, keystore_schema))]
             for schema, relations_owner, grants in plan:
@@ -196,7 +196,7 @@ async def apply_roles(settings: Settings) -> Applied:
                     await conn.execute(statement)
                 applied.granted.append(f"{schema}: owned by {roles.owner}; " + _summary(roles, schema, settings))
             if superuser:
-                for statement in regrant_on_swap(roles, settings.db_schema, admin, settings.audit_db_schema):
+                for statement in regrant_on_swap(roles, settings.db_schema, admin, settings.audit.db_schema):
                     await conn.execute(statement)
                 applied.granted.append(f"{settings.db_schema} swapped in by a replay: the same, by an event trigger")
             else:
@@ -206,7 +206,7 @@ async def apply_roles(settings: Settings) -> Applied:
 
 
 def _summary(roles: Roles, schema: str, settings: Settings) -> str:
-    if schema == settings.audit_db_schema:
+    if schema == settings.audit.db_schema:
         return f"audit_log: INSERT, SELECT to {roles.audit_writer}; SELECT to {roles.analyst}"
     if schema == settings.db_schema:
         return f"read models: SELECT to {roles.analyst}"

@@ -71,12 +71,12 @@ def judge(chain_name: str, chain: ChainCheck, found: list[tuple[str, checkpoints
 
 
 async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
-    schema = settings.audit_db_schema
+    schema = settings.audit.db_schema
     # The broker first: a row appended after it was read is beyond what it is compared with.
     crosscheck = CrossCheck(await read_broker(settings)) if against_kafka else None
-    directory = Path(settings.audit_checkpoint_dir)
+    directory = Path(settings.audit.checkpoint_dir)
     found = checkpoints.read_all(directory, schema) if directory.exists() else []
-    key_file = Path(settings.audit_signing_key_file)
+    key_file = Path(settings.audit.signing_key_file)
     public_key = checkpoints.load_public_key(key_file) if checkpoints.public_key_path(key_file).exists() else None
     if found and public_key is None:
         raise FileNotFoundError(f"checkpoints found but no public key at {checkpoints.public_key_path(key_file)}")

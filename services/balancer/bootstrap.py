@@ -17,24 +17,24 @@ from services.settings import Settings
 
 
 def limits_from(settings: Settings) -> Limits:
-    return Limits(max_attempts=settings.balancer_max_attempts,
-                  start_timeout=timedelta(seconds=settings.balancer_start_timeout_s),
-                  completion_timeout=timedelta(seconds=settings.balancer_completion_timeout_s),
-                  top_k=settings.balancer_top_k)
+    return Limits(max_attempts=settings.balancer.max_attempts,
+                  start_timeout=timedelta(seconds=settings.balancer.start_timeout_s),
+                  completion_timeout=timedelta(seconds=settings.balancer.completion_timeout_s),
+                  top_k=settings.balancer.top_k)
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
-    datadir = Path(settings.balancer_data_dir) / settings.balancer_app
+    datadir = Path(settings.balancer.data_dir) / settings.balancer_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     # The session timeout is how long the inbox waits, after its owner dies, for another copy.
-    session_ms = round(settings.balancer_session_timeout_s * 1000)
+    session_ms = round(settings.balancer.session_timeout_s * 1000)
     return create_app(
         app_id=settings.balancer_app,
         brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
         datadir=datadir, inbox_topic=inbox_topic(settings), history=KafkaInboxHistory(settings),
-        limits=limits_from(settings), tick_interval_s=settings.balancer_tick_interval_s,
-        snapshot_every=settings.balancer_snapshot_every, metrics=metrics or ProcessorMetrics(SERVICE),
+        limits=limits_from(settings), tick_interval_s=settings.balancer.tick_interval_s,
+        snapshot_every=settings.balancer.snapshot_every, metrics=metrics or ProcessorMetrics(SERVICE),
         open_consumer=consumer_opener(settings, session_timeout_ms=session_ms,
                                       heartbeat_interval_ms=max(100, session_ms // 4)),
         open_producer=producer_opener(settings), identity=IdentityGate(settings))

@@ -16,9 +16,9 @@ from services.settings import Settings
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
     metrics = metrics or ProcessorMetrics(SERVICE)
-    datadir = Path(settings.learner_data_dir) / settings.learner_app
+    datadir = Path(settings.learner.data_dir) / settings.learner_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
-    view = LearnerFold(publish_every=settings.learner_publish_every)
+    view = LearnerFold(publish_every=settings.learner.publish_every)
     follower = LearnerFollower(settings, view, metrics, SERVICE, marks=KafkaMarks(settings))
     return create_app(
         app_id=settings.learner_app,
@@ -29,5 +29,5 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
 
 def serve(settings: Settings) -> int:
     return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.learner_app}: a model every {settings.learner_publish_every} outcomes",
+                      started=f"{settings.learner_app}: a model every {settings.learner.publish_every} outcomes",
                       prepare=(ensure_learner_topics,))

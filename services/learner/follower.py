@@ -69,7 +69,7 @@ class LearnerFollower:
                     await self._publish(publish, body, None)
             await self._published_up_to(delivered, {tp: end for tp, end in ends.items() if tp.partition in mine})
             self.ready.set()
-            outbox, interval_s = Outbox(), self.settings.learner_publish_interval_ms / 1000
+            outbox, interval_s = Outbox(), self.settings.learner.publish_interval_ms / 1000
             clock = asyncio.get_running_loop().time
             published_at = clock()
             while True:

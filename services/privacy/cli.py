@@ -166,7 +166,7 @@ def cmd_privacy_erase(args, settings: Settings) -> int:
         print(f"announced SubjectErased for {event.body.key_id} ({event.body.erasure_id})")
     if report.not_scrubbed:
         print(f"orchestrator: the key is deleted, but its bytes may remain in a dead row of "
-              f"{settings.keystore_schema}.subject_keys: {report.not_scrubbed}; run `orchestrator privacy erase` "
+              f"{settings.keystore.schema}.subject_keys: {report.not_scrubbed}; run `orchestrator privacy erase` "
               "again (as the table's owner or a superuser) to finish", file=sys.stderr)
         return 1
     return 0

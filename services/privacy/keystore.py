@@ -41,7 +41,7 @@ class Tombstone:
 
 
 def keystore_url(settings: Settings) -> str:
-    return settings.keystore_database_url or settings.database_url
+    return settings.keystore.database_url or settings.database_url
 
 
 def subject_digest(digest_key: bytes, subject_id: str) -> bytes:
@@ -79,8 +79,8 @@ class KeyStore:
             raise KeyStoreUnavailable(
                 f"cannot reach the key store at KEYSTORE_DATABASE_URL ({error}); start the local stack with "
                 "`make up` or point the variable at a database") from error
-        store = cls(conn, settings.keystore_schema, settings.keystore_subject_digest_key.encode(),
-                    settings.keystore_scrub_timeout_s)
+        store = cls(conn, settings.keystore.schema, settings.keystore.subject_digest_key.encode(),
+                    settings.keystore.scrub_timeout_s)
         await store._ensure_tables()
         return store
 

@@ -24,27 +24,27 @@ def utc_now() -> datetime:
 
 
 def weights_from(settings: Settings) -> Weights:
-    return Weights(success=settings.router_weight_success, load=settings.router_weight_load,
-                   duration=settings.router_weight_duration, cost=settings.router_weight_cost,
-                   relationship=settings.router_weight_relationship,
-                   preference=settings.router_weight_preference,
-                   temperature=settings.router_temperature, top_k=settings.router_top_k,
-                   exploration=settings.router_exploration,
-                   sharpness=settings.router_thompson_sharpness)
+    return Weights(success=settings.router.weight_success, load=settings.router.weight_load,
+                   duration=settings.router.weight_duration, cost=settings.router.weight_cost,
+                   relationship=settings.router.weight_relationship,
+                   preference=settings.router.weight_preference,
+                   temperature=settings.router.temperature, top_k=settings.router.top_k,
+                   exploration=settings.router.exploration,
+                   sharpness=settings.router.thompson_sharpness)
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
               clock: Callable[[], datetime] = utc_now) -> faust.App:
     metrics = metrics or ProcessorMetrics(SERVICE)
-    datadir = Path(settings.router_data_dir) / settings.router_app
+    datadir = Path(settings.router.data_dir) / settings.router_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     return create_app(
         app_id=settings.router_app,
         brokers=faust_brokers(settings),
         topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
         datadir=datadir, follower=LogFollower(settings, RouterFold(), metrics, SERVICE),
-        weights=weights_from(settings), policy=policy(settings.router_policy), seed=settings.router_seed,
-        retry_interval_s=settings.router_retry_interval_s, metrics=metrics, clock=clock,
+        weights=weights_from(settings), policy=policy(settings.router.policy), seed=settings.router.seed,
+        retry_interval_s=settings.router.retry_interval_s, metrics=metrics, clock=clock,
         waiting_topic=waiting_topic(settings), open_consumer=consumer_opener(settings),
         open_producer=producer_opener(settings), read_waiting=lambda partitions: read_waiting(settings, partitions))
 

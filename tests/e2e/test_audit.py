@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def audit_settings(settings, tmp_path):
-    return replace(settings, audit_db_schema=f"audit_{settings.db_schema}", audit_batch_timeout_ms="100",
+    return settings.replace(audit_db_schema=f"audit_{settings.db_schema}", audit_batch_timeout_ms="100",
                    audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_checkpoint_every_rows="500",
                    audit_signing_key_file=str(tmp_path / "keys" / "signing-key.pem"))
 
@@ -40,15 +40,15 @@ def audit_settings(settings, tmp_path):
 async def clean(audit_settings):
     await kafka.ensure_topics(audit_settings)
     yield
-    await drop_schema(audit_settings, audit_settings.audit_db_schema)
+    await drop_schema(audit_settings, audit_settings.audit.db_schema)
 
 
 def env_of(settings, **extra) -> dict[str, str]:
     return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
             "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-            "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "AUDIT_DB_SCHEMA": settings.audit_db_schema,
-            "AUDIT_CHECKPOINT_DIR": settings.audit_checkpoint_dir,
-            "AUDIT_SIGNING_KEY_FILE": settings.audit_signing_key_file, **extra}
+            "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "AUDIT_DB_SCHEMA": settings.audit.db_schema,
+            "AUDIT_CHECKPOINT_DIR": settings.audit.checkpoint_dir,
+            "AUDIT_SIGNING_KEY_FILE": settings.audit.signing_key_file, **extra}
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
@@ -62,7 +62,7 @@ async def records_in_log(settings) -> int:
 
 async def query(settings, statement: str, params=()) -> list[tuple]:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.audit_db_schema)))
+        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.audit.db_schema)))
         cur = await conn.execute(statement, params)
         return await cur.fetchall() if cur.description else []
 
@@ -218,7 +218,7 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
 
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as holder:
         # Another writer holds the chain: this copy must wait and write nothing.
-        await holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (WRITER_LOCK, s.audit_db_schema))
+        await holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (WRITER_LOCK, s.audit.db_schema))
         with log_file.open("w") as log:
             first = subprocess.Popen(command, env=env, cwd=ROOT, stderr=log)
         second = None
@@ -230,7 +230,7 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
             await wait_for(lambda: _asked_for_the_lock_since(holder, said_it_waits),
                            what="the standby to ask for the lock again")
             assert await rows_audited(s) == 0
-            await holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, s.audit_db_schema))
+            await holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, s.audit.db_schema))
 
             await wait_for(lambda: _at_least(rows_audited(s), 1), what="the copy to be mid-stream")
             first.send_signal(signal.SIGKILL)
@@ -258,7 +258,7 @@ async def _logged(path: Path, text: str) -> bool:
 
 
 async def test_a_chain_rewritten_with_fresh_hashes_is_named_at_the_exact_row_against_the_broker(audit_settings):
-    s = replace(audit_settings, audit_checkpoint_every_rows="100000")  # one checkpoint, at the clean stop
+    s = audit_settings.replace(audit_checkpoint_every_rows="100000")  # one checkpoint, at the clean stop
     await publish_all(s, list(scripted_feed(agents=3, tasks=60, seed=13)))
     async with running_auditor(s):
         total = await until_all_audited(s)
@@ -278,11 +278,11 @@ async def test_a_chain_rewritten_with_fresh_hashes_is_named_at_the_exact_row_aga
 async def rewrite_from(settings, *, seq: int, value: bytes) -> None:
     """What someone with write access to the table does: change a row and recompute every hash after it."""
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-        rows = [row async for row in read_rows(conn, settings.audit_db_schema)]
+        rows = [row async for row in read_rows(conn, settings.audit.db_schema)]
         before = rows[seq - 2]
         edited = [replace(rows[seq - 1].entry, value=value)] + [r.entry for r in rows[seq:]]
         redone, _ = extend(Head(before.seq, before.hash), edited)
-        table = sql.Identifier(settings.audit_db_schema, "audit_log")
+        table = sql.Identifier(settings.audit.db_schema, "audit_log")
         async with conn.cursor() as cur:
             update = sql.SQL("UPDATE {} SET value = %s, prev_hash = %s, hash = %s WHERE seq = %s").format(table)
             await cur.executemany(update, [(r.entry.value, r.prev_hash, r.hash, r.seq) for r in redone])

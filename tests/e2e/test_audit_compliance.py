@@ -1,8 +1,6 @@
 """The compliance report against the real broker and database, each source as it is today."""
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from services import kafka
@@ -14,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 async def test_the_report_shows_every_source_and_says_which_ones_are_not_there(settings):
-    s = replace(settings, audit_db_schema=f"audit_{settings.db_schema}")
+    s = settings.replace(audit_db_schema=f"audit_{settings.db_schema}")
     await kafka.ensure_topics(s)
     view = await open_view(s)  # the read models, with the identity and privacy tables
     try:

@@ -3,7 +3,6 @@ speaks for is parked with its reason, reported once, counted, and changes nothin
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +84,7 @@ async def parked(settings) -> list:
 
 
 async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_and_change_nothing(settings):
-    settings = dataclasses.replace(settings, identity_mode="verify")
+    settings = settings.replace(identity_mode="verify")
     alice, bob = new_key(), new_key()
     assigned = make_event(TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="python"),
                           producer="balancer")
@@ -209,7 +208,7 @@ async def read_to_end(traffic: Traffic) -> None:
 
 
 async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slot(settings, tmp_path):
-    settings = dataclasses.replace(settings, identity_mode="verify")
+    settings = settings.replace(identity_mode="verify")
     alice_key, bob_key = (enroll_with_the_cli(settings, tmp_path, name) for name in ("alice", "bob"))
     bob = load_signer(bob_key)
     assert oct(alice_key.stat().st_mode & 0o777) == "0o600"
@@ -275,7 +274,7 @@ async def _set(event: asyncio.Event) -> bool:
 
 
 async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings, tmp_path):
-    settings = dataclasses.replace(settings, identity_mode="verify")
+    settings = settings.replace(identity_mode="verify")
     alice, mallory = new_key(), new_key()
     await kafka.ensure_topics(settings)
     await publish_signed(settings, [(enrolment("alice", alice), None), (enrolment("mallory", mallory), None),

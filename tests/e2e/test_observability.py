@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -82,7 +81,7 @@ async def test_prometheus_scrapes_every_processor_and_sees_their_metrics(setting
     ports = {name: free_port() for name in PROCESSORS}
     with contextlib.ExitStack() as running:
         for name, port in ports.items():
-            running.enter_context(serving(name, dataclasses.replace(settings, metrics_port=str(port)), tmp_path))
+            running.enter_context(serving(name, settings.replace(metrics_port=str(port)), tmp_path))
         base_url = running.enter_context(prometheus(tmp_path, ports))
 
         async def all_up():

@@ -8,7 +8,6 @@ search that finds nothing means the bytes are not there, not that it looked in t
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import subprocess
 import sys
@@ -37,17 +36,17 @@ PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 @pytest.fixture
 async def private(settings):
-    settings = dataclasses.replace(settings, keystore_schema=f"{settings.db_schema}_keys")
+    settings = settings.replace(keystore_schema=f"{settings.db_schema}_keys")
     await kafka.ensure_topics(settings)
     yield settings
     await drop_schema(settings, settings.db_schema)
-    await drop_schema(settings, settings.keystore_schema)
+    await drop_schema(settings, settings.keystore.schema)
 
 
 def cli_result(settings, extra_env: dict, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
            "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "KEYSTORE_SCHEMA": settings.keystore_schema,
+           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "KEYSTORE_SCHEMA": settings.keystore.schema,
            "ORCHESTRATOR_PRODUCER": "operator:e2e", **extra_env}
     return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
@@ -173,7 +172,7 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
         assert secret.encode() not in on_disk
 
     # pg_dump of the read models and the key store: ciphertext yes, plaintext and key no.
-    dump = pg_dump(settings, settings.db_schema, settings.keystore_schema)
+    dump = pg_dump(settings, settings.db_schema, settings.keystore.schema)
     assert ciphertext_1 in dump and key_2.key.hex().encode() in dump
     for secret in (email_1, phone_1, subject_1, key_1.key.hex()):
         assert secret.encode() not in dump, f"{secret} survives in pg_dump"
@@ -218,13 +217,13 @@ async def keystore_role(private):
     async with await KeyStore.connect(settings):
         pass  # creates the tables, owned by the admin
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        ident, schema = psycopg.sql.Identifier(role), psycopg.sql.Identifier(settings.keystore_schema)
+        ident, schema = psycopg.sql.Identifier(role), psycopg.sql.Identifier(settings.keystore.schema)
         await conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'ks'").format(ident))
         await conn.execute(psycopg.sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, ident))
         await conn.execute(psycopg.sql.SQL(
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, ident))
     host = settings.database_url.rsplit("@", 1)[1]
-    yield dataclasses.replace(settings, keystore_database_url=f"postgresql://{role}:ks@{host}")
+    yield settings.replace(keystore_database_url=f"postgresql://{role}:ks@{host}")
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await conn.execute(psycopg.sql.SQL("DROP OWNED BY {}").format(psycopg.sql.Identifier(role)))
         await conn.execute(psycopg.sql.SQL("DROP ROLE {}").format(psycopg.sql.Identifier(role)))
@@ -234,7 +233,7 @@ async def test_an_erasure_by_a_role_that_cannot_rewrite_the_key_table_says_so_an
     limited = keystore_role
     async with await KeyStore.connect(limited) as keystore:
         key = await keystore.key_for_subject("subject-y")
-    env_url = {"KEYSTORE_DATABASE_URL": limited.keystore_database_url}
+    env_url = {"KEYSTORE_DATABASE_URL": limited.keystore.database_url}
 
     failed = await asyncio.to_thread(cli_result, limited, env_url, "privacy", "erase", "subject-y")
     assert failed.returncode == 1 and "does not own" in failed.stderr and key.key_id in failed.stdout

@@ -3,7 +3,6 @@ created before it starts, with Faust's settings, and every partition answers whe
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 import pytest
 from aiokafka import TopicPartition
@@ -39,7 +38,7 @@ async def end_offsets(settings: Settings, partitions: dict[str, int]) -> dict:
 
 def test_faust_s_internal_topics_are_created_ready_with_faust_s_settings_and_only_once(settings, tmp_path):
     # Given the health monitor's and the router's Faust apps, not started
-    settings = dataclasses.replace(settings, health_data_dir=str(tmp_path), router_data_dir=str(tmp_path))
+    settings = settings.replace(health_data_dir=str(tmp_path), router_data_dir=str(tmp_path))
     wanted = internal_topics(health_app(settings)) + internal_topics(router_app(settings))
     names = sorted(topic.name for topic in wanted)
     # (the router reads the tasks topic in batches and keeps its waiting tasks on a topic of its own)

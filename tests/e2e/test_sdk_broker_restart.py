@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from dataclasses import replace
 
 import pytest
 
@@ -28,7 +27,7 @@ def broker(tmp_path):
 
 
 async def test_a_broker_restart_mid_task_loses_and_repeats_no_report(settings, broker):
-    settings = replace(settings, kafka_bootstrap_servers=broker.bootstrap)
+    settings = settings.replace(kafka_bootstrap_servers=broker.bootstrap)
     await kafka.ensure_topics(settings)
     release = asyncio.Event()
 

@@ -16,7 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -69,7 +69,7 @@ def as_principal(settings: Settings, broker: SecureBroker, principal: str, **ove
               "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": principal,
               "kafka_sasl_password": "", "kafka_sasl_password_file": broker.password_file(principal),
               "kafka_ssl_cafile": broker.cafile}
-    chosen = replace(settings, **{**secure, **overrides})
+    chosen = settings.replace(**{**secure, **overrides})
     chosen.validate()
     return chosen
 
@@ -158,7 +158,7 @@ async def test_an_unknown_user_is_rejected(settings, secure_broker):
 
 
 async def test_an_anonymous_plaintext_client_gets_nothing_from_the_tls_listener(settings, secure_broker):
-    anonymous = replace(settings, kafka_bootstrap_servers=secure_broker.bootstrap, kafka_security_protocol="PLAINTEXT",
+    anonymous = settings.replace(kafka_bootstrap_servers=secure_broker.bootstrap, kafka_security_protocol="PLAINTEXT",
                         kafka_sasl_username="", kafka_sasl_password="", kafka_sasl_password_file="")
     assert "closed" in str(await cannot_connect(anonymous))
     # The same with the stack's raw probe: a plaintext Metadata request gets no answer.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,14 +30,14 @@ REFUSED = psycopg.errors.InsufficientPrivilege
 async def db(settings):
     tag = settings.db_schema.removeprefix("test_")
     password = uuid.uuid4().hex
-    s = replace(settings, db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
+    s = settings.replace(db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
                 db_audit_writer_password=password, db_analyst_password=password, db_keystore_password=password)
     view = await open_view(s)  # the read models, migrated as the projector does
     await view.close()
     yield s
     roles = Roles.named(s.db_role_prefix)
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
-        for schema in (s.db_schema, s.audit_db_schema, s.keystore_schema):
+        for schema in (s.db_schema, s.audit.db_schema, s.keystore.schema):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         for role in roles.__dict__.values():
             await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
@@ -61,11 +60,11 @@ def login_url(settings, role: str, password: str) -> str:
 
 async def make_keystore(settings) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(settings.keystore_schema)))
+        await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(settings.keystore.schema)))
         await conn.execute(sql.SQL("CREATE TABLE {} (key_id text PRIMARY KEY, secret bytea)").format(
-            sql.Identifier(settings.keystore_schema, "subject_keys")))
+            sql.Identifier(settings.keystore.schema, "subject_keys")))
         await conn.execute(sql.SQL("INSERT INTO {} VALUES ('k1', 'secret')").format(
-            sql.Identifier(settings.keystore_schema, "subject_keys")))
+            sql.Identifier(settings.keystore.schema, "subject_keys")))
 
 
 async def allowed(conn, *statements: str) -> list[str]:
@@ -83,17 +82,17 @@ async def allowed(conn, *statements: str) -> list[str]:
 async def test_the_audit_writer_cannot_update_delete_truncate_or_drop_the_audit_log(db):
     roles = Roles.named(db.db_role_prefix)
     await apply_roles(db)
-    table = f'"{db.audit_db_schema}".audit_log'
+    table = f'"{db.audit.db_schema}".audit_log'
 
     # It logs in with its own password and appends, as `serve audit` does with AUDIT_DATABASE_URL.
-    store = await AuditStore.connect(login_url(db, roles.audit_writer, db.db_audit_writer_password), db.audit_db_schema)
+    store = await AuditStore.connect(login_url(db, roles.audit_writer, db.db_audit_writer_password), db.audit.db_schema)
     rows, _ = extend(Head(), [Entry("t", 0, 0, 0, b"k", b"v")])
     await store.append(rows)
     writer = store.conn
 
     assert await allowed(writer, f"UPDATE {table} SET value = 'x'", f"DELETE FROM {table}", f"TRUNCATE {table}",
                          f"DROP TABLE {table}", f"ALTER TABLE {table} DISABLE TRIGGER ALL",
-                         f'CREATE TABLE "{db.audit_db_schema}".sneaky (x int)',
+                         f'CREATE TABLE "{db.audit.db_schema}".sneaky (x int)',
                          f'SELECT * FROM "{db.db_schema}".tasks') == []
     assert (await (await writer.execute(f"SELECT count(*) FROM {table}")).fetchone())[0] == 1
     await store.close()
@@ -107,16 +106,16 @@ async def test_the_analyst_reads_projections_but_writes_nothing_and_never_sees_t
                                                     autocommit=True)
     tasks = f'"{db.db_schema}".tasks'
     try:
-        assert await allowed(analyst, f'SELECT * FROM "{db.keystore_schema}".subject_keys',
+        assert await allowed(analyst, f'SELECT * FROM "{db.keystore.schema}".subject_keys',
                              f"INSERT INTO {tasks} (task_id) VALUES ('forged')",
                              f"UPDATE {tasks} SET status = 'completed'",
-                             f'DELETE FROM "{db.audit_db_schema}".audit_log',
-                             f'INSERT INTO "{db.audit_db_schema}".audit_log (seq) VALUES (1)',
+                             f'DELETE FROM "{db.audit.db_schema}".audit_log',
+                             f'INSERT INTO "{db.audit.db_schema}".audit_log (seq) VALUES (1)',
                              f'CREATE TABLE "{db.db_schema}".mine (x int)') == []
         await analyst.execute(f"SELECT count(*) FROM {tasks}")
         await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".agent_memory')  # views too
         await analyst.execute(f'SELECT label, value FROM "{db.db_schema}".insights_practices')  # and their functions
-        await analyst.execute(f'SELECT count(*) FROM "{db.audit_db_schema}".audit_log')
+        await analyst.execute(f'SELECT count(*) FROM "{db.audit.db_schema}".audit_log')
     finally:
         await analyst.close()
 
@@ -127,17 +126,17 @@ async def test_the_keystore_role_uses_the_key_store_and_nothing_else(db):
     await apply_roles(db)
     keystore = await as_role(db, roles.keystore)
     try:
-        await keystore.execute(f'SELECT * FROM "{db.keystore_schema}".subject_keys')
-        await keystore.execute(f"DELETE FROM \"{db.keystore_schema}\".subject_keys WHERE key_id = 'k1'")
+        await keystore.execute(f'SELECT * FROM "{db.keystore.schema}".subject_keys')
+        await keystore.execute(f"DELETE FROM \"{db.keystore.schema}\".subject_keys WHERE key_id = 'k1'")
         # An erasure's scrub: PostgreSQL only warns, and skips the table, when the role does not own it.
         notices = []
         keystore.add_notice_handler(lambda notice: notices.append(notice.message_primary))
-        await keystore.execute(f'VACUUM FULL "{db.keystore_schema}".subject_keys')
+        await keystore.execute(f'VACUUM FULL "{db.keystore.schema}".subject_keys')
         assert notices == []
         assert await allowed(keystore, f'SELECT * FROM "{db.db_schema}".tasks',
-                             f'SELECT * FROM "{db.audit_db_schema}".audit_log',
-                             f'CREATE TABLE "{db.keystore_schema}".other (x int)',
-                             f'ALTER SCHEMA "{db.keystore_schema}" RENAME TO elsewhere') == []
+                             f'SELECT * FROM "{db.audit.db_schema}".audit_log',
+                             f'CREATE TABLE "{db.keystore.schema}".other (x int)',
+                             f'ALTER SCHEMA "{db.keystore.schema}" RENAME TO elsewhere') == []
     finally:
         await keystore.close()
 
@@ -148,22 +147,22 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
     await make_keystore(db)
     second = await apply_roles(db)
 
-    assert any(db.keystore_schema in note for note in first.notes)
-    assert not any(db.keystore_schema in note for note in second.notes)
+    assert any(db.keystore.schema in note for note in first.notes)
+    assert not any(db.keystore.schema in note for note in second.notes)
     async with await psycopg.AsyncConnection.connect(db.database_url, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT n.nspname, r.rolname, r.rolcanlogin FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
-            "WHERE n.nspname = ANY(%s)", ([db.db_schema, db.audit_db_schema, db.keystore_schema],))
+            "WHERE n.nspname = ANY(%s)", ([db.db_schema, db.audit.db_schema, db.keystore.schema],))
         owners = {name: (owner, can_login) for name, owner, can_login in await cur.fetchall()}
         cur = await conn.execute("SELECT DISTINCT schemaname, tableowner FROM pg_tables WHERE schemaname = ANY(%s)",
-                                 ([db.db_schema, db.audit_db_schema, db.keystore_schema],))
+                                 ([db.db_schema, db.audit.db_schema, db.keystore.schema],))
         table_owners = set(await cur.fetchall())
-    assert owners == {schema: (roles.owner, False) for schema in (db.db_schema, db.audit_db_schema, db.keystore_schema)}
-    assert table_owners == {(db.db_schema, roles.owner), (db.audit_db_schema, roles.owner),
-                            (db.keystore_schema, roles.keystore)}
+    assert owners == {schema: (roles.owner, False) for schema in (db.db_schema, db.audit.db_schema, db.keystore.schema)}
+    assert table_owners == {(db.db_schema, roles.owner), (db.audit.db_schema, roles.owner),
+                            (db.keystore.schema, roles.keystore)}
     keystore = await as_role(db, roles.keystore)
     try:
-        await keystore.execute(f'SELECT * FROM "{db.keystore_schema}".subject_keys')
+        await keystore.execute(f'SELECT * FROM "{db.keystore.schema}".subject_keys')
     finally:
         await keystore.close()
 
@@ -171,7 +170,7 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
 async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_the_chain(db, tmp_path):
     roles = Roles.named(db.db_role_prefix)
     await apply_roles(db)
-    s = replace(db, audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
+    s = db.replace(audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
                 audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_signing_key_file=str(tmp_path / "key.pem"))
     await kafka.ensure_topics(s)
     events = list(scripted_feed(agents=2, tasks=20, seed=4))
@@ -183,7 +182,7 @@ async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_th
         await wait_for(lambda: _audited(db, len(events)), what="every record audited by the writer")
         stop.set()
         await running
-    verdict = await verify(replace(s, audit_database_url=login_url(db, roles.analyst, db.db_analyst_password)))
+    verdict = await verify(s.replace(audit_database_url=login_url(db, roles.analyst, db.db_analyst_password)))
 
     assert verdict.ok and verdict.rows == len(events)
 
@@ -191,7 +190,7 @@ async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_th
 async def _audited(settings, n: int) -> bool:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(settings.audit_db_schema, "audit_log")))
+            sql.Identifier(settings.audit.db_schema, "audit_log")))
         return (await cur.fetchone())[0] >= n
 
 
@@ -223,8 +222,8 @@ async def test_the_key_store_works_under_its_own_role_and_an_erasure_scrubs_the_
     async with await KeyStore.connect(db) as created_by_the_admin:
         await created_by_the_admin.key_for_subject("subject-1")
     await apply_roles(db)
-    as_keystore = replace(db, keystore_database_url=login_url(db, roles.keystore, db.db_keystore_password))
-    as_analyst = replace(db, keystore_database_url=login_url(db, roles.analyst, db.db_analyst_password))
+    as_keystore = db.replace(keystore_database_url=login_url(db, roles.keystore, db.db_keystore_password))
+    as_analyst = db.replace(keystore_database_url=login_url(db, roles.analyst, db.db_analyst_password))
 
     async with await KeyStore.connect(as_keystore) as store:
         await store.key_for_subject("subject-2")

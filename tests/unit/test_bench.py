@@ -284,7 +284,7 @@ def test_each_sample_goes_to_the_innermost_library_it_is_running_and_aiokafka_is
 
 def test_a_tolerance_outside_zero_to_one_is_refused_with_its_variable_named():
     from services.settings import ConfigError, Settings
-    assert Settings.from_env({"BENCH_REGRESSION_TOLERANCE": "0.25"}).bench_regression_tolerance == 0.25
+    assert Settings.from_env({"BENCH_REGRESSION_TOLERANCE": "0.25"}).bench.regression_tolerance == 0.25
     for bad in ("1.5", "-0.1", "ten"):
         with pytest.raises(ConfigError, match="BENCH_REGRESSION_TOLERANCE"):
             Settings.from_env({"BENCH_REGRESSION_TOLERANCE": bad})

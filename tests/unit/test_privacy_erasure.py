@@ -106,4 +106,4 @@ def test_bad_key_store_settings_are_named(variable, value, message):
 def test_the_key_store_defaults_to_the_read_models_database():
     from services.privacy.keystore import keystore_url
     settings = Settings.from_env({})
-    assert settings.keystore_schema == "keystore" and keystore_url(settings) == settings.database_url
+    assert settings.keystore.schema == "keystore" and keystore_url(settings) == settings.database_url
