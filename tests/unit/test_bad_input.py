@@ -256,6 +256,25 @@ def test_the_audit_chain_takes_every_record_and_verifies(records):
 
 # --- projector (pure part; the PostgreSQL one is in tests/integration) -------------------------
 
+def _submission_named(header: bytes) -> Record:
+    submitted = example_event("TaskSubmitted")
+    return Record("tasks", 0, 0, submitted.key.encode(), encode(submitted), ((EVENT_TYPE_HEADER, header),))
+
+
+@FAST
+@given(malformed_records())
+@example(_submission_named(b"TaskRouted"))
+@example(_submission_named(b"NoSuchEvent"))
+@example(_submission_named(b"Task\xffSubmitted"))
+def test_the_projector_projects_exactly_what_the_deciding_processors_read(record):
+    # A submission whose header names another type is passed over unread by the router and the
+    # balancer: projected, it would show a task that waits forever for a routing that never comes.
+    verdict = _verdict(record)
+    readable = not isinstance(verdict, EventDecodeError) and not misplaced(verdict.event_type, record.topic)
+    prepared = prepare([record])
+    assert len(prepared.batch) == readable and len(prepared.rejected) == (not readable)
+
+
 TERMINAL_STATUSES = {"completed", "expired", "failed"}
 
 
