@@ -153,6 +153,12 @@ def _balancer_state_is_consistent(state) -> None:
         if task.agent_id is not None:
             assert task.task_id in state.slots[task.agent_id].in_flight
         assert not (task.agent_id and task.queued_at), f"{task.task_id} is both assigned and queued"
+        if task.queued_at:
+            able = [agent_id for agent_id, slot in state.slots.items()
+                    if agent_id not in task.tried and slot.available and slot.has_room(task.capability)
+                    and (agent_id in {c[0] for c in task.candidates}
+                         or task.requirements and slot.meets(task.requirements))]
+            assert not able, f"{task.task_id} waits while {able} could take it"
 
 
 @SEQUENCES
