@@ -27,7 +27,7 @@ from projections.batch import prepare
 from projections.memory_view import InMemoryView
 from services.audit.app import entry_of
 from services.audit.chain import Head, check_chain, extend
-from services.balancer.inbox import TICK_HEADER, InboxDecider, InboxRecord
+from services.balancer.inbox import ORIGIN_HEADER, TICK_HEADER, InboxDecider, InboxRecord, inbox_headers
 from services.balancer.logic import Limits
 from services.balancer.state import state_to_json
 from services.deadletter import H_ATTEMPT, park_on, parked_from
@@ -192,6 +192,32 @@ def test_the_balancer_never_exceeds_capacity_and_ended_tasks_stay_ended(records)
     restored = InboxDecider(Limits(), "fuzz")
     restored.restore(decider.snapshot())
     assert state_to_json(restored.state) == state_to_json(decider.state)
+
+
+balancer_headers = st.lists(st.tuples(st.sampled_from([TICK_HEADER, ORIGIN_HEADER]),
+                                       st.sampled_from([b"1", b"", b"x", b"\xff", b"tasks:0:999999999", b"a:b:c"])),
+                             max_size=2)
+
+
+@FAST
+@given(malformed_records(), balancer_headers)
+@example(Record("tasks", 0, 3, b"t1", b"{}"), [(ORIGIN_HEADER, b"x")])
+@example(Record("tasks", 0, 3, b"t1", b"{}"), [(ORIGIN_HEADER, b"tasks:0:999999999")])
+@example(Record("tasks", 0, 3, b"t1", b"{}"), [(TICK_HEADER, b"1")])
+def test_headers_only_the_balancer_may_set_do_not_survive_the_copy_into_its_inbox(record, forged):
+    # A producer's `balancer.origin` would stand for where its record came from (a garbled one
+    # crashed the decider, a high offset made it skip every later record of that partition), and
+    # its `balancer.tick` would make it a tick.
+    origin = (ORIGIN_HEADER, f"{record.topic}:{record.partition}:{record.offset}".encode())
+    for headers in (inbox_headers((*record.headers, *forged), record.topic, record.partition, record.offset),
+                    [*record.headers, *forged, origin]):  # as copied before: such records stay in the inbox
+        copied = InboxRecord(0, record.timestamp, record.key, record.value, tuple(headers))
+        assert copied.origin() == (record.topic, record.partition, record.offset)
+        assert not copied.is_tick
+        decider = InboxDecider(Limits(), "fuzz")
+        decided = decider.apply(copied)
+        assert decided.error is None or isinstance(decided.error, EventDecodeError)
+        assert decider.forwarded == {f"{record.topic}:{record.partition}": record.offset}
 
 
 # --- health monitor ----------------------------------------------------------------------------
