@@ -125,7 +125,9 @@ def test_the_router_folds_any_log_and_decides_every_submission(records, name):
     for record, body in records:
         follower._apply(record)
         _router_view_is_consistent(view)
-        if isinstance(body, TaskSubmitted):
+        verdict = _verdict(record)  # a broken record may still be a valid, if odd, submission
+        if isinstance(verdict, Envelope) and isinstance(verdict.body, TaskSubmitted):
+            body = verdict.body
             decision = route(body, view.state, Weights(), random.Random(1))
             assert decision.task_id == body.task_id
             if isinstance(decision, TaskRouted) and decision.chosen_agent_id is not None:
