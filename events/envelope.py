@@ -30,7 +30,8 @@ class Envelope(BaseModel, Generic[BodyT]):
 
     event_id: Annotated[str, Field(pattern=UUID_PATTERN)]
     event_type: Identifier
-    version: Annotated[int, Field(ge=1)]
+    # Strict, as the codec's general path is: `true` or `1.0` is no version, whichever path reads it.
+    version: Annotated[int, Field(ge=1, strict=True)]
     occurred_at: UtcDatetime
     producer: Annotated[str, Field(min_length=1, max_length=256)]
     correlation_id: Identifier | None = None

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from events.codec import EventDecodeError, decode, header_type
+from events.codec import decode, header_type
 from events.envelope import Envelope
 from events.topics import misplaced
 from projections.handlers import ops_for
@@ -36,7 +36,7 @@ def prepare(records, until: datetime | None = None) -> Prepared:
     prepared = Prepared()
     for record in records:
         try:
-            event = on_its_topic(decode(record.value), record)
+            event = decode_record(record)
             ops = [] if until is not None and event.occurred_at > until else ops_for(event)
         except Exception as error:  # noqa: BLE001 - any failure parks the record, never stops us
             prepared.rejected.append((record, error))
@@ -48,17 +48,11 @@ def prepare(records, until: datetime | None = None) -> Prepared:
 def decode_record(record):
     """The record's event, parsed straight from its bytes as the type its header names.
 
-    The verdict is always the one `prepare` gives: a record its header misdescribes is judged
-    again from its body alone, as the live projector judges every record.
+    A record its header misdescribes is refused, as every deciding processor refuses it: they pass
+    a record over unread by its header, so a submission named as something else is never routed,
+    and projected it would show a task waiting forever for nothing.
     """
-    named = header_type(record.headers)
-    try:
-        event = decode(record.value, named)
-    except EventDecodeError:
-        if named is None:
-            raise
-        event = decode(record.value)  # rare: the body alone decides, as for the live projector
-    return on_its_topic(event, record)
+    return on_its_topic(decode(record.value, header_type(record.headers)), record)
 
 
 def on_its_topic(event: Envelope, record) -> Envelope:

@@ -36,12 +36,12 @@ from events.envelope import Envelope
 from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_for_event, topic_name
 from services.balancer.inbox import (
     INPUT_TYPES,
-    ORIGIN_HEADER,
     TICK_HEADER,
     InboxDecider,
     InboxHistory,
     InboxRecord,
     OrderedDecisions,
+    inbox_headers,
 )
 from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
@@ -116,9 +116,8 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                 await park_on(copies.topic(dead_letter_topic), consumed, error, SERVICE, metrics)
                 continue
             # Copied unread: the decider parses each input once, and parks what it cannot use.
-            origin = f"{record.topic}:{record.partition}:{record.offset}".encode()
             await copies.send(inbox_topic, key=record.key, value=record.value,
-                              headers=[*consumed.headers, (ORIGIN_HEADER, origin)])
+                              headers=inbox_headers(consumed.headers, record.topic, record.partition, record.offset))
 
     def export_state() -> None:
         state = decisions.decider.state

@@ -68,18 +68,29 @@ class InboxRecord:
 
     @property
     def is_tick(self) -> bool:
-        return any(name == TICK_HEADER for name, _ in self.headers)
+        # The clock's records carry no origin: on a copied record, a tick header was its producer's.
+        names = {name for name, _ in self.headers}
+        return TICK_HEADER in names and ORIGIN_HEADER not in names
 
     @property
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp_ms / 1000, timezone.utc)
 
     def origin(self) -> tuple[str, int, int] | None:
-        for name, value in self.headers:
+        # The last is the balancer's own: records copied before `inbox_headers` kept their producer's first.
+        for name, value in reversed(self.headers):
             if name == ORIGIN_HEADER:
                 topic, partition, offset = value.decode().rsplit(":", 2)
                 return topic, int(partition), int(offset)
         return None
+
+
+def inbox_headers(headers, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """The headers a record is copied into the inbox with: its own, less those only the balancer may
+    set, and where it came from. Any producer may send a `balancer.origin` header, which the decider
+    would take for the record's origin, or a `balancer.tick`, which would make the record a tick."""
+    own = [(name, value) for name, value in headers if name not in (TICK_HEADER, ORIGIN_HEADER)]
+    return [*own, (ORIGIN_HEADER, f"{topic}:{partition}:{offset}".encode())]
 
 
 @dataclass(frozen=True)

@@ -119,16 +119,19 @@ def decide(state: BalancerState, event: EventBody, now: datetime, limits: Limits
 def tick(state: BalancerState, now: datetime, limits: Limits = Limits()) -> list[EventBody]:
     """Time-driven decisions: tasks not started or not finished in time, queued tasks past their deadline."""
     out: list[EventBody] = []
+    freed = False
     for task in sorted(state.tasks.values(), key=lambda t: t.task_id):
         if task.agent_id and (late := _late(task, now, limits)):
             stage, missed = late
             agent_id = task.agent_id
             out.append(TaskTimedOut(task_id=task.task_id, agent_id=agent_id, attempt=task.attempt, stage=stage))
             _free(state, task)
+            freed = True
             out += _retry(state, task, now, limits, f"{agent_id} {missed}", from_agent=agent_id)
         elif task.queued_at and task.deadline and now > task.deadline:
             out += _end(state, task, "its deadline passed while it waited")
-    return out
+    # A freed slot goes to the waiting, as an outcome's does: no other event may come to offer it.
+    return out + _drain_queue(state, now, limits) if freed else out
 
 
 def _late(task: Task, now: datetime, limits: Limits) -> tuple[str, str] | None:

@@ -45,11 +45,21 @@ class Parked:
 
 
 def attempt_of(headers) -> int:
-    """How many times this record has failed before (0 for a first delivery)."""
+    """How many times this record has failed before (0 for a first delivery).
+
+    The header comes with the record, so it may be anything: one that is no count counts as none,
+    or parking the record would fail on it and stop the processor that meant to set it aside."""
     for name, value in headers or ():
         if name == H_ATTEMPT:
-            return int(value)
+            return _count(value)
     return 0
+
+
+def _count(value: bytes | str | None) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
 
 
 def dead_letter_headers(record, error: BaseException, processor: str, now: datetime | None = None):

@@ -126,7 +126,7 @@ async def test_the_bulk_load_equals_the_row_by_row_replay(settings, log):
     bulk, rows, bulk_tables, row_tables, bulk_indexes, row_indexes = await both_ways(settings)
 
     assert (bulk.events, bulk.rejected) == (rows.events, rows.rejected)
-    assert bulk.rejected == 3  # two undecodable records and the refused outcome
+    assert bulk.rejected == 4  # two undecodable records, the misdescribed one and the refused outcome
     assert bulk_tables == row_tables
     assert all(bulk_tables[table] for table in ("tasks", "task_assignments", "agents", "agent_capabilities",
                                                 "skill_trajectory", "security_events", "erasures",

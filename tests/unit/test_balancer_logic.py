@@ -397,3 +397,17 @@ def test_a_waiting_task_goes_to_a_capable_agent_that_registers_or_gains_the_capa
     assert s.when(AgentCapabilitiesChanged(agent_id="newcomer", changed_by="operator",
                                            added=(Capability(name="python", proficiency=0.7),))) == [
         fallback("t2", "newcomer"), assigned("t2", "newcomer")]
+
+
+def test_a_slot_freed_by_a_timeout_goes_to_a_task_waiting_for_it():
+    # Found by tests/unit/test_bad_input.py: the clock freed the late agent's slot, nothing else
+    # happened, and the task queued for that agent waited while it sat idle.
+    s = Scenario(Limits(start_timeout=timedelta(seconds=30))).given(
+        agent("a1"), submitted("t1"), routed("t1", "a1"), submitted("t2"), routed("t2", "a1"))
+    assert s.state.tasks["t2"].queued_at is not None
+
+    out = tick(s.state, s.now + timedelta(seconds=31), s.limits)
+
+    assert [type(e).__name__ for e in out] == ["TaskTimedOut", "TaskTimedOut", "TaskAssigned"]
+    assert out[-1].task_id == "t2" and out[-1].agent_id == "a1"
+    assert s.state.slots["a1"].in_flight == {"t2": "python"}

@@ -151,7 +151,7 @@ def test_a_random_storm_decides_exactly_as_scanning_every_task(seed, monkeypatch
     indexed = storm(seed)
     queued = sum(isinstance(e, TaskQueued) for out in indexed for e in out)
     assigned_from_queue = sum(1 for out in indexed if len([e for e in out if isinstance(e, TaskAssigned)]) > 1)
-    assert queued > 300 and assigned_from_queue > 10  # the queue was long, and at times several left at once
+    assert queued > 300 and assigned_from_queue >= 10  # the queue was long, and at times several left at once
     with monkeypatch.context() as patch:
         patch.setattr(logic, "_drain_queue", scanning_drain)
         patch.setattr(logic, "_position", scanning_position)

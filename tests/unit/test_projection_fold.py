@@ -9,6 +9,7 @@ from bench.demo.feed import scripted_feed
 from events.codec import encode, type_header
 from events.examples import example_event
 from events.topics import topic_for_event, topic_name
+from projections.batch import prepare
 from projections.fold import Fold, row_outranks
 from projections.folded_log import FoldedLog
 from projections.handlers import HANDLERS, ops_for
@@ -109,13 +110,17 @@ def test_every_record_advances_its_partition_whether_used_refused_or_rejected():
     assert task["status"] == "completed"
 
 
-def test_a_header_that_misdescribes_its_record_is_judged_by_the_body_as_the_live_projector_does():
+def test_a_header_that_misdescribes_its_record_is_refused_as_the_live_projector_refuses_it():
+    # The router passes such a submission over unread: shown as submitted, it would wait forever.
     folded = FoldedLog()
-    submitted = f.submitted("task-1")
-    folded.take([Record("p.tasks", 0, 0, encode(submitted), [("event_type", b"TaskStarted")])], refused=[])
+    record = Record("p.tasks", 0, 0, encode(f.submitted("task-1")), [("event_type", b"TaskStarted")])
+    folded.take([record], refused=[])
 
-    assert folded.rejected == 0
-    assert [row["status"] for row in folded.fold.rows("tasks")] == ["submitted"]
+    assert folded.rejected == 1
+    assert folded.fold.rows("tasks") == []
+    assert folded.positions == {("p.tasks", 0): 0}
+    [(rejected, error)] = prepare([record]).rejected
+    assert rejected is record and "header says TaskStarted" in str(error)
 
 
 def test_after_the_until_instant_events_only_advance_positions():
