@@ -38,7 +38,7 @@ from events.tasks import (
 )
 from events.topics import EVENT_TOPICS, topic_for_event
 from events.values import Candidate, Capability, CapabilityRequirement
-from services.deadletter import H_ATTEMPT
+from services.deadletter.park import H_ATTEMPT
 
 START = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 START_MS = int(START.timestamp() * 1000)

@@ -27,18 +27,18 @@ from projections.batch import prepare
 from projections.memory_view import InMemoryView
 from services.audit.app import entry_of
 from services.audit.chain import Head, check_chain, extend
+from services.balancer import state as balancer_state
 from services.balancer.inbox import ORIGIN_HEADER, TICK_HEADER, InboxDecider, InboxRecord, inbox_headers
 from services.balancer.logic import Limits
-from services.balancer.state import state_to_json
-from services.deadletter import H_ATTEMPT, park_on, parked_from
+from services.deadletter.park import H_ATTEMPT, park_on, parked_from
 from services.health.logic import Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick
 from services.learner.follower import LearnerFollower
-from services.learner.view import LearnerView
+from services.learner.state import LearnerFold
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights
 from services.router.policies import policy
-from services.router.state import RouterView
+from services.router.state import RouterFold
 from tests.unit.malformed import Record, malformed_records, mixed_records
 
 # Derandomized, so that CI runs the same examples every time; sized so the whole module runs in seconds.
@@ -109,7 +109,7 @@ def test_a_parked_record_keeps_its_bytes_and_names_its_origin_and_error(record):
 
 # --- router: the view it folds from the log, and its decisions ---------------------------------
 
-def _router_view_is_consistent(view: RouterView) -> None:
+def _router_view_is_consistent(view: RouterFold) -> None:
     held = Counter(holding.agent_id for holding in view.holdings.values())
     assert {a: n for a, n in view.loads.items() if n} == dict(held), "loads differ from the attempts held"
     for agent_id, agent in view.state.agents.items():
@@ -119,7 +119,7 @@ def _router_view_is_consistent(view: RouterView) -> None:
 @SEQUENCES
 @given(mixed_records(), st.sampled_from(["orchestrator", "least_loaded"]))
 def test_the_router_folds_any_log_and_decides_every_submission(records, name):
-    view = RouterView()
+    view = RouterFold()
     follower = LogFollower(None, view, ProcessorMetrics("router"), "router")
     route = policy(name)
     for record, body in records:
@@ -193,7 +193,7 @@ def test_the_balancer_never_exceeds_capacity_and_ended_tasks_stay_ended(records)
     # A restart rebuilds the same state from the snapshot.
     restored = InboxDecider(Limits(), "fuzz")
     restored.restore(decider.snapshot())
-    assert state_to_json(restored.state) == state_to_json(decider.state)
+    assert balancer_state.encode_state(restored.state) == balancer_state.encode_state(decider.state)
 
 
 balancer_headers = st.lists(st.tuples(st.sampled_from([TICK_HEADER, ORIGIN_HEADER]),
@@ -262,7 +262,7 @@ class _Marks:
 @settings(SEQUENCES, suppress_health_check=[*SEQUENCES.suppress_health_check, HealthCheck.function_scoped_fixture])
 @given(records=mixed_records())
 def test_the_learner_learns_from_what_it_can_read_and_passes_over_the_rest(caplog, records):
-    view = LearnerView(publish_every=3)
+    view = LearnerFold(publish_every=3)
     follower = LearnerFollower(None, view, ProcessorMetrics("learner"), "learner", marks=_Marks())
     for record, body in records:
         envelope, emitted = follower._apply(record)
