@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(run=cmd_replay)
 
     serve = commands.add_parser("serve", help="run a processor until SIGTERM")
-    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit"],
+    serve.add_argument("processor", choices=["projector", "health", "router", "balancer", "learner", "audit",
+                                             "dashboard"],
                        help="which processor")
     serve.set_defaults(run=cmd_serve)
 
@@ -245,7 +246,7 @@ def cmd_replay(args, settings: Settings) -> int:
 # the CPU equally starved the router and balancer: at 167 tasks/s offered, 31-33/s completed
 # against 57/s when these yield. The health monitor stays on the path: its verdicts on
 # heartbeats must stay current, or a lagging monitor would declare live agents silent.
-OFF_ROUTING_PATH = frozenset({"projector", "learner", "audit"})
+OFF_ROUTING_PATH = frozenset({"projector", "learner", "audit", "dashboard"})
 
 
 def yield_cpu_if_off_path(processor: str, settings: Settings) -> int:
@@ -270,6 +271,8 @@ def cmd_serve(args, settings: Settings) -> int:
     if args.processor == "balancer":
         from services.balancer.bootstrap import serve as serve_balancer
         return serve_balancer(settings)
+    if args.processor == "dashboard":
+        return __import__("services.dashboard.bootstrap", fromlist=["serve"]).serve(settings)
     if args.processor == "audit":
         from services.audit.bootstrap import serve as serve_audit
         asyncio.run(serve_audit(settings))

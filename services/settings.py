@@ -321,6 +321,20 @@ class Settings:
     db_keystore_password: str = _env(
         "DB_KEYSTORE_PASSWORD", "", "Login password of the key store role (empty: the role cannot log in)")
 
+    # --- dashboard (`orchestrator serve dashboard`) ---
+    dashboard_host: str = _env(
+        "DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on (loopback by default: it shows every read "
+        "model to whoever reaches it)", rule=_not_empty)
+    dashboard_port: str = _env(
+        "DASHBOARD_PORT", "8050", "Port of the dashboard", rule=_positive_integer)
+    dashboard_database_url: str = _env(
+        "DASHBOARD_DATABASE_URL", "", "PostgreSQL URL the dashboard reads with (default: DATABASE_URL, logged in as "
+        "<prefix>_analyst when DB_ANALYST_PASSWORD is set); whoever logs in, it reads as <prefix>_analyst",
+        rule=_postgres_url_or_empty)
+    dashboard_audit_verify_interval_s: str = _env(
+        "DASHBOARD_AUDIT_VERIFY_INTERVAL_S", "300", "Seconds between two walks of the audit chain whose verdict the "
+        "dashboard's audit page shows", rule=_positive)
+
     # --- benchmark ---
     bench_results_dir: str = _env(
         "BENCH_RESULTS_DIR", "bench/results", "Where `orchestrator bench` writes its JSON result and readable report",
