@@ -75,6 +75,10 @@ def _postgres_url_or_empty(value: str) -> str | None:
     return _postgres_url(value) and "must be a postgresql:// URL (or empty for DATABASE_URL)" if value else None
 
 
+def _host(value: str) -> str | None:
+    return None if re.match(r"^[A-Za-z0-9._:-]+$", value) else f"must be a host name or IP address, got {value!r}"
+
+
 def _not_empty(value: str) -> str | None:
     return None if value.strip() else "is empty"
 
@@ -324,7 +328,7 @@ class Settings:
     # --- dashboard (`orchestrator serve dashboard`) ---
     dashboard_host: str = _env(
         "DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on (loopback by default: it shows every read "
-        "model to whoever reaches it)", rule=_not_empty)
+        "model to whoever reaches it)", rule=_host)
     dashboard_port: str = _env(
         "DASHBOARD_PORT", "8050", "Port of the dashboard", rule=_positive_integer)
     dashboard_database_url: str = _env(

@@ -57,13 +57,17 @@ def make_app(settings: Settings) -> web.Application:
     app[AUDIT] = AuditState()
     app[TEMPLATES] = Environment(loader=PackageLoader("services.dashboard", "templates"),
                                  autoescape=select_autoescape(["html"]))
-    app.router.add_get("/", lambda request: web.HTTPFound("/now"))
+    app.router.add_get("/", home)
     app.router.add_get("/static/plotly.min.js", plotly_js)
     app.router.add_get("/static/{name:[a-z]+\\.(js|css)}", static_file)
     app.router.add_get("/whoami", whoami)
     app.router.add_get("/{page}", page_view)
     app.cleanup_ctx.append(audit_verifier)
     return app
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/now")
 
 
 async def plotly_js(request: web.Request) -> web.FileResponse:
