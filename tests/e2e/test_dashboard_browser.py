@@ -34,7 +34,7 @@ from events.tasks import TaskQueued, TaskSubmitted
 from events.values import CapabilityRequirement
 from services import kafka
 from services.audit.bootstrap import auditor_running, run_until
-from services.audit.roles import Roles, apply_roles
+from services.audit.roles import Roles, apply_roles, drop_roles
 from services.dashboard.charts import cell, plain
 from services.feed import scripted_feed
 from services.settings import Settings
@@ -99,9 +99,7 @@ async def stack(settings, tmp_path):
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
         for schema in (s.db_schema, s.audit_db_schema):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        for role in roles.__dict__.values():
-            await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
-            await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        await drop_roles(conn, roles)
 
 
 async def _count(settings, table, at_least: int) -> bool:
