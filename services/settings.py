@@ -120,9 +120,9 @@ class Settings:
         "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)", rule=_count)
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
     off_path_nice: str = _env(
-        "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit) add to "
-        "their own at start: on a saturated machine they yield the CPU to the router, balancer and health monitor "
-        "and catch up later; 0 shares it equally", rule=_niceness)
+        "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit, dashboard) "
+        "add to their own at start: on a saturated machine they yield the CPU to the router, balancer and health "
+        "monitor and catch up later; 0 shares it equally", rule=_niceness)
 
     # --- health monitor (`orchestrator serve health`) ---
     health_app_id: str = _env(

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping, get_args
+from urllib.parse import urlencode
 
 from events.security import ViolationKind
 
@@ -50,7 +51,6 @@ class Filters:
         """The URL query of these filters with `changes`, for links that keep the rest."""
         values = {"range": self.range, "capability": self.capability, "agent": self.agent, "task": self.task,
                   "live": "1" if self.live else None, **changes}
-        from urllib.parse import urlencode
         return urlencode({k: v for k, v in values.items() if v})
 
 
@@ -101,9 +101,9 @@ _IN_RANGE = "{column} >= %(since)s AND {column} <= %(until)s"
 _TASK_CAPABILITY = "(%(capability)s::text IS NULL OR requirements -> 0 ->> 'name' = %(capability)s)"
 
 
-def _tasks_in_range(extra: str = "") -> str:
+def _tasks_in_range() -> str:
     return (f"WHERE {_IN_RANGE.format(column='submitted_at')} AND {_TASK_CAPABILITY}"
-            f" AND (%(agent)s::text IS NULL OR assigned_agent_id = %(agent)s){extra}")
+            " AND (%(agent)s::text IS NULL OR assigned_agent_id = %(agent)s)")
 
 
 _ASSIGNMENTS_IN_RANGE = (f"WHERE {_IN_RANGE.format(column='assigned_at')}"
@@ -140,8 +140,10 @@ SELECT t.requirements -> 0 ->> 'name' AS capability, count(*) AS assigned,
        round(avg(w.wait_ms)::numeric, 1)::float8 AS mean_wait_ms,
        round((percentile_cont(0.95) WITHIN GROUP (ORDER BY w.wait_ms))::numeric, 1)::float8 AS p95_wait_ms
 FROM tasks t
-JOIN LATERAL (SELECT extract(epoch FROM min(a.assigned_at) - t.submitted_at) * 1000.0 AS wait_ms
-              FROM task_assignments a WHERE a.task_id = t.task_id) w ON w.wait_ms IS NOT NULL
+-- The first assignment is attempt 1: a join the planner may hash over a long range, unlike a
+-- lookup of the earliest attempt per task.
+JOIN task_assignments a ON a.task_id = t.task_id AND a.attempt = 1 AND a.assigned_at IS NOT NULL
+CROSS JOIN LATERAL (SELECT extract(epoch FROM a.assigned_at - t.submitted_at) * 1000.0 AS wait_ms) w
 {_tasks_in_range()}
 GROUP BY 1 ORDER BY 1""", Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms"), y_title="ms")),
     Panel("agents_by_health", "Agents by health", """
