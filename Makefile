@@ -27,7 +27,7 @@ help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
 		/^[a-zA-Z0-9_-]+:.*## / {printf "  %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: ## Install the package in editable mode with dev extras, and kcat/jq/prometheus (skipped when up to date)
+install: ## Install the package in editable mode with dev extras, and kcat/jq/prometheus/chromium (skipped when up to date)
 	@bash infra/install-tools.sh
 	@want="$$(sha256sum pyproject.toml | cut -d' ' -f1) $$(command -v $(PYTHON))"; \
 	if [ -f $(INSTALL_STAMP) ] && [ "$$(cat $(INSTALL_STAMP))" = "$$want" ] \

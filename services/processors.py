@@ -51,6 +51,11 @@ def _projector(settings: Settings) -> int:
     return 0
 
 
+def _dashboard(settings: Settings) -> int:
+    from services.dashboard.bootstrap import serve
+    return serve(settings)
+
+
 def _audit(settings: Settings) -> int:
     from services.audit.bootstrap import serve
     asyncio.run(serve(settings))
@@ -64,6 +69,7 @@ PROCESSORS: dict[str, Processor] = {p.name: p for p in (
     Processor("balancer", _balancer, on_routing_path=True),
     Processor("learner", _learner, on_routing_path=False),
     Processor("audit", _audit, on_routing_path=False),
+    Processor("dashboard", _dashboard, on_routing_path=False),
 )}
 
 

@@ -108,6 +108,12 @@ def _not_empty(value) -> str:
     return value
 
 
+def _host(value) -> str:
+    if not re.match(r"^[A-Za-z0-9._:-]+$", _text(value)):
+        raise Invalid(f"must be a host name or IP address, got {value!r}")
+    return value
+
+
 def _one_of(*choices: str):
     def parse(value) -> str:
         if value not in choices:
@@ -335,6 +341,24 @@ class BenchSettings(_Section):
 
 
 @dataclass(frozen=True)
+class DashboardSettings(_Section):
+    """The dashboard (`orchestrator serve dashboard`)."""
+
+    host: str = _env(
+        "DASHBOARD_HOST", "127.0.0.1", "Address the dashboard listens on (loopback by default: it shows every read "
+        "model to whoever reaches it)", rule=_host)
+    port: int = _env(
+        "DASHBOARD_PORT", "8050", "Port of the dashboard", rule=_positive_integer)
+    database_url: str = _env(
+        "DASHBOARD_DATABASE_URL", "", "PostgreSQL URL the dashboard reads with (default: DATABASE_URL, logged in as "
+        "<prefix>_analyst when DB_ANALYST_PASSWORD is set); whoever logs in, it reads as <prefix>_analyst",
+        rule=_postgres_url_or_empty)
+    audit_verify_interval_s: float = _env(
+        "DASHBOARD_AUDIT_VERIFY_INTERVAL_S", "300", "Seconds between two walks of the audit chain whose verdict the "
+        "dashboard's audit page shows", rule=_positive)
+
+
+@dataclass(frozen=True)
 class Settings(_Section):
     """What every process shares (Kafka, PostgreSQL, topic names, metrics, identity), and one
     section per processor: `settings.router.seed`, `settings.health.data_dir`, ..."""
@@ -358,9 +382,9 @@ class Settings(_Section):
         "METRICS_PORT", "0", "Port of the Prometheus /metrics endpoint of a service (0 = off)", rule=_count)
     log_level: str = _env("LOG_LEVEL", "INFO", "Python logging level")
     off_path_nice: int = _env(
-        "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit) add to "
-        "their own at start: on a saturated machine they yield the CPU to the router, balancer and health monitor "
-        "and catch up later; 0 shares it equally", rule=_niceness)
+        "OFF_PATH_NICE", "10", "Niceness the processors off the routing path (projector, learner, audit, dashboard) "
+        "add to their own at start: on a saturated machine they yield the CPU to the router, balancer and health "
+        "monitor and catch up later; 0 shares it equally", rule=_niceness)
     faust_fetch_max_wait_ms: int = _env(
         "FAUST_FETCH_MAX_WAIT_MS", "100", "Longest the broker holds a processor's fetch while it waits for data "
         "(FAUST_FETCH_MIN_BYTES of it)", rule=_positive_integer)
@@ -420,6 +444,7 @@ class Settings(_Section):
     audit: AuditSettings = field(default_factory=AuditSettings)
     keystore: KeystoreSettings = field(default_factory=KeystoreSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -536,6 +561,7 @@ class Settings(_Section):
 SECTIONS: dict[str, type[_Section]] = {
     "health": HealthSettings, "router": RouterSettings, "balancer": BalancerSettings, "learner": LearnerSettings,
     "projector": ProjectorSettings, "audit": AuditSettings, "keystore": KeystoreSettings, "bench": BenchSettings,
+    "dashboard": DashboardSettings,
 }
 
 

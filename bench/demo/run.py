@@ -2,7 +2,8 @@
 
 Every processor runs as its own process (projector, health, router, balancer), a
 simulated fleet answers its assignments, and a task stream arrives at a steady rate.
-The live view reads the analysts' read models, as anyone could with psql.
+The live view reads the analysts' read models, as anyone could with psql; so does the
+dashboard, whose address is printed at the start.
 """
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ from bench.evaluation.simulator.run import (
     until_ready,
 )
 from services import kafka
+from services.audit.roles import apply_roles
+from services.dashboard.bootstrap import address
+from services.projector.bootstrap import open_view
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
 
@@ -59,12 +63,16 @@ SUMMARY = {
 async def main(tasks: int, rate: float, agents: int) -> None:
     settings = Settings.from_env()
     await kafka.ensure_topics(settings)
+    await _analyst_access(settings)
     fleet = make_fleet(agents, seed=int(time.time()) % 1000)
     run = f"run{int(time.time())}"
     stream = [(f"{task_id}-{run}", *rest) for task_id, *rest in task_stream(tasks)]
-    print(f"starting projector, health, router, balancer, learner, audit; {agents} simulated agents; "
+    print(f"starting projector, health, router, balancer, learner, audit, dashboard; {agents} simulated agents; "
           f"{tasks} tasks at {rate:g}/s", flush=True)
-    with processors(settings, "orchestrator", names=("projector", "health", "router", "balancer", "learner", "audit")):
+    with processors(settings, "orchestrator",
+                    names=("projector", "health", "router", "balancer", "learner", "audit", "dashboard")):
+        print(f"dashboard: {address(settings)}now?live=1 (the read models, as the analyst role sees them)",
+              flush=True)
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
@@ -82,9 +90,19 @@ async def main(tasks: int, rate: float, agents: int) -> None:
                     await job
             await producer.stop()
         await wait_until_caught_up(settings, timeout=60)
-    await _print(settings, SUMMARY)
-    print(f"\nEverything is in Kafka (topics {settings.topic_prefix}.*) and in the read models of schema "
-          f"{settings.db_schema!r}; `orchestrator replay` rebuilds them.")
+        await _print(settings, SUMMARY)
+        print(f"\nEverything is in Kafka (topics {settings.topic_prefix}.*) and in the read models of schema "
+              f"{settings.db_schema!r}; `orchestrator replay` rebuilds them.")
+        if sys.stdin.isatty():  # someone is watching: leave the dashboard up to look around
+            print(f"The dashboard stays up at {address(settings)} until Ctrl-C.", flush=True)
+            await asyncio.Event().wait()
+
+
+async def _analyst_access(settings: Settings) -> None:
+    """The read models exist and the analyst role may read them before the dashboard reads as that role."""
+    view = await open_view(settings)  # the projector's own migration, idempotent
+    await view.close()
+    await apply_roles(settings)
 
 
 async def _query(conn, query: str) -> tuple[list[str], list[tuple]]:

@@ -211,3 +211,11 @@ def _summary(roles: Roles, schema: str, settings: Settings) -> str:
     if schema == settings.db_schema:
         return f"read models: SELECT to {roles.analyst}"
     return f"key store: its tables owned by {roles.keystore}, no other role granted anything"
+
+
+async def drop_roles(conn: psycopg.AsyncConnection, roles: Roles) -> None:
+    """Undo `apply_roles` for a throw-away prefix (tests, benchmarks): what the roles own or were granted, then them."""
+    for role in roles.__dict__.values():
+        if await (await conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (role,))).fetchone() is not None:
+            await conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            await conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -1,6 +1,7 @@
 """`orchestrator audit verify`: the chain in PostgreSQL against itself and its signed checkpoints."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,7 +71,9 @@ def judge(chain_name: str, chain: ChainCheck, found: list[tuple[str, checkpoints
                    sum(1 for _, c in found if c is not None), sorted(problems, key=lambda p: p.seq), notes)
 
 
-async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
+async def verify(settings: Settings, *, against_kafka: bool = False,
+                 conn: psycopg.AsyncConnection | None = None) -> Verdict:
+    """Walk the chain on `conn` if given (the dashboard's, as the analyst), else on AUDIT_DATABASE_URL."""
     schema = settings.audit.db_schema
     # The broker first: a row appended after it was read is beyond what it is compared with.
     crosscheck = CrossCheck(await read_broker(settings)) if against_kafka else None
@@ -82,7 +85,7 @@ async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
         raise FileNotFoundError(f"checkpoints found but no public key at {checkpoints.public_key_path(key_file)}")
     watch = {c.last_seq for _, c in found if c is not None}
     chain = ChainCheck(watch=frozenset(watch))
-    async with await psycopg.AsyncConnection.connect(settings.audit_url) as conn:
+    async with _connection(settings, conn) as conn, conn.transaction():
         # One snapshot: rows a running writer appends meanwhile are simply not part of this check.
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         cur = await conn.execute("SELECT to_regclass(%s)", (f'"{schema}".audit_log',))
@@ -96,3 +99,12 @@ async def verify(settings: Settings, *, against_kafka: bool = False) -> Verdict:
             if crosscheck is not None:
                 crosscheck.feed(row)  # the comparison with the broker covers every row
     return judge(schema, chain, found, public_key, crosscheck)
+
+
+@contextlib.asynccontextmanager
+async def _connection(settings: Settings, given: psycopg.AsyncConnection | None):
+    if given is not None:
+        yield given
+        return
+    async with await psycopg.AsyncConnection.connect(settings.audit_url) as conn:
+        yield conn

@@ -8,6 +8,7 @@ import pytest
 from psycopg import sql
 
 from bench.demo.feed import scripted_feed
+from services.dashboard import queries as dashboard_queries
 from services.projector.bootstrap import open_view
 from tests.conftest import ROOT
 from tests.projection_contract import at_offsets
@@ -43,7 +44,8 @@ async def loaded(settings):
 
 
 def scans(plan: dict) -> list[tuple[str, str | None]]:
-    found = [(plan["Node Type"], plan.get("Index Name"))]
+    """(node type, the index it reads, or for a sequential scan the table) of every node of the plan."""
+    found = [(plan["Node Type"], plan.get("Index Name") or plan.get("Relation Name"))]
     for child in plan.get("Plans", ()):
         found += scans(child)
     return found
@@ -86,3 +88,46 @@ async def test_every_dashboard_query_runs_on_the_read_models(loaded, title):
         await cur.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(loaded.schema)))
         await cur.execute(query)
         assert cur.description, title
+
+
+# Tables that grow with tasks, events or time: the dashboard reads them through an index only.
+# Tables of one row per agent (or agent and capability) are small whatever the load, and read whole.
+GROWING = {"tasks", "task_assignments", "routing_decisions", "task_queue_events", "skill_trajectory", "skill_shifts",
+           "security_events", "agent_health_changes", "agent_capability_history", "model_versions", "audit_log"}
+DASHBOARD_FILTERS = {"none": {}, "capability": {"capability": "python"}, "agent": {"agent": "agent-1"}}
+
+
+@pytest.fixture
+async def with_audit_log(loaded):
+    from dataclasses import replace
+
+    from services.audit.store import ensure_schema
+    from services.settings import Settings
+    settings = replace(Settings.from_env({}), db_schema=loaded.schema, audit_db_schema=f"{loaded.schema}_audit")
+    await ensure_schema(loaded.conn, settings.audit.db_schema)
+    await loaded.conn.commit()
+    try:
+        yield settings
+    finally:
+        await loaded.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(settings.audit.db_schema)))
+
+
+@pytest.mark.parametrize("key", sorted(dashboard_queries.PANELS))
+async def test_every_dashboard_panel_reads_growing_tables_through_an_index(loaded, with_audit_log, key):
+    from datetime import datetime, timezone
+
+    from psycopg import AsyncClientCursor
+
+    from services.dashboard.database import statement
+    from services.dashboard.queries import PANELS, Filters, parameters
+    newest = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
+    query = statement(PANELS[key], with_audit_log)
+    for filtered, given in DASHBOARD_FILTERS.items():
+        params = {"agent": "agent-1", "task": "task-1-7", **parameters(Filters(**given), newest)}
+        params["agent"] = params["agent"] or "agent-1"  # the panels of one agent always name one
+        text = AsyncClientCursor(loaded.conn).mogrify(query, {k: v for k, v in params.items() if f"%({k})s" in query})
+        plan = await plan_of(loaded, text, ())
+        assert any(node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") for node, _ in plan) or not (
+            {relation for _, relation in plan} & GROWING), f"{key} ({filtered}) reads no index: {plan}"
+        whole = [relation for node, relation in plan if node == "Seq Scan" and relation in GROWING]
+        assert not whole, f"{key} ({filtered}) reads {whole} whole: {plan}"

@@ -1,6 +1,7 @@
 """The router predicts with the learner's published model once there is one, and with nothing it cannot validate."""
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -38,7 +39,7 @@ def long_prompts_fail(**agent_weights: float) -> dict:
     # Prompt lengths seen so far: log1p(100) … log1p(10000), so 100 chars is short and 10,000 long.
     scaling = Running()
     for chars in (100, 1000, 10000):
-        scaling.add(__import__("math").log1p(chars))
+        scaling.add(math.log1p(chars))
     parameters["scaling"] = {"python": {"prompt_chars": [scaling.count, scaling.mean, scaling.m2]}}
     parameters["weights"] = {**parameters["weights"], "task:python:prompt_chars": -1.5,
                              **{f"agent:{agent}": weight for agent, weight in agent_weights.items()}}
