@@ -8,7 +8,7 @@ import pytest
 from psycopg import sql
 
 from bench.demo.feed import scripted_feed
-from services.dashboard import queries as dashboard_queries
+from services.dashboard import queries as web_dashboard
 from services.projector.bootstrap import open_view
 from tests.conftest import ROOT
 from tests.projection_contract import at_offsets
@@ -112,7 +112,7 @@ async def with_audit_log(loaded):
         await loaded.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(settings.audit.db_schema)))
 
 
-@pytest.mark.parametrize("key", sorted(dashboard_queries.PANELS))
+@pytest.mark.parametrize("key", sorted(web_dashboard.PANELS))
 async def test_every_dashboard_panel_reads_growing_tables_through_an_index(loaded, with_audit_log, key):
     from datetime import datetime, timezone
 
