@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("services.audit.cli", fromlist=["add_commands"]).add_commands(commands)
     __import__("services.identity.cli", fromlist=["add_commands"]).add_commands(commands)
     __import__("bench.cli", fromlist=["add_commands"]).add_commands(commands)
+    __import__("bench.whatif.cli", fromlist=["add_commands"]).add_commands(commands)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)
