@@ -46,18 +46,16 @@ def logged_for(decisions: list[LoggedDecision], policy: Policy) -> tuple[Logged,
 
 
 def best_single(decisions: list[LoggedDecision], today: Weights) -> AgentPolicy:
-    """The agent that alone would have done best on this log, by self-normalised IPS."""
-    agents = sorted({c.agent_id for d in decisions for c in d.candidates})
-    if not agents:
+    """The agent the reward model rates highest over the log. Picking it by its own importance-weighted
+    estimate instead would pick the luckiest agent and overstate its value (the winner's curse)."""
+    rated: dict[str, list[float]] = {}
+    for d in decisions:
+        for c in d.candidates:
+            rated.setdefault(c.agent_id, []).append(d.predicted(c))
+    if not rated:
         raise ValueError("no logged decisions to find the best single agent in")
-    greedy = RouterPolicy("greedy", replace(today, top_k=1))
-
-    def value(agent: str) -> float:
-        data, _ = logged_for(decisions, AgentPolicy(agent, agent, greedy))
-        w = data.target / data.logged
-        return float((w * data.reward).sum() / w.sum()) if w.sum() else -1.0
-    best = max(agents, key=lambda a: (value(a), a))
-    return AgentPolicy(f"{BEST_SINGLE} ({best})", best, greedy)
+    best = max(sorted(rated), key=lambda a: sum(rated[a]) / len(rated[a]))
+    return AgentPolicy(f"{BEST_SINGLE} ({best})", best, RouterPolicy("greedy", replace(today, top_k=1)))
 
 
 def evaluate(decisions: list[LoggedDecision], policies: list[Policy | str], today: Weights, *,

@@ -90,11 +90,12 @@ def test_a_single_agent_policy_falls_back_when_its_agent_is_no_candidate():
 
 
 def uniform(task_id: str, agent: str, reward: float) -> LoggedDecision:
-    candidates = tuple(Candidate(agent_id=a, score=0.0, propensity=0.5, predicted_success=0.5) for a in ("a1", "a2"))
+    candidates = tuple(Candidate(agent_id=a, score=0.0, propensity=0.5, predicted_success=p)
+                       for a, p in (("a1", 0.4), ("a2", 0.7)))
     return LoggedDecision(task_id, T0, candidates, agent, 0.5, reward)
 
 
-def test_best_single_is_the_agent_that_did_best_alone():
+def test_best_single_is_the_agent_the_reward_model_rates_highest():
     decisions = [uniform("t1", "a1", 0.0), uniform("t2", "a2", 1.0), uniform("t3", "a1", 1.0), uniform("t4", "a2", 1.0)]
     assert best_single(decisions, Weights()).agent_id == "a2"
     [result] = evaluate(decisions, ["best-single"], Weights(), resamples=20)
