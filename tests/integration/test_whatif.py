@@ -1,6 +1,10 @@
 """`orchestrator whatif` over decisions written to the real Kafka, its run landing in the real PostgreSQL."""
+import asyncio
 import io
+import json
+import os
 import random
+import sys
 from datetime import timedelta
 
 import pytest
@@ -65,3 +69,28 @@ async def test_whatif_reads_the_log_and_stores_its_run(settings):
         assert row["decisions"] == 60 and row["logged_success"] == pytest.approx(logged)
         assert row["ips_low"] <= row["ips"] <= row["ips_high"] and row["dr_low"] <= row["dr"] <= row["dr_high"]
     assert by_policy["agent:a1"]["snips"] > by_policy["random"]["snips"]
+
+
+async def test_the_command_prints_json_and_says_how_far_it_has_read(settings):
+    await kafka.ensure_topics(settings)
+    await publish_all(settings, logged_decisions(20))
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema}
+    try:
+        command = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "whatif", "--policy", "greedy", "--policy", "best-single",
+            "--since", at(10).isoformat(), "--resamples", "100", "--json", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(command.communicate(), 120)
+        stored = await fetch(settings, "SELECT policy, decisions, since FROM whatif_runs ORDER BY policy")
+    finally:
+        await drop_schema(settings, settings.db_schema)
+
+    assert command.returncode == 0, err.decode()
+    result = json.loads(out)
+    assert result["decisions"] == 10  # tasks 10 to 19: the window begins at the 10th decision
+    assert [p["policy"] for p in result["policies"]][0] == "greedy"
+    assert result["policies"][1]["policy"].startswith("best-single (")
+    assert "records read (100%)" in err.decode()
+    assert [(r["decisions"], r["since"]) for r in stored] == [(10, at(10))] * 2
