@@ -5,7 +5,7 @@ import asyncio
 import json
 import sys
 
-from bench.whatif.command import DEFAULT_POLICIES, whatif
+from bench.whatif.command import DEFAULT_POLICIES, NoDecisionLog, whatif
 from bench.whatif.policies import PolicyError
 from bench.whatif.report import table
 
@@ -26,14 +26,13 @@ def add_commands(commands) -> None:
 
 
 def cmd_whatif(args, settings) -> int:
-    from services.cli import UsageError
     if args.resamples < 10:
-        raise UsageError("--resamples must be at least 10")
+        return _refused("--resamples must be at least 10")
     try:
         run = asyncio.run(whatif(settings, args.policies, since=args.since, until=args.until,
                                  resamples=args.resamples, store=not args.no_store))
-    except PolicyError as error:
-        raise UsageError(str(error)) from None
+    except (PolicyError, NoDecisionLog) as error:
+        return _refused(str(error))
     if args.json:
         print(json.dumps(run.as_json(), indent=2))
     elif not run.decisions:
@@ -42,3 +41,8 @@ def cmd_whatif(args, settings) -> int:
     else:
         print(table(run.results, run.decisions, run.skipped))
     return 0
+
+
+def _refused(why: str) -> int:
+    print(f"orchestrator whatif: {why}", file=sys.stderr)
+    return 2

@@ -13,6 +13,8 @@ from bench.whatif.policies import parse
 from bench.whatif.report import PolicyResult, evaluate, logged_value
 from bench.whatif.store import rows, save
 from events.codec import EventDecodeError, decode, header_type
+from events.topics import topic_name
+from services import kafka
 from services.log_follower import open_from_start
 from services.router.bootstrap import weights_from
 from services.settings import Settings
@@ -47,7 +49,26 @@ class Progress:
             print(f"whatif: {done}/{self.total} records read ({share:.0%})", file=self.out, flush=True)
 
 
+class NoDecisionLog(RuntimeError):
+    pass
+
+
+async def check_topics(settings: Settings) -> None:
+    """A log that was never written is said so at once; reading it would wait for its metadata."""
+    admin = kafka.admin_client(settings)
+    await kafka.start(admin, settings)
+    try:
+        present = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    wanted = {topic_name(name, settings.topic_prefix) for name in TOPICS}
+    if missing := sorted(wanted - present):
+        raise NoDecisionLog(f"no decision log under the topic prefix {settings.topic_prefix!r} "
+                            f"(ORCHESTRATOR_TOPIC_PREFIX): {', '.join(missing)} missing on the broker")
+
+
 async def read_log(settings: Settings, log: DecisionLog, out=sys.stderr) -> None:
+    await check_topics(settings)
     consumer, ends = await open_from_start(settings, TOPICS, EVENT_TYPES)
     try:
         progress = Progress(sum(ends.values()), out)

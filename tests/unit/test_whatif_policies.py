@@ -158,3 +158,9 @@ def test_an_assignment_from_before_it_carried_a_propensity_takes_the_routers_whe
     for e in events_of_one_task("t2", override_to="a3", propensity=None):
         overridden.apply(e)
     assert overridden.decisions() == [] and overridden.counts["assignments of unknown probability"] == 1
+
+
+def test_the_command_refuses_a_bad_policy_before_reading_anything(capsys):
+    from services.cli import main
+    assert main(["whatif", "--policy", "greedy", "--policy", "router:speed=2"]) == 2
+    assert "'speed' is not a setting" in capsys.readouterr().err
