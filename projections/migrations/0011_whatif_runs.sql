@@ -18,3 +18,6 @@ CREATE TABLE whatif_runs (
     PRIMARY KEY (run_id, policy)
 );
 CREATE INDEX whatif_runs_ran_at ON whatif_runs (ran_at DESC);
+
+-- The probability with which the balancer gave each attempt to its agent (TaskAssigned v2; null before).
+ALTER TABLE task_assignments ADD COLUMN propensity double precision;

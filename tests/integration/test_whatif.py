@@ -13,7 +13,10 @@ from bench.whatif.command import whatif
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskSubmitted
 from events.values import CapabilityRequirement
+from projections.handlers import task_assigned
+from projections.ops import Position
 from services import kafka
+from services.projector.bootstrap import open_view
 from services.router.logic import AgentState, RouterState, Weights, route
 from tests.e2e.helpers import drop_schema, fetch, publish_all
 from tests.factories import at
@@ -94,3 +97,16 @@ async def test_the_command_prints_json_and_says_how_far_it_has_read(settings):
     assert result["policies"][1]["policy"].startswith("best-single (")
     assert "records read (100%)" in err.decode()
     assert [(r["decisions"], r["since"]) for r in stored] == [(10, at(10))] * 2
+
+
+async def test_the_assignments_propensity_is_projected_for_analysts(settings):
+    event = make_event(TaskAssigned(agent_id="a1", task_id="t1", attempt=1, capability="python", propensity=0.25),
+                       producer="balancer")
+    view = await open_view(settings)
+    try:
+        await view.apply([(Position("assignments", 0, 0), task_assigned(event))])
+        [row] = await fetch(settings, "SELECT agent_id, propensity FROM task_assignments WHERE task_id = 't1'")
+    finally:
+        await view.close()
+        await drop_schema(settings, settings.db_schema)
+    assert row == {"agent_id": "a1", "propensity": 0.25}
