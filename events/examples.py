@@ -123,6 +123,7 @@ def _bodies() -> list[EventBody]:
             deadline=datetime(2025, 1, 15, 10, 30, tzinfo=timezone.utc),
             payload={"prompt": "Fix the failing test in billing/"},
             routed_event_id="9a7c4e2f-1b3d-4f6a-8e5c-2d4b6a8c0e1f",
+            propensity=0.9,
         ),
         TaskStarted(task_id=TASK, agent_id=AGENT, attempt=1),
         TaskCompleted(

@@ -82,9 +82,12 @@ class TaskQueued(TaskEvent):
 
 
 class TaskAssigned(EventBody):
-    """The balancer gave the task to an agent. Keyed by agent so each agent reads only its own partition."""
+    """The balancer gave the task to an agent. Keyed by agent so each agent reads only its own partition.
+    Version 2 added the propensity: the balancer may give the task to another agent than the router
+    drew, or later, so only it can say how likely this agent was to get the task."""
 
     event_type = "TaskAssigned"
+    version = 2
     key_field = "agent_id"
 
     agent_id: Identifier
@@ -94,6 +97,9 @@ class TaskAssigned(EventBody):
     deadline: UtcDatetime | None = None
     payload: dict[str, JsonValue] = {}
     routed_event_id: str | None = None
+    propensity: Probability | None = Field(
+        default=None, description="Probability with which this agent was given the task, over the router's draw "
+        "and the balancer's rules; none when the router logged no probabilities.")
 
 
 class TaskOutcome(TaskEvent):

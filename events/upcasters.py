@@ -21,9 +21,14 @@ def task_timed_out_v1_to_v2(body: dict) -> dict:
     return dict(body)  # a version 1 timeout gave no reason: its stage says what ran out
 
 
+def task_assigned_v1_to_v2(body: dict) -> dict:
+    return dict(body)  # a version 1 assignment did not say how likely it was: its propensity stays unknown
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("TaskSubmitted", 1): task_submitted_v1_to_v2,
     ("TaskTimedOut", 1): task_timed_out_v1_to_v2,
+    ("TaskAssigned", 1): task_assigned_v1_to_v2,
 }
 
 

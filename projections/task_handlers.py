@@ -215,7 +215,7 @@ def task_assigned(event: Envelope) -> list[Op]:
     return [
         _task(event, "assigned", attempt=body.attempt, assigned_agent_id=body.agent_id),
         _assignment(event, body.attempt, agent_id=body.agent_id, capability=body.capability,
-                    assigned_at=event.occurred_at),
+                    assigned_at=event.occurred_at, propensity=body.propensity),
     ]
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import orjson
 
 from bench import cli as bench_cli
+from bench.evaluation.whatif import cli as whatif_cli
 from events.catalog import body_class
 from events.codec import EventDecodeError, decode
 from events.envelope import make_event
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     compliance_cli.add_commands(commands)
     identity_cli.add_commands(commands)
     bench_cli.add_commands(commands)
+    whatif_cli.add_commands(commands)
 
     config = commands.add_parser("config", help="list every environment variable and its value")
     config.set_defaults(run=cmd_config)

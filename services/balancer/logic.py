@@ -81,6 +81,9 @@ class Task:
     payload: dict = field(default_factory=dict)  # what the agent is given with the assignment
     candidates: tuple[tuple[str, float, float], ...] = ()  # (agent, predicted success, duration s), ranked
     chosen: str | None = None
+    # The router's chance of drawing each candidate: with the balancer's rules, how likely the agent
+    # given the task was to get it. Empty when the router logged none.
+    propensities: dict[str, float] = field(default_factory=dict)
     attempt: int = 0
     tried: frozenset[str] = frozenset()
     agent_id: str | None = None  # while assigned
@@ -161,12 +164,14 @@ def _routed(state, event: TaskRouted, now, limits):
     task.candidates = tuple((c.agent_id, c.predicted_success or 0.0, c.features.get("expected_duration_s", 0.0))
                             for c in event.candidates if c.agent_id not in task.tried)
     task.chosen = event.chosen_agent_id
+    task.propensities = {c.agent_id: c.propensity for c in event.candidates
+                         if c.propensity and c.agent_id not in task.tried}
     return _place(state, task, now, limits)
 
 
 def _place(state, task: Task, now, limits, *, reason: str = "") -> list[EventBody]:
     agent_id = _pick(state, task, limits)
-    return [_queue(state, task, now, reason)] if agent_id is None else _assign(state, task, agent_id, now)
+    return [_queue(state, task, now, reason)] if agent_id is None else _assign(state, task, agent_id, now, limits)
 
 
 def _queue(state: BalancerState, task: Task, now, reason: str) -> TaskQueued:
@@ -208,10 +213,28 @@ def _beyond_candidates(state: BalancerState, task: Task) -> str | None:
     return min(able, key=lambda agent: (state.slots[agent].load, agent), default=None)
 
 
-def _assign(state, task: Task, agent_id: str, now, *, reassigned_from: str | None = None,
+def chance_of(state: BalancerState, task: Task, agent_id: str, limits: Limits) -> float | None:
+    """How likely `agent_id` was to be given the task now: the router's chance of drawing each candidate,
+    summed over the draws that `_pick` would turn into this agent (its choice when it has room, else
+    the same rule for all). None when the router logged no chances."""
+    if not task.propensities:
+        return None
+    drawn, chance = task.chosen, 0.0
+    try:
+        for candidate, propensity in task.propensities.items():
+            task.chosen = candidate
+            if _pick(state, task, limits) == agent_id:
+                chance += propensity
+    finally:
+        task.chosen = drawn
+    return round(min(1.0, chance), 6)
+
+
+def _assign(state, task: Task, agent_id: str, now, limits: Limits, *, reassigned_from: str | None = None,
             reason: str = "") -> list[EventBody]:
     """Give the task to the agent; a reassignment, or an agent the router did not offer, first says why."""
     why = "; ".join(filter(None, (reason, _why_not_a_candidate(task, agent_id))))
+    propensity = chance_of(state, task, agent_id, limits)
     task.attempt += 1
     task.agent_id, task.assigned_at, task.started_at, task.queued_at = agent_id, now, None, None
     task.tried = task.tried | {agent_id}
@@ -220,7 +243,7 @@ def _assign(state, task: Task, agent_id: str, now, *, reassigned_from: str | Non
     state.served[task.submitter] = state.served.get(task.submitter, 0) + 1
     assigned = TaskAssigned(agent_id=agent_id, task_id=task.task_id, attempt=task.attempt,
                             capability=task.capability or "unspecified", deadline=task.deadline,
-                            payload=task.payload)
+                            payload=task.payload, propensity=propensity)
     if not why:
         return [assigned]
     return [TaskReassigned(task_id=task.task_id, from_agent_id=reassigned_from, to_agent_id=agent_id,
@@ -293,7 +316,7 @@ def _retry(state, task: Task, now, limits, reason: str, *, from_agent: str | Non
     if agent_id is None:
         return [TaskReassigned(task_id=task.task_id, from_agent_id=from_agent, attempt=task.attempt + 1,
                                reason=reason), _queue(state, task, now, f"waiting to retry: {reason}")]
-    return _assign(state, task, agent_id, now, reassigned_from=from_agent, reason=reason)
+    return _assign(state, task, agent_id, now, limits, reassigned_from=from_agent, reason=reason)
 
 
 def _untried_agent_left(state: BalancerState, task: Task) -> bool:
@@ -320,6 +343,7 @@ def _handed_off(state, event: TaskHandedOff, now, limits):
     if event.to_agent_id:
         task.candidates = ((event.to_agent_id, 0.5, 0.0), *task.candidates)
         task.chosen = event.to_agent_id
+        task.propensities = {event.to_agent_id: 1.0}  # the agent handing it off chose, not the router
     placed = _place(state, task, now, limits, reason=f"handed off by {event.from_agent_id}")
     return placed + _drain_queue(state, now, limits)
 
@@ -381,7 +405,7 @@ def _drain_queue(state: BalancerState, now, limits) -> list[EventBody]:
     for task_id in state.waiting.in_order(open_, dict(state.served)):
         task = state.tasks[task_id]
         if (agent_id := _pick(state, task, limits)) is not None:
-            out += _assign(state, task, agent_id, now)
+            out += _assign(state, task, agent_id, now, limits)
             placed.append(task_id)
             if not (slot := state.slots[agent_id]).is_open:
                 open_.discard(agent_id)

@@ -64,6 +64,7 @@ def _task_to_json(task: Task) -> dict:
         "capability": task.capability, "requirements": [list(need) for need in task.requirements],
         "payload": task.payload,
         "candidates": [list(candidate) for candidate in task.candidates], "chosen": task.chosen,
+        "propensities": task.propensities,
         "attempt": task.attempt, "tried": sorted(task.tried), "agent_id": task.agent_id,
         "assigned_at": _time(task.assigned_at), "started_at": _time(task.started_at),
         "queued_at": _time(task.queued_at),
@@ -77,7 +78,9 @@ def _task_from_json(data: dict) -> Task:
         capability=data["capability"], requirements=tuple((name, least) for name, least in data["requirements"]),
         payload=data["payload"],
         candidates=tuple((agent_id, predicted, duration) for agent_id, predicted, duration in data["candidates"]),
-        chosen=data["chosen"], attempt=data["attempt"], tried=frozenset(data["tried"]), agent_id=data["agent_id"],
+        # Snapshots taken before assignments carried a propensity have none: theirs stays unknown.
+        chosen=data["chosen"], propensities=dict(data.get("propensities", {})), attempt=data["attempt"],
+        tried=frozenset(data["tried"]), agent_id=data["agent_id"],
         assigned_at=_parse(data["assigned_at"]), started_at=_parse(data["started_at"]),
         queued_at=_parse(data["queued_at"]))
 

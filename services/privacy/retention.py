@@ -64,6 +64,8 @@ TABLES: tuple[TableRetention, ...] = (
     _kept_like("privacy", "erasures", "erased_at"),
     # Agent identity's record of enrolments and rejected records: evidence, kept like the log.
     TableRetention(table="security_events", derived_from="security", time_column="occurred_at"),
+    # What-if runs over the decision log (routings, assignments, outcomes): analysis kept like the log.
+    TableRetention(table="whatif_runs", derived_from="tasks", time_column="ran_at"),
     # Positions of every topic: as long as the log it tracks.
     TableRetention(table="projection_positions", derived_from="*"),
 )

@@ -304,12 +304,16 @@ def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
         preference = float(agent_id in shared.preferred_agents) + (
             len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count if shared.preferred_tag_count
             else 0.0)
-    weights = shared.weights
-    value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
-             - weights.cost * agent.cost_per_task + weights.relationship * relationship
-             + weights.preference * preference)
+    value = weighted_score(shared.weights, success, load, duration_s, agent.cost_per_task, relationship, preference)
     return -value, agent_id, agent, (success, max(0.0, lowest_confidence), load, duration_s, relationship,
                                      preference, tuple(posteriors))
+
+
+def weighted_score(weights: Weights, success: float, load: float, duration_s: float, cost: float,
+                   relationship: float, preference: float) -> float:
+    """A candidate's score from what it rests on; offline evaluation rescores logged candidates with it."""
+    return (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
+            - weights.cost * cost + weights.relationship * relationship + weights.preference * preference)
 
 
 def scored(measured: tuple) -> Scored:

@@ -5,6 +5,7 @@ The tests play the agents: they register, read their assignments and report outc
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 import pytest
 from aiokafka import TopicPartition
 
+from bench.evaluation.whatif.command import whatif
 from events.agents import AgentHealthChanged, AgentRegistered
 from events.codec import EventDecodeError, decode
 from events.envelope import make_event
@@ -214,6 +216,11 @@ async def test_a_burst_of_tasks_never_puts_an_agent_beyond_capacity_and_the_queu
     most = most_in_flight(traffic)
     assert set(most) == {"worker-0", "worker-1", "worker-2"} and max(most.values()) == 2, most
     assert_each_attempt_decided_once(traffic)
+    # Most tasks waited and went to whichever agent freed up: each assignment still says how likely it was,
+    # so offline evaluation counts every decision, once.
+    assert all(0 < a.propensity <= 1 for a in traffic.bodies(TaskAssigned) if a.attempt == 1)
+    run = await whatif(settings, ["random", "greedy"], resamples=50, store=False, out=io.StringIO())
+    assert len(run.decisions) == 60 and all(r.estimates.decisions == 60 for r in run.results)
 
 
 async def test_a_task_no_agent_can_take_waits_until_one_registers(settings, tmp_path):

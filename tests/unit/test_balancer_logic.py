@@ -47,8 +47,10 @@ def routed(task_id, *ranked, chosen=None):
                                        for i, a in enumerate(ranked)))
 
 
-def assigned(task_id, agent_id, attempt=1):
-    return TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=attempt, capability="python")
+def assigned(task_id, agent_id, attempt=1, propensity=1.0):
+    # The router in these scenarios draws its choice with certainty, so every assignment it leads to is certain.
+    return TaskAssigned(agent_id=agent_id, task_id=task_id, attempt=attempt, capability="python",
+                        propensity=propensity)
 
 
 def unhealthy(agent_id, *task_ids):
@@ -411,3 +413,46 @@ def test_a_slot_freed_by_a_timeout_goes_to_a_task_waiting_for_it():
     assert [type(e).__name__ for e in out] == ["TaskTimedOut", "TaskTimedOut", "TaskAssigned"]
     assert out[-1].task_id == "t2" and out[-1].agent_id == "a1"
     assert s.state.slots["a1"].in_flight == {"t2": "python"}
+
+
+# --- the probability the assignment carries ---------------------------------------------
+
+def drawn(task_id, chances: dict[str, float], chosen: str):
+    """A routing whose draw was a real one: each candidate with its chance, best first."""
+    return TaskRouted(task_id=task_id, chosen_agent_id=chosen, policy="test", reason="test",
+                      candidates=tuple(Candidate(agent_id=a, score=1.0 - i / 10, predicted_success=0.8, propensity=p)
+                                       for i, (a, p) in enumerate(chances.items())))
+
+
+def test_the_routers_draw_given_room_is_the_assignments_propensity():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t1"))
+    assert s.when(drawn("t1", {"a1": 0.7, "a2": 0.3}, chosen="a2")) == [assigned("t1", "a2", propensity=0.3)]
+
+
+def test_an_override_carries_the_chance_of_every_draw_that_leads_to_it():
+    # a1 is full: whichever of a1 and a2 the router drew, a2 gets the task; a3 only if drawn.
+    s = Scenario().given(agent("a1"), agent("a2"), agent("a3"), submitted("t0"), routed("t0", "a1"),
+                         submitted("t1"))
+    out = s.when(drawn("t1", {"a1": 0.5, "a2": 0.3, "a3": 0.2}, chosen="a1"))
+    assert out == [assigned("t1", "a2", propensity=0.8)]
+
+
+def test_a_fallback_beyond_the_candidates_is_certain():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t0"), routed("t0", "a1"), submitted("t1"))
+    reassigned, assignment = s.when(drawn("t1", {"a1": 1.0}, chosen="a1"))
+    assert isinstance(reassigned, TaskReassigned) and reassigned.from_agent_id is None
+    assert assignment == assigned("t1", "a2", propensity=1.0)
+
+
+def test_a_task_assigned_after_waiting_carries_the_chance_of_the_agent_that_freed_up():
+    s = Scenario().given(agent("a1"), agent("a2"), submitted("t0"), routed("t0", "a1"), submitted("t9"),
+                         routed("t9", "a2"), submitted("t1"),
+                         drawn("t1", {"a1": 0.6, "a2": 0.4}, chosen="a1"))
+    out = s.when(TaskCompleted(task_id="t9", agent_id="a2", attempt=1))
+    # Only a2 has room now: drawn a1 or a2, a2 gets it.
+    assert out == [assigned("t1", "a2", propensity=1.0)]
+
+
+def test_without_logged_chances_the_propensity_stays_unknown():
+    s = Scenario().given(agent("a1"), submitted("t1"))
+    assert s.when(drawn("t1", {"a1": 0.0}, chosen="a1")) == [assigned("t1", "a1", propensity=None)]

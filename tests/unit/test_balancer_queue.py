@@ -73,7 +73,7 @@ def scanning_drain(state: BalancerState, now, limits) -> list:
         if not open_:
             break
         if (agent_id := logic._pick(state, task, limits)) is not None:
-            out += logic._assign(state, task, agent_id, now)
+            out += logic._assign(state, task, agent_id, now, limits)
             if len(state.slots[agent_id].in_flight) >= state.slots[agent_id].capacity:
                 open_.discard(agent_id)
     for task in state.tasks.values():  # keep the queue in step, so later events see the same state

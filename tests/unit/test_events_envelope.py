@@ -14,7 +14,7 @@ def test_make_event_takes_type_version_and_key_from_the_body():
 
     event = make_event(body, producer="balancer")
 
-    assert (event.event_type, event.version, event.key) == ("TaskAssigned", 1, body.agent_id)
+    assert (event.event_type, event.version, event.key) == ("TaskAssigned", 2, body.agent_id)
     assert event.body is body
     assert isinstance(event, Envelope)
 

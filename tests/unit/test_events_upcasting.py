@@ -56,3 +56,15 @@ def test_every_old_version_has_a_path_to_the_current_one(event_type):
     current = EVENT_TYPES[event_type].version
 
     assert all((event_type, version) in UPCASTERS for version in range(1, current))
+
+
+def test_a_version_1_assignment_reads_with_its_propensity_unknown():
+    raw = b"""{"event_id": "1c9e5c36-2f0d-4d8e-9a51-7c7f3f2b4a11", "event_type": "TaskAssigned", "version": 1,
+      "occurred_at": "2026-11-01T12:00:00Z", "producer": "balancer", "key": "agent-1",
+      "body": {"agent_id": "agent-1", "task_id": "task-1", "attempt": 1, "capability": "python"}}"""
+
+    event = decode(raw)
+
+    assert event.version == 2
+    assert event.body.agent_id == "agent-1"
+    assert event.body.propensity is None
