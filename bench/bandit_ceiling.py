@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bench.machine import describe
-from services.learner.evaluate import load
+from services.learner.outcome_log import load
 
 PRIOR_STRENGTH = 2.0  # outcomes the capability's rate so far is worth in each agent's prior
 FAMILIES = (("ceval", "cmmlu"), ("gsm8k", "math_prealgebra"), ("humaneval", "humanevalx_js", "mbpp"))
@@ -71,7 +71,7 @@ def matrix(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     capabilities = sorted({t.capability for t in tasks})
     capability = np.array([capabilities.index(t.capability) for t in tasks])
     outcomes = np.array([[t.outcomes[a] for a in agents] for t in tasks], dtype=np.int64)
-    chars = np.array([t.prompt_chars for t in tasks], dtype=float)
+    chars = np.array([t.features.get("prompt_chars", 0.0) for t in tasks], dtype=float)  # a log may lack it
     quartile = np.zeros(len(tasks), dtype=np.int64)
     for c in range(len(capabilities)):
         mine = capability == c

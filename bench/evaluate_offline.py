@@ -24,7 +24,7 @@ from events.learning import SkillEstimated
 from events.tasks import TaskRouted
 from services.learner.beta import Counts
 from services.learner.cohort import AgentProfile
-from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
+from services.learner.evaluate import PUBLISH_EVERY, SHARPNESS
 from services.learner.logic import (
     LearnerState,
     Outcome,
@@ -38,6 +38,7 @@ from services.learner.logic import (
 )
 from services.learner.metrics import PrequentialMetrics
 from services.learner.model import LinearPredictor, SuccessModel
+from services.learner.outcome_log import LoggedTask, load
 from services.router.logic import EXPLORATIONS, AgentState, RouterState, Weights, capable, learn_outcome, route
 from services.router.policies import round_robin_policy
 from services.router.state import RouterView
@@ -436,7 +437,7 @@ def main() -> None:
     weights = Weights(temperature=args.temperature, top_k=args.top_k, exploration=args.exploration,
                       sharpness=args.sharpness, load=0.0)  # one task at a time: no agent is ever loaded
     result = evaluate(args.data, args.limit, weights, max(1, args.orders),
-                      args.newcomer and agent_id(args.newcomer), args.first, args.window, args.seed,
+                      args.newcomer, args.first, args.window, args.seed,
                       min(1.0, max(0.01, args.learner_pace)))
     print(json.dumps(result, indent=2) if args.json else report(result))
 

@@ -302,8 +302,13 @@ def _to_stderr(line: str) -> None:
 
 def cmd_evaluate(args, settings: Settings) -> int:
     from services.learner.evaluate import evaluate, report
-    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=_to_stderr,
-                                  cold_start_after=args.cold_start_after, newcomer=args.newcomer, first=args.first))
+    from services.learner.outcome_log import LogFormatError
+    try:
+        result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding,
+                                      log=_to_stderr, cold_start_after=args.cold_start_after,
+                                      newcomer=args.newcomer, first=args.first))
+    except LogFormatError as error:
+        raise UsageError(str(error)) from None
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
     return 0
 
