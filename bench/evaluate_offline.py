@@ -30,6 +30,7 @@ from services.learner.logic import (
     Outcome,
     assess,
     estimates,
+    estimates_after,
     learn,
     posterior,
     predict,
@@ -46,6 +47,8 @@ from services.router.state import RouterView
 DECLARED = 0.5  # nothing is known about any agent at registration
 LEARNER_PACE = 0.4  # a learner reading outcomes at 40% of the router's pace, as one starved of CPU did
 ROUTING_TARGET = 0.60  # 80% of the way from random to the best agent per capability in hindsight
+# As `orchestrator evaluate` routes: Thompson sampling at its sharpness among every agent, no agent ever loaded.
+EVALUATE_WEIGHTS = Weights(exploration="thompson", sharpness=SHARPNESS, top_k=10_000, load=0.0)
 
 
 Task = LoggedTask  # one task of the log and every agent's recorded outcome on it
@@ -216,7 +219,7 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
                     run.router.add(predicted, outcome)
             baseline.learn(agent, told.capability, outcome)
             if use_learner:
-                for skill in estimates(learner, told.capability):
+                for skill in estimates_after(learner, agent, told.capability):
                     apply_estimate(state, skill)
                 if read % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
                     RouterView(state=state).apply(publish_model(learner))
