@@ -35,9 +35,9 @@ EDGE = 0.02  # a prior mean stays within [EDGE, 1 - EDGE]
 
 @dataclass(frozen=True)
 class Hierarchy:
-    """A snapshot of the learned spreads and each capability's fleet rate; not `learned` until
+    """A snapshot of the learned spreads and each capability's outcomes; not `learned` until
     FEWEST_AGENTS sharing agents have a record, and until then not used."""
-    fleet_rate: Mapping[str, float] = field(default_factory=dict)
+    totals: Mapping[str, Counts] = field(default_factory=dict)  # capability -> the sharing agents' outcomes
     level_strength: float = UNKNOWN_LEVEL_STRENGTH
     pair_spread: float = UNKNOWN_PAIR_SPREAD
     learned: bool = False
@@ -49,10 +49,17 @@ class Hierarchy:
         excess = evidence = 0.0
         for other in capabilities:
             if other != capability and (counts := records.get((agent_id, other))) and counts.attempts:
-                excess += counts.successes - counts.attempts * self.fleet_rate.get(other, 0.5)
+                excess += counts.successes - counts.attempts * self.others_rate(counts, other)
                 evidence += counts.attempts
         level = excess / (evidence + self.level_strength)
         return max(-LARGEST_LEVEL, min(LARGEST_LEVEL, level)), evidence
+
+    def others_rate(self, own: Counts, capability: str) -> float:
+        """The capability's rate without the agent's own outcomes: an agent routing favours is most of
+        the fleet's record, and measured against itself it would seem no better than the rest."""
+        total = self.totals.get(capability, Counts())
+        successes = max(0, total.successes - own.successes)
+        return (successes + 1.0) / (max(successes, total.attempts - own.attempts) + 2.0)
 
     def prior(self, base: float, level: float, evidence: float) -> tuple[float, float]:
         """The pair's prior mean and its worth in outcomes, from the capability's rate and the agent's level."""
@@ -76,23 +83,22 @@ def learn_hierarchy(records: Mapping[tuple[str, str], Counts], sharing: Iterable
     for (_, capability), counts in mine.items():
         total = totals.get(capability, Counts())
         totals[capability] = Counts(total.successes + counts.successes, total.attempts + counts.attempts)
-    fleet_rate = {c: (t.successes + 1.0) / (t.attempts + 2.0) for c, t in totals.items()}
     by_agent: dict[str, list[tuple[str, Counts]]] = {}
     for (agent_id, capability), counts in sorted(mine.items()):
         by_agent.setdefault(agent_id, []).append((capability, counts))
     if len(by_agent) < FEWEST_AGENTS:
-        return Hierarchy(fleet_rate)
-    level_strength = _level_strength(by_agent, fleet_rate)
-    snapshot = Hierarchy(fleet_rate, level_strength)
-    return Hierarchy(fleet_rate, level_strength, _pair_spread(by_agent, snapshot, mine), learned=True)
+        return Hierarchy(totals)
+    level_strength = _level_strength(by_agent, Hierarchy(totals))
+    snapshot = Hierarchy(totals, level_strength)
+    return Hierarchy(totals, level_strength, _pair_spread(by_agent, snapshot, mine), learned=True)
 
 
-def _level_strength(by_agent: Mapping[str, list[tuple[str, Counts]]], fleet_rate: Mapping[str, float]) -> float:
+def _level_strength(by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy: Hierarchy) -> float:
     """Noise over signal in the agents' levels: the outcomes at which a level is half its own, half the fleet's."""
     raw, noise = [], []
     for pairs in by_agent.values():
         attempts = sum(c.attempts for _, c in pairs)
-        expected = sum(c.attempts * fleet_rate[capability] for capability, c in pairs)
+        expected = sum(c.attempts * hierarchy.others_rate(c, capability) for capability, c in pairs)
         p = smoothed(sum(c.successes for _, c in pairs), attempts)
         raw.append((sum(c.successes for _, c in pairs) - expected) / attempts)
         noise.append(p * (1.0 - p) / attempts)
@@ -110,7 +116,7 @@ def _pair_spread(by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy: Hi
         capabilities = [c for c, _ in pairs]
         for capability, counts in pairs:
             level, evidence = hierarchy.level(agent_id, capability, records, capabilities)
-            expected = min(max(hierarchy.fleet_rate[capability] + level, EDGE), 1.0 - EDGE)
+            expected = min(max(hierarchy.others_rate(counts, capability) + level, EDGE), 1.0 - EDGE)
             deviations.append(counts.successes / counts.attempts - expected)
             p = smoothed(counts.successes, counts.attempts)
             level_noise = expected * (1.0 - expected) / (evidence + hierarchy.level_strength)

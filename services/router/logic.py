@@ -81,17 +81,21 @@ class Record:
     estimate_attempts: int = 0  # the agent's outcomes the estimate is built on
     estimate_read: int | None = None  # the agent's outcomes the learner had read for it (None: not said)
     estimate_prior_strength: float | None = None  # what the learner's prior is worth in outcomes, when said
+    estimate_successes: int = 0  # of `estimate_attempts`
     seen: int = 0  # every outcome the router has read for this agent and capability
 
     def posterior(self, declared: float, strongest_prior: float | None = None) -> tuple[float, float]:
         """(a, b) of the Beta posterior; with `strongest_prior`, the learner's prior counts as at most
-        that many outcomes (its mean kept): what Thompson draws explore from."""
+        that many outcomes beside the agent's own record: what Thompson draws explore from."""
         prior = self.estimate if self.estimate is not None else declared
-        # An estimate is worth the outcomes behind it, so that the few read since move it only that much.
         if self.estimate_prior_strength is not None:  # the learner's own posterior, exactly
-            worth = self.estimate_prior_strength if strongest_prior is None else min(
-                self.estimate_prior_strength, strongest_prior)
-            strength = worth + self.estimate_attempts
+            m, n, s = self.estimate_prior_strength, self.estimate_attempts, self.estimate_successes
+            if strongest_prior is not None and m > strongest_prior:
+                # The prior's mean, taken back out of the estimate, weighed less against the record.
+                prior_mean = min(max((prior * (m + n) - s) / m, 1e-6), 1.0 - 1e-6)
+                prior, m = (prior_mean * strongest_prior + s) / (strongest_prior + n), strongest_prior
+            strength = m + n
+        # An estimate is worth the outcomes behind it, so that the few read since move it only that much.
         else:
             strength = (PRIOR_STRENGTH + self.estimate_attempts if self.estimate_attempts
                         else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0)))
@@ -170,8 +174,8 @@ class Standing:
            basis: tuple) -> Standing:
         a, b = record.posterior(agent.capabilities[capability])
         mean = a / (a + b)
-        # A prior pooled from the fleet predicts well, but a draw as narrow as it would stop trying an
-        # agent the pool undersells: exploration weighs it as at most PRIOR_STRENGTH outcomes.
+        # A prior pooled from the fleet predicts well, but drawing from it would stop trying an agent
+        # the pool undersells: exploration weighs it as at most PRIOR_STRENGTH outcomes.
         explore = record.posterior(agent.capabilities[capability], strongest_prior=PRIOR_STRENGTH)
         agent_term = skill_term = 0.0
         if predictor is not None:
@@ -429,7 +433,7 @@ def take_estimate(state: RouterState, event: SkillEstimated) -> None:
     state.records[key] = replace(record, successes=successes, failures=len(uncounted) - successes,
                                  estimate=event.proficiency, estimate_confidence=event.confidence,
                                  estimate_attempts=event.attempts, estimate_read=event.outcomes_read,
-                                 estimate_prior_strength=event.prior_strength)
+                                 estimate_prior_strength=event.prior_strength, estimate_successes=event.successes)
 
 
 def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,
