@@ -281,9 +281,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_simulate(args, settings: Settings) -> int:
     if args.learning:
-        from services.simulator.learning import learning_table, run_learning
+        from services.simulator.learning import fleet_table, learning_table, run_large_fleet, run_learning
         figures = run_learning(agents=args.agents, tasks=args.learning_tasks, seed=args.seed)
-        print(orjson.dumps({"learning": figures.as_dict()}).decode() if args.json else learning_table(figures))
+        fleet = run_large_fleet(seed=args.seed)  # beside today's regime: many agents, few outcomes
+        print(orjson.dumps({"learning": figures.as_dict(), "large_fleet": fleet.as_dict()}).decode() if args.json
+              else learning_table(figures) + "\n\n" + fleet_table(fleet))
         return 0
     from services.simulator.run import simulate, table
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
