@@ -37,6 +37,9 @@ class SkillEstimated(EventBody):
     # estimate. Unlike `attempts`, which restarts when a skill change is detected, it only grows:
     # a reader that has seen more outcomes knows which of them the estimate does not count yet.
     outcomes_read: Count | None = None
+    # What the prior behind `proficiency` is worth in outcomes (learned from the fleet's records): a
+    # reader that adds outcomes of its own weighs them against this plus `attempts`.
+    prior_strength: Annotated[float, Field(gt=0.0)] | None = None
 
     @model_validator(mode="after")
     def _successes_within_attempts(self) -> "SkillEstimated":

@@ -5,7 +5,14 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+# Names as users write them ("owner/repo", "gpt-4.1@eu", "MATH prealgebra"): Kafka keys are bytes and SQL
+# values travel as parameters, so neither needs a narrower alphabet. Refused: control characters (NUL,
+# which PostgreSQL text cannot hold, and line breaks that would forge log lines), whitespace at either
+# end (two names that print alike) and more than ID_MAX_LENGTH characters.
+ID_MAX_LENGTH = 200
+_PRINTABLE = r"[^\x00-\x1f\x7f-\x9f]"
+_EDGE = r"[^\s\x00-\x1f\x7f-\x9f]"
+ID_PATTERN = rf"^(?:{_EDGE}|{_EDGE}{_PRINTABLE}{{0,{ID_MAX_LENGTH - 2}}}{_EDGE})$"
 
 Identifier = Annotated[str, Field(pattern=ID_PATTERN)]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]

@@ -256,9 +256,11 @@ def cmd_serve(args, settings: Settings) -> int:
 
 def cmd_simulate(args, settings: Settings) -> int:
     if args.learning:
-        from bench.evaluation.simulator.learning import learning_table, run_learning
+        from bench.evaluation.simulator.learning import fleet_table, learning_table, run_large_fleet, run_learning
         figures = run_learning(agents=args.agents, tasks=args.learning_tasks, seed=args.seed)
-        print(orjson.dumps({"learning": figures.as_dict()}).decode() if args.json else learning_table(figures))
+        fleet = run_large_fleet(seed=args.seed)  # beside today's regime: many agents, few outcomes
+        print(orjson.dumps({"learning": figures.as_dict(), "large_fleet": fleet.as_dict()}).decode() if args.json
+              else learning_table(figures) + "\n\n" + fleet_table(fleet))
         return 0
     from bench.evaluation.simulator.run import simulate, table
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
@@ -277,8 +279,13 @@ def _to_stderr(line: str) -> None:
 
 def cmd_evaluate(args, settings: Settings) -> int:
     from bench.evaluation.online import evaluate, report
-    result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding, log=_to_stderr,
-                                  cold_start_after=args.cold_start_after, newcomer=args.newcomer, first=args.first))
+    from bench.evaluation.outcome_log import LogFormatError
+    try:
+        result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding,
+                                      log=_to_stderr, cold_start_after=args.cold_start_after,
+                                      newcomer=args.newcomer, first=args.first))
+    except LogFormatError as error:
+        raise UsageError(str(error)) from None
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
     return 0
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from bench.evaluation.online import PUBLISH_EVERY, SHARPNESS, LoggedTask, agent_id, load
+from bench.evaluation.online import PUBLISH_EVERY, SHARPNESS
+from bench.evaluation.outcome_log import LoggedTask, load
 from bench.machine import describe
 from events.learning import SkillEstimated
 from events.tasks import TaskRouted
@@ -29,6 +30,7 @@ from services.learner.logic import (
     Outcome,
     assess,
     estimates,
+    estimates_after,
     learn,
     posterior,
     predict,
@@ -45,6 +47,8 @@ from services.success_model.logistic import LinearPredictor, SuccessModel
 DECLARED = 0.5  # nothing is known about any agent at registration
 LEARNER_PACE = 0.4  # a learner reading outcomes at 40% of the router's pace, as one starved of CPU did
 ROUTING_TARGET = 0.60  # 80% of the way from random to the best agent per capability in hindsight
+# As `orchestrator evaluate` routes: Thompson sampling at its sharpness among every agent, no agent ever loaded.
+EVALUATE_WEIGHTS = Weights(exploration="thompson", sharpness=SHARPNESS, top_k=10_000, load=0.0)
 
 
 Task = LoggedTask  # one task of the log and every agent's recorded outcome on it
@@ -215,7 +219,7 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
                     run.router.add(predicted, outcome)
             baseline.learn(agent, told.capability, outcome)
             if use_learner:
-                for skill in estimates(learner, told.capability):
+                for skill in estimates_after(learner, agent, told.capability):
                     apply_estimate(state, skill)
                 if read % PUBLISH_EVERY == 0:  # as often as the running learner publishes its model
                     RouterFold(state=state).apply(publish_model(learner))
@@ -436,7 +440,7 @@ def main() -> None:
     weights = Weights(temperature=args.temperature, top_k=args.top_k, exploration=args.exploration,
                       sharpness=args.sharpness, load=0.0)  # one task at a time: no agent is ever loaded
     result = evaluate(args.data, args.limit, weights, max(1, args.orders),
-                      args.newcomer and agent_id(args.newcomer), args.first, args.window, args.seed,
+                      args.newcomer, args.first, args.window, args.seed,
                       min(1.0, max(0.01, args.learner_pace)))
     print(json.dumps(result, indent=2) if args.json else report(result))
 

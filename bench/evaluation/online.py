@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
-import gzip
 import os
 import time
 import uuid
 from dataclasses import dataclass
 
+from bench.evaluation.outcome_log import LoggedTask, load
 from bench.evaluation.simulator.run import processors
 from events.agents import AgentRegistered
 from events.codec import decode, encode, type_header
 from events.envelope import Envelope, make_event
 from events.learning import ModelPublished, SkillEstimated
-from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted, TaskSubmitted
+from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted
 from events.topics import topic_for_event, topic_name
-from events.values import Capability, CapabilityRequirement, MemoryProfile
+from events.values import Capability, MemoryProfile
 from services import kafka
 from services.learner.metrics import PrequentialMetrics
 from services.settings import Settings
@@ -47,41 +46,6 @@ class ColdStart:
     newcomer: str
     after: int
     first: int = 100
-
-
-@dataclass(frozen=True)
-class LoggedTask:
-    task_id: str
-    capability: str
-    prompt_chars: int
-    outcomes: dict[str, bool]  # agent -> logged outcome
-
-    @property
-    def features(self) -> dict[str, float]:
-        return {"prompt_chars": float(self.prompt_chars)}
-
-    def submitted(self, submitter: str = PRODUCER) -> TaskSubmitted:
-        return TaskSubmitted(task_id=self.task_id, submitter=submitter, features=self.features,
-                             requirements=(CapabilityRequirement(name=self.capability),))
-
-
-def agent_id(name: str) -> str:
-    return name.replace("/", ":")  # model names carry an owner prefix; identifiers have no slash
-
-
-def load(path: str, limit: int | None = None) -> list[LoggedTask]:
-    """Tasks in `task_seq` order, each agent's outcome in canonical row order; `limit` 0 or None: all."""
-    rows: dict[int, list[dict]] = {}
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", newline="") as stream:
-        for row in csv.DictReader(stream):
-            rows.setdefault(int(row["task_seq"]), []).append(row)
-    tasks = []
-    for seq in sorted(rows)[:limit or None]:
-        group = sorted(rows[seq], key=lambda r: int(r["seq"]))
-        tasks.append(LoggedTask(group[0]["task_id"], group[0]["capability"], int(group[0]["prompt_chars"] or 0),
-                                {agent_id(r["agent_id"]): r["outcome"] == "1" for r in group}))
-    return tasks
 
 
 def baselines(tasks: list[LoggedTask]) -> dict[str, float]:
@@ -198,7 +162,13 @@ class Replay:
                 "prediction_accuracy": _rounded(summary.get("accuracy")),
                 "log_loss": _rounded(summary.get("log_loss")), "roc_auc": _rounded(summary.get("roc_auc")),
                 "brier": _rounded(summary.get("brier")), "scored_decisions": int(summary["count"]),
-                "running_mean": self.running_mean()}
+                "running_mean": self.running_mean(), "mean_cost": self.mean_cost()}
+
+    def mean_cost(self) -> float | None:
+        """What the routed attempts cost on average, where the log says what each agent's attempt cost."""
+        costs = [cost for task_id, (agent, _) in self.outcome.items()
+                 if (cost := self.tasks[task_id].costs.get(agent)) is not None]
+        return round(sum(costs) / len(costs), 6) if costs else None
 
     def running_mean(self) -> dict:
         """The baseline predictor on the same routed decisions, in submission order: each (agent,
@@ -227,7 +197,7 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
     tasks = load(path, limit)
     cold_start = None
     if cold_start_after is not None:
-        cold_start = ColdStart(agent_id(newcomer) if newcomer else best_single_agent(tasks), cold_start_after, first)
+        cold_start = ColdStart(newcomer or best_single_agent(tasks), cold_start_after, first)
         if cold_start.newcomer not in {a for t in tasks for a in t.outcomes}:
             raise ValueError(f"--newcomer {newcomer!r} is not an agent of the log")
     agents = sorted({a for t in tasks for a in t.outcomes})
@@ -341,6 +311,8 @@ def report(result: dict) -> str:
              f"{result['running_mean']['prediction_accuracy']}, log loss {result['running_mean']['log_loss']}",
              "  baselines on the same tasks, from the log:"]
     lines += [f"    {name:14} {value:.4f}" for name, value in result["baselines"].items()]
+    if result.get("mean_cost") is not None:
+        lines.append(f"  mean cost of the routed attempts {result['mean_cost']}")
     if model := result["learner_model"]:
         m = model["metrics"]
         lines.append(f"  learner model {model['version']}: prequential accuracy {m.get('accuracy', 0):.4f}, "

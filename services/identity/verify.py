@@ -82,7 +82,7 @@ def claim_of(value: bytes | None) -> Claim | None:
         return None
     speaker = SPEAKER_FIELD.get(data.get("event_type"))
     agent_id = body.get(speaker) if speaker else None
-    if not isinstance(agent_id, str) or not re.match(ID_PATTERN, agent_id):
+    if not isinstance(agent_id, str) or not re.fullmatch(ID_PATTERN, agent_id):
         return None
     attempt = body.get("attempt")
     return Claim(data["event_type"], agent_id, body.get("task_id") if isinstance(body.get("task_id"), str) else None,

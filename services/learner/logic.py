@@ -16,6 +16,7 @@ from services.learner.agent_pairs import Relationships
 from services.learner.capability_similarity import REFRESH_EVERY, Related, learn_related
 from services.learner.cohort import AgentProfile, Cohorts
 from services.learner.drift import SkillShift, Trajectory
+from services.learner.hierarchy import Hierarchy, learn_hierarchy, refresh_due
 from services.learner.metrics import PrequentialMetrics
 from services.success_model.beta import Beta, Counts
 from services.success_model.features import features
@@ -65,8 +66,12 @@ class LearnerState:
     model: SuccessModel = field(default_factory=SuccessModel)
     relationships: Relationships = field(default_factory=Relationships)
     metrics: PrequentialMetrics = field(default_factory=PrequentialMetrics)
-    use_related: bool = True  # priors also carry an agent's advantage on related capabilities
+    use_related: bool = False  # priors also carry an agent's advantage on correlated capabilities
     related: Related = field(default_factory=Related)
+    # Priors carry the agent's level across its other capabilities, pooled with a strength learned
+    # from the records; the pair's prior strength is learned too (else `prior_strength`).
+    use_hierarchy: bool = True
+    hierarchy: Hierarchy = field(default_factory=Hierarchy)
     outcomes: int = 0
 
     @property
@@ -81,10 +86,14 @@ def register(state: LearnerState, profile: AgentProfile) -> list[SkillEstimated]
 
 
 def posterior(state: LearnerState, agent_id: str, capability: str) -> Beta:
-    prior = state.cohorts.prior(agent_id, capability, state.records)
+    prior, strength = state.cohorts.prior(agent_id, capability, state.records), state.prior_strength
     if state.use_related:
         prior += state.related.advantage(agent_id, capability, state.records)
-    return Beta.posterior(prior, state.prior_strength, state.records.get((agent_id, capability), Counts()))
+    if state.use_hierarchy and state.hierarchy.learned:
+        level, evidence = state.hierarchy.level(agent_id, capability, state.records,
+                                                state.cohorts.profile(agent_id).declared)
+        prior, strength = state.hierarchy.prior(prior, level, evidence)
+    return Beta.posterior(prior, strength, state.records.get((agent_id, capability), Counts()))
 
 
 def predict(state: LearnerState, agent_id: str, capability: str,
@@ -123,6 +132,8 @@ def learn(state: LearnerState, outcome: Outcome) -> Learned:
     state.outcomes += 1
     if state.use_related and state.outcomes % REFRESH_EVERY == 0:
         state.related = learn_related(state.records, state.cohorts.sharing_agents())
+    if state.use_hierarchy and refresh_due(state.outcomes, REFRESH_EVERY):
+        state.hierarchy = learn_hierarchy(state.records, state.cohorts.sharing_agents())
 
     relationships = ()
     if outcome.group_id is not None:
@@ -146,12 +157,20 @@ def estimate(state: LearnerState, agent_id: str, capability: str) -> SkillEstima
     counts = state.records.get((agent_id, capability), Counts())
     return SkillEstimated(agent_id=agent_id, capability=capability, proficiency=skill.mean,
                           confidence=skill.confidence, successes=counts.successes, attempts=counts.attempts,
+                          prior_strength=round(skill.prior_strength, 6),
                           model_version=state.model_version, outcomes_read=state.read.get((agent_id, capability), 0))
 
 
 def estimates(state: LearnerState, capability: str) -> list[SkillEstimated]:
     """Every declaring agent's estimate: others' outcomes move an agent's prior, not only its own."""
     return [estimate(state, agent_id, capability) for agent_id in state.cohorts.declaring(capability)]
+
+
+def estimates_after(state: LearnerState, agent_id: str, capability: str) -> list[SkillEstimated]:
+    """What one outcome moves: every declaring agent's estimate on its capability, and the agent's own
+    on its other capabilities, whose priors carry its level."""
+    others = [c for c in sorted(state.cohorts.profile(agent_id).declared) if c != capability]
+    return estimates(state, capability) + [estimate(state, agent_id, c) for c in others]
 
 
 def trend(state: LearnerState, agent_id: str, capability: str) -> float:

@@ -16,7 +16,16 @@ from events.envelope import EventBody
 from events.learning import SkillShiftDetected
 from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskHandedOff, TaskRouted, TaskSubmitted
 from services.learner.cohort import AgentProfile
-from services.learner.logic import Learned, LearnerState, Outcome, estimates, learn, publish_model, register
+from services.learner.logic import (
+    Learned,
+    LearnerState,
+    Outcome,
+    estimate,
+    estimates,
+    learn,
+    publish_model,
+    register,
+)
 from services.learner.metrics import PrequentialMetrics
 
 REMEMBERED = 100_000  # outcomes waiting for their assignment, and open tasks' context; oldest forgotten first
@@ -41,6 +50,7 @@ class LearnerFold:
     router_metrics: PrequentialMetrics = field(default_factory=PrequentialMetrics)
     outcomes: int = 0
     touched: set[str] = field(default_factory=set)  # capabilities learned about since the last model
+    touched_agents: set[str] = field(default_factory=set)  # agents whose level moved since the last model
 
     def apply(self, event: EventBody) -> list[EventBody]:
         handler = _HANDLERS.get(type(event))
@@ -65,6 +75,7 @@ class LearnerFold:
             self.router_metrics.add(decision[1], success)
         self.outcomes += 1
         self.touched.add(capability)
+        self.touched_agents.add(agent_id)
         return self._published(learned)
 
     def _published(self, learned: Learned) -> list[EventBody]:
@@ -76,10 +87,14 @@ class LearnerFold:
         if self.outcomes % self.publish_every == 0:
             # Others' outcomes move every sharing agent's prior; each learned outcome publishes only
             # its own agent's estimate, and the rest follow with the model.
+            # An agent's outcome moves its level, hence its estimates on its other capabilities too.
             own = (learned.skill.agent_id, learned.skill.capability)
-            out += [e for c in sorted(self.touched) for e in estimates(self.state, c)
-                    if (e.agent_id, e.capability) != own]
+            moved = [e for c in sorted(self.touched) for e in estimates(self.state, c)]
+            moved += [estimate(self.state, a, c) for a in sorted(self.touched_agents)
+                      for c in sorted(self.state.cohorts.profile(a).declared) if c not in self.touched]
+            out += [e for e in moved if (e.agent_id, e.capability) != own]
             self.touched.clear()
+            self.touched_agents.clear()
             out.append(self.model())
         return out
 

@@ -80,13 +80,25 @@ class Record:
     estimate_confidence: float | None = None
     estimate_attempts: int = 0  # the agent's outcomes the estimate is built on
     estimate_read: int | None = None  # the agent's outcomes the learner had read for it (None: not said)
+    estimate_prior_strength: float | None = None  # what the learner's prior is worth in outcomes, when said
+    estimate_successes: int = 0  # of `estimate_attempts`
     seen: int = 0  # every outcome the router has read for this agent and capability
 
-    def posterior(self, declared: float) -> tuple[float, float]:
+    def posterior(self, declared: float, strongest_prior: float | None = None) -> tuple[float, float]:
+        """(a, b) of the Beta posterior; with `strongest_prior`, the learner's prior counts as at most
+        that many outcomes beside the agent's own record: what Thompson draws explore from."""
         prior = self.estimate if self.estimate is not None else declared
+        if self.estimate_prior_strength is not None:  # the learner's own posterior, exactly
+            m, n, s = self.estimate_prior_strength, self.estimate_attempts, self.estimate_successes
+            if strongest_prior is not None and m > strongest_prior:
+                # The prior's mean, taken back out of the estimate, weighed less against the record.
+                prior_mean = min(max((prior * (m + n) - s) / m, 1e-6), 1.0 - 1e-6)
+                prior, m = (prior_mean * strongest_prior + s) / (strongest_prior + n), strongest_prior
+            strength = m + n
         # An estimate is worth the outcomes behind it, so that the few read since move it only that much.
-        strength = (PRIOR_STRENGTH + self.estimate_attempts if self.estimate_attempts
-                    else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0)))
+        else:
+            strength = (PRIOR_STRENGTH + self.estimate_attempts if self.estimate_attempts
+                        else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0)))
         a = prior * strength + self.successes
         b = (1.0 - prior) * strength + self.failures
         return a, b
@@ -150,7 +162,7 @@ class Standing:
     """All of an agent's score on one capability that does not depend on the task, with what it was
     worked out from: it is kept while the agent's record and registration stay what they were."""
     basis: tuple  # (record, declared capabilities, labels, versions)
-    posterior: tuple[float, float]
+    posterior: tuple[float, float]  # what Thompson draws come from
     mean: float
     agent_term: float  # the model's term for the agent on the capability (0.0 without a model)
     skill_term: float  # the model's term for the record (0.0 without a model)
@@ -162,6 +174,9 @@ class Standing:
            basis: tuple) -> Standing:
         a, b = record.posterior(agent.capabilities[capability])
         mean = a / (a + b)
+        # A prior pooled from the fleet predicts well, but drawing from it would stop trying an agent
+        # the pool undersells: exploration weighs it as at most PRIOR_STRENGTH outcomes.
+        explore = record.posterior(agent.capabilities[capability], strongest_prior=PRIOR_STRENGTH)
         agent_term = skill_term = 0.0
         if predictor is not None:
             version = next((v for c, v in agent.versions if c == capability), None)
@@ -169,7 +184,7 @@ class Standing:
             # The model's features are the learner's own: the posterior stands for the agent's skill,
             # and the outcomes behind it for its evidence.
             skill_term = predictor.skill_term(Beta(a, b, mean, a + b), max(record.seen, record.estimate_attempts))
-        return cls(basis, (a, b), mean, agent_term, skill_term,
+        return cls(basis, explore, mean, agent_term, skill_term,
                    1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2, record.mean_duration_ms)
 
 
@@ -421,7 +436,8 @@ def take_estimate(state: RouterState, event: SkillEstimated) -> None:
     successes = float(sum(uncounted))
     state.records[key] = replace(record, successes=successes, failures=len(uncounted) - successes,
                                  estimate=event.proficiency, estimate_confidence=event.confidence,
-                                 estimate_attempts=event.attempts, estimate_read=event.outcomes_read)
+                                 estimate_attempts=event.attempts, estimate_read=event.outcomes_read,
+                                 estimate_prior_strength=event.prior_strength, estimate_successes=event.successes)
 
 
 def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,

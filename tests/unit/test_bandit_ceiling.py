@@ -79,3 +79,15 @@ def test_told_the_related_capabilities_a_policy_starts_a_new_one_with_the_agent_
 
     # then the told one wastes fewer of the new capability's tasks on the others
     assert share_to_the_best_on_the_new_capability(told) > share_to_the_best_on_the_new_capability(untold) + 0.1
+
+
+def test_the_hierarchical_sampler_tries_an_agent_strong_elsewhere_first_on_a_new_capability():
+    from bench.evaluation.bandit_ceiling import hierarchical_pick
+    # agent 1 succeeded 90 of 100 times on capabilities 0 and 1, the others 30 of 100; nobody tried capability 2
+    tries = np.array([[100.0] * 3, [100.0] * 3, [0.0] * 3])
+    wins = np.array([[30.0, 90.0, 30.0], [30.0, 90.0, 30.0], [0.0] * 3])
+    rng = np.random.default_rng(0)
+
+    picked = [hierarchical_pick(wins, tries, 2, rng) for _ in range(200)]
+
+    assert picked.count(1) > 180

@@ -22,8 +22,15 @@ def test_every_event_type_has_a_valid_example(event_type):
 @pytest.mark.parametrize(
     ("event_type", "changes", "complaint"),
     [
-        ("AgentRegistered", {"agent_id": "-leading-dash"}, "should match pattern"),
-        ("AgentRegistered", {"agent_id": "has space"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": ""}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": " padded"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "padded "}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "line\nbreak"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "trailing-newline\n"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "nul\x00"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "c1\x85control"}, "should match pattern"),
+        ("AgentRegistered", {"agent_id": "a" * 201}, "should match pattern"),
+        ("TaskSubmitted", {"requirements": [{"name": "tab\tinside"}]}, "should match pattern"),
         ("AgentRegistered", {"capacity": 0}, "greater than or equal to 1"),
         ("AgentRegistered", {"cost_per_task": -1}, "greater than or equal to 0"),
         ("AgentRegistered", {"capacity_per_capability": {"sql": 1}}, "undeclared capabilities: sql"),
@@ -54,6 +61,15 @@ def test_invalid_bodies_are_refused(event_type, changes, complaint):
         variant(event_type, **changes)
 
     assert complaint in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["owner/repo", "org/model-7b@v1.2", "MATH prealgebra", "@scope/pkg", "-dash",
+                                  "a", "ü/名前", "a" * 200])
+def test_agent_and_capability_names_are_accepted_as_users_write_them(name):
+    registered = variant("AgentRegistered", agent_id=name, capabilities=[{"name": name, "proficiency": 0.5}],
+                         capacity_per_capability={})
+
+    assert registered.agent_id == name and registered.capabilities[0].name == name
 
 
 def test_routing_candidates_are_unique():

@@ -187,7 +187,7 @@ def test_only_events_that_speak_for_an_agent_make_a_claim():
                                          submitter="client"), producer="client")
     assert claim_of(encode(submitted)) is None
     assert claim_of(b"not json") is None
-    assert claim_of(b'{"event_type": "TaskCompleted", "body": {"agent_id": "has spaces"}}') is None
+    assert claim_of(b'{"event_type": "TaskCompleted", "body": {"agent_id": "line\\nbreak"}}') is None
     assert claim_of(encode(completed("bob"))).agent_id == "bob"
 
 

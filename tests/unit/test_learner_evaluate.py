@@ -1,10 +1,11 @@
 """The scorekeeping of `orchestrator evaluate`, without the system around it."""
 from bench.evaluation.online import ColdStart, LoggedTask, Replay, best_single_agent, load
+from bench.evaluation.outcome_log import LoggedTask, load
 from events.learning import SkillEstimated
 
 
 def logged(n: int, capability: str = "math", **outcomes: bool) -> LoggedTask:
-    return LoggedTask(f"t{n}", capability, 100, outcomes)
+    return LoggedTask(f"t{n}", capability, {"prompt_chars": 100.0}, outcomes)
 
 
 def given_a_replay(tasks: list[LoggedTask]) -> Replay:
@@ -55,7 +56,7 @@ def test_limit_zero_reads_the_whole_log(tmp_path):
     path.write_text("\n".join(lines) + "\n")
 
     assert len(load(str(path), 0)) == 5 and len(load(str(path), 3)) == 3
-    assert load(str(path), 1)[0].outcomes == {"org:a": True}
+    assert load(str(path), 1)[0].outcomes == {"org/a": True}
 
 
 def test_the_running_mean_baseline_predicts_each_pair_from_its_outcomes_before():

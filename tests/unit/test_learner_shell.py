@@ -86,7 +86,10 @@ def test_every_n_outcomes_a_model_and_the_estimates_others_moved_are_published()
     assert model.trained_on_events == 2 and model.parameters["format"] == "logistic/1"
     assert {"accuracy", "router_accuracy", "router_log_loss"} <= set(model.metrics)
     refreshed = {(e.agent_id, e.capability) for e in second if isinstance(e, SkillEstimated)}
-    assert refreshed == {("agent-1", "python"), ("agent-2", "python"), ("agent-3", "python")}
+    # every agent's on the capability learned about, and the learning agents' on their other capabilities,
+    # whose priors carry their level
+    assert refreshed == {("agent-1", "python"), ("agent-2", "python"), ("agent-3", "python"),
+                         ("agent-1", "sql"), ("agent-2", "sql")}
 
 
 def test_agents_of_one_job_are_scored_as_a_pair():

@@ -137,3 +137,34 @@ def test_baseline_policies_decide_with_their_own_propensities():
     assert isinstance(policy("random")(task(("go", 0)), state, Weights(), random.Random(1)), TaskQueued)
     with pytest.raises(ValueError, match="unknown routing policy"):
         policy("psychic")
+
+
+def estimated(prior_strength: float | None, successes: int = 3, attempts: int = 4, proficiency: float = 0.6):
+    from events.learning import SkillEstimated
+    from services.router.logic import take_estimate
+    state = RouterState()
+    take_estimate(state, SkillEstimated(agent_id="a", capability="python", proficiency=proficiency, confidence=0.2,
+                                        successes=successes, attempts=attempts, outcomes_read=attempts,
+                                        prior_strength=prior_strength))
+    return state.records[("a", "python")]
+
+
+def test_the_learners_prior_strength_rebuilds_its_posterior_exactly():
+    a, b = estimated(prior_strength=16.0).posterior(0.5)
+    assert a + b == pytest.approx(20.0) and a / (a + b) == pytest.approx(0.6)
+
+
+def test_an_estimate_without_a_prior_strength_is_read_as_before():
+    a, b = estimated(prior_strength=None).posterior(0.5)
+    assert a + b == pytest.approx(4.0 + 4)
+
+
+def test_exploration_weighs_a_strong_pooled_prior_as_at_most_a_few_outcomes_around_its_own_mean():
+    # the learner: prior mean 0.55 worth 16 outcomes, plus 3 of 4 successes -> (0.55 * 16 + 3) / 20 = 0.59
+    record = estimated(prior_strength=16.0, proficiency=0.59)
+
+    a, b = record.posterior(0.5, strongest_prior=4.0)
+
+    assert a + b == pytest.approx(8.0)  # 4 for the prior, 4 of the agent's own
+    assert a / (a + b) == pytest.approx((0.55 * 4 + 3) / 8)  # the record counts for more than in the estimate
+    assert record.posterior(0.5, strongest_prior=32.0) == pytest.approx(record.posterior(0.5))  # weaker: unchanged

@@ -30,7 +30,7 @@ def test_a_declaration_becomes_the_registration_event():
     ({"capabilities": [{**PYTHON, "level": 3}]}, "capabilities.0.level: Extra inputs are not permitted"),
     ({"memory_profile": {"store_kind": "kv", "ttl": 3}}, "memory_profile.ttl: Extra inputs"),
     ({"capacity_per_capability": {"go": 1}}, "undeclared capabilities: go"),
-    ({"agent_id": "has spaces"}, "agent_id: String should match pattern"),
+    ({"agent_id": "line\nbreak"}, "agent_id: String should match pattern"),
     ({"capacity": 10_000}, "run more processes"),
     ({"capabilities": 5}, "not iterable"),
 ])

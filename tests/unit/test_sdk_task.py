@@ -46,7 +46,7 @@ async def test_a_hand_off_names_the_attempt_and_what_the_next_agent_needs():
 async def test_an_invalid_hand_off_is_a_value_error_and_sends_nothing():
     sent = []
     with pytest.raises(ValueError, match="to_agent_id"):
-        await task_with(sent).hand_off(to_agent_id="no spaces allowed")
+        await task_with(sent).hand_off(to_agent_id="no line\nbreaks allowed")
     assert sent == []
 
 

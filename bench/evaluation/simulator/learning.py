@@ -16,8 +16,11 @@ import random
 from dataclasses import asdict, dataclass
 
 from bench.evaluation.simulator.fleet import SimulatedAgent, make_fleet, task_stream
+from bench.evaluation.simulator.regimes import LARGE_FLEET, Regime, simulated_log
 from services.learner.cohort import AgentProfile
 from services.learner.logic import LearnerState, Outcome, learn, register
+from services.learner.metrics import PrequentialMetrics
+from services.success_model.beta import Counts
 
 TARGET_SHARE_OF_BAYES = 0.95
 
@@ -131,3 +134,59 @@ def learning_table(figures: LearningFigures) -> str:
         f"  skill change: {c['agent_id']} on {c['capability']} from {c['before']:.2f} to {c['after']:.2f} "
         f"at task {c['at_task']}: {detection}",
         f"  shifts reported elsewhere  {f.other_detections} (the fleet's skills drift slowly)"])
+
+
+@dataclass(frozen=True)
+class FleetFigures:
+    """The learner on the large-fleet regime: few outcomes spread over many (agent, capability) pairs."""
+    regime: str
+    agents: int
+    capabilities: int
+    outcomes: int
+    accuracy: float
+    log_loss: float
+    running_mean_accuracy: float  # each pair's own success rate so far, Laplace-smoothed
+    running_mean_log_loss: float
+    bayes_accuracy: float
+    bayes_log_loss: float  # predicting each pair's true rate
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+def run_large_fleet(seed: int = 7, regime: Regime = LARGE_FLEET) -> FleetFigures:
+    """Each task of a simulated dense log to a random agent; the learner predicts each outcome before
+    learning it, beside the running mean and the true rate on the same outcomes."""
+    log = simulated_log(regime, seed)
+    rng = random.Random(seed)
+    agents = sorted(log.tasks[0].outcomes)
+    state = LearnerState()
+    for agent in agents:
+        register(state, AgentProfile(agent, {c: 0.5 for c in sorted({t.capability for t in log.tasks})},
+                                     share_experience=True))
+    ours, theirs, bayes = PrequentialMetrics(None), PrequentialMetrics(None), PrequentialMetrics(None)
+    counts: dict[tuple[str, str], Counts] = {}
+    for task in log.tasks:
+        agent = rng.choice(agents)
+        success, key = task.outcomes[agent], (agent, task.capability)
+        learned = learn(state, Outcome(task.task_id, agent, task.capability, success))
+        seen = counts.get(key, Counts())
+        ours.add(learned.prediction.probability, success)
+        theirs.add((seen.successes + 1.0) / (seen.attempts + 2.0), success)
+        bayes.add(log.truth[key], success)
+        counts[key] = seen.plus(success)
+    mine, baseline, truth = ours.summary(), theirs.summary(), bayes.summary()
+    return FleetFigures(regime.name, regime.agents, regime.capabilities, len(log.tasks), mine["accuracy"],
+                        mine["log_loss"], baseline["accuracy"], baseline["log_loss"], truth["accuracy"],
+                        truth["log_loss"])
+
+
+def fleet_table(figures: FleetFigures) -> str:
+    f = figures
+    return "\n".join([
+        f"Learning on a {f.regime} regime: {f.agents} agents, {f.capabilities} capabilities, {f.outcomes} outcomes "
+        "(each task to a random agent)",
+        f"  {'':38} {'accuracy':>8} {'log loss':>8}",
+        f"  {'learner':38} {f.accuracy:8.4f} {f.log_loss:8.4f}",
+        f"  {'per-(agent, capability) running mean':38} {f.running_mean_accuracy:8.4f} {f.running_mean_log_loss:8.4f}",
+        f"  {'the true rates (Bayes-optimal)':38} {f.bayes_accuracy:8.4f} {f.bayes_log_loss:8.4f}"])
