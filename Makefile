@@ -21,7 +21,7 @@ INSTALL_STAMP := .local/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help install up down status env logs lint test test-unit schemas run replay topics simulate bench bench-target bench-max bench-components bench-projection clean distclean
+.PHONY: help install up down status env logs lint format test test-unit schemas run replay topics simulate bench bench-target bench-max bench-components bench-projection clean distclean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
@@ -54,8 +54,13 @@ env: ## Print the export lines for the stack (use: eval "$(make -s env)")
 logs: ## Show the tail of the Kafka and PostgreSQL logs (follow: infra/stack.sh logs -f)
 	@$(STACK) logs
 
-lint: install ## Check the code with ruff (pyflakes, pycodestyle at 120 columns, import order)
+lint: install ## Check the code with ruff: lint (pyflakes, pycodestyle at 120 columns, import order) and format
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: install ## Format the code with ruff (what `make lint` checks)
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
 
 test: install lint up ## Lint, then run the whole test suite against the local stack (PYTEST_ARGS=... to narrow it)
 	$(WITH_ENV) $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)

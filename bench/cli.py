@@ -1,4 +1,5 @@
 """`orchestrator bench`: the whole pipeline under load, with a result on disk and regressions flagged."""
+
 from __future__ import annotations
 
 import argparse
@@ -32,22 +33,36 @@ def positive(text: str) -> float:
 
 
 def add_commands(commands) -> None:
-    bench = commands.add_parser("bench", help="drive the whole pipeline at a steady rate and measure it "
-                                "(throughput, routing latency, lag, CPU, replay rate, raw Kafka ceiling)")
+    bench = commands.add_parser(
+        "bench",
+        help="drive the whole pipeline at a steady rate and measure it "
+        "(throughput, routing latency, lag, CPU, replay rate, raw Kafka ceiling)",
+    )
     bench.add_argument("--duration", type=positive, default=60.0, help="seconds measured (default 60)")
-    bench.add_argument("--warmup", type=positive, default=15.0,
-                       help="seconds at the rate before measuring (default 15)")
-    bench.add_argument("--rate", type=rate, default=167.0,
-                       help="tasks submitted per second, or 'max' to find the sustainable maximum first "
-                            "(default 167, i.e. 10,000 a minute)")
+    bench.add_argument(
+        "--warmup", type=positive, default=15.0, help="seconds at the rate before measuring (default 15)"
+    )
+    bench.add_argument(
+        "--rate",
+        type=rate,
+        default=167.0,
+        help="tasks submitted per second, or 'max' to find the sustainable maximum first "
+        "(default 167, i.e. 10,000 a minute)",
+    )
     bench.add_argument("--agents", type=int, default=20, help="in-process agents (default 20, 64 slots each)")
     bench.add_argument("--trial", type=positive, default=20.0, help="seconds per step of --rate max (default 20)")
     bench.add_argument("--start-rate", type=positive, default=100.0, help="first step of --rate max (default 100)")
-    bench.add_argument("--raw-messages", type=int, default=100_000,
-                       help="messages for the raw aiokafka ceiling (default 100000)")
-    bench.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
-                       help="py-spy every processor this long during the measurement; top frames in the report "
-                            "(needs py-spy, run as root or with ptrace allowed)")
+    bench.add_argument(
+        "--raw-messages", type=int, default=100_000, help="messages for the raw aiokafka ceiling (default 100000)"
+    )
+    bench.add_argument(
+        "--profile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="py-spy every processor this long during the measurement; top frames in the report "
+        "(needs py-spy, run as root or with ptrace allowed)",
+    )
     bench.add_argument("--keep", action="store_true", help="keep the run's topics and schemas")
     bench.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     bench.set_defaults(run=cmd_bench)
@@ -59,9 +74,17 @@ def _interrupted(signum, frame):
 
 def cmd_bench(args, settings) -> int:
     signal.signal(signal.SIGTERM, _interrupted)
-    options = BenchOptions(duration_s=args.duration, warmup_s=args.warmup, rate=args.rate, agents=args.agents,
-                           trial_s=args.trial, start_rate=args.start_rate, raw_messages=args.raw_messages,
-                           keep=args.keep, profile_s=args.profile)
+    options = BenchOptions(
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        rate=args.rate,
+        agents=args.agents,
+        trial_s=args.trial,
+        start_rate=args.start_rate,
+        raw_messages=args.raw_messages,
+        keep=args.keep,
+        profile_s=args.profile,
+    )
     result = asyncio.run(run(settings, options, log=lambda line: print(line, file=sys.stderr, flush=True)))
     directory = Path(settings.bench.results_dir)
     previous = results.previous_result(directory, result)

@@ -5,6 +5,7 @@ that fraction of its value, from microseconds to minutes, in a few thousand coun
 A percentile reads the upper bound of its bucket (capped at the largest value seen): it can
 overstate a latency by `precision`, never understate it.
 """
+
 from __future__ import annotations
 
 import math

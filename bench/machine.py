@@ -1,4 +1,5 @@
 """A description of the machine a benchmark ran on, printed with its figures."""
+
 from __future__ import annotations
 
 import os
@@ -19,5 +20,10 @@ def describe() -> dict:
             memory_gib = round(kib / 1024 / 1024, 1)
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory_gib,
-            "python": platform.python_version(), "system": f"{platform.system()} {platform.release()}"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }

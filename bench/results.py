@@ -5,6 +5,7 @@ both `max`, the same Faust fetch, client linger and off-path niceness settings, 
 end of routing latency) on the same machine (same CPU model, core count and memory), never
 with figures from elsewhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,14 +46,20 @@ LINGER_BEFORE_SETTING = 5
 NICE_BEFORE_SETTING = 0
 # What makes two runs comparable besides the machine and the rate, each with the value that
 # results from before the field was recorded were taken with.
-CONDITIONS = {"fetch": FETCH_BEFORE_SETTINGS, "client_linger_ms": LINGER_BEFORE_SETTING,
-              "off_path_nice": NICE_BEFORE_SETTING, "routing_latency_ends": LATENCY_ENDS_BEFORE}
+CONDITIONS = {
+    "fetch": FETCH_BEFORE_SETTINGS,
+    "client_linger_ms": LINGER_BEFORE_SETTING,
+    "off_path_nice": NICE_BEFORE_SETTING,
+    "routing_latency_ends": LATENCY_ENDS_BEFORE,
+}
 
 
 def same_kind(a: dict, b: dict) -> bool:
-    return machine_key(a.get("machine", {})) == machine_key(b.get("machine", {})) and \
-        str(a.get("requested_rate")) == str(b.get("requested_rate")) and \
-        all(a.get(name, before) == b.get(name, before) for name, before in CONDITIONS.items())
+    return (
+        machine_key(a.get("machine", {})) == machine_key(b.get("machine", {}))
+        and str(a.get("requested_rate")) == str(b.get("requested_rate"))
+        and all(a.get(name, before) == b.get(name, before) for name, before in CONDITIONS.items())
+    )
 
 
 def _figure(result: dict, path: tuple[str, ...]) -> float | None:
@@ -116,10 +123,16 @@ def report(result: dict) -> str:
         f"Requested rate: {result.get('requested_rate')} tasks/s; measured over {result.get('duration_s')} s "
         f"after a {result.get('warmup_s')} s warm-up; {result.get('agents')} in-process agents",
         "Faust fetch: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
-            **result.get("fetch", FETCH_BEFORE_SETTINGS)) +
-        ("; batch readers: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(**result["batch_fetch"])
-         if "batch_fetch" in result else "") +
-        f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
+            **result.get("fetch", FETCH_BEFORE_SETTINGS)
+        )
+        + (
+            "; batch readers: at least {min_bytes} bytes, waiting at most {max_wait_ms} ms".format(
+                **result["batch_fetch"]
+            )
+            if "batch_fetch" in result
+            else ""
+        )
+        + f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
         f"; off-path processors' niceness {result.get('off_path_nice', NICE_BEFORE_SETTING)}",
         "",
         "| figure | value |",
@@ -131,18 +144,30 @@ def report(result: dict) -> str:
         f"{latency.get('p50')} / {latency.get('p95')} / {latency.get('p99')} / {latency.get('p999')} "
         f"({result.get('routing_latency_samples')} tasks; "
         f"to the {result.get('routing_latency_ends', LATENCY_ENDS_BEFORE)}) |",
-        *(["| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | " + "; ".join(
-            f"{hops[hop].get('p50')} / {hops[hop].get('p99')}" for hop in HOPS) + " |"]
-          if (hops := result.get("routing_hops_ms")) else []),
+        *(
+            [
+                "| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | "
+                + "; ".join(f"{hops[hop].get('p50')} / {hops[hop].get('p99')}" for hop in HOPS)
+                + " |"
+            ]
+            if (hops := result.get("routing_hops_ms"))
+            else []
+        ),
         f"| replay events/s (full replay of the run, {result.get('replay_events')} events) | "
         f"{result.get('replay_events_per_second')} |",
         f"| raw aiokafka produce -> consume msgs/s ({result.get('message_bytes')} B messages) | "
         f"{result.get('raw_kafka_msgs_per_second')} |",
         f"| pipeline events/s | {result.get('pipeline_events_per_second')} "
         f"({result.get('events_per_task')} events per task) |",
-        *([f"| deliveries per task (records handed to the processors, read or passed over) | {per_task} ("
-           + ", ".join(f"{name} {n}" for name, n in result.get("deliveries_per_task_by_processor", {}).items()) + ") |"]
-          if (per_task := result.get("deliveries_per_task")) is not None else []),
+        *(
+            [
+                f"| deliveries per task (records handed to the processors, read or passed over) | {per_task} ("
+                + ", ".join(f"{name} {n}" for name, n in result.get("deliveries_per_task_by_processor", {}).items())
+                + ") |"
+            ]
+            if (per_task := result.get("deliveries_per_task")) is not None
+            else []
+        ),
         f"| efficiency (pipeline events/s over raw msgs/s) | {result.get('efficiency')} |",
         f"| read models: completed tasks of the run / completed on Kafka | "
         f"{result.get('read_model_completed')} / {result.get('completed_total')} "
@@ -156,20 +181,32 @@ def report(result: dict) -> str:
     ]
     for stage, lag in sorted(result.get("lag", {}).items()):
         lines.append(f"| {stage} | {lag.get('max')} | {lag.get('last')} |")
-    lines += ["", "CPU and memory per process during the measurement:", "",
-              "| process | CPU % of one core | CPU ms per completed task | RSS MiB (max) |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "CPU and memory per process during the measurement:",
+        "",
+        "| process | CPU % of one core | CPU ms per completed task | RSS MiB (max) |",
+        "|---|---|---|---|",
+    ]
     for name, usage in sorted(result.get("processes", {}).items()):
-        lines.append(f"| {name} | {usage.get('cpu_percent')} | {usage.get('cpu_ms_per_task')} | "
-                     f"{usage.get('rss_mib_max')} |")
+        lines.append(
+            f"| {name} | {usage.get('cpu_percent')} | {usage.get('cpu_ms_per_task')} | {usage.get('rss_mib_max')} |"
+        )
     for name, top in sorted(result.get("profiles", {}).items()):
         lines += ["", f"Profile of {name} ({top['samples']} samples, {top.get('file')}), most self time:", ""]
         lines += [f"- {share:.1%} {frame}" for frame, share in top["self"]]
         if top.get("layers"):
-            lines += ["", "by the innermost library running: " +
-                      ", ".join(f"{name} {share:.1%}" for name, share in top["layers"].items())]
+            lines += [
+                "",
+                "by the innermost library running: "
+                + ", ".join(f"{name} {share:.1%}" for name, share in top["layers"].items()),
+            ]
     if result.get("rate_search"):
         lines += ["", "Rate search (tasks/s: sustained?):", ""]
         lines += [f"- {t['rate']}: {t['sustained']} {'; '.join(t.get('reasons', []))}" for t in result["rate_search"]]
-    lines += ["", f"Regressions against the previous run of this kind here: "
-                  f"{'; '.join(result.get('regressions', [])) or 'none'}", ""]
+    lines += [
+        "",
+        f"Regressions against the previous run of this kind here: {'; '.join(result.get('regressions', [])) or 'none'}",
+        "",
+    ]
     return "\n".join(lines)

@@ -51,7 +51,7 @@ def type_header(envelope: Envelope) -> tuple[str, bytes]:
 
 def header_type(headers) -> str | None:
     """The event type a record's producer named in its headers (Kafka's pairs or Faust's mapping), if any."""
-    for name, value in (headers.items() if isinstance(headers, Mapping) else headers or ()):
+    for name, value in headers.items() if isinstance(headers, Mapping) else headers or ():
         if name == EVENT_TYPE_HEADER:
             return value.decode("utf-8", "replace") if isinstance(value, (bytes, bytearray)) else str(value)
     return None
@@ -72,8 +72,11 @@ def decode(raw: bytes | str | dict, event_type: str | None = None) -> Envelope:
             return envelope
     envelope = _decode(raw)
     if event_type is not None and envelope.event_type != event_type:
-        raise InvalidEvent(f"the record's {EVENT_TYPE_HEADER} header says {event_type} but it holds "
-                           f"{envelope.event_type}", event_type=envelope.event_type, version=envelope.version)
+        raise InvalidEvent(
+            f"the record's {EVENT_TYPE_HEADER} header says {event_type} but it holds {envelope.event_type}",
+            event_type=envelope.event_type,
+            version=envelope.version,
+        )
     return envelope
 
 

@@ -45,8 +45,7 @@ class Envelope(BaseModel, Generic[BodyT]):
         if isinstance(body, EventBody):
             if (self.event_type, self.version) != (body.event_type, body.version):
                 raise ValueError(
-                    f"envelope says {self.event_type} v{self.version} "
-                    f"but the body is {body.event_type} v{body.version}"
+                    f"envelope says {self.event_type} v{self.version} but the body is {body.event_type} v{body.version}"
                 )
             if self.key != body.key:
                 raise ValueError(f"key {self.key!r} differs from body.{body.key_field} {body.key!r}")

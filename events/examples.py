@@ -78,9 +78,15 @@ def _bodies() -> list[EventBody]:
             in_flight_task_ids=(TASK,),
         ),
         AgentLoadSummarized(
-            agent_id=AGENT, window_start=OCCURRED_AT - timedelta(minutes=1), window_end=OCCURRED_AT,
-            heartbeats=12, avg_in_flight=1.5, max_in_flight=2, avg_queue_depth=0.25,
-            avg_cpu_percent=41.0, max_memory_mb=830.0,
+            agent_id=AGENT,
+            window_start=OCCURRED_AT - timedelta(minutes=1),
+            window_end=OCCURRED_AT,
+            heartbeats=12,
+            avg_in_flight=1.5,
+            max_in_flight=2,
+            avg_queue_depth=0.25,
+            avg_cpu_percent=41.0,
+            max_memory_mb=830.0,
         ),
         TaskSubmitted(
             task_id=TASK,

@@ -84,5 +84,4 @@ class SkillShiftDetected(EventBody):
     model_version: str | None = None
 
 
-LEARNING_EVENTS: tuple[type[EventBody], ...] = (ModelPublished, SkillEstimated, RelationshipScored,
-                                                SkillShiftDetected)
+LEARNING_EVENTS: tuple[type[EventBody], ...] = (ModelPublished, SkillEstimated, RelationshipScored, SkillShiftDetected)

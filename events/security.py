@@ -4,6 +4,7 @@ from the agent they speak for.
 A violation names where the rejected record sits and what was wrong with it, never its
 payload: the record itself waits, unchanged, in the dead-letter topic.
 """
+
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -12,10 +13,11 @@ from events.envelope import EventBody
 from events.values import Identifier, Text, UtcDatetime
 
 # Why a record was not accepted as coming from the agent it speaks for.
-ViolationKind = Literal["unsigned", "bad_signature", "unknown_key", "revoked_key", "other_agents_key",
-                        "not_assignee"]
-PublicKey = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}$",
-                                 description="The raw 32-byte Ed25519 public key, base64url without padding.")]
+ViolationKind = Literal["unsigned", "bad_signature", "unknown_key", "revoked_key", "other_agents_key", "not_assignee"]
+PublicKey = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_-]{43}$", description="The raw 32-byte Ed25519 public key, base64url without padding."),
+]
 
 
 class AgentKeyEnrolled(EventBody):

@@ -98,8 +98,10 @@ class TaskAssigned(EventBody):
     payload: dict[str, JsonValue] = {}
     routed_event_id: str | None = None
     propensity: Probability | None = Field(
-        default=None, description="Probability with which this agent was given the task, over the router's draw "
-        "and the balancer's rules; none when the router logged no probabilities.")
+        default=None,
+        description="Probability with which this agent was given the task, over the router's draw "
+        "and the balancer's rules; none when the router logged no probabilities.",
+    )
 
 
 class TaskOutcome(TaskEvent):

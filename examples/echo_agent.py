@@ -6,6 +6,7 @@
 A payload with "sleep_s" makes the task take that long; "fail" makes it fail.
 SIGTERM or Ctrl-C drains the running tasks, deregisters and exits 0.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,17 @@ async def main() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     await kafka.ensure_topics(settings)  # a fresh local stack has no topics yet
-    agent = Agent(args.agent_id, [Capability(name=args.capability, proficiency=0.9)], args.capacity, echo,
-                  labels={"example": "echo"}, version="echo-1.0", settings=settings,
-                  heartbeat_interval=args.heartbeat_interval, drain_timeout=args.drain_timeout)
+    agent = Agent(
+        args.agent_id,
+        [Capability(name=args.capability, proficiency=0.9)],
+        args.capacity,
+        echo,
+        labels={"example": "echo"},
+        version="echo-1.0",
+        settings=settings,
+        heartbeat_interval=args.heartbeat_interval,
+        drain_timeout=args.drain_timeout,
+    )
     await agent.run(install_signal_handlers=True)
 
 

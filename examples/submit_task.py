@@ -5,6 +5,7 @@
 There is no router or balancer yet, so this script plays both: it publishes TaskSubmitted
 and the TaskAssigned the balancer would publish.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,12 +39,20 @@ async def main() -> None:
     settings = Settings.from_env()
     task_id = args.task_id or f"task-{uuid.uuid4().hex[:8]}"
     payload = {"text": args.text, "sleep_s": args.sleep}
-    submitted = make_event(TaskSubmitted(task_id=task_id, submitter="submit-task", payload=payload,
-                                         requirements=(CapabilityRequirement(name=args.capability),)),
-                           producer="submit-task")
-    assigned = make_event(TaskAssigned(task_id=task_id, agent_id=args.agent_id, attempt=1,
-                                       capability=args.capability, payload=payload),
-                          producer="submit-task", cause=submitted)
+    submitted = make_event(
+        TaskSubmitted(
+            task_id=task_id,
+            submitter="submit-task",
+            payload=payload,
+            requirements=(CapabilityRequirement(name=args.capability),),
+        ),
+        producer="submit-task",
+    )
+    assigned = make_event(
+        TaskAssigned(task_id=task_id, agent_id=args.agent_id, attempt=1, capability=args.capability, payload=payload),
+        producer="submit-task",
+        cause=submitted,
+    )
 
     await kafka.ensure_topics(settings)
     producer = kafka.producer(settings)

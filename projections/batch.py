@@ -1,4 +1,5 @@
 """Turn consumed records into (position, row operations), setting aside what cannot be used."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 Only for a schema nobody reads yet (a rebuild before its swap): the tables are loaded in one
 transaction, so a failed load leaves them empty rather than half-filled.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
@@ -25,8 +26,12 @@ ORDER BY con.conname IS NULL, t.relname, ix.relname
 """
 
 
-async def load(conn: psycopg.AsyncConnection, schema: str, tables: Mapping[str, Mapping[Any, Row]],
-               positions: Mapping[tuple[str, int], int]) -> None:
+async def load(
+    conn: psycopg.AsyncConnection,
+    schema: str,
+    tables: Mapping[str, Mapping[Any, Row]],
+    positions: Mapping[tuple[str, int], int],
+) -> None:
     """Write `tables` ({table: {key: row}}) and the consumed `positions` into empty tables of `schema`."""
     filled = sorted(name for name, rows in tables.items() if rows)
     async with conn.transaction():
@@ -35,9 +40,13 @@ async def load(conn: psycopg.AsyncConnection, schema: str, tables: Mapping[str, 
         for name in filled:
             for columns, rows in by_columns(tables[name].values()).items():
                 await _copy(conn, schema, name, [(c, types[name][c]) for c in columns], rows)
-        await _copy(conn, schema, "projection_positions",
-                    [(c, types["projection_positions"][c]) for c in ("topic", "partition", "offset")],
-                    [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())])
+        await _copy(
+            conn,
+            schema,
+            "projection_positions",
+            [(c, types["projection_positions"][c]) for c in ("topic", "partition", "offset")],
+            [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())],
+        )
         for statement in rebuild:
             await conn.execute(statement)
 
@@ -54,11 +63,13 @@ def by_columns(rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:
     return groups
 
 
-async def _copy(conn: psycopg.AsyncConnection, schema: str, table: str, columns: list[tuple[str, str]],
-                rows: list[Row]) -> None:
+async def _copy(
+    conn: psycopg.AsyncConnection, schema: str, table: str, columns: list[tuple[str, str]], rows: list[Row]
+) -> None:
     """COPY in binary: psycopg formats timestamps and numbers for it at a third of the cost of text."""
     statement = sql.SQL("COPY {}.{} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns))
+        sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c, _ in columns)
+    )
     as_json = [type_name in _JSON_PREFIX for _, type_name in columns]
     async with conn.cursor() as cur, cur.copy(statement) as copy:
         # A JSON value goes as the bytes of its binary form, written here by orjson, as the
@@ -67,8 +78,9 @@ async def _copy(conn: psycopg.AsyncConnection, schema: str, table: str, columns:
         if any(as_json):
             prefixes = [_JSON_PREFIX.get(type_name) for _, type_name in columns]
             for row in rows:
-                await copy.write_row([v if p is None or v is None else p + orjson.dumps(v)
-                                      for v, p in zip(row.values(), prefixes)])
+                await copy.write_row(
+                    [v if p is None or v is None else p + orjson.dumps(v) for v, p in zip(row.values(), prefixes)]
+                )
         else:
             for row in rows:
                 await copy.write_row(tuple(row.values()))
@@ -80,8 +92,8 @@ _JSON_PREFIX = {"jsonb": b"\x01", "json": b""}
 
 async def _column_types(conn: psycopg.AsyncConnection, schema: str) -> dict[str, dict[str, str]]:
     cur = await conn.execute(
-        "SELECT table_name, column_name, udt_name FROM information_schema.columns WHERE table_schema = %s",
-        (schema,))
+        "SELECT table_name, column_name, udt_name FROM information_schema.columns WHERE table_schema = %s", (schema,)
+    )
     found: dict[str, dict[str, str]] = {}
     for table, column, type_name in await cur.fetchall():
         found.setdefault(table, {})[column] = type_name
@@ -98,10 +110,14 @@ async def _drop_indexes(conn: psycopg.AsyncConnection, schema: str, tables: list
     for table, index, index_def, constraint, constraint_def in await cur.fetchall():
         qualified = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         if constraint:
-            await conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                qualified, sql.Identifier(constraint)))
-            rebuild.append(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                qualified, sql.Identifier(constraint), sql.SQL(constraint_def)).as_string(conn))
+            await conn.execute(
+                sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(qualified, sql.Identifier(constraint))
+            )
+            rebuild.append(
+                sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}")
+                .format(qualified, sql.Identifier(constraint), sql.SQL(constraint_def))
+                .as_string(conn)
+            )
         else:
             await conn.execute(sql.SQL("DROP INDEX {}.{}").format(sql.Identifier(schema), sql.Identifier(index)))
             rebuild.append(index_def)

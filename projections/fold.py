@@ -5,6 +5,7 @@ upsert event by event: it can fold every operation into its row here and load th
 in bulk. Each rule follows the SQL that `postgres_view` generates, NULLs included (where the
 in-memory view's reading could differ), because a bulk load must equal the row-by-row one.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable

@@ -1,4 +1,5 @@
 """A replay's records folded into final rows: what a bulk load writes into a fresh schema."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -2,6 +2,7 @@
 
 An event type without a handler only advances the projector's position.
 """
+
 from __future__ import annotations
 
 from events.envelope import Envelope

@@ -1,4 +1,5 @@
 """A view held in dictionaries: the reference semantics of the row operations."""
+
 from __future__ import annotations
 
 from typing import Any, Iterable
@@ -85,4 +86,3 @@ def _merge(rule: str, old: Any, new: Any, outranks: bool) -> Any:
     if rule == "add":
         return old + new
     raise ValueError(f"unknown merge rule {rule!r}")
-

@@ -3,6 +3,7 @@
 Files `migrations/NNNN_name.sql` run once each, in order, inside one transaction per
 file, into the schema given (the live one, or a fresh one for a rebuild).
 """
+
 from __future__ import annotations
 
 import re
@@ -31,9 +32,11 @@ async def migrate(conn: psycopg.AsyncConnection, schema: str) -> list[str]:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         await conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        await conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version int PRIMARY KEY, name text NOT NULL)"
-        ).format(sql.Identifier(schema)))
+        await conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_migrations (version int PRIMARY KEY, name text NOT NULL)"
+            ).format(sql.Identifier(schema))
+        )
         cur = await conn.execute(sql.SQL("SELECT version FROM {}.schema_migrations").format(sql.Identifier(schema)))
         done = {row[0] for row in await cur.fetchall()}
         for version, name, text in migration_files():
@@ -41,7 +44,9 @@ async def migrate(conn: psycopg.AsyncConnection, schema: str) -> list[str]:
                 continue
             await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
             await conn.execute(text)
-            await conn.execute(sql.SQL("INSERT INTO {}.schema_migrations VALUES (%s, %s)").format(
-                sql.Identifier(schema)), (version, name))
+            await conn.execute(
+                sql.SQL("INSERT INTO {}.schema_migrations VALUES (%s, %s)").format(sql.Identifier(schema)),
+                (version, name),
+            )
             applied_now.append(name)
     return applied_now

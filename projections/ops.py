@@ -5,6 +5,7 @@ them with the same meaning, so one contract test covers both. Merge rules make t
 result independent of the order in which events of different topics arrive, which
 is what lets a replay reproduce the live tables row for row.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class Upsert:
 @dataclass(frozen=True)
 class Insert:
     """Append a history row; a row whose key already exists is left alone."""
+
     table: str
     row: Mapping[str, Any]
     key: tuple[str, ...] = ("event_id",)  # the table's primary key columns

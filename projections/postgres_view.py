@@ -4,6 +4,7 @@ The guard: each partition's stored offset is locked, events at or below it are
 skipped, and the new offset is written with the rows. A repeated or older delivery
 therefore changes nothing, and two projector copies never apply the same event twice.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -62,7 +63,8 @@ class PostgresView:
                 await cur.executemany(
                     'UPDATE projection_positions SET "offset" = %s '
                     'WHERE topic = %s AND partition = %s AND "offset" < %s',
-                    [(o, t, p, o) for (t, p), o in newest.items()])
+                    [(o, t, p, o) for (t, p), o in newest.items()],
+                )
             return len(fresh)
 
     async def apply_each(self, batch: list[tuple[Position, list[Op]]]):
@@ -86,13 +88,15 @@ class PostgresView:
         # Insert missing rows first so that FOR UPDATE has something to lock even for a
         # partition no copy has seen yet.
         await cur.executemany(
-            'INSERT INTO projection_positions (topic, partition, "offset") VALUES (%s, %s, -1) '
-            "ON CONFLICT DO NOTHING", sorted(partitions))
+            'INSERT INTO projection_positions (topic, partition, "offset") VALUES (%s, %s, -1) ON CONFLICT DO NOTHING',
+            sorted(partitions),
+        )
         await cur.execute(
             'SELECT topic, partition, "offset" FROM projection_positions '
             "WHERE (topic, partition) IN (SELECT * FROM unnest(%s::text[], %s::int[])) "
             "ORDER BY topic, partition FOR UPDATE",
-            ([t for t, _ in sorted(partitions)], [p for _, p in sorted(partitions)]))
+            ([t for t, _ in sorted(partitions)], [p for _, p in sorted(partitions)]),
+        )
         return {(t, p): o for t, p, o in await cur.fetchall()}
 
 
@@ -130,8 +134,9 @@ def compile_batch(ops: list[Op]) -> list[tuple[str, tuple]]:
             if shape[0] == "delete":  # rare: an agent's capabilities, at (re)registration
                 statements += [compile_op(op) for op in same]
             elif shape[0] == "upsert":
-                statements.append((_upsert_sql(*shape[1:], rows="json"),
-                                   (Jsonb([{**op.key, **op.values} for op in same]),)))
+                statements.append(
+                    (_upsert_sql(*shape[1:], rows="json"), (Jsonb([{**op.key, **op.values} for op in same]),))
+                )
             else:
                 statements.append((_insert_sql(*shape[1:], rows="json"), (Jsonb([op.row for op in same]),)))
     return statements
@@ -139,8 +144,14 @@ def compile_batch(ops: list[Op]) -> list[tuple[str, tuple]]:
 
 def _shape(op: Op) -> tuple:
     if isinstance(op, Upsert):
-        return ("upsert", op.table, tuple(op.key), tuple(op.values),
-                tuple(("ranked" if c in op.rank else op.rule(c)) for c in op.values), op.rank)
+        return (
+            "upsert",
+            op.table,
+            tuple(op.key),
+            tuple(op.values),
+            tuple(("ranked" if c in op.rank else op.rule(c)) for c in op.values),
+            op.rank,
+        )
     if isinstance(op, Insert):
         return ("insert", op.table, tuple(op.row))
     return ("delete", op.table, tuple(op.key))
@@ -165,30 +176,40 @@ def _upsert_sql(table: str, key: tuple, columns: tuple, rules: tuple, rank: tupl
     outranks = sql.SQL("TRUE")
     if rank:
         outranks = sql.SQL("({} IS NULL OR ({}) > ({}))").format(
-            col(t, rank[0]),
-            sql.SQL(", ").join(col(ex, c) for c in rank),
-            sql.SQL(", ").join(col(t, c) for c in rank))
+            col(t, rank[0]), sql.SQL(", ").join(col(ex, c) for c in rank), sql.SQL(", ").join(col(t, c) for c in rank)
+        )
     merges = {
-        "set": "{new}", "keep": "COALESCE({old}, {new})", "max": "GREATEST({old}, {new})",
-        "min": "LEAST({old}, {new})", "add": "COALESCE({old}, 0) + COALESCE({new}, 0)",
+        "set": "{new}",
+        "keep": "COALESCE({old}, {new})",
+        "max": "GREATEST({old}, {new})",
+        "min": "LEAST({old}, {new})",
+        "add": "COALESCE({old}, 0) + COALESCE({new}, 0)",
         "ranked": "CASE WHEN {outranks} THEN {new} ELSE {old} END",
     }
     assignments = [
-        sql.SQL("{} = ").format(sql.Identifier(c)) + sql.SQL(merges[rule]).format(
-            old=col(t, c), new=col(ex, c), outranks=outranks)
+        sql.SQL("{} = ").format(sql.Identifier(c))
+        + sql.SQL(merges[rule]).format(old=col(t, c), new=col(ex, c), outranks=outranks)
         for c, rule in zip(columns, rules)
     ]
     all_columns = (*key, *columns)
-    return _render(sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT ({}) DO {}").format(
-        t, sql.SQL(", ").join(map(sql.Identifier, all_columns)), _source(table, all_columns, rows),
-        sql.SQL(", ").join(map(sql.Identifier, key)),
-        sql.SQL("UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments else sql.SQL("NOTHING")))
+    return _render(
+        sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT ({}) DO {}").format(
+            t,
+            sql.SQL(", ").join(map(sql.Identifier, all_columns)),
+            _source(table, all_columns, rows),
+            sql.SQL(", ").join(map(sql.Identifier, key)),
+            sql.SQL("UPDATE SET ") + sql.SQL(", ").join(assignments) if assignments else sql.SQL("NOTHING"),
+        )
+    )
 
 
 @lru_cache(maxsize=128)
 def _insert_sql(table: str, columns: tuple, rows: str = "one") -> str:
-    return _render(sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT DO NOTHING").format(
-        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), _source(table, columns, rows)))
+    return _render(
+        sql.SQL("INSERT INTO {} ({}) {} ON CONFLICT DO NOTHING").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)), _source(table, columns, rows)
+        )
+    )
 
 
 def _source(table: str, columns: tuple, rows: str) -> sql.Composable:
@@ -196,14 +217,17 @@ def _source(table: str, columns: tuple, rows: str) -> sql.Composable:
     if rows == "one":
         return sql.SQL("VALUES ({})").format(sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     return sql.SQL("SELECT {} FROM jsonb_populate_recordset(NULL::{}, %s)").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table))
+        sql.SQL(", ").join(map(sql.Identifier, columns)), sql.Identifier(table)
+    )
 
 
 @lru_cache(maxsize=128)
 def _delete_sql(table: str, key: tuple) -> str:
-    return _render(sql.SQL("DELETE FROM {} WHERE {}").format(
-        sql.Identifier(table),
-        sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key)))
+    return _render(
+        sql.SQL("DELETE FROM {} WHERE {}").format(
+            sql.Identifier(table), sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in key)
+        )
+    )
 
 
 def _render(statement: sql.Composed) -> str:
@@ -215,12 +239,13 @@ async def dump(conn: psycopg.AsyncConnection, schema: str) -> dict[str, list[tup
     """Every read-model table of `schema`, rows ordered by all columns: for comparisons."""
     cur = await conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-        "AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations' ORDER BY table_name", (schema,))
+        "AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations' ORDER BY table_name",
+        (schema,),
+    )
     tables = [row[0] for row in await cur.fetchall()]
     result = {}
     for table in tables:
-        cur = await conn.execute(sql.SQL("SELECT * FROM {}.{}").format(
-            sql.Identifier(schema), sql.Identifier(table)))
+        cur = await conn.execute(sql.SQL("SELECT * FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
         rows = await cur.fetchall()
         result[table] = sorted(rows, key=repr)
     return result

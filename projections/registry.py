@@ -3,6 +3,7 @@
 The handler modules register themselves here with `@handles`; `projections.handlers` imports
 them all, so this module imports none of them and nothing imports back.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -18,4 +19,5 @@ def handles(event_type: str):
     def register(fn: Handler) -> Handler:
         HANDLERS[event_type] = fn
         return fn
+
     return register

@@ -1,4 +1,5 @@
 """Projection handlers for agents and tasks: one pure function per event type, returning row operations."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,11 +22,13 @@ def _plain(value: Any) -> Any:
 
 # --- agents ----------------------------------------------------------------------
 
+
 def _agent_status(event: Envelope, status: str, **values: Any) -> Upsert:
     # The agent topic is keyed by agent id, so its events arrive in order; "ranked" on
     # status_at still makes a replay across topics order-independent.
     return Upsert(
-        "agents", {"agent_id": event.key},
+        "agents",
+        {"agent_id": event.key},
         {"status": status, "status_at": event.occurred_at, "updated_at": event.occurred_at, **values},
         merge={"status": "ranked", "updated_at": "max", "registered_at": "min"},
         rank=("status_at",),
@@ -34,31 +37,55 @@ def _agent_status(event: Envelope, status: str, **values: Any) -> Upsert:
 
 def _capability_row(agent_id: str, cap, event: Envelope, by: str) -> Upsert:
     return Upsert(
-        "agent_capabilities", {"agent_id": agent_id, "name": cap.name},
-        {"proficiency": cap.proficiency, "version": cap.version, "tags": _plain(cap.tags),
-         "updated_at": event.occurred_at, "updated_by": by},
+        "agent_capabilities",
+        {"agent_id": agent_id, "name": cap.name},
+        {
+            "proficiency": cap.proficiency,
+            "version": cap.version,
+            "tags": _plain(cap.tags),
+            "updated_at": event.occurred_at,
+            "updated_by": by,
+        },
     )
 
 
-def _capability_history(event: Envelope, name: str, change: str, proficiency=None,
-                        changed_by=None, reason=None) -> Insert:
-    return Insert("agent_capability_history", {
-        "event_id": event.event_id, "agent_id": event.key, "name": name, "change": change,
-        "proficiency": proficiency, "changed_by": changed_by, "reason": reason,
-        "occurred_at": event.occurred_at}, key=("event_id", "name"))
+def _capability_history(
+    event: Envelope, name: str, change: str, proficiency=None, changed_by=None, reason=None
+) -> Insert:
+    return Insert(
+        "agent_capability_history",
+        {
+            "event_id": event.event_id,
+            "agent_id": event.key,
+            "name": name,
+            "change": change,
+            "proficiency": proficiency,
+            "changed_by": changed_by,
+            "reason": reason,
+            "occurred_at": event.occurred_at,
+        },
+        key=("event_id", "name"),
+    )
 
 
 @handles("AgentRegistered")
 def agent_registered(event: Envelope) -> list[Op]:
     body = event.body
     ops: list[Op] = _memory_profile(event, body.memory_profile)
-    ops.append(_agent_status(
-        event, "registered",
-        display_name=body.display_name, capacity=body.capacity,
-        capacity_per_capability=_plain(body.capacity_per_capability),
-        cost_per_task=body.cost_per_task, labels=_plain(body.labels),
-        memory_profile=_plain(body.memory_profile), sdk_version=body.sdk_version,
-        registered_at=event.occurred_at))
+    ops.append(
+        _agent_status(
+            event,
+            "registered",
+            display_name=body.display_name,
+            capacity=body.capacity,
+            capacity_per_capability=_plain(body.capacity_per_capability),
+            cost_per_task=body.cost_per_task,
+            labels=_plain(body.labels),
+            memory_profile=_plain(body.memory_profile),
+            sdk_version=body.sdk_version,
+            registered_at=event.occurred_at,
+        )
+    )
     # Registering again replaces the capability set.
     ops.append(Delete("agent_capabilities", {"agent_id": body.agent_id}))
     for cap in body.capabilities:
@@ -75,8 +102,9 @@ def agent_deregistered(event: Envelope) -> list[Op]:
 @handles("AgentCapabilitiesChanged")
 def capabilities_changed(event: Envelope) -> list[Op]:
     body = event.body
-    ops: list[Op] = [Upsert("agents", {"agent_id": body.agent_id},
-                            {"updated_at": event.occurred_at}, merge={"updated_at": "max"})]
+    ops: list[Op] = [
+        Upsert("agents", {"agent_id": body.agent_id}, {"updated_at": event.occurred_at}, merge={"updated_at": "max"})
+    ]
     for cap in (*body.added, *body.changed):
         change = "added" if cap in body.added else "changed"
         ops.append(_capability_row(body.agent_id, cap, event, body.changed_by))
@@ -90,56 +118,106 @@ def capabilities_changed(event: Envelope) -> list[Op]:
 def _memory_profile(event: Envelope, profile) -> list[Op]:
     if profile is None:
         return []
-    return [Upsert("agent_memory_profiles", {"agent_id": event.key},
-                   {**profile.model_dump(mode="json"), "updated_at": event.occurred_at})]
+    return [
+        Upsert(
+            "agent_memory_profiles",
+            {"agent_id": event.key},
+            {**profile.model_dump(mode="json"), "updated_at": event.occurred_at},
+        )
+    ]
 
 
 @handles("AgentMemoryProfileUpdated")
 def memory_profile_updated(event: Envelope) -> list[Op]:
-    return [Upsert("agents", {"agent_id": event.key},
-                   {"memory_profile": _plain(event.body.memory_profile), "updated_at": event.occurred_at},
-                   merge={"updated_at": "max"}),
-            *_memory_profile(event, event.body.memory_profile)]
+    return [
+        Upsert(
+            "agents",
+            {"agent_id": event.key},
+            {"memory_profile": _plain(event.body.memory_profile), "updated_at": event.occurred_at},
+            merge={"updated_at": "max"},
+        ),
+        *_memory_profile(event, event.body.memory_profile),
+    ]
 
 
 @handles("AgentLoadSummarized")
 def load_summarized(event: Envelope) -> list[Op]:
     body = event.body
-    return [Upsert("agent_load_history", {"agent_id": body.agent_id, "window_start": body.window_start},
-                   body.model_dump(exclude={"agent_id", "window_start"}))]
+    return [
+        Upsert(
+            "agent_load_history",
+            {"agent_id": body.agent_id, "window_start": body.window_start},
+            body.model_dump(exclude={"agent_id", "window_start"}),
+        )
+    ]
 
 
 @handles("AgentHealthChanged")
 def health_changed(event: Envelope) -> list[Op]:
     body = event.body
     return [
-        Upsert("agents", {"agent_id": body.agent_id},
-               {"health": body.current, "health_at": event.occurred_at},
-               merge={"health": "ranked"}, rank=("health_at",)),
-        Insert("agent_health_changes", {
-            "event_id": event.event_id, "agent_id": body.agent_id, "previous": body.previous,
-            "current": body.current, "reason": body.reason,
-            "missed_heartbeats": body.missed_heartbeats, "occurred_at": event.occurred_at}),
+        Upsert(
+            "agents",
+            {"agent_id": body.agent_id},
+            {"health": body.current, "health_at": event.occurred_at},
+            merge={"health": "ranked"},
+            rank=("health_at",),
+        ),
+        Insert(
+            "agent_health_changes",
+            {
+                "event_id": event.event_id,
+                "agent_id": body.agent_id,
+                "previous": body.previous,
+                "current": body.current,
+                "reason": body.reason,
+                "missed_heartbeats": body.missed_heartbeats,
+                "occurred_at": event.occurred_at,
+            },
+        ),
     ]
 
 
 @handles("AgentHeartbeat")
 def heartbeat(event: Envelope) -> list[Op]:
     body = event.body
-    values = {"in_flight": body.in_flight, "queue_depth": body.queue_depth,
-              "cpu_percent": body.cpu_percent, "memory_mb": body.memory_mb,
-              "agent_version": body.agent_version, "seen_at": event.occurred_at}
-    return [Upsert("agent_heartbeats_latest", {"agent_id": body.agent_id}, values,
-                   merge={c: "ranked" for c in values if c != "seen_at"}, rank=("seen_at",))]
+    values = {
+        "in_flight": body.in_flight,
+        "queue_depth": body.queue_depth,
+        "cpu_percent": body.cpu_percent,
+        "memory_mb": body.memory_mb,
+        "agent_version": body.agent_version,
+        "seen_at": event.occurred_at,
+    }
+    return [
+        Upsert(
+            "agent_heartbeats_latest",
+            {"agent_id": body.agent_id},
+            values,
+            merge={c: "ranked" for c in values if c != "seen_at"},
+            rank=("seen_at",),
+        )
+    ]
 
 
 # --- tasks -----------------------------------------------------------------------
 # A task's status is that of its latest lifecycle event; a terminal event (completed,
 # expired) is never overtaken, and within one instant the later stage wins.
 
-STAGES = {"submitted": 0, "queued": 1, "routed": 2, "reassigned": 3, "assigned": 4,
-          "started": 5, "handed_off": 6, "rejected": 7, "failed": 7, "timed_out": 7,
-          "expired": 8, "completed": 9}
+STAGES = {
+    "submitted": 0,
+    "queued": 1,
+    "routed": 2,
+    "reassigned": 3,
+    "assigned": 4,
+    "started": 5,
+    "handed_off": 6,
+    "rejected": 7,
+    "failed": 7,
+    "timed_out": 7,
+    "expired": 8,
+    "completed": 9,
+}
 TERMINAL = {"completed", "expired"}
 # Describe the latest lifecycle event, so every status change writes all of them
 # (None where that event has nothing to say): the newest event wins whatever the
@@ -148,8 +226,13 @@ _STATUS_COLUMNS = ("reason", "assigned_agent_id", "error", "result_summary")
 
 
 # Shared by every task upsert (operations never change them): built once, not per event.
-_TASK_MERGE = {**{c: "ranked" for c in ("status", *_STATUS_COLUMNS)}, "updated_at": "max",
-               "attempt": "max", "routed_at": "max", "finished_at": "max"}
+_TASK_MERGE = {
+    **{c: "ranked" for c in ("status", *_STATUS_COLUMNS)},
+    "updated_at": "max",
+    "attempt": "max",
+    "routed_at": "max",
+    "finished_at": "max",
+}
 _TASK_RANK = ("status_terminal", "status_at", "status_stage")
 
 
@@ -157,32 +240,59 @@ def _task(event: Envelope, status: str, *, terminal: bool | None = None, **value
     """`terminal` overrides what the status says: a failure is final only when it may not be retried."""
     described = {c: values.pop(c, None) for c in _STATUS_COLUMNS}
     return Upsert(
-        "tasks", {"task_id": event.body.task_id},
-        {"status": status, **described, "status_terminal": status in TERMINAL if terminal is None else terminal,
-         "status_at": event.occurred_at, "status_stage": STAGES[status],
-         "updated_at": event.occurred_at, **values},
-        merge=_TASK_MERGE, rank=_TASK_RANK,
+        "tasks",
+        {"task_id": event.body.task_id},
+        {
+            "status": status,
+            **described,
+            "status_terminal": status in TERMINAL if terminal is None else terminal,
+            "status_at": event.occurred_at,
+            "status_stage": STAGES[status],
+            "updated_at": event.occurred_at,
+            **values,
+        },
+        merge=_TASK_MERGE,
+        rank=_TASK_RANK,
     )
 
 
 def _assignment(event: Envelope, attempt: int, **values: Any) -> Upsert:
     if "outcome" in values:
         values = {"success": None, "duration_ms": None, **values}
-    merge = {"outcome": "ranked", "success": "ranked", "duration_ms": "ranked",
-             "finished_at": "max", "started_at": "min"}
-    return Upsert("task_assignments", {"task_id": event.body.task_id, "attempt": attempt},
-                  values, merge={c: r for c, r in merge.items() if c in values},
-                  rank=("finished_at",) if "outcome" in values else ())
+    merge = {
+        "outcome": "ranked",
+        "success": "ranked",
+        "duration_ms": "ranked",
+        "finished_at": "max",
+        "started_at": "min",
+    }
+    return Upsert(
+        "task_assignments",
+        {"task_id": event.body.task_id, "attempt": attempt},
+        values,
+        merge={c: r for c, r in merge.items() if c in values},
+        rank=("finished_at",) if "outcome" in values else (),
+    )
 
 
 @handles("TaskSubmitted")
 def task_submitted(event: Envelope) -> list[Op]:
     body = event.body
-    return [_task(event, "submitted",
-                  requirements=_plain(body.requirements), priority=body.priority,
-                  submitter=body.submitter, job_id=body.job_id, parent_task_id=body.parent_task_id,
-                  deadline=body.deadline, payload=_plain(body.payload), features=_plain(body.features),
-                  submitted_at=event.occurred_at)]
+    return [
+        _task(
+            event,
+            "submitted",
+            requirements=_plain(body.requirements),
+            priority=body.priority,
+            submitter=body.submitter,
+            job_id=body.job_id,
+            parent_task_id=body.parent_task_id,
+            deadline=body.deadline,
+            payload=_plain(body.payload),
+            features=_plain(body.features),
+            submitted_at=event.occurred_at,
+        )
+    ]
 
 
 @handles("TaskRouted")
@@ -190,23 +300,43 @@ def task_routed(event: Envelope) -> list[Op]:
     body = event.body
     return [
         _task(event, "routed", routed_at=event.occurred_at),
-        Insert("routing_decisions", {
-            "event_id": event.event_id, "task_id": body.task_id,
-            "chosen_agent_id": body.chosen_agent_id, "candidates": _plain(body.candidates),
-            "predicted_success": body.predicted_success, "confidence": body.confidence,
-            "propensity": body.propensity, "model_version": body.model_version,
-            "policy": body.policy, "reason": body.reason,
-            "risk_factors": _plain(body.risk_factors), "decided_at": event.occurred_at}),
+        Insert(
+            "routing_decisions",
+            {
+                "event_id": event.event_id,
+                "task_id": body.task_id,
+                "chosen_agent_id": body.chosen_agent_id,
+                "candidates": _plain(body.candidates),
+                "predicted_success": body.predicted_success,
+                "confidence": body.confidence,
+                "propensity": body.propensity,
+                "model_version": body.model_version,
+                "policy": body.policy,
+                "reason": body.reason,
+                "risk_factors": _plain(body.risk_factors),
+                "decided_at": event.occurred_at,
+            },
+        ),
     ]
 
 
 @handles("TaskQueued")
 def task_queued(event: Envelope) -> list[Op]:
     body = event.body
-    return [_task(event, "queued", reason=body.reason),
-            Insert("task_queue_events", {"event_id": event.event_id, "task_id": body.task_id,
-                                         "capability": body.capability, "reason": body.reason,
-                                         "position": body.position, "occurred_at": event.occurred_at})]
+    return [
+        _task(event, "queued", reason=body.reason),
+        Insert(
+            "task_queue_events",
+            {
+                "event_id": event.event_id,
+                "task_id": body.task_id,
+                "capability": body.capability,
+                "reason": body.reason,
+                "position": body.position,
+                "occurred_at": event.occurred_at,
+            },
+        ),
+    ]
 
 
 @handles("TaskAssigned")
@@ -214,8 +344,14 @@ def task_assigned(event: Envelope) -> list[Op]:
     body = event.body
     return [
         _task(event, "assigned", attempt=body.attempt, assigned_agent_id=body.agent_id),
-        _assignment(event, body.attempt, agent_id=body.agent_id, capability=body.capability,
-                    assigned_at=event.occurred_at, propensity=body.propensity),
+        _assignment(
+            event,
+            body.attempt,
+            agent_id=body.agent_id,
+            capability=body.capability,
+            assigned_at=event.occurred_at,
+            propensity=body.propensity,
+        ),
     ]
 
 
@@ -228,22 +364,44 @@ def task_started(event: Envelope) -> list[Op]:
     ]
 
 
-def _finished(event: Envelope, status: str, *, success: bool | None, duration_ms=None,
-              terminal: bool | None = None, **task_values: Any) -> list[Op]:
+def _finished(
+    event: Envelope,
+    status: str,
+    *,
+    success: bool | None,
+    duration_ms=None,
+    terminal: bool | None = None,
+    **task_values: Any,
+) -> list[Op]:
     body = event.body
     return [
-        _task(event, status, terminal=terminal, attempt=body.attempt, assigned_agent_id=body.agent_id,
-              finished_at=event.occurred_at, **task_values),
-        _assignment(event, body.attempt, agent_id=body.agent_id, outcome=status,
-                    success=success, duration_ms=duration_ms, finished_at=event.occurred_at),
+        _task(
+            event,
+            status,
+            terminal=terminal,
+            attempt=body.attempt,
+            assigned_agent_id=body.agent_id,
+            finished_at=event.occurred_at,
+            **task_values,
+        ),
+        _assignment(
+            event,
+            body.attempt,
+            agent_id=body.agent_id,
+            outcome=status,
+            success=success,
+            duration_ms=duration_ms,
+            finished_at=event.occurred_at,
+        ),
     ]
 
 
 @handles("TaskCompleted")
 def task_completed(event: Envelope) -> list[Op]:
     body = event.body
-    return _finished(event, "completed", success=body.success, duration_ms=body.duration_ms,
-                     result_summary=body.result_summary)
+    return _finished(
+        event, "completed", success=body.success, duration_ms=body.duration_ms, result_summary=body.result_summary
+    )
 
 
 @handles("TaskFailed")
@@ -263,12 +421,22 @@ def task_handed_off(event: Envelope) -> list[Op]:
     body = event.body
     return [
         _task(event, "handed_off", assigned_agent_id=body.to_agent_id, reason=body.reason),
-        _assignment(event, body.attempt, agent_id=body.from_agent_id, outcome="handed_off",
-                    finished_at=event.occurred_at),
-        Insert("task_handoffs", {
-            "event_id": event.event_id, "task_id": body.task_id, "attempt": body.attempt,
-            "from_agent_id": body.from_agent_id, "to_agent_id": body.to_agent_id,
-            "subtask_id": body.subtask_id, "reason": body.reason, "occurred_at": event.occurred_at}),
+        _assignment(
+            event, body.attempt, agent_id=body.from_agent_id, outcome="handed_off", finished_at=event.occurred_at
+        ),
+        Insert(
+            "task_handoffs",
+            {
+                "event_id": event.event_id,
+                "task_id": body.task_id,
+                "attempt": body.attempt,
+                "from_agent_id": body.from_agent_id,
+                "to_agent_id": body.to_agent_id,
+                "subtask_id": body.subtask_id,
+                "reason": body.reason,
+                "occurred_at": event.occurred_at,
+            },
+        ),
     ]
 
 
@@ -279,13 +447,20 @@ def task_timed_out(event: Envelope) -> list[Op]:
     reason = f"timed out at {body.stage}" + (f": {body.reason}" if body.reason else "")
     ops: list[Op] = [_task(event, status, attempt=body.attempt, reason=reason)]
     if body.agent_id:
-        ops.append(_assignment(event, body.attempt, agent_id=body.agent_id, outcome="timed_out",
-                               success=False, finished_at=event.occurred_at))
+        ops.append(
+            _assignment(
+                event,
+                body.attempt,
+                agent_id=body.agent_id,
+                outcome="timed_out",
+                success=False,
+                finished_at=event.occurred_at,
+            )
+        )
     return ops
 
 
 @handles("TaskReassigned")
 def task_reassigned(event: Envelope) -> list[Op]:
     body = event.body
-    return [_task(event, "reassigned", attempt=body.attempt, reason=body.reason,
-                  assigned_agent_id=body.to_agent_id)]
+    return [_task(event, "reassigned", attempt=body.attempt, reason=body.reason, assigned_agent_id=body.to_agent_id)]

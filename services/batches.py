@@ -7,6 +7,7 @@ processors on the routing path therefore read their busy topics with a group con
 own, run as a task of their Faust app, and commit a batch's offsets only once everything the
 batch led to is on the broker: a crash between the two repeats the batch, it never loses one.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,9 +34,14 @@ def group_consumer(settings: Settings, group_id: str, **options) -> AIOKafkaCons
     Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS, whichever comes first:
     a fetch per record would cost more than the record (the request names every partition)."""
     options.setdefault("session_timeout_ms", round(settings.group_session_timeout_s * 1000))
-    return kafka.consumer(settings, group_id=group_id, fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
-                          fetch_min_bytes=settings.batch_fetch_min_bytes,
-                          max_partition_fetch_bytes=4 * 1024 * 1024, **options)
+    return kafka.consumer(
+        settings,
+        group_id=group_id,
+        fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
+        fetch_min_bytes=settings.batch_fetch_min_bytes,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **options,
+    )
 
 
 class Sends:
@@ -48,10 +54,18 @@ class Sends:
         self.producer = producer  # set once started, inside the event loop
         self.pending: list[asyncio.Future] = []
 
-    async def send(self, topic: str, *, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
-        self.pending.append(await self.producer.send(topic, value, key=key, headers=list(headers or ()) or None,
-                                                     partition=partition))
+    async def send(
+        self,
+        topic: str,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
+        self.pending.append(
+            await self.producer.send(topic, value, key=key, headers=list(headers or ()) or None, partition=partition)
+        )
 
     def topic(self, name: str) -> "SendsTo":
         return SendsTo(self, name)
@@ -68,8 +82,14 @@ class SendsTo:
         self.sends = sends
         self.name = name
 
-    async def send(self, *, key: bytes | None, value: bytes | None,
-                   headers: Sequence[tuple[str, bytes]] | None = None, partition: int | None = None) -> None:
+    async def send(
+        self,
+        *,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> None:
         await self.sends.send(self.name, key=key, value=value, headers=headers, partition=partition)
 
 
@@ -91,9 +111,16 @@ class Assignment(ConsumerRebalanceListener):
             self.on_change(self.partitions)
 
 
-async def run_in_batches(consumer: AIOKafkaConsumer, handle: Callable[[list], Awaitable[None]], sends: Sends,
-                         metrics: ProcessorMetrics, *, stop: asyncio.Event | None = None,
-                         max_records: int = MAX_BATCH, in_time_order: bool = False) -> None:
+async def run_in_batches(
+    consumer: AIOKafkaConsumer,
+    handle: Callable[[list], Awaitable[None]],
+    sends: Sends,
+    metrics: ProcessorMetrics,
+    *,
+    stop: asyncio.Event | None = None,
+    max_records: int = MAX_BATCH,
+    in_time_order: bool = False,
+) -> None:
     """Fetch, hand the whole batch to `handle`, wait for its sends, commit; until `stop` is set.
 
     `in_time_order` interleaves the partitions of a batch by record timestamp (each partition's
@@ -116,32 +143,48 @@ async def run_in_batches(consumer: AIOKafkaConsumer, handle: Callable[[list], Aw
         except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:
             # The partitions moved on while the batch was handled: their new owner starts from
             # the last commit and repeats what came after it, which every reader here tolerates.
-            log.warning("%s: could not commit a batch of %d records (%s); it will be read again",
-                        consumer._group_id, len(records), error)
+            log.warning(
+                "%s: could not commit a batch of %d records (%s); it will be read again",
+                consumer._group_id,
+                len(records),
+                error,
+            )
 
 
 def consumer_opener(settings: Settings, **options) -> Callable[..., Awaitable[AIOKafkaConsumer]]:
     """`open(group_id, topics, listener)`: a started group consumer, subscribed."""
+
     async def open_consumer(group_id: str, topics: list[str], listener: ConsumerRebalanceListener | None = None):
         consumer = group_consumer(settings, group_id, **options)
         await kafka.start(consumer, settings)
         consumer.subscribe(topics, listener=listener or Assignment())
         return consumer
+
     return open_consumer
 
 
 def producer_opener(settings: Settings) -> Callable[[], Awaitable[AIOKafkaProducer]]:
     """`open()`: a started producer (made inside the event loop, as aiokafka wants)."""
+
     async def open_producer() -> AIOKafkaProducer:
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         return producer
+
     return open_producer
 
 
-async def read_group(open_consumer, group_id: str, topics: list[str], handle: Callable[[list], Awaitable[None]],
-                     sends: Sends, metrics: ProcessorMetrics, listener: ConsumerRebalanceListener | None = None,
-                     *, in_time_order: bool = False) -> None:
+async def read_group(
+    open_consumer,
+    group_id: str,
+    topics: list[str],
+    handle: Callable[[list], Awaitable[None]],
+    sends: Sends,
+    metrics: ProcessorMetrics,
+    listener: ConsumerRebalanceListener | None = None,
+    *,
+    in_time_order: bool = False,
+) -> None:
     """Open a group consumer on `topics` and run `handle` over its batches until cancelled."""
     consumer = await open_consumer(group_id, topics, listener)
     try:
@@ -150,8 +193,13 @@ async def read_group(open_consumer, group_id: str, topics: list[str], handle: Ca
         await consumer.stop()
 
 
-async def run_readers(app, open_producer: Callable[[], Awaitable[AIOKafkaProducer]], sends: Sequence[Sends],
-                      readers: Callable[[], Awaitable], stopped: str) -> None:
+async def run_readers(
+    app,
+    open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+    sends: Sequence[Sends],
+    readers: Callable[[], Awaitable],
+    stopped: str,
+) -> None:
     """Run `readers()` with one started producer behind all of `sends`; crash the app if they fail.
 
     A processor whose batch readers stopped must stop too, and say why, rather than sit idle."""

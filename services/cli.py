@@ -1,4 +1,5 @@
 """The `orchestrator` command."""
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         settings = Settings.from_env()
-        logging.basicConfig(level=settings.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for chatty in ("aiokafka", "kafka"):  # client chatter drowns the processors' own lines
             logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
         return args.run(args, settings) or 0
@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orchestrator", description=(
-        "Event-sourced agent orchestrator: topics, events, processors and read models."))
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description=("Event-sourced agent orchestrator: topics, events, processors and read models."),
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     topics = commands.add_parser("topics", help="the topic catalog").add_subparsers(metavar="ACTION")
@@ -72,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     publish = commands.add_parser("publish", help="validate and publish one hand-written event")
     publish.add_argument("file", nargs="?", default="-", help="JSON file, or - for standard input")
-    publish.add_argument("--type", dest="event_type",
-                         help="the JSON is only a body of this event type; the envelope is filled in")
+    publish.add_argument(
+        "--type", dest="event_type", help="the JSON is only a body of this event type; the envelope is filled in"
+    )
     publish.add_argument("--producer", help="producer recorded on the event (default ORCHESTRATOR_PRODUCER)")
     publish.set_defaults(run=cmd_publish)
 
@@ -83,8 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
     dlq_list.set_defaults(run=cmd_dlq_list)
     dlq_replay = dlq.add_parser("replay", help="re-inject parked messages into their original topics")
-    dlq_replay.add_argument("--only", action="append", metavar="PARTITION:OFFSET", default=[],
-                            help="re-inject just this parked message (repeatable); default: all not yet re-injected")
+    dlq_replay.add_argument(
+        "--only",
+        action="append",
+        metavar="PARTITION:OFFSET",
+        default=[],
+        help="re-inject just this parked message (repeatable); default: all not yet re-injected",
+    )
     dlq_replay.add_argument("--dry-run", action="store_true", help="show what would be re-injected")
     dlq_replay.set_defaults(run=cmd_dlq_replay)
 
@@ -99,26 +107,41 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
 
     simulate = commands.add_parser("simulate", help="compare routing policies on a simulated fleet, on the real stack")
-    simulate.add_argument("--policies", default="random,round_robin,least_loaded,orchestrator",
-                          help="comma-separated policies to compare (default: all four)")
+    simulate.add_argument(
+        "--policies",
+        default="random,round_robin,least_loaded,orchestrator",
+        help="comma-separated policies to compare (default: all four)",
+    )
     simulate.add_argument("--agents", type=int, default=12, help="simulated agents (default 12)")
     simulate.add_argument("--tasks", type=int, default=400, help="tasks per policy (default 400)")
     simulate.add_argument("--rate", type=float, default=40.0, help="tasks submitted per second (default 40)")
     simulate.add_argument("--seed", type=int, default=7, help="seed of the fleet and the task stream")
     simulate.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    simulate.add_argument("--learning", action="store_true", help="instead: the learner against the fleet's known "
-                          "skills (accuracy against the Bayes-optimal predictor, detection of a skill change)")
+    simulate.add_argument(
+        "--learning",
+        action="store_true",
+        help="instead: the learner against the fleet's known "
+        "skills (accuracy against the Bayes-optimal predictor, detection of a skill change)",
+    )
     simulate.add_argument("--learning-tasks", type=int, default=6000, help="outcomes the learning report runs on")
     simulate.set_defaults(run=cmd_simulate)
 
-    evaluate = commands.add_parser("evaluate", help="replay a real outcome log through the running router, "
-                                   "balancer and learner, and score routing and prediction")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="replay a real outcome log through the running router, "
+        "balancer and learner, and score routing and prediction",
+    )
     evaluate.add_argument("--data", required=True, help="the outcome log (csv or csv.gz, one row per task and agent)")
-    evaluate.add_argument("--limit", type=int, default=2000,
-                          help="only the first N tasks in task_seq order (default 2000)")
+    evaluate.add_argument(
+        "--limit", type=int, default=2000, help="only the first N tasks in task_seq order (default 2000)"
+    )
     evaluate.add_argument("--outstanding", type=int, default=50, help="most tasks submitted and not yet answered")
-    evaluate.add_argument("--cold-start-after", type=int, metavar="K", help="also replay twice with a newcomer "
-                          "joining after K tasks, into a fleet sharing its experience and one not")
+    evaluate.add_argument(
+        "--cold-start-after",
+        type=int,
+        metavar="K",
+        help="also replay twice with a newcomer joining after K tasks, into a fleet sharing its experience and one not",
+    )
     evaluate.add_argument("--newcomer", help="the agent that joins late (default: the best single agent of the log)")
     evaluate.add_argument("--first", type=int, default=100, help="newcomer tasks the cold start looks at (default 100)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object instead of a report")
@@ -148,8 +171,10 @@ def _timestamp(text: str) -> datetime:
 
 # --- commands -----------------------------------------------------------------------
 
+
 def cmd_topics_ensure(args, settings: Settings) -> int:
     from services.kafka import ensure_topics
+
     checks = asyncio.run(ensure_topics(settings))
     for check in checks:
         print(f"{check.action:9} {check.name}" + (f"  ({check.detail})" if check.detail else ""))
@@ -163,14 +188,17 @@ def cmd_topics_list(args, settings: Settings) -> int:
         return 0
     for topic in catalog:
         retention = "forever" if topic["retention_ms"] == -1 else f"{topic['retention_ms'] // 3_600_000}h"
-        print(f"{topic['name']:32} key={topic['key']:13} partitions={topic['partitions']} "
-              f"retention={retention:8} {', '.join(topic['events']) or '(dead letters)'}")
+        print(
+            f"{topic['name']:32} key={topic['key']:13} partitions={topic['partitions']} "
+            f"retention={retention:8} {', '.join(topic['events']) or '(dead letters)'}"
+        )
     return 0
 
 
 def cmd_topics_partition(args, settings: Settings) -> int:
     from events.topics import TOPICS
     from services.kafka import partition_for_key
+
     spec = next((t for t in TOPICS if t.name == args.topic), None)
     if spec is None:
         raise UsageError(f"no topic {args.topic!r}; see `orchestrator topics list`")
@@ -180,6 +208,7 @@ def cmd_topics_partition(args, settings: Settings) -> int:
 
 def cmd_publish(args, settings: Settings) -> int:
     from services import kafka
+
     raw = sys.stdin.buffer.read() if args.file == "-" else open(args.file, "rb").read()
     producer_name = args.producer or settings.producer_name
     if args.event_type:
@@ -206,19 +235,33 @@ def cmd_publish(args, settings: Settings) -> int:
 
 def cmd_dlq_list(args, settings: Settings) -> int:
     from services.deadletter.reinject import read_parked
+
     parked = asyncio.run(read_parked(settings, limit=args.limit))
     for item in parked:
         if args.json:
-            print(orjson.dumps({
-                "partition": item.partition, "offset": item.offset, "origin_topic": item.origin_topic,
-                "origin_partition": item.origin_partition, "origin_offset": item.origin_offset,
-                "error_class": item.error_class, "error_message": item.error_message,
-                "attempt": item.attempt, "processor": item.processor, "failed_at": item.failed_at,
-                "key": (item.key or b"").decode(errors="replace"),
-                "value": (item.value or b"").decode(errors="replace")}).decode())
+            print(
+                orjson.dumps(
+                    {
+                        "partition": item.partition,
+                        "offset": item.offset,
+                        "origin_topic": item.origin_topic,
+                        "origin_partition": item.origin_partition,
+                        "origin_offset": item.origin_offset,
+                        "error_class": item.error_class,
+                        "error_message": item.error_message,
+                        "attempt": item.attempt,
+                        "processor": item.processor,
+                        "failed_at": item.failed_at,
+                        "key": (item.key or b"").decode(errors="replace"),
+                        "value": (item.value or b"").decode(errors="replace"),
+                    }
+                ).decode()
+            )
         else:
-            print(f"{item.partition}:{item.offset}  {item.origin_topic}[{item.origin_partition}]@"
-                  f"{item.origin_offset}  attempt {item.attempt}  {item.error_class}: {item.error_message[:120]}")
+            print(
+                f"{item.partition}:{item.offset}  {item.origin_topic}[{item.origin_partition}]@"
+                f"{item.origin_offset}  attempt {item.attempt}  {item.error_class}: {item.error_message[:120]}"
+            )
     if not args.json:
         print(f"{len(parked)} parked message(s)", file=sys.stderr)
     return 0
@@ -226,6 +269,7 @@ def cmd_dlq_list(args, settings: Settings) -> int:
 
 def cmd_dlq_replay(args, settings: Settings) -> int:
     from services.deadletter.reinject import replay_parked
+
     only = set()
     for item in args.only:
         try:
@@ -243,10 +287,13 @@ def cmd_dlq_replay(args, settings: Settings) -> int:
 
 def cmd_replay(args, settings: Settings) -> int:
     from services.replay import replay
+
     report = asyncio.run(replay(settings, until=args.until, into=args.into, replace=args.replace))
     where = "swapped into the live schema" if report.swapped else "left in its own schema"
-    print(f"replayed {report.events} events ({report.rejected} unusable) into {report.schema} in "
-          f"{report.seconds:.1f}s, {report.events_per_second:,.0f} events/s; {where}")
+    print(
+        f"replayed {report.events} events ({report.rejected} unusable) into {report.schema} in "
+        f"{report.seconds:.1f}s, {report.events_per_second:,.0f} events/s; {where}"
+    )
     return 0
 
 
@@ -257,15 +304,29 @@ def cmd_serve(args, settings: Settings) -> int:
 def cmd_simulate(args, settings: Settings) -> int:
     if args.learning:
         from bench.evaluation.simulator.learning import fleet_table, learning_table, run_large_fleet, run_learning
+
         figures = run_learning(agents=args.agents, tasks=args.learning_tasks, seed=args.seed)
         fleet = run_large_fleet(seed=args.seed)  # beside today's regime: many agents, few outcomes
-        print(orjson.dumps({"learning": figures.as_dict(), "large_fleet": fleet.as_dict()}).decode() if args.json
-              else learning_table(figures) + "\n\n" + fleet_table(fleet))
+        print(
+            orjson.dumps({"learning": figures.as_dict(), "large_fleet": fleet.as_dict()}).decode()
+            if args.json
+            else learning_table(figures) + "\n\n" + fleet_table(fleet)
+        )
         return 0
     from bench.evaluation.simulator.run import simulate, table
+
     policies = [p.strip() for p in args.policies.split(",") if p.strip()]
-    results = asyncio.run(simulate(settings, policies=policies, agents=args.agents, tasks=args.tasks,
-                                   rate=args.rate, seed=args.seed, log=_to_stderr))
+    results = asyncio.run(
+        simulate(
+            settings,
+            policies=policies,
+            agents=args.agents,
+            tasks=args.tasks,
+            rate=args.rate,
+            seed=args.seed,
+            log=_to_stderr,
+        )
+    )
     if args.json:
         print(orjson.dumps({"policies": {name: r.as_dict() for name, r in results.items()}}).decode())
     else:
@@ -280,10 +341,20 @@ def _to_stderr(line: str) -> None:
 def cmd_evaluate(args, settings: Settings) -> int:
     from bench.evaluation.online import evaluate, report
     from bench.evaluation.outcome_log import LogFormatError
+
     try:
-        result = asyncio.run(evaluate(settings, args.data, limit=args.limit, outstanding=args.outstanding,
-                                      log=_to_stderr, cold_start_after=args.cold_start_after,
-                                      newcomer=args.newcomer, first=args.first))
+        result = asyncio.run(
+            evaluate(
+                settings,
+                args.data,
+                limit=args.limit,
+                outstanding=args.outstanding,
+                log=_to_stderr,
+                cold_start_after=args.cold_start_after,
+                newcomer=args.newcomer,
+                first=args.first,
+            )
+        )
     except LogFormatError as error:
         raise UsageError(str(error)) from None
     print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() if args.json else report(result))
@@ -300,6 +371,7 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from services.kafka import KafkaUnavailable
     from services.projector.bootstrap import DatabaseUnavailable
     from services.replay import ReplayError
+
     return (KafkaUnavailable, DatabaseUnavailable, ReplayError, FileNotFoundError)
 
 

@@ -1,4 +1,5 @@
 """Running a Faust processor: the same start-up and shutdown for every one of them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,8 +26,12 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
     options = kafka.connection_options(settings)
     if options["security_protocol"] == "PLAINTEXT":
         return None
-    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
-                                 mechanism=options["sasl_mechanism"], ssl_context=options["ssl_context"])
+    return faust.SASLCredentials(
+        username=options["sasl_plain_username"],
+        password=options["sasl_plain_password"],
+        mechanism=options["sasl_mechanism"],
+        ssl_context=options["ssl_context"],
+    )
 
 
 # Faust has the broker hold a fetch up to 1.5 s while no data is there. aiokafka keeps one fetch
@@ -40,8 +45,11 @@ def faust_credentials(settings: Settings) -> faust.SASLCredentials | None:
 def fetch_settings(settings: Settings) -> None:
     """Make every Faust consumer of this process fetch as the settings say, committed records only."""
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-    create = getattr(AIOKafkaConsumerThread._create_worker_consumer, "faust_default", None) or \
-        AIOKafkaConsumerThread._create_worker_consumer
+
+    create = (
+        getattr(AIOKafkaConsumerThread._create_worker_consumer, "faust_default", None)
+        or AIOKafkaConsumerThread._create_worker_consumer
+    )
     max_wait_ms, min_bytes = settings.faust_fetch_max_wait_ms, settings.faust_fetch_min_bytes
 
     def create_worker_consumer(self, transport):
@@ -76,14 +84,23 @@ def internal_topics(app: faust.App) -> list[NewTopic]:
         if channel.retention:
             config["retention.ms"] = int(want_seconds(channel.retention) * 1000)
         for name in channel.topics:
-            wanted[name] = NewTopic(name, channel.partitions or app.conf.topic_partitions,
-                                    channel.replicas or app.conf.topic_replication_factor,
-                                    topic_configs={k: str(v) for k, v in config.items()})
+            wanted[name] = NewTopic(
+                name,
+                channel.partitions or app.conf.topic_partitions,
+                channel.replicas or app.conf.topic_replication_factor,
+                topic_configs={k: str(v) for k, v in config.items()},
+            )
     return list(wanted.values())
 
 
-def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMetrics], faust.App], *,
-               started: str, prepare: Sequence[Callable[[Settings], Awaitable]] = ()) -> int:
+def run_worker(
+    settings: Settings,
+    service: str,
+    make_app: Callable[[ProcessorMetrics], faust.App],
+    *,
+    started: str,
+    prepare: Sequence[Callable[[Settings], Awaitable]] = (),
+) -> int:
     """Run until SIGTERM or SIGINT, on either of which Faust's worker stops the app cleanly."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -102,8 +119,9 @@ def run_worker(settings: Settings, service: str, make_app: Callable[[ProcessorMe
     # Faust's own default is a minute: that long, a killed copy would hold its partitions.
     app.conf.broker_session_timeout = settings.group_session_timeout_s
     log.info("%s starting: %s", service, started)
-    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, override_logging=False,
-                          redirect_stdouts=False, quiet=True)
+    worker = faust.Worker(
+        app, loop=loop, loglevel=settings.log_level, override_logging=False, redirect_stdouts=False, quiet=True
+    )
     worker.spinner = None  # a terminal progress spinner; it writes escape codes even to a log file
     try:
         worker.execute_from_commandline()

@@ -1,4 +1,5 @@
 """Kafka plumbing shared by services and the CLI: clients, topic catalog upkeep, publishing."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,13 +30,17 @@ class KafkaUnavailable(RuntimeError):
 def connection_options(settings: Settings) -> dict:
     """How every client of this process reaches the brokers: address, and in the secure profile
     SASL credentials over TLS with the broker's certificate and host name checked."""
-    options = {"bootstrap_servers": settings.kafka_bootstrap_servers,
-               "security_protocol": settings.kafka_security_protocol}
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers,
+        "security_protocol": settings.kafka_security_protocol,
+    }
     if settings.kafka_security_protocol == "SASL_SSL":
-        options.update(sasl_mechanism=settings.kafka_sasl_mechanism,
-                       sasl_plain_username=settings.kafka_sasl_username,
-                       sasl_plain_password=settings.kafka_sasl_secret,
-                       ssl_context=ssl_context(settings.kafka_ssl_cafile))
+        options.update(
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_sasl_username,
+            sasl_plain_password=settings.kafka_sasl_secret,
+            ssl_context=ssl_context(settings.kafka_ssl_cafile),
+        )
     return options
 
 
@@ -59,8 +64,12 @@ def producer(settings: Settings, **options) -> AIOKafkaProducer:
 def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     # read_committed: records of an aborted transaction (an agent's report that was retried)
     # are never seen, so every reader sees each report once.
-    options = {"enable_auto_commit": False, "auto_offset_reset": "earliest",
-               "isolation_level": "read_committed", **options}
+    options = {
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        **options,
+    }
     return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
@@ -83,25 +92,35 @@ async def start(client, settings: Settings, what: str = "Kafka") -> None:
         await client.start()
     except KafkaConnectionError as error:
         if settings.kafka_security_protocol == "SASL_SSL":
-            hint = (f"check KAFKA_SASL_USERNAME={settings.kafka_sasl_username}, its password and KAFKA_SSL_CAFILE, "
-                    "or start the secure stack with `make up SECURE=1`")
+            hint = (
+                f"check KAFKA_SASL_USERNAME={settings.kafka_sasl_username}, its password and KAFKA_SSL_CAFILE, "
+                "or start the secure stack with `make up SECURE=1`"
+            )
         else:
             hint = "start the local stack with `make up` or point the variable at a broker"
-        raise KafkaUnavailable(f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
-                               f"over {settings.kafka_security_protocol} ({reason.message or error}); "
-                               f"{hint}") from error
+        raise KafkaUnavailable(
+            f"cannot reach {what} at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} "
+            f"over {settings.kafka_security_protocol} ({reason.message or error}); "
+            f"{hint}"
+        ) from error
     finally:
         logging.getLogger("aiokafka").removeHandler(reason)
 
 
-async def publish(kafka_producer: AIOKafkaProducer, settings: Settings, event: Envelope,
-                  headers: list[tuple[str, bytes]] | None = None):
+async def publish(
+    kafka_producer: AIOKafkaProducer,
+    settings: Settings,
+    event: Envelope,
+    headers: list[tuple[str, bytes]] | None = None,
+):
     topic = topic_name(topic_for_event(event.event_type), settings.topic_prefix)
-    return await kafka_producer.send_and_wait(topic, encode(event), key=event.key.encode(),
-                                              headers=[type_header(event), *(headers or ())])
+    return await kafka_producer.send_and_wait(
+        topic, encode(event), key=event.key.encode(), headers=[type_header(event), *(headers or ())]
+    )
 
 
 # --- the topic catalog on the broker ------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TopicCheck:
@@ -130,10 +149,12 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
     missing = [n for n in names if n not in existing]
     results: list[TopicCheck] = []
     if missing:
-        response = await admin.create_topics([
-            NewTopic(n, names[n].partitions, settings.replication_factor,
-                     topic_configs=desired_configs(names[n]))
-            for n in missing])
+        response = await admin.create_topics(
+            [
+                NewTopic(n, names[n].partitions, settings.replication_factor, topic_configs=desired_configs(names[n]))
+                for n in missing
+            ]
+        )
         hidden = set()
         for name, code, *rest in response.topic_errors:
             if code == TOPIC_AUTHORIZATION_FAILED:
@@ -155,8 +176,9 @@ async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicC
         for name in present:
             spec = names[name]
             if partitions.get(name) != spec.partitions:
-                results.append(TopicCheck(name, "mismatch",
-                                          f"{partitions.get(name)} partitions, catalog says {spec.partitions}"))
+                results.append(
+                    TopicCheck(name, "mismatch", f"{partitions.get(name)} partitions, catalog says {spec.partitions}")
+                )
                 continue
             drift = {k: v for k, v in desired_configs(spec).items() if configs[name].get(k) != v}
             if drift:
@@ -193,8 +215,11 @@ async def delete_topics(settings: Settings, only: list[str] | None = None) -> li
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        ours = [name for name in await admin.list_topics()
-                if name.startswith(f"{settings.topic_prefix}.") and (only is None or name in only)]
+        ours = [
+            name
+            for name in await admin.list_topics()
+            if name.startswith(f"{settings.topic_prefix}.") and (only is None or name in only)
+        ]
         if ours:
             await admin.delete_topics(ours)
         return ours
@@ -225,8 +250,10 @@ async def _until_led(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     """New partitions take a moment to get a leader; until then producers get retriable errors."""
     while True:
         described = await admin.describe_topics(names)
-        if all(d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
-               for d in described):
+        if all(
+            d["error_code"] == 0 and d["partitions"] and all(p["leader"] >= 0 for p in d["partitions"])
+            for d in described
+        ):
             return
         await asyncio.sleep(0.05)
 
@@ -255,8 +282,9 @@ def partition_for_key(key: str, partitions: int) -> int:
 
 def partitions(settings: Settings, specs) -> list[TopicPartition]:
     """Every partition of the given catalog topics (`ensure_topics` keeps the broker in line)."""
-    return [TopicPartition(topic_name(spec, settings.topic_prefix), p) for spec in specs
-            for p in range(spec.partitions)]
+    return [
+        TopicPartition(topic_name(spec, settings.topic_prefix), p) for spec in specs for p in range(spec.partitions)
+    ]
 
 
 async def end_offsets(settings: Settings, specs) -> dict[TopicPartition, int]:

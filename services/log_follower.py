@@ -4,6 +4,7 @@ The router and the learner each fold every event of a few topics into a view. At
 backlog is applied in timestamp order across partitions, as the events happened: read topic
 by topic instead, every outcome could come before its assignment.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -20,8 +21,9 @@ from services.settings import Settings
 Fetched = Callable[[str, int], None]
 
 
-async def open_from_start(settings: Settings, logical_topics, event_types: frozenset[str] | None = None,
-                          fetched: Fetched | None = None) -> tuple["ScreenedConsumer", dict]:
+async def open_from_start(
+    settings: Settings, logical_topics, event_types: frozenset[str] | None = None, fetched: Fetched | None = None
+) -> tuple["ScreenedConsumer", dict]:
     """A started consumer on every partition of the topics, at the start; and their end offsets now.
 
     It never hands out a record the identity gate refuses: whatever folds the log never sees one;
@@ -30,9 +32,12 @@ async def open_from_start(settings: Settings, logical_topics, event_types: froze
     """
     # Fetches that wait a little for company: one asking after every partition of several topics
     # for each new record would cost more than the record.
-    consumer = kafka.consumer(settings, max_partition_fetch_bytes=4 * 1024 * 1024,
-                              fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
-                              fetch_min_bytes=settings.batch_fetch_min_bytes)
+    consumer = kafka.consumer(
+        settings,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
+        fetch_min_bytes=settings.batch_fetch_min_bytes,
+    )
     await kafka.start(consumer, settings)
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)
@@ -44,8 +49,13 @@ async def open_from_start(settings: Settings, logical_topics, event_types: froze
 class ScreenedConsumer:
     """An AIOKafkaConsumer whose `getmany` leaves out what the identity gate refuses, and what is not wanted."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, gate: IdentityGate,
-                 event_types: frozenset[str] | None = None, on_fetched: Fetched | None = None) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        gate: IdentityGate,
+        event_types: frozenset[str] | None = None,
+        on_fetched: Fetched | None = None,
+    ) -> None:
         self.consumer = consumer
         self.gate = gate
         self.event_types = event_types
@@ -57,8 +67,9 @@ class ScreenedConsumer:
             for tp, records in fetched.items():
                 self.on_fetched(tp.topic, len(records))
         if self.event_types is not None:
-            fetched = {tp: [r for r in records if wanted(r.headers, self.event_types)]
-                       for tp, records in fetched.items()}
+            fetched = {
+                tp: [r for r in records if wanted(r.headers, self.event_types)] for tp, records in fetched.items()
+            }
         return {tp: [r for r in records if not await self.gate.refuses(r)] for tp, records in fetched.items()}
 
     async def position(self, tp) -> int:

@@ -3,6 +3,7 @@
 Every family is labelled by `service`, so one dashboard reads all processors; a labelled
 family a service never touches exports no samples. The learner sets `learner_accuracy`.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,51 +37,97 @@ class _Children:
 
 
 class ProcessorMetrics:
-    def __init__(self, service: str, registry: CollectorRegistry | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, service: str, registry: CollectorRegistry | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         self.service = service
         self.clock = clock
         labels = ("service", "topic")
-        self.events_in = Counter("orchestrator_events_in_total", "Events consumed", labels,
-                                 registry=self.registry)
-        self.events_applied = Counter("orchestrator_events_applied_total",
-                                      "Events whose effect was committed", labels, registry=self.registry)
-        self.events_out = Counter("orchestrator_events_out_total", "Events published", labels,
-                                  registry=self.registry)
-        self.dead_letters = Counter("orchestrator_dead_letters_total", "Records sent to the dead-letter topic",
-                                    (*labels, "error"), registry=self.registry)
-        self.batch_seconds = Histogram("orchestrator_batch_seconds", "Time to process one batch",
-                                       ("service",), buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.handler_seconds = Histogram("orchestrator_handler_seconds", "Time to handle one consumed event",
-                                         labels, buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.events_in = Counter("orchestrator_events_in_total", "Events consumed", labels, registry=self.registry)
+        self.events_applied = Counter(
+            "orchestrator_events_applied_total", "Events whose effect was committed", labels, registry=self.registry
+        )
+        self.events_out = Counter("orchestrator_events_out_total", "Events published", labels, registry=self.registry)
+        self.dead_letters = Counter(
+            "orchestrator_dead_letters_total",
+            "Records sent to the dead-letter topic",
+            (*labels, "error"),
+            registry=self.registry,
+        )
+        self.batch_seconds = Histogram(
+            "orchestrator_batch_seconds",
+            "Time to process one batch",
+            ("service",),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.handler_seconds = Histogram(
+            "orchestrator_handler_seconds",
+            "Time to handle one consumed event",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self.routing_decision_seconds = Histogram(
-            "orchestrator_routing_decision_seconds", "From a task's submission to the router's decision about it",
-            ("service", "decision"), buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.lag = Gauge("orchestrator_consumer_lag", "Records behind the end of the partition",
-                         (*labels, "partition"), registry=self.registry)
-        self.in_flight = Gauge("orchestrator_in_flight", "Attempts an agent holds", ("service", "agent"),
-                               registry=self.registry)
-        self.queue_length = Gauge("orchestrator_queue_length", "Tasks waiting for room, per capability",
-                                  ("service", "capability"), registry=self.registry)
-        self.healthy_agents = Gauge("orchestrator_healthy_agents",
-                                    "Agents the router would route to (registered, not unhealthy), per capability",
-                                    ("service", "capability"), registry=self.registry)
-        self.capability_capacity = Gauge("orchestrator_capability_capacity",
-                                         "Summed capacity of the agents counted in orchestrator_healthy_agents",
-                                         ("service", "capability"), registry=self.registry)
-        self.learner_accuracy = Gauge("orchestrator_learner_accuracy",
-                                      "Accuracy of the learner's current model on recent outcomes (0..1)",
-                                      ("service",), registry=self.registry)
+            "orchestrator_routing_decision_seconds",
+            "From a task's submission to the router's decision about it",
+            ("service", "decision"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            "orchestrator_consumer_lag",
+            "Records behind the end of the partition",
+            (*labels, "partition"),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "orchestrator_in_flight", "Attempts an agent holds", ("service", "agent"), registry=self.registry
+        )
+        self.queue_length = Gauge(
+            "orchestrator_queue_length",
+            "Tasks waiting for room, per capability",
+            ("service", "capability"),
+            registry=self.registry,
+        )
+        self.healthy_agents = Gauge(
+            "orchestrator_healthy_agents",
+            "Agents the router would route to (registered, not unhealthy), per capability",
+            ("service", "capability"),
+            registry=self.registry,
+        )
+        self.capability_capacity = Gauge(
+            "orchestrator_capability_capacity",
+            "Summed capacity of the agents counted in orchestrator_healthy_agents",
+            ("service", "capability"),
+            registry=self.registry,
+        )
+        self.learner_accuracy = Gauge(
+            "orchestrator_learner_accuracy",
+            "Accuracy of the learner's current model on recent outcomes (0..1)",
+            ("service",),
+            registry=self.registry,
+        )
         self.security_violations = Counter(
             "orchestrator_security_violations_total",
             "Records rejected as not coming from the agent they speak for, counted once, by the processor that "
-            "reports them", ("service", "kind"), registry=self.registry)
-        self.audit_chain_seq = Gauge("orchestrator_audit_chain_seq", "Seq of the newest row of the audit chain",
-                                     ("service",), registry=self.registry)
-        self.audit_checkpoint_time = Gauge("orchestrator_audit_checkpoint_timestamp_seconds",
-                                           "Unix time of the newest signed checkpoint of the audit chain",
-                                           ("service",), registry=self.registry)
+            "reports them",
+            ("service", "kind"),
+            registry=self.registry,
+        )
+        self.audit_chain_seq = Gauge(
+            "orchestrator_audit_chain_seq",
+            "Seq of the newest row of the audit chain",
+            ("service",),
+            registry=self.registry,
+        )
+        self.audit_checkpoint_time = Gauge(
+            "orchestrator_audit_checkpoint_timestamp_seconds",
+            "Unix time of the newest signed checkpoint of the audit chain",
+            ("service",),
+            registry=self.registry,
+        )
         self._known: dict[str, set[str]] = {}
         self._refreshed: dict[str, float] = {}
         for name, family in list(vars(self).items()):

@@ -3,6 +3,7 @@
 Each `serve` imports its processor when called, so a command that starts one processor does
 not load the others (Faust, River and the database drivers take seconds to import).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,50 +28,60 @@ class Processor:
 
 def _router(settings: Settings) -> int:
     from services.router.bootstrap import serve
+
     return serve(settings)
 
 
 def _balancer(settings: Settings) -> int:
     from services.balancer.bootstrap import serve
+
     return serve(settings)
 
 
 def _health(settings: Settings) -> int:
     from services.health.bootstrap import serve
+
     return serve(settings)
 
 
 def _learner(settings: Settings) -> int:
     from services.learner.bootstrap import serve
+
     return serve(settings)
 
 
 def _projector(settings: Settings) -> int:
     from services.projector.bootstrap import serve
+
     asyncio.run(serve(settings))
     return 0
 
 
 def _dashboard(settings: Settings) -> int:
     from services.dashboard.bootstrap import serve
+
     return serve(settings)
 
 
 def _audit(settings: Settings) -> int:
     from services.audit.bootstrap import serve
+
     asyncio.run(serve(settings))
     return 0
 
 
-PROCESSORS: dict[str, Processor] = {p.name: p for p in (
-    Processor("projector", _projector, on_routing_path=False),
-    Processor("health", _health, on_routing_path=True),
-    Processor("router", _router, on_routing_path=True),
-    Processor("balancer", _balancer, on_routing_path=True),
-    Processor("learner", _learner, on_routing_path=False),
-    Processor("audit", _audit, on_routing_path=False),
-    Processor("dashboard", _dashboard, on_routing_path=False),
-)}
+PROCESSORS: dict[str, Processor] = {
+    p.name: p
+    for p in (
+        Processor("projector", _projector, on_routing_path=False),
+        Processor("health", _health, on_routing_path=True),
+        Processor("router", _router, on_routing_path=True),
+        Processor("balancer", _balancer, on_routing_path=True),
+        Processor("learner", _learner, on_routing_path=False),
+        Processor("audit", _audit, on_routing_path=False),
+        Processor("dashboard", _dashboard, on_routing_path=False),
+    )
+}
 
 
 def yield_cpu_if_off_path(processor: str, settings: Settings) -> int:

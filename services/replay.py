@@ -5,6 +5,7 @@ schema over the live one in one transaction, so analysts never see a half-built 
 and the live projector simply continues in the new schema. `--into` builds a separate
 copy (optionally only up to a point in time) and leaves the live schema alone.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -62,12 +63,22 @@ class Progress:
         rate = done / elapsed
         eta = (self.total - done) / rate if rate and self.total > done else 0.0
         pct = 100.0 * done / self.total if self.total else 100.0
-        print(f"replay: {done}/{self.total} events ({pct:5.1f}%) {rate:,.0f} events/s ETA {eta:,.0f}s",
-              file=self.out, flush=True)
+        print(
+            f"replay: {done}/{self.total} events ({pct:5.1f}%) {rate:,.0f} events/s ETA {eta:,.0f}s",
+            file=self.out,
+            flush=True,
+        )
 
 
-async def replay(settings: Settings, *, until: datetime | None = None, into: str | None = None,
-                 replace: bool = False, progress_out=sys.stderr, bulk: bool = True) -> ReplayReport:
+async def replay(
+    settings: Settings,
+    *,
+    until: datetime | None = None,
+    into: str | None = None,
+    replace: bool = False,
+    progress_out=sys.stderr,
+    bulk: bool = True,
+) -> ReplayReport:
     """Rebuild into a fresh schema. `bulk` folds the log in memory and loads the final rows with
     COPY; without it every batch is upserted as the live projector does (same tables, slower)."""
     target = into or f"{settings.db_schema}_rebuild_{int(time.time())}"
@@ -92,8 +103,9 @@ async def replay(settings: Settings, *, until: datetime | None = None, into: str
         progress.update(events, final=True)
     finally:
         await view.close()
-    return ReplayReport(settings.db_schema if into is None else target, events, rejected,
-                        time.monotonic() - started, swapped)
+    return ReplayReport(
+        settings.db_schema if into is None else target, events, rejected, time.monotonic() - started, swapped
+    )
 
 
 async def _end_offsets(settings: Settings) -> dict:
@@ -140,8 +152,12 @@ async def _batches(consumer, gate: IdentityGate, pending: dict, batch_size: int)
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=500, max_records=batch_size)
         # Partition by partition, each already in offset order: the batch is in log order.
-        records = [r for tp, rs in sorted(fetched.items(), key=lambda item: (item[0].topic, item[0].partition))
-                   for r in rs if r.offset < pending.get(tp, 0)]
+        records = [
+            r
+            for tp, rs in sorted(fetched.items(), key=lambda item: (item[0].topic, item[0].partition))
+            for r in rs
+            if r.offset < pending.get(tp, 0)
+        ]
         # The live projector refused these as not coming from the agent they speak for:
         # a rebuild refuses them too (the reports themselves are on the security topic).
         yield await gate.split(records)
@@ -151,8 +167,9 @@ async def _batches(consumer, gate: IdentityGate, pending: dict, batch_size: int)
                 consumer.pause(tp)
 
 
-async def _consume(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
-                   on_progress: Callable[[int], None]) -> tuple[int, int]:
+async def _consume(
+    settings: Settings, view: PostgresView, ends: dict, until: datetime | None, on_progress: Callable[[int], None]
+) -> tuple[int, int]:
     """Apply every record below `ends` (partition -> end offset) to `view`, batch by batch."""
     events = rejected = 0
     writing: asyncio.Task | None = None  # the previous batch, still being written
@@ -180,8 +197,9 @@ async def _consume(settings: Settings, view: PostgresView, ends: dict, until: da
     return events, rejected
 
 
-async def _bulk_load(settings: Settings, view: PostgresView, ends: dict, until: datetime | None,
-                     on_progress: Callable[[int], None]) -> tuple[int, int]:
+async def _bulk_load(
+    settings: Settings, view: PostgresView, ends: dict, until: datetime | None, on_progress: Callable[[int], None]
+) -> tuple[int, int]:
     """Fold every record below `ends` into its final rows in memory, then COPY them into the
     fresh schema of `view` with the positions consumed: the same tables `_consume` writes."""
     folding = FoldedLog(until)
@@ -216,10 +234,11 @@ async def _catch_up_and_swap(settings: Settings, view: PostgresView, target: str
         ends = await _end_offsets(settings)
         events, rejected = await _consume(settings, view, ends, None, lambda _: None)
         retired = f"{live}_retired_{int(time.time())}"
-        await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-            sql.Identifier(live), sql.Identifier(retired)))
-        await view.conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(
-            sql.Identifier(target), sql.Identifier(live)))
+        await view.conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(retired))
+        )
+        await view.conn.execute(
+            sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(target), sql.Identifier(live))
+        )
         await view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(retired)))
     return events, rejected
-

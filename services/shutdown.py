@@ -1,4 +1,5 @@
 """Graceful shutdown of the processors that run their own asyncio loop (projector, audit projector)."""
+
 from __future__ import annotations
 
 import asyncio

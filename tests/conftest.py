@@ -7,6 +7,7 @@
    under ORCHESTRATOR_SECURE=1.
 A stack that cannot be had is an error, never a skip.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,12 +40,18 @@ def _secure() -> bool:
 def _local_stack_env() -> dict[str, str]:
     # infra/stack.sh reads ORCHESTRATOR_SECURE itself: `env` then prints the admin's credentials too.
     subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "up"], check=True, cwd=ROOT)
-    out = subprocess.run(["bash", str(ROOT / "infra" / "stack.sh"), "env"], check=True, cwd=ROOT,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["bash", str(ROOT / "infra" / "stack.sh"), "env"], check=True, cwd=ROOT, capture_output=True, text=True
+    ).stdout
     env = dict(re.findall(r"export (\w+)=(\S+)", out))
     # Tests that start processes pass them os.environ plus the endpoints: the credentials go there.
-    os.environ.update({name: value for name, value in env.items()
-                       if name.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))})
+    os.environ.update(
+        {
+            name: value
+            for name, value in env.items()
+            if name.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))
+        }
+    )
     return env
 
 
@@ -56,9 +63,9 @@ def stack_env():
         return
     if not _secure() and _docker_reachable():
         from tests.containers import kafka_container, postgres_container
+
         with kafka_container() as kafka, postgres_container() as pg:
-            yield {"KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(),
-                   "DATABASE_URL": pg.get_connection_url()}
+            yield {"KAFKA_BOOTSTRAP_SERVERS": kafka.get_bootstrap_server(), "DATABASE_URL": pg.get_connection_url()}
         return
     yield _local_stack_env()
 
@@ -67,8 +74,12 @@ def stack_env():
 def settings(stack_env) -> Settings:
     """Settings on the real stack with a topic prefix and schema of this test's own."""
     tag = uuid.uuid4().hex[:10]
-    own = Settings.from_env({**os.environ, **stack_env}, topic_prefix=f"test-{tag}",
-                            db_schema=f"test_{tag}", projector_batch_timeout_ms="100")
+    own = Settings.from_env(
+        {**os.environ, **stack_env},
+        topic_prefix=f"test-{tag}",
+        db_schema=f"test_{tag}",
+        projector_batch_timeout_ms="100",
+    )
     yield own
     delete_topics(own)
 

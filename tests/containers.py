@@ -6,6 +6,7 @@ Confluent's build of Apache Kafka (7.9 is Kafka 3.9, which has every feature the
 KRaft, transactions, read_committed, the KRaft authorizer), not the apache/kafka image, which it
 refuses.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -23,4 +24,5 @@ def kafka_container():
 
 def postgres_container():
     from testcontainers.community.postgres import PostgresContainer
+
     return PostgresContainer(POSTGRES_IMAGE, driver=None)

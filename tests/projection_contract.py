@@ -3,6 +3,7 @@
 A subclass provides an async `view` fixture and `rows(view, table)` returning the
 table's rows as dicts ordered by primary key.
 """
+
 from __future__ import annotations
 
 import random
@@ -74,8 +75,14 @@ class ProjectionContract:
             assert await self.rows(view, table) == await self.rows(other_view, table)
 
     async def test_a_new_registration_replaces_capabilities(self, view):
-        await view.apply(at_offsets([f.registered(capabilities=(("python", 0.8), ("sql", 0.6))),
-                                     f.registered(capabilities=(("go", 0.9),), t=5)]))
+        await view.apply(
+            at_offsets(
+                [
+                    f.registered(capabilities=(("python", 0.8), ("sql", 0.6))),
+                    f.registered(capabilities=(("go", 0.9),), t=5),
+                ]
+            )
+        )
 
         caps = await self.rows(view, "agent_capabilities")
         assert [c["name"] for c in caps] == ["go"]
@@ -87,8 +94,15 @@ class ProjectionContract:
         assert agent["status"] == "deregistered"
 
     async def test_memory_profile_and_load_history_are_kept(self, view):
-        await view.apply(at_offsets([f.registered(share_experience=False), f.load_summarized(t=60),
-                                     f.load_summarized(t=120, avg_in_flight=0.5)]))
+        await view.apply(
+            at_offsets(
+                [
+                    f.registered(share_experience=False),
+                    f.load_summarized(t=60),
+                    f.load_summarized(t=120, avg_in_flight=0.5),
+                ]
+            )
+        )
 
         [profile] = await self.rows(view, "agent_memory_profiles")
         assert (profile["store_kind"], profile["share_experience"]) == ("vector", False)
@@ -103,9 +117,17 @@ class ProjectionContract:
         assert (task["status"], task["assigned_agent_id"]) == ("handed_off", "agent-2")
 
     async def test_a_task_the_balancer_gave_up_on_ends_expired_with_its_reason(self, view):
-        gave_up = make_event(TaskTimedOut(task_id="task-1", agent_id="agent-1", attempt=3, stage="deadline",
-                                          reason="out of attempts after agent-1 was found unhealthy"),
-                             producer="balancer", occurred_at=f.at(9))
+        gave_up = make_event(
+            TaskTimedOut(
+                task_id="task-1",
+                agent_id="agent-1",
+                attempt=3,
+                stage="deadline",
+                reason="out of attempts after agent-1 was found unhealthy",
+            ),
+            producer="balancer",
+            occurred_at=f.at(9),
+        )
         await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", attempt=3), gave_up]))
 
         [task] = await self.rows(view, "tasks")
@@ -114,16 +136,24 @@ class ProjectionContract:
 
     async def test_a_failure_not_to_be_retried_stays_final_whatever_comes_after(self, view):
         final = f.failed("task-1", attempt=1, t=5, retryable=False)
-        await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", t=3), final,
-                                     f.routed("task-1", t=8)]))  # a router that read the submission again
+        await view.apply(
+            at_offsets([f.submitted("task-1"), f.assigned("task-1", t=3), final, f.routed("task-1", t=8)])
+        )  # a router that read the submission again
 
         [task] = await self.rows(view, "tasks")
         assert task["status"] == "failed"
 
     async def test_a_retryable_failure_gives_way_to_the_next_attempt(self, view):
-        await view.apply(at_offsets([f.submitted("task-1"), f.assigned("task-1", t=3),
-                                     f.failed("task-1", attempt=1, t=5, retryable=True),
-                                     f.assigned("task-1", "agent-2", attempt=2, t=6)]))
+        await view.apply(
+            at_offsets(
+                [
+                    f.submitted("task-1"),
+                    f.assigned("task-1", t=3),
+                    f.failed("task-1", attempt=1, t=5, retryable=True),
+                    f.assigned("task-1", "agent-2", attempt=2, t=6),
+                ]
+            )
+        )
 
         [task] = await self.rows(view, "tasks")
         assert (task["status"], task["attempt"], task["assigned_agent_id"]) == ("assigned", 2, "agent-2")

@@ -5,6 +5,7 @@ simulated fleet answers its assignments, and a task stream arrives at a steady r
 The live view reads the analysts' read models, as anyone could with psql; so does the
 dashboard, whose address is printed at the start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,9 @@ from services.settings import Settings
 
 LIVE = {  # this run's tasks only: the read models also hold earlier runs
     "throughput": "SELECT count(*) FILTER (WHERE status = 'completed') AS completed, count(*) AS submitted, "
-                  "count(*) FILTER (WHERE status = 'queued') AS queued FROM tasks WHERE task_id LIKE {run}",
+    "count(*) FILTER (WHERE status = 'queued') AS queued FROM tasks WHERE task_id LIKE {run}",
     "success": "SELECT round(avg(success::int), 3) AS success_rate FROM task_assignments "
-               "WHERE success IS NOT NULL AND task_id LIKE {run}",
+    "WHERE success IS NOT NULL AND task_id LIKE {run}",
 }
 SUMMARY = {
     "tasks by status": "SELECT status, count(*) AS tasks FROM tasks GROUP BY status ORDER BY tasks DESC",
@@ -46,17 +47,20 @@ SUMMARY = {
         "round(median_duration_ms::numeric) AS median_ms FROM ("
         "  SELECT *, row_number() OVER (PARTITION BY capability ORDER BY success_rate DESC NULLS LAST, "
         "tasks_taken DESC) AS rank FROM agent_capability_outcomes WHERE tasks_taken >= 3) ranked "
-        "WHERE rank <= 2 ORDER BY capability, rank"),
+        "WHERE rank <= 2 ORDER BY capability, rank"
+    ),
     "queue waits per capability": (
         "SELECT capability, count(*) AS tasks, round(avg(wait_ms)) AS mean_wait_ms, "
         "round(percentile_cont(0.95) WITHIN GROUP (ORDER BY wait_ms)::numeric) AS p95_wait_ms "
-        "FROM task_waits GROUP BY capability ORDER BY capability"),
+        "FROM task_waits GROUP BY capability ORDER BY capability"
+    ),
     "latest routing decisions": (
         "SELECT task_id, chosen_agent_id, round(predicted_success::numeric, 2) AS predicted, "
         "round(propensity::numeric, 2) AS propensity, left(reason, 70) AS reason "
-        "FROM routing_decisions ORDER BY decided_at DESC LIMIT 5"),
+        "FROM routing_decisions ORDER BY decided_at DESC LIMIT 5"
+    ),
     "fairness (Jain, 1 = even)": "SELECT hour, round(agent_load_jain::numeric, 3) AS agents, "
-                                 "round(submitter_wait_jain::numeric, 3) AS submitters FROM fairness ORDER BY hour",
+    "round(submitter_wait_jain::numeric, 3) AS submitters FROM fairness ORDER BY hour",
 }
 
 
@@ -67,12 +71,15 @@ async def main(tasks: int, rate: float, agents: int) -> None:
     fleet = make_fleet(agents, seed=int(time.time()) % 1000)
     run = f"run{int(time.time())}"
     stream = [(f"{task_id}-{run}", *rest) for task_id, *rest in task_stream(tasks)]
-    print(f"starting projector, health, router, balancer, learner, audit, dashboard; {agents} simulated agents; "
-          f"{tasks} tasks at {rate:g}/s", flush=True)
-    with processors(settings, "orchestrator",
-                    names=("projector", "health", "router", "balancer", "learner", "audit", "dashboard")):
-        print(f"dashboard: {address(settings)}now?live=1 (the read models, as the analyst role sees them)",
-              flush=True)
+    print(
+        f"starting projector, health, router, balancer, learner, audit, dashboard; {agents} simulated agents; "
+        f"{tasks} tasks at {rate:g}/s",
+        flush=True,
+    )
+    with processors(
+        settings, "orchestrator", names=("projector", "health", "router", "balancer", "learner", "audit", "dashboard")
+    ):
+        print(f"dashboard: {address(settings)}now?live=1 (the read models, as the analyst role sees them)", flush=True)
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
@@ -91,8 +98,10 @@ async def main(tasks: int, rate: float, agents: int) -> None:
             await producer.stop()
         await wait_until_caught_up(settings, timeout=60)
         await _print(settings, SUMMARY)
-        print(f"\nEverything is in Kafka (topics {settings.topic_prefix}.*) and in the read models of schema "
-              f"{settings.db_schema!r}; `orchestrator replay` rebuilds them.")
+        print(
+            f"\nEverything is in Kafka (topics {settings.topic_prefix}.*) and in the read models of schema "
+            f"{settings.db_schema!r}; `orchestrator replay` rebuilds them."
+        )
         if sys.stdin.isatty():  # someone is watching: leave the dashboard up to look around
             print(f"The dashboard stays up at {address(settings)} until Ctrl-C.", flush=True)
             await asyncio.Event().wait()
@@ -118,11 +127,15 @@ async def _live_view(settings: Settings, run: str) -> None:
             await asyncio.sleep(2)
             with contextlib.suppress(psycopg.Error):
                 _, [(completed, submitted, queued)] = await _query(
-                    conn, sql.SQL(LIVE["throughput"]).format(run=this_run))
+                    conn, sql.SQL(LIVE["throughput"]).format(run=this_run)
+                )
                 _, [(success,)] = await _query(conn, sql.SQL(LIVE["success"]).format(run=this_run))
                 elapsed = time.monotonic() - started
-                print(f"[{elapsed:5.0f}s] submitted {submitted}  completed {completed} "
-                      f"({completed / elapsed * 60:,.0f}/min)  queued {queued}  success rate {success}", flush=True)
+                print(
+                    f"[{elapsed:5.0f}s] submitted {submitted}  completed {completed} "
+                    f"({completed / elapsed * 60:,.0f}/min)  queued {queued}  success rate {success}",
+                    flush=True,
+                )
 
 
 async def _until_done(settings: Settings, run: str, total: int, timeout: float = 600.0) -> None:
@@ -130,9 +143,13 @@ async def _until_done(settings: Settings, run: str, total: int, timeout: float =
     async with await _connect(settings) as conn:
         while time.monotonic() < deadline:
             with contextlib.suppress(psycopg.Error):
-                _, [(finished,)] = await _query(conn, sql.SQL(
-                    "SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed', 'expired') "
-                    "AND task_id LIKE {}").format(sql.Literal(f"%-{run}")))
+                _, [(finished,)] = await _query(
+                    conn,
+                    sql.SQL(
+                        "SELECT count(*) FROM tasks WHERE status IN ('completed', 'failed', 'expired') "
+                        "AND task_id LIKE {}"
+                    ).format(sql.Literal(f"%-{run}")),
+                )
                 if finished >= total:
                     return
             await asyncio.sleep(1)

@@ -26,6 +26,7 @@ so far, worth two outcomes):
 - ucb1: the mean plus sqrt(2 ln n / n_agent);
 - greedy: the best posterior mean.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,11 +62,16 @@ class Policy:
 
 POLICIES = tuple(
     [Policy(f"thompson x{s:g}", "thompson", sharpen=s) for s in (1.0, 2.0, 4.0, 8.0)]
-    + [Policy("thompson x4, empirical-Bayes prior", "thompson", sharpen=4.0, empirical_bayes=True),
-       Policy("thompson x4, told the related capabilities", "thompson", sharpen=4.0, families=True),
-       Policy("kl-ucb", "kl-ucb"), Policy("kl-ucb, a quarter of the bound", "kl-ucb", scale=0.25),
-       Policy("ucb1", "ucb1"), Policy("greedy", "greedy"),
-       Policy("hierarchical thompson", "hierarchical")])
+    + [
+        Policy("thompson x4, empirical-Bayes prior", "thompson", sharpen=4.0, empirical_bayes=True),
+        Policy("thompson x4, told the related capabilities", "thompson", sharpen=4.0, families=True),
+        Policy("kl-ucb", "kl-ucb"),
+        Policy("kl-ucb, a quarter of the bound", "kl-ucb", scale=0.25),
+        Policy("ucb1", "ucb1"),
+        Policy("greedy", "greedy"),
+        Policy("hierarchical thompson", "hierarchical"),
+    ]
+)
 
 
 def matrix(tasks: list[LoggedTask]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -122,14 +128,26 @@ def prior_strength(wins: np.ndarray, tries: np.ndarray, prior: float) -> float:
     return min(max(prior * (1 - prior) / between - 1.0, 1.0), 200.0)
 
 
-def route(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: np.ndarray,
-          rng: np.random.Generator, related: np.ndarray | None = None) -> float:
+def route(
+    policy: Policy,
+    capability: np.ndarray,
+    outcomes: np.ndarray,
+    order: np.ndarray,
+    rng: np.random.Generator,
+    related: np.ndarray | None = None,
+) -> float:
     """The policy's success rate over the tasks in `order`, learning only from its picks."""
     return float(outcomes[order, picks(policy, capability, outcomes, order, rng, related)].mean())
 
 
-def picks(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: np.ndarray,
-          rng: np.random.Generator, related: np.ndarray | None = None) -> np.ndarray:
+def picks(
+    policy: Policy,
+    capability: np.ndarray,
+    outcomes: np.ndarray,
+    order: np.ndarray,
+    rng: np.random.Generator,
+    related: np.ndarray | None = None,
+) -> np.ndarray:
     """The agent the policy picks for each task in `order`, learning only from its picks."""
     agents, capabilities = outcomes.shape[1], capability.max() + 1
     wins, tries = np.zeros((capabilities, agents)), np.zeros((capabilities, agents))
@@ -138,8 +156,11 @@ def picks(policy: Policy, capability: np.ndarray, outcomes: np.ndarray, order: n
         c = capability[i]
         w, n = wins[c].copy(), tries[c].copy()
         prior = (w.sum() + 1.0) / (n.sum() + 2.0)
-        strength = (prior_strength(w, n, prior) if policy.empirical_bayes and n.sum() > EMPIRICAL_BAYES_AFTER
-                    else PRIOR_STRENGTH)
+        strength = (
+            prior_strength(w, n, prior)
+            if policy.empirical_bayes and n.sum() > EMPIRICAL_BAYES_AFTER
+            else PRIOR_STRENGTH
+        )
         if policy.families and related is not None:
             for other in np.flatnonzero(related[c]):
                 # the agent's advantage on the related capability, carried over at the family weight
@@ -186,8 +207,14 @@ def spread(rates: list[float]) -> dict:
     return {"mean": round(float(np.mean(rates)), 4), "min": round(min(rates), 4), "max": round(max(rates), 4)}
 
 
-def run(tasks: list[LoggedTask], orders: int, seeds: int, seed: int, policies: tuple[Policy, ...] = POLICIES,
-        router_seeds: int = 0) -> dict:
+def run(
+    tasks: list[LoggedTask],
+    orders: int,
+    seeds: int,
+    seed: int,
+    policies: tuple[Policy, ...] = POLICIES,
+    router_seeds: int = 0,
+) -> dict:
     started = time.perf_counter()
     capability, quartile, outcomes, names = matrix(tasks)
     related = family_weights(names)
@@ -197,25 +224,38 @@ def run(tasks: list[LoggedTask], orders: int, seeds: int, seed: int, policies: t
     best, random = hindsight(capability, outcomes), outcomes.mean()
     figures = {}
     for policy in policies:
-        over_orders = [route(policy, capability, outcomes, order, np.random.default_rng(seed + k), related)
-                       for k, order in enumerate(shuffles)]
-        over_seeds = [route(policy, capability, outcomes, log_order, np.random.default_rng(s), related)
-                      for s in range(seeds)] if policy.rule in ("thompson", "hierarchical") else []
-        figures[policy.name] = {"orders": spread(over_orders)} | (
-            {"seeds_on_the_log_order": spread(over_seeds)} if over_seeds else {}) | {
-            "share_of_random_to_hindsight": round((np.mean(over_orders) - random) / (best - random), 3)}
+        over_orders = [
+            route(policy, capability, outcomes, order, np.random.default_rng(seed + k), related)
+            for k, order in enumerate(shuffles)
+        ]
+        over_seeds = (
+            [route(policy, capability, outcomes, log_order, np.random.default_rng(s), related) for s in range(seeds)]
+            if policy.rule in ("thompson", "hierarchical")
+            else []
+        )
+        figures[policy.name] = (
+            {"orders": spread(over_orders)}
+            | ({"seeds_on_the_log_order": spread(over_seeds)} if over_seeds else {})
+            | {"share_of_random_to_hindsight": round((np.mean(over_orders) - random) / (best - random), 3)}
+        )
         print(f"bandit ceiling: {policy.name}: {figures[policy.name]}", file=sys.stderr, flush=True)
     if router_seeds:
         figures["the router (offline, as orchestrator evaluate routes)"] = router_figures(tasks, router_seeds)
     return {
-        "tasks": n, "agents": outcomes.shape[1], "capabilities": len(names), "orders": orders, "seeds": seeds,
-        "hindsight": {"best_agent_per_capability": round(best, 4),
-                      "best_agent_per_capability_and_prompt_quartile":
-                          round(hindsight(capability * 4 + quartile, outcomes), 4),
-                      "best_single_agent": round(float(outcomes.mean(axis=0).max()), 4),
-                      "random": round(random, 4)},
+        "tasks": n,
+        "agents": outcomes.shape[1],
+        "capabilities": len(names),
+        "orders": orders,
+        "seeds": seeds,
+        "hindsight": {
+            "best_agent_per_capability": round(best, 4),
+            "best_agent_per_capability_and_prompt_quartile": round(hindsight(capability * 4 + quartile, outcomes), 4),
+            "best_single_agent": round(float(outcomes.mean(axis=0).max()), 4),
+            "random": round(random, 4),
+        },
         "policies": figures,
-        "seconds": round(time.perf_counter() - started, 1), "machine": describe(),
+        "seconds": round(time.perf_counter() - started, 1),
+        "machine": describe(),
     }
 
 
@@ -223,6 +263,7 @@ def router_figures(tasks: list[LoggedTask], seeds: int) -> dict:
     """The product's router and learner (`bench.evaluation.offline`) on the log's order, over its own seeds:
     success, and its predicted success on its own decisions against the running mean's on the same."""
     from bench.evaluation.offline import EVALUATE_WEIGHTS, run_routing
+
     runs = [run_routing(tasks, EVALUATE_WEIGHTS, s) for s in range(seeds)]
     figures = {"seeds_on_the_log_order": spread([r.success_rate for r in runs])}
     for name in ("router", "running_mean"):
@@ -235,8 +276,11 @@ def router_figures(tasks: list[LoggedTask], seeds: int) -> dict:
 
 def simulated(draws: int, seeds: int, router_seeds: int, policies: tuple[Policy, ...] = POLICIES) -> dict:
     """Each policy on `draws` fleets of the large-fleet regime, each fleet on its log's order."""
-    results = [run(simulated_log(LARGE_FLEET, draw).tasks, 1, seeds, draw, policies, router_seeds)
-               for draw in range(1, draws + 1)]
+    results = [
+        run(simulated_log(LARGE_FLEET, draw).tasks, 1, seeds, draw, policies, router_seeds)
+        for draw in range(1, draws + 1)
+    ]
+
     def mean_of(*path) -> float:
         values = []
         for result in results:
@@ -245,37 +289,62 @@ def simulated(draws: int, seeds: int, router_seeds: int, policies: tuple[Policy,
                 value = value[key]
             values.append(value)
         return round(float(np.mean(values)), 4)
+
     names = list(results[0]["policies"])
-    return {"regime": asdict(LARGE_FLEET), "draws": draws, "seeds": seeds, "router_seeds": router_seeds,
-            "hindsight": {k: mean_of("hindsight", k) for k in results[0]["hindsight"]},
-            "policies": {name: {"mean_over_draws": mean_of("policies", name, "orders", "mean")
-                                if "orders" in results[0]["policies"][name]
-                                else mean_of("policies", name, "seeds_on_the_log_order", "mean")}
-                         | ({k: mean_of("policies", name, k) for k in ("router_log_loss", "running_mean_log_loss",
-                                                                       "router_accuracy", "running_mean_accuracy")}
-                            if "router_log_loss" in results[0]["policies"][name] else {})
-                         for name in names},
-            "per_draw": results}
+    return {
+        "regime": asdict(LARGE_FLEET),
+        "draws": draws,
+        "seeds": seeds,
+        "router_seeds": router_seeds,
+        "hindsight": {k: mean_of("hindsight", k) for k in results[0]["hindsight"]},
+        "policies": {
+            name: {
+                "mean_over_draws": mean_of("policies", name, "orders", "mean")
+                if "orders" in results[0]["policies"][name]
+                else mean_of("policies", name, "seeds_on_the_log_order", "mean")
+            }
+            | (
+                {
+                    k: mean_of("policies", name, k)
+                    for k in ("router_log_loss", "running_mean_log_loss", "router_accuracy", "running_mean_accuracy")
+                }
+                if "router_log_loss" in results[0]["policies"][name]
+                else {}
+            )
+            for name in names
+        },
+        "per_draw": results,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", help="the outcome log (csv or csv.gz)")
-    source.add_argument("--simulated", type=int, metavar="DRAWS",
-                        help="instead: this many simulated fleets of the large-fleet regime (24 agents, 500 tasks)")
+    source.add_argument(
+        "--simulated",
+        type=int,
+        metavar="DRAWS",
+        help="instead: this many simulated fleets of the large-fleet regime (24 agents, 500 tasks)",
+    )
     parser.add_argument("--orders", type=int, default=8, help="the log's order and this many minus one reshuffles")
-    parser.add_argument("--seeds", type=int, default=16,
-                        help="random seeds for each Thompson policy on the log's order (0: skip)")
-    parser.add_argument("--router-seeds", type=int, default=0,
-                        help="also route with the product's router and learner over this many seeds (offline)")
+    parser.add_argument(
+        "--seeds", type=int, default=16, help="random seeds for each Thompson policy on the log's order (0: skip)"
+    )
+    parser.add_argument(
+        "--router-seeds",
+        type=int,
+        default=0,
+        help="also route with the product's router and learner over this many seeds (offline)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.simulated:
         result = simulated(args.simulated, max(0, args.seeds), max(0, args.router_seeds))
     else:
-        result = run(load(args.data), max(1, args.orders), max(0, args.seeds), args.seed,
-                     router_seeds=max(0, args.router_seeds))
+        result = run(
+            load(args.data), max(1, args.orders), max(0, args.seeds), args.seed, router_seeds=max(0, args.router_seeds)
+        )
     print(json.dumps(result, indent=2))
 
 

@@ -6,6 +6,7 @@ Every agent attempted every task, so a routing policy is scored exactly: the log
 chosen agent's recorded outcome, and only that outcome is learned from (bandit feedback).
 Prediction is scored prequentially: each prediction is made before its outcome is learned.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,7 +61,8 @@ def fleet_of(tasks: list[Task]) -> tuple[list[str], list[str]]:
 
 def rounded(metrics: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in metrics.items() if k not in ("count", "calibration_error")} | (
-        {"count": int(metrics["count"])} if "count" in metrics else {})
+        {"count": int(metrics["count"])} if "count" in metrics else {}
+    )
 
 
 class RunningMean:
@@ -86,6 +88,7 @@ def new_learner(agents: list[str], capabilities: list[str], share: bool = True) 
 
 # --- prediction, full information ---------------------------------------------------
 
+
 def evaluate_prediction(tasks: list[Task]) -> dict:
     """Every (task, agent) outcome in order. All of a task's predictions are made before any of its
     outcomes is learned: otherwise one agent's outcome would give away the task's difficulty to
@@ -94,8 +97,10 @@ def evaluate_prediction(tasks: list[Task]) -> dict:
     learner, baseline = new_learner(agents, capabilities), RunningMean()
     ours, theirs = PrequentialMetrics(window=None), PrequentialMetrics(window=None)
     for task in tasks:
-        predicted = [(a, predict(learner, a, task.capability, task.features).probability,
-                      baseline.predict(a, task.capability)) for a in sorted(task.outcomes)]
+        predicted = [
+            (a, predict(learner, a, task.capability, task.features).probability, baseline.predict(a, task.capability))
+            for a in sorted(task.outcomes)
+        ]
         for agent, p, q in predicted:
             success = task.outcomes[agent]
             ours.add(p, success)
@@ -103,11 +108,14 @@ def evaluate_prediction(tasks: list[Task]) -> dict:
             learn(learner, Outcome(task.task_id, agent, task.capability, success, task.features))
             baseline.learn(agent, task.capability, success)
     published = publish_model(learner)
-    return {"learner": ours.summary(), "running_mean": theirs.summary(),
-            "calibration": [b.__dict__ for b in ours.calibration()],
-            "export_check": export_check(learner, published.parameters, tasks[-50:]),
-            "model_weights": len(published.parameters["weights"]),
-            "model_json_bytes": len(json.dumps(published.parameters))}
+    return {
+        "learner": ours.summary(),
+        "running_mean": theirs.summary(),
+        "calibration": [b.__dict__ for b in ours.calibration()],
+        "export_check": export_check(learner, published.parameters, tasks[-50:]),
+        "model_weights": len(published.parameters["weights"]),
+        "model_json_bytes": len(json.dumps(published.parameters)),
+    }
 
 
 def export_check(learner: LearnerState, parameters: dict, tasks: list[Task]) -> float:
@@ -123,11 +131,11 @@ def export_check(learner: LearnerState, parameters: dict, tasks: list[Task]) -> 
 
 # --- routing, bandit feedback ---------------------------------------------------------
 
+
 def router_fleet(agents: list[str], capabilities: list[str]) -> RouterState:
     state = RouterState()
     for agent in agents:
-        state.agents[agent] = AgentState(agent_id=agent, capabilities={c: DECLARED for c in capabilities},
-                                         capacity=1)
+        state.agents[agent] = AgentState(agent_id=agent, capabilities={c: DECLARED for c in capabilities}, capacity=1)
     return state
 
 
@@ -170,10 +178,19 @@ class RoutingRun:
         return self.successes / self.decisions if self.decisions else 0.0
 
 
-def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: bool = True,
-                thompson: Thompson | None = None, state: RouterState | None = None,
-                learner: LearnerState | None = None, learner_pace: float = 1.0,
-                watch: str | None = None, watch_first: int = 0) -> RoutingRun:
+def run_routing(
+    tasks: list[Task],
+    weights: Weights,
+    seed: int,
+    *,
+    use_learner: bool = True,
+    thompson: Thompson | None = None,
+    state: RouterState | None = None,
+    learner: LearnerState | None = None,
+    learner_pace: float = 1.0,
+    watch: str | None = None,
+    watch_first: int = 0,
+) -> RoutingRun:
     """Tasks in order; the router picks one agent, only its outcome is revealed and learned.
 
     The learner's estimates reach the router as `SkillEstimated` would: the agent's own, and every
@@ -188,8 +205,7 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
             for skill in estimates(learner, capability):
                 apply_estimate(state, skill)
     rng, baseline = random.Random(seed), RunningMean()
-    run = RoutingRun(0, 0, 0.0, PrequentialMetrics(None), PrequentialMetrics(None), PrequentialMetrics(None),
-                     Counter())
+    run = RoutingRun(0, 0, 0.0, PrequentialMetrics(None), PrequentialMetrics(None), PrequentialMetrics(None), Counter())
     unread: deque[tuple[Task, str, bool, float | None]] = deque()  # outcomes the learner has yet to read
     read = 0
     for task in tasks:
@@ -199,8 +215,11 @@ def run_routing(tasks: list[Task], weights: Weights, seed: int, *, use_learner: 
         else:
             decision = route(task.submitted("offline-evaluation"), state, weights, rng)
             assert isinstance(decision, TaskRouted)
-            chosen, propensity, routed_prediction = (decision.chosen_agent_id, decision.propensity,
-                                                     decision.predicted_success)
+            chosen, propensity, routed_prediction = (
+                decision.chosen_agent_id,
+                decision.propensity,
+                decision.predicted_success,
+            )
         success = task.outcomes[chosen]
         run.decisions += 1
         run.successes += success
@@ -240,23 +259,31 @@ def baselines(tasks: list[Task]) -> dict[str, float]:
     for task in tasks:
         turn = round_robin_policy(task.submitted("offline-evaluation"), state, Weights(), rng)
         round_robin += task.outcomes[turn.chosen_agent_id]
-    return {"random": sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n,  # its expectation
-            "round_robin": round_robin / n,
-            "best_single": max(per_agent.values()) / n,
-            "best_per_capability": sum(max(c.values()) for c in per_capability.values()) / n,
-            "oracle": sum(any(t.outcomes.values()) for t in tasks) / n}
+    return {
+        "random": sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n,  # its expectation
+        "round_robin": round_robin / n,
+        "best_single": max(per_agent.values()) / n,
+        "best_per_capability": sum(max(c.values()) for c in per_capability.values()) / n,
+        "oracle": sum(any(t.outcomes.values()) for t in tasks) / n,
+    }
 
 
 def shuffled(tasks: list[Task], seed: int) -> list[Task]:
     return random.Random(seed).sample(tasks, len(tasks))
 
 
-def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int,
-                     learner_pace: float = LEARNER_PACE) -> dict:
+def evaluate_routing(
+    tasks: list[Task], weights: Weights, orders: int, seed: int, learner_pace: float = LEARNER_PACE
+) -> dict:
     def figures(run: RoutingRun) -> dict:
-        result = {"success_rate": round(run.success_rate, 4), "mean_propensity": round(run.propensity, 4),
-                  "prediction": {"learner": rounded(run.learner.summary()),
-                                 "running_mean": rounded(run.running_mean.summary())}}
+        result = {
+            "success_rate": round(run.success_rate, 4),
+            "mean_propensity": round(run.propensity, 4),
+            "prediction": {
+                "learner": rounded(run.learner.summary()),
+                "running_mean": rounded(run.running_mean.summary()),
+            },
+        }
         if run.router.pairs:
             result["prediction"]["router"] = rounded(run.router.summary())
         return result
@@ -264,8 +291,16 @@ def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int
     def across(make_run) -> dict:
         # The log's order is one draw; other orders show how much of a figure is luck.
         rates = [make_run(shuffled(tasks, seed + k), seed + k).success_rate for k in range(1, orders)]
-        return ({"other_orders": orders - 1, "mean": round(statistics.mean(rates), 4),
-                 "min": round(min(rates), 4), "max": round(max(rates), 4)} if rates else {})
+        return (
+            {
+                "other_orders": orders - 1,
+                "mean": round(statistics.mean(rates), 4),
+                "min": round(min(rates), 4),
+                "max": round(max(rates), 4),
+            }
+            if rates
+            else {}
+        )
 
     with_learner = run_routing(tasks, weights, seed)
     alone = run_routing(tasks, weights, seed, use_learner=False)
@@ -275,21 +310,23 @@ def evaluate_routing(tasks: list[Task], weights: Weights, orders: int, seed: int
         "with_learner": figures(with_learner) | {"reshuffled": across(lambda t, s: run_routing(t, weights, s))},
         "router_alone": {"success_rate": round(alone.success_rate, 4)},
         "learner_behind": {"learner_pace": learner_pace, "success_rate": round(behind.success_rate, 4)},
-        "proposed_thompson": figures(proposed) | {
-            "reshuffled": across(lambda t, s: run_routing(t, weights, s, thompson=Thompson(s)))},
+        "proposed_thompson": figures(proposed)
+        | {"reshuffled": across(lambda t, s: run_routing(t, weights, s, thompson=Thompson(s)))},
         "tasks_per_agent": dict(sorted(with_learner.by_agent.items())),
     }
 
 
 # --- cold start -------------------------------------------------------------------------
 
-def evaluate_cold_start(tasks: list[Task], weights: Weights, newcomers: list[str], first: int, window: int,
-                        seed: int) -> dict:
+
+def evaluate_cold_start(
+    tasks: list[Task], weights: Weights, newcomers: list[str], first: int, window: int, seed: int
+) -> dict:
     """Each newcomer registers halfway, once into a fleet that shares its experience and once into
     the same fleet (same history) that does not; its first `first` routed tasks are compared."""
     agents, capabilities = fleet_of(tasks)
     half = len(tasks) // 2
-    after = tasks[half:half + window]
+    after = tasks[half : half + window]
     watched = {variant: (PrequentialMetrics(None), Counter()) for variant in ("with_sharing", "without_sharing")}
     per_newcomer = {}
     for newcomer in newcomers:
@@ -304,8 +341,9 @@ def evaluate_cold_start(tasks: list[Task], weights: Weights, newcomers: list[str
                 knowing.model = SuccessModel()
                 for agent in incumbents:
                     register(knowing, replace(knowing.cohorts.profile(agent), share_experience=False))
-            joined.agents[newcomer] = AgentState(agent_id=newcomer, capacity=1,
-                                                 capabilities={c: DECLARED for c in capabilities})
+            joined.agents[newcomer] = AgentState(
+                agent_id=newcomer, capacity=1, capabilities={c: DECLARED for c in capabilities}
+            )
             register(knowing, AgentProfile(newcomer, {c: DECLARED for c in capabilities}, share_experience=share))
             run = run_routing(after, weights, seed, state=joined, learner=knowing, watch=newcomer, watch_first=first)
             for p, success in run.learner.pairs:
@@ -314,8 +352,13 @@ def evaluate_cold_start(tasks: list[Task], weights: Weights, newcomers: list[str
             counts["decisions"] += run.decisions
             counts["newcomer_tasks"] += run.by_agent[newcomer]
             per_newcomer.setdefault(newcomer, {})[variant] = round(run.learner.summary().get("base_rate", 0.0), 4)
-    result = {"newcomers": len(newcomers), "joins_after_tasks": half, "window_tasks": len(after),
-              "first_tasks": first, "newcomer_success_rate_by_agent": per_newcomer}
+    result = {
+        "newcomers": len(newcomers),
+        "joins_after_tasks": half,
+        "window_tasks": len(after),
+        "first_tasks": first,
+        "newcomer_success_rate_by_agent": per_newcomer,
+    }
     for variant, (metrics, counts) in watched.items():
         summary = metrics.summary()
         result[variant] = {
@@ -324,14 +367,25 @@ def evaluate_cold_start(tasks: list[Task], weights: Weights, newcomers: list[str
             "newcomer_prediction_log_loss": round(summary.get("log_loss", 0.0), 4),
             "newcomer_prediction_brier": round(summary.get("brier", 0.0), 4),
             "newcomer_share_of_tasks": round(counts["newcomer_tasks"] / max(1, counts["decisions"]), 4),
-            "fleet_success_rate": round(counts["fleet_successes"] / max(1, counts["decisions"]), 4)}
+            "fleet_success_rate": round(counts["fleet_successes"] / max(1, counts["decisions"]), 4),
+        }
     return result
 
 
 # --- report -----------------------------------------------------------------------------
 
-def evaluate(path: str, limit: int | None, weights: Weights, orders: int, newcomer: str | None, first: int,
-             window: int, seed: int, learner_pace: float = LEARNER_PACE) -> dict:
+
+def evaluate(
+    path: str,
+    limit: int | None,
+    weights: Weights,
+    orders: int,
+    newcomer: str | None,
+    first: int,
+    window: int,
+    seed: int,
+    learner_pace: float = LEARNER_PACE,
+) -> dict:
     started = time.perf_counter()
     tasks = load(path, limit)
     agents, capabilities = fleet_of(tasks)
@@ -341,24 +395,45 @@ def evaluate(path: str, limit: int | None, weights: Weights, orders: int, newcom
     cold_start = evaluate_cold_start(tasks, weights, [newcomer] if newcomer else agents, first, window, seed)
     learner = prediction["learner"]
     return {
-        "data": {"path": path, "tasks": len(tasks), "rows": sum(len(t.outcomes) for t in tasks),
-                 "agents": len(agents), "capabilities": len(capabilities)},
+        "data": {
+            "path": path,
+            "tasks": len(tasks),
+            "rows": sum(len(t.outcomes) for t in tasks),
+            "agents": len(agents),
+            "capabilities": len(capabilities),
+        },
         "routing_success_rate": routing["with_learner"]["success_rate"],
-        "routing_target": {"success_rate": ROUTING_TARGET,
-                           "met": routing["with_learner"]["success_rate"] >= ROUTING_TARGET},
+        "routing_target": {
+            "success_rate": ROUTING_TARGET,
+            "met": routing["with_learner"]["success_rate"] >= ROUTING_TARGET,
+        },
         "prediction_accuracy": round(learner["accuracy"], 4),
         "log_loss": round(learner["log_loss"], 4),
         "roc_auc": round(learner.get("roc_auc", 0.0), 4),
         "brier": round(learner["brier"], 4),
-        "prediction": {"learner": rounded(learner), "running_mean": rounded(prediction["running_mean"]),
-                       "learner_calibration_error": round(learner["calibration_error"], 4),
-                       "calibration": [{k: round(v, 4) if isinstance(v, float) else v for k, v in b.items()}
-                                       for b in prediction["calibration"]],
-                       "exported_model": {"weights": prediction["model_weights"],
-                                          "json_bytes": prediction["model_json_bytes"],
-                                          "max_difference_after_reload": prediction["export_check"]}},
-        "routing": routing | {"weights": {"exploration": weights.exploration, "sharpness": weights.sharpness,
-                                          "temperature": weights.temperature, "top_k": weights.top_k}, "seed": seed},
+        "prediction": {
+            "learner": rounded(learner),
+            "running_mean": rounded(prediction["running_mean"]),
+            "learner_calibration_error": round(learner["calibration_error"], 4),
+            "calibration": [
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in b.items()} for b in prediction["calibration"]
+            ],
+            "exported_model": {
+                "weights": prediction["model_weights"],
+                "json_bytes": prediction["model_json_bytes"],
+                "max_difference_after_reload": prediction["export_check"],
+            },
+        },
+        "routing": routing
+        | {
+            "weights": {
+                "exploration": weights.exploration,
+                "sharpness": weights.sharpness,
+                "temperature": weights.temperature,
+                "top_k": weights.top_k,
+            },
+            "seed": seed,
+        },
         "baselines": {k: round(v, 4) for k, v in reference.items()},
         "cold_start": cold_start,
         "seconds": round(time.perf_counter() - started, 1),
@@ -371,51 +446,75 @@ def report(result: dict) -> str:
     ours, theirs, exported = prediction["learner"], prediction["running_mean"], prediction["exported_model"]
 
     def row(name: str, m: dict) -> str:
-        return (f"  {name:38} {m.get('accuracy', 0):8.4f} {m.get('log_loss', 0):8.4f} "
-                f"{m.get('brier', 0):8.4f} {m.get('roc_auc', 0):8.4f}")
+        return (
+            f"  {name:38} {m.get('accuracy', 0):8.4f} {m.get('log_loss', 0):8.4f} "
+            f"{m.get('brier', 0):8.4f} {m.get('roc_auc', 0):8.4f}"
+        )
 
     head = f"  {'':38} {'accuracy':>8} {'log loss':>8} {'brier':>8} {'roc auc':>8}"
-    lines = [f"Offline evaluation: {data['tasks']} tasks, {data['rows']} outcomes, {data['agents']} agents, "
-             f"{data['capabilities']} capabilities ({result['seconds']}s)",
-             "", "Prediction, full information (all of a task's predictions before any of its outcomes):", head,
-             row("learner", ours), row("per-(agent, capability) running mean", theirs),
-             f"  calibration error {prediction['learner_calibration_error']:.4f}; exported model: "
-             f"{exported['weights']} weights, {exported['json_bytes']} bytes of JSON, "
-             f"reloaded predictions differ by at most {exported['max_difference_after_reload']:.1e}",
-             "", f"Routing, bandit feedback ({routing['weights']['exploration']}, sharpness "
-                 f"{routing['weights']['sharpness']}, temperature {routing['weights']['temperature']}, "
-                 f"top {routing['weights']['top_k']}, seed {routing['seed']}):"]
+    lines = [
+        f"Offline evaluation: {data['tasks']} tasks, {data['rows']} outcomes, {data['agents']} agents, "
+        f"{data['capabilities']} capabilities ({result['seconds']}s)",
+        "",
+        "Prediction, full information (all of a task's predictions before any of its outcomes):",
+        head,
+        row("learner", ours),
+        row("per-(agent, capability) running mean", theirs),
+        f"  calibration error {prediction['learner_calibration_error']:.4f}; exported model: "
+        f"{exported['weights']} weights, {exported['json_bytes']} bytes of JSON, "
+        f"reloaded predictions differ by at most {exported['max_difference_after_reload']:.1e}",
+        "",
+        f"Routing, bandit feedback ({routing['weights']['exploration']}, sharpness "
+        f"{routing['weights']['sharpness']}, temperature {routing['weights']['temperature']}, "
+        f"top {routing['weights']['top_k']}, seed {routing['seed']}):",
+    ]
     with_learner, proposed = routing["with_learner"], routing["proposed_thompson"]
-    for name, figures in (("router + learner estimates", with_learner),
-                          ("proposed: Thompson sampling on the learner", proposed)):
+    for name, figures in (
+        ("router + learner estimates", with_learner),
+        ("proposed: Thompson sampling on the learner", proposed),
+    ):
         spread = figures["reshuffled"]
-        lines.append(f"  {name:44} {figures['success_rate']:.4f}" + (
-            f"   (other orders: mean {spread['mean']:.4f}, {spread['min']:.4f}-{spread['max']:.4f})"
-            if spread else ""))
+        lines.append(
+            f"  {name:44} {figures['success_rate']:.4f}"
+            + (
+                f"   (other orders: mean {spread['mean']:.4f}, {spread['min']:.4f}-{spread['max']:.4f})"
+                if spread
+                else ""
+            )
+        )
     target = result["routing_target"]
     lines.append(f"  {'target':44} {target['success_rate']:.4f}   ({'met' if target['met'] else 'not met'})")
     lines.append(f"  {'router alone (its own Beta records)':44} {routing['router_alone']['success_rate']:.4f}")
     behind = routing["learner_behind"]
-    lines.append(f"  {'learner reading at ' + format(behind['learner_pace'], 'g') + 'x the router':44} "
-                 f"{behind['success_rate']:.4f}")
+    lines.append(
+        f"  {'learner reading at ' + format(behind['learner_pace'], 'g') + 'x the router':44} "
+        f"{behind['success_rate']:.4f}"
+    )
     for name, value in result["baselines"].items():
         lines.append(f"  {name:44} {value:.4f}")
     lines += ["  prediction on the routed decisions:", head]
     for name, m in with_learner["prediction"].items():
         lines.append(row(name, m))
     cold = result["cold_start"]
-    lines += ["", f"Cold start: each of {cold['newcomers']} agents in turn joins after {cold['joins_after_tasks']} "
-                  f"tasks; its first {cold['first_tasks']} routed tasks, and the fleet over the next "
-                  f"{cold['window_tasks']} tasks:"]
+    lines += [
+        "",
+        f"Cold start: each of {cold['newcomers']} agents in turn joins after {cold['joins_after_tasks']} "
+        f"tasks; its first {cold['first_tasks']} routed tasks, and the fleet over the next "
+        f"{cold['window_tasks']} tasks:",
+    ]
     for name in ("with_sharing", "without_sharing"):
         c = cold[name]
-        lines.append(f"  {name.replace('_', ' '):16} newcomer success {c['newcomer_success_rate']:.4f} over "
-                     f"{c['newcomer_tasks_watched']} tasks, its prediction log loss "
-                     f"{c['newcomer_prediction_log_loss']:.4f}; its share {c['newcomer_share_of_tasks']:.3f}, "
-                     f"fleet success {c['fleet_success_rate']:.4f}")
+        lines.append(
+            f"  {name.replace('_', ' '):16} newcomer success {c['newcomer_success_rate']:.4f} over "
+            f"{c['newcomer_tasks_watched']} tasks, its prediction log loss "
+            f"{c['newcomer_prediction_log_loss']:.4f}; its share {c['newcomer_share_of_tasks']:.3f}, "
+            f"fleet success {c['fleet_success_rate']:.4f}"
+        )
     m = result["machine"]
-    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
-                  f"Python {m['python']}, {m['system']}"]
+    lines += [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['system']}",
+    ]
     return "\n".join(lines)
 
 
@@ -424,8 +523,12 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="the outcome log (csv.gz)")
     parser.add_argument("--limit", type=int, help="only the first N tasks in task_seq order")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
-    parser.add_argument("--exploration", choices=EXPLORATIONS, default="thompson",
-                        help="how the router explores (default thompson, as orchestrator evaluate routes)")
+    parser.add_argument(
+        "--exploration",
+        choices=EXPLORATIONS,
+        default="thompson",
+        help="how the router explores (default thompson, as orchestrator evaluate routes)",
+    )
     parser.add_argument("--sharpness", type=float, default=SHARPNESS, help="Thompson draws' evidence multiplier")
     parser.add_argument("--temperature", type=float, default=0.02, help="the router's softmax temperature")
     parser.add_argument("--top-k", type=int, default=7, help="candidates the router draws among")
@@ -433,15 +536,28 @@ def main() -> None:
     parser.add_argument("--newcomer", help="the one agent held out until halfway (default: each in turn)")
     parser.add_argument("--first", type=int, default=100, help="newcomer tasks the cold start looks at")
     parser.add_argument("--window", type=int, default=4000, help="tasks routed after the newcomer joins")
-    parser.add_argument("--learner-pace", type=float, default=LEARNER_PACE,
-                        help="for one more run: the learner reads outcomes this much slower than the router")
+    parser.add_argument(
+        "--learner-pace",
+        type=float,
+        default=LEARNER_PACE,
+        help="for one more run: the learner reads outcomes this much slower than the router",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    weights = Weights(temperature=args.temperature, top_k=args.top_k, exploration=args.exploration,
-                      sharpness=args.sharpness, load=0.0)  # one task at a time: no agent is ever loaded
-    result = evaluate(args.data, args.limit, weights, max(1, args.orders),
-                      args.newcomer, args.first, args.window, args.seed,
-                      min(1.0, max(0.01, args.learner_pace)))
+    weights = Weights(
+        temperature=args.temperature, top_k=args.top_k, exploration=args.exploration, sharpness=args.sharpness, load=0.0
+    )  # one task at a time: no agent is ever loaded
+    result = evaluate(
+        args.data,
+        args.limit,
+        weights,
+        max(1, args.orders),
+        args.newcomer,
+        args.first,
+        args.window,
+        args.seed,
+        min(1.0, max(0.01, args.learner_pace)),
+    )
     print(json.dumps(result, indent=2) if args.json else report(result))
 
 

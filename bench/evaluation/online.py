@@ -6,6 +6,7 @@ Agents register knowing nothing (proficiency 0.5 everywhere); tasks are submitte
 log's order with a bounded number outstanding, so what is learned from early outcomes
 reaches the router before later tasks are decided.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,13 +37,18 @@ PUBLISH_EVERY = 50
 # Thompson sampling over the learner's posteriors, drawn with their evidence counted SHARPNESS
 # times (less exploration than plain Thompson sampling), among every agent.
 SHARPNESS = 4.0
-ROUTING = {"ROUTER_EXPLORATION": "thompson", "ROUTER_THOMPSON_SHARPNESS": str(SHARPNESS),
-           "LEARNER_PUBLISH_EVERY": str(PUBLISH_EVERY), "BALANCER_START_TIMEOUT_S": "600"}
+ROUTING = {
+    "ROUTER_EXPLORATION": "thompson",
+    "ROUTER_THOMPSON_SHARPNESS": str(SHARPNESS),
+    "LEARNER_PUBLISH_EVERY": str(PUBLISH_EVERY),
+    "BALANCER_START_TIMEOUT_S": "600",
+}
 
 
 @dataclass(frozen=True)
 class ColdStart:
     """A newcomer held out of the fleet until `after` tasks were submitted; its first `first` tasks watched."""
+
     newcomer: str
     after: int
     first: int = 100
@@ -53,11 +59,12 @@ def baselines(tasks: list[LoggedTask]) -> dict[str, float]:
     agents = sorted({a for t in tasks for a in t.outcomes})
     n = max(1, len(tasks))
     per_agent = {a: sum(t.outcomes.get(a, False) for t in tasks) for a in agents}
-    return {"random": round(sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n, 4),
-            "round_robin": round(sum(t.outcomes.get(agents[i % len(agents)], False)
-                                     for i, t in enumerate(tasks)) / n, 4),
-            "best_single": round(max(per_agent.values(), default=0) / n, 4),
-            "oracle": round(sum(any(t.outcomes.values()) for t in tasks) / n, 4)}
+    return {
+        "random": round(sum(sum(t.outcomes.values()) / len(t.outcomes) for t in tasks) / n, 4),
+        "round_robin": round(sum(t.outcomes.get(agents[i % len(agents)], False) for i, t in enumerate(tasks)) / n, 4),
+        "best_single": round(max(per_agent.values(), default=0) / n, 4),
+        "oracle": round(sum(any(t.outcomes.values()) for t in tasks) / n, 4),
+    }
 
 
 def best_single_agent(tasks: list[LoggedTask]) -> str:
@@ -97,8 +104,12 @@ class Replay:
 
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)
-        await producer.send(topic_name(topic_for_event(event.event_type), self.settings.topic_prefix),
-                            encode(event), key=event.key.encode(), headers=[type_header(event)])
+        await producer.send(
+            topic_name(topic_for_event(event.event_type), self.settings.topic_prefix),
+            encode(event),
+            key=event.key.encode(),
+            headers=[type_header(event)],
+        )
 
     async def answer(self, producer) -> None:
         topics = [topic_name(n, self.settings.topic_prefix) for n in ("tasks", "assignments", "models", "skills")]
@@ -123,10 +134,16 @@ class Replay:
     async def _work(self, producer, assignment: Envelope) -> None:
         body = assignment.body
         success = self.tasks[body.task_id].outcomes.get(body.agent_id, False)
-        await self.send(producer, TaskStarted(task_id=body.task_id, agent_id=body.agent_id, attempt=body.attempt),
-                        assignment)
-        await self.send(producer, TaskCompleted(task_id=body.task_id, agent_id=body.agent_id, attempt=body.attempt,
-                                                success=success, duration_ms=1.0), assignment)
+        await self.send(
+            producer, TaskStarted(task_id=body.task_id, agent_id=body.agent_id, attempt=body.attempt), assignment
+        )
+        await self.send(
+            producer,
+            TaskCompleted(
+                task_id=body.task_id, agent_id=body.agent_id, attempt=body.attempt, success=success, duration_ms=1.0
+            ),
+            assignment,
+        )
         if body.task_id not in self.outcome:
             self.slots.release()
         self.outcome[body.task_id] = (body.agent_id, success)
@@ -144,30 +161,41 @@ class Replay:
         return decisions
 
     def newcomer(self, cold: ColdStart) -> dict:
-        after = [t for t in self.order[cold.after:] if t in self.outcome]
-        mine = [t for t in after if self.outcome[t][0] == cold.newcomer][:cold.first]
+        after = [t for t in self.order[cold.after :] if t in self.outcome]
+        mine = [t for t in after if self.outcome[t][0] == cold.newcomer][: cold.first]
         summary = self.decisions(mine).summary()
-        return {"newcomer_tasks": len(mine),
-                "newcomer_success_rate": _rounded(sum(self.outcome[t][1] for t in mine) / len(mine) if mine else None),
-                "newcomer_prediction_accuracy": _rounded(summary.get("accuracy")),
-                "newcomer_share_after_joining": round(sum(self.outcome[t][0] == cold.newcomer for t in after)
-                                                      / max(1, len(after)), 4),
-                "fleet_success_after_joining": round(sum(self.outcome[t][1] for t in after) / max(1, len(after)), 4),
-                "routing_success_rate": round(sum(s for _, s in self.outcome.values()) / max(1, len(self.outcome)), 4)}
+        return {
+            "newcomer_tasks": len(mine),
+            "newcomer_success_rate": _rounded(sum(self.outcome[t][1] for t in mine) / len(mine) if mine else None),
+            "newcomer_prediction_accuracy": _rounded(summary.get("accuracy")),
+            "newcomer_share_after_joining": round(
+                sum(self.outcome[t][0] == cold.newcomer for t in after) / max(1, len(after)), 4
+            ),
+            "fleet_success_after_joining": round(sum(self.outcome[t][1] for t in after) / max(1, len(after)), 4),
+            "routing_success_rate": round(sum(s for _, s in self.outcome.values()) / max(1, len(self.outcome)), 4),
+        }
 
     def score(self) -> dict:
         successes = sum(success for _, success in self.outcome.values())
         summary = self.decisions(self.outcome).summary()
-        return {"routing_success_rate": round(successes / max(1, len(self.outcome)), 4),
-                "prediction_accuracy": _rounded(summary.get("accuracy")),
-                "log_loss": _rounded(summary.get("log_loss")), "roc_auc": _rounded(summary.get("roc_auc")),
-                "brier": _rounded(summary.get("brier")), "scored_decisions": int(summary["count"]),
-                "running_mean": self.running_mean(), "mean_cost": self.mean_cost()}
+        return {
+            "routing_success_rate": round(successes / max(1, len(self.outcome)), 4),
+            "prediction_accuracy": _rounded(summary.get("accuracy")),
+            "log_loss": _rounded(summary.get("log_loss")),
+            "roc_auc": _rounded(summary.get("roc_auc")),
+            "brier": _rounded(summary.get("brier")),
+            "scored_decisions": int(summary["count"]),
+            "running_mean": self.running_mean(),
+            "mean_cost": self.mean_cost(),
+        }
 
     def mean_cost(self) -> float | None:
         """What the routed attempts cost on average, where the log says what each agent's attempt cost."""
-        costs = [cost for task_id, (agent, _) in self.outcome.items()
-                 if (cost := self.tasks[task_id].costs.get(agent)) is not None]
+        costs = [
+            cost
+            for task_id, (agent, _) in self.outcome.items()
+            if (cost := self.tasks[task_id].costs.get(agent)) is not None
+        ]
         return round(sum(costs) / len(costs), 6) if costs else None
 
     def running_mean(self) -> dict:
@@ -189,9 +217,18 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, outstanding: int = 50,
-                   cold_start_after: int | None = None, newcomer: str | None = None, first: int = 100,
-                   timeout_s: float = 3600.0, log=print) -> dict:
+async def evaluate(
+    settings: Settings,
+    path: str,
+    *,
+    limit: int | None = 2000,
+    outstanding: int = 50,
+    cold_start_after: int | None = None,
+    newcomer: str | None = None,
+    first: int = 100,
+    timeout_s: float = 3600.0,
+    log=print,
+) -> dict:
     """The log through the system; with `cold_start_after`, twice more with a newcomer joining late:
     once into a fleet that shares its experience, once into one that does not."""
     tasks = load(path, limit)
@@ -205,40 +242,69 @@ async def evaluate(settings: Settings, path: str, *, limit: int | None = 2000, o
     started = time.monotonic()
     replay = await replay_through_system(settings, tasks, outstanding, timeout_s=timeout_s, log=log)
     seconds = time.monotonic() - started
-    result = {"data": {"path": path, "tasks": len(tasks), "agents": len(agents), "capabilities": len(capabilities)},
-              **replay.score(), "baselines": baselines(tasks),
-              "learner_model": ({"version": replay.model.model_version, "metrics": replay.model.metrics}
-                                if replay.model else None),
-              "learner_behind": {"at_the_end": replay.learner_behind(), "at_most": replay.learner_most_behind,
-                                 "unit": "answered outcomes its estimates did not count yet"},
-              "routing": {"exploration": "thompson", "sharpness": SHARPNESS, "outstanding": outstanding,
-                          "learner_publish_every": PUBLISH_EVERY},
-              "cold_start": None,
-              "cold_start_reason": "not asked for (--cold-start-after K)",
-              "seconds": round(seconds, 1), "tasks_per_second": round(len(tasks) / max(seconds, 1e-9), 1)}
+    result = {
+        "data": {"path": path, "tasks": len(tasks), "agents": len(agents), "capabilities": len(capabilities)},
+        **replay.score(),
+        "baselines": baselines(tasks),
+        "learner_model": (
+            {"version": replay.model.model_version, "metrics": replay.model.metrics} if replay.model else None
+        ),
+        "learner_behind": {
+            "at_the_end": replay.learner_behind(),
+            "at_most": replay.learner_most_behind,
+            "unit": "answered outcomes its estimates did not count yet",
+        },
+        "routing": {
+            "exploration": "thompson",
+            "sharpness": SHARPNESS,
+            "outstanding": outstanding,
+            "learner_publish_every": PUBLISH_EVERY,
+        },
+        "cold_start": None,
+        "cold_start_reason": "not asked for (--cold-start-after K)",
+        "seconds": round(seconds, 1),
+        "tasks_per_second": round(len(tasks) / max(seconds, 1e-9), 1),
+    }
     if cold_start is not None:
-        result["cold_start"] = {"newcomer": cold_start.newcomer, "joins_after_tasks": cold_start.after,
-                                "first_tasks": cold_start.first}
+        result["cold_start"] = {
+            "newcomer": cold_start.newcomer,
+            "joins_after_tasks": cold_start.after,
+            "first_tasks": cold_start.first,
+        }
         for variant, share in (("with_sharing", True), ("without_sharing", False)):
-            log(f"evaluate: cold start {variant.replace('_', ' ')}: {cold_start.newcomer} joins after "
-                f"{cold_start.after} tasks")
-            run = await replay_through_system(settings, tasks, outstanding, share=share, cold_start=cold_start,
-                                              timeout_s=timeout_s, log=log)
+            log(
+                f"evaluate: cold start {variant.replace('_', ' ')}: {cold_start.newcomer} joins after "
+                f"{cold_start.after} tasks"
+            )
+            run = await replay_through_system(
+                settings, tasks, outstanding, share=share, cold_start=cold_start, timeout_s=timeout_s, log=log
+            )
             result["cold_start"][variant] = run.newcomer(cold_start)
         result.pop("cold_start_reason")
     return result
 
 
-async def replay_through_system(settings: Settings, tasks: list[LoggedTask], outstanding: int, *,
-                                share: bool = True, cold_start: ColdStart | None = None,
-                                timeout_s: float = 1800.0, log=print) -> Replay:
+async def replay_through_system(
+    settings: Settings,
+    tasks: list[LoggedTask],
+    outstanding: int,
+    *,
+    share: bool = True,
+    cold_start: ColdStart | None = None,
+    timeout_s: float = 1800.0,
+    log=print,
+) -> Replay:
     agents = sorted({a for t in tasks for a in t.outcomes})
     capabilities = sorted({t.capability for t in tasks})
-    run = Settings.from_env({**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-                             "DATABASE_URL": settings.database_url},
-                            topic_prefix=f"{settings.topic_prefix}.eval-{uuid.uuid4().hex[:6]}")
-    log(f"evaluate: {len(tasks)} tasks, {len(agents)} agents, {len(capabilities)} capabilities "
-        f"on {run.topic_prefix}.*")
+    run = Settings.from_env(
+        {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "DATABASE_URL": settings.database_url,
+        },
+        topic_prefix=f"{settings.topic_prefix}.eval-{uuid.uuid4().hex[:6]}",
+    )
+    log(f"evaluate: {len(tasks)} tasks, {len(agents)} agents, {len(capabilities)} capabilities on {run.topic_prefix}.*")
     await kafka.ensure_topics(run)
     replay = Replay(run, tasks, outstanding)
 
@@ -246,14 +312,18 @@ async def replay_through_system(settings: Settings, tasks: list[LoggedTask], out
         # The log says nothing of capacity (every agent answered every task): no agent is capacity-bound,
         # so the router's load term never pushes a task to a second choice.
         return AgentRegistered(
-            agent_id=agent, display_name=agent, capacity=max(outstanding, len(tasks)),
+            agent_id=agent,
+            display_name=agent,
+            capacity=max(outstanding, len(tasks)),
             capabilities=tuple(Capability(name=c, proficiency=DECLARED) for c in capabilities),
-            memory_profile=MemoryProfile(store_kind="none", share_experience=share))
+            memory_profile=MemoryProfile(store_kind="none", share_experience=share),
+        )
 
     late = {cold_start.after: registration(cold_start.newcomer)} if cold_start else {}
     started = time.monotonic()
-    with processors(run, "orchestrator", names=("router", "balancer", "learner"),
-                    ROUTER_TOP_K=str(len(agents)), **ROUTING):
+    with processors(
+        run, "orchestrator", names=("router", "balancer", "learner"), ROUTER_TOP_K=str(len(agents)), **ROUTING
+    ):
         producer = kafka.producer(run)
         await kafka.start(producer, run)
         answering = asyncio.create_task(replay.answer(producer))
@@ -279,8 +349,9 @@ async def _until_last_model(replay: Replay, trained_on: int, timeout_s: float = 
         await asyncio.sleep(0.1)
 
 
-async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: float, log,
-                  late: dict[int, AgentRegistered]) -> None:
+async def _submit(
+    replay: Replay, producer, tasks: list[LoggedTask], started: float, log, late: dict[int, AgentRegistered]
+) -> None:
     shown = time.monotonic()
     for n, task in enumerate(tasks, 1):
         if (newcomer := late.get(n - 1)) is not None:
@@ -291,44 +362,55 @@ async def _submit(replay: Replay, producer, tasks: list[LoggedTask], started: fl
             shown = time.monotonic()
             answered = len(replay.outcome)
             rate = sum(s for _, s in replay.outcome.values()) / max(1, answered)
-            log(f"evaluate: {n}/{len(tasks)} submitted, {answered} answered, success so far {rate:.3f}, "
-                f"learner {replay.learner_behind()} behind, {time.monotonic() - started:.0f}s")
+            log(
+                f"evaluate: {n}/{len(tasks)} submitted, {answered} answered, success so far {rate:.3f}, "
+                f"learner {replay.learner_behind()} behind, {time.monotonic() - started:.0f}s"
+            )
     await producer.flush()
 
 
 def report(result: dict) -> str:
     data = result["data"]
     routing = result["routing"]
-    lines = [f"Replay through the running system: {data['tasks']} tasks, {data['agents']} agents, "
-             f"{data['capabilities']} capabilities ({result['seconds']}s, {result['tasks_per_second']} tasks/s)",
-             f"  routing: {routing['exploration']} sampling, sharpness {routing['sharpness']}, "
-             f"{routing['outstanding']} tasks outstanding",
-             f"  routing success rate   {result['routing_success_rate']:.4f}",
-             f"  on {result['scored_decisions']} routed decisions, the router's predicted success:",
-             f"    accuracy {result['prediction_accuracy']}, log loss {result['log_loss']}, "
-             f"ROC AUC {result['roc_auc']}, Brier {result['brier']}",
-             f"    per-(agent, capability) running mean on the same decisions: accuracy "
-             f"{result['running_mean']['prediction_accuracy']}, log loss {result['running_mean']['log_loss']}",
-             "  baselines on the same tasks, from the log:"]
+    lines = [
+        f"Replay through the running system: {data['tasks']} tasks, {data['agents']} agents, "
+        f"{data['capabilities']} capabilities ({result['seconds']}s, {result['tasks_per_second']} tasks/s)",
+        f"  routing: {routing['exploration']} sampling, sharpness {routing['sharpness']}, "
+        f"{routing['outstanding']} tasks outstanding",
+        f"  routing success rate   {result['routing_success_rate']:.4f}",
+        f"  on {result['scored_decisions']} routed decisions, the router's predicted success:",
+        f"    accuracy {result['prediction_accuracy']}, log loss {result['log_loss']}, "
+        f"ROC AUC {result['roc_auc']}, Brier {result['brier']}",
+        f"    per-(agent, capability) running mean on the same decisions: accuracy "
+        f"{result['running_mean']['prediction_accuracy']}, log loss {result['running_mean']['log_loss']}",
+        "  baselines on the same tasks, from the log:",
+    ]
     lines += [f"    {name:14} {value:.4f}" for name, value in result["baselines"].items()]
     if result.get("mean_cost") is not None:
         lines.append(f"  mean cost of the routed attempts {result['mean_cost']}")
     if model := result["learner_model"]:
         m = model["metrics"]
-        lines.append(f"  learner model {model['version']}: prequential accuracy {m.get('accuracy', 0):.4f}, "
-                     f"log loss {m.get('log_loss', 0):.4f}, ROC AUC {m.get('roc_auc', 0):.4f}")
+        lines.append(
+            f"  learner model {model['version']}: prequential accuracy {m.get('accuracy', 0):.4f}, "
+            f"log loss {m.get('log_loss', 0):.4f}, ROC AUC {m.get('roc_auc', 0):.4f}"
+        )
     behind = result["learner_behind"]
-    lines.append(f"  learner behind the answers: {behind['at_most']} outcomes at most, {behind['at_the_end']} "
-                 f"at the end")
+    lines.append(
+        f"  learner behind the answers: {behind['at_most']} outcomes at most, {behind['at_the_end']} at the end"
+    )
     if (cold := result["cold_start"]) is None:
         lines.append(f"  cold start: not measured ({result['cold_start_reason']})")
         return "\n".join(lines)
-    lines.append(f"  cold start: {cold['newcomer']} joins after {cold['joins_after_tasks']} tasks; "
-                 f"its first {cold['first_tasks']} tasks:")
+    lines.append(
+        f"  cold start: {cold['newcomer']} joins after {cold['joins_after_tasks']} tasks; "
+        f"its first {cold['first_tasks']} tasks:"
+    )
     for variant in ("with_sharing", "without_sharing"):
         c = cold[variant]
-        lines.append(f"    {variant.replace('_', ' '):16} success {c['newcomer_success_rate']} over "
-                     f"{c['newcomer_tasks']} tasks, prediction accuracy {c['newcomer_prediction_accuracy']}, "
-                     f"its share after joining {c['newcomer_share_after_joining']:.3f}, "
-                     f"fleet success after joining {c['fleet_success_after_joining']:.4f}")
+        lines.append(
+            f"    {variant.replace('_', ' '):16} success {c['newcomer_success_rate']} over "
+            f"{c['newcomer_tasks']} tasks, prediction accuracy {c['newcomer_prediction_accuracy']}, "
+            f"its share after joining {c['newcomer_share_after_joining']:.3f}, "
+            f"fleet success after joining {c['fleet_success_after_joining']:.4f}"
+        )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ column whose value is a number and the same on every row of a task (`prompt_char
 that differs between a task's rows, such as a raw `score`, describes the attempt, not the task,
 and is never a feature: it would give the outcome away. Names are kept as written (`owner/repo`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,9 +25,11 @@ OPTIONAL = ("capability", "task_seq", "seq", "cost")
 DEFAULT_CAPABILITY = "default"
 SUCCESS = {"1", "1.0", "true", "yes", "success"}
 FAILURE = {"0", "0.0", "false", "no", "failure"}
-NEEDS = ("a log needs the columns task_id, agent_id and outcome (1 or 0), one row per task and agent; "
-         "optionally capability, task_seq (submission order), seq (row order), cost and numeric task "
-         "features (e.g. prompt_chars)")
+NEEDS = (
+    "a log needs the columns task_id, agent_id and outcome (1 or 0), one row per task and agent; "
+    "optionally capability, task_seq (submission order), seq (row order), cost and numeric task "
+    "features (e.g. prompt_chars)"
+)
 
 
 class LogFormatError(ValueError):
@@ -42,8 +45,12 @@ class LoggedTask:
     costs: dict[str, float] = field(default_factory=dict)  # agent -> cost of its attempt, where logged
 
     def submitted(self, submitter: str = "evaluation") -> TaskSubmitted:
-        return TaskSubmitted(task_id=self.task_id, submitter=submitter, features=self.features,
-                             requirements=(CapabilityRequirement(name=self.capability),))
+        return TaskSubmitted(
+            task_id=self.task_id,
+            submitter=submitter,
+            features=self.features,
+            requirements=(CapabilityRequirement(name=self.capability),),
+        )
 
 
 def load(path: str, limit: int | None = None) -> list[LoggedTask]:
@@ -53,8 +60,9 @@ def load(path: str, limit: int | None = None) -> list[LoggedTask]:
         reader = csv.DictReader(stream)
         columns = [c.strip() for c in reader.fieldnames or ()]
         if missing := [c for c in REQUIRED if c not in columns]:
-            raise LogFormatError(f"{path}: no column {', '.join(missing)}; {NEEDS} (found: "
-                                 f"{', '.join(columns) or 'nothing'})")
+            raise LogFormatError(
+                f"{path}: no column {', '.join(missing)}; {NEEDS} (found: {', '.join(columns) or 'nothing'})"
+            )
         reader.fieldnames = columns
         rows: dict[str, list[tuple[float, int, dict]]] = {}  # task -> (row order, line, row)
         first_seen: dict[str, tuple[float, int]] = {}
@@ -65,7 +73,7 @@ def load(path: str, limit: int | None = None) -> list[LoggedTask]:
             position = number(row, "task_seq", path, line, default=float(len(first_seen)))
             first_seen.setdefault(task_id, (position, line))
     chosen = [sorted(rows[task_id], key=lambda r: r[:2]) for task_id in sorted(first_seen, key=first_seen.get)]
-    chosen = chosen[:limit or None]
+    chosen = chosen[: limit or None]
     if not chosen:
         raise LogFormatError(f"{path}: no rows; {NEEDS}")
     features = task_features([c for c in columns if c not in REQUIRED + OPTIONAL], chosen)
@@ -74,12 +82,14 @@ def load(path: str, limit: int | None = None) -> list[LoggedTask]:
 
 def task_features(candidates: list[str], tasks: list[list[tuple[float, int, dict]]]) -> list[str]:
     """The columns that are a number wherever given and never differ between the rows of one task."""
+
     def of_the_task(column: str) -> bool:
         for rows in tasks:
             values = {(row.get(column) or "").strip() for _, _, row in rows}
             if len(values) > 1 or any(v and as_number(v) is None for v in values):
                 return False
         return True
+
     return [c for c in candidates if of_the_task(c)]
 
 
@@ -91,8 +101,9 @@ def task(rows: list[tuple[float, int, dict]], feature_columns: list[str], path: 
         if (cost := number(row, "cost", path, line, default=None)) is not None:
             costs[agent] = cost
     first_line, first = rows[0][1], rows[0][2]
-    capability = name(first, "capability", path, first_line) if (first.get("capability") or "").strip() \
-        else DEFAULT_CAPABILITY
+    capability = (
+        name(first, "capability", path, first_line) if (first.get("capability") or "").strip() else DEFAULT_CAPABILITY
+    )
     features = {c: value for c in feature_columns if (value := as_number((first.get(c) or "").strip())) is not None}
     return LoggedTask(name(first, "task_id", path, first_line), capability, features, outcomes, costs)
 
@@ -100,8 +111,10 @@ def task(rows: list[tuple[float, int, dict]], feature_columns: list[str], path: 
 def name(row: dict, column: str, path: str, line: int) -> str:
     value = (row.get(column) or "").strip()
     if not re.fullmatch(ID_PATTERN, value):
-        raise LogFormatError(f"{path}, line {line}: {column} {value[:40]!r} is not a name (1 to {ID_MAX_LENGTH} "
-                             f"characters, no control characters); {NEEDS}")
+        raise LogFormatError(
+            f"{path}, line {line}: {column} {value[:40]!r} is not a name (1 to {ID_MAX_LENGTH} "
+            f"characters, no control characters); {NEEDS}"
+        )
     return value
 
 

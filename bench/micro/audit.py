@@ -6,6 +6,7 @@ Publishes a scripted feed of about `--records` records under a fresh topic prefi
 times the audit projector and the projector catching up with it from the start, each
 alone, and `audit verify` over the chain; prints the figures with the machine's description.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ RECORDS_PER_TASK = 5.7  # what the scripted feed yields on average
 async def _audited(settings: Settings) -> int:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         try:
-            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-                sql.Identifier(settings.audit.db_schema, "audit_log")))
+            cur = await conn.execute(
+                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(settings.audit.db_schema, "audit_log"))
+            )
         except psycopg.errors.UndefinedTable:
             return 0
         return (await cur.fetchone())[0]
@@ -64,21 +66,27 @@ async def _catch_up_seconds(running, consume, caught_up) -> float:
 async def run(records: int, keep: bool) -> dict:
     tag = uuid.uuid4().hex[:8]
     workdir = Path(tempfile.mkdtemp(prefix="audit-bench-"))
-    settings = Settings.from_env(topic_prefix=f"bench-{tag}", db_schema=f"bench_{tag}",
-                                 audit_db_schema=f"bench_audit_{tag}",
-                                 audit_checkpoint_dir=str(workdir / "checkpoints"),
-                                 audit_signing_key_file=str(workdir / "signing-key.pem"))
+    settings = Settings.from_env(
+        topic_prefix=f"bench-{tag}",
+        db_schema=f"bench_{tag}",
+        audit_db_schema=f"bench_audit_{tag}",
+        audit_checkpoint_dir=str(workdir / "checkpoints"),
+        audit_signing_key_file=str(workdir / "signing-key.pem"),
+    )
     await kafka.ensure_topics(settings)
     events = list(scripted_feed(agents=20, tasks=int(records / RECORDS_PER_TASK), seed=11))
     await _publish(settings, events)
     print(f"published {len(events)} records", flush=True)
 
-    audit_s = await _catch_up_seconds(lambda stop: auditor_running(settings, stop), run_until,
-                                      lambda: _until_audited(settings, len(events)))
+    audit_s = await _catch_up_seconds(
+        lambda stop: auditor_running(settings, stop), run_until, lambda: _until_audited(settings, len(events))
+    )
     print(f"audited {len(events)} records in {audit_s:.2f}s", flush=True)
-    project_s = await _catch_up_seconds(lambda stop: projector_running(settings),
-                                        lambda projector, stop: projector.run(stop),
-                                        lambda: wait_until_caught_up(settings, timeout=3600))
+    project_s = await _catch_up_seconds(
+        lambda stop: projector_running(settings),
+        lambda projector, stop: projector.run(stop),
+        lambda: wait_until_caught_up(settings, timeout=3600),
+    )
     print(f"projected {len(events)} records in {project_s:.2f}s", flush=True)
     started = time.perf_counter()
     verdict = await verify(settings)
@@ -94,8 +102,11 @@ async def run(records: int, keep: bool) -> dict:
     }
     if not keep:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-            await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
-                sql.Identifier(settings.db_schema), sql.Identifier(settings.audit.db_schema)))
+            await conn.execute(
+                sql.SQL("DROP SCHEMA IF EXISTS {}, {} CASCADE").format(
+                    sql.Identifier(settings.db_schema), sql.Identifier(settings.audit.db_schema)
+                )
+            )
         await _delete_topics(settings)
     return result
 

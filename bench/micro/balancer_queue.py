@@ -8,6 +8,7 @@ routed and queued, and one running task completes, which frees a slot and places
 urgent waiting task. The time of each `decide` call is the balancer's cost per event; if it
 grows with the queue, an overloaded balancer slows down just when it must keep up.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,14 @@ class Storm:
         self.running: list[tuple[str, str, int]] = []  # (task, agent, attempt)
         self.agents = [f"agent-{i:03}" for i in range(agents)]
         for agent_id in self.agents:
-            self.apply(AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=capacity,
-                                       capabilities=tuple(Capability(name=c, proficiency=0.8) for c in CAPABILITIES)))
+            self.apply(
+                AgentRegistered(
+                    agent_id=agent_id,
+                    display_name=agent_id,
+                    capacity=capacity,
+                    capabilities=tuple(Capability(name=c, proficiency=0.8) for c in CAPABILITIES),
+                )
+            )
 
     def apply(self, event) -> list:
         self.now += timedelta(milliseconds=1)
@@ -54,13 +61,22 @@ class Storm:
     def submit_and_route(self) -> tuple[TaskSubmitted, TaskRouted]:
         task_id, self.next_id = f"t{self.next_id:07}", self.next_id + 1
         ranked = self.rng.sample(self.agents, k=min(5, len(self.agents)))
-        submitted = TaskSubmitted(task_id=task_id, submitter=self.rng.choice(SUBMITTERS),
-                                  priority=self.rng.choice((1, 5, 5, 5, 9)),
-                                  requirements=(CapabilityRequirement(name=self.rng.choice(CAPABILITIES)),))
-        routed = TaskRouted(task_id=task_id, chosen_agent_id=ranked[0], policy="bench", reason="bench",
-                            candidates=tuple(Candidate(agent_id=a, score=1.0, predicted_success=0.7,
-                                                       propensity=1.0 if n == 0 else 0.0)
-                                             for n, a in enumerate(ranked)))
+        submitted = TaskSubmitted(
+            task_id=task_id,
+            submitter=self.rng.choice(SUBMITTERS),
+            priority=self.rng.choice((1, 5, 5, 5, 9)),
+            requirements=(CapabilityRequirement(name=self.rng.choice(CAPABILITIES)),),
+        )
+        routed = TaskRouted(
+            task_id=task_id,
+            chosen_agent_id=ranked[0],
+            policy="bench",
+            reason="bench",
+            candidates=tuple(
+                Candidate(agent_id=a, score=1.0, predicted_success=0.7, propensity=1.0 if n == 0 else 0.0)
+                for n, a in enumerate(ranked)
+            ),
+        )
         return submitted, routed
 
     def completion(self) -> TaskCompleted:
@@ -87,10 +103,17 @@ def run(waiting: int, events: int, agents: int = 20, capacity: int = 4, seed: in
         completion_ms.append((time.perf_counter_ns() - started) / 1e6)
     queue_ms.sort()
     completion_ms.sort()
-    return {"waiting": waiting, "events": events, "agents": agents, "capacity": capacity,
-            "queue_one_ms": {"p50": round(percentile(queue_ms, 0.5), 4), "p99": round(percentile(queue_ms, 0.99), 4)},
-            "complete_one_ms": {"p50": round(percentile(completion_ms, 0.5), 4),
-                                "p99": round(percentile(completion_ms, 0.99), 4)}}
+    return {
+        "waiting": waiting,
+        "events": events,
+        "agents": agents,
+        "capacity": capacity,
+        "queue_one_ms": {"p50": round(percentile(queue_ms, 0.5), 4), "p99": round(percentile(queue_ms, 0.99), 4)},
+        "complete_one_ms": {
+            "p50": round(percentile(completion_ms, 0.5), 4),
+            "p99": round(percentile(completion_ms, 0.99), 4),
+        },
+    }
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ of 200 agents), applies the roles under a throw-away prefix, serves the dashboar
 process, and times every page over HTTP as the analyst, for the last hour and for everything.
 Drops the schema and the roles afterwards.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -83,8 +84,9 @@ async def fill(settings: Settings, tasks: int) -> float:
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.db_schema)))
-        statement = FILL.format(agents=AGENTS, tasks=int(tasks), capabilities=sql.Literal(list(CAPABILITIES))
-                                .as_string(conn))
+        statement = FILL.format(
+            agents=AGENTS, tasks=int(tasks), capabilities=sql.Literal(list(CAPABILITIES)).as_string(conn)
+        )
         await conn.execute(statement)
         await conn.execute("ANALYZE")
     return time.perf_counter() - started
@@ -111,10 +113,14 @@ async def measure(settings: Settings, repeat: int) -> dict[str, dict[str, float]
             for page in PAGES:
                 url = f"http://127.0.0.1:{port}/{page}{'&' if '?' in page else '?'}range={range_}"
                 seconds = [await asyncio.to_thread(timed_get, url) for _ in range(repeat)]
-                figures[f"{page} ({range_})"] = {"median_ms": round(statistics.median(seconds) * 1000),
-                                                 "max_ms": round(max(seconds) * 1000)}
-                print(f"{page + ' (' + range_ + ')':38} median {figures[f'{page} ({range_})']['median_ms']:6} ms",
-                      flush=True)
+                figures[f"{page} ({range_})"] = {
+                    "median_ms": round(statistics.median(seconds) * 1000),
+                    "max_ms": round(max(seconds) * 1000),
+                }
+                print(
+                    f"{page + ' (' + range_ + ')':38} median {figures[f'{page} ({range_})']['median_ms']:6} ms",
+                    flush=True,
+                )
         return figures
     finally:
         await runner.cleanup()
@@ -122,8 +128,13 @@ async def measure(settings: Settings, repeat: int) -> dict[str, dict[str, float]
 
 async def run(tasks: int, repeat: int) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = replace(Settings.from_env(), db_schema=f"bench_{tag}", audit_db_schema=f"bench_{tag}_audit",
-                       db_role_prefix=f"bench{tag}", keystore_schema=f"bench_{tag}_keystore")
+    settings = replace(
+        Settings.from_env(),
+        db_schema=f"bench_{tag}",
+        audit_db_schema=f"bench_{tag}_audit",
+        db_role_prefix=f"bench{tag}",
+        keystore_schema=f"bench_{tag}_keystore",
+    )
     try:
         fill_s = await fill(settings, tasks)
         print(f"filled {tasks:,} tasks in {fill_s:.0f} s", flush=True)

@@ -6,6 +6,7 @@ Publishes a scripted feed (about 5 events per task) under a fresh topic prefix a
 schema, measures how fast the projector catches up with it, then how fast
 `orchestrator replay` rebuilds it, and prints both with the machine's description.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,9 @@ async def _publish(settings: Settings, events) -> None:
         pending = []
         for event in events:
             topic = topic_name(topic_for_event(event.event_type), settings.topic_prefix)
-            pending.append(await producer.send(topic, encode(event), key=event.key.encode(),
-                                                headers=[type_header(event)]))
+            pending.append(
+                await producer.send(topic, encode(event), key=event.key.encode(), headers=[type_header(event)])
+            )
         await asyncio.gather(*pending)
     finally:
         await producer.stop()

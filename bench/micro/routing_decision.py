@@ -6,6 +6,7 @@ With `--with-model` the router predicts with a published success model, as it do
 learner has published one. Between decisions, untimed, the chosen agent's outcome is learned, so
 that what the router keeps of an agent between decisions goes stale as often as in service.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def fleet(agents: int, rng: random.Random) -> RouterState:
     state = RouterState()
     for i in range(agents):
         skills = {c: round(rng.uniform(0.2, 0.95), 2) for c in rng.sample(CAPABILITIES, k=rng.randint(2, 5))}
-        state.agents[f"agent-{i}"] = AgentState(agent_id=f"agent-{i}", capabilities=skills,
-                                                capacity=rng.randint(1, 8), in_flight=rng.randint(0, 2))
+        state.agents[f"agent-{i}"] = AgentState(
+            agent_id=f"agent-{i}", capabilities=skills, capacity=rng.randint(1, 8), in_flight=rng.randint(0, 2)
+        )
         for capability in skills:
             for _ in range(rng.randint(0, 20)):
                 learn_outcome(state, f"agent-{i}", capability, rng.random() < 0.6, rng.uniform(100, 5000))
@@ -43,8 +45,14 @@ def run(agents: int, decisions: int, seed: int = 1, with_model: bool = False) ->
     state, weights = fleet(agents, rng), Weights()
     if with_model:
         state.predictor = LinearPredictor.from_parameters(SuccessModel().parameters())
-    tasks = [TaskSubmitted(task_id=f"t{n}", submitter="bench", requirements=(
-        CapabilityRequirement(name=rng.choice(CAPABILITIES), min_proficiency=0.3),)) for n in range(decisions)]
+    tasks = [
+        TaskSubmitted(
+            task_id=f"t{n}",
+            submitter="bench",
+            requirements=(CapabilityRequirement(name=rng.choice(CAPABILITIES), min_proficiency=0.3),),
+        )
+        for n in range(decisions)
+    ]
     for task in tasks[:200]:  # warm-up
         route(task, state, weights, rng)
     timings = []
@@ -55,13 +63,20 @@ def run(agents: int, decisions: int, seed: int = 1, with_model: bool = False) ->
         # Untimed, as the live router reads it: the chosen agent's outcome replaces its record, so
         # what the router keeps of an agent between decisions is rebuilt as often as in service.
         if isinstance(decision, TaskRouted):
-            learn_outcome(state, decision.chosen_agent_id, task.requirements[0].name, rng.random() < 0.6,
-                          rng.uniform(100, 5000))
+            learn_outcome(
+                state, decision.chosen_agent_id, task.requirements[0].name, rng.random() < 0.6, rng.uniform(100, 5000)
+            )
     timings.sort()
-    return {"agents": agents, "decisions": decisions, "with_model": with_model,
-            "p50_ms": round(percentile(timings, 0.50), 4), "p95_ms": round(percentile(timings, 0.95), 4),
-            "p99_ms": round(percentile(timings, 0.99), 4),
-            "max_ms": round(timings[-1], 4), "machine": describe()}
+    return {
+        "agents": agents,
+        "decisions": decisions,
+        "with_model": with_model,
+        "p50_ms": round(percentile(timings, 0.50), 4),
+        "p95_ms": round(percentile(timings, 0.95), 4),
+        "p99_ms": round(percentile(timings, 0.99), 4),
+        "max_ms": round(timings[-1], 4),
+        "machine": describe(),
+    }
 
 
 def main() -> None:

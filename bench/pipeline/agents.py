@@ -7,6 +7,7 @@ publishing an assignment to reading its TaskCompleted is the SDK's (and broker's
 Health: an agent heartbeats, then stops; the time from its degraded deadline (last
 heartbeat + degraded-after x interval) to the AgentHealthChanged event is measured.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,14 @@ async def sdk_overhead(settings: Settings, tasks: int, capacity: int) -> dict:
     async def nothing(task):
         return Completed()
 
-    agent = Agent("bench-agent", [Capability(name="echo", proficiency=1.0)], capacity, nothing,
-                  settings=settings, heartbeat_interval=5)
+    agent = Agent(
+        "bench-agent",
+        [Capability(name="echo", proficiency=1.0)],
+        capacity,
+        nothing,
+        settings=settings,
+        heartbeat_interval=5,
+    )
     runner = asyncio.create_task(agent.run())
     await asyncio.wait_for(agent.ready.wait(), 60)
     producer = kafka.producer(settings)
@@ -55,11 +62,16 @@ async def sdk_overhead(settings: Settings, tasks: int, capacity: int) -> dict:
     latencies = []
     started = time.perf_counter()
     for n in range(tasks):
-        event = make_event(TaskAssigned(agent_id="bench-agent", task_id=f"b{n}", attempt=1, capability="echo"),
-                           producer="bench")
+        event = make_event(
+            TaskAssigned(agent_id="bench-agent", task_id=f"b{n}", attempt=1, capability="echo"), producer="bench"
+        )
         sent[event.body.task_id] = time.perf_counter()
-        await producer.send(topic_name(topic_for_event("TaskAssigned"), settings.topic_prefix), encode(event),
-                            key=b"bench-agent", headers=[type_header(event)])
+        await producer.send(
+            topic_name(topic_for_event("TaskAssigned"), settings.topic_prefix),
+            encode(event),
+            key=b"bench-agent",
+            headers=[type_header(event)],
+        )
     await producer.flush()
     while len(latencies) < tasks:
         for records in (await reader.getmany(timeout_ms=500)).values():
@@ -72,16 +84,26 @@ async def sdk_overhead(settings: Settings, tasks: int, capacity: int) -> dict:
     await runner
     await reader.stop()
     await producer.stop()
-    return {"tasks": tasks, "capacity": capacity, "tasks_per_second": round(tasks / elapsed),
-            "cpu_ms_per_task_upper_bound": round(elapsed / tasks * 1000, 3),
-            "assignment_to_completed_ms": {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99)}}
+    return {
+        "tasks": tasks,
+        "capacity": capacity,
+        "tasks_per_second": round(tasks / elapsed),
+        "cpu_ms_per_task_upper_bound": round(elapsed / tasks * 1000, 3),
+        "assignment_to_completed_ms": {"p50": _pct(latencies, 0.5), "p99": _pct(latencies, 0.99)},
+    }
 
 
 async def health_delay(settings: Settings, interval: float = 1.0, degraded_after: int = 2) -> dict:
-    env = {**os.environ, **as_environ(settings),
-           "HEALTH_HEARTBEAT_INTERVAL_S": str(interval), "HEALTH_DEGRADED_AFTER_MISSED": str(degraded_after),
-           "HEALTH_UNHEALTHY_AFTER_MISSED": str(degraded_after + 2), "HEALTH_TICK_INTERVAL_S": "0.1",
-           "HEALTH_DATA_DIR": tempfile.mkdtemp(), "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **as_environ(settings),
+        "HEALTH_HEARTBEAT_INTERVAL_S": str(interval),
+        "HEALTH_DEGRADED_AFTER_MISSED": str(degraded_after),
+        "HEALTH_UNHEALTHY_AFTER_MISSED": str(degraded_after + 2),
+        "HEALTH_TICK_INTERVAL_S": "0.1",
+        "HEALTH_DATA_DIR": tempfile.mkdtemp(),
+        "LOG_LEVEL": "WARNING",
+    }
     process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "health"], env=env)
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
@@ -89,13 +111,25 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
     await kafka.start(reader, settings)
     reader.assign(kafka.partitions(settings, [topic_for_event("AgentHealthChanged")]))
     try:
+
         async def send(body):
             event = make_event(body, producer="bench-health")
-            await producer.send_and_wait(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                                         encode(event), key=event.key.encode(), headers=[type_header(event)])
+            await producer.send_and_wait(
+                topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+                encode(event),
+                key=event.key.encode(),
+                headers=[type_header(event)],
+            )
             return event
-        await send(AgentRegistered(agent_id="silent-1", display_name="silent", capacity=1,
-                                   capabilities=(Capability(name="x", proficiency=0.5),)))
+
+        await send(
+            AgentRegistered(
+                agent_id="silent-1",
+                display_name="silent",
+                capacity=1,
+                capabilities=(Capability(name="x", proficiency=0.5),),
+            )
+        )
         last = None
         healthy = False
         while not healthy:  # heartbeat until the monitor has seen the agent alive
@@ -109,9 +143,12 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
                     event = decode(record.value)
                     if event.event_type == "AgentHealthChanged" and event.body.current == "degraded":
                         seen = datetime.now(timezone.utc).timestamp()
-                        return {"heartbeat_interval_s": interval, "degraded_after_missed": degraded_after,
-                                "deadline_to_event_ms": round((event.occurred_at.timestamp() - deadline) * 1000, 1),
-                                "deadline_to_event_read_ms": round((seen - deadline) * 1000, 1)}
+                        return {
+                            "heartbeat_interval_s": interval,
+                            "degraded_after_missed": degraded_after,
+                            "deadline_to_event_ms": round((event.occurred_at.timestamp() - deadline) * 1000, 1),
+                            "deadline_to_event_read_ms": round((seen - deadline) * 1000, 1),
+                        }
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -122,8 +159,11 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
 async def run(tasks: int, capacity: int) -> dict:
     settings = Settings.from_env(topic_prefix=f"bench-agents-{uuid.uuid4().hex[:6]}")
     await kafka.ensure_topics(settings)
-    return {"sdk": await sdk_overhead(settings, tasks, capacity), "health": await health_delay(settings),
-            "machine": describe()}
+    return {
+        "sdk": await sdk_overhead(settings, tasks, capacity),
+        "health": await health_delay(settings),
+        "machine": describe(),
+    }
 
 
 def main() -> None:

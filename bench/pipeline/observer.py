@@ -12,6 +12,7 @@ It is also split into hops, for the tasks whose `TaskRouted` is seen too:
   which the balancer takes from the inbox record, so a replay decides at the same time);
 - decide: -> the assignment handed to Kafka.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """CPU and memory of processes, read from /proc (Linux), without a dependency."""
+
 from __future__ import annotations
 
 import os
@@ -52,6 +53,7 @@ class Watched:
 @dataclass
 class ProcessWatch:
     """CPU share and peak memory of named groups of processes over a window."""
+
     groups: dict[str, list[int]]
     watched: dict[str, Watched] = field(default_factory=dict)
     started: float = 0.0
@@ -71,8 +73,11 @@ class ProcessWatch:
         usage = {}
         for name, w in self.watched.items():
             cpu = self._cpu(w.pids) - w.cpu_start
-            usage[name] = {"cpu_percent": round(100 * cpu / elapsed, 1), "cpu_seconds": round(cpu, 2),
-                           "rss_mib_max": round(w.rss_max / 2**20, 1)}
+            usage[name] = {
+                "cpu_percent": round(100 * cpu / elapsed, 1),
+                "cpu_seconds": round(cpu, 2),
+                "rss_mib_max": round(w.rss_max / 2**20, 1),
+            }
         return usage
 
     @staticmethod

@@ -13,6 +13,7 @@ show where Python CPU goes. Without it, a thread back from a socket write that w
 GIL (Faust runs its consumer in a second thread) is counted as writing, and socket writes look
 like a quarter of every processor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,18 +53,22 @@ def top_frames(stacks, n: int = 10) -> dict[str, list[tuple[str, float]]]:
             own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    return {"self": [(f, round(c / total, 3)) for f, c in own.most_common(n)],
-            "inclusive": [(f, round(c / total, 3)) for f, c in inclusive.most_common(n)],
-            "samples": total}
+    return {
+        "self": [(f, round(c / total, 3)) for f, c in own.most_common(n)],
+        "inclusive": [(f, round(c / total, 3)) for f, c in inclusive.most_common(n)],
+        "samples": total,
+    }
 
 
 # Innermost match wins; the order only breaks ties inside one frame's path.
-LAYERS = (("pydantic validation", ("pydantic/", "pydantic_core/")),
-          ("psycopg", ("psycopg/",)),
-          ("prometheus-client", ("prometheus_client/",)),
-          ("aiokafka", ("aiokafka/",)),
-          ("faust and mode", ("faust/", "mode/")),
-          ("our code", ("services/", "events/", "projections/", "bench/")))
+LAYERS = (
+    ("pydantic validation", ("pydantic/", "pydantic_core/")),
+    ("psycopg", ("psycopg/",)),
+    ("prometheus-client", ("prometheus_client/",)),
+    ("aiokafka", ("aiokafka/",)),
+    ("faust and mode", ("faust/", "mode/")),
+    ("our code", ("services/", "events/", "projections/", "bench/")),
+)
 OTHER = "event loop and standard library"
 
 
@@ -88,8 +93,13 @@ def _layer(frames: list[str]) -> str:
         for name, markers in LAYERS:
             if any(marker in path for marker in markers):
                 if name == "aiokafka":
-                    side = "producer" if any("aiokafka/producer" in f for f in frames) else \
-                        "consumer" if any("aiokafka/consumer" in f for f in frames) else "client"
+                    side = (
+                        "producer"
+                        if any("aiokafka/producer" in f for f in frames)
+                        else "consumer"
+                        if any("aiokafka/consumer" in f for f in frames)
+                        else "client"
+                    )
                     return f"aiokafka {side}"
                 return name
     return OTHER

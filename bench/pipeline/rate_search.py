@@ -5,6 +5,7 @@ backlog grew without bound. The search multiplies the rate while trials are sust
 bisects (geometrically) between the best sustained and the lowest failed rate until they are
 within `precision` of each other.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,9 @@ class Verdict:
     reasons: tuple[str, ...] = ()
 
 
-def judge(*, offered_per_s: float, completed_per_s: float, backlog: list[float], lag_bound: float,
-          keep_up: float = 0.95) -> Verdict:
+def judge(
+    *, offered_per_s: float, completed_per_s: float, backlog: list[float], lag_bound: float, keep_up: float = 0.95
+) -> Verdict:
     """`backlog`: samples over the trial of the largest backlog of any stage (records behind)."""
     reasons = []
     if completed_per_s < keep_up * offered_per_s:
@@ -39,8 +41,15 @@ def judge(*, offered_per_s: float, completed_per_s: float, backlog: list[float],
     return Verdict(not reasons, tuple(reasons))
 
 
-def next_rate(trials: list[Trial], *, start: float, factor: float = 1.5, precision: float = 0.1,
-              lowest: float = 1.0, highest: float = 100_000.0) -> float | None:
+def next_rate(
+    trials: list[Trial],
+    *,
+    start: float,
+    factor: float = 1.5,
+    precision: float = 0.1,
+    lowest: float = 1.0,
+    highest: float = 100_000.0,
+) -> float | None:
     """The rate of the next trial, or None when the search is done."""
     if not trials:
         return start

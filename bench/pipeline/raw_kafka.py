@@ -7,6 +7,7 @@ send to the last message read: what Kafka and aiokafka alone allow on this machi
 
     python -m bench.pipeline.raw_kafka --messages 200000 --size 600
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,12 @@ async def _run(settings: Settings, topic: str, messages: int, size: int) -> dict
     finally:
         await producer.stop()
         await consumer.stop()
-    return {"messages": messages, "message_bytes": size, "produce_msgs_per_second": round(messages / produced_s),
-            "raw_kafka_msgs_per_second": round(messages / elapsed)}
+    return {
+        "messages": messages,
+        "message_bytes": size,
+        "produce_msgs_per_second": round(messages / produced_s),
+        "raw_kafka_msgs_per_second": round(messages / elapsed),
+    }
 
 
 async def _read(consumer, messages: int) -> None:

@@ -7,6 +7,7 @@ steady rate: a warm-up, then the measured window. Then it lets the backlog drain
 read models, stops the processors, replays everything the run wrote into a fresh schema, and
 measures plain aiokafka on the same broker with messages of the run's mean size.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -65,16 +66,22 @@ class BenchOptions:
 def fast_fleet(size: int, seed: int = 3) -> list[SimulatedAgent]:
     """Agents that can do everything, in a few milliseconds, many at once: the fleet is never the bottleneck."""
     rng = random.Random(seed)
-    return [SimulatedAgent(agent_id=f"bench-agent-{i + 1:03}", capacity=64,
-                           skill={c: rng.uniform(0.5, 0.95) for c in CAPABILITIES},
-                           declared={c: round(rng.uniform(0.4, 0.9), 2) for c in CAPABILITIES},
-                           duration_ms={c: rng.uniform(2.0, 6.0) for c in CAPABILITIES})
-            for i in range(size)]
+    return [
+        SimulatedAgent(
+            agent_id=f"bench-agent-{i + 1:03}",
+            capacity=64,
+            skill={c: rng.uniform(0.5, 0.95) for c in CAPABILITIES},
+            declared={c: round(rng.uniform(0.4, 0.9), 2) for c in CAPABILITIES},
+            duration_ms={c: rng.uniform(2.0, 6.0) for c in CAPABILITIES},
+        )
+        for i in range(size)
+    ]
 
 
 @dataclass
 class Sampler:
     """Once a second: each stage's lag, the tasks in flight, and the processes' memory."""
+
     ports: dict[str, int]
     observer: Observer
     watch: ProcessWatch | None = None
@@ -104,9 +111,12 @@ class Sampler:
 
 async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     tag = uuid.uuid4().hex[:6]
-    s = settings.replace(topic_prefix=f"{settings.topic_prefix}.bench-{tag}", db_schema=f"bench_{tag}",
-                            audit_db_schema=f"bench_{tag}_audit",
-                            audit_checkpoint_dir=str(Path(".local/bench") / tag / "audit-checkpoints"))
+    s = settings.replace(
+        topic_prefix=f"{settings.topic_prefix}.bench-{tag}",
+        db_schema=f"bench_{tag}",
+        audit_db_schema=f"bench_{tag}_audit",
+        audit_checkpoint_dir=str(Path(".local/bench") / tag / "audit-checkpoints"),
+    )
     load_at_start = os.getloadavg()
     await kafka.ensure_topics(s)
     fleet = fast_fleet(options.agents)
@@ -114,10 +124,20 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     log(f"bench: {', '.join(PROCESSORS)} on {s.topic_prefix}.* and schema {s.db_schema}; {len(fleet)} agents")
     try:
         with contextlib.ExitStack() as stack:
-            started = {name: stack.enter_context(processors(
-                s, "orchestrator", names=(name,), ORCHESTRATOR_DB_SCHEMA=s.db_schema, METRICS_PORT=str(port),
-                AUDIT_DB_SCHEMA=s.audit.db_schema, AUDIT_CHECKPOINT_DIR=s.audit.checkpoint_dir))[0]
-                for name, port in ports.items()}
+            started = {
+                name: stack.enter_context(
+                    processors(
+                        s,
+                        "orchestrator",
+                        names=(name,),
+                        ORCHESTRATOR_DB_SCHEMA=s.db_schema,
+                        METRICS_PORT=str(port),
+                        AUDIT_DB_SCHEMA=s.audit.db_schema,
+                        AUDIT_CHECKPOINT_DIR=s.audit.checkpoint_dir,
+                    )
+                )[0]
+                for name, port in ports.items()
+            }
             measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
         log("bench: processors stopped; replaying the run into a fresh schema")
         cpu = time.process_time()
@@ -139,7 +159,9 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         "raw_kafka_produce_msgs_per_second": raw["produce_msgs_per_second"],
         "efficiency": round(pipeline_eps / raw["raw_kafka_msgs_per_second"], 3),
         "task_efficiency": round(measured["tasks_per_minute"] / 60 / raw["raw_kafka_msgs_per_second"], 4),
-        "duration_s": options.duration_s, "warmup_s": options.warmup_s, "agents": len(fleet),
+        "duration_s": options.duration_s,
+        "warmup_s": options.warmup_s,
+        "agents": len(fleet),
         "load_average_at_start": [round(x, 2) for x in load_at_start],
         "fetch": {"min_bytes": int(s.faust_fetch_min_bytes), "max_wait_ms": int(s.faust_fetch_max_wait_ms)},
         "batch_fetch": {"min_bytes": int(s.batch_fetch_min_bytes), "max_wait_ms": int(s.batch_fetch_max_wait_ms)},
@@ -154,12 +176,24 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
     producer = kafka.producer(s)
     await kafka.start(producer, s)
     observer = Observer()
-    watch = ProcessWatch({**{f"{n} (pid {p[0]})": p for n, p in pids.items()}, "bench harness": [os.getpid()],
-                          "kafka broker": pids_named("kafka.Kafka"), "postgresql (whole server)": _postgres_pids()})
+    watch = ProcessWatch(
+        {
+            **{f"{n} (pid {p[0]})": p for n, p in pids.items()},
+            "bench harness": [os.getpid()],
+            "kafka broker": pids_named("kafka.Kafka"),
+            "postgresql (whole server)": _postgres_pids(),
+        }
+    )
     sampler = Sampler(ports, observer, watch)
-    jobs = [asyncio.create_task(job) for job in (
-        answer_assignments(s, producer, fleet, random.Random(5)), _observe(s, observer), _heartbeat(s, producer, fleet),
-        sampler.run())]
+    jobs = [
+        asyncio.create_task(job)
+        for job in (
+            answer_assignments(s, producer, fleet, random.Random(5)),
+            _observe(s, observer),
+            _heartbeat(s, producer, fleet),
+            sampler.run(),
+        )
+    ]
     try:
         await register_fleet(s, producer, fleet)
         await until_ready(s, producer, timeout_s=180)
@@ -198,7 +232,8 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "rate_tasks_per_second": rate,
         "offered_tasks_per_minute": round(rate * 60),
         "tasks_per_minute": round(completed_per_s * 60),
-        "lag_bounded": verdict.sustained, "lag_verdict": list(verdict.reasons),
+        "lag_bounded": verdict.sustained,
+        "lag_verdict": list(verdict.reasons),
         "routing_latency_ms": observer.latency_ms.summary(),
         "routing_latency_samples": observer.latency_ms.count,
         "routing_latency_ends": LATENCY_ENDS,
@@ -206,8 +241,9 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
         "pipeline_events_per_second": round(events / options.duration_s),
         "events_per_task": round(events / max(1, submitted), 2),
         "deliveries_per_task": round(sum(delivered.values()) / max(1, submitted), 2),
-        "deliveries_per_task_by_processor": {name: round(n / max(1, submitted), 2)
-                                             for name, n in sorted(delivered.items())},
+        "deliveries_per_task_by_processor": {
+            name: round(n / max(1, submitted), 2) for name, n in sorted(delivered.items())
+        },
         "message_bytes": observer.mean_record_bytes,
         "lag": lags,
         "processes": _per_task(usage, completed_per_s * options.duration_s),
@@ -228,8 +264,9 @@ async def _measure(s, producer, observer: Observer, sampler: Sampler, rate: floa
     await asyncio.sleep(max(0.0, started + seconds - time.time()) + 2.0)  # completions of the window's last tasks
     completed_per_s = observer.completed_in_window / seconds
     backlog = sampler.backlog()
-    verdict = judge(offered_per_s=rate, completed_per_s=completed_per_s, backlog=backlog,
-                    lag_bound=max(1000.0, 2 * rate))
+    verdict = judge(
+        offered_per_s=rate, completed_per_s=completed_per_s, backlog=backlog, lag_bound=max(1000.0, 2 * rate)
+    )
     lags = {stage: {"max": round(max(v)), "last": round(v[-1])} for stage, v in sampler.samples.items() if v}
     return completed_per_s, verdict, lags
 
@@ -238,13 +275,22 @@ async def _search(s, producer, observer, sampler, options: BenchOptions, searche
     trials: list[Trial] = []
     while len(trials) < MOST_TRIALS and (rate := next_rate(trials, start=options.start_rate)) is not None:
         rate = round(rate)
-        completed_per_s, verdict, _ = await _measure(s, producer, observer, sampler, rate, options.trial_s,
-                                                     f"try{len(trials)}")
+        completed_per_s, verdict, _ = await _measure(
+            s, producer, observer, sampler, rate, options.trial_s, f"try{len(trials)}"
+        )
         trials.append(Trial(rate, verdict.sustained))
-        searched.append({"rate": rate, "completed_per_s": round(completed_per_s, 1), "sustained": verdict.sustained,
-                         "reasons": list(verdict.reasons)})
-        log(f"bench: {rate} tasks/s for {options.trial_s:g}s: "
-            f"{'sustained' if verdict.sustained else 'not sustained: ' + '; '.join(verdict.reasons)}")
+        searched.append(
+            {
+                "rate": rate,
+                "completed_per_s": round(completed_per_s, 1),
+                "sustained": verdict.sustained,
+                "reasons": list(verdict.reasons),
+            }
+        )
+        log(
+            f"bench: {rate} tasks/s for {options.trial_s:g}s: "
+            f"{'sustained' if verdict.sustained else 'not sustained: ' + '; '.join(verdict.reasons)}"
+        )
         if not verdict.sustained:
             await _drained(observer, sampler, timeout_s=180)
     return best(trials) or options.start_rate
@@ -258,10 +304,27 @@ async def profile_processors(pids: dict[str, list[int]], options: BenchOptions) 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     files = {name: directory / f"{stamp}-{name}.txt" for name in pids}
     try:
-        spies = [await asyncio.create_subprocess_exec(
-            "py-spy", "record", "--nonblocking", "--gil", "--rate", "25", "--duration", str(round(options.profile_s)),
-            "--format", "raw", "--output", str(files[name]), "--pid", str(pid[0]),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL) for name, pid in pids.items()]
+        spies = [
+            await asyncio.create_subprocess_exec(
+                "py-spy",
+                "record",
+                "--nonblocking",
+                "--gil",
+                "--rate",
+                "25",
+                "--duration",
+                str(round(options.profile_s)),
+                "--format",
+                "raw",
+                "--output",
+                str(files[name]),
+                "--pid",
+                str(pid[0]),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            for name, pid in pids.items()
+        ]
     except FileNotFoundError:
         raise RuntimeError("--profile needs py-spy on the PATH: pip install py-spy") from None
     for spy in spies:
@@ -292,8 +355,10 @@ async def _drained(observer: Observer, sampler: Sampler, timeout_s: float) -> bo
 
 def _per_task(usage: dict[str, dict], tasks: float) -> dict[str, dict]:
     """With CPU milliseconds per completed task: what a process costs, whatever share of the CPU it got."""
-    return {name: {**u, "cpu_ms_per_task": round(u["cpu_seconds"] * 1000 / tasks, 3) if tasks else None}
-            for name, u in usage.items()}
+    return {
+        name: {**u, "cpu_ms_per_task": round(u["cpu_seconds"] * 1000 / tasks, 3) if tasks else None}
+        for name, u in usage.items()
+    }
 
 
 async def _observe(s: Settings, observer: Observer) -> None:
@@ -311,8 +376,9 @@ async def _observe(s: Settings, observer: Observer) -> None:
 async def _heartbeat(s: Settings, producer, fleet: list[SimulatedAgent]) -> None:
     while True:
         for agent in fleet:
-            await kafka.publish(producer, s, make_event(AgentHeartbeat(agent_id=agent.agent_id, in_flight=0),
-                                                        producer=agent.agent_id))
+            await kafka.publish(
+                producer, s, make_event(AgentHeartbeat(agent_id=agent.agent_id, in_flight=0), producer=agent.agent_id)
+            )
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
@@ -322,8 +388,9 @@ def _postgres_pids() -> list[int]:
 
 async def _completed_in_read_models(s: Settings) -> int:
     async with await psycopg.AsyncConnection.connect(s.database_url, autocommit=True) as conn:
-        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}.tasks WHERE status = 'completed'")
-                                 .format(sql.Identifier(s.db_schema)))
+        cur = await conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.tasks WHERE status = 'completed'").format(sql.Identifier(s.db_schema))
+        )
         return int((await cur.fetchone())[0])
 
 

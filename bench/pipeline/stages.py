@@ -1,4 +1,5 @@
 """Per-stage consumer lag, read from each processor's Prometheus endpoint."""
+
 from __future__ import annotations
 
 import asyncio

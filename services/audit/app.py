@@ -4,6 +4,7 @@ It rides on the projector's consumer loop and seek-to-stored-position plumbing; 
 differs is the batch: records are chained, not decoded, so nothing is unusable to it (an
 invalid message is exactly what an audit must keep) and it never dead-letters.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,16 @@ log = logging.getLogger("orchestrator.audit")
 class Checkpointer:
     """Signs and exports a checkpoint every `every_rows` rows or `every_s` seconds."""
 
-    def __init__(self, *, chain: str, directory: Path, key: Ed25519PrivateKey, every_rows: int, every_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        chain: str,
+        directory: Path,
+        key: Ed25519PrivateKey,
+        every_rows: int,
+        every_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.chain, self.directory, self.key = chain, directory, key
         self.every_rows, self.every_s, self.clock = every_rows, every_s, clock
         self.signed_seq = 0
@@ -39,12 +48,20 @@ class Checkpointer:
     def maybe(self, head: Head, position: str, *, force: bool = False) -> Path | None:
         rows_since = head.seq - self.signed_seq
         if not (force and rows_since > 0) and not checkpoint_due(
-                rows_since, self.clock() - self.signed_at, every_rows=self.every_rows, every_s=self.every_s):
+            rows_since, self.clock() - self.signed_at, every_rows=self.every_rows, every_s=self.every_s
+        ):
             return None
-        checkpoint = checkpoints.sign(Checkpoint(
-            chain=self.chain, last_seq=head.seq, last_hash=head.hash.hex(), count=head.seq,
-            time=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            last_position=position), self.key)
+        checkpoint = checkpoints.sign(
+            Checkpoint(
+                chain=self.chain,
+                last_seq=head.seq,
+                last_hash=head.hash.hex(),
+                count=head.seq,
+                time=datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                last_position=position,
+            ),
+            self.key,
+        )
         path = checkpoints.write(self.directory, checkpoint)
         self.signed_seq, self.signed_at = head.seq, self.clock()
         log.info("signed checkpoint at seq %d: %s", head.seq, path)

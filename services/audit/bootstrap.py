@@ -1,4 +1,5 @@
 """Wires the audit projector to the real Kafka, PostgreSQL, checkpoint directory and metrics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,8 @@ async def open_store(settings: Settings) -> AuditStore:
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at AUDIT_DATABASE_URL / DATABASE_URL ({error}); start the local stack "
-            "with `make up` or point the variable at a database") from error
+            "with `make up` or point the variable at a database"
+        ) from error
     if await ensure_schema(store.conn, settings.audit.db_schema):
         log.info("created the audit log in schema %s", settings.audit.db_schema)
     return store
@@ -52,9 +54,13 @@ def checkpointer_for(settings: Settings) -> Checkpointer:
     if not os.access(directory, os.W_OK):
         # Found now rather than at the first checkpoint, with rows already appended and unsigned.
         raise ConfigError(f"AUDIT_CHECKPOINT_DIR {directory} is not writable")
-    checkpointer = Checkpointer(chain=settings.audit.db_schema, directory=directory, key=key,
-                                every_rows=settings.audit.checkpoint_every_rows,
-                                every_s=settings.audit.checkpoint_every_s)
+    checkpointer = Checkpointer(
+        chain=settings.audit.db_schema,
+        directory=directory,
+        key=key,
+        every_rows=settings.audit.checkpoint_every_rows,
+        every_s=settings.audit.checkpoint_every_s,
+    )
     found = checkpoints.read_all(directory, settings.audit.db_schema) if directory.exists() else []
     checkpointer.start_from(newest_valid(found, key.public_key()))
     return checkpointer
@@ -71,18 +77,28 @@ async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: Proc
             yield None
             return
         head, position = await store.head()  # read under the lock: nobody appends behind our back
-        consumer = kafka.consumer(settings, group_id=settings.audit_group,
-                                  max_partition_fetch_bytes=4 * 1024 * 1024)
+        consumer = kafka.consumer(settings, group_id=settings.audit_group, max_partition_fetch_bytes=4 * 1024 * 1024)
         await kafka.start(consumer, settings)
         log.info("audit chain of schema %s resumes after seq %d", settings.audit.db_schema, head.seq)
         checkpointer = checkpointer_for(settings)
         if head.seq < checkpointer.signed_seq:
-            log.error("the audit log ends at seq %d but a signed checkpoint covers seq %d: rows were removed; "
-                      "`orchestrator audit verify` names where", head.seq, checkpointer.signed_seq)
-        yield Auditor(consumer=consumer, view=store, metrics=metrics or ProcessorMetrics("audit"),
-                      topics=audited_topics(settings), batch_size=settings.audit.batch_size,
-                      batch_timeout_ms=settings.audit.batch_timeout_ms, head=head, position=position,
-                      checkpointer=checkpointer)
+            log.error(
+                "the audit log ends at seq %d but a signed checkpoint covers seq %d: rows were removed; "
+                "`orchestrator audit verify` names where",
+                head.seq,
+                checkpointer.signed_seq,
+            )
+        yield Auditor(
+            consumer=consumer,
+            view=store,
+            metrics=metrics or ProcessorMetrics("audit"),
+            topics=audited_topics(settings),
+            batch_size=settings.audit.batch_size,
+            batch_timeout_ms=settings.audit.batch_timeout_ms,
+            head=head,
+            position=position,
+            checkpointer=checkpointer,
+        )
     finally:
         if consumer is not None:
             with contextlib.suppress(Exception):
@@ -92,6 +108,7 @@ async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: Proc
 
 async def run_until(auditor: Auditor, stop: asyncio.Event) -> None:
     """Consume until `stop`; checkpoints fall due by time even while nothing arrives."""
+
     async def tick():
         while not stop.is_set():
             with contextlib.suppress(asyncio.TimeoutError):

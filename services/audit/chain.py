@@ -5,6 +5,7 @@ cover the row's sequence number, its Kafka position and timestamp, and the key, 
 headers exactly as they were on Kafka: an encrypted field is covered as ciphertext, so the
 chain still verifies after its key was destroyed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,6 +20,7 @@ _NULL = -1
 @dataclass(frozen=True)
 class Entry:
     """One Kafka record as the audit log keeps it."""
+
     topic: str
     partition: int
     offset: int
@@ -35,6 +37,7 @@ class Entry:
 @dataclass(frozen=True)
 class Row:
     """A stored row: the entry, its place in the chain, and the hashes stored with it."""
+
     seq: int
     entry: Entry
     prev_hash: bytes
@@ -49,9 +52,14 @@ def _chunk(data: bytes | None) -> bytes:
 
 def canonical_bytes(seq: int, entry: Entry) -> bytes:
     """Length-prefixed, so no two different rows share the same bytes."""
-    parts = [struct.pack(">q", seq), _chunk(entry.topic.encode()),
-             struct.pack(">iqq", entry.partition, entry.offset, entry.timestamp_ms),
-             _chunk(entry.key), _chunk(entry.value), encode_headers(entry.headers)]
+    parts = [
+        struct.pack(">q", seq),
+        _chunk(entry.topic.encode()),
+        struct.pack(">iqq", entry.partition, entry.offset, entry.timestamp_ms),
+        _chunk(entry.key),
+        _chunk(entry.value),
+        encode_headers(entry.headers),
+    ]
     return b"".join(parts)
 
 
@@ -74,7 +82,7 @@ def _unchunk(data: bytes, at: int) -> tuple[bytes | None, int]:
     at += 8
     if length == _NULL:
         return None, at
-    return data[at:at + length], at + length
+    return data[at : at + length], at + length
 
 
 def link(prev_hash: bytes, seq: int, entry: Entry) -> bytes:
@@ -84,6 +92,7 @@ def link(prev_hash: bytes, seq: int, entry: Entry) -> bytes:
 @dataclass(frozen=True)
 class Head:
     """The end of a chain: the next row gets seq + 1 and links to `hash`."""
+
     seq: int = 0
     hash: bytes = GENESIS
 
@@ -102,9 +111,11 @@ def extend(head: Head, entries: Iterable[Entry]) -> tuple[list[Row], Head]:
 
 # --- verification ----------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Problem:
     """The first place the log stops being what was written."""
+
     seq: int
     kind: str  # altered | missing | out_of_order | broken_link | truncated | checkpoint_forged | checkpoint_mismatch
     detail: str
@@ -118,6 +129,7 @@ class Problem:
 @dataclass
 class ChainCheck:
     """Walks stored rows in seq order; stops at the first problem."""
+
     rows: int = 0
     head: Head = field(default_factory=Head)
     problem: Problem | None = None
@@ -132,12 +144,14 @@ class ChainCheck:
         if row.seq != expected:
             # The row that should be here is gone, so its position is not known; the next row's is.
             kind = "missing" if row.seq > expected else "out_of_order"
-            self.problem = Problem(expected, kind, f"expected seq {expected}, found seq {row.seq} "
-                                   f"({row.entry.position}) next")
+            self.problem = Problem(
+                expected, kind, f"expected seq {expected}, found seq {row.seq} ({row.entry.position}) next"
+            )
             return False
         if row.prev_hash != self.head.hash:
-            self.problem = Problem(row.seq, "broken_link", "its previous hash is not the hash of the row before",
-                                   row.entry.position)
+            self.problem = Problem(
+                row.seq, "broken_link", "its previous hash is not the hash of the row before", row.entry.position
+            )
             return False
         if link(self.head.hash, row.seq, row.entry) != row.hash:
             self.problem = Problem(row.seq, "altered", "its content does not match its hash", row.entry.position)
@@ -159,4 +173,3 @@ def check_chain(rows: Iterable[Row], watch: Iterable[int] = ()) -> ChainCheck:
         if not check.feed(row):
             break
     return check
-

@@ -4,6 +4,7 @@ Whoever can write the database can rewrite the whole chain consistently, or cut 
 tail; a checkpoint signed with a key the database never sees pins the chain's hash at a
 seq, so either shows up against the newest checkpoint.
 """
+
 from __future__ import annotations
 
 import base64
@@ -21,12 +22,12 @@ from services.audit.chain import ChainCheck, Problem
 
 @dataclass(frozen=True)
 class Checkpoint:
-    chain: str           # the audit schema: one chain per schema
+    chain: str  # the audit schema: one chain per schema
     last_seq: int
-    last_hash: str       # hex
-    count: int           # rows in the chain up to and including last_seq
-    time: str            # ISO 8601, UTC
-    last_position: str   # topic[partition]@offset of the row at last_seq
+    last_hash: str  # hex
+    count: int  # rows in the chain up to and including last_seq
+    time: str  # ISO 8601, UTC
+    last_position: str  # topic[partition]@offset of the row at last_seq
     signature: str = ""  # base64 Ed25519 over payload()
 
     def payload(self) -> bytes:
@@ -47,8 +48,9 @@ def signature_valid(checkpoint: Checkpoint, public_key: Ed25519PublicKey) -> boo
     return True
 
 
-def check_against(chain: ChainCheck, checkpoints: list[tuple[str, Checkpoint | None]],
-                  public_key: Ed25519PublicKey) -> list[Problem]:
+def check_against(
+    chain: ChainCheck, checkpoints: list[tuple[str, Checkpoint | None]], public_key: Ed25519PublicKey
+) -> list[Problem]:
     """Problems of the checkpoints themselves and of the chain measured against them.
 
     `checkpoints` are (file name, parsed checkpoint or None when unreadable). Only checkpoints
@@ -65,21 +67,30 @@ def check_against(chain: ChainCheck, checkpoints: list[tuple[str, Checkpoint | N
         return problems  # the chain is already broken before any checkpoint can judge it further
     for checkpoint in sorted(trusted, key=lambda c: c.last_seq):
         if chain.head.seq < checkpoint.last_seq:
-            problems.append(Problem(
-                chain.head.seq + 1, "truncated",
-                f"a signed checkpoint of {checkpoint.time} covers {checkpoint.count} rows up to seq "
-                f"{checkpoint.last_seq} ({checkpoint.last_position}); the log ends at seq {chain.head.seq}"))
+            problems.append(
+                Problem(
+                    chain.head.seq + 1,
+                    "truncated",
+                    f"a signed checkpoint of {checkpoint.time} covers {checkpoint.count} rows up to seq "
+                    f"{checkpoint.last_seq} ({checkpoint.last_position}); the log ends at seq {chain.head.seq}",
+                )
+            )
             break
         if (chain.hash_at(checkpoint.last_seq) or b"").hex() != checkpoint.last_hash:
-            problems.append(Problem(
-                checkpoint.last_seq, "checkpoint_mismatch",
-                f"the chain up to here was rewritten: its hash differs from the checkpoint of {checkpoint.time}",
-                checkpoint.last_position))
+            problems.append(
+                Problem(
+                    checkpoint.last_seq,
+                    "checkpoint_mismatch",
+                    f"the chain up to here was rewritten: its hash differs from the checkpoint of {checkpoint.time}",
+                    checkpoint.last_position,
+                )
+            )
             break
     return sorted(problems, key=lambda p: p.seq)
 
 
 # --- files --------------------------------------------------------------------------------
+
 
 def file_name(checkpoint: Checkpoint) -> str:
     return f"{checkpoint.chain}-{checkpoint.last_seq:015d}.json"
@@ -120,13 +131,13 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
         return key
     key = Ed25519PrivateKey.generate()
     path.parent.mkdir(parents=True, exist_ok=True)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as out:
         out.write(pem)
-    public_key_path(path).write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    public_key_path(path).write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
     return key
 
 

@@ -1,4 +1,5 @@
 """Commands of the audit area: `audit verify`, `db roles`."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,13 +14,17 @@ def add_commands(commands) -> None:
     audit = commands.add_parser("audit", help="the hash-chained audit log").add_subparsers(metavar="ACTION")
     verify = audit.add_parser("verify", help="check the chain and its signed checkpoints; exit 1 if tampered")
     verify.add_argument("--json", action="store_true", help="print one JSON object")
-    verify.add_argument("--against-kafka", action="store_true",
-                        help="also compare every row with the record still on the broker at its position")
+    verify.add_argument(
+        "--against-kafka",
+        action="store_true",
+        help="also compare every row with the record still on the broker at its position",
+    )
     verify.set_defaults(run=cmd_audit_verify)
 
     db = commands.add_parser("db", help="PostgreSQL administration").add_subparsers(metavar="ACTION")
-    roles = db.add_parser("roles", help="create the least-privilege roles and grants (re-runnable), "
-                          "connecting as DATABASE_URL")
+    roles = db.add_parser(
+        "roles", help="create the least-privilege roles and grants (re-runnable), connecting as DATABASE_URL"
+    )
     roles.add_argument("--json", action="store_true", help="print what was granted as JSON")
     roles.set_defaults(run=cmd_db_roles)
 
@@ -30,6 +35,7 @@ def print_result(data, as_json: bool, text: str) -> None:
 
 def cmd_audit_verify(args, settings: Settings) -> int:
     from services.audit.verify import AuditLogMissing, verify
+
     try:
         verdict = asyncio.run(verify(settings, against_kafka=args.against_kafka))
     except AuditLogMissing as error:
@@ -41,7 +47,7 @@ def cmd_audit_verify(args, settings: Settings) -> int:
 
 def cmd_db_roles(args, settings: Settings) -> int:
     from services.audit.roles import apply_roles
+
     applied = asyncio.run(apply_roles(settings))
     print_result(applied.as_json(), args.json, applied.as_text())
     return 0
-

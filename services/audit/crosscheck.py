@@ -5,6 +5,7 @@ checkpoint. Kafka still holds those records (source-of-truth topics keep them fo
 each row is compared with the record at its position, and every record up to the audit's
 progress must have a row.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -21,9 +22,11 @@ Position = tuple[str, int, int]
 
 
 def content_digest(key: bytes | None, value: bytes | None, headers) -> bytes:
-    parts = [b"\x00" if key is None else b"\x01" + len(key).to_bytes(8, "big") + key,
-             b"\x00" if value is None else b"\x01" + len(value).to_bytes(8, "big") + value,
-             encode_headers(tuple(headers))]
+    parts = [
+        b"\x00" if key is None else b"\x01" + len(key).to_bytes(8, "big") + key,
+        b"\x00" if value is None else b"\x01" + len(value).to_bytes(8, "big") + value,
+        encode_headers(tuple(headers)),
+    ]
     return hashlib.sha256(b"".join(parts)).digest()
 
 
@@ -34,9 +37,10 @@ def entry_digest(entry: Entry) -> bytes:
 @dataclass
 class Broker:
     """What was read from Kafka: each record's digest, and the range read per partition."""
+
     digests: dict[Position, bytes] = field(default_factory=dict)
     begin: dict[tuple[str, int], int] = field(default_factory=dict)  # earliest offset still on the broker
-    end: dict[tuple[str, int], int] = field(default_factory=dict)    # read up to (excluded)
+    end: dict[tuple[str, int], int] = field(default_factory=dict)  # read up to (excluded)
 
 
 @dataclass
@@ -53,15 +57,27 @@ class CrossCheck:
             return  # expired from the broker, or appended after the broker was read: the chain vouches
         digest = self.broker.digests.get((e.topic, e.partition, e.offset))
         if digest is None:
-            self.problems.append(Problem(row.seq, "not_on_kafka", "no such record on the broker "
-                                         "(a transaction marker, or a row made up)", e.position))
+            self.problems.append(
+                Problem(
+                    row.seq,
+                    "not_on_kafka",
+                    "no such record on the broker (a transaction marker, or a row made up)",
+                    e.position,
+                )
+            )
         elif digest != entry_digest(e):
-            self.problems.append(Problem(row.seq, "differs_from_kafka", "key, value or headers differ from the "
-                                         "record on the broker", e.position))
+            self.problems.append(
+                Problem(
+                    row.seq,
+                    "differs_from_kafka",
+                    "key, value or headers differ from the record on the broker",
+                    e.position,
+                )
+            )
 
     def finish(self) -> list[Problem]:
         """Add the records on the broker, up to the audit's progress, that have no row."""
-        for (topic, partition, offset) in sorted(self.broker.digests):
+        for topic, partition, offset in sorted(self.broker.digests):
             seen = self._seen.get((topic, partition))
             if not seen or offset > max(o for o, _ in seen):
                 continue  # not audited yet: lag, not tampering
@@ -70,9 +86,14 @@ class CrossCheck:
             if at < len(offsets) and offsets[at][0] == offset:
                 continue
             before = offsets[at][1]  # the row of the next offset: where this record's row should precede
-            self.problems.append(Problem(before, "unaudited", f"the record at {topic}[{partition}]@{offset} has no "
-                                         f"row; the partition's next row is seq {before}",
-                                         f"{topic}[{partition}]@{offset}"))
+            self.problems.append(
+                Problem(
+                    before,
+                    "unaudited",
+                    f"the record at {topic}[{partition}]@{offset} has no row; the partition's next row is seq {before}",
+                    f"{topic}[{partition}]@{offset}",
+                )
+            )
         return sorted(self.problems, key=lambda p: p.seq)
 
 
@@ -96,8 +117,9 @@ async def read_broker(settings: Settings) -> Broker:
             for tp, records in fetched.items():
                 for r in records:
                     if r.offset < ends[tp]:
-                        broker.digests[(r.topic, r.partition, r.offset)] = content_digest(r.key, r.value,
-                                                                                          r.headers or ())
+                        broker.digests[(r.topic, r.partition, r.offset)] = content_digest(
+                            r.key, r.value, r.headers or ()
+                        )
             for tp in list(pending):
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)

@@ -1,5 +1,6 @@
 """The audit projector's decisions, pure: which records to chain, when to sign a checkpoint,
 which stored checkpoint to resume from."""
+
 from __future__ import annotations
 
 from services.audit import checkpoints
@@ -8,8 +9,15 @@ from services.audit.checkpoints import Checkpoint
 
 
 def entry_of(record) -> Entry:
-    return Entry(record.topic, record.partition, record.offset, record.timestamp, record.key, record.value,
-                 tuple((name, value) for name, value in (record.headers or ())))
+    return Entry(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp,
+        record.key,
+        record.value,
+        tuple((name, value) for name, value in (record.headers or ())),
+    )
 
 
 def fresh(records, stored: dict[tuple[str, int], int]) -> list:
@@ -31,8 +39,6 @@ def checkpoint_due(rows_since: int, seconds_since: float, *, every_rows: int, ev
     return rows_since > 0 and (rows_since >= every_rows or seconds_since >= every_s)
 
 
-
 def newest_valid(found: list[tuple[str, Checkpoint | None]], public_key) -> Checkpoint | None:
     valid = [c for _, c in found if c is not None and checkpoints.signature_valid(c, public_key)]
     return max(valid, key=lambda c: c.last_seq, default=None)
-

@@ -11,6 +11,7 @@
 Every statement is idempotent, so the command is re-run after the key store appears. A replay
 swaps in a read-model schema the admin built; an event trigger hands it over and re-grants it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,32 +45,41 @@ class Applied:
         return {"roles": self.roles.__dict__, "granted": self.granted, "notes": self.notes}
 
     def as_text(self) -> str:
-        return "\n".join([f"roles: {', '.join(self.roles.__dict__.values())}", *self.granted,
-                          *(f"note: {n}" for n in self.notes)])
+        return "\n".join(
+            [f"roles: {', '.join(self.roles.__dict__.values())}", *self.granted, *(f"note: {n}" for n in self.notes)]
+        )
 
 
 def create_role(name: str) -> sql.Composed:
     """CREATE ROLE that tolerates the role existing already (two runs at once included)."""
     return sql.SQL("DO $$ BEGIN CREATE ROLE {} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$").format(
-        sql.Identifier(name))
+        sql.Identifier(name)
+    )
 
 
 def login(name: str, password: str) -> sql.Composed:
     if not password:
         return sql.SQL("ALTER ROLE {} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
-            sql.Identifier(name))
+            sql.Identifier(name)
+        )
     return sql.SQL("ALTER ROLE {} LOGIN PASSWORD {} NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT").format(
-        sql.Identifier(name), sql.Literal(password))
+        sql.Identifier(name), sql.Literal(password)
+    )
 
 
-def owned_by(schema: str, owner: str, relations: list[tuple[str, str]],
-             relations_owner: str | None = None) -> list[sql.Composed]:
+def owned_by(
+    schema: str, owner: str, relations: list[tuple[str, str]], relations_owner: str | None = None
+) -> list[sql.Composed]:
     """Hand the schema, and each of its relations (name, relkind), to the owner role."""
     kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
     statements = [sql.SQL("ALTER SCHEMA {} OWNER TO {}").format(sql.Identifier(schema), sql.Identifier(owner))]
-    statements += [sql.SQL("ALTER {} {} OWNER TO {}").format(sql.SQL(kinds[kind]), sql.Identifier(schema, name),
-                                                             sql.Identifier(relations_owner or owner))
-                   for name, kind in relations if kind in kinds]
+    statements += [
+        sql.SQL("ALTER {} {} OWNER TO {}").format(
+            sql.SQL(kinds[kind]), sql.Identifier(schema, name), sql.Identifier(relations_owner or owner)
+        )
+        for name, kind in relations
+        if kind in kinds
+    ]
     return statements
 
 
@@ -95,7 +105,8 @@ def read_model_grants(roles: Roles, schema: str, admin: str) -> list[sql.Compose
         sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(s, analyst),
         # Tables a later migration adds (the projector migrates as the admin) are readable at once.
         sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA {} GRANT SELECT ON TABLES TO {}").format(
-            sql.Identifier(admin), s, analyst),
+            sql.Identifier(admin), s, analyst
+        ),
     ]
 
 
@@ -145,15 +156,22 @@ BEGIN
                      {admin}, {schema}, {analyst});
     END IF;
   END LOOP;
-END""").format(schema=sql.Literal(schema), owner=sql.Literal(roles.owner), analyst=sql.Literal(roles.analyst),
-               admin=sql.Literal(admin))
+END""").format(
+        schema=sql.Literal(schema),
+        owner=sql.Literal(roles.owner),
+        analyst=sql.Literal(roles.analyst),
+        admin=sql.Literal(admin),
+    )
     trigger = sql.Identifier(f"{roles.owner}_regrant_{schema}")
     return [
-        sql.SQL("CREATE OR REPLACE FUNCTION {}() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER "
-                "SET search_path = pg_catalog AS {}").format(function, sql.Literal(body.as_string(None))),
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS event_trigger LANGUAGE plpgsql SECURITY DEFINER "
+            "SET search_path = pg_catalog AS {}"
+        ).format(function, sql.Literal(body.as_string(None))),
         sql.SQL("DROP EVENT TRIGGER IF EXISTS {}").format(trigger),
         sql.SQL("CREATE EVENT TRIGGER {} ON ddl_command_end WHEN TAG IN ('ALTER SCHEMA') EXECUTE FUNCTION {}()").format(
-            trigger, function),
+            trigger, function
+        ),
     ]
 
 
@@ -162,8 +180,11 @@ async def _relations(conn: psycopg.AsyncConnection, schema: str) -> list[tuple[s
     cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
     if await cur.fetchone() is None:
         return None
-    cur = await conn.execute("SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
-                             "ON n.oid = c.relnamespace WHERE n.nspname = %s ORDER BY 1", (schema,))
+    cur = await conn.execute(
+        "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s ORDER BY 1",
+        (schema,),
+    )
     return list(await cur.fetchall())
 
 
@@ -172,25 +193,33 @@ async def apply_roles(settings: Settings) -> Applied:
     applied = Applied(roles)
     keystore_schema = settings.keystore.schema
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        admin, superuser = await (await conn.execute(
-            "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")).fetchone()
+        admin, superuser = await (
+            await conn.execute("SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user")
+        ).fetchone()
         await ensure_schema(conn, settings.audit.db_schema)
         async with conn.transaction():
-            passwords = {roles.owner: "", roles.audit_writer: settings.db_audit_writer_password,
-                         roles.analyst: settings.db_analyst_password, roles.keystore: settings.db_keystore_password}
+            passwords = {
+                roles.owner: "",
+                roles.audit_writer: settings.db_audit_writer_password,
+                roles.analyst: settings.db_analyst_password,
+                roles.keystore: settings.db_keystore_password,
+            }
             for name, password in passwords.items():
                 await conn.execute(create_role(name))
                 await conn.execute(login(name, password))
             # The key store's tables belong to its role: an erasure scrubs the deleted key's bytes
             # with VACUUM FULL, which only a table's owner may run. Its schema stays the owner's.
-            plan = [(settings.audit.db_schema, None, lambda: audit_grants(roles, settings.audit.db_schema)),
-                    (settings.db_schema, None, lambda: read_model_grants(roles, settings.db_schema, admin)),
-                    (keystore_schema, roles.keystore, lambda: keystore_grants(roles, keystore_schema))]
+            plan = [
+                (settings.audit.db_schema, None, lambda: audit_grants(roles, settings.audit.db_schema)),
+                (settings.db_schema, None, lambda: read_model_grants(roles, settings.db_schema, admin)),
+                (keystore_schema, roles.keystore, lambda: keystore_grants(roles, keystore_schema)),
+            ]
             for schema, relations_owner, grants in plan:
                 relations = await _relations(conn, schema)
                 if relations is None:
-                    applied.notes.append(f"schema {schema} does not exist yet: re-run `orchestrator db roles` "
-                                         "once it does")
+                    applied.notes.append(
+                        f"schema {schema} does not exist yet: re-run `orchestrator db roles` once it does"
+                    )
                     continue
                 for statement in owned_by(schema, roles.owner, relations, relations_owner) + grants():
                     await conn.execute(statement)
@@ -200,8 +229,10 @@ async def apply_roles(settings: Settings) -> Applied:
                     await conn.execute(statement)
                 applied.granted.append(f"{settings.db_schema} swapped in by a replay: the same, by an event trigger")
             else:
-                applied.notes.append(f"{admin} is not a superuser, so no event trigger re-grants the read models "
-                                     "after a replay: re-run `orchestrator db roles` after each one")
+                applied.notes.append(
+                    f"{admin} is not a superuser, so no event trigger re-grants the read models "
+                    "after a replay: re-run `orchestrator db roles` after each one"
+                )
     return applied
 
 

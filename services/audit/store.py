@@ -1,4 +1,5 @@
 """The audit log in PostgreSQL: one writer, rows appended with COPY, read back in seq order."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,7 @@ from services.audit.chain import GENESIS, Entry, Head, Row, decode_headers, enco
 # Advisory lock (with the schema's hash as second key): one writer per chain.
 WRITER_LOCK = 0x61756474
 SCHEMA_SQL = Path(__file__).with_name("schema.sql")
-_COLUMNS = ("seq", "topic", "partition", "offset", "kafka_timestamp_ms", "key", "value", "headers",
-            "prev_hash", "hash")
+_COLUMNS = ("seq", "topic", "partition", "offset", "kafka_timestamp_ms", "key", "value", "headers", "prev_hash", "hash")
 log = logging.getLogger("orchestrator.audit")
 
 
@@ -69,8 +69,9 @@ class AuditStore:
 
     async def head(self) -> tuple[Head, str]:
         """The newest row's seq and hash, and its position, or the genesis."""
-        cur = await self.conn.execute(sql.SQL(
-            'SELECT seq, hash, topic, partition, "offset" FROM {} ORDER BY seq DESC LIMIT 1').format(self.table))
+        cur = await self.conn.execute(
+            sql.SQL('SELECT seq, hash, topic, partition, "offset" FROM {} ORDER BY seq DESC LIMIT 1').format(self.table)
+        )
         row = await cur.fetchone()
         if row is None:
             return Head(0, GENESIS), ""
@@ -78,12 +79,15 @@ class AuditStore:
 
     async def stored_positions(self, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         wanted = sorted(set(partitions))
-        cur = await self.conn.execute(sql.SQL(
-            "SELECT p.topic, p.partition, newest.offset FROM unnest(%s::text[], %s::int[]) AS p(topic, partition) "
-            'CROSS JOIN LATERAL (SELECT max("offset") AS offset FROM {} a '
-            "WHERE a.topic = p.topic AND a.partition = p.partition) newest "
-            "WHERE newest.offset IS NOT NULL").format(self.table),
-            ([t for t, _ in wanted], [p for _, p in wanted]))
+        cur = await self.conn.execute(
+            sql.SQL(
+                "SELECT p.topic, p.partition, newest.offset FROM unnest(%s::text[], %s::int[]) AS p(topic, partition) "
+                'CROSS JOIN LATERAL (SELECT max("offset") AS offset FROM {} a '
+                "WHERE a.topic = p.topic AND a.partition = p.partition) newest "
+                "WHERE newest.offset IS NOT NULL"
+            ).format(self.table),
+            ([t for t, _ in wanted], [p for _, p in wanted]),
+        )
         found = {(t, p): o for t, p, o in await cur.fetchall()}
         self.positions.update(found)
         return found
@@ -97,8 +101,20 @@ class AuditStore:
             async with self.conn.cursor().copy(sql.SQL("COPY {} ({}) FROM STDIN").format(self.table, columns)) as copy:
                 for row in rows:
                     e = row.entry
-                    await copy.write_row((row.seq, e.topic, e.partition, e.offset, e.timestamp_ms, e.key, e.value,
-                                          encode_headers(e.headers), row.prev_hash, row.hash))
+                    await copy.write_row(
+                        (
+                            row.seq,
+                            e.topic,
+                            e.partition,
+                            e.offset,
+                            e.timestamp_ms,
+                            e.key,
+                            e.value,
+                            encode_headers(e.headers),
+                            row.prev_hash,
+                            row.hash,
+                        )
+                    )
         for row in rows:
             self.positions[(row.entry.topic, row.entry.partition)] = row.entry.offset
 

@@ -1,4 +1,5 @@
 """`orchestrator audit verify`: the chain in PostgreSQL against itself and its signed checkpoints."""
+
 from __future__ import annotations
 
 import contextlib
@@ -38,14 +39,23 @@ class Verdict:
 
     def as_json(self) -> dict:
         first = self.first
-        return {"chain": self.chain, "ok": self.ok, "rows_verified": self.rows, "head_seq": self.head_seq,
-                "head_hash": self.head_hash, "checkpoints": self.checkpoints, "notes": self.notes,
-                "first_bad": _problem_json(first) if first else None,
-                "problems": [_problem_json(p) for p in self.problems]}
+        return {
+            "chain": self.chain,
+            "ok": self.ok,
+            "rows_verified": self.rows,
+            "head_seq": self.head_seq,
+            "head_hash": self.head_hash,
+            "checkpoints": self.checkpoints,
+            "notes": self.notes,
+            "first_bad": _problem_json(first) if first else None,
+            "problems": [_problem_json(p) for p in self.problems],
+        }
 
     def as_text(self) -> str:
-        lines = [f"audit chain {self.chain}: {self.rows} rows verified up to seq {self.head_seq}, "
-                 f"{self.checkpoints} signed checkpoint(s)"]
+        lines = [
+            f"audit chain {self.chain}: {self.rows} rows verified up to seq {self.head_seq}, "
+            f"{self.checkpoints} signed checkpoint(s)"
+        ]
         lines += [f"note: {n}" for n in self.notes]
         if self.ok:
             lines.append("OK: the chain is intact and matches its checkpoints")
@@ -59,20 +69,33 @@ def _problem_json(problem: Problem) -> dict:
     return {"seq": problem.seq, "kind": problem.kind, "position": problem.position, "detail": problem.detail}
 
 
-def judge(chain_name: str, chain: ChainCheck, found: list[tuple[str, checkpoints.Checkpoint | None]],
-          public_key, against_kafka: CrossCheck | None = None) -> Verdict:
+def judge(
+    chain_name: str,
+    chain: ChainCheck,
+    found: list[tuple[str, checkpoints.Checkpoint | None]],
+    public_key,
+    against_kafka: CrossCheck | None = None,
+) -> Verdict:
     """The verdict from a walked chain, the checkpoints found and, if asked for, the broker: pure."""
     problems = ([chain.problem] if chain.problem else []) + checkpoints.check_against(chain, found, public_key)
     notes = [] if found else ["no signed checkpoint yet: a cut-off tail cannot be detected"]
     if against_kafka is not None:
         problems += against_kafka.finish()
         notes.append(f"compared with {len(against_kafka.broker.digests)} records on the broker")
-    return Verdict(chain_name, chain.rows, chain.head.seq, chain.head.hash.hex(),
-                   sum(1 for _, c in found if c is not None), sorted(problems, key=lambda p: p.seq), notes)
+    return Verdict(
+        chain_name,
+        chain.rows,
+        chain.head.seq,
+        chain.head.hash.hex(),
+        sum(1 for _, c in found if c is not None),
+        sorted(problems, key=lambda p: p.seq),
+        notes,
+    )
 
 
-async def verify(settings: Settings, *, against_kafka: bool = False,
-                 conn: psycopg.AsyncConnection | None = None) -> Verdict:
+async def verify(
+    settings: Settings, *, against_kafka: bool = False, conn: psycopg.AsyncConnection | None = None
+) -> Verdict:
     """Walk the chain on `conn` if given (the dashboard's, as the analyst), else on AUDIT_DATABASE_URL."""
     schema = settings.audit.db_schema
     # The broker first: a row appended after it was read is beyond what it is compared with.
@@ -91,7 +114,8 @@ async def verify(settings: Settings, *, against_kafka: bool = False,
         cur = await conn.execute("SELECT to_regclass(%s)", (f'"{schema}".audit_log',))
         if (await cur.fetchone())[0] is None:
             raise AuditLogMissing(
-                f"no audit_log in schema {schema!r} (AUDIT_DB_SCHEMA); run `orchestrator serve audit`")
+                f"no audit_log in schema {schema!r} (AUDIT_DB_SCHEMA); run `orchestrator serve audit`"
+            )
         async for row in read_rows(conn, schema):
             chained = chain.feed(row)  # judges nothing after its first problem
             if crosscheck is None and not chained:

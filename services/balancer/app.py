@@ -20,6 +20,7 @@ Both hops read in batches with group consumers of their own (`<app id>-forwarder
 what the decider acts on, passing over the other records by their `event_type` header unread,
 and commits once the copies are on the broker; the decider commits once the batch's decisions are.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -60,13 +61,32 @@ def reader_group(app_id: str, reader: str) -> str:
     return f"{app_id}-{reader}"
 
 
-def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
-               inbox_topic: str, history: InboxHistory, limits: Limits, tick_interval_s: float,
-               snapshot_every: int, metrics: ProcessorMetrics, open_consumer: OpenConsumer,
-               open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
-               identity: IdentityGate | None = None) -> faust.App:
-    app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor)
+def create_app(
+    *,
+    app_id: str,
+    brokers: list[str],
+    topic_prefix: str,
+    replication_factor: int,
+    datadir: Path,
+    inbox_topic: str,
+    history: InboxHistory,
+    limits: Limits,
+    tick_interval_s: float,
+    snapshot_every: int,
+    metrics: ProcessorMetrics,
+    open_consumer: OpenConsumer,
+    open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+    identity: IdentityGate | None = None,
+) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=replication_factor,
+    )
     input_topics = [topic_name(name, topic_prefix) for name in INPUT_TOPICS]
     dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
     # One set of sends per reader: each commits only once its own sends are on the broker.
@@ -82,12 +102,22 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
     async def park_from_inbox(record: InboxRecord, error: Exception) -> None:
         # Parked under its original position, so `dlq replay` sends it back where it came from.
         topic, partition, offset = record.origin() or (inbox_topic, 0, record.offset)
-        await park_on(decided.topic(dead_letter_topic),
-                      ConsumedRecord(topic, partition, offset, record.key, record.value, record.original_headers),
-                      error, SERVICE, metrics)
+        await park_on(
+            decided.topic(dead_letter_topic),
+            ConsumedRecord(topic, partition, offset, record.key, record.value, record.original_headers),
+            error,
+            SERVICE,
+            metrics,
+        )
 
-    decisions = OrderedDecisions(InboxDecider(limits, namespace=inbox_topic), history, emit=emit,
-                                 park=park_from_inbox, flush=decided.settle, snapshot_every=snapshot_every)
+    decisions = OrderedDecisions(
+        InboxDecider(limits, namespace=inbox_topic),
+        history,
+        emit=emit,
+        park=park_from_inbox,
+        flush=decided.settle,
+        snapshot_every=snapshot_every,
+    )
 
     if identity:
         identity.stop_with(app)
@@ -116,8 +146,12 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
                 await park_on(copies.topic(dead_letter_topic), consumed, error, SERVICE, metrics)
                 continue
             # Copied unread: the decider parses each input once, and parks what it cannot use.
-            await copies.send(inbox_topic, key=record.key, value=record.value,
-                              headers=inbox_headers(consumed.headers, record.topic, record.partition, record.offset))
+            await copies.send(
+                inbox_topic,
+                key=record.key,
+                value=record.value,
+                headers=inbox_headers(consumed.headers, record.topic, record.partition, record.offset),
+            )
 
     def export_state() -> None:
         state = decisions.decider.state
@@ -135,11 +169,32 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     @app.task
     async def balance():
-        await run_readers(app, open_producer, (copies, decided, ticks), lambda: asyncio.gather(
-            read_group(open_consumer, reader_group(app_id, "forwarder"), input_topics, forward, copies, metrics,
-                       in_time_order=True),  # the inbox follows the order things happened
-            read_group(open_consumer, reader_group(app_id, "decider"), [inbox_topic], decide_in_order, decided,
-                       metrics, inbox_owned)), "the balancer stopped reading its inputs")
+        await run_readers(
+            app,
+            open_producer,
+            (copies, decided, ticks),
+            lambda: asyncio.gather(
+                read_group(
+                    open_consumer,
+                    reader_group(app_id, "forwarder"),
+                    input_topics,
+                    forward,
+                    copies,
+                    metrics,
+                    in_time_order=True,
+                ),  # the inbox follows the order things happened
+                read_group(
+                    open_consumer,
+                    reader_group(app_id, "decider"),
+                    [inbox_topic],
+                    decide_in_order,
+                    decided,
+                    metrics,
+                    inbox_owned,
+                ),
+            ),
+            "the balancer stopped reading its inputs",
+        )
 
     owner = {"was": False}
 
@@ -152,8 +207,11 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
             export_state()
         # Until it has decided something since being given the inbox, the state here may be
         # stale; a tick makes the decider catch up, and then it knows what waits on time.
-        if owns and ticks.producer and (newly_owned or not decisions.restored
-                                        or waits_on_time(decisions.decider.state)):
+        if (
+            owns
+            and ticks.producer
+            and (newly_owned or not decisions.restored or waits_on_time(decisions.decider.state))
+        ):
             await ticks.send(inbox_topic, key=None, value=b"", headers=[(TICK_HEADER, b"1")])
             await ticks.settle()
 

@@ -1,4 +1,5 @@
 """Wires the balancer to the real Kafka and metrics registry, and runs it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -17,10 +18,12 @@ from services.settings import Settings
 
 
 def limits_from(settings: Settings) -> Limits:
-    return Limits(max_attempts=settings.balancer.max_attempts,
-                  start_timeout=timedelta(seconds=settings.balancer.start_timeout_s),
-                  completion_timeout=timedelta(seconds=settings.balancer.completion_timeout_s),
-                  top_k=settings.balancer.top_k)
+    return Limits(
+        max_attempts=settings.balancer.max_attempts,
+        start_timeout=timedelta(seconds=settings.balancer.start_timeout_s),
+        completion_timeout=timedelta(seconds=settings.balancer.completion_timeout_s),
+        top_k=settings.balancer.top_k,
+    )
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
@@ -31,15 +34,28 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
     return create_app(
         app_id=settings.balancer_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
-        datadir=datadir, inbox_topic=inbox_topic(settings), history=KafkaInboxHistory(settings),
-        limits=limits_from(settings), tick_interval_s=settings.balancer.tick_interval_s,
-        snapshot_every=settings.balancer.snapshot_every, metrics=metrics or ProcessorMetrics(SERVICE),
-        open_consumer=consumer_opener(settings, session_timeout_ms=session_ms,
-                                      heartbeat_interval_ms=max(100, session_ms // 4)),
-        open_producer=producer_opener(settings), identity=IdentityGate(settings))
+        topic_prefix=settings.topic_prefix,
+        replication_factor=settings.replication_factor,
+        datadir=datadir,
+        inbox_topic=inbox_topic(settings),
+        history=KafkaInboxHistory(settings),
+        limits=limits_from(settings),
+        tick_interval_s=settings.balancer.tick_interval_s,
+        snapshot_every=settings.balancer.snapshot_every,
+        metrics=metrics or ProcessorMetrics(SERVICE),
+        open_consumer=consumer_opener(
+            settings, session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, session_ms // 4)
+        ),
+        open_producer=producer_opener(settings),
+        identity=IdentityGate(settings),
+    )
 
 
 def serve(settings: Settings) -> int:
-    return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.balancer_app}: {limits_from(settings)}", prepare=(ensure_balancer_topics,))
+    return run_worker(
+        settings,
+        SERVICE,
+        lambda metrics: bootstrap(settings, metrics=metrics),
+        started=f"{settings.balancer_app}: {limits_from(settings)}",
+        prepare=(ensure_balancer_topics,),
+    )

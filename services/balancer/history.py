@@ -1,4 +1,5 @@
 """The balancer's inbox and snapshots on Kafka: its own topics, read back to rebuild its state."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,10 +31,18 @@ def snapshot_topic(settings: Settings) -> str:
 async def ensure_balancer_topics(settings: Settings) -> None:
     # The inbox is the balancer's source of truth: one partition for one order, kept forever.
     wanted = [
-        NewTopic(inbox_topic(settings), 1, settings.replication_factor,
-                 topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"}),
-        NewTopic(snapshot_topic(settings), 1, settings.replication_factor,
-                 topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)}),
+        NewTopic(
+            inbox_topic(settings),
+            1,
+            settings.replication_factor,
+            topic_configs={"retention.ms": "-1", "cleanup.policy": "delete"},
+        ),
+        NewTopic(
+            snapshot_topic(settings),
+            1,
+            settings.replication_factor,
+            topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(SNAPSHOT_MAX_BYTES)},
+        ),
     ]
     await kafka.ensure_own_topics(settings, wanted)
 
@@ -84,8 +93,7 @@ class KafkaInboxHistory:
             emitted: set[str] = set()
             while unread:
                 for records in (await consumer.getmany(*unread, timeout_ms=1000)).values():
-                    emitted |= {event["event_id"] for event in map(_json, records)
-                                if event.get("producer") == PRODUCER}
+                    emitted |= {event["event_id"] for event in map(_json, records) if event.get("producer") == PRODUCER}
                 unread = {tp for tp in unread if await consumer.position(tp) < ends[tp]}
             return emitted
         finally:
@@ -104,8 +112,9 @@ class KafkaInboxHistory:
                     if record.offset >= stop:
                         return
                     if record.offset != expected:
-                        raise RuntimeError(f"inbox offset {expected} is missing (read {record.offset}); "
-                                           "the inbox must be kept forever")
+                        raise RuntimeError(
+                            f"inbox offset {expected} is missing (read {record.offset}); the inbox must be kept forever"
+                        )
                     yield InboxRecord.of(record)
                     expected += 1
                 await asyncio.sleep(0)

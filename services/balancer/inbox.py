@@ -13,6 +13,7 @@ rebalances:
   redelivery of the one decision, never a second, different assignment. On taking over, a
   copy looks up which of those ids are already on the broker and does not send them again.
 """
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,19 @@ TICK_HEADER = "balancer.tick"
 ORIGIN_HEADER = "balancer.origin"  # topic:partition:offset of the record copied into the inbox
 
 # The events `decide` acts on; nothing else is copied into the inbox.
-INPUTS = (TaskSubmitted, TaskRouted, TaskStarted, TaskCompleted, TaskFailed, TaskRejected, TaskHandedOff,
-          AgentRegistered, AgentCapabilitiesChanged, AgentDeregistered, AgentHealthChanged)
+INPUTS = (
+    TaskSubmitted,
+    TaskRouted,
+    TaskStarted,
+    TaskCompleted,
+    TaskFailed,
+    TaskRejected,
+    TaskHandedOff,
+    AgentRegistered,
+    AgentCapabilitiesChanged,
+    AgentDeregistered,
+    AgentHealthChanged,
+)
 INPUT_TYPES = frozenset(cls.event_type for cls in INPUTS)
 
 
@@ -128,13 +140,21 @@ class InboxDecider:
                 bodies = decide(self.state, cause.body, now, self.limits)
         except Exception as error:  # noqa: BLE001 - the same record fails the same way on replay
             return Decided([], error)
-        return Decided([make_event(body, producer=PRODUCER, cause=cause, occurred_at=now,
-                                   event_id=str(uuid5(NAMESPACE_URL, f"{self.namespace}/{record.offset}/{n}")))
-                        for n, body in enumerate(bodies)])
+        return Decided(
+            [
+                make_event(
+                    body,
+                    producer=PRODUCER,
+                    cause=cause,
+                    occurred_at=now,
+                    event_id=str(uuid5(NAMESPACE_URL, f"{self.namespace}/{record.offset}/{n}")),
+                )
+                for n, body in enumerate(bodies)
+            ]
+        )
 
     def snapshot(self) -> bytes:
-        return orjson.dumps({"offset": self.applied, "forwarded": self.forwarded,
-                             "state": encode_state(self.state)})
+        return orjson.dumps({"offset": self.applied, "forwarded": self.forwarded, "state": encode_state(self.state)})
 
     def restore(self, snapshot: bytes) -> None:
         data = orjson.loads(snapshot)
@@ -159,10 +179,16 @@ class OrderedDecisions:
     record at or below a snapshot's offset has had its decisions emitted and is skipped.
     """
 
-    def __init__(self, decider: InboxDecider, history: InboxHistory, *,
-                 emit: Callable[[list[Envelope]], Awaitable[None]],
-                 park: Callable[[InboxRecord, Exception], Awaitable[None]],
-                 flush: Callable[[], Awaitable[None]], snapshot_every: int) -> None:
+    def __init__(
+        self,
+        decider: InboxDecider,
+        history: InboxHistory,
+        *,
+        emit: Callable[[list[Envelope]], Awaitable[None]],
+        park: Callable[[InboxRecord, Exception], Awaitable[None]],
+        flush: Callable[[], Awaitable[None]],
+        snapshot_every: int,
+    ) -> None:
         self.decider = decider
         self.history = history
         self.emit = emit
@@ -181,14 +207,20 @@ class OrderedDecisions:
                 self.decider.restore(snapshot)
                 self.snapshot_at = self.decider.applied
             self.restored = True
-            log.info("taking the inbox at offset %d; %s", record.offset,
-                     f"snapshot at offset {self.snapshot_at}" if snapshot else "no snapshot")
+            log.info(
+                "taking the inbox at offset %d; %s",
+                record.offset,
+                f"snapshot at offset {self.snapshot_at}" if snapshot else "no snapshot",
+            )
         if record.offset != self.next_delivery:
             # Delivery starts from a committed offset (a start, or the inbox given back after a
             # rebalance): what follows may have been decided, and published, by the last owner.
             self.already_emitted = await self.history.emitted_since(record.timestamp_ms - CLOCK_SKEW_MS)
-            log.info("%d of the balancer's events since offset %d was written are already published",
-                     len(self.already_emitted), record.offset)
+            log.info(
+                "%d of the balancer's events since offset %d was written are already published",
+                len(self.already_emitted),
+                record.offset,
+            )
         self.next_delivery = record.offset + 1
         if record.offset <= self.decider.applied:
             return False

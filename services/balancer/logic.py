@@ -9,6 +9,7 @@ and when none has room, any other available agent meeting the task's requirement
 A task the balancer gives up on ends with a `TaskTimedOut` at stage `deadline` saying why,
 the event that closes a task for everyone who reads the log.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -113,6 +114,7 @@ class BalancerState:
 
 # --- decide ------------------------------------------------------------------------
 
+
 def decide(state: BalancerState, event: EventBody, now: datetime, limits: Limits = Limits()) -> list[EventBody]:
     """Apply one event to `state` (in place) and return the events it leads to."""
     handler = _HANDLERS.get(type(event))
@@ -148,10 +150,19 @@ def _late(task: Task, now: datetime, limits: Limits) -> tuple[str, str] | None:
 
 
 def _submitted(state, event: TaskSubmitted, now, limits):
-    state.tasks.setdefault(event.task_id, Task(
-        task_id=event.task_id, priority=event.priority, submitter=event.submitter, submitted_at=now,
-        deadline=event.deadline, capability=event.requirements[0].name,
-        requirements=tuple((r.name, r.min_proficiency) for r in event.requirements), payload=dict(event.payload)))
+    state.tasks.setdefault(
+        event.task_id,
+        Task(
+            task_id=event.task_id,
+            priority=event.priority,
+            submitter=event.submitter,
+            submitted_at=now,
+            deadline=event.deadline,
+            capability=event.requirements[0].name,
+            requirements=tuple((r.name, r.min_proficiency) for r in event.requirements),
+            payload=dict(event.payload),
+        ),
+    )
     return []
 
 
@@ -161,11 +172,15 @@ def _routed(state, event: TaskRouted, now, limits):
     task = state.tasks.get(event.task_id)
     if task is None or task.agent_id or task.queued_at or event.chosen_agent_id is None:
         return []  # a duplicate, or a re-route of a task already placed
-    task.candidates = tuple((c.agent_id, c.predicted_success or 0.0, c.features.get("expected_duration_s", 0.0))
-                            for c in event.candidates if c.agent_id not in task.tried)
+    task.candidates = tuple(
+        (c.agent_id, c.predicted_success or 0.0, c.features.get("expected_duration_s", 0.0))
+        for c in event.candidates
+        if c.agent_id not in task.tried
+    )
     task.chosen = event.chosen_agent_id
-    task.propensities = {c.agent_id: c.propensity for c in event.candidates
-                         if c.propensity and c.agent_id not in task.tried}
+    task.propensities = {
+        c.agent_id: c.propensity for c in event.candidates if c.propensity and c.agent_id not in task.tried
+    }
     return _place(state, task, now, limits)
 
 
@@ -180,16 +195,22 @@ def _queue(state: BalancerState, task: Task, now, reason: str) -> TaskQueued:
         _enqueue(state, task)
     full = all(c[0] in state.slots and state.slots[c[0]].available for c in task.candidates)
     why = "every capable candidate is at capacity" if full else "no candidate is available now"
-    return TaskQueued(task_id=task.task_id, capability=task.capability or None,
-                      reason=reason or why, position=_position(state, task))
+    return TaskQueued(
+        task_id=task.task_id, capability=task.capability or None, reason=reason or why, position=_position(state, task)
+    )
 
 
 def _pick(state: BalancerState, task: Task, limits: Limits) -> str | None:
     """The router's choice when it has room; else the earliest predicted completion among the top k;
     else, none of the candidates having room, another agent able to take the task."""
-    open_ = [(rank, agent, predicted, duration) for rank, (agent, predicted, duration) in enumerate(task.candidates)
-             if agent not in task.tried and (slot := state.slots.get(agent)) and slot.available
-             and slot.has_room(task.capability)]
+    open_ = [
+        (rank, agent, predicted, duration)
+        for rank, (agent, predicted, duration) in enumerate(task.candidates)
+        if agent not in task.tried
+        and (slot := state.slots.get(agent))
+        and slot.available
+        and slot.has_room(task.capability)
+    ]
     if not open_:
         return _beyond_candidates(state, task)
     if task.chosen in {o[1] for o in open_}:
@@ -200,6 +221,7 @@ def _pick(state: BalancerState, task: Task, limits: Limits) -> str | None:
         rank, agent, predicted, duration = o
         slot = state.slots[agent]
         return ((len(slot.in_flight) + 1) / slot.capacity * max(duration, 1.0) / max(predicted, 0.05), rank)
+
     return min(within_k, key=completion)[1]
 
 
@@ -207,9 +229,13 @@ def _beyond_candidates(state: BalancerState, task: Task) -> str | None:
     """The least loaded agent, then the first by id, that meets the task's requirements and has room."""
     if not task.requirements:
         return None  # unknown (a task from a version 1 snapshot): only the router's candidates may take it
-    able = [agent for agent in state.open_by_capability.get(task.capability, ())
-            if agent not in task.tried and (slot := state.slots[agent]).meets(task.requirements)
-            and slot.has_room(task.capability)]
+    able = [
+        agent
+        for agent in state.open_by_capability.get(task.capability, ())
+        if agent not in task.tried
+        and (slot := state.slots[agent]).meets(task.requirements)
+        and slot.has_room(task.capability)
+    ]
     return min(able, key=lambda agent: (state.slots[agent].load, agent), default=None)
 
 
@@ -230,8 +256,9 @@ def chance_of(state: BalancerState, task: Task, agent_id: str, limits: Limits) -
     return round(min(1.0, chance), 6)
 
 
-def _assign(state, task: Task, agent_id: str, now, limits: Limits, *, reassigned_from: str | None = None,
-            reason: str = "") -> list[EventBody]:
+def _assign(
+    state, task: Task, agent_id: str, now, limits: Limits, *, reassigned_from: str | None = None, reason: str = ""
+) -> list[EventBody]:
     """Give the task to the agent; a reassignment, or an agent the router did not offer, first says why."""
     why = "; ".join(filter(None, (reason, _why_not_a_candidate(task, agent_id))))
     propensity = chance_of(state, task, agent_id, limits)
@@ -241,21 +268,33 @@ def _assign(state, task: Task, agent_id: str, now, limits: Limits, *, reassigned
     state.slots[agent_id].in_flight[task.task_id] = task.capability
     _index_open(state, agent_id)
     state.served[task.submitter] = state.served.get(task.submitter, 0) + 1
-    assigned = TaskAssigned(agent_id=agent_id, task_id=task.task_id, attempt=task.attempt,
-                            capability=task.capability or "unspecified", deadline=task.deadline,
-                            payload=task.payload, propensity=propensity)
+    assigned = TaskAssigned(
+        agent_id=agent_id,
+        task_id=task.task_id,
+        attempt=task.attempt,
+        capability=task.capability or "unspecified",
+        deadline=task.deadline,
+        payload=task.payload,
+        propensity=propensity,
+    )
     if not why:
         return [assigned]
-    return [TaskReassigned(task_id=task.task_id, from_agent_id=reassigned_from, to_agent_id=agent_id,
-                           attempt=task.attempt, reason=why), assigned]
+    return [
+        TaskReassigned(
+            task_id=task.task_id, from_agent_id=reassigned_from, to_agent_id=agent_id, attempt=task.attempt, reason=why
+        ),
+        assigned,
+    ]
 
 
 def _why_not_a_candidate(task: Task, agent_id: str) -> str:
     if any(candidate[0] == agent_id for candidate in task.candidates):
         return ""
     # Chosen by a fixed rule, so with certainty: the router gave this agent no probability at all.
-    return (f"none of the router's candidates has room: {agent_id} meets the requirements and is the least "
-            f"loaded other agent with room, picked with probability 1")
+    return (
+        f"none of the router's candidates has room: {agent_id} meets the requirements and is the least "
+        f"loaded other agent with room, picked with probability 1"
+    )
 
 
 def _free(state: BalancerState, task: Task) -> None:
@@ -304,7 +343,7 @@ QUOTED_MAX = 2000
 
 
 def _quoted(text: str) -> str:
-    return text if len(text) <= QUOTED_MAX else text[:QUOTED_MAX - 1] + "…"
+    return text if len(text) <= QUOTED_MAX else text[: QUOTED_MAX - 1] + "…"
 
 
 def _retry(state, task: Task, now, limits, reason: str, *, from_agent: str | None) -> list[EventBody]:
@@ -314,8 +353,10 @@ def _retry(state, task: Task, now, limits, reason: str, *, from_agent: str | Non
         return _end(state, task, f"given up: {reason}, and no agent it has not tried can take it")
     agent_id = _pick(state, task, limits)
     if agent_id is None:
-        return [TaskReassigned(task_id=task.task_id, from_agent_id=from_agent, attempt=task.attempt + 1,
-                               reason=reason), _queue(state, task, now, f"waiting to retry: {reason}")]
+        return [
+            TaskReassigned(task_id=task.task_id, from_agent_id=from_agent, attempt=task.attempt + 1, reason=reason),
+            _queue(state, task, now, f"waiting to retry: {reason}"),
+        ]
     return _assign(state, task, agent_id, now, limits, reassigned_from=from_agent, reason=reason)
 
 
@@ -324,8 +365,10 @@ def _untried_agent_left(state: BalancerState, task: Task) -> bool:
     or another available agent meeting its requirements."""
     if any(c[0] not in task.tried for c in task.candidates):
         return True
-    return bool(task.requirements) and any(agent not in task.tried and slot.available and slot.meets(task.requirements)
-                                           for agent, slot in state.slots.items())
+    return bool(task.requirements) and any(
+        agent not in task.tried and slot.available and slot.meets(task.requirements)
+        for agent, slot in state.slots.items()
+    )
 
 
 def _end(state: BalancerState, task: Task, reason: str) -> list[EventBody]:
@@ -351,9 +394,13 @@ def _handed_off(state, event: TaskHandedOff, now, limits):
 def _registered(state, event: AgentRegistered, now, limits):
     slot = state.slots.get(event.agent_id)
     in_flight = slot.in_flight if slot else {}
-    state.slots[event.agent_id] = Slot(capacity=event.capacity, per_capability=dict(event.capacity_per_capability),
-                                       in_flight=in_flight, available=True,
-                                       capabilities={c.name: c.proficiency for c in event.capabilities})
+    state.slots[event.agent_id] = Slot(
+        capacity=event.capacity,
+        per_capability=dict(event.capacity_per_capability),
+        in_flight=in_flight,
+        available=True,
+        capabilities={c.name: c.proficiency for c in event.capabilities},
+    )
     _index_open(state, event.agent_id, declared_before=slot.capabilities if slot else {})
     return _drain_queue(state, now, limits)
 
@@ -423,8 +470,14 @@ def _enqueue(state: BalancerState, task: Task) -> None:
     # Filed under each candidate not yet tried, and under "any agent with its capability" for the others.
     candidates = tuple(c[0] for c in task.candidates if c[0] not in task.tried)
     anyone = (_any_agent_with(task.capability),) if task.requirements else ()
-    state.waiting.add(task.task_id, priority=task.priority, queued_at=task.queued_at, submitter=task.submitter,
-                      capability=task.capability, agents=candidates + anyone)
+    state.waiting.add(
+        task.task_id,
+        priority=task.priority,
+        queued_at=task.queued_at,
+        submitter=task.submitter,
+        capability=task.capability,
+        agents=candidates + anyone,
+    )
 
 
 def _any_agent_with(capability: str) -> str:
@@ -447,8 +500,15 @@ def _index_open(state: BalancerState, agent_id: str, declared_before: Iterable[s
 
 
 _HANDLERS = {
-    TaskSubmitted: _submitted, TaskRouted: _routed, TaskStarted: _started,
-    TaskCompleted: _finished, TaskFailed: _finished, TaskRejected: _finished,
-    TaskHandedOff: _handed_off, AgentRegistered: _registered, AgentCapabilitiesChanged: _capabilities_changed,
-    AgentDeregistered: _deregistered, AgentHealthChanged: _health,
+    TaskSubmitted: _submitted,
+    TaskRouted: _routed,
+    TaskStarted: _started,
+    TaskCompleted: _finished,
+    TaskFailed: _finished,
+    TaskRejected: _finished,
+    TaskHandedOff: _handed_off,
+    AgentRegistered: _registered,
+    AgentCapabilitiesChanged: _capabilities_changed,
+    AgentDeregistered: _deregistered,
+    AgentHealthChanged: _health,
 }

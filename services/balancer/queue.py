@@ -11,6 +11,7 @@ change instead of a scan of every task the balancer knows.
 
 This is derived state: it holds nothing the tasks do not, and is rebuilt from them.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -35,8 +36,16 @@ class WaitingQueue:
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._where
 
-    def add(self, task_id: str, *, priority: int, queued_at: datetime, submitter: str, capability: str,
-            agents: tuple[str, ...]) -> None:
+    def add(
+        self,
+        task_id: str,
+        *,
+        priority: int,
+        queued_at: datetime,
+        submitter: str,
+        capability: str,
+        agents: tuple[str, ...],
+    ) -> None:
         """Queue a task under each agent that may still take it."""
         if task_id in self._where:
             return

@@ -3,6 +3,7 @@
 Apart from the audit projector's commands: the report reads the key store's erasure records,
 which no processor may reach.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The dashboard's web application (aiohttp): one handler per page, the assets, the audit verifier."""
+
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +56,9 @@ def make_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[AUDIT] = AuditState()
-    app[TEMPLATES] = Environment(loader=PackageLoader("services.dashboard", "templates"),
-                                 autoescape=select_autoescape(["html"]))
+    app[TEMPLATES] = Environment(
+        loader=PackageLoader("services.dashboard", "templates"), autoescape=select_autoescape(["html"])
+    )
     app.router.add_get("/", home)
     app.router.add_get("/static/plotly.min.js", plotly_js)
     app.router.add_get("/static/{name:[a-z]+\\.(js|css)}", static_file)
@@ -136,8 +138,14 @@ async def page_context(conn, settings: Settings, page: str, filters: Filters) ->
         if chart is not None and "rows" in item:
             marks = results.get(chart.marks, []) if chart.marks else []
             item["figure"] = _script_json(charts.figure(chart, item["rows"], marks))
-    context = {"panels": shown, "newest": newest, "agent": agent, "cell": charts.cell,
-               "agents": [a["agent_id"] for a in agents], "capabilities": [c["name"] for c in capabilities]}
+    context = {
+        "panels": shown,
+        "newest": newest,
+        "agent": agent,
+        "cell": charts.cell,
+        "agents": [a["agent_id"] for a in agents],
+        "capabilities": [c["name"] for c in capabilities],
+    }
     if page == "whatif":
         context["whatif"] = await whatif(conn, settings)
     return context
@@ -191,5 +199,7 @@ def latest_checkpoints(settings: Settings) -> list[dict]:
     found = checkpoints.read_all(directory, settings.audit.db_schema) if directory.exists() else []
     readable = [(name, c) for name, c in found if c is not None]
     readable.sort(key=lambda item: item[1].last_seq, reverse=True)
-    return [{"file": name, "time": c.time, "last_seq": c.last_seq, "count": c.count,
-             "last_position": c.last_position} for name, c in readable[:LATEST_CHECKPOINTS]]
+    return [
+        {"file": name, "time": c.time, "last_seq": c.last_seq, "count": c.count, "last_position": c.last_position}
+        for name, c in readable[:LATEST_CHECKPOINTS]
+    ]

@@ -1,4 +1,5 @@
 """`orchestrator serve dashboard`: the web page over the read models, until SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,16 @@ def serve(settings: Settings) -> int:
     except (database.AnalystRoleMissing, psycopg.OperationalError) as error:
         print(f"orchestrator: the dashboard cannot read the read models: {error}", file=sys.stderr)
         return 1
-    print(f"dashboard on {address(settings)} reading as {identity['role']}"
-          f"{' (read-only)' if identity['read_only'] else ''}{' over TLS' if identity['tls'] else ''}", flush=True)
-    web.run_app(make_app(settings), host=settings.dashboard.host, port=int(settings.dashboard.port),
-                print=None, handle_signals=True)
+    print(
+        f"dashboard on {address(settings)} reading as {identity['role']}"
+        f"{' (read-only)' if identity['read_only'] else ''}{' over TLS' if identity['tls'] else ''}",
+        flush=True,
+    )
+    web.run_app(
+        make_app(settings),
+        host=settings.dashboard.host,
+        port=int(settings.dashboard.port),
+        print=None,
+        handle_signals=True,
+    )
     return 0

@@ -1,4 +1,5 @@
 """A panel's rows as a Plotly figure (data and layout, plain JSON) and as table cells: pure."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
@@ -35,9 +36,14 @@ def plain(value):
 
 def figure(chart: Chart, rows: Rows, marks: Rows = ()) -> dict:
     data = {"line": _lines, "bar": _bars, "heatmap": _heatmap, "band": _band}[chart.kind](chart, rows, marks)
-    layout = {"margin": {"l": 60, "r": 20, "t": 10, "b": 60}, "height": 320, "showlegend": True,
-              "legend": {"orientation": "h"}, "yaxis": {"title": {"text": chart.y_title}},
-              "xaxis": {"automargin": True}}
+    layout = {
+        "margin": {"l": 60, "r": 20, "t": 10, "b": 60},
+        "height": 320,
+        "showlegend": True,
+        "legend": {"orientation": "h"},
+        "yaxis": {"title": {"text": chart.y_title}},
+        "xaxis": {"automargin": True},
+    }
     if chart.kind == "bar":
         layout["barmode"] = "group"
     return {"data": data, "layout": layout}
@@ -48,8 +54,10 @@ def _column(rows: Rows, name: str) -> list:
 
 
 def _lines(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
-    return [{"type": "scatter", "mode": "lines+markers", "name": y, "x": _column(rows, chart.x),
-             "y": _column(rows, y)} for y in chart.y]
+    return [
+        {"type": "scatter", "mode": "lines+markers", "name": y, "x": _column(rows, chart.x), "y": _column(rows, y)}
+        for y in chart.y
+    ]
 
 
 def _bars(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
@@ -60,8 +68,19 @@ def _heatmap(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
     xs = sorted({row[chart.x] for row in rows})
     ys = sorted({row[chart.series] for row in rows})
     cells = {(row[chart.series], row[chart.x]): plain(row[chart.z]) for row in rows}
-    return [{"type": "heatmap", "name": chart.z, "x": xs, "y": ys, "zmin": 0, "zmax": 1, "colorscale": "RdYlGn",
-             "z": [[cells.get((y, x)) for x in xs] for y in ys], "hoverongaps": False}]
+    return [
+        {
+            "type": "heatmap",
+            "name": chart.z,
+            "x": xs,
+            "y": ys,
+            "zmin": 0,
+            "zmax": 1,
+            "colorscale": "RdYlGn",
+            "z": [[cells.get((y, x)) for x in xs] for y in ys],
+            "hoverongaps": False,
+        }
+    ]
 
 
 def _band(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
@@ -71,17 +90,50 @@ def _band(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
         mine = [row for row in rows if row[chart.series] == name]
         x = _column(mine, chart.x)
         traces += [
-            {"type": "scatter", "mode": "lines", "x": x, "y": _column(mine, chart.low), "line": {"width": 0},
-             "name": f"{name} band", "legendgroup": name, "showlegend": False, "hoverinfo": "skip"},
-            {"type": "scatter", "mode": "lines", "x": x, "y": _column(mine, chart.high), "line": {"width": 0},
-             "fill": "tonexty", "fillcolor": "rgba(100, 120, 200, 0.15)", "name": f"{name} band",
-             "legendgroup": name, "showlegend": False, "hoverinfo": "skip"},
-            {"type": "scatter", "mode": "lines+markers", "x": x, "y": _column(mine, chart.y[0]), "name": name,
-             "legendgroup": name},
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": x,
+                "y": _column(mine, chart.low),
+                "line": {"width": 0},
+                "name": f"{name} band",
+                "legendgroup": name,
+                "showlegend": False,
+                "hoverinfo": "skip",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "x": x,
+                "y": _column(mine, chart.high),
+                "line": {"width": 0},
+                "fill": "tonexty",
+                "fillcolor": "rgba(100, 120, 200, 0.15)",
+                "name": f"{name} band",
+                "legendgroup": name,
+                "showlegend": False,
+                "hoverinfo": "skip",
+            },
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "x": x,
+                "y": _column(mine, chart.y[0]),
+                "name": name,
+                "legendgroup": name,
+            },
         ]
     if marks:
-        traces.append({"type": "scatter", "mode": "markers+text", "name": "detected shift",
-                       "x": [plain(m["detected_at"]) for m in marks], "y": [plain(m["after"]) for m in marks],
-                       "text": [f"{m['capability']} {m['direction']}" for m in marks], "textposition": "top center",
-                       "marker": {"symbol": "star", "size": 14, "color": "black"}})
+        traces.append(
+            {
+                "type": "scatter",
+                "mode": "markers+text",
+                "name": "detected shift",
+                "x": [plain(m["detected_at"]) for m in marks],
+                "y": [plain(m["after"]) for m in marks],
+                "text": [f"{m['capability']} {m['direction']}" for m in marks],
+                "textposition": "top center",
+                "marker": {"symbol": "star", "size": 14, "color": "black"},
+            }
+        )
     return traces

@@ -4,6 +4,7 @@ Whoever the URL logs in as, the session narrows itself to `<prefix>_analyst` bef
 anything, so the page can show no more than an analyst with psql could. The URL's TLS
 parameters (sslmode, sslrootcert, ...) are kept as they are; the key store is never named.
 """
+
 from __future__ import annotations
 
 import psycopg
@@ -31,14 +32,14 @@ def analyst_conninfo(settings: Settings) -> str:
     if settings.dashboard.database_url:
         return settings.dashboard.database_url
     if settings.db_analyst_password:
-        return make_conninfo(settings.database_url, user=analyst_role(settings),
-                             password=settings.db_analyst_password)
+        return make_conninfo(settings.database_url, user=analyst_role(settings), password=settings.db_analyst_password)
     return settings.database_url
 
 
 async def connect(settings: Settings) -> psycopg.AsyncConnection:
-    conn = await psycopg.AsyncConnection.connect(analyst_conninfo(settings), autocommit=True,
-                                                 cursor_factory=AsyncClientCursor)
+    conn = await psycopg.AsyncConnection.connect(
+        analyst_conninfo(settings), autocommit=True, cursor_factory=AsyncClientCursor
+    )
     try:
         await narrow(conn, settings)
     except BaseException:
@@ -56,7 +57,8 @@ async def narrow(conn: psycopg.AsyncConnection, settings: Settings) -> None:
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege) as error:
             raise AnalystRoleMissing(
                 f"the dashboard reads as {role}, and {current} cannot become it ({error}); "
-                "create the roles with `orchestrator db roles`") from None
+                "create the roles with `orchestrator db roles`"
+            ) from None
     await conn.execute("SET default_transaction_read_only = on")
     await conn.execute(sql.SQL("SET statement_timeout = {}").format(sql.Literal(STATEMENT_TIMEOUT_MS)))
     await conn.execute("SET TIME ZONE 'UTC'")
@@ -79,7 +81,9 @@ async def run(conn: psycopg.AsyncConnection, query: str, params: dict) -> tuple[
 
 
 async def whoami(conn: psycopg.AsyncConnection) -> dict:
-    cur = await conn.execute("SELECT current_user, session_user, current_setting('default_transaction_read_only'), "
-                             "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)")
+    cur = await conn.execute(
+        "SELECT current_user, session_user, current_setting('default_transaction_read_only'), "
+        "coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)"
+    )
     role, login, read_only, tls = await cur.fetchone()
     return {"role": role, "login": login, "read_only": read_only == "on", "tls": bool(tls)}

@@ -5,6 +5,7 @@ test_query_plans.py checks the plans), and is bounded by the time range where it
 page must stay quick on read models holding a million tasks. Filters left empty are NULL, and
 `%(x)s::text IS NULL OR ...` folds away when the statement is planned with its values.
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,14 @@ from urllib.parse import urlencode
 
 from events.security import ViolationKind
 
-RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "6h": timedelta(hours=6),
-          "24h": timedelta(days=1), "7d": timedelta(days=7), "all": None}
+RANGES = {
+    "15m": timedelta(minutes=15),
+    "1h": timedelta(hours=1),
+    "6h": timedelta(hours=6),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "all": None,
+}
 DEFAULT_RANGE = "1h"
 SECURITY_KINDS = ("key_enrolled", "key_revoked", *get_args(ViolationKind))
 _NAME = re.compile(r"^[A-Za-z0-9._:@/+-]{1,200}$")
@@ -49,8 +56,14 @@ class Filters:
 
     def query_string(self, **changes) -> str:
         """The URL query of these filters with `changes`, for links that keep the rest."""
-        values = {"range": self.range, "capability": self.capability, "agent": self.agent, "task": self.task,
-                  "live": "1" if self.live else None, **changes}
+        values = {
+            "range": self.range,
+            "capability": self.capability,
+            "agent": self.agent,
+            "task": self.task,
+            "live": "1" if self.live else None,
+            **changes,
+        }
         return urlencode({k: v for k, v in values.items() if v})
 
 
@@ -68,20 +81,26 @@ def window(filters: Filters, newest: datetime | None) -> tuple[datetime | str, d
 
 def parameters(filters: Filters, newest: datetime | None, agent: str | None = None) -> dict:
     since, until = window(filters, newest)
-    return {"since": since, "until": until, "capability": filters.capability, "agent": agent or filters.agent,
-            "task": filters.task, "kinds": list(SECURITY_KINDS)}
+    return {
+        "since": since,
+        "until": until,
+        "capability": filters.capability,
+        "agent": agent or filters.agent,
+        "task": filters.task,
+        "kinds": list(SECURITY_KINDS),
+    }
 
 
 @dataclass(frozen=True)
 class Chart:
-    kind: str                      # line | bar | heatmap | band
+    kind: str  # line | bar | heatmap | band
     x: str
     y: tuple[str, ...] = ()
-    series: str | None = None      # one trace per value of this column
-    z: str | None = None           # heatmap cell value
-    low: str | None = None         # band: its lower and upper edge
+    series: str | None = None  # one trace per value of this column
+    z: str | None = None  # heatmap cell value
+    low: str | None = None  # band: its lower and upper edge
     high: str | None = None
-    marks: str | None = None       # band: key of a panel whose rows are marked on the chart
+    marks: str | None = None  # band: key of a panel whose rows are marked on the chart
     y_title: str = ""
 
 
@@ -91,10 +110,10 @@ class Panel:
     title: str
     sql: str
     chart: Chart | None = None
-    needs: tuple[str, ...] = ()    # parameters without which the panel is not shown
+    needs: tuple[str, ...] = ()  # parameters without which the panel is not shown
     note: str = ""
     links: dict[str, str] = field(default_factory=dict)  # column -> filter it sets when clicked
-    table_open: bool = False       # the table is what one came for, not the chart
+    table_open: bool = False  # the table is what one came for, not the chart
 
 
 _IN_RANGE = "{column} >= %(since)s AND {column} <= %(until)s"
@@ -102,40 +121,66 @@ _TASK_CAPABILITY = "(%(capability)s::text IS NULL OR requirements -> 0 ->> 'name
 
 
 def _tasks_in_range() -> str:
-    return (f"WHERE {_IN_RANGE.format(column='submitted_at')} AND {_TASK_CAPABILITY}"
-            " AND (%(agent)s::text IS NULL OR assigned_agent_id = %(agent)s)")
+    return (
+        f"WHERE {_IN_RANGE.format(column='submitted_at')} AND {_TASK_CAPABILITY}"
+        " AND (%(agent)s::text IS NULL OR assigned_agent_id = %(agent)s)"
+    )
 
 
-_ASSIGNMENTS_IN_RANGE = (f"WHERE {_IN_RANGE.format(column='assigned_at')}"
-                         " AND (%(capability)s::text IS NULL OR capability = %(capability)s)"
-                         " AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)")
+_ASSIGNMENTS_IN_RANGE = (
+    f"WHERE {_IN_RANGE.format(column='assigned_at')}"
+    " AND (%(capability)s::text IS NULL OR capability = %(capability)s)"
+    " AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
+)
 
 NEWEST = "SELECT max(submitted_at) AS newest FROM tasks"
 CAPABILITY_CHOICES = "SELECT DISTINCT name FROM agent_capabilities ORDER BY name"
 AGENT_CHOICES = "SELECT agent_id FROM agents ORDER BY agent_id"
 WHATIF_TABLE = "SELECT to_regclass(%(table)s) IS NOT NULL AS present"
 
-PANELS: dict[str, Panel] = {p.key: p for p in (
-    # --- now ---
-    Panel("tasks_per_minute", "Tasks per minute", f"""
+PANELS: dict[str, Panel] = {
+    p.key: p
+    for p in (
+        # --- now ---
+        Panel(
+            "tasks_per_minute",
+            "Tasks per minute",
+            f"""
 SELECT date_trunc('minute', submitted_at) AS minute, count(*) AS submitted,
        count(*) FILTER (WHERE status = 'completed') AS completed,
        count(*) FILTER (WHERE status IN ('failed', 'rejected', 'timed_out', 'expired')) AS failed
 FROM tasks
 {_tasks_in_range()}
-GROUP BY 1 ORDER BY 1""", Chart("line", "minute", ("submitted", "completed", "failed"), y_title="tasks")),
-    Panel("success_per_minute", "Success rate per minute (attempts by assignment time)", f"""
+GROUP BY 1 ORDER BY 1""",
+            Chart("line", "minute", ("submitted", "completed", "failed"), y_title="tasks"),
+        ),
+        Panel(
+            "success_per_minute",
+            "Success rate per minute (attempts by assignment time)",
+            f"""
 SELECT date_trunc('minute', assigned_at) AS minute, count(*) FILTER (WHERE success IS NOT NULL) AS finished,
        round(avg(success::int)::numeric, 3)::float8 AS success_rate
 FROM task_assignments
 {_ASSIGNMENTS_IN_RANGE}
-GROUP BY 1 ORDER BY 1""", Chart("line", "minute", ("success_rate",), y_title="success rate")),
-    Panel("queue_per_capability", "Queue length per capability (tasks waiting now)", """
+GROUP BY 1 ORDER BY 1""",
+            Chart("line", "minute", ("success_rate",), y_title="success rate"),
+        ),
+        Panel(
+            "queue_per_capability",
+            "Queue length per capability (tasks waiting now)",
+            """
 SELECT requirements -> 0 ->> 'name' AS capability, count(*) AS queued_now
 FROM tasks
-WHERE status = 'queued' AND """ + _TASK_CAPABILITY + """
-GROUP BY 1 ORDER BY 1""", Chart("bar", "capability", ("queued_now",), y_title="tasks")),
-    Panel("wait_per_capability", "Wait from submission to first assignment, per capability", f"""
+WHERE status = 'queued' AND """
+            + _TASK_CAPABILITY
+            + """
+GROUP BY 1 ORDER BY 1""",
+            Chart("bar", "capability", ("queued_now",), y_title="tasks"),
+        ),
+        Panel(
+            "wait_per_capability",
+            "Wait from submission to first assignment, per capability",
+            f"""
 SELECT t.requirements -> 0 ->> 'name' AS capability, count(*) AS assigned,
        round(avg(w.wait_ms)::numeric, 1)::float8 AS mean_wait_ms,
        round((percentile_cont(0.95) WITHIN GROUP (ORDER BY w.wait_ms))::numeric, 1)::float8 AS p95_wait_ms
@@ -145,13 +190,23 @@ FROM tasks t
 JOIN LATERAL (SELECT extract(epoch FROM min(a.assigned_at) - t.submitted_at) * 1000.0 AS wait_ms
               FROM task_assignments a WHERE a.task_id = t.task_id) w ON w.wait_ms IS NOT NULL
 {_tasks_in_range()}
-GROUP BY 1 ORDER BY 1""", Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms"), y_title="ms")),
-    Panel("agents_by_health", "Agents by health", """
+GROUP BY 1 ORDER BY 1""",
+            Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms"), y_title="ms"),
+        ),
+        Panel(
+            "agents_by_health",
+            "Agents by health",
+            """
 SELECT coalesce(health, 'unknown') AS health, count(*) AS agents
 FROM agents
 WHERE status IS DISTINCT FROM 'deregistered' AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)
-GROUP BY 1 ORDER BY 1""", Chart("bar", "health", ("agents",), y_title="agents")),
-    Panel("agents_load", "Load against capacity (tasks assigned or started now)", """
+GROUP BY 1 ORDER BY 1""",
+            Chart("bar", "health", ("agents",), y_title="agents"),
+        ),
+        Panel(
+            "agents_load",
+            "Load against capacity (tasks assigned or started now)",
+            """
 SELECT a.agent_id, coalesce(a.health, 'unknown') AS health, a.capacity, coalesce(f.in_flight, 0) AS in_flight
 FROM agents a
 LEFT JOIN (SELECT assigned_agent_id AS agent_id, count(*) AS in_flight FROM tasks
@@ -159,52 +214,89 @@ LEFT JOIN (SELECT assigned_agent_id AS agent_id, count(*) AS in_flight FROM task
 WHERE a.status IS DISTINCT FROM 'deregistered' AND (%(agent)s::text IS NULL OR a.agent_id = %(agent)s)
   AND (%(capability)s::text IS NULL OR EXISTS (
        SELECT FROM agent_capabilities c WHERE c.agent_id = a.agent_id AND c.name = %(capability)s))
-ORDER BY a.agent_id""", Chart("bar", "agent_id", ("in_flight", "capacity"), y_title="tasks"),
-          links={"agent_id": "agent"}),
-
-    # --- agents ---
-    Panel("agent_capabilities", "Capabilities: declared and estimated proficiency", """
+ORDER BY a.agent_id""",
+            Chart("bar", "agent_id", ("in_flight", "capacity"), y_title="tasks"),
+            links={"agent_id": "agent"},
+        ),
+        # --- agents ---
+        Panel(
+            "agent_capabilities",
+            "Capabilities: declared and estimated proficiency",
+            """
 SELECT c.name AS capability, c.proficiency AS declared, e.proficiency AS estimated, e.confidence,
        e.successes, e.attempts, e.estimated_at
 FROM agent_capabilities c
 LEFT JOIN skill_estimates e ON e.agent_id = c.agent_id AND e.capability = c.name
 WHERE c.agent_id = %(agent)s AND (%(capability)s::text IS NULL OR c.name = %(capability)s)
-ORDER BY 1""", Chart("bar", "capability", ("declared", "estimated"), y_title="proficiency"), needs=("agent",)),
-    Panel("skill_trajectory", "Skill trajectory per capability, with its band and detected shifts", f"""
+ORDER BY 1""",
+            Chart("bar", "capability", ("declared", "estimated"), y_title="proficiency"),
+            needs=("agent",),
+        ),
+        Panel(
+            "skill_trajectory",
+            "Skill trajectory per capability, with its band and detected shifts",
+            f"""
 SELECT capability, estimated_at, proficiency, confidence, attempts,
        greatest(0, proficiency - 1.96 * sqrt(proficiency * (1 - proficiency) / (attempts + 2))) AS low,
        least(1, proficiency + 1.96 * sqrt(proficiency * (1 - proficiency) / (attempts + 2))) AS high
 FROM skill_trajectory
-WHERE agent_id = %(agent)s AND {_IN_RANGE.format(column='estimated_at')}
+WHERE agent_id = %(agent)s AND {_IN_RANGE.format(column="estimated_at")}
   AND (%(capability)s::text IS NULL OR capability = %(capability)s)
 ORDER BY capability, estimated_at, event_id""",
-          Chart("band", "estimated_at", ("proficiency",), series="capability", low="low", high="high",
-                marks="skill_shifts", y_title="proficiency"), needs=("agent",),
-          note="Band: 1.96 standard errors of a success rate over the attempts behind each estimate."),
-    Panel("skill_shifts", "Detected shifts", f"""
+            Chart(
+                "band",
+                "estimated_at",
+                ("proficiency",),
+                series="capability",
+                low="low",
+                high="high",
+                marks="skill_shifts",
+                y_title="proficiency",
+            ),
+            needs=("agent",),
+            note="Band: 1.96 standard errors of a success rate over the attempts behind each estimate.",
+        ),
+        Panel(
+            "skill_shifts",
+            "Detected shifts",
+            f"""
 SELECT capability, detected_at, direction, before, after, attempts
 FROM skill_shifts
-WHERE agent_id = %(agent)s AND {_IN_RANGE.format(column='detected_at')}
+WHERE agent_id = %(agent)s AND {_IN_RANGE.format(column="detected_at")}
   AND (%(capability)s::text IS NULL OR capability = %(capability)s)
-ORDER BY detected_at, event_id""", needs=("agent",)),
-    Panel("skill_forecast", "Forecast: where each skill leads in 20 more attempts", """
+ORDER BY detected_at, event_id""",
+            needs=("agent",),
+        ),
+        Panel(
+            "skill_forecast",
+            "Forecast: where each skill leads in 20 more attempts",
+            """
 SELECT capability, proficiency, slope_per_attempt, forecast_in_20_attempts, attempts, estimates
 FROM skill_trends
 WHERE agent_id = %(agent)s AND (%(capability)s::text IS NULL OR capability = %(capability)s)
-ORDER BY capability""", Chart("bar", "capability", ("proficiency", "forecast_in_20_attempts"),
-                               y_title="proficiency"), needs=("agent",)),
-
-    # --- capabilities ---
-    Panel("success_heatmap", "Success rate by agent and capability", f"""
+ORDER BY capability""",
+            Chart("bar", "capability", ("proficiency", "forecast_in_20_attempts"), y_title="proficiency"),
+            needs=("agent",),
+        ),
+        # --- capabilities ---
+        Panel(
+            "success_heatmap",
+            "Success rate by agent and capability",
+            f"""
 SELECT agent_id, capability, count(*) FILTER (WHERE success IS NOT NULL) AS finished,
        round(avg(success::int)::numeric, 3)::float8 AS success_rate
 FROM task_assignments
 {_ASSIGNMENTS_IN_RANGE} AND agent_id IS NOT NULL AND capability IS NOT NULL
-GROUP BY 1, 2 ORDER BY 1, 2""", Chart("heatmap", "capability", (), series="agent_id", z="success_rate"),
-          links={"agent_id": "agent"}),
-    # The capabilities queued for are found by walking the (capability, occurred_at) index one
-    # value at a time: a capability nobody offers is the one most likely to saturate.
-    Panel("saturation_forecast", "Saturation forecast: queueing per minute and its trend, 15 minutes on", f"""
+GROUP BY 1, 2 ORDER BY 1, 2""",
+            Chart("heatmap", "capability", (), series="agent_id", z="success_rate"),
+            links={"agent_id": "agent"},
+        ),
+        # The capabilities queued for are found by walking the (capability, occurred_at) index one
+        # value at a time: a capability nobody offers is the one most likely to saturate.
+        Panel(
+            "saturation_forecast",
+            "Saturation forecast: queueing per minute and its trend, 15 minutes on",
+            f"""
 WITH RECURSIVE queued_for AS (
     (SELECT capability FROM task_queue_events WHERE capability IS NOT NULL ORDER BY capability LIMIT 1)
     UNION ALL
@@ -225,26 +317,44 @@ CROSS JOIN LATERAL (
            coalesce(regr_slope(n, m), 0) AS trend
     FROM (SELECT extract(epoch FROM date_trunc('minute', occurred_at)) / 60.0 AS m, count(*) AS n
           FROM task_queue_events
-          WHERE capability = c.capability AND {_IN_RANGE.format(column='occurred_at')}
+          WHERE capability = c.capability AND {_IN_RANGE.format(column="occurred_at")}
           GROUP BY 1) per_minute
 ) q
 WHERE %(capability)s::text IS NULL OR c.capability = %(capability)s
-ORDER BY c.capability""", Chart("bar", "capability", ("mean_queued_per_minute", "queued_per_minute_in_15_min"),
-                                 y_title="tasks queued per minute")),
-    Panel("recommendations", "Recommendations", """
+ORDER BY c.capability""",
+            Chart(
+                "bar",
+                "capability",
+                ("mean_queued_per_minute", "queued_per_minute_in_15_min"),
+                y_title="tasks queued per minute",
+            ),
+        ),
+        Panel(
+            "recommendations",
+            "Recommendations",
+            """
 SELECT action, capability, agent_id, reason, since
 FROM recommendations
 WHERE (%(capability)s::text IS NULL OR capability = %(capability)s)
   AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)
-ORDER BY action, capability, agent_id""", links={"agent_id": "agent"}),
-
-    # --- decisions ---
-    Panel("recent_tasks", "Latest tasks in range (pick one to see its decision)", f"""
+ORDER BY action, capability, agent_id""",
+            links={"agent_id": "agent"},
+        ),
+        # --- decisions ---
+        Panel(
+            "recent_tasks",
+            "Latest tasks in range (pick one to see its decision)",
+            f"""
 SELECT task_id, status, attempt, assigned_agent_id, requirements -> 0 ->> 'name' AS capability, submitted_at
 FROM tasks
 {_tasks_in_range()}
-ORDER BY submitted_at DESC, task_id LIMIT 25""", links={"task_id": "task"}),
-    Panel("decision_candidates", "Every candidate of the task's routing decisions", """
+ORDER BY submitted_at DESC, task_id LIMIT 25""",
+            links={"task_id": "task"},
+        ),
+        Panel(
+            "decision_candidates",
+            "Every candidate of the task's routing decisions",
+            """
 SELECT d.decision, d.decided_at, c.rank, c.value ->> 'agent_id' AS agent_id,
        (c.value ->> 'agent_id') = d.chosen_agent_id AS chosen,
        'decision ' || d.decision || ': ' || (c.value ->> 'agent_id') AS candidate,
@@ -256,41 +366,68 @@ SELECT d.decision, d.decided_at, c.rank, c.value ->> 'agent_id' AS agent_id,
 FROM (SELECT *, row_number() OVER (ORDER BY decided_at, event_id) AS decision
       FROM routing_decisions WHERE task_id = %(task)s) d
 CROSS JOIN LATERAL jsonb_array_elements(d.candidates) WITH ORDINALITY AS c(value, rank)
-ORDER BY d.decision, c.rank""", Chart("bar", "candidate", ("probability", "predicted_success", "score")),
-          needs=("task",), table_open=True),
-    Panel("task_outcome", "What happened next: the task", """
+ORDER BY d.decision, c.rank""",
+            Chart("bar", "candidate", ("probability", "predicted_success", "score")),
+            needs=("task",),
+            table_open=True,
+        ),
+        Panel(
+            "task_outcome",
+            "What happened next: the task",
+            """
 SELECT task_id, status, attempt, assigned_agent_id, reason, submitted_at, routed_at, finished_at,
        result_summary, error
-FROM tasks WHERE task_id = %(task)s""", needs=("task",)),
-    Panel("task_attempts", "What happened next: assignments, reassignments and outcomes", """
+FROM tasks WHERE task_id = %(task)s""",
+            needs=("task",),
+        ),
+        Panel(
+            "task_attempts",
+            "What happened next: assignments, reassignments and outcomes",
+            """
 SELECT attempt, agent_id, capability, assigned_at, started_at, finished_at, outcome, success, duration_ms
-FROM task_assignments WHERE task_id = %(task)s ORDER BY attempt""", needs=("task",)),
-
-    # --- security ---
-    # Each kind is looked up on the (kind, occurred_at) index, rather than the table read whole.
-    Panel("security_by_kind", "Security events by kind", f"""
+FROM task_assignments WHERE task_id = %(task)s ORDER BY attempt""",
+            needs=("task",),
+        ),
+        # --- security ---
+        # Each kind is looked up on the (kind, occurred_at) index, rather than the table read whole.
+        Panel(
+            "security_by_kind",
+            "Security events by kind",
+            f"""
 SELECT k.kind, count(e.event_id) AS events
 FROM unnest(%(kinds)s::text[]) AS k(kind)
-LEFT JOIN security_events e ON e.kind = k.kind AND {_IN_RANGE.format(column='e.occurred_at')}
+LEFT JOIN security_events e ON e.kind = k.kind AND {_IN_RANGE.format(column="e.occurred_at")}
      AND (%(agent)s::text IS NULL OR e.agent_id = %(agent)s)
-GROUP BY k.kind ORDER BY k.kind""", Chart("bar", "kind", ("events",), y_title="events")),
-    Panel("security_latest", "Latest security events", f"""
+GROUP BY k.kind ORDER BY k.kind""",
+            Chart("bar", "kind", ("events",), y_title="events"),
+        ),
+        Panel(
+            "security_latest",
+            "Latest security events",
+            f"""
 SELECT e.occurred_at, e.kind, e.agent_id, e.key_id, e.detail ->> 'reason' AS reason,
        e.origin_topic, e.origin_partition, e.origin_offset
 FROM unnest(%(kinds)s::text[]) AS k(kind)
 CROSS JOIN LATERAL (
     SELECT * FROM security_events s
-    WHERE s.kind = k.kind AND {_IN_RANGE.format(column='s.occurred_at')}
+    WHERE s.kind = k.kind AND {_IN_RANGE.format(column="s.occurred_at")}
       AND (%(agent)s::text IS NULL OR s.agent_id = %(agent)s)
     ORDER BY s.occurred_at DESC LIMIT 50) e
-ORDER BY e.occurred_at DESC, e.event_id LIMIT 50""", links={"agent_id": "agent"}),
-
-    # --- audit (schema AUDIT_DB_SCHEMA, named by {audit}) ---
-    Panel("audit_head", "Audit log head", "SELECT max(seq) AS head_seq FROM {audit}.audit_log"),
-    Panel("audit_recent_topics", "Topics of the latest 10,000 audit rows", """
+ORDER BY e.occurred_at DESC, e.event_id LIMIT 50""",
+            links={"agent_id": "agent"},
+        ),
+        # --- audit (schema AUDIT_DB_SCHEMA, named by {audit}) ---
+        Panel("audit_head", "Audit log head", "SELECT max(seq) AS head_seq FROM {audit}.audit_log"),
+        Panel(
+            "audit_recent_topics",
+            "Topics of the latest 10,000 audit rows",
+            """
 SELECT topic, count(*) AS rows FROM (SELECT topic FROM {audit}.audit_log ORDER BY seq DESC LIMIT 10000) latest
-GROUP BY topic ORDER BY topic""", Chart("bar", "topic", ("rows",), y_title="rows")),
-)}
+GROUP BY topic ORDER BY topic""",
+            Chart("bar", "topic", ("rows",), y_title="rows"),
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -301,19 +438,52 @@ class Page:
     about: str
 
 
-PAGES: dict[str, Page] = {p.key: p for p in (
-    Page("now", "Now", ("tasks_per_minute", "success_per_minute", "queue_per_capability", "wait_per_capability",
-                        "agents_by_health", "agents_load"),
-         "How the fleet is doing: throughput, success, queues and waits, health and load."),
-    Page("agents", "Agents", ("agent_capabilities", "skill_trajectory", "skill_shifts", "skill_forecast"),
-         "One agent: its capabilities, how its skill moved, the changes detected, where it is heading."),
-    Page("capabilities", "Capabilities", ("success_heatmap", "saturation_forecast", "recommendations"),
-         "Who succeeds at what, which capability is running out of agents, and what to do."),
-    Page("decisions", "Decisions", ("recent_tasks", "decision_candidates", "task_outcome", "task_attempts"),
-         "Why a task went where it went: every candidate the router weighed, and what came of it."),
-    Page("whatif", "What-if", (), "Results of what-if runs, once there are any."),
-    Page("audit", "Audit", ("audit_head", "audit_recent_topics"),
-         "Whether the audit chain is intact, and its latest signed checkpoints."),
-    Page("security", "Security", ("security_by_kind", "security_latest"),
-         "Keys enrolled and revoked, and every record refused as not coming from the agent it spoke for."),
-)}
+PAGES: dict[str, Page] = {
+    p.key: p
+    for p in (
+        Page(
+            "now",
+            "Now",
+            (
+                "tasks_per_minute",
+                "success_per_minute",
+                "queue_per_capability",
+                "wait_per_capability",
+                "agents_by_health",
+                "agents_load",
+            ),
+            "How the fleet is doing: throughput, success, queues and waits, health and load.",
+        ),
+        Page(
+            "agents",
+            "Agents",
+            ("agent_capabilities", "skill_trajectory", "skill_shifts", "skill_forecast"),
+            "One agent: its capabilities, how its skill moved, the changes detected, where it is heading.",
+        ),
+        Page(
+            "capabilities",
+            "Capabilities",
+            ("success_heatmap", "saturation_forecast", "recommendations"),
+            "Who succeeds at what, which capability is running out of agents, and what to do.",
+        ),
+        Page(
+            "decisions",
+            "Decisions",
+            ("recent_tasks", "decision_candidates", "task_outcome", "task_attempts"),
+            "Why a task went where it went: every candidate the router weighed, and what came of it.",
+        ),
+        Page("whatif", "What-if", (), "Results of what-if runs, once there are any."),
+        Page(
+            "audit",
+            "Audit",
+            ("audit_head", "audit_recent_topics"),
+            "Whether the audit chain is intact, and its latest signed checkpoints.",
+        ),
+        Page(
+            "security",
+            "Security",
+            ("security_by_kind", "security_latest"),
+            "Keys enrolled and revoked, and every record refused as not coming from the agent it spoke for.",
+        ),
+    )
+}

@@ -3,6 +3,7 @@
 A parked record keeps the original key, value and headers byte for byte, plus headers
 naming its origin and error, so `orchestrator dlq replay` can re-inject it unchanged.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,8 +21,7 @@ H_ERROR_MESSAGE = "dlq.error.message"
 H_ATTEMPT = "dlq.attempt"
 H_PROCESSOR = "dlq.processor"
 H_FAILED_AT = "dlq.failed.at"
-DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_ERROR_CLASS, H_ERROR_MESSAGE, H_ATTEMPT,
-               H_PROCESSOR, H_FAILED_AT)
+DLQ_HEADERS = (H_TOPIC, H_PARTITION, H_OFFSET, H_ERROR_CLASS, H_ERROR_MESSAGE, H_ATTEMPT, H_PROCESSOR, H_FAILED_AT)
 MAX_MESSAGE = 2000
 log = logging.getLogger("orchestrator.deadletter")
 
@@ -29,6 +29,7 @@ log = logging.getLogger("orchestrator.deadletter")
 @dataclass(frozen=True)
 class Parked:
     """A dead-lettered record as read back from the topic."""
+
     offset: int
     partition: int
     key: bytes | None
@@ -81,19 +82,26 @@ def parked_from(record) -> Parked:
     headers = dict(record.headers or ())
     text = lambda name: headers.get(name, b"").decode(errors="replace")  # noqa: E731
     return Parked(
-        offset=record.offset, partition=record.partition, key=record.key, value=record.value,
-        origin_topic=text(H_TOPIC), origin_partition=int(text(H_PARTITION) or -1),
-        origin_offset=int(text(H_OFFSET) or -1), error_class=text(H_ERROR_CLASS),
-        error_message=text(H_ERROR_MESSAGE), attempt=int(text(H_ATTEMPT) or 0),
-        processor=text(H_PROCESSOR), failed_at=text(H_FAILED_AT),
-        original_headers=tuple((k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS
-                               or k == H_ATTEMPT),
+        offset=record.offset,
+        partition=record.partition,
+        key=record.key,
+        value=record.value,
+        origin_topic=text(H_TOPIC),
+        origin_partition=int(text(H_PARTITION) or -1),
+        origin_offset=int(text(H_OFFSET) or -1),
+        error_class=text(H_ERROR_CLASS),
+        error_message=text(H_ERROR_MESSAGE),
+        attempt=int(text(H_ATTEMPT) or 0),
+        processor=text(H_PROCESSOR),
+        failed_at=text(H_FAILED_AT),
+        original_headers=tuple((k, v) for k, v in (record.headers or ()) if k not in DLQ_HEADERS or k == H_ATTEMPT),
     )
 
 
 @dataclass(frozen=True)
 class ConsumedRecord:
     """What the dead-letter headers need to know about a message Faust consumed."""
+
     topic: str
     partition: int
     offset: int
@@ -105,8 +113,14 @@ class ConsumedRecord:
     def of(cls, message) -> "ConsumedRecord":
         headers = message.headers or ()
         pairs = headers.items() if isinstance(headers, Mapping) else headers
-        return cls(message.topic, message.partition, message.offset, message.key, message.value,
-                   tuple((name, value) for name, value in pairs))
+        return cls(
+            message.topic,
+            message.partition,
+            message.offset,
+            message.key,
+            message.value,
+            tuple((name, value) for name, value in pairs),
+        )
 
 
 class DeadLetters:
@@ -116,15 +130,16 @@ class DeadLetters:
         self.processor = processor
 
     async def park(self, record, error: BaseException) -> None:
-        await self.producer.send_and_wait(self.topic, record.value, key=record.key,
-                                          headers=dead_letter_headers(record, error, self.processor))
+        await self.producer.send_and_wait(
+            self.topic, record.value, key=record.key, headers=dead_letter_headers(record, error, self.processor)
+        )
 
 
 async def park_on(dead_letters, record: ConsumedRecord, error: BaseException, processor: str, metrics) -> None:
     """Park one record a Faust processor could not use: sent to `dead_letters` (a Faust topic),
     logged and counted; the caller's stream moves on."""
-    log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset,
-                type(error).__name__, error)
-    await dead_letters.send(key=record.key, value=record.value,
-                            headers=dead_letter_headers(record, error, processor))
+    log.warning(
+        "dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition, record.offset, type(error).__name__, error
+    )
+    await dead_letters.send(key=record.key, value=record.value, headers=dead_letter_headers(record, error, processor))
     metrics.dead_letters.labels(processor, record.topic, type(error).__name__).inc()

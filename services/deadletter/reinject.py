@@ -1,4 +1,5 @@
 """Reading and re-injecting the dead-letter topic."""
+
 from __future__ import annotations
 
 from aiokafka import TopicPartition
@@ -61,8 +62,9 @@ async def reinject(settings: Settings, parked: list[Parked]) -> int:
     return len(parked)
 
 
-async def replay_parked(settings: Settings, *, only: set[tuple[int, int]] | None = None,
-                        dry_run: bool = False) -> list[Parked]:
+async def replay_parked(
+    settings: Settings, *, only: set[tuple[int, int]] | None = None, dry_run: bool = False
+) -> list[Parked]:
     """Re-inject parked records not re-injected before (or exactly those in `only`)."""
     if only:
         read = [p for p in await read_parked(settings) if (p.partition, p.offset) in only]

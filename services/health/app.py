@@ -12,6 +12,7 @@ and the balancer reassigns them when the agent is declared unhealthy. Records wh
 `event_type` header names an event the monitor does not watch (capability changes, memory
 profiles) are passed over unread; an event on a topic the catalog does not give it is parked.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,15 +46,31 @@ SERVICE = "health"
 log = logging.getLogger("orchestrator.health")
 
 
-def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
-               policy: Policy, tick_interval_s: float, metrics: ProcessorMetrics,
-               clock: Callable[[], datetime], identity: IdentityGate | None = None) -> faust.App:
+def create_app(
+    *,
+    app_id: str,
+    brokers: list[str],
+    topic_prefix: str,
+    replication_factor: int,
+    datadir: Path,
+    policy: Policy,
+    tick_interval_s: float,
+    metrics: ProcessorMetrics,
+    clock: Callable[[], datetime],
+    identity: IdentityGate | None = None,
+) -> faust.App:
     app = faust.App(
-        app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-        topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=replication_factor,
         # The memory store replays the whole changelog on every recovery anyway; a standby
         # would only be one more copy to keep up to date.
-        table_standby_replicas=0)
+        table_standby_replicas=0,
+    )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats")), **raw)
     verdicts_topic = topic_name("health", topic_prefix)

@@ -1,4 +1,5 @@
 """Wires the health monitor to the real Kafka, clock and metrics registry, and runs it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -20,24 +21,37 @@ def utc_now() -> datetime:
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(heartbeat_interval=timedelta(seconds=settings.health.heartbeat_interval_s),
-                  degraded_after_missed=settings.health.degraded_after_missed,
-                  unhealthy_after_missed=settings.health.unhealthy_after_missed,
-                  load_window=timedelta(seconds=settings.health.load_window_s))
+    return Policy(
+        heartbeat_interval=timedelta(seconds=settings.health.heartbeat_interval_s),
+        degraded_after_missed=settings.health.degraded_after_missed,
+        unhealthy_after_missed=settings.health.unhealthy_after_missed,
+        load_window=timedelta(seconds=settings.health.load_window_s),
+    )
 
 
-def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
-              clock: Callable[[], datetime] = utc_now) -> faust.App:
+def bootstrap(
+    settings: Settings, *, metrics: ProcessorMetrics | None = None, clock: Callable[[], datetime] = utc_now
+) -> faust.App:
     datadir = Path(settings.health.data_dir) / settings.health_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     return create_app(
         app_id=settings.health_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
-        datadir=datadir, policy=policy_from(settings), tick_interval_s=settings.health.tick_interval_s,
-        metrics=metrics or ProcessorMetrics(SERVICE), clock=clock, identity=IdentityGate(settings))
+        topic_prefix=settings.topic_prefix,
+        replication_factor=settings.replication_factor,
+        datadir=datadir,
+        policy=policy_from(settings),
+        tick_interval_s=settings.health.tick_interval_s,
+        metrics=metrics or ProcessorMetrics(SERVICE),
+        clock=clock,
+        identity=IdentityGate(settings),
+    )
 
 
 def serve(settings: Settings) -> int:
-    return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"health monitor {settings.health_app}: {policy_from(settings)}")
+    return run_worker(
+        settings,
+        SERVICE,
+        lambda metrics: bootstrap(settings, metrics=metrics),
+        started=f"health monitor {settings.health_app}: {policy_from(settings)}",
+    )

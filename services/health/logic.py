@@ -9,6 +9,7 @@ agent whose clock is off is still judged fairly. Load windows follow the agent's
 clock (when a heartbeat occurred), so a replayed backlog of heartbeats is summarized
 into the windows it came from, not lumped into the present one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -111,15 +112,15 @@ def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Polic
             return Step(state.model_copy(update={"registered": True}), [])
         case AgentDeregistered():
             # It left: no verdicts any more, and a later return starts from "unknown".
-            return Step(state.model_copy(update={"registered": False, "health": "unknown",
-                                                 "last_heartbeat_at": None}), [])
+            return Step(
+                state.model_copy(update={"registered": False, "health": "unknown", "last_heartbeat_at": None}), []
+            )
         case AgentHeartbeat():
             return _heard(state, event, now, policy)
     return Step(state, [])
 
 
-def on_tick(state: AgentState, *, now: datetime, policy: Policy,
-            watching_since: datetime | None = None) -> Step:
+def on_tick(state: AgentState, *, now: datetime, policy: Policy, watching_since: datetime | None = None) -> Step:
     """Verdicts and closed load windows due at `now`.
 
     `watching_since` is when this monitor began watching the agent's partition (start or
@@ -135,8 +136,7 @@ def on_tick(state: AgentState, *, now: datetime, policy: Policy,
     if window is not None and now >= window.start + policy.load_window + policy.heartbeat_interval:
         # One heartbeat interval of grace, so a beat sent just before the end still counts.
         emitted.append(_summary(state.agent_id, window, policy))
-        state = state.model_copy(update={"window": None,
-                                         "summarized_until": window.start + policy.load_window})
+        state = state.model_copy(update={"window": None, "summarized_until": window.start + policy.load_window})
     if not state.registered and state.window is None:
         return Step(None, emitted)
     return Step(state, emitted)
@@ -149,6 +149,7 @@ def missed_heartbeats(since: datetime | None, now: datetime, policy: Policy) -> 
 
 
 # --- heartbeats and load ------------------------------------------------------------
+
 
 def _heard(state: AgentState, event: Envelope, now: datetime, policy: Policy) -> Step:
     window = state.window
@@ -180,32 +181,39 @@ def _add(window: LoadWindow, event_id: str, beat: AgentHeartbeat) -> LoadWindow:
     memory = window.max_memory_mb
     if beat.memory_mb is not None:
         memory = beat.memory_mb if memory is None else max(memory, beat.memory_mb)
-    return window.model_copy(update={
-        "heartbeats": window.heartbeats + 1,
-        "recent_heartbeat_ids": (*window.recent_heartbeat_ids, event_id)[-RECENT_HEARTBEATS:],
-        "in_flight_total": window.in_flight_total + beat.in_flight,
-        "max_in_flight": max(window.max_in_flight, beat.in_flight),
-        "queue_depth_total": window.queue_depth_total + beat.queue_depth,
-        "cpu_total": window.cpu_total + (beat.cpu_percent or 0.0),
-        "cpu_samples": window.cpu_samples + (beat.cpu_percent is not None),
-        "max_memory_mb": memory,
-    })
+    return window.model_copy(
+        update={
+            "heartbeats": window.heartbeats + 1,
+            "recent_heartbeat_ids": (*window.recent_heartbeat_ids, event_id)[-RECENT_HEARTBEATS:],
+            "in_flight_total": window.in_flight_total + beat.in_flight,
+            "max_in_flight": max(window.max_in_flight, beat.in_flight),
+            "queue_depth_total": window.queue_depth_total + beat.queue_depth,
+            "cpu_total": window.cpu_total + (beat.cpu_percent or 0.0),
+            "cpu_samples": window.cpu_samples + (beat.cpu_percent is not None),
+            "max_memory_mb": memory,
+        }
+    )
 
 
 def _summary(agent_id: str, window: LoadWindow, policy: Policy) -> AgentLoadSummarized:
     count = window.heartbeats
     return AgentLoadSummarized(
-        agent_id=agent_id, window_start=window.start, window_end=window.start + policy.load_window,
-        heartbeats=count, avg_in_flight=window.in_flight_total / count, max_in_flight=window.max_in_flight,
+        agent_id=agent_id,
+        window_start=window.start,
+        window_end=window.start + policy.load_window,
+        heartbeats=count,
+        avg_in_flight=window.in_flight_total / count,
+        max_in_flight=window.max_in_flight,
         avg_queue_depth=window.queue_depth_total / count,
         avg_cpu_percent=window.cpu_total / window.cpu_samples if window.cpu_samples else None,
-        max_memory_mb=window.max_memory_mb)
+        max_memory_mb=window.max_memory_mb,
+    )
 
 
 # --- verdicts -----------------------------------------------------------------------
 
-def _verdict(state: AgentState, now: datetime, policy: Policy,
-             watching_since: datetime | None) -> Health | None:
+
+def _verdict(state: AgentState, now: datetime, policy: Policy, watching_since: datetime | None) -> Health | None:
     if not state.registered:
         return None
     last = state.last_heartbeat_at
@@ -236,5 +244,6 @@ def _health_changed(state: AgentState, verdict: Health, now: datetime, policy: P
     reason = f"no heartbeat for {missed} intervals of {interval:g}s"
     if verdict == "unhealthy":
         reason += "; its tasks in flight are reassigned"
-    return AgentHealthChanged(agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason,
-                              missed_heartbeats=missed)
+    return AgentHealthChanged(
+        agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason, missed_heartbeats=missed
+    )

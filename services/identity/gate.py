@@ -8,6 +8,7 @@ after the last time the gate made sure it had read up to the end, it makes sure 
 honest record is always written after its key was enrolled and its attempt assigned, so a
 miss after such a reading is final, and a replay judges every old record as the live run did.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,13 @@ async def open_folded_topics(settings: Settings) -> tuple[AIOKafkaConsumer, list
 
 
 class IdentityGate:
-    def __init__(self, settings: Settings, *, clock: Callable[[], int] = wall_ms,
-                 open_log: Callable[[Settings], Awaitable[tuple]] = open_folded_topics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        open_log: Callable[[Settings], Awaitable[tuple]] = open_folded_topics,
+    ) -> None:
         self.settings = settings
         self.mode = settings.identity_mode
         self.clock = clock
@@ -76,7 +82,8 @@ class IdentityGate:
         self._failure: BaseException | None = None
         # Only these topics carry records that speak for an agent; the rest pass unread.
         self._checked = {settings.topic("task-outcomes")} | (
-            {settings.topic(name) for name in ("agents", "heartbeats")} if self.mode == "verify" else set())
+            {settings.topic(name) for name in ("agents", "heartbeats")} if self.mode == "verify" else set()
+        )
 
     async def check(self, record) -> Violation | None:
         """Why `record` (aiokafka record or Faust message) does not come from the agent it speaks for, or None."""
@@ -118,6 +125,7 @@ class IdentityGate:
 
     def stop_with(self, app) -> None:
         """Stop following when the Faust app stops: it cancels its tasks then."""
+
         @app.task
         async def stop_identity_gate_with_the_app():
             await self.stop_when_cancelled()
@@ -174,11 +182,13 @@ class IdentityGate:
             started = self.clock()
             ends = await self._consumer.end_offsets(self._partitions)
             async with self._progress:
-                await self._progress.wait_for(lambda: self._failure is not None or all(
-                    self._folded.get(tp, 0) >= end for tp, end in ends.items()))
+                await self._progress.wait_for(
+                    lambda: self._failure is not None or all(self._folded.get(tp, 0) >= end for tp, end in ends.items())
+                )
             if self._failure is not None:
-                raise RuntimeError("the identity gate cannot read the security and assignments topics") \
-                    from self._failure
+                raise RuntimeError(
+                    "the identity gate cannot read the security and assignments topics"
+                ) from self._failure
             self._read_from_ms = started
 
     def _fold(self, record) -> None:

@@ -7,6 +7,7 @@ that reads every agent-speaking topic exactly once, in one group, with its posit
 A record reported again after a crash carries the same event id (derived from its origin),
 so the read model still holds it once.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,13 +46,27 @@ class ViolationReporter:
 
     async def report(self, record, violation: Violation) -> None:
         inbound = Inbound.of(record)
-        log.warning("security violation %s at %s[%d]@%d: %s", violation.kind, inbound.topic, inbound.partition,
-                    inbound.offset, violation.reason)
+        log.warning(
+            "security violation %s at %s[%d]@%d: %s",
+            violation.kind,
+            inbound.topic,
+            inbound.partition,
+            inbound.offset,
+            violation.reason,
+        )
         await self.dead_letters.park(record, IdentityViolation(violation))
-        event = make_event(violation_event(violation, inbound, self.processor), producer=self.processor,
-                           event_id=str(uuid5(NAMESPACE_URL, f"{self.security_topic}/violation/{inbound.topic}/"
-                                                             f"{inbound.partition}/{inbound.offset}")))
-        await self.producer.send_and_wait(self.security_topic, encode(event), key=event.key.encode(),
-                                         headers=[type_header(event)])
+        event = make_event(
+            violation_event(violation, inbound, self.processor),
+            producer=self.processor,
+            event_id=str(
+                uuid5(
+                    NAMESPACE_URL,
+                    f"{self.security_topic}/violation/{inbound.topic}/{inbound.partition}/{inbound.offset}",
+                )
+            ),
+        )
+        await self.producer.send_and_wait(
+            self.security_topic, encode(event), key=event.key.encode(), headers=[type_header(event)]
+        )
         self.metrics.security_violations.labels(self.processor, violation.kind).inc()
         self.metrics.dead_letters.labels(self.processor, inbound.topic, IdentityViolation.__name__).inc()

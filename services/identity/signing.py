@@ -10,6 +10,7 @@ the key it claims can be swapped after signing:
 Keys travel as text: a public key is its 32 raw bytes in base64url without padding, and a
 key id is derived from it, so whoever holds the key can name it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,8 +72,9 @@ class Signer:
 
 def write_private_key(private_key: Ed25519PrivateKey, path: Path) -> None:
     """PEM (PKCS#8), readable by its owner only; never overwrites an existing file."""
-    pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)

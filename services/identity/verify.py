@@ -8,6 +8,7 @@ Two checks, in this order:
 Claims are read from the raw JSON, before the event is validated: a record that does not
 parse has no claim, and the decoder's own error parks it as any other bad input.
 """
+
 from __future__ import annotations
 
 import binascii
@@ -28,10 +29,16 @@ from services.identity.signing import KEY_ID_HEADER, SIGNATURE_HEADER, signed_me
 
 # Event type -> the body field naming the agent it speaks for.
 SPEAKER_FIELD = {
-    "AgentRegistered": "agent_id", "AgentDeregistered": "agent_id", "AgentCapabilitiesChanged": "agent_id",
-    "AgentMemoryProfileUpdated": "agent_id", "AgentHeartbeat": "agent_id",
-    "TaskStarted": "agent_id", "TaskCompleted": "agent_id", "TaskFailed": "agent_id",
-    "TaskRejected": "agent_id", "TaskHandedOff": "from_agent_id",
+    "AgentRegistered": "agent_id",
+    "AgentDeregistered": "agent_id",
+    "AgentCapabilitiesChanged": "agent_id",
+    "AgentMemoryProfileUpdated": "agent_id",
+    "AgentHeartbeat": "agent_id",
+    "TaskStarted": "agent_id",
+    "TaskCompleted": "agent_id",
+    "TaskFailed": "agent_id",
+    "TaskRejected": "agent_id",
+    "TaskHandedOff": "from_agent_id",
 }
 OUTCOMES = frozenset({"TaskStarted", "TaskCompleted", "TaskFailed", "TaskRejected", "TaskHandedOff"})
 MODES = ("off", "verify")
@@ -40,6 +47,7 @@ MODES = ("off", "verify")
 @dataclass(frozen=True)
 class Inbound:
     """What the checks need of a consumed record, whichever client consumed it."""
+
     topic: str
     partition: int
     offset: int
@@ -85,8 +93,12 @@ def claim_of(value: bytes | None) -> Claim | None:
     if not isinstance(agent_id, str) or not re.fullmatch(ID_PATTERN, agent_id):
         return None
     attempt = body.get("attempt")
-    return Claim(data["event_type"], agent_id, body.get("task_id") if isinstance(body.get("task_id"), str) else None,
-                 attempt if type(attempt) is int else None)
+    return Claim(
+        data["event_type"],
+        agent_id,
+        body.get("task_id") if isinstance(body.get("task_id"), str) else None,
+        attempt if type(attempt) is int else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,7 @@ class EnrolledKey:
 @dataclass
 class KeyRegistry:
     """Keys by key id, folded from the `security` topic."""
+
     keys: dict[str, EnrolledKey] = field(default_factory=dict)
 
     def apply(self, body: EventBody) -> None:
@@ -114,6 +127,7 @@ class KeyRegistry:
 @dataclass
 class Assignments:
     """Who each attempt of each task was assigned to, folded from the `assignments` topic."""
+
     agents: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def apply(self, body: EventBody) -> None:
@@ -146,14 +160,18 @@ def verify_signature(record: Inbound, claim: Claim, keys: KeyRegistry) -> Violat
     try:
         loaded_key(key.public_key).verify(unb64(signature_raw), signed_message(key_id, record.value or b""))
     except (InvalidSignature, ValueError, binascii.Error):
-        return Violation("bad_signature", f"the signature does not match the record and key {key_id}",
-                         claim, key_id)
+        return Violation("bad_signature", f"the signature does not match the record and key {key_id}", claim, key_id)
     if key.agent_id != claim.agent_id:
-        return Violation("other_agents_key", f"{claim.event_type} speaks for {claim.agent_id} but is signed "
-                         f"with {key.agent_id}'s key {key_id}", claim, key_id)
+        return Violation(
+            "other_agents_key",
+            f"{claim.event_type} speaks for {claim.agent_id} but is signed with {key.agent_id}'s key {key_id}",
+            claim,
+            key_id,
+        )
     if key.revoked_at_ms is not None and record.timestamp_ms >= key.revoked_at_ms:
-        return Violation("revoked_key", f"key {key_id} of {key.agent_id} was revoked before this record was "
-                         "written", claim, key_id)
+        return Violation(
+            "revoked_key", f"key {key_id} of {key.agent_id} was revoked before this record was written", claim, key_id
+        )
     return None
 
 
@@ -164,12 +182,16 @@ def check_assignee(claim: Claim, assignments: Assignments) -> Violation | None:
     if assignee == claim.agent_id:
         return None
     held = f"is assigned to {assignee}" if assignee else "was never assigned"
-    return Violation("not_assignee", f"{claim.event_type} from {claim.agent_id}, but {claim.task_id} attempt "
-                     f"{claim.attempt} {held}", claim)
+    return Violation(
+        "not_assignee",
+        f"{claim.event_type} from {claim.agent_id}, but {claim.task_id} attempt {claim.attempt} {held}",
+        claim,
+    )
 
 
-def verify(record: Inbound, claim: Claim, keys: KeyRegistry, assignments: Assignments, *,
-           mode: str) -> Violation | None:
+def verify(
+    record: Inbound, claim: Claim, keys: KeyRegistry, assignments: Assignments, *, mode: str
+) -> Violation | None:
     """The first reason `record` does not come from the agent it speaks for, or None."""
     if mode == "verify" and (violation := verify_signature(record, claim, keys)):
         return violation
@@ -178,6 +200,13 @@ def verify(record: Inbound, claim: Claim, keys: KeyRegistry, assignments: Assign
 
 def violation_event(violation: Violation, record: Inbound, processor: str) -> SecurityViolationDetected:
     return SecurityViolationDetected(
-        agent_id=violation.claim.agent_id, kind=violation.kind, reason=violation.reason, key_id=violation.key_id,
-        event_type_claimed=violation.claim.event_type, origin_topic=record.topic,
-        origin_partition=record.partition, origin_offset=record.offset, processor=processor)
+        agent_id=violation.claim.agent_id,
+        kind=violation.kind,
+        reason=violation.reason,
+        key_id=violation.key_id,
+        event_type_claimed=violation.claim.event_type,
+        origin_topic=record.topic,
+        origin_partition=record.partition,
+        origin_offset=record.offset,
+        processor=processor,
+    )

@@ -4,6 +4,7 @@ Each outcome an agent has in a job counts for its pairs with every agent already
 what was expected is the agent's own predicted success, so lift says whether working
 alongside the other agent went better than the agent alone would have done.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,9 @@ class PairRecord:
     expected_successes: float = 0.0
 
     def plus(self, success: bool, expected: float) -> PairRecord:
-        return PairRecord(self.joint_tasks + 1, self.joint_successes + bool(success),
-                          self.expected_successes + expected)
+        return PairRecord(
+            self.joint_tasks + 1, self.joint_successes + bool(success), self.expected_successes + expected
+        )
 
     @property
     def success_rate(self) -> float:

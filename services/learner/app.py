@@ -12,6 +12,7 @@ so it waits for no estimate, and one estimate per task would reach every reader 
 topic. What moves with everyone's outcomes (other agents' cohort priors, the model) is
 published every LEARNER_PUBLISH_EVERY outcomes.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,11 +32,26 @@ SERVICE = "learner"
 log = logging.getLogger("orchestrator.learner")
 
 
-def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
-               follower: LearnerFollower, metrics: ProcessorMetrics) -> faust.App:
-    app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor,
-                    table_standby_replicas=0)
+def create_app(
+    *,
+    app_id: str,
+    brokers: list[str],
+    topic_prefix: str,
+    replication_factor: int,
+    datadir: Path,
+    follower: LearnerFollower,
+    metrics: ProcessorMetrics,
+) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=replication_factor,
+        table_standby_replicas=0,
+    )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     # Membership only: the partitions of this low-volume topic a copy is given say which
     # partitions of every followed topic it publishes for (all have the same number).

@@ -1,4 +1,5 @@
 """Wires the learner to the real Kafka and metrics registry, and runs it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,11 +24,19 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
     return create_app(
         app_id=settings.learner_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
-        datadir=datadir, follower=follower, metrics=metrics)
+        topic_prefix=settings.topic_prefix,
+        replication_factor=settings.replication_factor,
+        datadir=datadir,
+        follower=follower,
+        metrics=metrics,
+    )
 
 
 def serve(settings: Settings) -> int:
-    return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.learner_app}: a model every {settings.learner.publish_every} outcomes",
-                      prepare=(ensure_learner_topics,))
+    return run_worker(
+        settings,
+        SERVICE,
+        lambda metrics: bootstrap(settings, metrics=metrics),
+        started=f"{settings.learner_app}: a model every {settings.learner.publish_every} outcomes",
+        prepare=(ensure_learner_topics,),
+    )

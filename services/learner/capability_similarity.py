@@ -8,6 +8,7 @@ refreshed every `REFRESH_EVERY` outcomes so that the learner stays a determinist
 The advantage an agent carries into a capability is its evidence-weighted advantage on the
 related ones: an agent better than the fleet at mmlu is probably better at cmmlu too.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,6 +27,7 @@ FLAT = 1e-12  # spread below this is rounding, not a difference between agents
 @dataclass(frozen=True)
 class Related:
     """A snapshot: the fleet's rate per capability and the similarity of capability pairs."""
+
     fleet_rate: Mapping[str, float] = field(default_factory=dict)
     similarity: Mapping[str, Mapping[str, float]] = field(default_factory=dict)  # capability -> others -> weight
 

@@ -3,6 +3,7 @@
 Only agents whose memory profile allows sharing contribute. An agent that forbids it still
 receives a prior from the others; its own outcomes stay its own.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,9 +25,13 @@ class AgentProfile:
 
     @classmethod
     def from_registration(cls, event: AgentRegistered) -> AgentProfile:
-        return cls(agent_id=event.agent_id, declared={c.name: c.proficiency for c in event.capabilities},
-                   labels=dict(event.labels), versions={c.name: c.version for c in event.capabilities if c.version},
-                   share_experience=bool(event.memory_profile and event.memory_profile.share_experience))
+        return cls(
+            agent_id=event.agent_id,
+            declared={c.name: c.proficiency for c in event.capabilities},
+            labels=dict(event.labels),
+            versions={c.name: c.version for c in event.capabilities if c.version},
+            share_experience=bool(event.memory_profile and event.memory_profile.share_experience),
+        )
 
 
 def similarity(one: AgentProfile, other: AgentProfile) -> float:

@@ -1,4 +1,5 @@
 """Skill trajectories: a change detector and a short-term trend per (agent, capability)."""
+
 from __future__ import annotations
 
 import math
@@ -17,6 +18,7 @@ SHORTEST_REGIME = 5
 @dataclass(frozen=True)
 class SkillShift:
     """A detected change in an agent's success rate on one capability."""
+
     agent_id: str
     capability: str
     direction: Literal["improved", "degraded"]
@@ -35,8 +37,9 @@ class Trajectory:
         """When a change is detected: the outcomes since it began, as (successes, attempts)."""
         value = float(success)
         self.latest.append(bool(success))
-        self.recent_rate = value if self.recent_rate is None else (
-            self.recent_rate + RECENT_WEIGHT * (value - self.recent_rate))
+        self.recent_rate = (
+            value if self.recent_rate is None else (self.recent_rate + RECENT_WEIGHT * (value - self.recent_rate))
+        )
         self.detector.update(value)
         if not self.detector.drift_detected:
             return None

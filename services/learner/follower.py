@@ -7,6 +7,7 @@ all the topics read have the same number of partitions, and a copy publishes wha
 leads to only when it owns that partition of the agents topic in `<prefix>.learner`, and then
 advances that partition's marks (`marks.py`): how far a restart has nothing to make up for.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,16 @@ class PublishedMarks(Protocol):
 
 
 class LearnerFollower:
-    def __init__(self, settings: Settings, view: LearnerFold, metrics: ProcessorMetrics, service: str, *,
-                 marks: PublishedMarks, open_log=open_from_start) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        view: LearnerFold,
+        metrics: ProcessorMetrics,
+        service: str,
+        *,
+        marks: PublishedMarks,
+        open_log=open_from_start,
+    ) -> None:
         self.settings = settings
         self.view = view
         self.metrics = metrics
@@ -50,16 +59,22 @@ class LearnerFollower:
         self.open_log = open_log
         self.ready = asyncio.Event()  # set once the state has caught up with the log as it was at start
 
-    async def run(self, publish: Publish, owned: Callable[[], frozenset[int]],
-                  owns_agent: Callable[[str, frozenset[int]], bool], delivered: Delivered) -> None:
+    async def run(
+        self,
+        publish: Publish,
+        owned: Callable[[], frozenset[int]],
+        owns_agent: Callable[[str, frozenset[int]], bool],
+        delivered: Delivered,
+    ) -> None:
         owed = Owed(await self.marks.read())
         consumer, ends = await self.open_log(self.settings, FOLLOWED, HANDLED, self._fetched)
         try:
             # Publishing nothing while the backlog is applied: estimates and the model follow from the
             # state once caught up, and what else the last run left unpublished is owed.
             await apply_backlog_in_time_order(consumer, ends, lambda record: owed.add(record, *self._apply(record)))
-            log.info("learner caught up: %d agents, %d outcomes", len(self.view.state.cohorts.profiles),
-                     self.view.outcomes)
+            log.info(
+                "learner caught up: %d agents, %d outcomes", len(self.view.state.cohorts.profiles), self.view.outcomes
+            )
             mine = await self._until_owning(owned)
             for body, cause in owed.due(await self.marks.read(), mine):
                 await self._publish(publish, body, cause)
@@ -83,8 +98,9 @@ class LearnerFollower:
                     for body, cause in outbox.drain():
                         await self._publish(publish, body, cause)
                     mine = owned()
-                    await self._published_up_to(delivered, {tp: await consumer.position(tp) for tp in ends
-                                                            if tp.partition in mine})
+                    await self._published_up_to(
+                        delivered, {tp: await consumer.position(tp) for tp in ends if tp.partition in mine}
+                    )
         finally:
             try:
                 await consumer.stop()

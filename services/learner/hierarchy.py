@@ -16,6 +16,7 @@ records by the method of moments, and set how much is pooled:
 An agent's level for one capability is read from its records on the *other* capabilities, so
 that its record on this one, which the posterior adds, is not counted twice.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,13 +38,15 @@ EDGE = 0.02  # a prior mean stays within [EDGE, 1 - EDGE]
 class Hierarchy:
     """A snapshot of the learned spreads and each capability's outcomes; not `learned` until
     FEWEST_AGENTS sharing agents have a record, and until then not used."""
+
     totals: Mapping[str, Counts] = field(default_factory=dict)  # capability -> the sharing agents' outcomes
     level_strength: float = UNKNOWN_LEVEL_STRENGTH
     pair_spread: float = UNKNOWN_PAIR_SPREAD
     learned: bool = False
 
-    def level(self, agent_id: str, capability: str, records: Mapping[tuple[str, str], Counts],
-              capabilities: Iterable[str]) -> tuple[float, float]:
+    def level(
+        self, agent_id: str, capability: str, records: Mapping[tuple[str, str], Counts], capabilities: Iterable[str]
+    ) -> tuple[float, float]:
         """The agent's advantage over the fleet from its records on the other capabilities, shrunk
         towards 0 by `level_strength`, and the outcomes it rests on."""
         excess = evidence = 0.0
@@ -108,8 +111,9 @@ def _level_strength(by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy:
     return min(max(0.25 / spread, LEVEL_STRENGTH_RANGE[0]), LEVEL_STRENGTH_RANGE[1])
 
 
-def _pair_spread(by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy: Hierarchy,
-                 records: Mapping[tuple[str, str], Counts]) -> float:
+def _pair_spread(
+    by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy: Hierarchy, records: Mapping[tuple[str, str], Counts]
+) -> float:
     """How far pairs' rates stray from capability rate + the agent's level, less sampling noise."""
     deviations, noise = [], []
     for agent_id, pairs in by_agent.items():

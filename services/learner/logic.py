@@ -6,6 +6,7 @@ experience (else the declared proficiency), a change detector and a short-term t
 agents: a River logistic model over that posterior and the task's features, trained only on
 outcomes of agents that share. Between agents: how they do on tasks of the same job.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -90,28 +91,43 @@ def posterior(state: LearnerState, agent_id: str, capability: str) -> Beta:
     if state.use_related:
         prior += state.related.advantage(agent_id, capability, state.records)
     if state.use_hierarchy and state.hierarchy.learned:
-        level, evidence = state.hierarchy.level(agent_id, capability, state.records,
-                                                state.cohorts.profile(agent_id).declared)
+        level, evidence = state.hierarchy.level(
+            agent_id, capability, state.records, state.cohorts.profile(agent_id).declared
+        )
         prior, strength = state.hierarchy.prior(prior, level, evidence)
     return Beta.posterior(prior, strength, state.records.get((agent_id, capability), Counts()))
 
 
-def predict(state: LearnerState, agent_id: str, capability: str,
-            task_features: Mapping[str, float] = {}) -> Prediction:
+def predict(state: LearnerState, agent_id: str, capability: str, task_features: Mapping[str, float] = {}) -> Prediction:
     return assess(state, agent_id, capability, task_features)[0]
 
 
-def assess(state: LearnerState, agent_id: str, capability: str,
-           task_features: Mapping[str, float] = {}) -> tuple[Prediction, dict[str, float]]:
+def assess(
+    state: LearnerState, agent_id: str, capability: str, task_features: Mapping[str, float] = {}
+) -> tuple[Prediction, dict[str, float]]:
     """The prediction and the feature vector it was made from (what a published model would be given)."""
     skill = posterior(state, agent_id, capability)
     attempts = state.records.get((agent_id, capability), Counts()).attempts
     profile = state.cohorts.profile(agent_id)
-    x = features(capability, agent_id, profile.labels, skill, attempts, task_features, state.model.scaling,
-                 profile.versions.get(capability))
-    return Prediction(agent_id=agent_id, capability=capability, probability=state.model.probability(x),
-                      proficiency=skill.mean, confidence=skill.confidence, prior=skill.prior_mean,
-                      attempts=attempts), x
+    x = features(
+        capability,
+        agent_id,
+        profile.labels,
+        skill,
+        attempts,
+        task_features,
+        state.model.scaling,
+        profile.versions.get(capability),
+    )
+    return Prediction(
+        agent_id=agent_id,
+        capability=capability,
+        probability=state.model.probability(x),
+        proficiency=skill.mean,
+        confidence=skill.confidence,
+        prior=skill.prior_mean,
+        attempts=attempts,
+    ), x
 
 
 def learn(state: LearnerState, outcome: Outcome) -> Learned:
@@ -148,17 +164,30 @@ def _rebase(state: LearnerState, key: tuple[str, str], successes: int, attempts:
     seen = state.records[key].attempts
     state.records[key] = Counts(successes, attempts)
     after = posterior(state, *key).mean
-    return SkillShift(agent_id=key[0], capability=key[1], direction="improved" if after > before else "degraded",
-                      before=before, after=after, attempts=seen)
+    return SkillShift(
+        agent_id=key[0],
+        capability=key[1],
+        direction="improved" if after > before else "degraded",
+        before=before,
+        after=after,
+        attempts=seen,
+    )
 
 
 def estimate(state: LearnerState, agent_id: str, capability: str) -> SkillEstimated:
     skill = posterior(state, agent_id, capability)
     counts = state.records.get((agent_id, capability), Counts())
-    return SkillEstimated(agent_id=agent_id, capability=capability, proficiency=skill.mean,
-                          confidence=skill.confidence, successes=counts.successes, attempts=counts.attempts,
-                          prior_strength=round(skill.prior_strength, 6),
-                          model_version=state.model_version, outcomes_read=state.read.get((agent_id, capability), 0))
+    return SkillEstimated(
+        agent_id=agent_id,
+        capability=capability,
+        proficiency=skill.mean,
+        confidence=skill.confidence,
+        successes=counts.successes,
+        attempts=counts.attempts,
+        prior_strength=round(skill.prior_strength, 6),
+        model_version=state.model_version,
+        outcomes_read=state.read.get((agent_id, capability), 0),
+    )
 
 
 def estimates(state: LearnerState, capability: str) -> list[SkillEstimated]:
@@ -180,14 +209,27 @@ def trend(state: LearnerState, agent_id: str, capability: str) -> float:
 
 def _relationship_events(state: LearnerState, key: tuple[str, str]) -> list[RelationshipScored]:
     record = state.relationships.pairs[key]
-    return [RelationshipScored(agent_id=one, other_agent_id=other, joint_tasks=record.joint_tasks,
-                               joint_success_rate=record.success_rate, lift=record.lift,
-                               confidence=record.confidence, model_version=state.model_version)
-            for one, other in (key, key[::-1])]
+    return [
+        RelationshipScored(
+            agent_id=one,
+            other_agent_id=other,
+            joint_tasks=record.joint_tasks,
+            joint_success_rate=record.success_rate,
+            lift=record.lift,
+            confidence=record.confidence,
+            model_version=state.model_version,
+        )
+        for one, other in (key, key[::-1])
+    ]
 
 
 def publish_model(state: LearnerState) -> ModelPublished:
     metrics = {k: round(v, 6) for k, v in state.metrics.summary().items()}
-    return ModelPublished(model_id=state.model_id, model_version=state.model_version, kind=MODEL_KIND,
-                          parameters=state.model.parameters(), metrics=metrics,
-                          trained_on_events=state.model.trained_on)
+    return ModelPublished(
+        model_id=state.model_id,
+        model_version=state.model_version,
+        kind=MODEL_KIND,
+        parameters=state.model.parameters(),
+        metrics=metrics,
+        trained_on_events=state.model.trained_on,
+    )

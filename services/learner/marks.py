@@ -4,6 +4,7 @@ Key `<topic>:<partition>` of a topic the learner reads; value the offset of the 
 there whose consequences are not yet published. The copy publishing for a partition advances its
 marks once what it published is on the broker, and a restarted copy reads them (`owed.py`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,8 +21,10 @@ def marks_topic(settings: Settings) -> str:
 
 
 async def ensure_learner_topics(settings: Settings) -> None:
-    await kafka.ensure_own_topics(settings, [NewTopic(marks_topic(settings), 1, settings.replication_factor,
-                                                      topic_configs={"cleanup.policy": "compact"})])
+    await kafka.ensure_own_topics(
+        settings,
+        [NewTopic(marks_topic(settings), 1, settings.replication_factor, topic_configs={"cleanup.policy": "compact"})],
+    )
 
 
 def parse_mark(key: bytes | None, value: bytes | None) -> tuple[tuple[str, int], int] | None:
@@ -56,16 +59,18 @@ class KafkaMarks:
 
     async def advance(self, positions: Mapping[tuple[str, int], int]) -> None:
         """Record the positions that are ahead of the marks known here; a mark never moves back."""
-        ahead = {(tp[0], tp[1]): offset for tp, offset in positions.items()
-                 if offset > self.known.get((tp[0], tp[1]), -1)}
+        ahead = {
+            (tp[0], tp[1]): offset for tp, offset in positions.items() if offset > self.known.get((tp[0], tp[1]), -1)
+        }
         if not ahead:
             return
         if self._producer is None:
             self._producer = kafka.producer(self.settings)
             await kafka.start(self._producer, self.settings)
         for (topic, partition), offset in ahead.items():
-            await self._producer.send(self.partition.topic, str(offset).encode(), key=f"{topic}:{partition}".encode(),
-                                      partition=0)
+            await self._producer.send(
+                self.partition.topic, str(offset).encode(), key=f"{topic}:{partition}".encode(), partition=0
+            )
         await self._producer.flush()
         self.known.update(ahead)
 

@@ -1,4 +1,5 @@
 """Prequential quality of predictions: each one scored against the outcome that followed it."""
+
 from __future__ import annotations
 
 from collections import deque
@@ -43,12 +44,15 @@ class PrequentialMetrics:
             return {"count": 0.0}
         p, y = self.arrays()
         clipped = np.clip(p, CLIP, 1.0 - CLIP)
-        result = {"count": float(len(p)), "base_rate": float(y.mean()),
-                  "accuracy": float(((p > 0.5) == (y == 1.0)).mean()),
-                  "log_loss": float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean()),
-                  "brier": float(((p - y) ** 2).mean()),
-                  "calibration_error": sum(b.count * abs(b.mean_predicted - b.observed_rate)
-                                           for b in self.calibration()) / len(p)}
+        result = {
+            "count": float(len(p)),
+            "base_rate": float(y.mean()),
+            "accuracy": float(((p > 0.5) == (y == 1.0)).mean()),
+            "log_loss": float(-(y * np.log(clipped) + (1 - y) * np.log(1 - clipped)).mean()),
+            "brier": float(((p - y) ** 2).mean()),
+            "calibration_error": sum(b.count * abs(b.mean_predicted - b.observed_rate) for b in self.calibration())
+            / len(p),
+        }
         if (auc := roc_auc(p, y)) is not None:
             result["roc_auc"] = auc
         return result
@@ -60,8 +64,15 @@ class PrequentialMetrics:
         for b in range(self.buckets):
             mask = index == b
             if mask.any():
-                result.append(Bucket(b / self.buckets, (b + 1) / self.buckets, int(mask.sum()),
-                                     float(p[mask].mean()), float(y[mask].mean())))
+                result.append(
+                    Bucket(
+                        b / self.buckets,
+                        (b + 1) / self.buckets,
+                        int(mask.sum()),
+                        float(p[mask].mean()),
+                        float(y[mask].mean()),
+                    )
+                )
         return result
 
 
@@ -73,4 +84,3 @@ def roc_auc(p: np.ndarray, y: np.ndarray) -> float | None:
         return None
     ranks = rankdata(p)
     return float((ranks[y == 1.0].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
-

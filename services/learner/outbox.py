@@ -7,6 +7,7 @@ LEARNER_PUBLISH_INTERVAL_MS and publishes, per agent and capability (or pair of 
 the latest estimate, caused by the outcome that led to it. Detected shifts and models are
 never merged: each is a fact of its own.
 """
+
 from __future__ import annotations
 
 from collections.abc import Hashable

@@ -7,6 +7,7 @@ marks (`marks.py`) give, per partition read, the first record whose consequences
 published: what the replay emits from a record at or past its mark is owed. A partition without
 a mark was never published for (a first start): nothing of its backlog is owed, as before marks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

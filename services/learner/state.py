@@ -6,6 +6,7 @@ state at start by applying the whole log and discarding what it would have publi
 An outcome needs its attempt's capability, from the assignment; the two sit on different
 topics with no common order, so whichever is read second completes the pair.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -59,8 +60,11 @@ class LearnerFold:
     def snapshot(self) -> list[EventBody]:
         """Every current estimate and the model: what a restarted learner republishes once caught up,
         in case outcomes arrived while it was away."""
-        skills = [e for c in sorted({c for p in self.state.cohorts.profiles.values() for c in p.declared})
-                  for e in estimates(self.state, c)]
+        skills = [
+            e
+            for c in sorted({c for p in self.state.cohorts.profiles.values() for c in p.declared})
+            for e in estimates(self.state, c)
+        ]
         return skills + ([self.model()] if self.state.model.trained_on else [])
 
     def model(self) -> EventBody:
@@ -69,8 +73,10 @@ class LearnerFold:
         return published.model_copy(update={"metrics": {**published.metrics, **router}})
 
     def _learn(self, task_id: str, agent_id: str, capability: str, success: bool) -> list[EventBody]:
-        learned = learn(self.state, Outcome(task_id, agent_id, capability, success,
-                                            self.features.get(task_id, {}), self.groups.get(task_id)))
+        learned = learn(
+            self.state,
+            Outcome(task_id, agent_id, capability, success, self.features.get(task_id, {}), self.groups.get(task_id)),
+        )
         if (decision := self.routed.get(task_id)) and decision[0] == agent_id and decision[1] is not None:
             self.router_metrics.add(decision[1], success)
         self.outcomes += 1
@@ -80,9 +86,18 @@ class LearnerFold:
 
     def _published(self, learned: Learned) -> list[EventBody]:
         out: list[EventBody] = [learned.skill]
-        out += [SkillShiftDetected(agent_id=s.agent_id, capability=s.capability, direction=s.direction,
-                                   before=s.before, after=s.after, attempts=s.attempts,
-                                   model_version=self.state.model_version) for s in learned.shifts]
+        out += [
+            SkillShiftDetected(
+                agent_id=s.agent_id,
+                capability=s.capability,
+                direction=s.direction,
+                before=s.before,
+                after=s.after,
+                attempts=s.attempts,
+                model_version=self.state.model_version,
+            )
+            for s in learned.shifts
+        ]
         out += learned.relationships
         if self.outcomes % self.publish_every == 0:
             # Others' outcomes move every sharing agent's prior; each learned outcome publishes only
@@ -90,8 +105,12 @@ class LearnerFold:
             # An agent's outcome moves its level, hence its estimates on its other capabilities too.
             own = (learned.skill.agent_id, learned.skill.capability)
             moved = [e for c in sorted(self.touched) for e in estimates(self.state, c)]
-            moved += [estimate(self.state, a, c) for a in sorted(self.touched_agents)
-                      for c in sorted(self.state.cohorts.profile(a).declared) if c not in self.touched]
+            moved += [
+                estimate(self.state, a, c)
+                for a in sorted(self.touched_agents)
+                for c in sorted(self.state.cohorts.profile(a).declared)
+                if c not in self.touched
+            ]
             out += [e for e in moved if (e.agent_id, e.capability) != own]
             self.touched.clear()
             self.touched_agents.clear()
@@ -107,8 +126,16 @@ def _capabilities_changed(view: LearnerFold, event: AgentCapabilitiesChanged) ->
     if event.agent_id not in view.state.cohorts.profiles:
         return []
     profile = view.state.cohorts.profile(event.agent_id)
-    return list(register(view.state, replace(profile, declared=event.proficiencies_after(profile.declared),
-                                             versions=event.versions_after(profile.versions))))
+    return list(
+        register(
+            view.state,
+            replace(
+                profile,
+                declared=event.proficiencies_after(profile.declared),
+                versions=event.versions_after(profile.versions),
+            ),
+        )
+    )
 
 
 def _memory_profile_updated(view: LearnerFold, event: AgentMemoryProfileUpdated) -> list[EventBody]:
@@ -162,11 +189,15 @@ def _handed_off(view: LearnerFold, event: TaskHandedOff) -> list[EventBody]:
 
 
 _HANDLERS = {
-    AgentRegistered: _registered, AgentCapabilitiesChanged: _capabilities_changed,
+    AgentRegistered: _registered,
+    AgentCapabilitiesChanged: _capabilities_changed,
     AgentMemoryProfileUpdated: _memory_profile_updated,
-    TaskSubmitted: _submitted, TaskRouted: _routed, TaskAssigned: _assigned,
-    TaskCompleted: _ended, TaskFailed: _ended, TaskHandedOff: _handed_off,
+    TaskSubmitted: _submitted,
+    TaskRouted: _routed,
+    TaskAssigned: _assigned,
+    TaskCompleted: _ended,
+    TaskFailed: _ended,
+    TaskHandedOff: _handed_off,
 }
 # The event types the view changes on; the log follower passes over the others unread.
 HANDLED = frozenset(cls.event_type for cls in _HANDLERS)
-

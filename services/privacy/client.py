@@ -1,4 +1,5 @@
 """Sealing and opening task payloads with the key store: what clients and agents call."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -8,8 +9,9 @@ from services.privacy.keystore import KeyStore
 from services.privacy.sealing import check_sensitive, key_id_of, open_fields, open_value, seal_fields, sealed_key_ids
 
 
-async def seal_payload(payload: Mapping[str, Any], *, task_id: str, sensitive: Mapping[str, str],
-                       keystore: KeyStore) -> dict:
+async def seal_payload(
+    payload: Mapping[str, Any], *, task_id: str, sensitive: Mapping[str, str], keystore: KeyStore
+) -> dict:
     """`payload` with each field of `sensitive` (field -> subject id) sealed with its subject's key.
 
     Seal before publishing: the plaintext and the subject id never reach Kafka.

@@ -1,4 +1,5 @@
 """`orchestrator privacy erase`: crypto-shredding of a data subject, announced on the privacy topic."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,14 +43,22 @@ def check_erasure_request(erased_by: str, reason: str) -> None:
 def erasure_event(stone: Tombstone, producer: str) -> Envelope:
     # The event id follows from the key, so announcing again after a crash sends the same event.
     return make_event(
-        SubjectErased(key_id=stone.key_id, erasure_id=stone.erasure_id, erased_at=stone.erased_at,
-                      erased_by=stone.erased_by, reason=stone.reason),
-        producer=producer, event_id=str(uuid5(NAMESPACE_URL, f"subject-erased:{stone.key_id}")),
-        correlation_id=stone.erasure_id)
+        SubjectErased(
+            key_id=stone.key_id,
+            erasure_id=stone.erasure_id,
+            erased_at=stone.erased_at,
+            erased_by=stone.erased_by,
+            reason=stone.reason,
+        ),
+        producer=producer,
+        event_id=str(uuid5(NAMESPACE_URL, f"subject-erased:{stone.key_id}")),
+        correlation_id=stone.erasure_id,
+    )
 
 
-async def erase_subject(settings: Settings, subject_id: str, *, erased_by: str, reason: str,
-                        now: datetime | None = None) -> ErasureReport:
+async def erase_subject(
+    settings: Settings, subject_id: str, *, erased_by: str, reason: str, now: datetime | None = None
+) -> ErasureReport:
     """Destroy the subject's keys, then publish one SubjectErased per key not yet announced.
 
     Keys go first: an erasure that cannot be announced now is still an erasure, and its
@@ -59,8 +68,9 @@ async def erase_subject(settings: Settings, subject_id: str, *, erased_by: str, 
     erasure_id = f"erasure-{uuid4().hex[:16]}"
     now = now or datetime.now(timezone.utc)
     async with await KeyStore.connect(settings) as store:
-        destroyed, not_scrubbed = await store.destroy_subject(subject_id, erasure_id=erasure_id, erased_by=erased_by,
-                                                reason=reason, now=now)
+        destroyed, not_scrubbed = await store.destroy_subject(
+            subject_id, erasure_id=erasure_id, erased_by=erased_by, reason=reason, now=now
+        )
         events = [erasure_event(stone, settings.producer_name) for stone in await store.unannounced()]
         if events:
             await _publish(settings, events)
@@ -84,13 +94,17 @@ async def erasures(settings: Settings) -> list[dict]:
     try:
         async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
             async with conn.cursor(row_factory=dict_row) as cur:
-                await cur.execute(sql.SQL(
-                    "SELECT erasure_id, key_id, erased_at, erased_by, reason, recorded_at FROM {}.erasures "
-                    "ORDER BY erased_at, erasure_id, key_id").format(sql.Identifier(settings.db_schema)))
+                await cur.execute(
+                    sql.SQL(
+                        "SELECT erasure_id, key_id, erased_at, erased_by, reason, recorded_at FROM {}.erasures "
+                        "ORDER BY erased_at, erasure_id, key_id"
+                    ).format(sql.Identifier(settings.db_schema))
+                )
                 return await cur.fetchall()
     except psycopg.errors.UndefinedTable:
         raise ErasuresUnavailable(
             f"no erasures table in schema {settings.db_schema}: start the projector once "
-            "(`orchestrator serve projector`) so it applies its migrations") from None
+            "(`orchestrator serve projector`) so it applies its migrations"
+        ) from None
     except psycopg.OperationalError as error:
         raise ErasuresUnavailable(f"cannot reach PostgreSQL at DATABASE_URL ({error})") from error

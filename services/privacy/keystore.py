@@ -2,6 +2,7 @@
 
 No processor uses it: processors see only sealed fields, so a replay never needs a key.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -66,8 +67,9 @@ def keystore_ddl() -> str:
 
 
 class KeyStore:
-    def __init__(self, conn: psycopg.AsyncConnection, schema: str, digest_key: bytes,
-                 scrub_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection, schema: str, digest_key: bytes, scrub_timeout_s: float = 120.0
+    ) -> None:
         self.conn, self.schema, self._digest_key = conn, schema, digest_key
         self._scrub_timeout_s = scrub_timeout_s
 
@@ -78,9 +80,14 @@ class KeyStore:
         except psycopg.OperationalError as error:
             raise KeyStoreUnavailable(
                 f"cannot reach the key store at KEYSTORE_DATABASE_URL ({error}); start the local stack with "
-                "`make up` or point the variable at a database") from error
-        store = cls(conn, settings.keystore.schema, settings.keystore.subject_digest_key.encode(),
-                    settings.keystore.scrub_timeout_s)
+                "`make up` or point the variable at a database"
+            ) from error
+        store = cls(
+            conn,
+            settings.keystore.schema,
+            settings.keystore.subject_digest_key.encode(),
+            settings.keystore.scrub_timeout_s,
+        )
         await store._ensure_tables()
         return store
 
@@ -95,8 +102,10 @@ class KeyStore:
 
     async def _ensure_tables(self) -> None:
         # Only when missing: a key store role may use the tables without the right to create them.
-        cur = await self.conn.execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL", (
-            f'"{self.schema}".subject_keys', f'"{self.schema}".erased_keys'))
+        cur = await self.conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+            (f'"{self.schema}".subject_keys', f'"{self.schema}".erased_keys'),
+        )
         if (await cur.fetchone())[0]:
             return
         async with self.conn.transaction():
@@ -116,15 +125,19 @@ class KeyStore:
         candidate = new_key(new_key_id())
         # Two clients sealing for a new subject at once: the unique digest lets one key win.
         await self.conn.execute(
-            sql.SQL("INSERT INTO {} (key_id, subject_digest, key) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (subject_digest) DO NOTHING").format(self._table("subject_keys")),
-            (candidate.key_id, digest, candidate.key))
+            sql.SQL(
+                "INSERT INTO {} (key_id, subject_digest, key) VALUES (%s, %s, %s) "
+                "ON CONFLICT (subject_digest) DO NOTHING"
+            ).format(self._table("subject_keys")),
+            (candidate.key_id, digest, candidate.key),
+        )
         return await self._key_of(digest)
 
     async def _key_of(self, digest: bytes) -> SubjectKey | None:
         cur = await self.conn.execute(
             sql.SQL("SELECT key_id, key FROM {} WHERE subject_digest = %s").format(self._table("subject_keys")),
-            (digest,))
+            (digest,),
+        )
         row = await cur.fetchone()
         return SubjectKey(row[0], bytes(row[1])) if row else None
 
@@ -134,24 +147,28 @@ class KeyStore:
         if not wanted:
             return {}
         cur = await self.conn.execute(
-            sql.SQL("SELECT key_id, key FROM {} WHERE key_id = ANY(%s)").format(self._table("subject_keys")),
-            (wanted,))
+            sql.SQL("SELECT key_id, key FROM {} WHERE key_id = ANY(%s)").format(self._table("subject_keys")), (wanted,)
+        )
         found = {key_id: SubjectKey(key_id, bytes(key)) for key_id, key in await cur.fetchall()}
         missing = [k for k in wanted if k not in found]
         if missing:
             cur = await self.conn.execute(
-                sql.SQL("SELECT key_id FROM {} WHERE key_id = ANY(%s)").format(self._table("erased_keys")),
-                (missing,))
+                sql.SQL("SELECT key_id FROM {} WHERE key_id = ANY(%s)").format(self._table("erased_keys")), (missing,)
+            )
             erased = {row[0] for row in await cur.fetchall()}
             first = missing[0]
             raise KeyUnavailable(
                 f"key {first} was destroyed when its data subject was erased: what it sealed cannot be read"
-                if first in erased else f"key {first} is not in the key store (schema {self.schema})",
-                key_id=first, erased=first in erased)
+                if first in erased
+                else f"key {first} is not in the key store (schema {self.schema})",
+                key_id=first,
+                erased=first in erased,
+            )
         return found
 
-    async def destroy_subject(self, subject_id: str, *, erasure_id: str, erased_by: str, reason: str,
-                              now: datetime) -> tuple[list[Tombstone], str | None]:
+    async def destroy_subject(
+        self, subject_id: str, *, erasure_id: str, erased_by: str, reason: str, now: datetime
+    ) -> tuple[list[Tombstone], str | None]:
         """Delete the subject's key(s), leaving tombstones without the subject, then scrub the table.
 
         Returns the tombstones and, when the bytes of a deleted key may still be in the table's
@@ -161,13 +178,18 @@ class KeyStore:
         async with self.conn.transaction():
             cur = await self.conn.execute(
                 sql.SQL("DELETE FROM {} WHERE subject_digest = %s RETURNING key_id").format(
-                    self._table("subject_keys")), (digest,))
+                    self._table("subject_keys")
+                ),
+                (digest,),
+            )
             destroyed = [Tombstone(row[0], erasure_id, now, erased_by, reason) for row in await cur.fetchall()]
             for stone in destroyed:
                 await self.conn.execute(
-                    sql.SQL("INSERT INTO {} (key_id, erasure_id, erased_at, erased_by, reason) "
-                            "VALUES (%s, %s, %s, %s, %s)").format(self._table("erased_keys")),
-                    (stone.key_id, stone.erasure_id, stone.erased_at, stone.erased_by, stone.reason))
+                    sql.SQL(
+                        "INSERT INTO {} (key_id, erasure_id, erased_at, erased_by, reason) VALUES (%s, %s, %s, %s, %s)"
+                    ).format(self._table("erased_keys")),
+                    (stone.key_id, stone.erasure_id, stone.erased_at, stone.erased_by, stone.reason),
+                )
             cur = await self.conn.execute("SELECT pg_current_xact_id()::text::bigint")
             deleted_by = (await cur.fetchone())[0]
         # Scrubbed even when nothing was deleted now, so erasing again finishes what an earlier
@@ -185,8 +207,10 @@ class KeyStore:
         deadline = time.monotonic() + self._scrub_timeout_s
         while True:
             if not await self._older_transactions_ended(deleted_by, deadline):
-                return (f"transactions older than the erasure were still open after {self._scrub_timeout_s:g}s "
-                        "(see pg_stat_activity)")
+                return (
+                    f"transactions older than the erasure were still open after {self._scrub_timeout_s:g}s "
+                    "(see pg_stat_activity)"
+                )
             notices = await self._vacuum_full_verbose()
             if any(severity == "WARNING" for severity, _ in notices):
                 return f"this role does not own {self.schema}.subject_keys, so it cannot rewrite it"
@@ -220,11 +244,15 @@ class KeyStore:
 
     async def unannounced(self) -> list[Tombstone]:
         cur = await self.conn.execute(
-            sql.SQL("SELECT key_id, erasure_id, erased_at, erased_by, reason FROM {} "
-                    "WHERE announced_at IS NULL ORDER BY erased_at, key_id").format(self._table("erased_keys")))
+            sql.SQL(
+                "SELECT key_id, erasure_id, erased_at, erased_by, reason FROM {} "
+                "WHERE announced_at IS NULL ORDER BY erased_at, key_id"
+            ).format(self._table("erased_keys"))
+        )
         return [Tombstone(*row) for row in await cur.fetchall()]
 
     async def mark_announced(self, key_ids: Iterable[str], now: datetime) -> None:
         await self.conn.execute(
             sql.SQL("UPDATE {} SET announced_at = %s WHERE key_id = ANY(%s)").format(self._table("erased_keys")),
-            (now, sorted(set(key_ids))))
+            (now, sorted(set(key_ids))),
+        )

@@ -6,6 +6,7 @@ derived from a source-of-truth topic is kept as long as that topic: forever. A t
 derived from expiring telemetry is pruned at the telemetry's retention, which is also what
 a rebuild by replay would hold, so pruning keeps the live tables equal to a rebuild.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,9 @@ class TableRetention:
 
 
 def _kept_like(topic: str, table: str, time_column: str | None = None) -> TableRetention:
-    return TableRetention(table=table, derived_from=topic, time_column=time_column,
-                          retention_ms=_TOPIC_RETENTION[topic])
+    return TableRetention(
+        table=table, derived_from=topic, time_column=time_column, retention_ms=_TOPIC_RETENTION[topic]
+    )
 
 
 TABLES: tuple[TableRetention, ...] = (
@@ -73,6 +75,7 @@ TABLES: tuple[TableRetention, ...] = (
 
 # --- pure: what is declared, what is due, how far actual is from declared -------------
 
+
 def retention_text(retention_ms: int | None) -> str:
     if retention_ms is None:
         return "-"
@@ -94,20 +97,28 @@ def topic_row(spec: TopicSpec, prefix: str, actual: dict[str, str] | None) -> di
     else:
         actual_ms = int(actual["retention.ms"]) if "retention.ms" in actual else None
         status = "ok" if actual_ms == declared and actual.get("cleanup.policy") == spec.cleanup_policy else "drift"
-    return {"kind": "topic", "name": topic_name(spec, prefix), "declared_retention_ms": declared,
-            "actual_retention_ms": actual_ms, "status": status,
-            "detail": "" if status == "ok" else _topic_detail(status, spec)}
+    return {
+        "kind": "topic",
+        "name": topic_name(spec, prefix),
+        "declared_retention_ms": declared,
+        "actual_retention_ms": actual_ms,
+        "status": status,
+        "detail": "" if status == "ok" else _topic_detail(status, spec),
+    }
 
 
 def _topic_detail(status: str, spec: TopicSpec) -> str:
     if status == "missing":
         return "not on the broker: `orchestrator topics ensure` creates it"
-    return (f"broker differs from retention.ms={spec.retention_ms}, cleanup.policy={spec.cleanup_policy}: "
-            "`orchestrator topics ensure` applies the catalog")
+    return (
+        f"broker differs from retention.ms={spec.retention_ms}, cleanup.policy={spec.cleanup_policy}: "
+        "`orchestrator topics ensure` applies the catalog"
+    )
 
 
-def table_row(name: str, declared: TableRetention | None, *, rows: int | None, oldest: datetime | None,
-              now: datetime) -> dict:
+def table_row(
+    name: str, declared: TableRetention | None, *, rows: int | None, oldest: datetime | None, now: datetime
+) -> dict:
     age_ms = int((now - oldest).total_seconds() * 1000) if oldest else None
     if declared is None:
         status, detail = "undeclared", "no retention declared in services/privacy/retention.py"
@@ -117,29 +128,42 @@ def table_row(name: str, declared: TableRetention | None, *, rows: int | None, o
         status, detail = "overdue", "rows older than declared: `orchestrator retention apply` prunes them"
     else:
         status, detail = "ok", ""
-    return {"kind": "table", "name": name,
-            "declared_retention_ms": None if declared is None else declared.retention_ms,
-            "derived_from": None if declared is None else declared.derived_from,
-            "rows": rows, "oldest_row_age_ms": age_ms, "status": status, "detail": detail}
+    return {
+        "kind": "table",
+        "name": name,
+        "declared_retention_ms": None if declared is None else declared.retention_ms,
+        "derived_from": None if declared is None else declared.derived_from,
+        "rows": rows,
+        "oldest_row_age_ms": age_ms,
+        "status": status,
+        "detail": detail,
+    }
 
 
-def table_rows(existing: dict[str, tuple[int, datetime | None]], now: datetime,
-               tables: tuple[TableRetention, ...] = TABLES) -> list[dict]:
+def table_rows(
+    existing: dict[str, tuple[int, datetime | None]], now: datetime, tables: tuple[TableRetention, ...] = TABLES
+) -> list[dict]:
     """Every declared table and every table of the schema, declared vs actual."""
     declared = {t.table: t for t in tables}
     names = sorted(set(declared) | set(existing))
-    return [table_row(n, declared.get(n), rows=existing.get(n, (None, None))[0],
-                      oldest=existing.get(n, (None, None))[1], now=now) for n in names]
+    return [
+        table_row(
+            n, declared.get(n), rows=existing.get(n, (None, None))[0], oldest=existing.get(n, (None, None))[1], now=now
+        )
+        for n in names
+    ]
 
 
 # --- shells: the broker and the database ----------------------------------------------
+
 
 async def retention_report(settings: Settings, now: datetime | None = None) -> list[dict]:
     """Declared vs actual retention of every topic (from the broker) and every table, as plain data."""
     now = now or datetime.now(timezone.utc)
     configs = await _broker_topic_configs(settings)
-    topics = [topic_row(spec, settings.topic_prefix, configs.get(topic_name(spec, settings.topic_prefix)))
-              for spec in TOPICS]
+    topics = [
+        topic_row(spec, settings.topic_prefix, configs.get(topic_name(spec, settings.topic_prefix))) for spec in TOPICS
+    ]
     async with await _connect(settings) as conn:
         existing = await _table_ages(conn, settings.db_schema)
     return topics + table_rows(existing, now)
@@ -153,11 +177,20 @@ async def apply_retention(settings: Settings, now: datetime | None = None, dry_r
     async with await _connect(settings) as conn:
         for table, cutoff in prune_cutoffs(TABLES, now):
             target = sql.SQL("{}.{}").format(sql.Identifier(settings.db_schema), sql.Identifier(table.table))
-            verb = ("SELECT count(*) FROM {} WHERE {} < %s" if dry_run
-                    else "WITH gone AS (DELETE FROM {} WHERE {} < %s RETURNING 1) SELECT count(*) FROM gone")
+            verb = (
+                "SELECT count(*) FROM {} WHERE {} < %s"
+                if dry_run
+                else "WITH gone AS (DELETE FROM {} WHERE {} < %s RETURNING 1) SELECT count(*) FROM gone"
+            )
             cur = await conn.execute(sql.SQL(verb).format(target, sql.Identifier(table.time_column)), (cutoff,))
-            done.append({"table": table.table, "cutoff": cutoff.isoformat(), "pruned": (await cur.fetchone())[0],
-                         "dry_run": dry_run})
+            done.append(
+                {
+                    "table": table.table,
+                    "cutoff": cutoff.isoformat(),
+                    "pruned": (await cur.fetchone())[0],
+                    "dry_run": dry_run,
+                }
+            )
     return done
 
 
@@ -171,7 +204,8 @@ async def _connect(settings: Settings) -> psycopg.AsyncConnection:
 async def _table_ages(conn: psycopg.AsyncConnection, schema: str) -> dict[str, tuple[int, datetime | None]]:
     cur = await conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE'",
-        (schema,))
+        (schema,),
+    )
     names = [row[0] for row in await cur.fetchall() if row[0] not in BOOKKEEPING_TABLES]
     columns = {t.table: t.time_column for t in TABLES}
     ages = {}

@@ -5,6 +5,7 @@ A sealed field is a JSON object that says what it is and which key opens it:
 binds the ciphertext to its task, its field and its key, so a sealed value copied into
 another task or field, or relabelled with another key id, does not open.
 """
+
 from __future__ import annotations
 
 import base64
@@ -81,7 +82,8 @@ def open_value(sealed: Mapping, key: SubjectKey, *, task_id: str, field: str) ->
     except InvalidTag:
         raise SealingError(
             f"field {field!r} of task {task_id} does not open with key {key.key_id}: the ciphertext was altered, "
-            "or it was sealed for another task or field") from None
+            "or it was sealed for another task or field"
+        ) from None
     return orjson.loads(plaintext)
 
 
@@ -106,8 +108,10 @@ def check_sensitive(payload: Mapping[str, Any], fields: Iterable[str]) -> None:
 def seal_fields(payload: Mapping[str, Any], *, task_id: str, keys: Mapping[str, SubjectKey]) -> dict:
     """The payload with each field named in `keys` sealed with that field's subject key."""
     check_sensitive(payload, keys)
-    return {name: seal_value(value, keys[name], task_id=task_id, field=name) if name in keys else value
-            for name, value in payload.items()}
+    return {
+        name: seal_value(value, keys[name], task_id=task_id, field=name) if name in keys else value
+        for name, value in payload.items()
+    }
 
 
 def sealed_key_ids(payload: Mapping[str, Any]) -> dict[str, str]:

@@ -4,6 +4,7 @@ It keeps its Kafka position in PostgreSQL, in the same transaction as the rows, 
 seeks to it whenever partitions are assigned; Kafka's committed offsets are written
 too, but only so that lag can be watched with the usual tools.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,8 +46,18 @@ class SeekToStoredPositions(ConsumerRebalanceListener):
 
 
 class Projector:
-    def __init__(self, *, consumer, view, dead_letters, metrics, topics: list[str],
-                 batch_size: int, batch_timeout_ms: int, identity=None) -> None:
+    def __init__(
+        self,
+        *,
+        consumer,
+        view,
+        dead_letters,
+        metrics,
+        topics: list[str],
+        batch_size: int,
+        batch_timeout_ms: int,
+        identity=None,
+    ) -> None:
         self.consumer = consumer
         self.identity = identity  # a ViolationReporter: records not from the agent they speak for
         self.view = view
@@ -66,8 +77,9 @@ class Projector:
                 await self.consumer.commit()
             for tp, partition_records in fetched.items():
                 if partition_records:
-                    self.metrics.consumed(tp.topic, tp.partition, partition_records[-1].offset,
-                                          self.consumer.highwater(tp))
+                    self.metrics.consumed(
+                        tp.topic, tp.partition, partition_records[-1].offset, self.consumer.highwater(tp)
+                    )
 
     async def handle(self, records) -> int:
         started = time.perf_counter()
@@ -101,7 +113,13 @@ class Projector:
 
     async def _park_all(self, rejected) -> None:
         for record, error in rejected:
-            log.warning("dead-lettering %s[%d]@%d: %s: %s", record.topic, record.partition,
-                        record.offset, type(error).__name__, error)
+            log.warning(
+                "dead-lettering %s[%d]@%d: %s: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                type(error).__name__,
+                error,
+            )
             await self.dead_letters.park(record, error)
             self.metrics.dead_letters.labels(self.metrics.service, record.topic, type(error).__name__).inc()

@@ -1,4 +1,5 @@
 """Wires the projector to the real Kafka, PostgreSQL and metrics registry."""
+
 from __future__ import annotations
 
 import contextlib
@@ -32,7 +33,8 @@ async def open_view(settings: Settings, schema: str | None = None) -> PostgresVi
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(
             f"cannot reach PostgreSQL at DATABASE_URL ({error}); start the local stack with "
-            "`make up` or point the variable at a database") from error
+            "`make up` or point the variable at a database"
+        ) from error
     applied = await migrate(view.conn, schema)
     if applied:
         log.info("applied migrations to schema %s: %s", schema, ", ".join(applied))
@@ -54,11 +56,22 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
         metrics = metrics or ProcessorMetrics("projector")
         dead_letters = DeadLetters(producer, topic_name(DEAD_LETTER, settings.topic_prefix), "projector")
         yield Projector(
-            consumer=consumer, view=view, metrics=metrics, dead_letters=dead_letters,
-            topics=topics, batch_size=settings.batch_size, batch_timeout_ms=settings.batch_timeout_ms,
-            identity=ViolationReporter(gate=gate, dead_letters=dead_letters, producer=producer,
-                                       security_topic=settings.topic("security"), processor="projector",
-                                       metrics=metrics))
+            consumer=consumer,
+            view=view,
+            metrics=metrics,
+            dead_letters=dead_letters,
+            topics=topics,
+            batch_size=settings.batch_size,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            identity=ViolationReporter(
+                gate=gate,
+                dead_letters=dead_letters,
+                producer=producer,
+                security_topic=settings.topic("security"),
+                processor="projector",
+                metrics=metrics,
+            ),
+        )
     finally:
         with contextlib.suppress(Exception):
             await gate.stop()

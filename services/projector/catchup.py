@@ -1,4 +1,5 @@
 """How far the projector is behind the log, and waiting until it has caught up."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,8 +21,11 @@ async def events_projected(settings: Settings, schema: str | None = None) -> int
     """Events covered by the stored positions (offset + 1 summed over partitions)."""
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         try:
-            cur = await conn.execute(sql.SQL('SELECT coalesce(sum("offset" + 1), 0) FROM {}.projection_positions')
-                                     .format(sql.Identifier(schema or settings.db_schema)))
+            cur = await conn.execute(
+                sql.SQL('SELECT coalesce(sum("offset" + 1), 0) FROM {}.projection_positions').format(
+                    sql.Identifier(schema or settings.db_schema)
+                )
+            )
         except psycopg.errors.UndefinedTable:
             return 0
         return int((await cur.fetchone())[0])

@@ -12,6 +12,7 @@ submission are passed over unread. A task nobody can take is kept on the waiting
 (`waiting.py`) and routed again as soon as the agents change; it leaves when its TaskRouted
 (or TaskTimedOut) comes back through the tasks topic.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,13 +48,34 @@ def exploration_rng(seed: int, task_id: str) -> random.Random:
     return random.Random(f"{seed}:{task_id}")
 
 
-def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replication_factor: int, datadir: Path,
-               follower: LogFollower, weights: Weights, policy: Policy, seed: int, retry_interval_s: float,
-               metrics: ProcessorMetrics, clock: Callable[[], datetime], waiting_topic: str,
-               open_consumer: OpenConsumer, open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
-               read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]]) -> faust.App:
-    app = faust.App(app_id, broker=brokers, store="memory://", datadir=str(datadir), web_enabled=False,
-                    topic_partitions=PARTITIONS, topic_replication_factor=replication_factor)
+def create_app(
+    *,
+    app_id: str,
+    brokers: list[str],
+    topic_prefix: str,
+    replication_factor: int,
+    datadir: Path,
+    follower: LogFollower,
+    weights: Weights,
+    policy: Policy,
+    seed: int,
+    retry_interval_s: float,
+    metrics: ProcessorMetrics,
+    clock: Callable[[], datetime],
+    waiting_topic: str,
+    open_consumer: OpenConsumer,
+    open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+    read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]],
+) -> faust.App:
+    app = faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=replication_factor,
+    )
     tasks_topic = topic_name("tasks", topic_prefix)
     dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
     decision_seconds = metrics.routing_decision_seconds
@@ -131,9 +153,13 @@ def create_app(*, app_id: str, brokers: list[str], topic_prefix: str, replicatio
 
     @app.task
     async def route_tasks():
-        await run_readers(app, open_producer, (routes, retries), lambda: read_group(
-            open_consumer, f"{app_id}-tasks", [tasks_topic], route, routes, metrics, owned_tasks),
-            "the router stopped reading the tasks topic")
+        await run_readers(
+            app,
+            open_producer,
+            (routes, retries),
+            lambda: read_group(open_consumer, f"{app_id}-tasks", [tasks_topic], route, routes, metrics, owned_tasks),
+            "the router stopped reading the tasks topic",
+        )
 
     seen = {"registry": -1, "owned": frozenset(), "exported": -1}
 

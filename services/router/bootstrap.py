@@ -1,4 +1,5 @@
 """Wires the router to the real Kafka, clock and metrics registry, and runs it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -24,31 +25,51 @@ def utc_now() -> datetime:
 
 
 def weights_from(settings: Settings) -> Weights:
-    return Weights(success=settings.router.weight_success, load=settings.router.weight_load,
-                   duration=settings.router.weight_duration, cost=settings.router.weight_cost,
-                   relationship=settings.router.weight_relationship,
-                   preference=settings.router.weight_preference,
-                   temperature=settings.router.temperature, top_k=settings.router.top_k,
-                   exploration=settings.router.exploration,
-                   sharpness=settings.router.thompson_sharpness)
+    return Weights(
+        success=settings.router.weight_success,
+        load=settings.router.weight_load,
+        duration=settings.router.weight_duration,
+        cost=settings.router.weight_cost,
+        relationship=settings.router.weight_relationship,
+        preference=settings.router.weight_preference,
+        temperature=settings.router.temperature,
+        top_k=settings.router.top_k,
+        exploration=settings.router.exploration,
+        sharpness=settings.router.thompson_sharpness,
+    )
 
 
-def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None,
-              clock: Callable[[], datetime] = utc_now) -> faust.App:
+def bootstrap(
+    settings: Settings, *, metrics: ProcessorMetrics | None = None, clock: Callable[[], datetime] = utc_now
+) -> faust.App:
     metrics = metrics or ProcessorMetrics(SERVICE)
     datadir = Path(settings.router.data_dir) / settings.router_app
     datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
     return create_app(
         app_id=settings.router_app,
         brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix, replication_factor=settings.replication_factor,
-        datadir=datadir, follower=LogFollower(settings, RouterFold(), metrics, SERVICE),
-        weights=weights_from(settings), policy=policy(settings.router.policy), seed=settings.router.seed,
-        retry_interval_s=settings.router.retry_interval_s, metrics=metrics, clock=clock,
-        waiting_topic=waiting_topic(settings), open_consumer=consumer_opener(settings),
-        open_producer=producer_opener(settings), read_waiting=lambda partitions: read_waiting(settings, partitions))
+        topic_prefix=settings.topic_prefix,
+        replication_factor=settings.replication_factor,
+        datadir=datadir,
+        follower=LogFollower(settings, RouterFold(), metrics, SERVICE),
+        weights=weights_from(settings),
+        policy=policy(settings.router.policy),
+        seed=settings.router.seed,
+        retry_interval_s=settings.router.retry_interval_s,
+        metrics=metrics,
+        clock=clock,
+        waiting_topic=waiting_topic(settings),
+        open_consumer=consumer_opener(settings),
+        open_producer=producer_opener(settings),
+        read_waiting=lambda partitions: read_waiting(settings, partitions),
+    )
 
 
 def serve(settings: Settings) -> int:
-    return run_worker(settings, SERVICE, lambda metrics: bootstrap(settings, metrics=metrics),
-                      started=f"{settings.router_app}: {weights_from(settings)}", prepare=(ensure_router_topics,))
+    return run_worker(
+        settings,
+        SERVICE,
+        lambda metrics: bootstrap(settings, metrics=metrics),
+        started=f"{settings.router_app}: {weights_from(settings)}",
+        prepare=(ensure_router_topics,),
+    )

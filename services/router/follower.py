@@ -8,6 +8,7 @@ assignments), so each fold would first need a repartition topic and a table per 
 a global table's copies read all of its changelog anyway. Reading the source topics
 directly costs the same reading, needs no extra topics, and has one writer: the log.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,11 @@ class LogFollower:
         consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched)
         try:
             await apply_backlog_in_time_order(consumer, ends, self._apply)
-            log.info("router view caught up: %d agents, %d attempts in flight",
-                     len(self.view.state.agents), len(self.view.holdings))
+            log.info(
+                "router view caught up: %d agents, %d attempts in flight",
+                len(self.view.state.agents),
+                len(self.view.holdings),
+            )
             self.ready.set()
             while True:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
@@ -62,5 +66,6 @@ class LogFollower:
         try:
             self.view.apply(event.body)
         except Exception:  # noqa: BLE001 - one odd event must not stop routing
-            log.exception("could not apply %s[%d]@%d to the router's view", record.topic, record.partition,
-                          record.offset)
+            log.exception(
+                "could not apply %s[%d]@%d to the router's view", record.topic, record.partition, record.offset
+            )

@@ -14,6 +14,7 @@ A decision over a large fleet costs little per candidate: what is the same for e
 worked out once per task (`Shared`), what changes only with an agent's registration, record or the
 model is kept between tasks (`Standing`), and only the logged candidates become `Scored`.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -72,6 +73,7 @@ class AgentState:
 @dataclass(frozen=True)
 class Record:
     """What routing has seen of one agent on one capability."""
+
     successes: float = 0.0
     failures: float = 0.0
     total_duration_ms: float = 0.0
@@ -97,8 +99,11 @@ class Record:
             strength = m + n
         # An estimate is worth the outcomes behind it, so that the few read since move it only that much.
         else:
-            strength = (PRIOR_STRENGTH + self.estimate_attempts if self.estimate_attempts
-                        else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0)))
+            strength = (
+                PRIOR_STRENGTH + self.estimate_attempts
+                if self.estimate_attempts
+                else PRIOR_STRENGTH * (1.0 + 4.0 * (self.estimate_confidence or 0.0))
+            )
         a = prior * strength + self.successes
         b = (1.0 - prior) * strength + self.failures
         return a, b
@@ -161,6 +166,7 @@ class AgentRegistry(dict):
 class Standing:
     """All of an agent's score on one capability that does not depend on the task, with what it was
     worked out from: it is kept while the agent's record and registration stay what they were."""
+
     basis: tuple  # (record, declared capabilities, labels, versions)
     posterior: tuple[float, float]  # what Thompson draws come from
     mean: float
@@ -170,8 +176,9 @@ class Standing:
     mean_duration_ms: float | None
 
     @classmethod
-    def of(cls, agent: AgentState, capability: str, record: Record, predictor: LinearPredictor | None,
-           basis: tuple) -> Standing:
+    def of(
+        cls, agent: AgentState, capability: str, record: Record, predictor: LinearPredictor | None, basis: tuple
+    ) -> Standing:
         a, b = record.posterior(agent.capabilities[capability])
         mean = a / (a + b)
         # A prior pooled from the fleet predicts well, but drawing from it would stop trying an agent
@@ -184,13 +191,21 @@ class Standing:
             # The model's features are the learner's own: the posterior stands for the agent's skill,
             # and the outcomes behind it for its evidence.
             skill_term = predictor.skill_term(Beta(a, b, mean, a + b), max(record.seen, record.estimate_attempts))
-        return cls(basis, explore, mean, agent_term, skill_term,
-                   1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2, record.mean_duration_ms)
+        return cls(
+            basis,
+            explore,
+            mean,
+            agent_term,
+            skill_term,
+            1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2,
+            record.mean_duration_ms,
+        )
 
 
 @dataclass
 class Standings:
     """The standings kept between decisions, by agent and capability, for one model."""
+
     predictor: LinearPredictor | None = None
     by_key: dict[tuple[str, str], Standing] = field(default_factory=dict)
 
@@ -203,6 +218,7 @@ class RouterState:
         if name == "agents" and not isinstance(value, AgentRegistry):
             value = AgentRegistry(value)
         super().__setattr__(name, value)
+
     records: dict[tuple[str, str], Record] = field(default_factory=dict)
     relationships: dict[tuple[str, str], float] = field(default_factory=dict)  # lift, >1 is good
     job_members: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -268,6 +284,7 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
 @dataclass(frozen=True)
 class Shared:
     """What every candidate for one task has in common, worked out once per decision."""
+
     requirements: tuple[tuple[str, float], ...]  # (capability, the model's term for the task on it)
     predictor: LinearPredictor | None
     standings: Standings
@@ -282,13 +299,19 @@ class Shared:
     def of(cls, task: TaskSubmitted, state: RouterState, weights: Weights) -> Shared:
         predictor = state.predictor
         return cls(
-            requirements=tuple((r.name, 0.0 if predictor is None else predictor.task_term(r.name, task.features))
-                               for r in task.requirements),
-            predictor=predictor, standings=kept_standings(state), weights=weights,
+            requirements=tuple(
+                (r.name, 0.0 if predictor is None else predictor.task_term(r.name, task.features))
+                for r in task.requirements
+            ),
+            predictor=predictor,
+            standings=kept_standings(state),
+            weights=weights,
             job_members=state.job_members.get(task.job_id, frozenset()) if task.job_id else frozenset(),
             preferred=bool(task.preferred_agents or task.preferred_tags),
-            preferred_agents=frozenset(task.preferred_agents), preferred_tags=frozenset(task.preferred_tags),
-            preferred_tag_count=len(task.preferred_tags))
+            preferred_agents=frozenset(task.preferred_agents),
+            preferred_tags=frozenset(task.preferred_tags),
+            preferred_tag_count=len(task.preferred_tags),
+        )
 
 
 def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
@@ -304,8 +327,9 @@ def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
         posteriors.append(standing.posterior)
         # The learner's model on this task when there is one (`LinearPredictor.probability_from` in
         # its parts), else the posterior mean. Every required capability must hold.
-        success *= (standing.mean if predictor is None
-                    else sigmoid(task_term + standing.agent_term + standing.skill_term))
+        success *= (
+            standing.mean if predictor is None else sigmoid(task_term + standing.agent_term + standing.skill_term)
+        )
         lowest_confidence = min(lowest_confidence, standing.confidence)
         if standing.mean_duration_ms is not None:
             total_duration_ms += standing.mean_duration_ms
@@ -317,25 +341,47 @@ def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
         relationship = sum(state.relationships.get((agent_id, other), 1.0) - 1.0 for other in team) / len(team)
     if shared.preferred:
         preference = float(agent_id in shared.preferred_agents) + (
-            len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count if shared.preferred_tag_count
-            else 0.0)
+            len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count if shared.preferred_tag_count else 0.0
+        )
     value = weighted_score(shared.weights, success, load, duration_s, agent.cost_per_task, relationship, preference)
-    return -value, agent_id, agent, (success, max(0.0, lowest_confidence), load, duration_s, relationship,
-                                     preference, tuple(posteriors))
+    return (
+        -value,
+        agent_id,
+        agent,
+        (success, max(0.0, lowest_confidence), load, duration_s, relationship, preference, tuple(posteriors)),
+    )
 
 
-def weighted_score(weights: Weights, success: float, load: float, duration_s: float, cost: float,
-                   relationship: float, preference: float) -> float:
+def weighted_score(
+    weights: Weights,
+    success: float,
+    load: float,
+    duration_s: float,
+    cost: float,
+    relationship: float,
+    preference: float,
+) -> float:
     """A candidate's score from what it rests on; offline evaluation rescores logged candidates with it."""
-    return (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
-            - weights.cost * cost + weights.relationship * relationship + weights.preference * preference)
+    return (
+        weights.success * success
+        - weights.load * load
+        - weights.duration * math.log1p(duration_s)
+        - weights.cost * cost
+        + weights.relationship * relationship
+        + weights.preference * preference
+    )
 
 
 def scored(measured: tuple) -> Scored:
-    negative_score, _, agent, (success, confidence, load, duration_s, relationship, preference,
-                               posteriors) = measured
-    features = {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
-                "cost": agent.cost_per_task, "relationship": relationship, "preference": preference}
+    negative_score, _, agent, (success, confidence, load, duration_s, relationship, preference, posteriors) = measured
+    features = {
+        "predicted_success": success,
+        "load": load,
+        "expected_duration_s": duration_s,
+        "cost": agent.cost_per_task,
+        "relationship": relationship,
+        "preference": preference,
+    }
     return Scored(agent, -negative_score, success, confidence, features, posteriors)
 
 
@@ -363,20 +409,28 @@ def thompson(top: list[Scored], weights: Weights, rng: random.Random) -> tuple[i
     return int(winners[0]), [float(w) / (PROPENSITY_DRAWS + 1) for w in wins]
 
 
-def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random.Random,
-          exclude: frozenset[str] = frozenset()) -> TaskRouted | TaskQueued:
+def route(
+    task: TaskSubmitted, state: RouterState, weights: Weights, rng: random.Random, exclude: frozenset[str] = frozenset()
+) -> TaskRouted | TaskQueued:
     agents, left_out = capable(task, state, exclude)
     if not agents:
         needs = ", ".join(f"{r.name}>={r.min_proficiency:g}" for r in task.requirements)
         why = "; ".join(f"{a}: {r}" for a, r in sorted(left_out.items())[:5])
-        return TaskQueued(task_id=task.task_id, capability=task.requirements[0].name,
-                          reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""))
+        return TaskQueued(
+            task_id=task.task_id,
+            capability=task.requirements[0].name,
+            reason=f"no routable agent has {needs}" + (f" ({why})" if why else ""),
+        )
     considered = len(agents)
     shared = Shared.of(task, state, weights)
     # Best score first, then agent id; the agent's id is unique, so nothing further is compared.
-    ranked = [scored(m) for m in heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1),
-                                                 [measure(agent, shared, state) for agent in agents])]
-    top = ranked[:max(1, weights.top_k)]
+    ranked = [
+        scored(m)
+        for m in heapq.nsmallest(
+            max(weights.logged_candidates, weights.top_k, 1), [measure(agent, shared, state) for agent in agents]
+        )
+    ]
+    top = ranked[: max(1, weights.top_k)]
     if weights.exploration == "thompson":
         pick, drawn = thompson(top, weights, rng)
     else:
@@ -385,21 +439,35 @@ def route(task: TaskSubmitted, state: RouterState, weights: Weights, rng: random
     probabilities = drawn + [0.0] * (len(ranked) - len(top))
     chosen = ranked[pick]
     return TaskRouted(
-        task_id=task.task_id, policy=POLICY, model_version=state.model_version,
-        chosen_agent_id=chosen.agent.agent_id, predicted_success=round(chosen.predicted, 6),
-        confidence=round(chosen.confidence, 6), propensity=round(probabilities[pick], 6),
-        candidates=tuple(Candidate(agent_id=s.agent.agent_id, score=round(s.score, 6),
-                                   features={k: round(v, 6) for k, v in s.features.items()},
-                                   predicted_success=round(s.predicted, 6), confidence=round(s.confidence, 6),
-                                   propensity=round(p, 6)) for s, p in zip(ranked, probabilities)),
+        task_id=task.task_id,
+        policy=POLICY,
+        model_version=state.model_version,
+        chosen_agent_id=chosen.agent.agent_id,
+        predicted_success=round(chosen.predicted, 6),
+        confidence=round(chosen.confidence, 6),
+        propensity=round(probabilities[pick], 6),
+        candidates=tuple(
+            Candidate(
+                agent_id=s.agent.agent_id,
+                score=round(s.score, 6),
+                features={k: round(v, 6) for k, v in s.features.items()},
+                predicted_success=round(s.predicted, 6),
+                confidence=round(s.confidence, 6),
+                propensity=round(p, 6),
+            )
+            for s, p in zip(ranked, probabilities)
+        ),
         reason=_reason(chosen, ranked, pick, considered),
-        risk_factors=_risks(chosen, ranked))
+        risk_factors=_risks(chosen, ranked),
+    )
 
 
 def _reason(chosen: Scored, ranked: list[Scored], pick: int, considered: int) -> str:
     f = chosen.features
-    head = (f"{chosen.agent.agent_id}: predicted success {chosen.predicted:.2f} "
-            f"(confidence {chosen.confidence:.2f}), load {f['load']:.0%}")
+    head = (
+        f"{chosen.agent.agent_id}: predicted success {chosen.predicted:.2f} "
+        f"(confidence {chosen.confidence:.2f}), load {f['load']:.0%}"
+    )
     if pick == 0:
         return head + f", best of {considered} capable"
     return head + f", explored (rank {pick + 1} of {considered}; best was {ranked[0].agent.agent_id})"
@@ -420,6 +488,7 @@ def _risks(chosen: Scored, ranked: list[Scored]) -> tuple[str, ...]:
 
 # --- evolving the state from events ------------------------------------------------
 
+
 def take_estimate(state: RouterState, event: SkillEstimated) -> None:
     """The learner's estimate replaces the prior, and the outcomes it counts leave the router's own
     tally; those it has not read yet stay. An estimate older than the one in hand is ignored."""
@@ -432,16 +501,24 @@ def take_estimate(state: RouterState, event: SkillEstimated) -> None:
         return
     else:
         behind = max(0, record.seen - event.outcomes_read)
-        del uncounted[:max(0, len(uncounted) - behind)]
+        del uncounted[: max(0, len(uncounted) - behind)]
     successes = float(sum(uncounted))
-    state.records[key] = replace(record, successes=successes, failures=len(uncounted) - successes,
-                                 estimate=event.proficiency, estimate_confidence=event.confidence,
-                                 estimate_attempts=event.attempts, estimate_read=event.outcomes_read,
-                                 estimate_prior_strength=event.prior_strength, estimate_successes=event.successes)
+    state.records[key] = replace(
+        record,
+        successes=successes,
+        failures=len(uncounted) - successes,
+        estimate=event.proficiency,
+        estimate_confidence=event.confidence,
+        estimate_attempts=event.attempts,
+        estimate_read=event.outcomes_read,
+        estimate_prior_strength=event.prior_strength,
+        estimate_successes=event.successes,
+    )
 
 
-def learn_outcome(state: RouterState, agent_id: str, capability: str, success: bool,
-                  duration_ms: float | None = None) -> None:
+def learn_outcome(
+    state: RouterState, agent_id: str, capability: str, success: bool, duration_ms: float | None = None
+) -> None:
     key = (agent_id, capability)
     record = state.records.get(key, Record())
     # An estimate read before this outcome may already count it: the learner read ahead of us.
@@ -452,9 +529,12 @@ def learn_outcome(state: RouterState, agent_id: str, capability: str, success: b
         uncounted = state.uncounted.setdefault(key, bytearray())
         uncounted.append(bool(success))
         if len(uncounted) > UNCOUNTED_KEPT:
-            del uncounted[:len(uncounted) - UNCOUNTED_KEPT]
+            del uncounted[: len(uncounted) - UNCOUNTED_KEPT]
     state.records[key] = replace(
-        record, seen=record.seen + 1, successes=record.successes + new * success,
+        record,
+        seen=record.seen + 1,
+        successes=record.successes + new * success,
         failures=record.failures + new * (not success),
         total_duration_ms=record.total_duration_ms + (duration_ms or 0.0),
-        durations=record.durations + (duration_ms is not None))
+        durations=record.durations + (duration_ms is not None),
+    )

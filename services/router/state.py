@@ -4,6 +4,7 @@
 plus what is needed to derive it: which agent holds which attempt of which task (for load,
 and for the capability an outcome is about) and which job a task belongs to.
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,20 +108,31 @@ def _registered(view: RouterFold, event: AgentRegistered) -> None:
     previous = view.state.agents.get(event.agent_id)
     # Labels describe the agent (team, region, …); capability tags describe its skills.
     tags = frozenset(event.labels.values()) | {tag for c in event.capabilities for tag in c.tags}
-    view._set_agent(AgentState(
-        agent_id=event.agent_id, capabilities={c.name: c.proficiency for c in event.capabilities},
-        capacity=event.capacity, cost_per_task=event.cost_per_task, tags=tags,
-        labels=tuple(sorted(event.labels.items())),
-        versions=tuple(sorted((c.name, c.version) for c in event.capabilities if c.version)), status="registered",
-        health=previous.health if previous else "unknown", in_flight=view.loads[event.agent_id]))
+    view._set_agent(
+        AgentState(
+            agent_id=event.agent_id,
+            capabilities={c.name: c.proficiency for c in event.capabilities},
+            capacity=event.capacity,
+            cost_per_task=event.cost_per_task,
+            tags=tags,
+            labels=tuple(sorted(event.labels.items())),
+            versions=tuple(sorted((c.name, c.version) for c in event.capabilities if c.version)),
+            status="registered",
+            health=previous.health if previous else "unknown",
+            in_flight=view.loads[event.agent_id],
+        )
+    )
 
 
 def _capabilities_changed(view: RouterFold, event: AgentCapabilitiesChanged) -> None:
     if (agent := view.state.agents.get(event.agent_id)) is None:
         return
     versions = event.versions_after(dict(agent.versions))
-    view._set_agent(replace(agent, capabilities=event.proficiencies_after(agent.capabilities),
-                            versions=tuple(sorted(versions.items()))))
+    view._set_agent(
+        replace(
+            agent, capabilities=event.proficiencies_after(agent.capabilities), versions=tuple(sorted(versions.items()))
+        )
+    )
 
 
 def _deregistered(view: RouterFold, event: AgentDeregistered) -> None:
@@ -214,20 +226,35 @@ def _model_published(view: RouterFold, event: ModelPublished) -> None:
     try:
         predictor = LinearPredictor.from_parameters(event.parameters)
     except ValidationError as error:
-        log.warning("model %s %s refused, still using %s: %s", event.model_id, event.model_version,
-                    view.state.model_version, error.errors()[0]["msg"] if error.errors() else error)
+        log.warning(
+            "model %s %s refused, still using %s: %s",
+            event.model_id,
+            event.model_version,
+            view.state.model_version,
+            error.errors()[0]["msg"] if error.errors() else error,
+        )
         return
     view.state.predictor = predictor
     view.state.model_version = event.model_version
 
 
 _HANDLERS = {
-    AgentRegistered: _registered, AgentCapabilitiesChanged: _capabilities_changed,
-    AgentDeregistered: _deregistered, AgentHealthChanged: _health_changed,
-    TaskSubmitted: _submitted, TaskRouted: _routed, TaskAssigned: _assigned, TaskCompleted: _ended, TaskFailed: _ended,
-    TaskRejected: _ended, TaskHandedOff: _handed_off, TaskTimedOut: _timed_out, TaskReassigned: _reassigned,
-    SkillEstimated: _skill_estimated, RelationshipScored: _relationship_scored, ModelPublished: _model_published,
+    AgentRegistered: _registered,
+    AgentCapabilitiesChanged: _capabilities_changed,
+    AgentDeregistered: _deregistered,
+    AgentHealthChanged: _health_changed,
+    TaskSubmitted: _submitted,
+    TaskRouted: _routed,
+    TaskAssigned: _assigned,
+    TaskCompleted: _ended,
+    TaskFailed: _ended,
+    TaskRejected: _ended,
+    TaskHandedOff: _handed_off,
+    TaskTimedOut: _timed_out,
+    TaskReassigned: _reassigned,
+    SkillEstimated: _skill_estimated,
+    RelationshipScored: _relationship_scored,
+    ModelPublished: _model_published,
 }
 # The event types the view changes on; the log follower passes over the others unread.
 HANDLED = frozenset(cls.event_type for cls in _HANDLERS)
-

@@ -7,6 +7,7 @@ topic; the value is its TaskSubmitted as received, and a tombstone removes it on
 routed or has expired. This is what a Faust table with a changelog would hold; the router
 reads the tasks topic in batches, outside a Faust stream, where a table cannot be written.
 """
+
 from __future__ import annotations
 
 from aiokafka import TopicPartition
@@ -22,9 +23,17 @@ def waiting_topic(settings: Settings) -> str:
 
 
 async def ensure_router_topics(settings: Settings) -> None:
-    await kafka.ensure_own_topics(settings, [NewTopic(waiting_topic(settings), PARTITIONS,
-                                                      settings.replication_factor,
-                                                      topic_configs={"cleanup.policy": "compact"})])
+    await kafka.ensure_own_topics(
+        settings,
+        [
+            NewTopic(
+                waiting_topic(settings),
+                PARTITIONS,
+                settings.replication_factor,
+                topic_configs={"cleanup.policy": "compact"},
+            )
+        ],
+    )
 
 
 class WaitingTasks:

@@ -1,4 +1,5 @@
 """The Python agent SDK: `Agent(agent_id, capabilities, capacity, handler).run()`."""
+
 from events.values import Capability, CapabilityRequirement, MemoryProfile
 from services.sdk.agent import Agent, NotDeregistered
 from services.sdk.registration import SDK_VERSION, InvalidAgent

@@ -5,6 +5,7 @@ previous process of this agent left half-done; only then is the committed positi
 it is final. The position is fixed before AgentRegistered is sent: a brand-new agent starts at
 the end of its partition, since nothing is assigned to an agent before it registers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -63,16 +64,34 @@ class _Job:
 
 
 class Agent:
-    def __init__(self, agent_id: str, capabilities: Iterable[Capability | Mapping], capacity: int,
-                 handler: Handler, *, display_name: str | None = None,
-                 capacity_per_capability: Mapping[str, int] | None = None, cost_per_task: float = 0.0,
-                 labels: Mapping[str, str] | None = None, memory_profile: MemoryProfile | Mapping | None = None,
-                 version: str | None = None, heartbeat_interval: float = 5.0, drain_timeout: float = 30.0,
-                 settings: Settings | None = None, signing_key: Signer | str | Path | None = None) -> None:
+    def __init__(
+        self,
+        agent_id: str,
+        capabilities: Iterable[Capability | Mapping],
+        capacity: int,
+        handler: Handler,
+        *,
+        display_name: str | None = None,
+        capacity_per_capability: Mapping[str, int] | None = None,
+        cost_per_task: float = 0.0,
+        labels: Mapping[str, str] | None = None,
+        memory_profile: MemoryProfile | Mapping | None = None,
+        version: str | None = None,
+        heartbeat_interval: float = 5.0,
+        drain_timeout: float = 30.0,
+        settings: Settings | None = None,
+        signing_key: Signer | str | Path | None = None,
+    ) -> None:
         self.registration = declaration(
-            agent_id=agent_id, capabilities=capabilities, capacity=capacity, display_name=display_name,
-            capacity_per_capability=capacity_per_capability, cost_per_task=cost_per_task, labels=labels,
-            memory_profile=memory_profile)
+            agent_id=agent_id,
+            capabilities=capabilities,
+            capacity=capacity,
+            display_name=display_name,
+            capacity_per_capability=capacity_per_capability,
+            cost_per_task=cost_per_task,
+            labels=labels,
+            memory_profile=memory_profile,
+        )
         if not callable(handler):
             raise InvalidAgent(f"agent {agent_id}: handler must be an async function taking a Task")
         if not heartbeat_interval > 0:
@@ -144,8 +163,13 @@ class Agent:
             outbox = asyncio.create_task(self._outbox.run(), name=f"{self.agent_id}-outbox")
             background.append(outbox)
             await self._publish(self.registration)
-            log.info("agent %s registered; reading %s[%d] from offset %d", self.agent_id, topic,
-                     tp.partition, self._ledger.position().offset)
+            log.info(
+                "agent %s registered; reading %s[%d] from offset %d",
+                self.agent_id,
+                topic,
+                tp.partition,
+                self._ledger.position().offset,
+            )
             self.ready.set()
             reader = asyncio.create_task(self._read(consumer, tp), name=f"{self.agent_id}-reader")
             beat = asyncio.create_task(self._beat(), name=f"{self.agent_id}-heartbeat")
@@ -174,8 +198,11 @@ class Agent:
 
     async def _resume(self, consumer, tp: TopicPartition) -> Ledger:
         committed = await committed_position(self.settings, self.group_id, tp)
-        ledger = Ledger(await end_offset(consumer, tp)) if committed is None else Ledger.resume(
-            committed.offset, committed.metadata)
+        ledger = (
+            Ledger(await end_offset(consumer, tp))
+            if committed is None
+            else Ledger.resume(committed.offset, committed.metadata)
+        )
         consumer.seek(tp, ledger.position().offset)
         return ledger
 
@@ -209,18 +236,22 @@ class Agent:
         try:
             event = decode(record.value)
             if not isinstance(event.body, TaskAssigned):
-                raise InvalidEvent(f"{event.event_type} does not belong on the assignments topic",
-                                   event_type=event.event_type)
+                raise InvalidEvent(
+                    f"{event.event_type} does not belong on the assignments topic", event_type=event.event_type
+                )
         except EventDecodeError as error:
             log.warning("dead-lettering assignment at offset %d: %s", record.offset, error)
             headers = tuple(dead_letter_headers(record, error, f"agent:{self.agent_id}"))
-            self._outbox.submit([Outgoing(self.settings.topic("dead-letter"), record.value, record.key, headers)],
-                                finishes=record.offset)
+            self._outbox.submit(
+                [Outgoing(self.settings.topic("dead-letter"), record.value, record.key, headers)],
+                finishes=record.offset,
+            )
             return
         attempt = (event.body.task_id, event.body.attempt)
         if attempt in self._attempts:
-            log.warning("task %s attempt %d is already running here; ignoring the repeat at offset %d",
-                        *attempt, record.offset)
+            log.warning(
+                "task %s attempt %d is already running here; ignoring the repeat at offset %d", *attempt, record.offset
+            )
             self._ledger.finish(record.offset)
             return
         job = _Job(record.offset, event)
@@ -306,9 +337,14 @@ class Agent:
             # One heartbeat in the queue at a time: while Kafka is away, stale ones would pile up.
             if pending is None or pending.done():
                 cpu_percent, memory_mb = self._usage.sample()
-                body = AgentHeartbeat(agent_id=self.agent_id, in_flight=self.in_flight,
-                                      queue_depth=max(0, self.queue_depth), cpu_percent=cpu_percent,
-                                      memory_mb=memory_mb, agent_version=self.version)
+                body = AgentHeartbeat(
+                    agent_id=self.agent_id,
+                    in_flight=self.in_flight,
+                    queue_depth=max(0, self.queue_depth),
+                    cpu_percent=cpu_percent,
+                    memory_mb=memory_mb,
+                    agent_version=self.version,
+                )
                 pending = self._outbox.submit([self._outgoing(make_event(body, producer=self.agent_id))])
             await asyncio.sleep(self.heartbeat_interval)
 
@@ -322,8 +358,13 @@ class Agent:
         _, late = await asyncio.wait(runners, timeout=self.drain_timeout)
         if late:
             stuck = [job for job in self._jobs.values() if job.handler is not None and not job.handler.done()]
-            log.warning("agent %s: after %.0fs, %d tasks still running (reporting them failed), %d outcomes "
-                        "not yet in Kafka", self.agent_id, self.drain_timeout, len(stuck), len(late) - len(stuck))
+            log.warning(
+                "agent %s: after %.0fs, %d tasks still running (reporting them failed), %d outcomes not yet in Kafka",
+                self.agent_id,
+                self.drain_timeout,
+                len(stuck),
+                len(late) - len(stuck),
+            )
             for job in stuck:
                 job.handler.cancel()
             await asyncio.wait(late, timeout=LAST_WORDS_TIMEOUT_S)
@@ -334,8 +375,10 @@ class Agent:
             await asyncio.wait_for(self._publish(body), LAST_WORDS_TIMEOUT_S)
             log.info("agent %s deregistered", self.agent_id)
         except asyncio.TimeoutError:
-            raise NotDeregistered(f"agent {self.agent_id} could not publish AgentDeregistered within "
-                                  f"{LAST_WORDS_TIMEOUT_S:.0f}s; is Kafka reachable?") from None
+            raise NotDeregistered(
+                f"agent {self.agent_id} could not publish AgentDeregistered within "
+                f"{LAST_WORDS_TIMEOUT_S:.0f}s; is Kafka reachable?"
+            ) from None
 
     async def _tear_down(self, background: list[asyncio.Task]) -> None:
         tasks = background + [job.runner for job in self._jobs.values() if job.runner is not None]
@@ -351,8 +394,12 @@ class Agent:
 
     def _outgoing(self, event: Envelope) -> Outgoing:
         value = encode(event)
-        return Outgoing(self.settings.topic(topic_for_event(event.event_type).name), value, event.key.encode(),
-                        (type_header(event), *(self.signer.headers(value) if self.signer else ())))
+        return Outgoing(
+            self.settings.topic(topic_for_event(event.event_type).name),
+            value,
+            event.key.encode(),
+            (type_header(event), *(self.signer.headers(value) if self.signer else ())),
+        )
 
 
 def _attempt_of(assignment: TaskAssigned) -> dict:

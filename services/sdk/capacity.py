@@ -1,4 +1,5 @@
 """How many tasks may run at once, overall and per capability."""
+
 from __future__ import annotations
 
 from collections import Counter

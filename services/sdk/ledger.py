@@ -12,6 +12,7 @@ position can never run ahead of, or lag behind, what was actually reported.
 
 Metadata format, offsets relative to the committed one: "1:<end>:<open>,<open>,…".
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -54,7 +55,8 @@ def decode(offset: int, metadata: str) -> tuple[int, set[int]]:
     except ValueError as error:
         raise LedgerMetadataError(
             f"committed offset {offset} carries metadata {metadata!r} this SDK cannot read ({error}); "
-            "was the group's offset set by another tool?") from None
+            "was the group's offset set by another tool?"
+        ) from None
 
 
 class Ledger:

@@ -6,6 +6,7 @@ all. A transaction that fails for a transient reason (broker restarting, leader 
 timeout) is retried whole, with backoff, until it succeeds; consumers reading with
 isolation_level=read_committed see every event once.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -48,8 +49,15 @@ class _Entry:
 
 
 class Outbox:
-    def __init__(self, transactions: Transactions, ledger: Ledger, partition: TopicPartition, *,
-                 delay=backoff, sleep=asyncio.sleep) -> None:
+    def __init__(
+        self,
+        transactions: Transactions,
+        ledger: Ledger,
+        partition: TopicPartition,
+        *,
+        delay=backoff,
+        sleep=asyncio.sleep,
+    ) -> None:
         self._transactions = transactions
         self._ledger = ledger
         self._partition = partition
@@ -119,6 +127,12 @@ class Outbox:
             except TRANSIENT as error:
                 self.failures += 1
                 delay = self._delay(self.failures)
-                log.warning("publishing %d events failed (%s: %s); retry %d in %.1fs", len(records),
-                            type(error).__name__, error, self.failures, delay)
+                log.warning(
+                    "publishing %d events failed (%s: %s); retry %d in %.1fs",
+                    len(records),
+                    type(error).__name__,
+                    error,
+                    self.failures,
+                    delay,
+                )
                 await self._sleep(delay)

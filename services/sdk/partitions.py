@@ -1,4 +1,5 @@
 """Which partition a key lands on, the way Kafka's default partitioner puts it there."""
+
 from __future__ import annotations
 
 from aiokafka.partitioner import murmur2

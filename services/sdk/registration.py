@@ -1,4 +1,5 @@
 """The agent's declaration, checked completely before anything is sent."""
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -36,20 +37,35 @@ def readable(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def declaration(*, agent_id: str, capabilities: Iterable[Capability | Mapping], capacity: int,
-                display_name: str | None = None, capacity_per_capability: Mapping[str, int] | None = None,
-                cost_per_task: float = 0.0, labels: Mapping[str, str] | None = None,
-                memory_profile: MemoryProfile | Mapping | None = None) -> AgentRegistered:
+def declaration(
+    *,
+    agent_id: str,
+    capabilities: Iterable[Capability | Mapping],
+    capacity: int,
+    display_name: str | None = None,
+    capacity_per_capability: Mapping[str, int] | None = None,
+    cost_per_task: float = 0.0,
+    labels: Mapping[str, str] | None = None,
+    memory_profile: MemoryProfile | Mapping | None = None,
+) -> AgentRegistered:
     """The AgentRegistered body, or InvalidAgent naming every problem found."""
     if isinstance(capacity, int) and capacity > MAX_CAPACITY:
-        raise InvalidAgent(f"agent {agent_id}: capacity {capacity} is above {MAX_CAPACITY}, the most one "
-                           "agent process runs at once; run more processes instead")
+        raise InvalidAgent(
+            f"agent {agent_id}: capacity {capacity} is above {MAX_CAPACITY}, the most one "
+            "agent process runs at once; run more processes instead"
+        )
     try:
         return AgentRegistered(
-            agent_id=agent_id, display_name=display_name or agent_id, capabilities=tuple(capabilities),
-            capacity=capacity, capacity_per_capability=dict(capacity_per_capability or {}),
-            cost_per_task=cost_per_task, labels=dict(labels or {}), memory_profile=memory_profile,
-            sdk_version=SDK_VERSION)
+            agent_id=agent_id,
+            display_name=display_name or agent_id,
+            capabilities=tuple(capabilities),
+            capacity=capacity,
+            capacity_per_capability=dict(capacity_per_capability or {}),
+            cost_per_task=cost_per_task,
+            labels=dict(labels or {}),
+            memory_profile=memory_profile,
+            sdk_version=SDK_VERSION,
+        )
     except ValidationError as error:
         raise InvalidAgent(f"agent {agent_id}: invalid declaration: {readable(error)}") from None
     except TypeError as error:  # e.g. capabilities that are not a sequence

@@ -1,4 +1,5 @@
 """What a handler hands back, and the outcome event each result becomes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -55,12 +56,21 @@ def outcome_for(assignment: TaskAssigned, outcome: object, duration_ms: float) -
     if isinstance(outcome, BaseException):
         return TaskFailed(**attempt, error=describe(outcome), retryable=True)
     if not isinstance(outcome, Completed):
-        return TaskFailed(**attempt, retryable=False, error=(
-            f"handler returned {type(outcome).__name__}; return Completed(...) or raise Failed / Rejected"))
+        return TaskFailed(
+            **attempt,
+            retryable=False,
+            error=(f"handler returned {type(outcome).__name__}; return Completed(...) or raise Failed / Rejected"),
+        )
     try:
-        return TaskCompleted(**attempt, result_summary=outcome.result_summary, metrics=outcome.metrics,
-                             success=outcome.success, duration_ms=max(0.0, duration_ms))
+        return TaskCompleted(
+            **attempt,
+            result_summary=outcome.result_summary,
+            metrics=outcome.metrics,
+            success=outcome.success,
+            duration_ms=max(0.0, duration_ms),
+        )
     except ValidationError as error:
         # The same handler would return the same unusable result on another attempt.
-        return TaskFailed(**attempt, retryable=False,
-                          error=clip(f"handler returned an invalid result: {readable(error)}"))
+        return TaskFailed(
+            **attempt, retryable=False, error=clip(f"handler returned an invalid result: {readable(error)}")
+        )

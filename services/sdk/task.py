@@ -1,4 +1,5 @@
 """What a handler receives: one assignment, and a way to pass work on."""
+
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -28,11 +29,19 @@ class Task:
     _hand_off: Callable[[TaskHandedOff], Awaitable[None]] = field(repr=False)
 
     @classmethod
-    def of(cls, assignment: TaskAssigned, event_id: str,
-           hand_off: Callable[[TaskHandedOff], Awaitable[None]]) -> "Task":
-        return cls(task_id=assignment.task_id, attempt=assignment.attempt, capability=assignment.capability,
-                   payload=assignment.payload, deadline=assignment.deadline, agent_id=assignment.agent_id,
-                   assignment_event_id=event_id, _hand_off=hand_off)
+    def of(
+        cls, assignment: TaskAssigned, event_id: str, hand_off: Callable[[TaskHandedOff], Awaitable[None]]
+    ) -> "Task":
+        return cls(
+            task_id=assignment.task_id,
+            attempt=assignment.attempt,
+            capability=assignment.capability,
+            payload=assignment.payload,
+            deadline=assignment.deadline,
+            agent_id=assignment.agent_id,
+            assignment_event_id=event_id,
+            _hand_off=hand_off,
+        )
 
     def seconds_left(self, now: datetime | None = None) -> float | None:
         if self.deadline is None:
@@ -61,9 +70,13 @@ class Task:
             return self.payload[field]
         return await open_field(self.payload, field, task_id=self.task_id, keystore=keystore)
 
-    async def hand_off(self, to_agent_id: str | None = None,
-                       requirements: Iterable[CapabilityRequirement | Mapping | str] = (),
-                       reason: str = "", subtask_id: str | None = None) -> None:
+    async def hand_off(
+        self,
+        to_agent_id: str | None = None,
+        requirements: Iterable[CapabilityRequirement | Mapping | str] = (),
+        reason: str = "",
+        subtask_id: str | None = None,
+    ) -> None:
         """Pass this task (subtask_id None) or a subtask on; to_agent_id None lets the router choose.
 
         Handing off the whole task ends this attempt: nothing else is reported for it, and
@@ -71,9 +84,15 @@ class Task:
         """
         wanted = tuple(CapabilityRequirement(name=r) if isinstance(r, str) else r for r in requirements)
         try:
-            body = TaskHandedOff(task_id=self.task_id, from_agent_id=self.agent_id, attempt=self.attempt,
-                                 to_agent_id=to_agent_id, subtask_id=subtask_id, reason=reason,
-                                 requirements=wanted)
+            body = TaskHandedOff(
+                task_id=self.task_id,
+                from_agent_id=self.agent_id,
+                attempt=self.attempt,
+                to_agent_id=to_agent_id,
+                subtask_id=subtask_id,
+                reason=reason,
+                requirements=wanted,
+            )
         except ValidationError as error:
             raise ValueError(f"invalid hand-off of {self.task_id}: {readable(error)}") from None
         await self._hand_off(body)

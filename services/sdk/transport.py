@@ -1,4 +1,5 @@
 """The agent's Kafka clients: a transactional producer and a consumer of one partition."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,8 +48,10 @@ class KafkaTransactions:
         # Asking for all metadata answers at once; asking for one topic waits for it to appear.
         partitions = (await self._producer.client.fetch_all_metadata()).partitions_for_topic(topic)
         if not partitions:
-            raise MissingTopic(f"topic {topic} does not exist on {self.settings.kafka_bootstrap_servers}; "
-                               "create the topics with `orchestrator topics ensure`")
+            raise MissingTopic(
+                f"topic {topic} does not exist on {self.settings.kafka_bootstrap_servers}; "
+                "create the topics with `orchestrator topics ensure`"
+            )
         return len(partitions)
 
     async def commit(self, records: Sequence[Outgoing], offsets: dict[TopicPartition, Position]) -> None:
@@ -62,16 +65,20 @@ class KafkaTransactions:
             self._producer = producer
         try:
             async with self._producer.transaction():
-                sent = [await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
-                        for r in records]
+                sent = [
+                    await self._producer.send(r.topic, r.value, key=r.key, headers=list(r.headers) or None)
+                    for r in records
+                ]
                 await asyncio.gather(*sent)
                 if offsets:
                     await self._producer.send_offsets_to_transaction(
-                        {tp: OffsetAndMetadata(p.offset, p.metadata) for tp, p in offsets.items()},
-                        self.group_id)
+                        {tp: OffsetAndMetadata(p.offset, p.metadata) for tp, p in offsets.items()}, self.group_id
+                    )
         except ProducerFenced as error:
-            raise Fenced(f"agent transactions under {self.transactional_id!r} were fenced off: another "
-                         f"process runs this agent, or a transaction timed out ({error})") from error
+            raise Fenced(
+                f"agent transactions under {self.transactional_id!r} were fenced off: another "
+                f"process runs this agent, or a transaction timed out ({error})"
+            ) from error
         except BaseException:
             # A fresh producer with the same transactional id aborts whatever this one left
             # open, whatever state it is in; simpler than telling abortable from fatal errors.
@@ -130,4 +137,3 @@ async def partition_consumer(settings: Settings, tp: TopicPartition) -> AIOKafka
 
 async def end_offset(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     return (await consumer.end_offsets([tp]))[tp]
-

@@ -4,6 +4,7 @@ The standard library is enough: `resource` gives CPU time everywhere, /proc/self
 resident set on Linux; elsewhere the peak resident set stands in. psutil would add a compiled
 dependency for two numbers.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Pure: `bindings(document, prefix)` is what the broker must hold for a topic pref
 
     python -m services.security.acls principals FILE    # the file's users, one a line
 """
+
 from __future__ import annotations
 
 import sys
@@ -20,12 +21,22 @@ DEFAULT_FILE = ROOT / "infra" / "acls.toml"
 # Kafka's wire codes (org.apache.kafka.common.resource / acl).
 RESOURCE_TYPES = {"topic": 2, "group": 3, "cluster": 4, "transactional_id": 5}
 PATTERN_TYPES = {"literal": 3, "prefixed": 4}
-OPERATIONS = {"all": 2, "read": 3, "write": 4, "create": 5, "delete": 6, "alter": 7, "describe": 8,
-              "cluster_action": 9, "describe_configs": 10, "alter_configs": 11, "idempotent_write": 12}
+OPERATIONS = {
+    "all": 2,
+    "read": 3,
+    "write": 4,
+    "create": 5,
+    "delete": 6,
+    "alter": 7,
+    "describe": 8,
+    "cluster_action": 9,
+    "describe_configs": 10,
+    "alter_configs": 11,
+    "idempotent_write": 12,
+}
 PERMISSIONS = {"deny": 2, "allow": 3}
 EVERY_TOPIC = "*"
-KEYS = {"users", "read", "write", "groups", "group_prefixes", "transactional_id_prefixes",
-        "internal_topic_prefixes"}
+KEYS = {"users", "read", "write", "groups", "group_prefixes", "transactional_id_prefixes", "internal_topic_prefixes"}
 
 
 class AclFileError(ValueError):
@@ -43,8 +54,10 @@ class Binding:
     host: str = "*"
 
     def __str__(self) -> str:
-        return (f"{self.principal:18} {self.permission:5} {self.operation:16} {self.resource_type:16} "
-                f"{self.pattern_type:8} {self.resource_name}")
+        return (
+            f"{self.principal:18} {self.permission:5} {self.operation:16} {self.resource_type:16} "
+            f"{self.pattern_type:8} {self.resource_name}"
+        )
 
 
 @dataclass(frozen=True)
@@ -72,8 +85,9 @@ def _roles(document: dict) -> dict[str, dict]:
             raise AclFileError(f"principals.{role} must be a table")
         unknown = set(entry) - KEYS
         if unknown:
-            raise AclFileError(f"principals.{role}: unknown key(s) {', '.join(sorted(unknown))}; "
-                               f"known: {', '.join(sorted(KEYS))}")
+            raise AclFileError(
+                f"principals.{role}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(KEYS))}"
+            )
         for key, value in entry.items():
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise AclFileError(f"principals.{role}.{key} must be a list of non-empty strings")
@@ -97,8 +111,9 @@ def _catalog_topic(role: str, key: str, name: str, prefix: str) -> tuple[str, st
     if name == EVERY_TOPIC:
         return "prefixed", f"{prefix}."
     if name not in {spec.name for spec in TOPICS}:
-        raise AclFileError(f"principals.{role}.{key}: {name!r} is not a topic of the catalog "
-                           f"(events/topics.py) nor {EVERY_TOPIC!r}")
+        raise AclFileError(
+            f"principals.{role}.{key}: {name!r} is not a topic of the catalog (events/topics.py) nor {EVERY_TOPIC!r}"
+        )
     return "literal", topic_name(name, prefix)
 
 
@@ -120,12 +135,14 @@ def _role_grants(role: str, entry: dict, prefix: str) -> list[tuple[str, str, st
             pattern, resource = _catalog_topic(role, key, name, prefix)
             grants += [("topic", pattern, resource, operation), ("topic", pattern, resource, "describe_configs")]
     for key, resource_type, pattern, operation in (
-            ("groups", "group", "literal", "read"),
-            ("group_prefixes", "group", "prefixed", "read"),
-            ("transactional_id_prefixes", "transactional_id", "prefixed", "write"),
-            ("internal_topic_prefixes", "topic", "prefixed", "all")):
-        grants += [(resource_type, pattern, _named(role, key, template, prefix), operation)
-                   for template in entry.get(key, [])]
+        ("groups", "group", "literal", "read"),
+        ("group_prefixes", "group", "prefixed", "read"),
+        ("transactional_id_prefixes", "transactional_id", "prefixed", "write"),
+        ("internal_topic_prefixes", "topic", "prefixed", "all"),
+    ):
+        grants += [
+            (resource_type, pattern, _named(role, key, template, prefix), operation) for template in entry.get(key, [])
+        ]
     return grants
 
 

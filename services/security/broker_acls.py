@@ -4,6 +4,7 @@ aiokafka's admin client has no create/describe/delete ACL methods, but ships the
 messages (DescribeAcls, CreateAcls, DeleteAcls): they are sent here, version 1, the lowest
 Kafka 4 still accepts and the highest aiokafka encodes as Kafka expects.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,15 @@ from services.security.acls import OPERATIONS, PATTERN_TYPES, PERMISSIONS, RESOU
 from services.settings import Settings
 
 ANY = 1
-_NAMES = {table_id: {code: name for name, code in table.items()}
-          for table_id, table in (("resource", RESOURCE_TYPES), ("pattern", PATTERN_TYPES),
-                                  ("operation", OPERATIONS), ("permission", PERMISSIONS))}
+_NAMES = {
+    table_id: {code: name for name, code in table.items()}
+    for table_id, table in (
+        ("resource", RESOURCE_TYPES),
+        ("pattern", PATTERN_TYPES),
+        ("operation", OPERATIONS),
+        ("permission", PERMISSIONS),
+    )
+}
 
 
 class AclError(RuntimeError):
@@ -28,6 +35,7 @@ class AclError(RuntimeError):
 class _Version1(Request[RequestStruct]):
     """Sends one prebuilt version-1 message. Negotiation would pick aiokafka's DescribeAcls v2,
     which it encodes with the v1 layout where Kafka expects the flexible one."""
+
     API_KEY = -1  # each instance takes its message's
 
     def __init__(self, struct: RequestStruct) -> None:
@@ -40,14 +48,23 @@ class _Version1(Request[RequestStruct]):
     def prepare(self, versions: dict[int, tuple[int, int]]) -> RequestStruct:
         low, high = versions.get(self.API_KEY, (0, -1))
         if not low <= self.struct.API_VERSION <= high:
-            raise AclError(f"the broker does not speak {type(self.struct).__name__} (versions {low}-{high}); "
-                           "is it Kafka 2.0 or later with an authorizer?")
+            raise AclError(
+                f"the broker does not speak {type(self.struct).__name__} (versions {low}-{high}); "
+                "is it Kafka 2.0 or later with an authorizer?"
+            )
         return self.struct
 
 
 def _wire(binding: Binding) -> tuple:
-    return (RESOURCE_TYPES[binding.resource_type], binding.resource_name, PATTERN_TYPES[binding.pattern_type],
-            binding.principal, binding.host, OPERATIONS[binding.operation], PERMISSIONS[binding.permission])
+    return (
+        RESOURCE_TYPES[binding.resource_type],
+        binding.resource_name,
+        PATTERN_TYPES[binding.pattern_type],
+        binding.principal,
+        binding.host,
+        OPERATIONS[binding.operation],
+        PERMISSIONS[binding.permission],
+    )
 
 
 def _check(code: int, message: str | None, what: str) -> None:
@@ -65,10 +82,17 @@ async def describe(admin) -> list[Binding]:
     found = []
     for resource_type, name, pattern_type, acls in response.resources:
         for principal, host, operation, permission in acls:
-            found.append(Binding(principal, _NAMES["resource"].get(resource_type, str(resource_type)),
-                                 _NAMES["pattern"].get(pattern_type, str(pattern_type)), name,
-                                 _NAMES["operation"].get(operation, str(operation)),
-                                 _NAMES["permission"].get(permission, str(permission)), host))
+            found.append(
+                Binding(
+                    principal,
+                    _NAMES["resource"].get(resource_type, str(resource_type)),
+                    _NAMES["pattern"].get(pattern_type, str(pattern_type)),
+                    name,
+                    _NAMES["operation"].get(operation, str(operation)),
+                    _NAMES["permission"].get(permission, str(permission)),
+                    host,
+                )
+            )
     return sorted(found)
 
 
@@ -99,17 +123,19 @@ async def with_admin(settings: Settings, work):
 
 async def in_force(settings: Settings) -> list[Binding]:
     """The ACLs on resources of the settings' topic prefix."""
+
     async def work(admin):
         return [b for b in await describe(admin) if in_scope(b, settings.topic_prefix)]
+
     return await with_admin(settings, work)
 
 
-async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = False,
-                timeout_s: float = 30.0) -> Plan:
+async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = False, timeout_s: float = 30.0) -> Plan:
     """Make the prefix's ACLs exactly `desired`; a second call changes nothing.
 
     Returns once the broker enforces them: the controller records a change at once, the
     broker's authorizer a moment later, and DescribeAcls answers from the latter."""
+
     async def work(admin):
         changes = plan(desired, await describe(admin), settings.topic_prefix)
         if dry_run:
@@ -119,8 +145,11 @@ async def apply(settings: Settings, desired: list[Binding], *, dry_run: bool = F
         deadline = asyncio.get_running_loop().time() + timeout_s
         while (left := plan(desired, await describe(admin), settings.topic_prefix)).create or left.delete:
             if asyncio.get_running_loop().time() > deadline:
-                raise AclError(f"the broker still differs from the file after {timeout_s:.0f}s: "
-                               f"{len(left.create)} to add, {len(left.delete)} to remove")
+                raise AclError(
+                    f"the broker still differs from the file after {timeout_s:.0f}s: "
+                    f"{len(left.create)} to add, {len(left.delete)} to remove"
+                )
             await asyncio.sleep(0.05)
         return changes
+
     return await with_admin(settings, work)

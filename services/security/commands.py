@@ -1,4 +1,5 @@
 """`orchestrator acl apply|list`: the ACLs of infra/acls.toml on the broker, for the topic prefix."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,10 +13,13 @@ from services.settings import Settings
 
 
 def add_commands(commands) -> None:
-    acl = commands.add_parser("acl", help="ACLs per principal on a secure broker (infra/acls.toml)") \
-        .add_subparsers(metavar="ACTION")
-    apply = acl.add_parser("apply", help="make the ACLs on this topic prefix exactly those of the file "
-                                         "(adds what is missing, removes the rest)")
+    acl = commands.add_parser("acl", help="ACLs per principal on a secure broker (infra/acls.toml)").add_subparsers(
+        metavar="ACTION"
+    )
+    apply = acl.add_parser(
+        "apply",
+        help="make the ACLs on this topic prefix exactly those of the file (adds what is missing, removes the rest)",
+    )
     apply.add_argument("--file", default=str(acls.DEFAULT_FILE), help="the ACL file (default infra/acls.toml)")
     apply.add_argument("--dry-run", action="store_true", help="show the changes, make none")
     apply.set_defaults(run=cmd_acl_apply)
@@ -31,6 +35,7 @@ def _fail(error: Exception) -> int:
 
 def cmd_acl_apply(args, settings: Settings) -> int:
     from services.security.broker_acls import AclError, apply
+
     try:
         desired = acls.bindings(acls.load(args.file), settings.topic_prefix)
         changes = asyncio.run(apply(settings, desired, dry_run=args.dry_run))
@@ -41,13 +46,16 @@ def cmd_acl_apply(args, settings: Settings) -> int:
     for binding in changes.create:
         print(f"+ {binding}")
     verb = "would add" if args.dry_run else "added"
-    print(f"{verb} {len(changes.create)}, {'would remove' if args.dry_run else 'removed'} {len(changes.delete)}, "
-          f"{len(desired)} ACLs on {settings.topic_prefix}.* as declared in {args.file}")
+    print(
+        f"{verb} {len(changes.create)}, {'would remove' if args.dry_run else 'removed'} {len(changes.delete)}, "
+        f"{len(desired)} ACLs on {settings.topic_prefix}.* as declared in {args.file}"
+    )
     return 0
 
 
 def cmd_acl_list(args, settings: Settings) -> int:
     from services.security.broker_acls import AclError, in_force
+
     try:
         bindings = asyncio.run(in_force(settings))
     except AclError as error:

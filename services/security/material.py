@@ -6,6 +6,7 @@ creates under DIR what is missing and keeps what is there (so clients keep worki
 restarts): tls/ca.pem (what clients trust), tls/ca.key, tls/broker.pem (the broker's key and
 certificate, for 127.0.0.1 and localhost) and credentials/<principal>.password (mode 0600).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -37,40 +38,66 @@ def _key() -> rsa.RSAPrivateKey:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "orchestrator local stack"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "orchestrator local stack"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
     now = datetime.datetime.now(datetime.timezone.utc)
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + VALID_FOR))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + VALID_FOR)
+    )
 
 
 def new_authority(common_name: str = "orchestrator local CA") -> Authority:
     key = _key()
-    certificate = (_builder(_name(common_name), _name(common_name), key.public_key())
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .sign(key, hashes.SHA256()))
+    certificate = (
+        _builder(_name(common_name), _name(common_name), key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
     return Authority(key, certificate)
 
 
-def server_certificate(authority: Authority, hosts=BROKER_HOSTS, ips=BROKER_IPS
-                       ) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def server_certificate(
+    authority: Authority, hosts=BROKER_HOSTS, ips=BROKER_IPS
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key = _key()
     names = [x509.DNSName(h) for h in hosts] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
-    certificate = (_builder(_name(hosts[0]), authority.certificate.subject, key.public_key())
-                   .add_extension(x509.SubjectAlternativeName(names), critical=False)
-                   .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                   # The broker is also a client: of its own controller and inter-broker listeners.
-                   .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                         ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-                   .sign(authority.key, hashes.SHA256()))
+    certificate = (
+        _builder(_name(hosts[0]), authority.certificate.subject, key.public_key())
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        # The broker is also a client: of its own controller and inter-broker listeners.
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+        .sign(authority.key, hashes.SHA256())
+    )
     return key, certificate
 
 
@@ -81,8 +108,9 @@ def pem_certificate(certificate: x509.Certificate) -> bytes:
 def pem_key(key: rsa.RSAPrivateKey) -> bytes:
     # Unencrypted PKCS#8: what Kafka's PEM key store reads without ssl.key.password. The file
     # is readable by its owner only.
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def new_password() -> str:
@@ -109,8 +137,10 @@ def ensure_material(directory: Path, principals: list[str]) -> list[str]:
         broker_pem.unlink(missing_ok=True)  # signed by the old CA
         created.append("CA")
     if not broker_pem.exists():
-        authority = Authority(serialization.load_pem_private_key(ca_key.read_bytes(), password=None),
-                              x509.load_pem_x509_certificate(ca_pem.read_bytes()))
+        authority = Authority(
+            serialization.load_pem_private_key(ca_key.read_bytes(), password=None),
+            x509.load_pem_x509_certificate(ca_pem.read_bytes()),
+        )
         key, certificate = server_certificate(authority)
         _write_private(broker_pem, pem_key(key) + pem_certificate(certificate) + pem_certificate(authority.certificate))
         created.append("broker certificate")

@@ -4,6 +4,7 @@ Connects with the client settings of the environment (KAFKA_SECURITY_PROTOCOL, K
 KAFKA_SSL_CAFILE): an answer proves the TLS handshake, the certificate and the SASL login.
 Exit status 0 when the broker answered, 1 otherwise (reason on stderr).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,8 +24,10 @@ async def _describe(settings: Settings) -> str:
     finally:
         await admin.close()
     brokers = ", ".join(f"{b['node_id']}@{b['host']}:{b['port']}" for b in cluster["brokers"])
-    return (f"brokers [{brokers}], controller {cluster['controller_id']}, cluster id {cluster['cluster_id']}, "
-            f"as {settings.kafka_sasl_username} over {settings.kafka_security_protocol}")
+    return (
+        f"brokers [{brokers}], controller {cluster['controller_id']}, cluster id {cluster['cluster_id']}, "
+        f"as {settings.kafka_sasl_username} over {settings.kafka_security_protocol}"
+    )
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
 """What an agent's own record says about one capability: a Beta posterior over its success rate."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,12 @@ class Beta:
     @classmethod
     def posterior(cls, prior_mean: float, prior_strength: float, counts: Counts) -> Beta:
         prior_mean = min(max(prior_mean, EDGE), 1.0 - EDGE)
-        return cls(prior_mean * prior_strength + counts.successes,
-                   (1.0 - prior_mean) * prior_strength + counts.failures, prior_mean, prior_strength)
+        return cls(
+            prior_mean * prior_strength + counts.successes,
+            (1.0 - prior_mean) * prior_strength + counts.failures,
+            prior_mean,
+            prior_strength,
+        )
 
     @property
     def mean(self) -> float:

@@ -11,6 +11,7 @@ models take apart, so each kind has its own prefix and each name inside one is e
     version:<capability>=<version>      a declared capability version, shared likewise
     task:<capability>:<task feature>    a task feature, standardized per capability
 """
+
 from __future__ import annotations
 
 import math
@@ -43,6 +44,7 @@ def squash(value: float) -> float:
 @dataclass
 class Running:
     """Mean and variance of one task feature (Welford), to put it on a common scale."""
+
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0
@@ -63,22 +65,36 @@ class Running:
 Scaling = dict[str, dict[str, Running]]  # capability -> task feature -> running moments
 
 
-def features(capability: str, agent_id: str, labels: Mapping[str, str], skill: Beta, attempts: int,
-             task_features: Mapping[str, float], scaling: Scaling, version: str | None = None) -> dict[str, float]:
+def features(
+    capability: str,
+    agent_id: str,
+    labels: Mapping[str, str],
+    skill: Beta,
+    attempts: int,
+    task_features: Mapping[str, float],
+    scaling: Scaling,
+    version: str | None = None,
+) -> dict[str, float]:
     """`version` is the agent's declared version of this capability, if it declared one."""
-    return {**skill_features(skill, attempts), f"capability:{part(capability)}": 1.0,
-            **agent_features(agent_id, labels, capability, version), **standardized(capability, task_features, scaling)}
+    return {
+        **skill_features(skill, attempts),
+        f"capability:{part(capability)}": 1.0,
+        **agent_features(agent_id, labels, capability, version),
+        **standardized(capability, task_features, scaling),
+    }
 
 
 # The parts below are what `features` joins. A router scoring many agents for one task computes the
 # task's part once and each agent's identity part once per model, and only the skill part per candidate.
 
+
 def skill_features(skill: Beta, attempts: int) -> dict[str, float]:
     return {"skill_logit": logit(skill.mean), "evidence": math.log1p(attempts) / EVIDENCE_SCALE}
 
 
-def agent_features(agent_id: str, labels: Mapping[str, str], capability: str = "",
-                   version: str | None = None) -> dict[str, float]:
+def agent_features(
+    agent_id: str, labels: Mapping[str, str], capability: str = "", version: str | None = None
+) -> dict[str, float]:
     x = {f"agent:{part(agent_id)}": 1.0}
     for key, value in sorted(labels.items()):
         x[f"label:{part(key)}={part(value)}"] = 1.0

@@ -4,6 +4,7 @@ posterior, the capability, the agent, its labels and the task's features.
 Its weights are published as plain JSON; `LinearPredictor` rebuilds a predictor from them after
 validation, so a consumer never unpickles anything.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,18 +35,22 @@ class SuccessModel:
     def probability(self, x: Mapping[str, float]) -> float:
         return self.regression.predict_proba_one(x)[True]
 
-    def learn(self, x: Mapping[str, float], success: bool, capability: str,
-              task_features: Mapping[str, float]) -> None:
+    def learn(self, x: Mapping[str, float], success: bool, capability: str, task_features: Mapping[str, float]) -> None:
         self.regression.learn_one(x, bool(success))
         observe(self.scaling, capability, task_features)
         self.trained_on += 1
 
     def parameters(self) -> dict[str, JsonValue]:
-        return {"format": FORMAT, "intercept": float(self.regression.intercept),
-                "weights": {k: float(v) for k, v in sorted(self.regression.weights.items())},
-                "scaling": {capability: {name: [r.count, r.mean, r.m2] for name, r in sorted(moments.items())}
-                            for capability, moments in sorted(self.scaling.items())},
-                "trained_on": self.trained_on}
+        return {
+            "format": FORMAT,
+            "intercept": float(self.regression.intercept),
+            "weights": {k: float(v) for k, v in sorted(self.regression.weights.items())},
+            "scaling": {
+                capability: {name: [r.count, r.mean, r.m2] for name, r in sorted(moments.items())}
+                for capability, moments in sorted(self.scaling.items())
+            },
+            "trained_on": self.trained_on,
+        }
 
 
 FeatureName = Annotated[str, Field(min_length=1, max_length=400)]
@@ -75,8 +80,10 @@ class LinearPredictor:
     def __init__(self, parameters: ModelParameters) -> None:
         self.intercept = parameters.intercept
         self.weights = dict(parameters.weights)
-        self.scaling: Scaling = {capability: {name: Running(*moments) for name, moments in by_name.items()}
-                                 for capability, by_name in parameters.scaling.items()}
+        self.scaling: Scaling = {
+            capability: {name: Running(*moments) for name, moments in by_name.items()}
+            for capability, by_name in parameters.scaling.items()
+        }
         self.trained_on = parameters.trained_on
         self._agent_terms: dict[tuple, float] = {}  # the weights never change
 
@@ -97,8 +104,9 @@ class LinearPredictor:
     def task_term(self, capability: str, task_features: Mapping[str, float]) -> float:
         return self.intercept + self.linear(task_features_of(capability, task_features, self.scaling))
 
-    def agent_term(self, agent_id: str, labels: tuple[tuple[str, str], ...], capability: str = "",
-                   version: str | None = None) -> float:
+    def agent_term(
+        self, agent_id: str, labels: tuple[tuple[str, str], ...], capability: str = "", version: str | None = None
+    ) -> float:
         key = (agent_id, labels, capability, version)
         if (term := self._agent_terms.get(key)) is None:
             term = self._agent_terms[key] = self.linear(agent_features(agent_id, dict(labels), capability, version))

@@ -1,4 +1,5 @@
 """Plumbing for end-to-end tests: publishing, waiting on conditions, reading tables."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,11 @@ async def publish_all(settings, events) -> None:
     try:
         sent = []
         for e in events:
-            sent.append(await producer.send(topic_name(topic_for_event(e.event_type), settings.topic_prefix),
-                                            encode(e), key=e.key.encode()))
+            sent.append(
+                await producer.send(
+                    topic_name(topic_for_event(e.event_type), settings.topic_prefix), encode(e), key=e.key.encode()
+                )
+            )
             if e.event_type == "TaskAssigned":
                 await sent[-1]
         await asyncio.gather(*sent)

@@ -5,6 +5,7 @@ same jars and settings, in the profile the suite runs in (the secure one when th
 say SASL_SSL: same CA and passwords), with its own ports and data directory, so restarting
 it disturbs no other test.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,19 +32,32 @@ class PrivateKafka:
         self.process: subprocess.Popen | None = None
         self.properties = directory / "server.properties"
         profile = ["--secure"] if self.secure else []
-        ports = {"STACK_KAFKA_DIR": str(directory), "STACK_KAFKA_PORT": str(self.port),
-                 "STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
-                 "STACK_SECURE_KAFKA_PORT": str(self.port),
-                 "STACK_SECURE_KAFKA_CONTROLLER_PORT": str(self.controller_port)}
+        ports = {
+            "STACK_KAFKA_DIR": str(directory),
+            "STACK_KAFKA_PORT": str(self.port),
+            "STACK_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "STACK_SECURE_KAFKA_PORT": str(self.port),
+            "STACK_SECURE_KAFKA_CONTROLLER_PORT": str(self.controller_port),
+        }
         # Without the suite's endpoint, which would count as an external broker to the stack.
         env = {**{k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}, **ports}
-        subprocess.run(["bash", str(STACK), "prepare", *profile, "offsets.topic.num.partitions=3"],
-                       env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+        subprocess.run(
+            ["bash", str(STACK), "prepare", *profile, "offsets.topic.num.partitions=3"],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
         # The admin's client settings for this broker, for the readiness probe.
-        out = subprocess.run(["bash", str(STACK), "env", *profile], env=env, cwd=ROOT,
-                             check=True, capture_output=True, text=True).stdout
-        self.client_env = {**os.environ, **dict(re.findall(r"export (\w+)=(\S+)", out)),
-                           "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap}
+        out = subprocess.run(
+            ["bash", str(STACK), "env", *profile], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+        self.client_env = {
+            **os.environ,
+            **dict(re.findall(r"export (\w+)=(\S+)", out)),
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+        }
 
     def _probe(self) -> list[str]:
         if self.secure:
@@ -53,10 +67,20 @@ class PrivateKafka:
     def start(self, timeout: float = 90.0) -> None:
         log = open(self.directory / "broker.out", "ab")
         self.process = subprocess.Popen(
-            ["java", "-Xms128m", "-Xmx512m", "-cp", f"{LIBS}/*",
-             f"-Dlog4j2.configurationFile={ROOT / 'infra' / 'kafka' / 'log4j2.yaml'}",
-             f"-Dkafka.logs.dir={self.directory / 'logs'}", "kafka.Kafka", str(self.properties)],
-            stdout=log, stderr=subprocess.STDOUT)
+            [
+                "java",
+                "-Xms128m",
+                "-Xmx512m",
+                "-cp",
+                f"{LIBS}/*",
+                f"-Dlog4j2.configurationFile={ROOT / 'infra' / 'kafka' / 'log4j2.yaml'}",
+                f"-Dkafka.logs.dir={self.directory / 'logs'}",
+                "kafka.Kafka",
+                str(self.properties),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while subprocess.run(self._probe(), env=self.client_env, cwd=ROOT, capture_output=True).returncode != 0:
             if self.process.poll() is not None or time.monotonic() > deadline:

@@ -1,4 +1,5 @@
 """An agent taking part with plain Kafka and the JSON Schemas only: kcat (librdkafka), no SDK."""
+
 from __future__ import annotations
 
 import subprocess
@@ -30,9 +31,16 @@ async def clean_schema(settings):
 def message(event_type: str, body: dict, *, key: str, producer: str = AGENT) -> bytes:
     """What a client in any language writes: the schema's envelope, filled in by hand."""
     example = orjson.loads((ROOT / "schemas" / f"{event_type}.schema.json").read_bytes())["examples"][0]
-    envelope = {**example, "event_id": str(uuid.uuid4()), "key": key, "producer": producer,
-                "occurred_at": datetime.now(timezone.utc).isoformat(), "body": body,
-                "correlation_id": None, "causation_id": None}
+    envelope = {
+        **example,
+        "event_id": str(uuid.uuid4()),
+        "key": key,
+        "producer": producer,
+        "occurred_at": datetime.now(timezone.utc).isoformat(),
+        "body": body,
+        "correlation_id": None,
+        "causation_id": None,
+    }
     return orjson.dumps(envelope)
 
 
@@ -40,9 +48,15 @@ def librdkafka_config(settings) -> dict[str, str]:
     """librdkafka's names for what services.kafka.connection_options gives the Python clients."""
     config = {"bootstrap.servers": settings.kafka_bootstrap_servers}
     if settings.kafka_security_protocol == "SASL_SSL":
-        config.update({"security.protocol": "SASL_SSL", "sasl.mechanisms": settings.kafka_sasl_mechanism,
-                       "sasl.username": settings.kafka_sasl_username, "sasl.password": settings.kafka_sasl_secret,
-                       "ssl.endpoint.identification.algorithm": "https"})
+        config.update(
+            {
+                "security.protocol": "SASL_SSL",
+                "sasl.mechanisms": settings.kafka_sasl_mechanism,
+                "sasl.username": settings.kafka_sasl_username,
+                "sasl.password": settings.kafka_sasl_secret,
+                "ssl.endpoint.identification.algorithm": "https",
+            }
+        )
         if settings.kafka_ssl_cafile:
             config["ssl.ca.location"] = settings.kafka_ssl_cafile
     return config
@@ -62,13 +76,22 @@ def kcat_produce(settings, topic: str, key: str, value: bytes, event_type: str |
     if through_kcat(settings):
         options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
         header = ["-H", f"event_type={event_type}"] if event_type else []
-        subprocess.run(["kcat", "-P", *options, *header, "-t", settings.topic(topic), "-k", key],
-                       input=value, check=True, timeout=30)
+        subprocess.run(
+            ["kcat", "-P", *options, *header, "-t", settings.topic(topic), "-k", key],
+            input=value,
+            check=True,
+            timeout=30,
+        )
         return
     from confluent_kafka import Producer
+
     producer = Producer(config)
-    producer.produce(settings.topic(topic), value=value, key=key.encode(),
-                     headers=[("event_type", event_type.encode())] if event_type else None)
+    producer.produce(
+        settings.topic(topic),
+        value=value,
+        key=key.encode(),
+        headers=[("event_type", event_type.encode())] if event_type else None,
+    )
     assert producer.flush(30) == 0, "librdkafka could not deliver the message"
 
 
@@ -76,14 +99,37 @@ def kcat_consume_partition(settings, topic: str, partition: int) -> list[tuple[s
     config = librdkafka_config(settings)
     if through_kcat(settings):
         options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
-        out = subprocess.run(["kcat", "-C", *options, "-t", settings.topic(topic), "-p", str(partition),
-                              "-o", "beginning", "-e", "-q", "-f", "%k\t%s\n"],
-                             capture_output=True, check=True, timeout=30).stdout
-        return [(k.decode(), orjson.loads(v))
-                for k, v in (line.split(b"\t", 1) for line in out.splitlines() if line)]
+        out = subprocess.run(
+            [
+                "kcat",
+                "-C",
+                *options,
+                "-t",
+                settings.topic(topic),
+                "-p",
+                str(partition),
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%k\t%s\n",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=30,
+        ).stdout
+        return [(k.decode(), orjson.loads(v)) for k, v in (line.split(b"\t", 1) for line in out.splitlines() if line)]
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    consumer = Consumer({**config, "group.id": f"{settings.topic_prefix}.any-language",
-                         "enable.auto.commit": False, "enable.partition.eof": True})
+
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"{settings.topic_prefix}.any-language",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     consumer.assign([TopicPartition(settings.topic(topic), partition, OFFSET_BEGINNING)])
     records = []
     try:
@@ -100,32 +146,69 @@ def kcat_consume_partition(settings, topic: str, partition: int) -> list[tuple[s
 
 async def test_an_agent_takes_part_with_kcat_alone(settings):
     assignments = next(t for t in TOPICS if t.name == "assignments")
-    my_partition = int(subprocess.run(
-        ["python3", "-m", "services.cli", "topics", "partition", AGENT], cwd=ROOT,
-        capture_output=True, text=True, check=True).stdout)
+    my_partition = int(
+        subprocess.run(
+            ["python3", "-m", "services.cli", "topics", "partition", AGENT],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert my_partition == kafka.partition_for_key(AGENT, assignments.partitions)
 
     async with running_projector(settings):
         # Registered without the event_type header, as an agent written before it would;
         # the heartbeat and the outcome name their type in it.
-        kcat_produce(settings, "agents", AGENT, message("AgentRegistered", {
-            "agent_id": AGENT, "display_name": "Shell agent", "capacity": 1,
-            "capabilities": [{"name": "bash", "proficiency": 0.7}]}, key=AGENT))
-        kcat_produce(settings, "heartbeats", AGENT, message("AgentHeartbeat", {
-            "agent_id": AGENT, "in_flight": 0, "queue_depth": 0}, key=AGENT), event_type="AgentHeartbeat")
+        kcat_produce(
+            settings,
+            "agents",
+            AGENT,
+            message(
+                "AgentRegistered",
+                {
+                    "agent_id": AGENT,
+                    "display_name": "Shell agent",
+                    "capacity": 1,
+                    "capabilities": [{"name": "bash", "proficiency": 0.7}],
+                },
+                key=AGENT,
+            ),
+        )
+        kcat_produce(
+            settings,
+            "heartbeats",
+            AGENT,
+            message("AgentHeartbeat", {"agent_id": AGENT, "in_flight": 0, "queue_depth": 0}, key=AGENT),
+            event_type="AgentHeartbeat",
+        )
         # What the balancer would do: assign a task to the agent.
-        await publish_all(settings, [f.submitted("sh-task-1", capability="bash"),
-                                     f.assigned("sh-task-1", AGENT)])
+        await publish_all(settings, [f.submitted("sh-task-1", capability="bash"), f.assigned("sh-task-1", AGENT)])
 
         mine = await wait_for(lambda: _my_assignments(settings, my_partition), what="the agent's assignment")
         assert [body["task_id"] for body in mine] == ["sh-task-1"]
 
-        kcat_produce(settings, "task-outcomes", "sh-task-1", message("TaskCompleted", {
-            "task_id": "sh-task-1", "agent_id": AGENT, "attempt": mine[0]["attempt"],
-            "result_summary": "done in bash", "duration_ms": 12.0}, key="sh-task-1"), event_type="TaskCompleted")
+        kcat_produce(
+            settings,
+            "task-outcomes",
+            "sh-task-1",
+            message(
+                "TaskCompleted",
+                {
+                    "task_id": "sh-task-1",
+                    "agent_id": AGENT,
+                    "attempt": mine[0]["attempt"],
+                    "result_summary": "done in bash",
+                    "duration_ms": 12.0,
+                },
+                key="sh-task-1",
+            ),
+            event_type="TaskCompleted",
+        )
 
-        tasks = await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE status = 'completed'"),
-                               what="the completed task")
+        tasks = await wait_for(
+            lambda: fetch(settings, "SELECT * FROM tasks WHERE status = 'completed'"), what="the completed task"
+        )
         agents = await fetch(settings, "SELECT * FROM agents")
         heartbeats = await fetch(settings, "SELECT * FROM agent_heartbeats_latest")
 
@@ -140,15 +223,23 @@ async def _my_assignments(settings, partition: int):
 
 
 async def test_an_invalid_registration_is_dead_lettered_with_its_reason_and_nothing_applied(settings):
-    bad = message("AgentRegistered", {
-        "agent_id": "bad-agent", "display_name": "Bad", "capacity": -1, "surprise": True,
-        "capabilities": [{"name": "sql", "proficiency": 1.5}, {"name": "sql", "proficiency": 0.5}]},
-        key="bad-agent")
+    bad = message(
+        "AgentRegistered",
+        {
+            "agent_id": "bad-agent",
+            "display_name": "Bad",
+            "capacity": -1,
+            "surprise": True,
+            "capabilities": [{"name": "sql", "proficiency": 1.5}, {"name": "sql", "proficiency": 0.5}],
+        },
+        key="bad-agent",
+    )
     async with running_projector(settings):
         await publish_raw(settings, "agents", b"bad-agent", bad)
         await publish_all(settings, [f.registered("good-agent")])
-        await wait_for(lambda: fetch(settings, "SELECT 1 FROM agents WHERE agent_id = 'good-agent'"),
-                       what="the good registration")
+        await wait_for(
+            lambda: fetch(settings, "SELECT 1 FROM agents WHERE agent_id = 'good-agent'"), what="the good registration"
+        )
 
     [parked] = await read_parked(settings)
     assert parked.error_class == "InvalidEvent"

@@ -1,4 +1,5 @@
 """The audit projector on the real broker and database: the chain, tampering in SQL, crashes, standbys."""
+
 from __future__ import annotations
 
 import asyncio
@@ -31,9 +32,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def audit_settings(settings, tmp_path):
-    return settings.replace(audit_db_schema=f"audit_{settings.db_schema}", audit_batch_timeout_ms="100",
-                   audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_checkpoint_every_rows="500",
-                   audit_signing_key_file=str(tmp_path / "keys" / "signing-key.pem"))
+    return settings.replace(
+        audit_db_schema=f"audit_{settings.db_schema}",
+        audit_batch_timeout_ms="100",
+        audit_checkpoint_dir=str(tmp_path / "checkpoints"),
+        audit_checkpoint_every_rows="500",
+        audit_signing_key_file=str(tmp_path / "keys" / "signing-key.pem"),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -44,16 +49,28 @@ async def clean(audit_settings):
 
 
 def env_of(settings, **extra) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-            "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "AUDIT_DB_SCHEMA": settings.audit.db_schema,
-            "AUDIT_CHECKPOINT_DIR": settings.audit.checkpoint_dir,
-            "AUDIT_SIGNING_KEY_FILE": settings.audit.signing_key_file, **extra}
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "ORCHESTRATOR_DB_SCHEMA": settings.db_schema,
+        "AUDIT_DB_SCHEMA": settings.audit.db_schema,
+        "AUDIT_CHECKPOINT_DIR": settings.audit.checkpoint_dir,
+        "AUDIT_SIGNING_KEY_FILE": settings.audit.signing_key_file,
+        **extra,
+    }
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env_of(settings), cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env_of(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def records_in_log(settings) -> int:
@@ -76,8 +93,9 @@ async def rows_audited(settings) -> int:
 
 async def until_all_audited(settings, timeout: float = 120.0) -> int:
     total = await records_in_log(settings)
-    await wait_for(lambda: _at_least(rows_audited(settings), total), timeout=timeout,
-                   what=f"{total} records in the audit log")
+    await wait_for(
+        lambda: _at_least(rows_audited(settings), total), timeout=timeout, what=f"{total} records in the audit log"
+    )
     return total
 
 
@@ -86,8 +104,11 @@ async def _at_least(count, n: int) -> bool:
 
 
 async def _asked_for_the_lock_since(conn, since) -> bool:
-    cur = await conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                             "AND query LIKE '%%pg_try_advisory_lock%%' AND query_start > %s", (since,))
+    cur = await conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+        "AND query LIKE '%%pg_try_advisory_lock%%' AND query_start > %s",
+        (since,),
+    )
     return (await cur.fetchone())[0] > 0
 
 
@@ -96,10 +117,15 @@ async def park_some_dead_letters(settings) -> None:
     await kafka.start(producer, settings)
     try:
         for offset in range(3):
-            origin = type("Consumed", (), {"topic": settings.topic("tasks"), "partition": 0, "offset": offset,
-                                           "headers": ()})()
-            await producer.send_and_wait(settings.topic("dead-letter"), b"{not json", key=b"task-x",
-                                         headers=dead_letter_headers(origin, ValueError("bad input"), "projector"))
+            origin = type(
+                "Consumed", (), {"topic": settings.topic("tasks"), "partition": 0, "offset": offset, "headers": ()}
+            )()
+            await producer.send_and_wait(
+                settings.topic("dead-letter"),
+                b"{not json",
+                key=b"task-x",
+                headers=dead_letter_headers(origin, ValueError("bad input"), "projector"),
+            )
     finally:
         await producer.stop()
 
@@ -118,7 +144,8 @@ async def running_auditor(settings):
 
 async def position_at(settings, seq: int) -> str:
     [(topic, partition, offset)] = await query(
-        settings, 'SELECT topic, partition, "offset" FROM audit_log WHERE seq = %s', (seq,))
+        settings, 'SELECT topic, partition, "offset" FROM audit_log WHERE seq = %s', (seq,)
+    )
     return f"{topic}[{partition}]@{offset}"
 
 
@@ -161,8 +188,12 @@ async def test_every_record_of_every_topic_is_chained_and_each_tampering_is_name
 
     # A row inserted in the middle, the later ones renumbered.
     await shift_from(s, 200, +1)
-    await query(s, "INSERT INTO audit_log SELECT 200, topic, partition, -1, kafka_timestamp_ms, key, %s, headers, "
-                   "hash, hash FROM audit_log WHERE seq = 199", (b'{"forged": true}',))  # linked to seq 199
+    await query(
+        s,
+        "INSERT INTO audit_log SELECT 200, topic, partition, -1, kafka_timestamp_ms, key, %s, headers, "
+        "hash, hash FROM audit_log WHERE seq = 199",
+        (b'{"forged": true}',),
+    )  # linked to seq 199
     await expect_first_bad(s, 200, "altered")
     await query(s, "DELETE FROM audit_log WHERE seq = 200")
     await shift_from(s, 201, -1)
@@ -209,7 +240,8 @@ async def shift_from(settings, seq: int, by: int) -> None:
 
 
 async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_every_record_exactly_once(
-        audit_settings, tmp_path):
+    audit_settings, tmp_path
+):
     s = audit_settings
     await publish_all(s, list(scripted_feed(agents=5, tasks=1500, seed=12)))
     env = env_of(s, AUDIT_BATCH_SIZE="20")
@@ -227,8 +259,9 @@ async def test_a_second_copy_waits_as_a_standby_and_a_killed_writer_resumes_ever
             # A standby's fault would be to write anyway: once it has asked for the lock again after
             # saying it waits, it has been past the point where it would have started, so look then.
             said_it_waits = (await (await holder.execute("SELECT clock_timestamp()")).fetchone())[0]
-            await wait_for(lambda: _asked_for_the_lock_since(holder, said_it_waits),
-                           what="the standby to ask for the lock again")
+            await wait_for(
+                lambda: _asked_for_the_lock_since(holder, said_it_waits), what="the standby to ask for the lock again"
+            )
             assert await rows_audited(s) == 0
             await holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (WRITER_LOCK, s.audit.db_schema))
 

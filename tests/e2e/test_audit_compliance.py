@@ -1,4 +1,5 @@
 """The compliance report against the real broker and database, each source as it is today."""
+
 from __future__ import annotations
 
 import pytest
@@ -19,7 +20,8 @@ async def test_the_report_shows_every_source_and_says_which_ones_are_not_there(s
         await view.conn.execute(
             "INSERT INTO security_events (event_id, occurred_at, kind, agent_id, detail) VALUES "
             "('e1', now(), 'not_assignee', 'agent-2', '{\"task_id\": \"task-1\"}'), "
-            "('e2', now(), 'key_enrolled', 'agent-1', '{}')")
+            "('e2', now(), 'key_enrolled', 'agent-1', '{}')"
+        )
 
         report = await build_report(s)
     finally:
@@ -30,7 +32,9 @@ async def test_the_report_shows_every_source_and_says_which_ones_are_not_there(s
     assert list(sections) == ["acls", "retention", "erasures", "audit", "security_events"]
     if s.kafka_security_protocol == "PLAINTEXT":
         assert (sections["acls"].status, sections["acls"].summary) == (
-            OK, "plaintext profile: no ACLs (the broker has no authorizer)")
+            OK,
+            "plaintext profile: no ACLs (the broker has no authorizer)",
+        )
     else:  # the secure profile's broker has an authorizer: the report lists what it enforces
         assert "ACLs in force" in sections["acls"].summary
     assert {row["name"] for row in sections["retention"].items} >= {s.topic("tasks"), "tasks", "security_events"}

@@ -1,4 +1,5 @@
 """`orchestrator bench` for a few seconds at a low rate, through every real processor and the real stack."""
+
 import json
 import os
 import subprocess
@@ -13,14 +14,38 @@ PROCESSORS = ("projector", "health", "router", "balancer", "learner", "audit")
 
 
 def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_path):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "BENCH_RESULTS_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "BENCH_RESULTS_DIR": str(tmp_path),
+    }
     rate, duration, warmup = 10, 8, 4
     run = subprocess.run(
-        [sys.executable, "-m", "services.cli", "bench", "--duration", str(duration), "--warmup", str(warmup),
-         "--rate", str(rate), "--agents", "4", "--raw-messages", "5000", "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=400)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "bench",
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(warmup),
+            "--rate",
+            str(rate),
+            "--agents",
+            "4",
+            "--raw-messages",
+            "5000",
+            "--json",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
 
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)

@@ -4,6 +4,7 @@ Events go to the broker, the projector folds them, the audit projector chains th
 serve dashboard` reads them as the analyst role; the browser loads every page. Screenshots of
 each page are left in .local/artifacts/dashboard/.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -49,28 +50,69 @@ KNOWN_TASK = "task-7-3"
 
 def run_events() -> list:
     events = list(scripted_feed(agents=5, tasks=60, seed=6, start=EARLIER))
-    events += [e for e in scripted_feed(agents=5, tasks=90, seed=7, start=RECENT)
-               if e.event_type != "AgentRegistered"]  # the same fleet, a day later
+    events += [
+        e for e in scripted_feed(agents=5, tasks=90, seed=7, start=RECENT) if e.event_type != "AgentRegistered"
+    ]  # the same fleet, a day later
     at = RECENT + timedelta(seconds=5)
     for n in range(3):  # tasks nobody offers a capability for: they wait
-        task = make_event(TaskSubmitted(task_id=f"vision-{n}", requirements=(CapabilityRequirement(name="vision"),),
-                                        submitter="client-1"), producer="client", occurred_at=at)
-        events += [task, make_event(TaskQueued(task_id=f"vision-{n}", reason="no registered agent offers vision",
-                                               capability="vision"), producer="router", cause=task, occurred_at=at)]
+        task = make_event(
+            TaskSubmitted(
+                task_id=f"vision-{n}", requirements=(CapabilityRequirement(name="vision"),), submitter="client-1"
+            ),
+            producer="client",
+            occurred_at=at,
+        )
+        events += [
+            task,
+            make_event(
+                TaskQueued(task_id=f"vision-{n}", reason="no registered agent offers vision", capability="vision"),
+                producer="router",
+                cause=task,
+                occurred_at=at,
+            ),
+        ]
     for step in range(8):  # the learner's view of agent-1, with a shift half-way
         for capability, start in (("python", 0.5), ("sql", 0.7)):
-            events.append(make_event(SkillEstimated(
-                agent_id="agent-1", capability=capability, proficiency=min(1.0, start + 0.04 * step),
-                confidence=0.1 * step, successes=step, attempts=step + 1, model_version="m1"),
-                producer="learner", occurred_at=RECENT + timedelta(seconds=step)))
-    events.append(make_event(SkillShiftDetected(agent_id="agent-1", capability="python", direction="improved",
-                                                before=0.55, after=0.66, attempts=4),
-                             producer="learner", occurred_at=RECENT + timedelta(seconds=4)))
+            events.append(
+                make_event(
+                    SkillEstimated(
+                        agent_id="agent-1",
+                        capability=capability,
+                        proficiency=min(1.0, start + 0.04 * step),
+                        confidence=0.1 * step,
+                        successes=step,
+                        attempts=step + 1,
+                        model_version="m1",
+                    ),
+                    producer="learner",
+                    occurred_at=RECENT + timedelta(seconds=step),
+                )
+            )
+    events.append(
+        make_event(
+            SkillShiftDetected(
+                agent_id="agent-1", capability="python", direction="improved", before=0.55, after=0.66, attempts=4
+            ),
+            producer="learner",
+            occurred_at=RECENT + timedelta(seconds=4),
+        )
+    )
     for n, kind in enumerate(("unsigned", "unsigned", "not_assignee")):
-        events.append(make_event(SecurityViolationDetected(
-            agent_id="agent-2", kind=kind, reason=f"refused record {n}", origin_topic="x.task-outcomes",
-            origin_partition=0, origin_offset=n, processor="projector"),
-            producer="projector", occurred_at=RECENT + timedelta(seconds=n)))
+        events.append(
+            make_event(
+                SecurityViolationDetected(
+                    agent_id="agent-2",
+                    kind=kind,
+                    reason=f"refused record {n}",
+                    origin_topic="x.task-outcomes",
+                    origin_partition=0,
+                    origin_offset=n,
+                    processor="projector",
+                ),
+                producer="projector",
+                occurred_at=RECENT + timedelta(seconds=n),
+            )
+        )
     return events
 
 
@@ -78,9 +120,15 @@ def run_events() -> list:
 async def stack(settings, tmp_path):
     """The read models and the audit chain of a short run, and the roles over them; dropped afterwards."""
     tag = settings.db_schema.removeprefix("test_")
-    s = settings.replace(db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
-                db_analyst_password=uuid.uuid4().hex, audit_checkpoint_dir=str(tmp_path / "checkpoints"),
-                audit_signing_key_file=str(tmp_path / "signing-key.pem"), audit_checkpoint_every_rows="200")
+    s = settings.replace(
+        db_role_prefix=f"t{tag}",
+        audit_db_schema=f"audit_{tag}",
+        keystore_schema=f"keystore_{tag}",
+        db_analyst_password=uuid.uuid4().hex,
+        audit_checkpoint_dir=str(tmp_path / "checkpoints"),
+        audit_signing_key_file=str(tmp_path / "signing-key.pem"),
+        audit_checkpoint_every_rows="200",
+    )
     await kafka.ensure_topics(s)
     events = run_events()
     await publish_all(s, events)
@@ -88,8 +136,9 @@ async def stack(settings, tmp_path):
     async with running_projector(s), auditor_running(s, stop) as auditor:
         auditing = asyncio.create_task(run_until(auditor, stop))
         await wait_until_projected(s)
-        await wait_for(lambda: _count(s, sql.Identifier(s.audit.db_schema, "audit_log"), len(events)),
-                       what="every record audited")
+        await wait_for(
+            lambda: _count(s, sql.Identifier(s.audit.db_schema, "audit_log"), len(events)), what="every record audited"
+        )
         stop.set()
         await auditing
     await apply_roles(s)
@@ -112,20 +161,36 @@ def dashboard(stack, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": stack.database_url, "ORCHESTRATOR_DB_SCHEMA": stack.db_schema,
-           "AUDIT_DB_SCHEMA": stack.audit.db_schema, "DB_ROLE_PREFIX": stack.db_role_prefix,
-           "DB_ANALYST_PASSWORD": stack.db_analyst_password, "AUDIT_CHECKPOINT_DIR": stack.audit.checkpoint_dir,
-           "AUDIT_SIGNING_KEY_FILE": stack.audit.signing_key_file, "DASHBOARD_PORT": str(port),
-           "OFF_PATH_NICE": "0", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.database_url,
+        "ORCHESTRATOR_DB_SCHEMA": stack.db_schema,
+        "AUDIT_DB_SCHEMA": stack.audit.db_schema,
+        "DB_ROLE_PREFIX": stack.db_role_prefix,
+        "DB_ANALYST_PASSWORD": stack.db_analyst_password,
+        "AUDIT_CHECKPOINT_DIR": stack.audit.checkpoint_dir,
+        "AUDIT_SIGNING_KEY_FILE": stack.audit.signing_key_file,
+        "DASHBOARD_PORT": str(port),
+        "OFF_PATH_NICE": "0",
+        "PYTHONPATH": str(ROOT),
+    }
     env.pop("DASHBOARD_DATABASE_URL", None)
     output = tmp_path / "dashboard.log"
     with output.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "dashboard"], env=env, cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "dashboard"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         address = f"http://127.0.0.1:{port}"
-        asyncio.run(wait_for(lambda: process.poll() is not None or _answers(address), timeout=30,
-                             what="the dashboard to answer"))
+        asyncio.run(
+            wait_for(
+                lambda: process.poll() is not None or _answers(address), timeout=30, what="the dashboard to answer"
+            )
+        )
         assert process.poll() is None, output.read_text()
         assert output.read_text().startswith(f"dashboard on {address}/ reading as "), output.read_text()
         yield address
@@ -146,12 +211,16 @@ def _answers(address: str) -> bool:
 def browser():
     options = Options()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(argument)
     # The system's driver for the system's browser: nothing is downloaded.
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                              options=options)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()
@@ -160,8 +229,11 @@ def browser():
 def load(browser, url: str) -> None:
     """Open a page and wait until every chart on it has drawn."""
     browser.get(url)
-    WebDriverWait(browser, 20).until(lambda d: d.execute_script(
-        "return Array.from(document.querySelectorAll('div.chart')).every(c => c.dataset.drawn === 'true')"))
+    WebDriverWait(browser, 20).until(
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll('div.chart')).every(c => c.dataset.drawn === 'true')"
+        )
+    )
 
 
 def charts_on(browser) -> dict[str, list[dict]]:
@@ -202,8 +274,9 @@ def screenshot(browser, name: str) -> None:
 
 async def as_analyst(settings: Settings, query: str) -> list[dict]:
     """The statement the page shows, run by the test on a connection of its own, logged in as the analyst."""
-    url = psycopg.conninfo.make_conninfo(settings.database_url, user=Roles.named(settings.db_role_prefix).analyst,
-                                         password=settings.db_analyst_password)
+    url = psycopg.conninfo.make_conninfo(
+        settings.database_url, user=Roles.named(settings.db_role_prefix).analyst, password=settings.db_analyst_password
+    )
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         await conn.execute("SET TIME ZONE 'UTC'")
         await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(settings.db_schema)))
@@ -281,14 +354,15 @@ async def test_every_page_draws_the_read_models_as_the_analyst(stack, dashboard,
 
     load(browser, f"{dashboard}/decisions?range=all&task={KNOWN_TASK}")
     decisions = await check_page(browser, stack, "decisions")
-    [decision] = await fetch(stack, "SELECT candidates FROM routing_decisions WHERE task_id = %s ORDER BY decided_at "
-                                    "LIMIT 1", (KNOWN_TASK,))
+    [decision] = await fetch(
+        stack, "SELECT candidates FROM routing_decisions WHERE task_id = %s ORDER BY decided_at LIMIT 1", (KNOWN_TASK,)
+    )
     first = [r for r in decisions["decision_candidates"] if r["decision"] == 1]
     assert [r["agent_id"] for r in first] == [c["agent_id"] for c in decision["candidates"]]
     assert [r["probability"] for r in first] == [c["propensity"] for c in decision["candidates"]]
     header, cells = table(browser, "decision_candidates")
     assert {"features", "score", "predicted_success", "confidence", "probability", "reason"} <= set(header)
-    assert [row[header.index("agent_id")] for row in cells][:len(first)] == [r["agent_id"] for r in first]
+    assert [row[header.index("agent_id")] for row in cells][: len(first)] == [r["agent_id"] for r in first]
     assert decisions["task_attempts"] and decisions["task_outcome"][0]["task_id"] == KNOWN_TASK
 
     load(browser, f"{dashboard}/security?range=all")

@@ -4,6 +4,7 @@ Every agent may write the agents topic, so a verdict found there is a forgery: t
 condemns keeps its task and keeps being routed to, and the forgery is parked with the reason.
 On the secure broker no agent may write, or even read, the health monitor's topic.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -34,8 +35,12 @@ async def publish_on_agents_topic(settings: Settings, event) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        await producer.send_and_wait(topic_name("agents", settings.topic_prefix), encode(event),
-                                     key=event.key.encode(), headers=[type_header(event)])
+        await producer.send_and_wait(
+            topic_name("agents", settings.topic_prefix),
+            encode(event),
+            key=event.key.encode(),
+            headers=[type_header(event)],
+        )
     finally:
         await producer.stop()
 
@@ -47,9 +52,19 @@ async def test_a_verdict_forged_on_the_agents_topic_condemns_no_one(settings, tm
             await t1_held_by_good_with_backup_standing_by(settings, traffic, good_capacity=3)
 
             # `backup` declares its rival unhealthy, naming the health monitor as the producer.
-            await publish_on_agents_topic(settings, make_event(AgentHealthChanged(
-                agent_id="good", previous="healthy", current="unhealthy", missed_heartbeats=4,
-                in_flight_task_ids=("t-1",)), producer="health"))
+            await publish_on_agents_topic(
+                settings,
+                make_event(
+                    AgentHealthChanged(
+                        agent_id="good",
+                        previous="healthy",
+                        current="unhealthy",
+                        missed_heartbeats=4,
+                        in_flight_task_ids=("t-1",),
+                    ),
+                    producer="health",
+                ),
+            )
             parked = await parked_by(settings, {"balancer", "projector"})
             await publish_all(settings, [task("t-2")])
             [later] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-2"), "t-2 assigned")
@@ -62,7 +77,8 @@ async def test_a_verdict_forged_on_the_agents_topic_condemns_no_one(settings, tm
     health_topic = topic_name("health", settings.topic_prefix)
     reason = f"AgentHealthChanged is not accepted on {agents_topic}: only {health_topic} carries it"
     assert {(p.processor, p.origin_topic, p.error_class, p.error_message) for p in parked} == {
-        (processor, agents_topic, "MisplacedEvent", reason) for processor in ("balancer", "projector")}
+        (processor, agents_topic, "MisplacedEvent", reason) for processor in ("balancer", "projector")
+    }
 
 
 async def test_on_the_secure_broker_only_the_health_monitor_writes_verdicts(admin, secure_broker):  # noqa: F811

@@ -1,4 +1,5 @@
 """The health monitor as it runs in production: `orchestrator serve health` against the real broker."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,13 @@ from tests.factories import assigned, completed, deregistered, registered
 pytestmark = pytest.mark.e2e
 
 # Heartbeats every 0.5 s: degraded after 1 s of silence, unhealthy after 2 s, load per 1 s.
-FAST = {"HEALTH_HEARTBEAT_INTERVAL_S": "0.5", "HEALTH_DEGRADED_AFTER_MISSED": "2",
-        "HEALTH_UNHEALTHY_AFTER_MISSED": "4", "HEALTH_LOAD_WINDOW_S": "1", "HEALTH_TICK_INTERVAL_S": "0.1"}
+FAST = {
+    "HEALTH_HEARTBEAT_INTERVAL_S": "0.5",
+    "HEALTH_DEGRADED_AFTER_MISSED": "2",
+    "HEALTH_UNHEALTHY_AFTER_MISSED": "4",
+    "HEALTH_LOAD_WINDOW_S": "1",
+    "HEALTH_TICK_INTERVAL_S": "0.1",
+}
 INTERVAL_S = 0.5
 
 
@@ -38,9 +44,13 @@ def environment(settings: Settings, data_dir) -> dict[str, str]:
 def health_monitor(settings: Settings, tmp_path, name: str = "health"):
     log_path = tmp_path / f"{name}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "health"], cwd=ROOT,
-                                   env=environment(settings, tmp_path / "faust"), stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "health"],
+            cwd=ROOT,
+            env=environment(settings, tmp_path / "faust"),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -56,9 +66,18 @@ def stop(process: subprocess.Popen) -> int:
 
 
 def heartbeat(agent_id: str, in_flight: int = 1):
-    return make_event(AgentHeartbeat(agent_id=agent_id, in_flight=in_flight, queue_depth=2, cpu_percent=12.5,
-                                     memory_mb=256.0, agent_version="1.0"),
-                      producer=agent_id, occurred_at=datetime.now(timezone.utc))
+    return make_event(
+        AgentHeartbeat(
+            agent_id=agent_id,
+            in_flight=in_flight,
+            queue_depth=2,
+            cpu_percent=12.5,
+            memory_mb=256.0,
+            agent_version="1.0",
+        ),
+        producer=agent_id,
+        occurred_at=datetime.now(timezone.utc),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -112,6 +131,7 @@ class MonitorOutput:
         async def check():
             await self._read()
             return condition()
+
         return await wait_for(check, timeout=timeout, what=what)
 
 
@@ -126,9 +146,11 @@ async def parked_by_health(settings: Settings):
 
     async def read():
         fetched = await consumer.getmany(timeout_ms=100)
-        parked.extend(p for p in map(parked_from, (r for rs in fetched.values() for r in rs))
-                      if p.processor == "health")
+        parked.extend(
+            p for p in map(parked_from, (r for rs in fetched.values() for r in rs)) if p.processor == "health"
+        )
         return parked
+
     try:
         return await wait_for(read, timeout=10, what="a message parked by the health monitor")
     finally:
@@ -139,9 +161,16 @@ async def test_silence_degrades_then_condemns_an_agent_and_leaves_its_tasks_to_t
     await kafka.ensure_topics(settings)
     with health_monitor(settings, tmp_path) as monitor:
         async with MonitorOutput(settings) as output:
-            await publish_all(settings, [registered("agent-1"), registered("agent-2"),
-                                         assigned("task-1", "agent-1"), assigned("task-2", "agent-1"),
-                                         completed("task-2", "agent-1")])
+            await publish_all(
+                settings,
+                [
+                    registered("agent-1"),
+                    registered("agent-2"),
+                    assigned("task-1", "agent-1"),
+                    assigned("task-2", "agent-1"),
+                    completed("task-2", "agent-1"),
+                ],
+            )
             await publish_raw(settings, "heartbeats", b"agent-1", b"{not json")
             async with beating(settings, "agent-1"):
                 await publish_all(settings, [heartbeat("agent-2")])
@@ -161,8 +190,10 @@ async def test_silence_degrades_then_condemns_an_agent_and_leaves_its_tasks_to_t
             summary = output.summaries("agent-1")[0]
             assert summary.heartbeats >= 1 and summary.max_in_flight == 1 and summary.avg_cpu_percent == 12.5
             [parked] = await parked_by_health(settings)
-            assert (parked.origin_topic, parked.error_class) == (topic_name("heartbeats", settings.topic_prefix),
-                                                                 "MalformedEvent")
+            assert (parked.origin_topic, parked.error_class) == (
+                topic_name("heartbeats", settings.topic_prefix),
+                "MalformedEvent",
+            )
         assert stop(monitor) == 0
 
 

@@ -1,5 +1,6 @@
 """Agent identity on the real broker and database: a record that does not come from the agent it
 speaks for is parked with its reason, reported once, counted, and changes nothing else."""
+
 from __future__ import annotations
 
 import asyncio
@@ -40,14 +41,22 @@ def new_key() -> Signer:
 
 
 def enrolment(agent_id: str, key: Signer):
-    return make_event(AgentKeyEnrolled(agent_id=agent_id, key_id=key.key_id, public_key=b64(key.public_key),
-                                       enrolled_by="operator"), producer="operator")
+    return make_event(
+        AgentKeyEnrolled(agent_id=agent_id, key_id=key.key_id, public_key=b64(key.public_key), enrolled_by="operator"),
+        producer="operator",
+    )
 
 
 def registration(agent_id: str, capacity: int = 1, name: str | None = None):
-    return make_event(AgentRegistered(agent_id=agent_id, display_name=name or agent_id, capacity=capacity,
-                                      capabilities=(Capability(name="python", proficiency=0.8),)),
-                      producer=agent_id)
+    return make_event(
+        AgentRegistered(
+            agent_id=agent_id,
+            display_name=name or agent_id,
+            capacity=capacity,
+            capabilities=(Capability(name="python", proficiency=0.8),),
+        ),
+        producer=agent_id,
+    )
 
 
 async def publish_signed(settings, records) -> list:
@@ -58,9 +67,14 @@ async def publish_signed(settings, records) -> list:
         sent = []
         for event, signer in records:
             value = encode(event)
-            sent.append(await producer.send_and_wait(
-                topic_name(topic_for_event(event.event_type), settings.topic_prefix), value,
-                key=event.key.encode(), headers=signer.headers(value) if signer else None))
+            sent.append(
+                await producer.send_and_wait(
+                    topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+                    value,
+                    key=event.key.encode(),
+                    headers=signer.headers(value) if signer else None,
+                )
+            )
         return sent
     finally:
         await producer.stop()
@@ -86,36 +100,51 @@ async def parked(settings) -> list:
 async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_and_change_nothing(settings):
     settings = settings.replace(identity_mode="verify")
     alice, bob = new_key(), new_key()
-    assigned = make_event(TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="python"),
-                          producer="balancer")
+    assigned = make_event(
+        TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="python"), producer="balancer"
+    )
     metrics = ProcessorMetrics("projector")
     stop = asyncio.Event()
     async with projector_running(settings, metrics) as projector:
         running = asyncio.create_task(projector.run(stop))
         try:
-            await publish_signed(settings, [
-                (enrolment("alice", alice), None), (enrolment("bob", bob), None),
-                (registration("alice"), alice),
-                (registration("bob"), bob),
-                (assigned, None),
-                # forged: claims alice, signed by bob; claims alice, unsigned
-                (registration("alice", capacity=50, name="bob was here"), bob),
-                (registration("alice", capacity=99, name="nobody"), None),
-                # spoofed: bob reports on alice's task, signed by bob as himself
-                (make_event(TaskCompleted(task_id="task-1", agent_id="bob", attempt=1, result_summary="stolen"),
-                            producer="bob"), bob),
-                (make_event(TaskStarted(task_id="task-1", agent_id="alice", attempt=1), producer="alice"), alice),
-            ])
+            await publish_signed(
+                settings,
+                [
+                    (enrolment("alice", alice), None),
+                    (enrolment("bob", bob), None),
+                    (registration("alice"), alice),
+                    (registration("bob"), bob),
+                    (assigned, None),
+                    # forged: claims alice, signed by bob; claims alice, unsigned
+                    (registration("alice", capacity=50, name="bob was here"), bob),
+                    (registration("alice", capacity=99, name="nobody"), None),
+                    # spoofed: bob reports on alice's task, signed by bob as himself
+                    (
+                        make_event(
+                            TaskCompleted(task_id="task-1", agent_id="bob", attempt=1, result_summary="stolen"),
+                            producer="bob",
+                        ),
+                        bob,
+                    ),
+                    (make_event(TaskStarted(task_id="task-1", agent_id="alice", attempt=1), producer="alice"), alice),
+                ],
+            )
 
             async def reported():
-                rows = await fetch(settings, "SELECT kind, agent_id, key_id, detail, origin_topic, origin_offset "
-                                             "FROM security_events ORDER BY kind")
+                rows = await fetch(
+                    settings,
+                    "SELECT kind, agent_id, key_id, detail, origin_topic, origin_offset "
+                    "FROM security_events ORDER BY kind",
+                )
                 return rows if len(rows) == 5 else None
+
             rows = await wait_for(reported, what="two enrolments and three violations in security_events")
 
             async def started():
                 rows = await fetch(settings, "SELECT status, assigned_agent_id FROM tasks WHERE task_id = 'task-1'")
                 return rows if rows and rows[0]["status"] == "started" else None
+
             await wait_for(started, what="alice's genuine TaskStarted projected")
         finally:
             stop.set()
@@ -139,8 +168,10 @@ async def test_forged_registrations_and_a_spoofed_outcome_are_parked_reported_an
     dead = await parked(settings)
     assert sorted(p.error_message.split(":")[0] for p in dead) == ["not_assignee", "other_agents_key", "unsigned"]
     assert {p.error_class for p in dead} == {"IdentityViolation"}
-    assert decode(next(p for p in dead if p.error_message.startswith("not_assignee")).value).body.result_summary \
+    assert (
+        decode(next(p for p in dead if p.error_message.startswith("not_assignee")).value).body.result_summary
         == "stolen"
+    )
     counted = {labels["kind"]: value for labels, value in _samples(metrics, "orchestrator_security_violations_total")}
     assert counted == {"unsigned": 1.0, "other_agents_key": 1.0, "not_assignee": 1.0}
     # a rebuild refuses what the live projector refused: it equals the live read models
@@ -161,11 +192,28 @@ def _samples(metrics: ProcessorMetrics, name: str):
 
 # --- the whole loop in verify mode -------------------------------------------------
 
+
 def enroll_with_the_cli(settings, tmp_path, agent_id: str) -> Path:
     key_file = tmp_path / f"{agent_id}.pem"
-    done = subprocess.run([sys.executable, "-m", "services.cli", "agent", "enroll", agent_id, "--out", str(key_file),
-                           "--by", "operator:test"], cwd=ROOT, env=environment(settings, tmp_path),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "agent",
+            "enroll",
+            agent_id,
+            "--out",
+            str(key_file),
+            "--by",
+            "operator:test",
+        ],
+        cwd=ROOT,
+        env=environment(settings, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return key_file
 
@@ -178,8 +226,9 @@ async def read_past(settings, group: str, positions) -> bool:
         committed = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
-    return all((meta := committed.get(TopicPartition(p.topic, p.partition))) and meta.offset > p.offset
-               for p in positions)
+    return all(
+        (meta := committed.get(TopicPartition(p.topic, p.partition))) and meta.offset > p.offset for p in positions
+    )
 
 
 async def balancer_decided_all_it_took(settings) -> None:
@@ -194,6 +243,7 @@ async def balancer_decided_all_it_took(settings) -> None:
 
     async def decided():
         return await inbox_committed(settings) >= end
+
     await wait_for(decided, what="the balancer's inbox decided")
 
 
@@ -204,6 +254,7 @@ async def read_to_end(traffic: Traffic) -> None:
     async def caught_up():
         await traffic.read()
         return all([await traffic.consumer.position(tp) >= ends[tp] for tp in partitions])
+
     await wait_for(caught_up, what="every event published so far read")
 
 
@@ -220,8 +271,16 @@ async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slo
             await release.wait()
         return Completed(result_summary=f"did {task.task_id}")
 
-    alice = Agent("alice", [Capability(name="python", proficiency=0.9)], 1, work, settings=settings,
-                  heartbeat_interval=0.5, drain_timeout=10.0, signing_key=alice_key)
+    alice = Agent(
+        "alice",
+        [Capability(name="python", proficiency=0.9)],
+        1,
+        work,
+        settings=settings,
+        heartbeat_interval=0.5,
+        drain_timeout=10.0,
+        signing_key=alice_key,
+    )
     async with Traffic(settings) as traffic, running_projector(settings):
         with router_and_balancer(settings, tmp_path):
             runner = asyncio.create_task(alice.run())
@@ -230,20 +289,28 @@ async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slo
                 await publish_all(settings, [task("task-1")])
                 await wait_for(lambda: _set(holding), what="alice working on task-1")
                 await publish_all(settings, [task("task-2")])
-                spoofs = await publish_signed(settings, [
-                    # bob signs, as himself, an outcome for alice's task; then claims to be alice
-                    (make_event(TaskCompleted(task_id="task-1", agent_id="bob", attempt=1), producer="bob"), bob),
-                    (make_event(TaskCompleted(task_id="task-1", agent_id="alice", attempt=1), producer="bob"), bob),
-                    (registration("alice", capacity=5), bob),
-                ])
-                await wait_for(lambda: read_past(settings, reader_group(settings.balancer_app, "forwarder"), spoofs),
-                               what="the balancer past the spoofs")
+                spoofs = await publish_signed(
+                    settings,
+                    [
+                        # bob signs, as himself, an outcome for alice's task; then claims to be alice
+                        (make_event(TaskCompleted(task_id="task-1", agent_id="bob", attempt=1), producer="bob"), bob),
+                        (make_event(TaskCompleted(task_id="task-1", agent_id="alice", attempt=1), producer="bob"), bob),
+                        (registration("alice", capacity=5), bob),
+                    ],
+                )
+                await wait_for(
+                    lambda: read_past(settings, reader_group(settings.balancer_app, "forwarder"), spoofs),
+                    what="the balancer past the spoofs",
+                )
                 await balancer_decided_all_it_took(settings)
                 await read_to_end(traffic)
                 assert not traffic.bodies(TaskAssigned, task_id="task-2"), "a spoof freed alice's only slot"
                 release.set()
-                await traffic.until(lambda: traffic.bodies(TaskCompleted, agent_id="alice", task_id="task-2"),
-                                    "alice completes task-2 once task-1 is done", timeout=45)
+                await traffic.until(
+                    lambda: traffic.bodies(TaskCompleted, agent_id="alice", task_id="task-2"),
+                    "alice completes task-2 once task-1 is done",
+                    timeout=45,
+                )
                 await wait_until_projected(settings)
             finally:
                 await asyncio.wait_for(alice.stop(), 30)
@@ -253,13 +320,21 @@ async def test_a_signed_agent_works_end_to_end_and_a_spoof_does_not_free_its_slo
     assert second.agent_id == "alice"
     tasks = await fetch(settings, "SELECT task_id, status, assigned_agent_id FROM tasks ORDER BY task_id")
     assert [(t["task_id"], t["status"], t["assigned_agent_id"]) for t in tasks] == [
-        ("task-1", "completed", "alice"), ("task-2", "completed", "alice")]
+        ("task-1", "completed", "alice"),
+        ("task-2", "completed", "alice"),
+    ]
     [agent_row] = await fetch(settings, "SELECT capacity FROM agents WHERE agent_id = 'alice'")
     assert agent_row["capacity"] == 1
-    violations = await fetch(settings, "SELECT kind, agent_id, origin_offset FROM security_events "
-                                       "WHERE kind NOT IN ('key_enrolled', 'key_revoked') ORDER BY kind")
+    violations = await fetch(
+        settings,
+        "SELECT kind, agent_id, origin_offset FROM security_events "
+        "WHERE kind NOT IN ('key_enrolled', 'key_revoked') ORDER BY kind",
+    )
     assert [(v["kind"], v["agent_id"]) for v in violations] == [
-        ("not_assignee", "bob"), ("other_agents_key", "alice"), ("other_agents_key", "alice")]
+        ("not_assignee", "bob"),
+        ("other_agents_key", "alice"),
+        ("other_agents_key", "alice"),
+    ]
     assert sorted(v["origin_offset"] for v in violations) == sorted(p.offset for p in spoofs)
 
 
@@ -277,8 +352,10 @@ async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings
     settings = settings.replace(identity_mode="verify")
     alice, mallory = new_key(), new_key()
     await kafka.ensure_topics(settings)
-    await publish_signed(settings, [(enrolment("alice", alice), None), (enrolment("mallory", mallory), None),
-                                    (registration("alice"), alice)])
+    await publish_signed(
+        settings,
+        [(enrolment("alice", alice), None), (enrolment("mallory", mallory), None), (registration("alice"), alice)],
+    )
     verdicts = []
 
     async def alice_verdicts():
@@ -287,8 +364,11 @@ async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings
         try:
             while True:
                 for records in (await consumer.getmany(timeout_ms=100)).values():
-                    verdicts.extend(e.body for e in map(decode, (r.value for r in records))
-                                    if e.event_type == "AgentHealthChanged" and e.body.agent_id == "alice")
+                    verdicts.extend(
+                        e.body
+                        for e in map(decode, (r.value for r in records))
+                        if e.event_type == "AgentHealthChanged" and e.body.agent_id == "alice"
+                    )
         finally:
             await consumer.stop()
 
@@ -302,6 +382,7 @@ async def test_heartbeats_not_signed_by_the_agent_never_make_it_healthy(settings
 
             async def healthy():
                 return [v for v in verdicts if v.current == "healthy"]
+
             await wait_for(healthy, what="alice healthy after her own heartbeat")
         finally:
             watching.cancel()

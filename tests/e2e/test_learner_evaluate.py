@@ -1,4 +1,5 @@
 """`orchestrator evaluate`: a real outcome log through the running router, balancer and learner."""
+
 import json
 import os
 import subprocess
@@ -28,10 +29,20 @@ def a_small_log(path: Path) -> Path:
 
 def test_evaluate_replays_a_log_and_the_learner_steers_routing(settings, tmp_path):
     data = DATA if DATA.exists() else a_small_log(tmp_path / "log.csv")
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
-    result = subprocess.run([sys.executable, "-m", "services.cli", "evaluate", "--data", str(data), "--limit", "200",
-                             "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "evaluate", "--data", str(data), "--limit", "200", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
@@ -48,11 +59,32 @@ def test_evaluate_replays_a_log_and_the_learner_steers_routing(settings, tmp_pat
 
 
 def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
-    result = subprocess.run([sys.executable, "-m", "services.cli", "evaluate", "--data",
-                             str(a_small_log(tmp_path / "log.csv")), "--limit", "200", "--outstanding", "10",
-                             "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "evaluate",
+            "--data",
+            str(a_small_log(tmp_path / "log.csv")),
+            "--limit",
+            "200",
+            "--outstanding",
+            "10",
+            "--json",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(result.stdout)
@@ -62,12 +94,38 @@ def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path)
 
 
 def test_cold_start_replays_a_late_newcomer_with_and_without_shared_experience(settings, tmp_path):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
-    result = subprocess.run([sys.executable, "-m", "services.cli", "evaluate", "--data",
-                             str(a_small_log(tmp_path / "log.csv")), "--limit", "120", "--outstanding", "10",
-                             "--cold-start-after", "40", "--newcomer", "org/agent-a", "--first", "20", "--json"],
-                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "evaluate",
+            "--data",
+            str(a_small_log(tmp_path / "log.csv")),
+            "--limit",
+            "120",
+            "--outstanding",
+            "10",
+            "--cold-start-after",
+            "40",
+            "--newcomer",
+            "org/agent-a",
+            "--first",
+            "20",
+            "--json",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     cold = json.loads(result.stdout)["cold_start"]

@@ -1,4 +1,5 @@
 """`orchestrator serve learner` restarted on the real broker: it publishes what outcomes read while down led to."""
+
 import pytest
 
 from events.codec import decode
@@ -14,9 +15,15 @@ pytestmark = pytest.mark.e2e
 
 
 def outcomes(first: int, last: int, *, success: bool) -> list:
-    return [e for i in range(first, last) for e in (
-        f.submitted(f"task-{i}", t=i), f.assigned(f"task-{i}", "agent-1", t=i + 0.1),
-        f.completed(f"task-{i}", "agent-1", t=i + 0.2, success=success))]
+    return [
+        e
+        for i in range(first, last)
+        for e in (
+            f.submitted(f"task-{i}", t=i),
+            f.assigned(f"task-{i}", "agent-1", t=i + 0.1),
+            f.completed(f"task-{i}", "agent-1", t=i + 0.2, success=success),
+        )
+    ]
 
 
 async def skills_topic(settings) -> list:
@@ -45,8 +52,10 @@ async def marked_up_to_the_end(settings) -> bool:
 
 async def test_a_restarted_learner_publishes_the_shift_that_outcomes_read_while_it_was_down_caused(settings, tmp_path):
     await kafka.ensure_topics(settings)
-    await publish_all(settings, [f.registered(a, capabilities=(("python", 0.5),), share_experience=True)
-                                 for a in ("agent-1", "agent-2")])
+    await publish_all(
+        settings,
+        [f.registered(a, capabilities=(("python", 0.5),), share_experience=True) for a in ("agent-1", "agent-2")],
+    )
     with serving("learner", settings, tmp_path):
         await publish_all(settings, outcomes(0, 80, success=True))
         await wait_for(lambda: marked_up_to_the_end(settings), timeout=60, what="the learner to publish all 80")
@@ -56,10 +65,12 @@ async def test_a_restarted_learner_publishes_the_shift_that_outcomes_read_while_
     await publish_all(settings, missed)
 
     with serving("learner", settings, tmp_path, run="-restarted"):
+
         async def shifts():
             seen = await skills_topic(settings)
             estimates = [e.body for e in seen if isinstance(e.body, SkillEstimated) and e.body.outcomes_read == 160]
             return estimates and [e for e in seen if isinstance(e.body, SkillShiftDetected)]
+
         shifts = await wait_for(shifts, timeout=60, what="the restarted learner's estimates")
 
     assert {(s.body.agent_id, s.body.direction) for s in shifts} == {("agent-1", "degraded")}

@@ -1,4 +1,5 @@
 """`orchestrator serve learner` on the real broker: its state is rebuilt from the log at start."""
+
 import random
 
 import pytest
@@ -20,8 +21,11 @@ def outcome_log(n: int = 60):
     events = [f.registered(a, capabilities=(("python", 0.5),), share_experience=True) for a in skill]
     for i in range(n):
         agent = ("agent-1", "agent-2")[i % 2]
-        events += [f.submitted(f"task-{i}", t=i), f.assigned(f"task-{i}", agent, t=i + 0.1),
-                   f.completed(f"task-{i}", agent, t=i + 0.2, success=rng.random() < skill[agent])]
+        events += [
+            f.submitted(f"task-{i}", t=i),
+            f.assigned(f"task-{i}", agent, t=i + 0.1),
+            f.completed(f"task-{i}", agent, t=i + 0.2, success=rng.random() < skill[agent]),
+        ]
     return events
 
 
@@ -52,11 +56,15 @@ async def test_a_started_learner_rebuilds_from_the_log_and_publishes_what_it_kno
             seen.extend(await published(settings))
             skills = {(e.agent_id, e.capability): e for e in seen if isinstance(e, SkillEstimated)}
             return len(skills) == 2 and any(isinstance(e, ModelPublished) for e in seen) and skills
+
         skills = await wait_for(everything_published, timeout=60, what="the learner's estimates")
 
     for estimate in expected.snapshot():
         if isinstance(estimate, SkillEstimated):
             got = skills[(estimate.agent_id, estimate.capability)]
             assert (got.successes, got.attempts, got.proficiency) == (
-                estimate.successes, estimate.attempts, estimate.proficiency)
+                estimate.successes,
+                estimate.attempts,
+                estimate.proficiency,
+            )
     assert skills[("agent-1", "python")].proficiency > skills[("agent-2", "python")].proficiency

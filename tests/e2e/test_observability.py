@@ -1,4 +1,5 @@
 """The processors' /metrics, scraped by a real Prometheus server and read back through its HTTP API."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,13 +21,27 @@ pytestmark = pytest.mark.e2e
 
 PROCESSORS = ("projector", "router", "balancer")
 EXPECTED = {
-    "projector": ("orchestrator_events_in_total", "orchestrator_events_applied_total",
-                  "orchestrator_batch_seconds_bucket", "orchestrator_consumer_lag"),
-    "router": ("orchestrator_events_in_total", "orchestrator_events_out_total", "orchestrator_handler_seconds_bucket",
-               "orchestrator_routing_decision_seconds_bucket", "orchestrator_consumer_lag",
-               "orchestrator_healthy_agents", "orchestrator_capability_capacity"),
-    "balancer": ("orchestrator_events_in_total", "orchestrator_events_out_total", "orchestrator_in_flight",
-                 "orchestrator_consumer_lag"),
+    "projector": (
+        "orchestrator_events_in_total",
+        "orchestrator_events_applied_total",
+        "orchestrator_batch_seconds_bucket",
+        "orchestrator_consumer_lag",
+    ),
+    "router": (
+        "orchestrator_events_in_total",
+        "orchestrator_events_out_total",
+        "orchestrator_handler_seconds_bucket",
+        "orchestrator_routing_decision_seconds_bucket",
+        "orchestrator_consumer_lag",
+        "orchestrator_healthy_agents",
+        "orchestrator_capability_capacity",
+    ),
+    "balancer": (
+        "orchestrator_events_in_total",
+        "orchestrator_events_out_total",
+        "orchestrator_in_flight",
+        "orchestrator_consumer_lag",
+    ),
 }
 
 
@@ -44,16 +59,34 @@ def prometheus_binary() -> str:
 def prometheus(tmp_path, targets: dict[str, int]):
     port = free_port()
     config = tmp_path / "prometheus.yml"
-    config.write_text(json.dumps({  # JSON is YAML
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [{"job_name": "orchestrator", "static_configs": [
-            {"targets": [f"127.0.0.1:{p}"], "labels": {"processor": name}} for name, p in targets.items()]}],
-    }))
+    config.write_text(
+        json.dumps(
+            {  # JSON is YAML
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "scrape_configs": [
+                    {
+                        "job_name": "orchestrator",
+                        "static_configs": [
+                            {"targets": [f"127.0.0.1:{p}"], "labels": {"processor": name}}
+                            for name, p in targets.items()
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     log_path = tmp_path / "prometheus.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [prometheus_binary(), f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+            [
+                prometheus_binary(),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -87,6 +120,7 @@ async def test_prometheus_scrapes_every_processor_and_sees_their_metrics(setting
         async def all_up():
             up = await samples(base_url, "up == 1")
             return {s["metric"]["processor"] for s in up} == set(PROCESSORS)
+
         await wait_for(all_up, timeout=60, what="every processor scraped and up")
 
         await publish_all(settings, [agent("py-1", python=0.9), task("t-1")])

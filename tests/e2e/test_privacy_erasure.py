@@ -5,6 +5,7 @@ read models and of the key store, the database's own files, and the read models 
 replay. Each search is shown able to find something first (a positive control), so a
 search that finds nothing means the bytes are not there, not that it looked in the wrong place.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,12 +45,19 @@ async def private(settings):
 
 
 def cli_result(settings, extra_env: dict, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "KEYSTORE_SCHEMA": settings.keystore.schema,
-           "ORCHESTRATOR_PRODUCER": "operator:e2e", **extra_env}
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "ORCHESTRATOR_DB_SCHEMA": settings.db_schema,
+        "KEYSTORE_SCHEMA": settings.keystore.schema,
+        "ORCHESTRATOR_PRODUCER": "operator:e2e",
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def cli(settings, *args: str) -> str:
@@ -79,14 +87,18 @@ def topic_bytes(log_dirs: list[Path], prefix: str) -> bytes:
 
 def pg_dump(settings, *schemas: str) -> bytes:
     flags = [f"--schema={s}" for s in schemas]
-    return subprocess.run([str(PG_BIN / "pg_dump"), *flags, settings.database_url],
-                          check=True, capture_output=True, timeout=120).stdout
+    return subprocess.run(
+        [str(PG_BIN / "pg_dump"), *flags, settings.database_url], check=True, capture_output=True, timeout=120
+    ).stdout
 
 
 async def found_in_database_files(settings, *needles: bytes) -> set[bytes]:
     """Which needles the database's own heap and index files hold, after a checkpoint wrote them out."""
-    [row] = await fetch(settings, "SELECT current_setting('data_directory') AS dir, "
-                                  "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid")
+    [row] = await fetch(
+        settings,
+        "SELECT current_setting('data_directory') AS dir, "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) AS oid",
+    )
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await conn.execute("CHECKPOINT")
     found = set()
@@ -98,8 +110,9 @@ async def found_in_database_files(settings, *needles: bytes) -> set[bytes]:
 
 
 def submission(task_id: str, payload: dict) -> TaskSubmitted:
-    return TaskSubmitted(task_id=task_id, requirements=(CapabilityRequirement(name="python"),),
-                         submitter="client:e2e", payload=payload)
+    return TaskSubmitted(
+        task_id=task_id, requirements=(CapabilityRequirement(name="python"),), submitter="client:e2e", payload=payload
+    )
 
 
 async def reveal(settings, task_id: str, field: str, keystore: KeyStore):
@@ -124,15 +137,33 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
 
     # Subject 1 through the command line, subject 2 through the client API.
     try:
-        out = cli(settings, "task", "submit", "--task-id", f"task-1-{tag}", "--require", "python:0.5",
-                  "--payload", str(payload_file), "--sensitive", "email", "--sensitive", "phone",
-                  "--subject", subject_1)
+        out = cli(
+            settings,
+            "task",
+            "submit",
+            "--task-id",
+            f"task-1-{tag}",
+            "--require",
+            "python:0.5",
+            "--payload",
+            str(payload_file),
+            "--sensitive",
+            "email",
+            "--sensitive",
+            "phone",
+            "--subject",
+            subject_1,
+        )
     finally:
         payload_file.unlink()
     assert "sealed: email, phone" in out
     async with await KeyStore.connect(settings) as keystore:
-        sealed_2 = await seal_payload({"prompt": "Call back", "email": email_2}, task_id=f"task-2-{tag}",
-                                      sensitive={"email": subject_2}, keystore=keystore)
+        sealed_2 = await seal_payload(
+            {"prompt": "Call back", "email": email_2},
+            task_id=f"task-2-{tag}",
+            sensitive={"email": subject_2},
+            keystore=keystore,
+        )
         await publish_all(settings, [make_event(submission(f"task-2-{tag}", sealed_2), producer="client:e2e")])
         key_1 = await keystore.key_for_subject(subject_1)
         key_2 = await keystore.key_for_subject(subject_2)
@@ -195,7 +226,8 @@ async def test_an_erased_subject_leaves_no_plaintext_in_topics_read_models_dumps
     # The erasure is on record, by key id, without personal data.
     listed = orjson.loads(cli(settings, "privacy", "erasures", "--json"))
     assert [(e["key_id"], e["reason"], e["erased_by"]) for e in listed] == [
-        (key_1.key_id, "subject-request", "operator:e2e")]
+        (key_1.key_id, "subject-request", "operator:e2e")
+    ]
     assert [e["key_id"] for e in await erasures(settings)] == [key_1.key_id]
     assert subject_1.encode() not in orjson.dumps(listed)
 
@@ -220,8 +252,11 @@ async def keystore_role(private):
         ident, schema = psycopg.sql.Identifier(role), psycopg.sql.Identifier(settings.keystore.schema)
         await conn.execute(psycopg.sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'ks'").format(ident))
         await conn.execute(psycopg.sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(schema, ident))
-        await conn.execute(psycopg.sql.SQL(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(schema, ident))
+        await conn.execute(
+            psycopg.sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}").format(
+                schema, ident
+            )
+        )
     host = settings.database_url.rsplit("@", 1)[1]
     yield settings.replace(keystore_database_url=f"postgresql://{role}:ks@{host}")
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:

@@ -1,4 +1,5 @@
 """Declared retention against the real broker and database: reported, then applied."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -23,10 +24,13 @@ NOW = datetime.now(timezone.utc)
 async def projected(settings):
     await kafka.ensure_topics(settings)
     view = await open_view(settings)
-    heartbeats = [make_event(AgentHeartbeat(agent_id=agent, in_flight=0), producer=agent, occurred_at=at)
-                  for agent, at in (("stale-1", NOW - timedelta(days=8)), ("fresh-1", NOW - timedelta(hours=1)))]
-    await view.apply([(Position(settings.topic("heartbeats"), 0, offset), ops_for(event))
-                      for offset, event in enumerate(heartbeats)])
+    heartbeats = [
+        make_event(AgentHeartbeat(agent_id=agent, in_flight=0), producer=agent, occurred_at=at)
+        for agent, at in (("stale-1", NOW - timedelta(days=8)), ("fresh-1", NOW - timedelta(hours=1)))
+    ]
+    await view.apply(
+        [(Position(settings.topic("heartbeats"), 0, offset), ops_for(event)) for offset, event in enumerate(heartbeats)]
+    )
     await view.close()
     yield settings
     await drop_schema(settings, settings.db_schema)
@@ -36,17 +40,26 @@ async def set_retention(settings, topic: str, retention_ms: int) -> None:
     admin = kafka.admin_client(settings)
     await kafka.start(admin, settings)
     try:
-        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic(topic),
-                                                  {"retention.ms": str(retention_ms), "cleanup.policy": "delete"})])
+        await admin.alter_configs(
+            [
+                ConfigResource(
+                    ConfigResourceType.TOPIC,
+                    settings.topic(topic),
+                    {"retention.ms": str(retention_ms), "cleanup.policy": "delete"},
+                )
+            ]
+        )
     finally:
         await admin.close()
 
 
 async def until_report(settings, seen, what: str) -> list[dict]:
     """The retention report once `seen` holds for it."""
+
     async def report():
         rows = await retention_report(settings)
         return rows if seen(rows) else None
+
     return await wait_for(report, what=what)
 
 
@@ -55,10 +68,18 @@ async def test_drift_on_the_broker_and_overdue_rows_are_reported_and_apply_prune
     await set_retention(settings, "tasks", 3_600_000)
 
     # A config change reaches the broker's answers through the metadata log: wait until it shows.
-    report = {row["name"]: row for row in await until_report(settings, lambda rows: any(
-        r["name"] == settings.topic("tasks") and r["status"] == "drift" for r in rows), "the drift reported")}
-    assert (report[settings.topic("tasks")]["status"], report[settings.topic("tasks")]["actual_retention_ms"]) == \
-        ("drift", 3_600_000)
+    report = {
+        row["name"]: row
+        for row in await until_report(
+            settings,
+            lambda rows: any(r["name"] == settings.topic("tasks") and r["status"] == "drift" for r in rows),
+            "the drift reported",
+        )
+    }
+    assert (report[settings.topic("tasks")]["status"], report[settings.topic("tasks")]["actual_retention_ms"]) == (
+        "drift",
+        3_600_000,
+    )
     assert report["agent_heartbeats_latest"]["status"] == "overdue"
     assert report["agent_heartbeats_latest"]["rows"] == 2
 

@@ -1,5 +1,6 @@
 """A processor's own topics (Faust's changelogs and repartition topics, the balancer's inbox) are
 created before it starts, with Faust's settings, and every partition answers when they are."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The projector against the real broker and database."""
+
 from __future__ import annotations
 
 import os
@@ -81,14 +82,19 @@ async def test_a_poison_message_is_dead_lettered_and_the_next_event_still_projec
         await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE task_id = 'task-ok'"), what="good event")
         counted = projector.metrics.registry.get_sample_value(
             "orchestrator_dead_letters_total",
-            {"service": "projector", "topic": settings.topic("tasks"), "error": "MalformedEvent"})
+            {"service": "projector", "topic": settings.topic("tasks"), "error": "MalformedEvent"},
+        )
 
     assert counted == 1
     parked = await read_parked(settings)
     assert sorted(p.error_class for p in parked) == ["MalformedEvent", "UnknownEventType"]
     poison = next(p for p in parked if p.error_class == "MalformedEvent")
     assert (poison.origin_topic, poison.value, poison.key, poison.attempt) == (
-        settings.topic("tasks"), b"{not json", b"task-x", 1)
+        settings.topic("tasks"),
+        b"{not json",
+        b"task-x",
+        1,
+    )
     assert poison.origin_offset >= 0 and poison.processor == "projector"
 
 
@@ -105,16 +111,26 @@ async def test_a_re_injected_message_fails_again_with_a_higher_attempt_count(set
 
 
 async def test_the_cli_publishes_a_validated_event_that_reaches_the_read_model(settings):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
     body = '{"task_id": "cli-1", "requirements": [{"name": "python"}], "submitter": "me"}'
     async with running_projector(settings):
-        result = subprocess.run([sys.executable, "-m", "services.cli", "publish", "--type", "TaskSubmitted",
-                                 "--producer", "operator-7"], input=body, env=env, cwd=ROOT,
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [sys.executable, "-m", "services.cli", "publish", "--type", "TaskSubmitted", "--producer", "operator-7"],
+            input=body,
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 0, result.stderr
-        rows = await wait_for(lambda: fetch(settings, "SELECT * FROM tasks WHERE task_id = 'cli-1'"),
-                              what="the published task")
+        rows = await wait_for(
+            lambda: fetch(settings, "SELECT * FROM tasks WHERE task_id = 'cli-1'"), what="the published task"
+        )
 
     assert "published TaskSubmitted" in result.stdout
     assert (rows[0]["status"], rows[0]["submitter"]) == ("submitted", "me")
@@ -127,9 +143,14 @@ async def _at_least(coro, n):
 
 async def test_kill_9_mid_stream_then_restart_leaves_exact_read_models(settings):
     events = list(scripted_feed(agents=6, tasks=3000, seed=3))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema, "PROJECTOR_BATCH_SIZE": "100"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "ORCHESTRATOR_DB_SCHEMA": settings.db_schema,
+        "PROJECTOR_BATCH_SIZE": "100",
+    }
     command = [sys.executable, "-m", "services.cli", "serve", "projector"]
     await publish_all(settings, events)
 
@@ -168,8 +189,9 @@ async def _reference_rows(settings, events) -> InMemoryView:
 
 def _canonical(rows) -> list[bytes]:
     # The in-memory view has no row for a column nothing wrote; PostgreSQL has NULL.
-    return sorted(orjson.dumps({k: v for k, v in r.items() if v is not None}, option=orjson.OPT_SORT_KEYS)
-                  for r in rows)
+    return sorted(
+        orjson.dumps({k: v for k, v in r.items() if v is not None}, option=orjson.OPT_SORT_KEYS) for r in rows
+    )
 
 
 async def test_replay_equals_live_and_swaps_in_atomically(settings):
@@ -190,8 +212,10 @@ async def test_replay_equals_live_and_swaps_in_atomically(settings):
 
         # The live projector carries on in the swapped-in schema.
         await publish_all(settings, [f.submitted("after-swap")])
-        await wait_for(lambda: fetch(settings, "SELECT 1 FROM tasks WHERE task_id = 'after-swap'"),
-                       what="an event projected after the swap")
+        await wait_for(
+            lambda: fetch(settings, "SELECT 1 FROM tasks WHERE task_id = 'after-swap'"),
+            what="an event projected after the swap",
+        )
 
 
 async def test_replay_until_builds_a_point_in_time_copy(settings):
@@ -211,6 +235,7 @@ async def test_replay_until_builds_a_point_in_time_copy(settings):
 
 async def _dump(settings, schema: str):
     import psycopg
+
     async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
         return await dump(conn, schema)
 

@@ -2,6 +2,7 @@
 
 The tests play the agents: they register, read their assignments and report outcomes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,22 +34,38 @@ from tests.e2e.helpers import publish_all, publish_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 
-TUNING = {"ROUTER_TEMPERATURE": "0.01", "ROUTER_RETRY_INTERVAL_S": "0.2", "BALANCER_TICK_INTERVAL_S": "0.5",
-          "BALANCER_START_TIMEOUT_S": "600", "BALANCER_SNAPSHOT_EVERY": "25", "BALANCER_SESSION_TIMEOUT_S": "6"}
+TUNING = {
+    "ROUTER_TEMPERATURE": "0.01",
+    "ROUTER_RETRY_INTERVAL_S": "0.2",
+    "BALANCER_TICK_INTERVAL_S": "0.5",
+    "BALANCER_START_TIMEOUT_S": "600",
+    "BALANCER_SNAPSHOT_EVERY": "25",
+    "BALANCER_SESSION_TIMEOUT_S": "6",
+}
 
 
 def environment(settings: Settings, tmp_path) -> dict[str, str]:
     configured = as_environ(settings)
-    return {**os.environ, **configured, **TUNING, "ROUTER_DATA_DIR": str(tmp_path / "faust"),
-            "BALANCER_DATA_DIR": str(tmp_path / "faust")}
+    return {
+        **os.environ,
+        **configured,
+        **TUNING,
+        "ROUTER_DATA_DIR": str(tmp_path / "faust"),
+        "BALANCER_DATA_DIR": str(tmp_path / "faust"),
+    }
 
 
 @contextlib.contextmanager
 def serving(name: str, settings: Settings, tmp_path, run: str = ""):
     log_path = tmp_path / f"{name}{run}.log"
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], cwd=ROOT,
-                                   env=environment(settings, tmp_path), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", name],
+            cwd=ROOT,
+            env=environment(settings, tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -65,21 +82,37 @@ def router_and_balancer(settings: Settings, tmp_path):
 
 
 def agent(agent_id: str, capacity: int = 2, **skills: float):
-    return make_event(AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=capacity,
-                                      capabilities=tuple(Capability(name=n, proficiency=p)
-                                                         for n, p in skills.items())), producer=agent_id)
+    return make_event(
+        AgentRegistered(
+            agent_id=agent_id,
+            display_name=agent_id,
+            capacity=capacity,
+            capabilities=tuple(Capability(name=n, proficiency=p) for n, p in skills.items()),
+        ),
+        producer=agent_id,
+    )
 
 
 def task(task_id: str, capability: str = "python"):
-    return make_event(TaskSubmitted(task_id=task_id, submitter="client-1", payload={"n": task_id},
-                                    requirements=(CapabilityRequirement(name=capability, min_proficiency=0.5),)),
-                      producer="client-1")
+    return make_event(
+        TaskSubmitted(
+            task_id=task_id,
+            submitter="client-1",
+            payload={"n": task_id},
+            requirements=(CapabilityRequirement(name=capability, min_proficiency=0.5),),
+        ),
+        producer="client-1",
+    )
 
 
 def done(assignment: TaskAssigned):
-    return make_event(TaskCompleted(task_id=assignment.task_id, agent_id=assignment.agent_id,
-                                    attempt=assignment.attempt, duration_ms=5.0),
-                      producer=assignment.agent_id, occurred_at=datetime.now(timezone.utc))
+    return make_event(
+        TaskCompleted(
+            task_id=assignment.task_id, agent_id=assignment.agent_id, attempt=assignment.attempt, duration_ms=5.0
+        ),
+        producer=assignment.agent_id,
+        occurred_at=datetime.now(timezone.utc),
+    )
 
 
 class Traffic:
@@ -110,8 +143,11 @@ class Traffic:
                     self.events.append(decode(record.value))
 
     def bodies(self, kind, **where) -> list:
-        return [e.body for e in self.events if isinstance(e.body, kind)
-                and all(getattr(e.body, k) == v for k, v in where.items())]
+        return [
+            e.body
+            for e in self.events
+            if isinstance(e.body, kind) and all(getattr(e.body, k) == v for k, v in where.items())
+        ]
 
     def envelopes(self, kind) -> list:
         return [e for e in self.events if isinstance(e.body, kind)]
@@ -120,10 +156,12 @@ class Traffic:
         async def check():
             await self.read()
             return condition()
+
         return await wait_for(check, timeout=timeout, what=what)
 
     async def work(self, until, what: str, timeout: float = 45.0) -> None:
         """Play the agents: finish every new assignment at once, until the condition holds."""
+
         async def check():
             await self.read()
             for assignment in self.bodies(TaskAssigned):
@@ -131,6 +169,7 @@ class Traffic:
                     self.completed.add((assignment.task_id, assignment.attempt))
                     await kafka.publish(self.producer, self.settings, done(assignment))
             return until()
+
         await wait_for(check, timeout=timeout, what=what)
         await self.until(lambda: len(self.bodies(TaskCompleted)) >= len(self.completed), "the outcomes read back")
 
@@ -171,6 +210,7 @@ async def parked_by(settings: Settings, processors: set[str]) -> list[Parked]:
         for records in (await consumer.getmany(timeout_ms=100)).values():
             parked.extend(p for p in map(parked_from, records) if p.processor in processors)
         return {p.processor for p in parked} == processors
+
     try:
         await wait_for(read, timeout=20, what=f"messages parked by {', '.join(sorted(processors))}")
         return parked
@@ -201,7 +241,8 @@ async def test_a_task_is_routed_then_assigned_to_a_capable_agent(settings, tmp_p
     assert (assignment.body.agent_id, assignment.body.attempt, assignment.body.payload) == ("py-1", 1, {"n": "t-1"})
     assert assignment.causation_id == routed.event_id and assignment.producer == "balancer"
     assert {(p.processor, p.origin_topic, p.error_class) for p in parked} == {
-        (name, topic_name("tasks", settings.topic_prefix), "MalformedEvent") for name in ("router", "balancer")}
+        (name, topic_name("tasks", settings.topic_prefix), "MalformedEvent") for name in ("router", "balancer")
+    }
 
 
 async def test_a_burst_of_tasks_never_puts_an_agent_beyond_capacity_and_the_queue_drains(settings, tmp_path):
@@ -232,8 +273,9 @@ async def test_a_task_no_agent_can_take_waits_until_one_registers(settings, tmp_
             assert "rust>=0.5" in queued.reason and not traffic.bodies(TaskAssigned)
 
             await publish_all(settings, [agent("rust-1", rust=0.7)])
-            [assignment] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-rust"),
-                                               "t-rust assigned once a rust agent registered")
+            [assignment] = await traffic.until(
+                lambda: traffic.bodies(TaskAssigned, task_id="t-rust"), "t-rust assigned once a rust agent registered"
+            )
     assert assignment.agent_id == "rust-1"
 
 
@@ -244,16 +286,21 @@ async def test_a_waiting_task_outlives_the_router_that_queued_it(settings, tmp_p
                 await publish_all(settings, [agent("py-1", python=0.9)])
                 await publish_all(settings, [task("t-go", capability="go")])
                 await traffic.until(lambda: traffic.bodies(TaskQueued, task_id="t-go"), "t-go queued")
-                await wait_for(lambda: tasks_committed_past(settings, "t-go"),
-                               what="the first router to commit past the submission")
+                await wait_for(
+                    lambda: tasks_committed_past(settings, "t-go"),
+                    what="the first router to commit past the submission",
+                )
                 first.send_signal(signal.SIGKILL)
                 first.wait()
             # The second router reads the tasks topic only from the first one's commit on:
             # it knows of t-go from the waiting topic alone.
             with serving("router", settings, tmp_path, run="-second"):
                 await publish_all(settings, [agent("go-1", go=0.8)])
-                [assignment] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-go"),
-                                                   "t-go assigned once a go agent registered", timeout=60)
+                [assignment] = await traffic.until(
+                    lambda: traffic.bodies(TaskAssigned, task_id="t-go"),
+                    "t-go assigned once a go agent registered",
+                    timeout=60,
+                )
     assert assignment.agent_id == "go-1"
     assert len(traffic.bodies(TaskRouted, task_id="t-go")) == 1
 
@@ -272,12 +319,22 @@ async def tasks_committed_past(settings: Settings, task_id: str) -> bool:
 
 async def t1_held_by_good_with_backup_standing_by(settings: Settings, traffic: Traffic, good_capacity: int = 2):
     """Agents `good` and `backup`, both known to the router, and task t-1 assigned to `good`, the better one."""
-    await publish_all(settings, [agent("good", capacity=good_capacity, python=0.95, **{"probe-good": 0.9}),
-                                 agent("backup", capacity=3, python=0.6, **{"probe-backup": 0.9})])
+    await publish_all(
+        settings,
+        [
+            agent("good", capacity=good_capacity, python=0.95, **{"probe-good": 0.9}),
+            agent("backup", capacity=3, python=0.6, **{"probe-backup": 0.9}),
+        ],
+    )
     # The registry reaches the router on its own path: make sure it knows both agents.
     await publish_all(settings, [task("probe-1", "probe-good"), task("probe-2", "probe-backup")])
-    await traffic.until(lambda: len(traffic.bodies(TaskAssigned, task_id="probe-1")) +
-                        len(traffic.bodies(TaskAssigned, task_id="probe-2")) == 2, "both agents known")
+    await traffic.until(
+        lambda: (
+            len(traffic.bodies(TaskAssigned, task_id="probe-1")) + len(traffic.bodies(TaskAssigned, task_id="probe-2"))
+            == 2
+        ),
+        "both agents known",
+    )
     await publish_all(settings, [task("t-1")])
     [first] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-1"), "t-1 assigned")
     assert first.agent_id == "good"
@@ -287,9 +344,21 @@ async def test_the_tasks_of_an_agent_found_unhealthy_are_reassigned(settings, tm
     async with Traffic(settings) as traffic:
         with router_and_balancer(settings, tmp_path):
             await t1_held_by_good_with_backup_standing_by(settings, traffic)
-            await publish_all(settings, [make_event(AgentHealthChanged(
-                agent_id="good", previous="healthy", current="unhealthy", missed_heartbeats=4,
-                in_flight_task_ids=("t-1",)), producer="health")])
+            await publish_all(
+                settings,
+                [
+                    make_event(
+                        AgentHealthChanged(
+                            agent_id="good",
+                            previous="healthy",
+                            current="unhealthy",
+                            missed_heartbeats=4,
+                            in_flight_task_ids=("t-1",),
+                        ),
+                        producer="health",
+                    )
+                ],
+            )
             await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-1", attempt=2), "t-1 reassigned")
             await publish_all(settings, [task("t-2")])
             [later] = await traffic.until(lambda: traffic.bodies(TaskAssigned, task_id="t-2"), "t-2 assigned")
@@ -315,8 +384,9 @@ async def test_a_balancer_killed_mid_stream_resumes_without_over_assigning_or_de
             # The agents finish what they hold while no balancer runs.
             await traffic.work(lambda: True, "the agents to finish what they hold")
             with serving("balancer", settings, tmp_path, run="-second"):
-                await traffic.work(lambda: len({t for t, _ in traffic.completed}) >= 80, "all 80 tasks finished",
-                                   timeout=60)
+                await traffic.work(
+                    lambda: len({t for t, _ in traffic.completed}) >= 80, "all 80 tasks finished", timeout=60
+                )
 
     assert len(assigned_before_the_kill) < 80, "the balancer was killed mid-stream"
     assert {e.task_id for e in traffic.bodies(TaskAssigned)} == {f"t-{n}" for n in range(80)}

@@ -1,5 +1,6 @@
 """The agent SDK against the real broker: registration, its own partition, capacity, outcomes,
 restarts without duplicates, and draining on SIGTERM."""
+
 from __future__ import annotations
 
 import asyncio
@@ -36,6 +37,7 @@ async def topics(settings):
 
 # --- plumbing -------------------------------------------------------------------------
 
+
 class TopicLog:
     """Every event on one topic, read as consumers of agent reports should: read_committed."""
 
@@ -59,16 +61,16 @@ class TopicLog:
         deadline = time.monotonic() + timeout
         while not condition(self.events):
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}; saw "
-                                     f"{[(e.event_type, e.key) for e in self.events]}")
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {what}; saw {[(e.event_type, e.key) for e in self.events]}"
+                )
             for records in (await self.consumer.getmany(timeout_ms=100)).values():
                 self.events += [decode(r.value) for r in records]
         return self.events
 
 
 def of_type(events, event_type: str, **fields) -> list[Envelope]:
-    return [e for e in events if e.event_type == event_type
-            and all(getattr(e.body, k) == v for k, v in fields.items())]
+    return [e for e in events if e.event_type == event_type and all(getattr(e.body, k) == v for k, v in fields.items())]
 
 
 def endings(events, task_id: str | None = None) -> list[Envelope]:
@@ -80,14 +82,15 @@ def ended(*task_ids: str):
 
 
 def assignment(task_id: str, agent_id: str = "agent-1", capability: str = "echo", **payload) -> Envelope:
-    return make_event(TaskAssigned(task_id=task_id, agent_id=agent_id, attempt=1, capability=capability,
-                                   payload=payload), producer="balancer")
+    return make_event(
+        TaskAssigned(task_id=task_id, agent_id=agent_id, attempt=1, capability=capability, payload=payload),
+        producer="balancer",
+    )
 
 
 def an_agent(settings, handler, agent_id: str = "agent-1", capacity: int = 4, **options) -> Agent:
     options = {"heartbeat_interval": 0.3, "drain_timeout": 10.0, **options}
-    return Agent(agent_id, [Capability(name="echo", proficiency=0.9)], capacity, handler, settings=settings,
-                 **options)
+    return Agent(agent_id, [Capability(name="echo", proficiency=0.9)], capacity, handler, settings=settings, **options)
 
 
 def same_partition_as(agent_id: str, *, same: bool = True) -> str:
@@ -124,19 +127,33 @@ async def echo(task: Task) -> Completed:
 
 # --- the tests ------------------------------------------------------------------------
 
+
 async def test_an_agent_registers_heartbeats_and_deregisters(settings):
-    agent = an_agent(settings, echo, capacity=3, labels={"zone": "eu"}, version="1.2.3",
-                     capacity_per_capability={"echo": 2}, cost_per_task=0.5)
+    agent = an_agent(
+        settings,
+        echo,
+        capacity=3,
+        labels={"zone": "eu"},
+        version="1.2.3",
+        capacity_per_capability={"echo": 2},
+        cost_per_task=0.5,
+    )
     async with TopicLog(settings, "agents") as agents, TopicLog(settings, "heartbeats") as heartbeats:
         async with running(agent):
-            registered = of_type(await agents.until(lambda es: of_type(es, "AgentRegistered"), "registration"),
-                                 "AgentRegistered")
+            registered = of_type(
+                await agents.until(lambda es: of_type(es, "AgentRegistered"), "registration"), "AgentRegistered"
+            )
             beats = of_type(await heartbeats.until(lambda es: len(es) >= 2, "two heartbeats"), "AgentHeartbeat")
         await agents.until(lambda es: of_type(es, "AgentDeregistered"), "deregistration")
 
     body = registered[0].body
     assert (body.agent_id, body.capacity, body.capacity_per_capability, body.cost_per_task, body.labels) == (
-        "agent-1", 3, {"echo": 2}, 0.5, {"zone": "eu"})
+        "agent-1",
+        3,
+        {"echo": 2},
+        0.5,
+        {"zone": "eu"},
+    )
     assert body.capabilities == (Capability(name="echo", proficiency=0.9),) and body.sdk_version
     assert registered[0].producer == "agent-1" and registered[0].key == "agent-1"
     beat = beats[-1].body
@@ -156,8 +173,15 @@ async def test_an_agent_runs_only_its_own_assignments(settings):
     agent = an_agent(settings, record)
     async with TopicLog(settings, "task-outcomes") as outcomes, running(agent):
         assert agent.partition.partition == partition_for("agent-1", 6)
-        await publish_all(settings, [assignment("mine-1"), assignment("neighbours", neighbour),
-                                     assignment("strangers", stranger), assignment("mine-2")])
+        await publish_all(
+            settings,
+            [
+                assignment("mine-1"),
+                assignment("neighbours", neighbour),
+                assignment("strangers", stranger),
+                assignment("mine-2"),
+            ],
+        )
         # mine-2 comes after the neighbour's assignment on the same partition: by the time it
         # has ended, the neighbour's has been read, and skipped.
         await outcomes.until(ended("mine-1", "mine-2"), "both own tasks to end")
@@ -181,16 +205,29 @@ async def test_no_more_than_capacity_tasks_run_at_once(settings):
         running_now["all"] -= 1
         return Completed()
 
-    agent = Agent("agent-1", [Capability(name="gpu", proficiency=0.9), Capability(name="cpu", proficiency=0.9)],
-                  3, gated, capacity_per_capability={"gpu": 1}, heartbeat_interval=0.2, settings=settings)
+    agent = Agent(
+        "agent-1",
+        [Capability(name="gpu", proficiency=0.9), Capability(name="cpu", proficiency=0.9)],
+        3,
+        gated,
+        capacity_per_capability={"gpu": 1},
+        heartbeat_interval=0.2,
+        settings=settings,
+    )
     tasks = [assignment(f"gpu-{i}", capability="gpu") for i in range(3)] + [
-        assignment(f"cpu-{i}", capability="cpu") for i in range(3)]
-    async with TopicLog(settings, "heartbeats") as heartbeats, \
-            TopicLog(settings, "task-outcomes") as outcomes, running(agent):
+        assignment(f"cpu-{i}", capability="cpu") for i in range(3)
+    ]
+    async with (
+        TopicLog(settings, "heartbeats") as heartbeats,
+        TopicLog(settings, "task-outcomes") as outcomes,
+        running(agent),
+    ):
         await publish_all(settings, tasks)
         # All six read, three running (one gpu, two cpu), three waiting for a slot.
-        await heartbeats.until(lambda es: any(e.body.in_flight == 3 and e.body.queue_depth == 3 for e in es),
-                               "a heartbeat with 3 running and 3 queued")
+        await heartbeats.until(
+            lambda es: any(e.body.in_flight == 3 and e.body.queue_depth == 3 for e in es),
+            "a heartbeat with 3 running and 3 queued",
+        )
         assert (running_now["gpu"], running_now["cpu"]) == (1, 2)
         gate.set()
         await outcomes.until(ended(*(t.body.task_id for t in tasks)), "every task to end")
@@ -249,6 +286,7 @@ async def test_a_restarted_agent_neither_repeats_nor_loses_a_report(settings):
             if task.payload.get("slow"):
                 await gate.wait()
             return Completed()
+
         return handler
 
     async with TopicLog(settings, "task-outcomes") as outcomes:
@@ -304,11 +342,25 @@ async def test_an_unreadable_assignment_is_dead_lettered_and_the_next_one_still_
 
 
 async def test_sigterm_drains_the_example_agent_which_deregisters_and_exits_0(settings):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
-    process = subprocess.Popen([sys.executable, str(ROOT / "examples" / "echo_agent.py"), "--agent-id", "echo-1",
-                                "--heartbeat-interval", "0.5"], env=env, cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "echo_agent.py"),
+            "--agent-id",
+            "echo-1",
+            "--heartbeat-interval",
+            "0.5",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         async with TopicLog(settings, "agents") as agents, TopicLog(settings, "task-outcomes") as outcomes:
             await agents.until(lambda es: of_type(es, "AgentRegistered", agent_id="echo-1"), "registration")

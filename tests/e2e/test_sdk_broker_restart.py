@@ -2,6 +2,7 @@
 
 Uses a broker of its own, so stopping it disturbs no other test.
 """
+
 from __future__ import annotations
 
 import asyncio

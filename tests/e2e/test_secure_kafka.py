@@ -5,6 +5,7 @@ The broker is the one `infra/stack.sh up --secure` runs (started here when it is
 whichever profile the rest of the suite uses; each test has a topic prefix of its own, and the
 ACLs of that prefix are applied by `orchestrator acl apply` as the admin.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -59,16 +60,22 @@ def secure_broker() -> SecureBroker:
     subprocess.run([*STACK, "up", "--secure"], check=True, cwd=ROOT)
     out = subprocess.run([*STACK, "env", "--secure"], check=True, cwd=ROOT, capture_output=True, text=True).stdout
     env = dict(re.findall(r"export (\w+)=(\S+)", out))
-    return SecureBroker(env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_SSL_CAFILE"],
-                        Path(env["KAFKA_SASL_PASSWORD_FILE"]).parent)
+    return SecureBroker(
+        env["KAFKA_BOOTSTRAP_SERVERS"], env["KAFKA_SSL_CAFILE"], Path(env["KAFKA_SASL_PASSWORD_FILE"]).parent
+    )
 
 
 def as_principal(settings: Settings, broker: SecureBroker, principal: str, **overrides) -> Settings:
     """This test's settings, on the secure broker as `principal`: configuration alone."""
-    secure = {"kafka_bootstrap_servers": broker.bootstrap, "kafka_security_protocol": "SASL_SSL",
-              "kafka_sasl_mechanism": "SCRAM-SHA-512", "kafka_sasl_username": principal,
-              "kafka_sasl_password": "", "kafka_sasl_password_file": broker.password_file(principal),
-              "kafka_ssl_cafile": broker.cafile}
+    secure = {
+        "kafka_bootstrap_servers": broker.bootstrap,
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_username": principal,
+        "kafka_sasl_password": "",
+        "kafka_sasl_password_file": broker.password_file(principal),
+        "kafka_ssl_cafile": broker.cafile,
+    }
     chosen = settings.replace(**{**secure, **overrides})
     chosen.validate()
     return chosen
@@ -143,27 +150,39 @@ async def cannot_connect(settings: Settings) -> Exception:
 
 # --- who gets in ----------------------------------------------------------------------
 
+
 async def test_a_wrong_password_is_rejected(settings, secure_broker):
-    intruder = as_principal(settings, secure_broker, "projector", kafka_sasl_password_file="",
-                            kafka_sasl_password="not-the-password")
+    intruder = as_principal(
+        settings, secure_broker, "projector", kafka_sasl_password_file="", kafka_sasl_password="not-the-password"
+    )
     error = await cannot_connect(intruder)
     assert "SaslAuthenticationFailed" in str(error)
 
 
 async def test_an_unknown_user_is_rejected(settings, secure_broker):
-    stranger = as_principal(settings, secure_broker, "mallory", kafka_sasl_password_file="",
-                            kafka_sasl_password="guess")
+    stranger = as_principal(
+        settings, secure_broker, "mallory", kafka_sasl_password_file="", kafka_sasl_password="guess"
+    )
     error = await cannot_connect(stranger)
     assert "SaslAuthenticationFailed" in str(error)
 
 
 async def test_an_anonymous_plaintext_client_gets_nothing_from_the_tls_listener(settings, secure_broker):
-    anonymous = settings.replace(kafka_bootstrap_servers=secure_broker.bootstrap, kafka_security_protocol="PLAINTEXT",
-                        kafka_sasl_username="", kafka_sasl_password="", kafka_sasl_password_file="")
+    anonymous = settings.replace(
+        kafka_bootstrap_servers=secure_broker.bootstrap,
+        kafka_security_protocol="PLAINTEXT",
+        kafka_sasl_username="",
+        kafka_sasl_password="",
+        kafka_sasl_password_file="",
+    )
     assert "closed" in str(await cannot_connect(anonymous))
     # The same with the stack's raw probe: a plaintext Metadata request gets no answer.
-    probe = subprocess.run([sys.executable, str(ROOT / "infra" / "probe.py"), "kafka", secure_broker.bootstrap],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "probe.py"), "kafka", secure_broker.bootstrap],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode == 1, probe.stdout
 
 
@@ -218,16 +237,16 @@ async def test_a_processor_may_not_write_a_topic_that_is_not_its_own(admin, secu
 async def test_a_processor_may_not_use_another_processors_group(admin, secure_broker, processor):
     _, group, _ = NOT_ITS_OWN[processor]
     with pytest.raises(GroupAuthorizationFailedError):
-        await commit_in_group(as_principal(admin, secure_broker, processor), f"{admin.topic_prefix}.{group}",
-                              "tasks")
+        await commit_in_group(as_principal(admin, secure_broker, processor), f"{admin.topic_prefix}.{group}", "tasks")
 
 
 @pytest.mark.parametrize("processor", PROCESSORS)
 async def test_a_processor_may_not_use_another_processors_transactional_id(admin, secure_broker, processor):
     _, _, transactional_id = NOT_ITS_OWN[processor]
     with pytest.raises(TransactionalIdAuthorizationFailed):
-        await start_transactions(as_principal(admin, secure_broker, processor),
-                                 f"{admin.topic_prefix}.{transactional_id}")
+        await start_transactions(
+            as_principal(admin, secure_broker, processor), f"{admin.topic_prefix}.{transactional_id}"
+        )
 
 
 async def test_a_processor_may_write_its_outputs_and_use_its_own_group(admin, secure_broker):
@@ -279,13 +298,15 @@ async def test_the_admin_may_do_everything(admin):
 
 
 async def test_topics_ensure_as_a_processor_reports_the_topics_it_may_not_see(admin, secure_broker):
-    checks = {check.name: check.action
-              for check in await kafka.ensure_topics(as_principal(admin, secure_broker, "learner"))}
+    checks = {
+        check.name: check.action for check in await kafka.ensure_topics(as_principal(admin, secure_broker, "learner"))
+    }
     assert checks[admin.topic("heartbeats")] == "unauthorized"  # the learner has no business there
     assert checks[admin.topic("task-outcomes")] == checks[admin.topic("models")] == "ok"
 
 
 # --- acl apply ------------------------------------------------------------------------
+
 
 async def test_acl_apply_removes_what_the_file_does_not_say_and_a_second_apply_changes_nothing(admin):
     stray = Binding("User:agent", "topic", "literal", admin.topic("tasks"), "write")
@@ -293,10 +314,22 @@ async def test_acl_apply_removes_what_the_file_does_not_say_and_a_second_apply_c
     assert stray in await broker_acls.in_force(admin)
 
     env = env_of(admin)
-    first = subprocess.run([sys.executable, "-m", "services.cli", "acl", "apply"], env=env, cwd=ROOT,
-                           capture_output=True, text=True, timeout=60)
-    second = subprocess.run([sys.executable, "-m", "services.cli", "acl", "apply"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    first = subprocess.run(
+        [sys.executable, "-m", "services.cli", "acl", "apply"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    second = subprocess.run(
+        [sys.executable, "-m", "services.cli", "acl", "apply"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
     assert first.returncode == 0, first.stderr
     assert f"- {stray}" in first.stdout and "added 0, removed 1" in first.stdout
@@ -306,21 +339,28 @@ async def test_acl_apply_removes_what_the_file_does_not_say_and_a_second_apply_c
 
 
 async def test_acl_apply_as_a_processor_is_refused(admin, secure_broker):
-    result = subprocess.run([sys.executable, "-m", "services.cli", "acl", "apply"],
-                            env=env_of(as_principal(admin, secure_broker, "router")), cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.cli", "acl", "apply"],
+        env=env_of(as_principal(admin, secure_broker, "router")),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1
     assert "orchestrator: " in result.stderr and "error 31" in result.stderr.lower()
 
 
 # --- the whole loop through configuration alone -----------------------------------------
 
+
 @contextlib.contextmanager
 def serving(processors: dict[str, Settings]):
     """`orchestrator serve <name>` per processor, each as its own principal; SIGTERM at the end."""
-    processes = {name: subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name],
-                                        env=env_of(chosen), cwd=ROOT)
-                 for name, chosen in processors.items()}
+    processes = {
+        name: subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env_of(chosen), cwd=ROOT)
+        for name, chosen in processors.items()
+    }
     try:
         yield processes
     finally:
@@ -335,21 +375,30 @@ def serving(processors: dict[str, Settings]):
 
 
 async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complete_a_task(
-        admin, secure_broker, tmp_path):
+    admin, secure_broker, tmp_path
+):
     def principal(name: str, **overrides) -> Settings:
         return as_principal(admin, secure_broker, name, metrics_port="0", **overrides)
 
     data_dirs = {f"{name}_data_dir": str(tmp_path) for name in ("health", "router", "balancer", "learner")}
-    processors = {name: principal(name, **data_dirs)
-                  for name in ("projector", "health", "router", "balancer", "learner")}
+    processors = {
+        name: principal(name, **data_dirs) for name in ("projector", "health", "router", "balancer", "learner")
+    }
     done = []
 
     async def handle(task: Task) -> Completed:
         done.append(task.task_id)
         return Completed(result_summary=f"did {task.task_id}")
 
-    agent = Agent("secure-agent-1", [Capability(name="python", proficiency=0.9)], 2, handle,
-                  heartbeat_interval=0.5, drain_timeout=10.0, settings=principal("agent"))
+    agent = Agent(
+        "secure-agent-1",
+        [Capability(name="python", proficiency=0.9)],
+        2,
+        handle,
+        heartbeat_interval=0.5,
+        drain_timeout=10.0,
+        settings=principal("agent"),
+    )
     try:
         with serving(processors) as processes:
             runner = asyncio.create_task(agent.run())
@@ -357,11 +406,22 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
             submit = subprocess.run(
                 [sys.executable, "-m", "services.cli", "publish", "--type", "TaskSubmitted"],
                 input='{"task_id": "secure-task-1", "requirements": [{"name": "python"}], "submitter": "ops"}',
-                env=env_of(admin), cwd=ROOT, capture_output=True, text=True, timeout=60)
+                env=env_of(admin),
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             assert submit.returncode == 0, submit.stderr
-            rows = await wait_for(lambda: projected(admin, "SELECT status, assigned_agent_id FROM tasks "
-                                                           "WHERE task_id = 'secure-task-1' AND status = 'completed'"),
-                                  timeout=120, what="the task completed in the read models")
+            rows = await wait_for(
+                lambda: projected(
+                    admin,
+                    "SELECT status, assigned_agent_id FROM tasks "
+                    "WHERE task_id = 'secure-task-1' AND status = 'completed'",
+                ),
+                timeout=120,
+                what="the task completed in the read models",
+            )
             assert all(p.poll() is None for p in processes.values()), "a processor stopped"
             await asyncio.wait_for(agent.stop(), 30)
             runner.result()

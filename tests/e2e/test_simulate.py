@@ -1,4 +1,5 @@
 """`orchestrator simulate` through the real router, balancer and broker."""
+
 import json
 import os
 import subprocess
@@ -12,12 +13,34 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_simulate_compares_policies_without_exceeding_capacity(settings):
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+    }
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "simulate", "--policies", "least_loaded,orchestrator",
-         "--tasks", "80", "--rate", "40", "--agents", "6", "--json"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "simulate",
+            "--policies",
+            "least_loaded,orchestrator",
+            "--tasks",
+            "80",
+            "--rate",
+            "40",
+            "--agents",
+            "6",
+            "--json",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
     assert result.returncode == 0, result.stderr[-2000:]
     policies = json.loads(result.stdout)["policies"]

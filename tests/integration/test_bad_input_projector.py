@@ -5,6 +5,7 @@ every event type (tests/unit/malformed.py); they are handed to the projector in 
 random. Each record is either projected or parked with its reason, every position moves on, a
 final task state stays final, and the read model is exactly what the accepted records alone make.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,9 +25,13 @@ from tests.unit.malformed import mixed_records
 pytestmark = pytest.mark.integration
 
 # A few dozen logs of up to 40 records each keep this under half a minute on the shared stack.
-BOUNDED = hypothesis.settings(max_examples=30, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                          HealthCheck.large_base_example])
+BOUNDED = hypothesis.settings(
+    max_examples=30,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 
 
 class RecordingDeadLetters:
@@ -40,7 +45,9 @@ class RecordingDeadLetters:
 async def _tables(view) -> list[str]:
     cur = await view.conn.execute(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-        "AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'", (view.schema,))
+        "AND table_type = 'BASE TABLE' AND table_name <> 'schema_migrations'",
+        (view.schema,),
+    )
     return [row[0] for row in await cur.fetchall()]
 
 
@@ -61,8 +68,15 @@ async def _read_model(view) -> dict:
 
 
 def _projector(view, dead_letters) -> Projector:
-    return Projector(consumer=None, view=view, dead_letters=dead_letters, metrics=ProcessorMetrics("projector"),
-                     topics=[], batch_size=500, batch_timeout_ms=100)
+    return Projector(
+        consumer=None,
+        view=view,
+        dead_letters=dead_letters,
+        metrics=ProcessorMetrics("projector"),
+        topics=[],
+        batch_size=500,
+        batch_timeout_ms=100,
+    )
 
 
 async def _project_in_batches(view, records, cuts) -> RecordingDeadLetters:
@@ -120,4 +134,3 @@ def test_the_projector_parks_or_projects_every_record_and_keeps_the_read_model_s
             runner.run(view.conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(view.schema))))
             runner.run(view.conn.commit())
             runner.run(view.close())
-

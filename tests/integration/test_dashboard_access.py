@@ -1,4 +1,5 @@
 """The dashboard's connection on the real PostgreSQL: the analyst, read-only, blind to the key store."""
+
 from __future__ import annotations
 
 import uuid

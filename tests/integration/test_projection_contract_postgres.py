@@ -9,10 +9,16 @@ from tests.projection_contract import ProjectionContract
 
 pytestmark = pytest.mark.integration
 
-PRIMARY_KEYS = {"agents": "agent_id", "agent_capabilities": "agent_id, name", "tasks": "task_id",
-                "routing_decisions": "event_id", "task_assignments": "task_id, attempt",
-                "agent_memory_profiles": "agent_id", "agent_load_history": "agent_id, window_start",
-                "task_handoffs": "event_id"}
+PRIMARY_KEYS = {
+    "agents": "agent_id",
+    "agent_capabilities": "agent_id, name",
+    "tasks": "task_id",
+    "routing_decisions": "event_id",
+    "task_assignments": "task_id, attempt",
+    "agent_memory_profiles": "agent_id",
+    "agent_load_history": "agent_id, window_start",
+    "task_handoffs": "event_id",
+}
 
 
 @pytest.fixture
@@ -41,19 +47,22 @@ class TestPostgresView(ProjectionContract):
 
     async def rows(self, view, table):
         async with view.conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(sql.SQL("SELECT * FROM {} ORDER BY {}").format(
-                sql.Identifier(table), sql.SQL(PRIMARY_KEYS[table])))
+            await cur.execute(
+                sql.SQL("SELECT * FROM {} ORDER BY {}").format(sql.Identifier(table), sql.SQL(PRIMARY_KEYS[table]))
+            )
             return await cur.fetchall()
 
 
 async def test_migrations_apply_once(settings, schemas):
     view = await schemas("m")
     from projections.migrate import migrate
+
     assert await migrate(view.conn, view.schema) == []
 
 
 async def test_a_failing_row_rolls_back_its_whole_batch(settings, schemas):
     from projections.ops import Position, Upsert
+
     view = await schemas("r")
     good = (Position("t", 0, 0), [Upsert("tasks", {"task_id": "ok"}, {"status": "submitted"})])
     bad = (Position("t", 0, 1), [Upsert("tasks", {"task_id": "bad"}, {"priority": 10**12})])
@@ -69,11 +78,18 @@ async def test_a_failing_row_rolls_back_its_whole_batch(settings, schemas):
 async def test_the_agent_memory_view_answers_per_agent_questions(settings, schemas):
     from tests import factories as f
     from tests.projection_contract import at_offsets
+
     view = await schemas("v")
-    events = [f.registered("agent-1"), f.registered("agent-2"),
-              *f.lifecycle("task-1", "agent-1", t=1), *f.lifecycle("task-2", "agent-1", t=10),
-              f.submitted("task-3", t=20), f.assigned("task-3", "agent-1", t=21),
-              f.failed("task-3", "agent-1", t=22), f.handed_off("task-2", "agent-1", "agent-2", t=30)]
+    events = [
+        f.registered("agent-1"),
+        f.registered("agent-2"),
+        *f.lifecycle("task-1", "agent-1", t=1),
+        *f.lifecycle("task-2", "agent-1", t=10),
+        f.submitted("task-3", t=20),
+        f.assigned("task-3", "agent-1", t=21),
+        f.failed("task-3", "agent-1", t=22),
+        f.handed_off("task-2", "agent-1", "agent-2", t=30),
+    ]
     await view.apply(at_offsets(events))
 
     async with view.conn.cursor(row_factory=dict_row) as cur:
@@ -90,6 +106,7 @@ async def test_the_agent_memory_view_answers_per_agent_questions(settings, schem
 async def test_the_routing_analytics_views_answer(settings, schemas):
     from bench.demo.feed import scripted_feed
     from tests.projection_contract import at_offsets
+
     view = await schemas("an")
     await view.apply(at_offsets(list(scripted_feed(agents=5, tasks=200, seed=1))))
 

@@ -1,4 +1,5 @@
 """The analyst queries the README and the dashboard use are served by indexes, not by reading whole tables."""
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,24 @@ pytestmark = pytest.mark.integration
 # query, parameters, an index its plan must read
 KEY_QUERIES = {
     "task by id": ("SELECT * FROM tasks WHERE task_id = %s", ("task-1-7",), "tasks_pkey"),
-    "decisions of a task": ("SELECT decided_at, chosen_agent_id, predicted_success FROM routing_decisions "
-                            "WHERE task_id = %s ORDER BY decided_at", ("task-1-7",), "routing_decisions_task"),
+    "decisions of a task": (
+        "SELECT decided_at, chosen_agent_id, predicted_success FROM routing_decisions "
+        "WHERE task_id = %s ORDER BY decided_at",
+        ("task-1-7",),
+        "routing_decisions_task",
+    ),
     "assignments of an agent in a time range": (
         "SELECT task_id, attempt, outcome FROM task_assignments WHERE agent_id = %s "
         "AND assigned_at >= %s AND assigned_at < %s ORDER BY assigned_at",
-        ("agent-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"), "task_assignments_agent"),
-    "capability saturation forecast": ("SELECT * FROM capability_saturation_forecast", (),
-                                       "task_assignments_pkey"),
-    "capability history": ("SELECT occurred_at, agent_id, proficiency FROM agent_capability_history "
-                           "WHERE name = %s ORDER BY occurred_at", ("python",), "agent_capability_history_name"),
+        ("agent-1", "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"),
+        "task_assignments_agent",
+    ),
+    "capability saturation forecast": ("SELECT * FROM capability_saturation_forecast", (), "task_assignments_pkey"),
+    "capability history": (
+        "SELECT occurred_at, agent_id, proficiency FROM agent_capability_history WHERE name = %s ORDER BY occurred_at",
+        ("python",),
+        "agent_capability_history_name",
+    ),
 }
 
 
@@ -69,15 +78,20 @@ async def plan_of(view, query: str, params) -> list[tuple[str, str | None]]:
 async def test_key_query_reads_its_index(loaded, name):
     query, params, index = KEY_QUERIES[name]
     plan = await plan_of(loaded, query, params)
-    assert any(node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and used == index
-               for node, used in plan), f"{name}: {plan}"
+    assert any(
+        node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") and used == index for node, used in plan
+    ), f"{name}: {plan}"
     assert not any(node == "Seq Scan" for node, _ in plan), f"{name} reads a whole table: {plan}"
 
 
 def dashboard_queries() -> dict[str, str]:
     dashboard = json.loads((ROOT / "infra" / "grafana" / "orchestrator.json").read_text())
-    return {panel["title"]: target["rawSql"] for panel in dashboard["panels"]
-            for target in panel.get("targets", ()) if "rawSql" in target}
+    return {
+        panel["title"]: target["rawSql"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", ())
+        if "rawSql" in target
+    }
 
 
 @pytest.mark.parametrize("title", dashboard_queries())
@@ -92,8 +106,19 @@ async def test_every_dashboard_query_runs_on_the_read_models(loaded, title):
 
 # Tables that grow with tasks, events or time: the dashboard reads them through an index only.
 # Tables of one row per agent (or agent and capability) are small whatever the load, and read whole.
-GROWING = {"tasks", "task_assignments", "routing_decisions", "task_queue_events", "skill_trajectory", "skill_shifts",
-           "security_events", "agent_health_changes", "agent_capability_history", "model_versions", "audit_log"}
+GROWING = {
+    "tasks",
+    "task_assignments",
+    "routing_decisions",
+    "task_queue_events",
+    "skill_trajectory",
+    "skill_shifts",
+    "security_events",
+    "agent_health_changes",
+    "agent_capability_history",
+    "model_versions",
+    "audit_log",
+}
 DASHBOARD_FILTERS = {"none": {}, "capability": {"capability": "python"}, "agent": {"agent": "agent-1"}}
 
 
@@ -103,6 +128,7 @@ async def with_audit_log(loaded):
 
     from services.audit.store import ensure_schema
     from services.settings import Settings
+
     settings = replace(Settings.from_env({}), db_schema=loaded.schema, audit_db_schema=f"{loaded.schema}_audit")
     await ensure_schema(loaded.conn, settings.audit.db_schema)
     await loaded.conn.commit()
@@ -120,6 +146,7 @@ async def test_every_dashboard_panel_reads_growing_tables_through_an_index(loade
 
     from services.dashboard.database import statement
     from services.dashboard.queries import PANELS, Filters, parameters
+
     newest = datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc)
     query = statement(PANELS[key], with_audit_log)
     for filtered, given in DASHBOARD_FILTERS.items():
@@ -128,6 +155,7 @@ async def test_every_dashboard_panel_reads_growing_tables_through_an_index(loade
         text = AsyncClientCursor(loaded.conn).mogrify(query, {k: v for k, v in params.items() if f"%({k})s" in query})
         plan = await plan_of(loaded, text, ())
         assert any(node in ("Index Scan", "Index Only Scan", "Bitmap Index Scan") for node, _ in plan) or not (
-            {relation for _, relation in plan} & GROWING), f"{key} ({filtered}) reads no index: {plan}"
+            {relation for _, relation in plan} & GROWING
+        ), f"{key} ({filtered}) reads no index: {plan}"
         whole = [relation for node, relation in plan if node == "Seq Scan" and relation in GROWING]
         assert not whole, f"{key} ({filtered}) reads {whole} whole: {plan}"

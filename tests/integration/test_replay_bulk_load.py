@@ -4,6 +4,7 @@ The log holds every event type the projector handles, ties at one instant, redel
 producer retries, records the decoder rejects, a record whose type header misdescribes it,
 an outcome the identity gate refuses, and heartbeats already gone to retention.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,7 +39,9 @@ def varied_log() -> list:
         f.handed_off("task-b", "agent-9", "agent-2", t=6),
         f.load_summarized("agent-9", t=7),
         f.deregistered("agent-9", t=8),
-        f.submitted("task-c", t=9), f.assigned("task-c", "agent-9", t=9.5), f.failed("task-c", "agent-9", t=9.8),
+        f.submitted("task-c", t=9),
+        f.assigned("task-c", "agent-9", t=9.5),
+        f.failed("task-c", "agent-9", t=9.8),
     ]
     return examples + fleet + agent_story
 
@@ -51,9 +54,14 @@ async def publish(settings, events, *, with_type_header: bool) -> None:
     try:
         sent = []
         for event in events:
-            sent.append(await producer.send(
-                topic_name(topic_for_event(event.event_type), settings.topic_prefix), encode(event),
-                key=event.key.encode(), headers=[type_header(event)] if with_type_header else None))
+            sent.append(
+                await producer.send(
+                    topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+                    encode(event),
+                    key=event.key.encode(),
+                    headers=[type_header(event)] if with_type_header else None,
+                )
+            )
             if event.event_type == "TaskAssigned":
                 await sent[-1]
         await asyncio.gather(*sent)
@@ -65,9 +73,12 @@ async def publish_misdescribed(settings, event, claimed_type: str) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        await producer.send_and_wait(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                                     encode(event), key=event.key.encode(),
-                                     headers=[(EVENT_TYPE_HEADER, claimed_type.encode())])
+        await producer.send_and_wait(
+            topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+            encode(event),
+            key=event.key.encode(),
+            headers=[(EVENT_TYPE_HEADER, claimed_type.encode())],
+        )
     finally:
         await producer.stop()
 
@@ -107,16 +118,24 @@ async def both_ways(settings, **options):
     rows = await replay(settings, into=f"{settings.db_schema}_rows", progress_out=quiet, bulk=False, **options)
     try:
         async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            return bulk, rows, await dump(conn, bulk.schema), await dump(conn, rows.schema), \
-                await _indexes(conn, bulk.schema), await _indexes(conn, rows.schema)
+            return (
+                bulk,
+                rows,
+                await dump(conn, bulk.schema),
+                await dump(conn, rows.schema),
+                await _indexes(conn, bulk.schema),
+                await _indexes(conn, rows.schema),
+            )
     finally:
         for schema in (bulk.schema, rows.schema):
             await drop_schema(settings, schema)
 
 
 async def _indexes(conn, schema: str) -> list[tuple[str, str]]:
-    cur = await conn.execute("SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes "
-                             "WHERE schemaname = %s ORDER BY indexname", (f"{schema}.", schema))
+    cur = await conn.execute(
+        "SELECT indexname, replace(indexdef, %s, '') FROM pg_indexes WHERE schemaname = %s ORDER BY indexname",
+        (f"{schema}.", schema),
+    )
     return await cur.fetchall()
 
 
@@ -128,9 +147,20 @@ async def test_the_bulk_load_equals_the_row_by_row_replay(settings, log):
     assert (bulk.events, bulk.rejected) == (rows.events, rows.rejected)
     assert bulk.rejected == 4  # two undecodable records, the misdescribed one and the refused outcome
     assert bulk_tables == row_tables
-    assert all(bulk_tables[table] for table in ("tasks", "task_assignments", "agents", "agent_capabilities",
-                                                "skill_trajectory", "security_events", "erasures",
-                                                "agent_heartbeats_latest", "projection_positions"))
+    assert all(
+        bulk_tables[table]
+        for table in (
+            "tasks",
+            "task_assignments",
+            "agents",
+            "agent_capabilities",
+            "skill_trajectory",
+            "security_events",
+            "erasures",
+            "agent_heartbeats_latest",
+            "projection_positions",
+        )
+    )
     assert bulk_indexes == row_indexes
 
 

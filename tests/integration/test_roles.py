@@ -1,4 +1,5 @@
 """Least-privilege roles on the real PostgreSQL: each role tries what it must not, and is refused."""
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,14 @@ REFUSED = psycopg.errors.InsufficientPrivilege
 async def db(settings):
     tag = settings.db_schema.removeprefix("test_")
     password = uuid.uuid4().hex
-    s = settings.replace(db_role_prefix=f"t{tag}", audit_db_schema=f"audit_{tag}", keystore_schema=f"keystore_{tag}",
-                db_audit_writer_password=password, db_analyst_password=password, db_keystore_password=password)
+    s = settings.replace(
+        db_role_prefix=f"t{tag}",
+        audit_db_schema=f"audit_{tag}",
+        keystore_schema=f"keystore_{tag}",
+        db_audit_writer_password=password,
+        db_analyst_password=password,
+        db_keystore_password=password,
+    )
     view = await open_view(s)  # the read models, migrated as the projector does
     await view.close()
     yield s
@@ -61,10 +68,16 @@ def login_url(settings, role: str, password: str) -> str:
 async def make_keystore(settings) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(settings.keystore.schema)))
-        await conn.execute(sql.SQL("CREATE TABLE {} (key_id text PRIMARY KEY, secret bytea)").format(
-            sql.Identifier(settings.keystore.schema, "subject_keys")))
-        await conn.execute(sql.SQL("INSERT INTO {} VALUES ('k1', 'secret')").format(
-            sql.Identifier(settings.keystore.schema, "subject_keys")))
+        await conn.execute(
+            sql.SQL("CREATE TABLE {} (key_id text PRIMARY KEY, secret bytea)").format(
+                sql.Identifier(settings.keystore.schema, "subject_keys")
+            )
+        )
+        await conn.execute(
+            sql.SQL("INSERT INTO {} VALUES ('k1', 'secret')").format(
+                sql.Identifier(settings.keystore.schema, "subject_keys")
+            )
+        )
 
 
 async def allowed(conn, *statements: str) -> list[str]:
@@ -90,10 +103,19 @@ async def test_the_audit_writer_cannot_update_delete_truncate_or_drop_the_audit_
     await store.append(rows)
     writer = store.conn
 
-    assert await allowed(writer, f"UPDATE {table} SET value = 'x'", f"DELETE FROM {table}", f"TRUNCATE {table}",
-                         f"DROP TABLE {table}", f"ALTER TABLE {table} DISABLE TRIGGER ALL",
-                         f'CREATE TABLE "{db.audit.db_schema}".sneaky (x int)',
-                         f'SELECT * FROM "{db.db_schema}".tasks') == []
+    assert (
+        await allowed(
+            writer,
+            f"UPDATE {table} SET value = 'x'",
+            f"DELETE FROM {table}",
+            f"TRUNCATE {table}",
+            f"DROP TABLE {table}",
+            f"ALTER TABLE {table} DISABLE TRIGGER ALL",
+            f'CREATE TABLE "{db.audit.db_schema}".sneaky (x int)',
+            f'SELECT * FROM "{db.db_schema}".tasks',
+        )
+        == []
+    )
     assert (await (await writer.execute(f"SELECT count(*) FROM {table}")).fetchone())[0] == 1
     await store.close()
 
@@ -102,16 +124,23 @@ async def test_the_analyst_reads_projections_but_writes_nothing_and_never_sees_t
     roles = Roles.named(db.db_role_prefix)
     await make_keystore(db)
     await apply_roles(db)
-    analyst = await psycopg.AsyncConnection.connect(login_url(db, roles.analyst, db.db_analyst_password),
-                                                    autocommit=True)
+    analyst = await psycopg.AsyncConnection.connect(
+        login_url(db, roles.analyst, db.db_analyst_password), autocommit=True
+    )
     tasks = f'"{db.db_schema}".tasks'
     try:
-        assert await allowed(analyst, f'SELECT * FROM "{db.keystore.schema}".subject_keys',
-                             f"INSERT INTO {tasks} (task_id) VALUES ('forged')",
-                             f"UPDATE {tasks} SET status = 'completed'",
-                             f'DELETE FROM "{db.audit.db_schema}".audit_log',
-                             f'INSERT INTO "{db.audit.db_schema}".audit_log (seq) VALUES (1)',
-                             f'CREATE TABLE "{db.db_schema}".mine (x int)') == []
+        assert (
+            await allowed(
+                analyst,
+                f'SELECT * FROM "{db.keystore.schema}".subject_keys',
+                f"INSERT INTO {tasks} (task_id) VALUES ('forged')",
+                f"UPDATE {tasks} SET status = 'completed'",
+                f'DELETE FROM "{db.audit.db_schema}".audit_log',
+                f'INSERT INTO "{db.audit.db_schema}".audit_log (seq) VALUES (1)',
+                f'CREATE TABLE "{db.db_schema}".mine (x int)',
+            )
+            == []
+        )
         await analyst.execute(f"SELECT count(*) FROM {tasks}")
         await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".agent_memory')  # views too
         await analyst.execute(f'SELECT label, value FROM "{db.db_schema}".insights_practices')  # and their functions
@@ -133,10 +162,16 @@ async def test_the_keystore_role_uses_the_key_store_and_nothing_else(db):
         keystore.add_notice_handler(lambda notice: notices.append(notice.message_primary))
         await keystore.execute(f'VACUUM FULL "{db.keystore.schema}".subject_keys')
         assert notices == []
-        assert await allowed(keystore, f'SELECT * FROM "{db.db_schema}".tasks',
-                             f'SELECT * FROM "{db.audit.db_schema}".audit_log',
-                             f'CREATE TABLE "{db.keystore.schema}".other (x int)',
-                             f'ALTER SCHEMA "{db.keystore.schema}" RENAME TO elsewhere') == []
+        assert (
+            await allowed(
+                keystore,
+                f'SELECT * FROM "{db.db_schema}".tasks',
+                f'SELECT * FROM "{db.audit.db_schema}".audit_log',
+                f'CREATE TABLE "{db.keystore.schema}".other (x int)',
+                f'ALTER SCHEMA "{db.keystore.schema}" RENAME TO elsewhere',
+            )
+            == []
+        )
     finally:
         await keystore.close()
 
@@ -152,14 +187,21 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
     async with await psycopg.AsyncConnection.connect(db.database_url, autocommit=True) as conn:
         cur = await conn.execute(
             "SELECT n.nspname, r.rolname, r.rolcanlogin FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
-            "WHERE n.nspname = ANY(%s)", ([db.db_schema, db.audit.db_schema, db.keystore.schema],))
+            "WHERE n.nspname = ANY(%s)",
+            ([db.db_schema, db.audit.db_schema, db.keystore.schema],),
+        )
         owners = {name: (owner, can_login) for name, owner, can_login in await cur.fetchall()}
-        cur = await conn.execute("SELECT DISTINCT schemaname, tableowner FROM pg_tables WHERE schemaname = ANY(%s)",
-                                 ([db.db_schema, db.audit.db_schema, db.keystore.schema],))
+        cur = await conn.execute(
+            "SELECT DISTINCT schemaname, tableowner FROM pg_tables WHERE schemaname = ANY(%s)",
+            ([db.db_schema, db.audit.db_schema, db.keystore.schema],),
+        )
         table_owners = set(await cur.fetchall())
     assert owners == {schema: (roles.owner, False) for schema in (db.db_schema, db.audit.db_schema, db.keystore.schema)}
-    assert table_owners == {(db.db_schema, roles.owner), (db.audit.db_schema, roles.owner),
-                            (db.keystore.schema, roles.keystore)}
+    assert table_owners == {
+        (db.db_schema, roles.owner),
+        (db.audit.db_schema, roles.owner),
+        (db.keystore.schema, roles.keystore),
+    }
     keystore = await as_role(db, roles.keystore)
     try:
         await keystore.execute(f'SELECT * FROM "{db.keystore.schema}".subject_keys')
@@ -170,8 +212,11 @@ async def test_no_login_role_owns_a_schema_and_a_rerun_picks_up_a_key_store_crea
 async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_the_chain(db, tmp_path):
     roles = Roles.named(db.db_role_prefix)
     await apply_roles(db)
-    s = db.replace(audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
-                audit_checkpoint_dir=str(tmp_path / "checkpoints"), audit_signing_key_file=str(tmp_path / "key.pem"))
+    s = db.replace(
+        audit_database_url=login_url(db, roles.audit_writer, db.db_audit_writer_password),
+        audit_checkpoint_dir=str(tmp_path / "checkpoints"),
+        audit_signing_key_file=str(tmp_path / "key.pem"),
+    )
     await kafka.ensure_topics(s)
     events = list(scripted_feed(agents=2, tasks=20, seed=4))
     await publish_all(s, events)
@@ -189,8 +234,9 @@ async def test_the_audit_projector_runs_as_its_writer_and_an_analyst_verifies_th
 
 async def _audited(settings, n: int) -> bool:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
-        cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(settings.audit.db_schema, "audit_log")))
+        cur = await conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(settings.audit.db_schema, "audit_log"))
+        )
         return (await cur.fetchone())[0] >= n
 
 
@@ -203,8 +249,9 @@ async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_
     report = await replay(db)
 
     assert report.swapped
-    analyst = await psycopg.AsyncConnection.connect(login_url(db, roles.analyst, db.db_analyst_password),
-                                                    autocommit=True)
+    analyst = await psycopg.AsyncConnection.connect(
+        login_url(db, roles.analyst, db.db_analyst_password), autocommit=True
+    )
     try:
         cur = await analyst.execute(f'SELECT count(*) FROM "{db.db_schema}".tasks')
         assert (await cur.fetchone())[0] == 5
@@ -212,8 +259,10 @@ async def test_after_a_replay_swaps_in_a_rebuilt_schema_the_analyst_still_reads_
     finally:
         await analyst.close()
     async with await psycopg.AsyncConnection.connect(db.database_url, autocommit=True) as conn:
-        cur = await conn.execute("SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner "
-                                 "WHERE n.nspname = %s", (db.db_schema,))
+        cur = await conn.execute(
+            "SELECT r.rolname FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner WHERE n.nspname = %s",
+            (db.db_schema,),
+        )
         assert (await cur.fetchone())[0] == roles.owner
 
 
@@ -227,8 +276,13 @@ async def test_the_key_store_works_under_its_own_role_and_an_erasure_scrubs_the_
 
     async with await KeyStore.connect(as_keystore) as store:
         await store.key_for_subject("subject-2")
-        destroyed, unscrubbed = await store.destroy_subject("subject-1", erasure_id="erasure-1", erased_by="test",
-                                                            reason="subject-request", now=datetime.now(timezone.utc))
+        destroyed, unscrubbed = await store.destroy_subject(
+            "subject-1",
+            erasure_id="erasure-1",
+            erased_by="test",
+            reason="subject-request",
+            now=datetime.now(timezone.utc),
+        )
     assert len(destroyed) == 1
     assert unscrubbed is None or "does not own" not in unscrubbed, unscrubbed
     with pytest.raises(REFUSED):

@@ -1,4 +1,5 @@
 """`orchestrator whatif` over decisions written to the real Kafka, its run landing in the real PostgreSQL."""
+
 import asyncio
 import io
 import json
@@ -38,13 +39,25 @@ def logged_decisions(tasks: int = 60) -> list:
         task = TaskSubmitted(task_id=f"t{n}", submitter="s", requirements=(CapabilityRequirement(name="python"),))
         decision = route(task, state, weights, rng)
         agent = decision.chosen_agent_id
-        these = [make_event(body, producer="test", occurred_at=at(n) + timedelta(milliseconds=i))
-                 for i, body in enumerate((
-                     task, decision,
-                     TaskAssigned(agent_id=agent, task_id=task.task_id, attempt=1, capability="python",
-                                  propensity=decision.propensity),
-                     TaskCompleted(task_id=task.task_id, agent_id=agent, attempt=1,
-                                   success=outcomes.random() < SKILL[agent])))]
+        these = [
+            make_event(body, producer="test", occurred_at=at(n) + timedelta(milliseconds=i))
+            for i, body in enumerate(
+                (
+                    task,
+                    decision,
+                    TaskAssigned(
+                        agent_id=agent,
+                        task_id=task.task_id,
+                        attempt=1,
+                        capability="python",
+                        propensity=decision.propensity,
+                    ),
+                    TaskCompleted(
+                        task_id=task.task_id, agent_id=agent, attempt=1, success=outcomes.random() < SKILL[agent]
+                    ),
+                )
+            )
+        ]
         events += these + (these[1:] if n % 5 == 0 else [])
     return events
 
@@ -77,14 +90,32 @@ async def test_whatif_reads_the_log_and_stores_its_run(settings):
 async def test_the_command_prints_json_and_says_how_far_it_has_read(settings):
     await kafka.ensure_topics(settings)
     await publish_all(settings, logged_decisions(20))
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "DATABASE_URL": settings.database_url, "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ORCHESTRATOR_DB_SCHEMA": settings.db_schema}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "ORCHESTRATOR_DB_SCHEMA": settings.db_schema,
+    }
     try:
         command = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "services.cli", "whatif", "--policy", "greedy", "--policy", "best-single",
-            "--since", at(10).isoformat(), "--resamples", "100", "--json", env=env,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "services.cli",
+            "whatif",
+            "--policy",
+            "greedy",
+            "--policy",
+            "best-single",
+            "--since",
+            at(10).isoformat(),
+            "--resamples",
+            "100",
+            "--json",
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         out, err = await asyncio.wait_for(command.communicate(), 120)
         stored = await fetch(settings, "SELECT policy, decisions, since FROM whatif_runs ORDER BY policy")
     finally:
@@ -100,8 +131,9 @@ async def test_the_command_prints_json_and_says_how_far_it_has_read(settings):
 
 
 async def test_the_assignments_propensity_is_projected_for_analysts(settings):
-    event = make_event(TaskAssigned(agent_id="a1", task_id="t1", attempt=1, capability="python", propensity=0.25),
-                       producer="balancer")
+    event = make_event(
+        TaskAssigned(agent_id="a1", task_id="t1", attempt=1, capability="python", propensity=0.25), producer="balancer"
+    )
     view = await open_view(settings)
     try:
         await view.apply([(Position("assignments", 0, 0), task_assigned(event))])

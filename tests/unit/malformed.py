@@ -5,6 +5,7 @@ A malformed record starts from the catalog's example of its type and breaks one 
 missing, of the wrong type or huge; an unknown version or type; a key that is not the body's; bytes
 that are not UTF-8 or not JSON; a type header that is missing, wrong or unreadable.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ HUGE = 1_100_000  # past a Kafka record's default 1 MB limit
 @dataclass(frozen=True)
 class Record:
     """A consumed Kafka record, as aiokafka hands it over (Faust's messages have the same fields)."""
+
     topic: str
     partition: int
     offset: int
@@ -64,17 +66,28 @@ class Record:
 
 def record_of(envelope: Envelope, offset: int = 0, *, topic: str | None = None, timestamp: int = START_MS) -> Record:
     """The record a well-behaved producer writes for `envelope`, on the topic the catalog gives it."""
-    return Record(topic or topic_for_event(envelope.event_type).name, 0, offset, envelope.key.encode(),
-                  encode(envelope), (type_header(envelope),), timestamp)
+    return Record(
+        topic or topic_for_event(envelope.event_type).name,
+        0,
+        offset,
+        envelope.key.encode(),
+        encode(envelope),
+        (type_header(envelope),),
+        timestamp,
+    )
 
 
 # --- malformed records ---------------------------------------------------------------------
 
 json_ints = st.integers(min_value=-(2**63), max_value=2**64 - 1)  # what orjson writes; more in `odd_json`
 odd_values = st.one_of(
-    st.none(), st.booleans(), json_ints,
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
-    st.lists(json_ints, max_size=3), st.dictionaries(st.text(max_size=5), json_ints, max_size=3),
+    st.none(),
+    st.booleans(),
+    json_ints,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.lists(json_ints, max_size=3),
+    st.dictionaries(st.text(max_size=5), json_ints, max_size=3),
     st.sampled_from(["", " ", "\x00", "-1", "1e309", "NaN", "2026-13-45T99:00:00Z", "not-a-uuid", "../../etc"]),
 )
 # JSON that orjson writes but no event field accepts: numbers beyond 64 bits, non-finite floats as text
@@ -91,11 +104,28 @@ def broken_event(draw, event_type: str | None = None) -> tuple[str, dict | list 
     event_type = event_type or draw(st.sampled_from(EVENT_TYPE_NAMES))
     data = _example_dict(event_type)
     body = data["body"]
-    how = draw(st.sampled_from([
-        "drop body field", "drop envelope field", "odd body value", "odd envelope value", "extra body field",
-        "extra envelope field", "huge string", "huge list", "newer version", "older version", "odd version",
-        "wrong key", "unknown type", "other type", "body not an object", "not an object",
-    ]))
+    how = draw(
+        st.sampled_from(
+            [
+                "drop body field",
+                "drop envelope field",
+                "odd body value",
+                "odd envelope value",
+                "extra body field",
+                "extra envelope field",
+                "huge string",
+                "huge list",
+                "newer version",
+                "older version",
+                "odd version",
+                "wrong key",
+                "unknown type",
+                "other type",
+                "body not an object",
+                "not an object",
+            ]
+        )
+    )
     if how == "drop body field" and body:
         del body[draw(st.sampled_from(sorted(body)))]
     elif how == "drop envelope field":
@@ -137,13 +167,27 @@ def broken_bytes(draw, event_type: str | None = None) -> tuple[str, bytes | None
     """(type, bytes): a broken event, or the bytes of a valid one damaged."""
     event_type, data = draw(broken_event(event_type))
     raw = orjson.dumps(data)
-    how = draw(st.sampled_from(["as is", "as is", "as is", "invalid utf-8", "truncated", "garbage", "odd number",
-                                "deep nesting", "tombstone", "empty"]))
+    how = draw(
+        st.sampled_from(
+            [
+                "as is",
+                "as is",
+                "as is",
+                "invalid utf-8",
+                "truncated",
+                "garbage",
+                "odd number",
+                "deep nesting",
+                "tombstone",
+                "empty",
+            ]
+        )
+    )
     if how == "invalid utf-8":
         at = draw(st.integers(min_value=0, max_value=len(raw)))
         raw = raw[:at] + draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"])) + raw[at:]
     elif how == "truncated":
-        raw = raw[:draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))]
+        raw = raw[: draw(st.integers(min_value=0, max_value=max(0, len(raw) - 1)))]
     elif how == "garbage":
         raw = draw(st.binary(max_size=64))
     elif how == "odd number" and b'"attempt":1' in raw:
@@ -185,8 +229,9 @@ def malformed_records(draw, offset: int = 0, timestamp: int = START_MS) -> Recor
     event_type, value = draw(broken_bytes())
     topic = draw(st.one_of(st.just(topic_for_event(event_type).name), st.sampled_from(TOPICS)))
     key = draw(st.sampled_from([b"a1", b"t1", b"", None, b"\xff\xfe", b"k" * 300]))
-    return Record(topic, draw(st.integers(min_value=0, max_value=5)), offset, key, value,
-                  draw(headers_for(event_type)), timestamp)
+    return Record(
+        topic, draw(st.integers(min_value=0, max_value=5)), offset, key, value, draw(headers_for(event_type)), timestamp
+    )
 
 
 # --- well-formed events of a small fleet, in any order ----------------------------------------
@@ -200,28 +245,40 @@ attempts = st.integers(min_value=1, max_value=4)
 @st.composite
 def _registered(draw):
     declared = draw(st.lists(skills, min_size=1, max_size=2, unique=True))
-    return AgentRegistered(agent_id=draw(agents), display_name="agent", capacity=draw(st.integers(1, 3)),
-                           capabilities=tuple(Capability(name=s, proficiency=draw(st.sampled_from([0.2, 0.9])))
-                                              for s in declared),
-                           capacity_per_capability=draw(st.sampled_from([{}, {declared[0]: 1}])))
+    return AgentRegistered(
+        agent_id=draw(agents),
+        display_name="agent",
+        capacity=draw(st.integers(1, 3)),
+        capabilities=tuple(Capability(name=s, proficiency=draw(st.sampled_from([0.2, 0.9]))) for s in declared),
+        capacity_per_capability=draw(st.sampled_from([{}, {declared[0]: 1}])),
+    )
 
 
 @st.composite
 def _submitted(draw):
-    return TaskSubmitted(task_id=draw(tasks), submitter=draw(st.sampled_from(["alice", "bob"])),
-                         requirements=(CapabilityRequirement(name=draw(skills),
-                                                             min_proficiency=draw(st.sampled_from([0.0, 0.5]))),),
-                         priority=draw(st.integers(0, 9)),
-                         deadline=draw(st.one_of(st.none(), st.just(START + timedelta(minutes=5)))))
+    return TaskSubmitted(
+        task_id=draw(tasks),
+        submitter=draw(st.sampled_from(["alice", "bob"])),
+        requirements=(CapabilityRequirement(name=draw(skills), min_proficiency=draw(st.sampled_from([0.0, 0.5]))),),
+        priority=draw(st.integers(0, 9)),
+        deadline=draw(st.one_of(st.none(), st.just(START + timedelta(minutes=5)))),
+    )
 
 
 @st.composite
 def _routed(draw):
     chosen = draw(st.lists(agents, min_size=0, max_size=3, unique=True))
-    candidates = tuple(Candidate(agent_id=a, score=0.5, predicted_success=0.5, propensity=1 / len(chosen))
-                       for a in chosen)
-    return TaskRouted(task_id=draw(tasks), candidates=candidates, chosen_agent_id=chosen[0] if chosen else None,
-                      model_version="m1", policy="thompson", reason="fuzz")
+    candidates = tuple(
+        Candidate(agent_id=a, score=0.5, predicted_success=0.5, propensity=1 / len(chosen)) for a in chosen
+    )
+    return TaskRouted(
+        task_id=draw(tasks),
+        candidates=candidates,
+        chosen_agent_id=chosen[0] if chosen else None,
+        model_version="m1",
+        policy="thompson",
+        reason="fuzz",
+    )
 
 
 @st.composite
@@ -231,14 +288,24 @@ def _outcome(draw):
     if kind == "started":
         return TaskStarted(task_id=task, agent_id=agent, attempt=attempt)
     if kind == "completed":
-        return TaskCompleted(task_id=task, agent_id=agent, attempt=attempt, success=draw(st.booleans()),
-                             duration_ms=draw(st.integers(0, 10**6)))
+        return TaskCompleted(
+            task_id=task,
+            agent_id=agent,
+            attempt=attempt,
+            success=draw(st.booleans()),
+            duration_ms=draw(st.integers(0, 10**6)),
+        )
     if kind == "failed":
         return TaskFailed(task_id=task, agent_id=agent, attempt=attempt, error="boom", retryable=draw(st.booleans()))
     if kind == "rejected":
         return TaskRejected(task_id=task, agent_id=agent, attempt=attempt, reason="busy")
-    return TaskHandedOff(task_id=task, from_agent_id=agent, attempt=attempt,
-                         to_agent_id=draw(st.one_of(st.none(), agents)), reason="not mine")
+    return TaskHandedOff(
+        task_id=task,
+        from_agent_id=agent,
+        attempt=attempt,
+        to_agent_id=draw(st.one_of(st.none(), agents)),
+        reason="not mine",
+    )
 
 
 @st.composite
@@ -246,11 +313,19 @@ def _agent_change(draw):
     agent = draw(agents)
     kind = draw(st.sampled_from(["health", "deregistered", "capabilities", "heartbeat"]))
     if kind == "health":
-        previous, current = draw(st.sampled_from([("healthy", "unhealthy"), ("unhealthy", "healthy"),
-                                                  ("healthy", "degraded"), ("unknown", "healthy")]))
-        return AgentHealthChanged(agent_id=agent, previous=previous, current=current, reason="fuzz",
-                                  missed_heartbeats=3, in_flight_task_ids=tuple(draw(st.lists(tasks, max_size=2,
-                                                                                               unique=True))))
+        previous, current = draw(
+            st.sampled_from(
+                [("healthy", "unhealthy"), ("unhealthy", "healthy"), ("healthy", "degraded"), ("unknown", "healthy")]
+            )
+        )
+        return AgentHealthChanged(
+            agent_id=agent,
+            previous=previous,
+            current=current,
+            reason="fuzz",
+            missed_heartbeats=3,
+            in_flight_task_ids=tuple(draw(st.lists(tasks, max_size=2, unique=True))),
+        )
     if kind == "deregistered":
         return AgentDeregistered(agent_id=agent, reason="fuzz", drain=draw(st.booleans()))
     if kind == "capabilities":
@@ -265,10 +340,14 @@ def _system(draw):
     if kind == "assigned":
         return TaskAssigned(agent_id=agent, task_id=task, attempt=attempt, capability=draw(skills))
     if kind == "timed out":
-        return TaskTimedOut(task_id=task, agent_id=draw(st.one_of(st.none(), st.just(agent))), attempt=attempt,
-                            stage=draw(st.sampled_from(["start", "completion", "deadline"])), reason="fuzz")
-    return TaskReassigned(task_id=task, from_agent_id=agent, to_agent_id=draw(agents), attempt=attempt,
-                          reason="fuzz")
+        return TaskTimedOut(
+            task_id=task,
+            agent_id=draw(st.one_of(st.none(), st.just(agent))),
+            attempt=attempt,
+            stage=draw(st.sampled_from(["start", "completion", "deadline"])),
+            reason="fuzz",
+        )
+    return TaskReassigned(task_id=task, from_agent_id=agent, to_agent_id=draw(agents), attempt=attempt, reason="fuzz")
 
 
 lifecycle_bodies = st.one_of(_registered(), _submitted(), _routed(), _outcome(), _agent_change(), _system())

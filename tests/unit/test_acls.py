@@ -1,4 +1,5 @@
 """infra/acls.toml to Kafka ACL bindings, and what `acl apply` changes: no broker."""
+
 import pytest
 
 from services.security.acls import AclFileError, Binding, bindings, in_scope, load, plan, principals
@@ -11,8 +12,11 @@ def given(**roles) -> dict:
 
 
 def allowed(document, user):
-    return {(b.resource_type, b.pattern_type, b.resource_name, b.operation)
-            for b in bindings(document, PREFIX) if b.principal == f"User:{user}"}
+    return {
+        (b.resource_type, b.pattern_type, b.resource_name, b.operation)
+        for b in bindings(document, PREFIX)
+        if b.principal == f"User:{user}"
+    }
 
 
 def test_a_read_topic_gives_read_and_describe_configs_on_that_topic_only():
@@ -20,15 +24,18 @@ def test_a_read_topic_gives_read_and_describe_configs_on_that_topic_only():
     assert allowed(document, "projector") == {
         ("topic", "literal", "orch.tasks", "read"),
         ("topic", "literal", "orch.tasks", "describe_configs"),
-        ("group", "literal", "orch.projector", "read")}
+        ("group", "literal", "orch.projector", "read"),
+    }
 
 
 def test_internal_topics_and_transactional_ids_are_prefixed_patterns():
-    document = given(health={"internal_topic_prefixes": ["{prefix}.health-"],
-                             "transactional_id_prefixes": ["{prefix}.health-"]})
+    document = given(
+        health={"internal_topic_prefixes": ["{prefix}.health-"], "transactional_id_prefixes": ["{prefix}.health-"]}
+    )
     assert allowed(document, "health") == {
         ("topic", "prefixed", "orch.health-", "all"),
-        ("transactional_id", "prefixed", "orch.health-", "write")}
+        ("transactional_id", "prefixed", "orch.health-", "write"),
+    }
 
 
 def test_every_topic_is_the_prefix_itself_as_a_prefixed_pattern():
@@ -66,33 +73,49 @@ def test_the_project_file_lets_only_the_health_monitor_write_verdicts():
 
 
 def test_the_project_file_names_every_processor_and_agent_principal():
-    assert set(principals(load())) >= {"projector", "router", "balancer", "health", "learner", "audit",
-                                       "agent", "agent-2"}
+    assert set(principals(load())) >= {
+        "projector",
+        "router",
+        "balancer",
+        "health",
+        "learner",
+        "audit",
+        "agent",
+        "agent-2",
+    }
 
 
 def test_the_project_file_keeps_each_processor_to_its_own_group_and_internal_topics():
     document = load()
     for processor in ("health", "router", "balancer", "learner", "audit"):
         groups = {name for kind, _, name, _ in allowed(document, processor) if kind == "group"}
-        internal = {name for kind, pattern, name, op in allowed(document, processor)
-                    if kind == "topic" and op == "all"}
+        internal = {name for kind, pattern, name, op in allowed(document, processor) if kind == "topic" and op == "all"}
         # the Faust app's group, and those of the batch readers it runs, named after it
         assert f"orch.{processor}" in groups
         assert all(name == f"orch.{processor}" or name.startswith(f"orch.{processor}-") for name in groups), groups
         assert internal == {f"orch.{processor}-"}
 
 
-@pytest.mark.parametrize("document, complaint", [
-    ({}, "no [principals"),
-    (given(router={"reed": ["tasks"]}), "unknown key(s) reed"),
-    (given(router={"read": ["taks"]}), "'taks' is not a topic of the catalog"),
-    (given(router={"read": "tasks"}), "must be a list"),
-    (given(router={"groups": ["router"]}), "must start with {prefix}"),
-    (given(router={"groups": ["{prefix}.{who}"]}), "may only use {prefix}"),
-])
+@pytest.mark.parametrize(
+    "document, complaint",
+    [
+        ({}, "no [principals"),
+        (given(router={"reed": ["tasks"]}), "unknown key(s) reed"),
+        (given(router={"read": ["taks"]}), "'taks' is not a topic of the catalog"),
+        (given(router={"read": "tasks"}), "must be a list"),
+        (given(router={"groups": ["router"]}), "must start with {prefix}"),
+        (given(router={"groups": ["{prefix}.{who}"]}), "may only use {prefix}"),
+    ],
+)
 def test_a_bad_file_is_a_clear_error(document, complaint):
-    with pytest.raises(AclFileError, match=complaint.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
-                       .replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(
+        AclFileError,
+        match=complaint.replace("[", r"\[")
+        .replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("{", r"\{")
+        .replace("}", r"\}"),
+    ):
         bindings(document, PREFIX)
 
 

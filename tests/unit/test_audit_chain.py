@@ -1,4 +1,5 @@
 """The audit chain and its verifier, without a database: each kind of tampering, at the exact row."""
+
 from dataclasses import replace
 
 import pytest
@@ -23,8 +24,18 @@ KEY = Ed25519PrivateKey.generate()
 
 
 def entries(n: int, topic: str = "p.tasks") -> list[Entry]:
-    return [Entry(topic, i % 3, i // 3, 1_700_000_000_000 + i, f"task-{i}".encode(), f'{{"n": {i}}}'.encode(),
-                  (("dlq.attempt", b"1"),) if i % 4 == 0 else ()) for i in range(n)]
+    return [
+        Entry(
+            topic,
+            i % 3,
+            i // 3,
+            1_700_000_000_000 + i,
+            f"task-{i}".encode(),
+            f'{{"n": {i}}}'.encode(),
+            (("dlq.attempt", b"1"),) if i % 4 == 0 else (),
+        )
+        for i in range(n)
+    ]
 
 
 def given_chain(n: int = 10):
@@ -34,8 +45,17 @@ def given_chain(n: int = 10):
 
 def signed_at(rows, seq: int, key=KEY) -> tuple[str, Checkpoint]:
     row = rows[seq - 1]
-    checkpoint = checkpoints.sign(Checkpoint(chain="audit", last_seq=seq, last_hash=row.hash.hex(), count=seq,
-                                             time="2026-01-01T00:00:00.000Z", last_position=row.entry.position), key)
+    checkpoint = checkpoints.sign(
+        Checkpoint(
+            chain="audit",
+            last_seq=seq,
+            last_hash=row.hash.hex(),
+            count=seq,
+            time="2026-01-01T00:00:00.000Z",
+            last_position=row.entry.position,
+        ),
+        key,
+    )
     return checkpoints.file_name(checkpoint), checkpoint
 
 
@@ -53,6 +73,7 @@ def rechained(rows, from_index: int = 0):
 
 
 # --- negative cases first ------------------------------------------------------------------
+
 
 def test_a_tampered_value_is_found_at_its_row():
     rows, _ = given_chain()
@@ -108,7 +129,7 @@ def inserted_after(rows, index: int, forged: Entry, *, linked: bool):
     prev = rows[index]
     digest = link(prev.hash, prev.seq + 1, forged) if linked else bytes(32)
     inserted = replace(prev, seq=prev.seq + 1, entry=forged, prev_hash=prev.hash, hash=digest)
-    return rows[:index + 1] + [inserted] + [replace(r, seq=r.seq + 1) for r in rows[index + 1:]]
+    return rows[: index + 1] + [inserted] + [replace(r, seq=r.seq + 1) for r in rows[index + 1 :]]
 
 
 FORGED = Entry("p.tasks", 0, 99, 0, b"task-x", b'{"forged": true}')
@@ -165,6 +186,7 @@ def test_a_forged_checkpoint_is_reported_and_not_trusted():
 
 
 # --- the intact chain ------------------------------------------------------------------------
+
 
 def test_an_intact_chain_with_its_checkpoints_verifies():
     rows, head = given_chain()

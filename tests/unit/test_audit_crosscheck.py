@@ -1,4 +1,5 @@
 """The audit log against the broker, without either: each row compared with the record at its position."""
+
 from dataclasses import replace
 
 from services.audit.chain import Entry, Head, extend
@@ -10,8 +11,11 @@ def entries(n: int) -> list[Entry]:
 
 
 def broker_of(records: list[Entry], *, begin: int = 0, end: int | None = None) -> Broker:
-    return Broker({(e.topic, e.partition, e.offset): entry_digest(e) for e in records},
-                  begin={("p.tasks", 0): begin}, end={("p.tasks", 0): len(records) if end is None else end})
+    return Broker(
+        {(e.topic, e.partition, e.offset): entry_digest(e) for e in records},
+        begin={("p.tasks", 0): begin},
+        end={("p.tasks", 0): len(records) if end is None else end},
+    )
 
 
 def cross_check(rows, broker: Broker):

@@ -1,4 +1,5 @@
 """The audit projector's decisions around the chain: what is new, when to sign, what a checkpoint holds."""
+
 import os
 from dataclasses import dataclass
 
@@ -48,8 +49,9 @@ def test_a_checkpoint_falls_due_by_rows_or_by_time_but_never_with_nothing_new():
 def test_checkpoints_are_signed_files_the_public_key_beside_the_key_verifies(tmp_path):
     key = checkpoints.load_or_create_signing_key(tmp_path / "keys" / "signing.pem")
     clock = FakeClock()
-    checkpointer = Checkpointer(chain="audit", directory=tmp_path / "cp", key=key, every_rows=3, every_s=60,
-                                clock=clock)
+    checkpointer = Checkpointer(
+        chain="audit", directory=tmp_path / "cp", key=key, every_rows=3, every_s=60, clock=clock
+    )
 
     written = [checkpointer.maybe(Head(seq, bytes([seq]) * 32), f"t[0]@{seq}") for seq in (1, 2, 3, 4)]
     clock.now = 61.0
@@ -86,13 +88,16 @@ def test_checkpoints_of_another_chain_are_not_read(tmp_path):
     assert checkpoints.read_all(tmp_path, "audit") == []
 
 
-@pytest.mark.parametrize("environ, complaint", [
-    ({"AUDIT_DB_SCHEMA": "orchestrator"}, "AUDIT_DB_SCHEMA must differ"),
-    ({"AUDIT_BATCH_SIZE": "0"}, "AUDIT_BATCH_SIZE must be a positive integer"),
-    ({"AUDIT_CHECKPOINT_EVERY_S": "soon"}, "AUDIT_CHECKPOINT_EVERY_S must be a positive number"),
-    ({"AUDIT_DATABASE_URL": "mysql://x"}, "AUDIT_DATABASE_URL must be a postgresql:// URL"),
-    ({"DB_ROLE_PREFIX": "Bad-Prefix"}, "DB_ROLE_PREFIX must be a short lower-case SQL identifier"),
-])
+@pytest.mark.parametrize(
+    "environ, complaint",
+    [
+        ({"AUDIT_DB_SCHEMA": "orchestrator"}, "AUDIT_DB_SCHEMA must differ"),
+        ({"AUDIT_BATCH_SIZE": "0"}, "AUDIT_BATCH_SIZE must be a positive integer"),
+        ({"AUDIT_CHECKPOINT_EVERY_S": "soon"}, "AUDIT_CHECKPOINT_EVERY_S must be a positive number"),
+        ({"AUDIT_DATABASE_URL": "mysql://x"}, "AUDIT_DATABASE_URL must be a postgresql:// URL"),
+        ({"DB_ROLE_PREFIX": "Bad-Prefix"}, "DB_ROLE_PREFIX must be a short lower-case SQL identifier"),
+    ],
+)
 def test_bad_audit_settings_are_refused_with_the_variable_named(environ, complaint):
     with pytest.raises(ConfigError, match=complaint):
         Settings.from_env(environ)
@@ -106,8 +111,9 @@ def test_the_audit_defaults_to_its_own_group_and_the_main_database():
 
 def test_an_unusable_signing_key_is_a_clear_configuration_error(tmp_path):
     (tmp_path / "key.pem").write_text("not a key")
-    settings = Settings.from_env({"AUDIT_SIGNING_KEY_FILE": str(tmp_path / "key.pem"),
-                                  "AUDIT_CHECKPOINT_DIR": str(tmp_path / "cp")})
+    settings = Settings.from_env(
+        {"AUDIT_SIGNING_KEY_FILE": str(tmp_path / "key.pem"), "AUDIT_CHECKPOINT_DIR": str(tmp_path / "cp")}
+    )
 
     with pytest.raises(ConfigError, match="AUDIT_SIGNING_KEY_FILE"):
         checkpointer_for(settings)

@@ -4,6 +4,7 @@ events in any order, through each processor's decode path and decision code.
 Each record is either handled or refused with an explanation that goes to the dead-letter topic;
 no processor raises, and the state each one keeps stays consistent after every record.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,9 +43,13 @@ from services.router.state import RouterFold
 from tests.unit.malformed import Record, malformed_records, mixed_records
 
 # Derandomized, so that CI runs the same examples every time; sized so the whole module runs in seconds.
-FAST = settings(max_examples=100, derandomize=True, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.large_base_example])
+FAST = settings(
+    max_examples=100,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
 SEQUENCES = settings(FAST, max_examples=80)
 
 
@@ -57,6 +62,7 @@ def _verdict(record) -> Envelope | EventDecodeError:
 
 
 # --- the codec: every shell's one way in -------------------------------------------------------
+
 
 def _with_version(version) -> bytes:
     data = orjson.loads(encode(example_event("TaskStarted")))
@@ -80,6 +86,7 @@ def test_a_record_decodes_to_a_catalog_event_or_says_why_not(record):
 
 # --- the dead-letter path ----------------------------------------------------------------------
 
+
 class RecordingTopic:
     def __init__(self) -> None:
         self.sent: list[dict] = []
@@ -100,14 +107,18 @@ def test_a_parked_record_keeps_its_bytes_and_names_its_origin_and_error(record):
     [sent] = dead_letters.sent
     assert (sent["key"], sent["value"]) == (record.key, record.value)
     parked = parked_from(Record("dlq", 0, 0, sent["key"], sent["value"], tuple(sent["headers"])))
-    assert (parked.origin_topic, parked.origin_partition, parked.origin_offset) == \
-        (record.topic, record.partition, record.offset)
+    assert (parked.origin_topic, parked.origin_partition, parked.origin_offset) == (
+        record.topic,
+        record.partition,
+        record.offset,
+    )
     assert parked.error_class == type(error).__name__
     assert parked.error_message == str(error)[:2000]
     assert parked.attempt >= 1 and parked.processor == "router"
 
 
 # --- router: the view it folds from the log, and its decisions ---------------------------------
+
 
 def _router_view_is_consistent(view: RouterFold) -> None:
     held = Counter(holding.agent_id for holding in view.holdings.values())
@@ -138,6 +149,7 @@ def test_the_router_folds_any_log_and_decides_every_submission(records, name):
 
 # --- balancer: one ordered inbox, capacity and terminal tasks ----------------------------------
 
+
 def _inbox(record: Record, offset: int) -> InboxRecord:
     return InboxRecord(offset, record.timestamp, record.key, record.value, tuple(record.headers))
 
@@ -156,10 +168,14 @@ def _balancer_state_is_consistent(state) -> None:
             assert task.task_id in state.slots[task.agent_id].in_flight
         assert not (task.agent_id and task.queued_at), f"{task.task_id} is both assigned and queued"
         if task.queued_at:
-            able = [agent_id for agent_id, slot in state.slots.items()
-                    if agent_id not in task.tried and slot.available and slot.has_room(task.capability)
-                    and (agent_id in {c[0] for c in task.candidates}
-                         or task.requirements and slot.meets(task.requirements))]
+            able = [
+                agent_id
+                for agent_id, slot in state.slots.items()
+                if agent_id not in task.tried
+                and slot.available
+                and slot.has_room(task.capability)
+                and (agent_id in {c[0] for c in task.candidates} or task.requirements and slot.meets(task.requirements))
+            ]
             assert not able, f"{task.task_id} waits while {able} could take it"
 
 
@@ -196,9 +212,13 @@ def test_the_balancer_never_exceeds_capacity_and_ended_tasks_stay_ended(records)
     assert balancer_state.encode_state(restored.state) == balancer_state.encode_state(decider.state)
 
 
-balancer_headers = st.lists(st.tuples(st.sampled_from([TICK_HEADER, ORIGIN_HEADER]),
-                                       st.sampled_from([b"1", b"", b"x", b"\xff", b"tasks:0:999999999", b"a:b:c"])),
-                             max_size=2)
+balancer_headers = st.lists(
+    st.tuples(
+        st.sampled_from([TICK_HEADER, ORIGIN_HEADER]),
+        st.sampled_from([b"1", b"", b"x", b"\xff", b"tasks:0:999999999", b"a:b:c"]),
+    ),
+    max_size=2,
+)
 
 
 @FAST
@@ -211,8 +231,10 @@ def test_headers_only_the_balancer_may_set_do_not_survive_the_copy_into_its_inbo
     # crashed the decider, a high offset made it skip every later record of that partition), and
     # its `balancer.tick` would make it a tick.
     origin = (ORIGIN_HEADER, f"{record.topic}:{record.partition}:{record.offset}".encode())
-    for headers in (inbox_headers((*record.headers, *forged), record.topic, record.partition, record.offset),
-                    [*record.headers, *forged, origin]):  # as copied before: such records stay in the inbox
+    for headers in (
+        inbox_headers((*record.headers, *forged), record.topic, record.partition, record.offset),
+        [*record.headers, *forged, origin],
+    ):  # as copied before: such records stay in the inbox
         copied = InboxRecord(0, record.timestamp, record.key, record.value, tuple(headers))
         assert copied.origin() == (record.topic, record.partition, record.offset)
         assert not copied.is_tick
@@ -223,6 +245,7 @@ def test_headers_only_the_balancer_may_set_do_not_survive_the_copy_into_its_inbo
 
 
 # --- health monitor ----------------------------------------------------------------------------
+
 
 @SEQUENCES
 @given(mixed_records())
@@ -254,6 +277,7 @@ def test_the_health_monitor_keeps_a_readable_state_whatever_it_reads(records):
 
 # --- learner -----------------------------------------------------------------------------------
 
+
 class _Marks:
     async def read(self):
         return {}
@@ -277,11 +301,13 @@ def test_the_learner_learns_from_what_it_can_read_and_passes_over_the_rest(caplo
 
 # --- audit: every record is chained, readable or not ------------------------------------------
 
+
 @FAST
 @given(st.lists(malformed_records(), min_size=1, max_size=5))
 def test_the_audit_chain_takes_every_record_and_verifies(records):
-    records = [Record(r.topic, r.partition, offset, r.key, r.value, r.headers, r.timestamp)
-               for offset, r in enumerate(records)]
+    records = [
+        Record(r.topic, r.partition, offset, r.key, r.value, r.headers, r.timestamp) for offset, r in enumerate(records)
+    ]
     rows, head = extend(Head(), [entry_of(r) for r in records])
     assert head.seq == len(records)
     check = check_chain(rows)
@@ -289,6 +315,7 @@ def test_the_audit_chain_takes_every_record_and_verifies(records):
 
 
 # --- projector (pure part; the PostgreSQL one is in tests/integration) -------------------------
+
 
 def _submission_named(header: bytes) -> Record:
     submitted = example_event("TaskSubmitted")
@@ -339,19 +366,23 @@ def test_the_projector_parks_what_it_cannot_use_and_keeps_final_states_final(rec
 
 def _position(record):
     from projections.batch import position_of
+
     return position_of(record)
 
 
-@pytest.mark.parametrize("outcome", [
-    TaskCompleted(task_id="t1", agent_id="a1", attempt=1, success=True),
-    TaskFailed(task_id="t1", agent_id="a1", attempt=1, error="no", retryable=False),
-])
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        TaskCompleted(task_id="t1", agent_id="a1", attempt=1, success=True),
+        TaskFailed(task_id="t1", agent_id="a1", attempt=1, error="no", retryable=False),
+    ],
+)
 def test_a_final_task_is_not_reopened_by_a_later_routing(outcome):
     from tests.unit.malformed import envelope_of, record_of
+
     view = InMemoryView()
     routed = TaskRouted(task_id="t1", candidates=(), chosen_agent_id=None, model_version="m", policy="p", reason="r")
     for offset, body in enumerate([outcome, routed]):
         asyncio.run(view.apply(prepare([record_of(envelope_of(body), offset)]).batch))
     [row] = view.rows("tasks")
     assert row["status"] == ("completed" if isinstance(outcome, TaskCompleted) else "failed")
-

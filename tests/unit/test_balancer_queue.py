@@ -1,4 +1,5 @@
 """The waiting queue decides exactly as scanning every task did, at a cost that does not grow with it."""
+
 from __future__ import annotations
 
 import random
@@ -19,11 +20,18 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 # --- the queue on its own -----------------------------------------------------------
 
+
 def queue_of(*tasks) -> WaitingQueue:
     queue = WaitingQueue()
     for n, (task_id, priority, submitter, agents) in enumerate(tasks):
-        queue.add(task_id, priority=priority, queued_at=T0 + timedelta(seconds=n), submitter=submitter,
-                  capability="python", agents=agents)
+        queue.add(
+            task_id,
+            priority=priority,
+            queued_at=T0 + timedelta(seconds=n),
+            submitter=submitter,
+            capability="python",
+            agents=agents,
+        )
     return queue
 
 
@@ -62,13 +70,21 @@ def test_a_removed_task_leaves_no_trace():
 
 # --- the same decisions as a scan of every task -------------------------------------
 
+
 def scanning_drain(state: BalancerState, now, limits) -> list:
     """The balancer's drain before the queue existed: sort every waiting task an open agent may take."""
     out = []
     open_ = {a for a, slot in state.slots.items() if slot.available and len(slot.in_flight) < slot.capacity}
-    placeable = [t for t in state.tasks.values() if t.queued_at and (
-        any(c[0] in open_ for c in t.candidates)
-        or t.requirements and any(t.capability in state.slots[a].capabilities for a in open_))]
+    placeable = [
+        t
+        for t in state.tasks.values()
+        if t.queued_at
+        and (
+            any(c[0] in open_ for c in t.candidates)
+            or t.requirements
+            and any(t.capability in state.slots[a].capabilities for a in open_)
+        )
+    ]
     for task in sorted(placeable, key=lambda t: scanning_key(state, t)):
         if not open_:
             break
@@ -88,8 +104,11 @@ def scanning_key(state: BalancerState, task):
 
 def scanning_position(state: BalancerState, task) -> int:
     mine = scanning_key(state, task)
-    return 1 + sum(1 for t in state.tasks.values()
-                   if t.queued_at and t.capability == task.capability and scanning_key(state, t) < mine)
+    return 1 + sum(
+        1
+        for t in state.tasks.values()
+        if t.queued_at and t.capability == task.capability and scanning_key(state, t) < mine
+    )
 
 
 def storm(seed: int, steps: int = 1500) -> list[list]:
@@ -115,30 +134,55 @@ def storm(seed: int, steps: int = 1500) -> list[list]:
         roll = rng.random()
         if roll < 0.45:
             task_id = f"t{n}"
-            apply(submitted(task_id, priority=rng.randint(1, 4), submitter=rng.choice("xyz"),
-                            capability=rng.choice(("python", "sql")),
-                            deadline=now + timedelta(seconds=rng.randint(5, 400)) if rng.random() < 0.2 else None))
+            apply(
+                submitted(
+                    task_id,
+                    priority=rng.randint(1, 4),
+                    submitter=rng.choice("xyz"),
+                    capability=rng.choice(("python", "sql")),
+                    deadline=now + timedelta(seconds=rng.randint(5, 400)) if rng.random() < 0.2 else None,
+                )
+            )
             apply(routed(task_id, *rng.sample(agents, rng.randint(1, 4))))
         elif roll < 0.85 and live:
             task_id, (agent_id, attempt) = rng.choice(sorted(live.items()))
             live.pop(task_id)
-            apply(rng.choice([
-                TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=attempt),
-                TaskFailed(task_id=task_id, agent_id=agent_id, attempt=attempt, error="e", retryable=True),
-                TaskRejected(task_id=task_id, agent_id=agent_id, attempt=attempt, reason="r"),
-                TaskHandedOff(task_id=task_id, from_agent_id=agent_id, attempt=attempt, reason="h",
-                              to_agent_id=rng.choice(agents + [None]))]))
+            apply(
+                rng.choice(
+                    [
+                        TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=attempt),
+                        TaskFailed(task_id=task_id, agent_id=agent_id, attempt=attempt, error="e", retryable=True),
+                        TaskRejected(task_id=task_id, agent_id=agent_id, attempt=attempt, reason="r"),
+                        TaskHandedOff(
+                            task_id=task_id,
+                            from_agent_id=agent_id,
+                            attempt=attempt,
+                            reason="h",
+                            to_agent_id=rng.choice(agents + [None]),
+                        ),
+                    ]
+                )
+            )
         elif roll < 0.9 and live:
             task_id, (agent_id, attempt) = rng.choice(sorted(live.items()))
             apply(TaskStarted(task_id=task_id, agent_id=agent_id, attempt=attempt))
         elif roll < 0.95:
             a = rng.choice(agents)
-            apply(rng.choice([
-                AgentHealthChanged(agent_id=a, previous="healthy", current="unhealthy",
-                                   in_flight_task_ids=tuple(sorted(state.slots[a].in_flight))),
-                AgentHealthChanged(agent_id=a, previous="unhealthy", current="healthy"),
-                AgentDeregistered(agent_id=a, reason="r"),
-                agent(a, capacity=rng.randint(1, 3))]))
+            apply(
+                rng.choice(
+                    [
+                        AgentHealthChanged(
+                            agent_id=a,
+                            previous="healthy",
+                            current="unhealthy",
+                            in_flight_task_ids=tuple(sorted(state.slots[a].in_flight)),
+                        ),
+                        AgentHealthChanged(agent_id=a, previous="unhealthy", current="healthy"),
+                        AgentDeregistered(agent_id=a, reason="r"),
+                        agent(a, capacity=rng.randint(1, 3)),
+                    ]
+                )
+            )
         else:
             apply(None)  # the clock: start timeouts and deadlines
         if rng.random() < 0.02:  # a restart from a snapshot rebuilds the queue from the tasks

@@ -1,4 +1,5 @@
 """The balancer's state as JSON, and deciding from the inbox so that a replay changes nothing."""
+
 from __future__ import annotations
 
 import random
@@ -20,20 +21,38 @@ LIMITS = Limits(start_timeout=timedelta(seconds=30))
 
 
 def agent(agent_id, capacity=1):
-    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=capacity,
-                           capabilities=(Capability(name="python", proficiency=0.8),),
-                           capacity_per_capability={"python": capacity})
+    return AgentRegistered(
+        agent_id=agent_id,
+        display_name=agent_id,
+        capacity=capacity,
+        capabilities=(Capability(name="python", proficiency=0.8),),
+        capacity_per_capability={"python": capacity},
+    )
 
 
 def submitted(task_id, **extra):
-    return TaskSubmitted(task_id=task_id, submitter="client", payload={"prompt": task_id, "n": [1, 2.5]},
-                         requirements=(CapabilityRequirement(name="python", min_proficiency=0.5),), **extra)
+    return TaskSubmitted(
+        task_id=task_id,
+        submitter="client",
+        payload={"prompt": task_id, "n": [1, 2.5]},
+        requirements=(CapabilityRequirement(name="python", min_proficiency=0.5),),
+        **extra,
+    )
 
 
 def routed(task_id, *ranked):
-    return TaskRouted(task_id=task_id, chosen_agent_id=ranked[0], policy="test", reason="test",
-                      candidates=tuple(Candidate(agent_id=a, score=1.0, predicted_success=0.7, propensity=0.5,
-                                                 features={"expected_duration_s": 2.0}) for a in ranked))
+    return TaskRouted(
+        task_id=task_id,
+        chosen_agent_id=ranked[0],
+        policy="test",
+        reason="test",
+        candidates=tuple(
+            Candidate(
+                agent_id=a, score=1.0, predicted_success=0.7, propensity=0.5, features={"expected_duration_s": 2.0}
+            )
+            for a in ranked
+        ),
+    )
 
 
 def record(offset, body=None, *, seconds=None, key=b"k", origin=None):
@@ -47,11 +66,20 @@ def record(offset, body=None, *, seconds=None, key=b"k", origin=None):
 
 def busy_state() -> BalancerState:
     state, now = BalancerState(), T0
-    events = [agent("a1", capacity=2), agent("a2"), submitted("t1", deadline=T0 + timedelta(hours=1)),
-              routed("t1", "a1", "a2"), submitted("t2"), routed("t2", "a1"), TaskStarted(task_id="t2", agent_id="a1",
-                                                                                         attempt=1),
-              submitted("t3", priority=1), routed("t3", "a1"), submitted("t4"), routed("t4", "a2"),
-              AgentHealthChanged(agent_id="a2", previous="healthy", current="unhealthy", in_flight_task_ids=("t4",))]
+    events = [
+        agent("a1", capacity=2),
+        agent("a2"),
+        submitted("t1", deadline=T0 + timedelta(hours=1)),
+        routed("t1", "a1", "a2"),
+        submitted("t2"),
+        routed("t2", "a1"),
+        TaskStarted(task_id="t2", agent_id="a1", attempt=1),
+        submitted("t3", priority=1),
+        routed("t3", "a1"),
+        submitted("t4"),
+        routed("t4", "a2"),
+        AgentHealthChanged(agent_id="a2", previous="healthy", current="unhealthy", in_flight_task_ids=("t4",)),
+    ]
     for event in events:
         now += timedelta(seconds=1)
         decide(state, event, now, LIMITS)
@@ -59,6 +87,7 @@ def busy_state() -> BalancerState:
 
 
 # --- the state as JSON --------------------------------------------------------------
+
 
 def test_the_state_survives_a_round_trip_through_json_unchanged():
     state = busy_state()
@@ -89,8 +118,12 @@ def test_only_tasks_with_an_agent_or_queued_with_a_deadline_wait_on_time():
 
 def test_a_started_task_waits_on_time_for_its_completion_deadline():
     state = BalancerState()
-    for event in (agent("a1"), submitted("t1"), routed("t1", "a1"),
-                  TaskStarted(task_id="t1", agent_id="a1", attempt=1)):
+    for event in (
+        agent("a1"),
+        submitted("t1"),
+        routed("t1", "a1"),
+        TaskStarted(task_id="t1", agent_id="a1", attempt=1),
+    ):
         decide(state, event, T0, LIMITS)
     assert waits_on_time(state)
     decide(state, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), T0, LIMITS)
@@ -111,14 +144,41 @@ SNAPSHOT_V1 = {
     "version": 1,
     "slots": [["a1", {"capacity": 1, "per_capability": {}, "in_flight": [["t1", "python"]], "available": True}]],
     "tasks": [
-        {"task_id": "t1", "priority": 5, "submitter": "c", "submitted_at": "2026-01-01T00:00:00+00:00",
-         "deadline": None, "capability": "python", "payload": {}, "candidates": [["a1", 0.7, 2.0]], "chosen": "a1",
-         "attempt": 1, "tried": ["a1"], "agent_id": "a1", "assigned_at": "2026-01-01T00:00:01+00:00",
-         "started": True, "queued_at": None},
-        {"task_id": "t2", "priority": 5, "submitter": "c", "submitted_at": "2026-01-01T00:00:02+00:00",
-         "deadline": None, "capability": "python", "payload": {}, "candidates": [["a1", 0.7, 2.0]], "chosen": "a1",
-         "attempt": 0, "tried": [], "agent_id": None, "assigned_at": None, "started": False,
-         "queued_at": "2026-01-01T00:00:03+00:00"}],
+        {
+            "task_id": "t1",
+            "priority": 5,
+            "submitter": "c",
+            "submitted_at": "2026-01-01T00:00:00+00:00",
+            "deadline": None,
+            "capability": "python",
+            "payload": {},
+            "candidates": [["a1", 0.7, 2.0]],
+            "chosen": "a1",
+            "attempt": 1,
+            "tried": ["a1"],
+            "agent_id": "a1",
+            "assigned_at": "2026-01-01T00:00:01+00:00",
+            "started": True,
+            "queued_at": None,
+        },
+        {
+            "task_id": "t2",
+            "priority": 5,
+            "submitter": "c",
+            "submitted_at": "2026-01-01T00:00:02+00:00",
+            "deadline": None,
+            "capability": "python",
+            "payload": {},
+            "candidates": [["a1", 0.7, 2.0]],
+            "chosen": "a1",
+            "attempt": 0,
+            "tried": [],
+            "agent_id": None,
+            "assigned_at": None,
+            "started": False,
+            "queued_at": "2026-01-01T00:00:03+00:00",
+        },
+    ],
     "served": [["c", 1]],
 }
 
@@ -130,24 +190,36 @@ def test_a_version_1_snapshot_is_still_read_and_keeps_deciding():
     # Nothing says what a version 1 task requires, so it waits for the router's candidates only.
     decide(state, agent("a2"), T0 + timedelta(seconds=4), LIMITS)
     assert decide(state, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), T0 + timedelta(seconds=5), LIMITS) == [
-        TaskAssigned(agent_id="a1", task_id="t2", attempt=1, capability="python")]
+        TaskAssigned(agent_id="a1", task_id="t2", attempt=1, capability="python")
+    ]
     assert encode_state(state)["version"] == 2
 
 
 def test_a_change_of_capabilities_reaches_the_decider_through_the_inbox():
     decider = InboxDecider(LIMITS, "inbox")
-    for r in [record(0, agent("a1")), record(1, submitted("t1")), record(2, routed("t1", "a1")),
-              record(3, AgentRegistered(agent_id="a2", display_name="a2", capacity=1,
-                                        capabilities=(Capability(name="sql", proficiency=0.9),))),
-              record(4, submitted("t2")), record(5, routed("t2", "a1"))]:
+    for r in [
+        record(0, agent("a1")),
+        record(1, submitted("t1")),
+        record(2, routed("t1", "a1")),
+        record(
+            3,
+            AgentRegistered(
+                agent_id="a2", display_name="a2", capacity=1, capabilities=(Capability(name="sql", proficiency=0.9),)
+            ),
+        ),
+        record(4, submitted("t2")),
+        record(5, routed("t2", "a1")),
+    ]:
         decider.apply(r)
-    added = AgentCapabilitiesChanged(agent_id="a2", changed_by="operator",
-                                     added=(Capability(name="python", proficiency=0.9),))
+    added = AgentCapabilitiesChanged(
+        agent_id="a2", changed_by="operator", added=(Capability(name="python", proficiency=0.9),)
+    )
     decided = decider.apply(record(6, added)).events
     assert [e.body.agent_id for e in decided if isinstance(e.body, TaskAssigned)] == ["a2"]
 
 
 # --- deciding from the inbox --------------------------------------------------------
+
 
 def test_the_same_records_give_the_same_events_ids_and_times_included():
     records = [record(0, agent("a1")), record(1, submitted("t1")), record(2, routed("t1", "a1"))]
@@ -162,8 +234,12 @@ def test_the_same_records_give_the_same_events_ids_and_times_included():
 
 def test_time_comes_from_the_inbox_so_a_tick_times_out_on_replay_as_it_did_live():
     decider = InboxDecider(LIMITS, "inbox")
-    for r in [record(0, agent("a1")), record(1, agent("a2")), record(2, submitted("t1")),
-              record(3, routed("t1", "a1", "a2"))]:
+    for r in [
+        record(0, agent("a1")),
+        record(1, agent("a2")),
+        record(2, submitted("t1")),
+        record(3, routed("t1", "a1", "a2")),
+    ]:
         decider.apply(r)
     assert decider.apply(record(4, seconds=20)).events == []
     timed_out = decider.apply(record(5, seconds=40)).events
@@ -172,9 +248,12 @@ def test_time_comes_from_the_inbox_so_a_tick_times_out_on_replay_as_it_did_live(
 
 def test_an_input_copied_into_the_inbox_again_after_a_restart_changes_nothing():
     decider = InboxDecider(LIMITS, "inbox")
-    first_copy = [record(0, agent("a1")), record(1, submitted("t1"), origin="tasks:3:10"),
-                  record(2, routed("t1", "a1"), origin="tasks:3:11"),
-                  record(3, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), origin="task-outcomes:1:5")]
+    first_copy = [
+        record(0, agent("a1")),
+        record(1, submitted("t1"), origin="tasks:3:10"),
+        record(2, routed("t1", "a1"), origin="tasks:3:11"),
+        record(3, TaskCompleted(task_id="t1", agent_id="a1", attempt=1), origin="task-outcomes:1:5"),
+    ]
     assert [len(decider.apply(r).events) for r in first_copy] == [0, 0, 1, 0]
     copied_again = [record(4, submitted("t1"), origin="tasks:3:10"), record(5, routed("t1", "a1"), origin="tasks:3:11")]
     assert [decider.apply(r).events for r in copied_again] == [[], []]
@@ -216,8 +295,14 @@ class Shell:
         self.emitted: list = []
         self.parked: list = []
         self.flushed_before_snapshot: list[int] = []
-        self.decisions = OrderedDecisions(InboxDecider(LIMITS, "inbox"), history, emit=self.emit, park=self.park,
-                                          flush=self.flush, snapshot_every=snapshot_every)
+        self.decisions = OrderedDecisions(
+            InboxDecider(LIMITS, "inbox"),
+            history,
+            emit=self.emit,
+            park=self.park,
+            flush=self.flush,
+            snapshot_every=snapshot_every,
+        )
 
     async def emit(self, events) -> None:
         self.emitted += events
@@ -236,9 +321,18 @@ class Shell:
 
 
 def inbox_log():
-    bodies = [agent("a1", capacity=2), submitted("t1"), routed("t1", "a1"), submitted("t2"), routed("t2", "a1"),
-              submitted("t3"), routed("t3", "a1"), TaskCompleted(task_id="t1", agent_id="a1", attempt=1),
-              submitted("t4"), routed("t4", "a1")]
+    bodies = [
+        agent("a1", capacity=2),
+        submitted("t1"),
+        routed("t1", "a1"),
+        submitted("t2"),
+        routed("t2", "a1"),
+        submitted("t3"),
+        routed("t3", "a1"),
+        TaskCompleted(task_id="t1", agent_id="a1", attempt=1),
+        submitted("t4"),
+        routed("t4", "a1"),
+    ]
     return [record(n, body) for n, body in enumerate(bodies)]
 
 

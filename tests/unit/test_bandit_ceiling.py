@@ -1,4 +1,5 @@
 """The yardstick for routing on a logged outcome matrix: hindsight figures, and policies that learn from their picks."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -74,8 +75,17 @@ def test_told_the_related_capabilities_a_policy_starts_a_new_one_with_the_agent_
 
     # when each routes the tasks of capability 1 after those of capability 0
     def share_to_the_best_on_the_new_capability(policy) -> float:
-        return float(np.mean([(picks(policy, capability, outcomes, np.arange(3300), np.random.default_rng(s),
-                                     related)[3000:] == 1).mean() for s in range(5)]))
+        return float(
+            np.mean(
+                [
+                    (
+                        picks(policy, capability, outcomes, np.arange(3300), np.random.default_rng(s), related)[3000:]
+                        == 1
+                    ).mean()
+                    for s in range(5)
+                ]
+            )
+        )
 
     # then the told one wastes fewer of the new capability's tasks on the others
     assert share_to_the_best_on_the_new_capability(told) > share_to_the_best_on_the_new_capability(untold) + 0.1
@@ -83,6 +93,7 @@ def test_told_the_related_capabilities_a_policy_starts_a_new_one_with_the_agent_
 
 def test_the_hierarchical_sampler_tries_an_agent_strong_elsewhere_first_on_a_new_capability():
     from bench.evaluation.bandit_ceiling import hierarchical_pick
+
     # agent 1 succeeded 90 of 100 times on capabilities 0 and 1, the others 30 of 100; nobody tried capability 2
     tries = np.array([[100.0] * 3, [100.0] * 3, [0.0] * 3])
     wins = np.array([[30.0, 90.0, 30.0], [30.0, 90.0, 30.0], [0.0] * 3])

@@ -1,4 +1,5 @@
 """The benchmark's pure parts: percentiles, the lag verdict, the rate search, regressions, the observer."""
+
 import json
 import random
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ MACHINE = {"cpu": "AMD EPYC", "cores": 2, "memory_gib": 23.5}
 
 
 # --- histogram -------------------------------------------------------------------
+
 
 def test_percentiles_of_a_uniform_sample_are_within_the_bucket_precision():
     histogram = Histogram()
@@ -58,6 +60,7 @@ def test_tiny_values_share_the_first_bucket_and_an_empty_histogram_reads_zero():
 
 # --- the lag verdict and the rate search ---------------------------------------
 
+
 def test_a_trial_that_keeps_up_with_a_flat_backlog_is_sustained():
     verdict = judge(offered_per_s=1000, completed_per_s=990, backlog=[120, 90, 150, 100, 130, 110], lag_bound=2000)
     assert verdict.sustained and verdict.reasons == ()
@@ -65,8 +68,7 @@ def test_a_trial_that_keeps_up_with_a_flat_backlog_is_sustained():
 
 def test_a_trial_falling_behind_or_with_a_growing_backlog_is_not_sustained():
     behind = judge(offered_per_s=1000, completed_per_s=700, backlog=[100] * 6, lag_bound=2000)
-    growing = judge(offered_per_s=1000, completed_per_s=1000, backlog=[100, 200, 900, 1400, 1900, 2500],
-                    lag_bound=2000)
+    growing = judge(offered_per_s=1000, completed_per_s=1000, backlog=[100, 200, 900, 1400, 1900, 2500], lag_bound=2000)
 
     assert not behind.sustained and "completed 700/s of 1000/s offered" in behind.reasons
     assert not growing.sustained
@@ -93,11 +95,17 @@ def test_the_search_steps_down_when_even_the_first_rate_fails_and_gives_up_below
 
 # --- regressions and the result files -------------------------------------------
 
-def result(finished_at, tasks_per_minute=60_000, p99=40.0, replay=30_000, efficiency=0.4, rate=1000.0,
-           machine=MACHINE):
-    return {"finished_at": finished_at, "requested_rate": rate, "machine": dict(machine),
-            "tasks_per_minute": tasks_per_minute, "routing_latency_ms": {"p50": 5, "p95": 20, "p99": p99, "p999": 80},
-            "replay_events_per_second": replay, "efficiency": efficiency}
+
+def result(finished_at, tasks_per_minute=60_000, p99=40.0, replay=30_000, efficiency=0.4, rate=1000.0, machine=MACHINE):
+    return {
+        "finished_at": finished_at,
+        "requested_rate": rate,
+        "machine": dict(machine),
+        "tasks_per_minute": tasks_per_minute,
+        "routing_latency_ms": {"p50": 5, "p95": 20, "p99": p99, "p999": 80},
+        "replay_events_per_second": replay,
+        "efficiency": efficiency,
+    }
 
 
 def test_figures_worse_beyond_the_tolerance_are_flagged_and_others_are_not():
@@ -107,7 +115,9 @@ def test_figures_worse_beyond_the_tolerance_are_flagged_and_others_are_not():
     found = regressions(current, previous, tolerance=0.1)
 
     assert [(r.figure, r.previous, r.current) for r in found] == [
-        ("tasks_per_minute", 60_000, 50_000), ("efficiency", 0.4, 0.2)]
+        ("tasks_per_minute", 60_000, 50_000),
+        ("efficiency", 0.4, 0.2),
+    ]
 
 
 def test_a_small_latency_rise_in_milliseconds_is_jitter_not_a_regression():
@@ -126,8 +136,9 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     other_linger = {**result("2026-01-01T10:56:00+00:00"), "client_linger_ms": 0}
     other_nice = {**result("2026-01-01T10:57:00+00:00"), "off_path_nice": 10}
     later = result("2026-01-01T12:00:00+00:00")
-    for n, r in enumerate((older, latest_same, other_machine, other_rate, other_fetch, other_end, other_linger,
-                           other_nice, later)):
+    for n, r in enumerate(
+        (older, latest_same, other_machine, other_rate, other_fetch, other_end, other_linger, other_nice, later)
+    ):
         (tmp_path / f"pipeline-{n}.json").write_text(json.dumps(r))
 
     current = result("2026-01-01T11:00:00+00:00")
@@ -136,8 +147,13 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
     assert previous_result(tmp_path / "none", current) is None
     # a result from before the fetch settings existed counts as taken with the defaults of then
     assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 1, "max_wait_ms": 100}}) == latest_same
-    assert previous_result(tmp_path, {**current, "fetch": {"min_bytes": 65536, "max_wait_ms": 100},
-                                      "finished_at": "2026-01-01T11:00:00+00:00"}) == other_fetch
+    assert (
+        previous_result(
+            tmp_path,
+            {**current, "fetch": {"min_bytes": 65536, "max_wait_ms": 100}, "finished_at": "2026-01-01T11:00:00+00:00"},
+        )
+        == other_fetch
+    )
     # latency measured to another end is another figure
     assert previous_result(tmp_path, {**current, "routing_latency_ends": "assignment handed to Kafka"}) == other_end
     assert previous_result(tmp_path, {**current, "client_linger_ms": 0}) == other_linger
@@ -146,11 +162,20 @@ def test_only_an_earlier_run_of_the_same_kind_on_the_same_machine_is_compared(tm
 
 
 def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
-    run = {**result("2026-01-01T11:00:00+00:00"), "lag": {"router": {"max": 3, "last": 0}},
-           "processes": {"router (pid 1)": {"cpu_percent": 50.0, "cpu_ms_per_task": 0.5, "rss_mib_max": 90.0}},
-           "profiles": {"router": {"samples": 10, "file": "r.txt", "self": [["score (logic.py)", 0.25]],
-                                    "layers": {"faust and mode": 0.4, "our code": 0.6}}},
-           "regressions": []}
+    run = {
+        **result("2026-01-01T11:00:00+00:00"),
+        "lag": {"router": {"max": 3, "last": 0}},
+        "processes": {"router (pid 1)": {"cpu_percent": 50.0, "cpu_ms_per_task": 0.5, "rss_mib_max": 90.0}},
+        "profiles": {
+            "router": {
+                "samples": 10,
+                "file": "r.txt",
+                "self": [["score (logic.py)", 0.25]],
+                "layers": {"faust and mode": 0.4, "our code": 0.6},
+            }
+        },
+        "regressions": [],
+    }
 
     json_path, report_path = save(tmp_path, run)
 
@@ -161,15 +186,19 @@ def test_a_saved_run_has_a_json_twin_and_a_readable_report(tmp_path):
     assert "5 / 20 / 40.0 / 80" in text
     assert "Profile of router (10 samples, r.txt)" in text and "- 25.0% score (logic.py)" in text
     assert "by the innermost library running: faust and mode 40.0%, our code 60.0%" in text
-    assert ("Faust fetch: at least 1 bytes, waiting at most 100 ms; clients linger 5 ms; "
-            "off-path processors' niceness 0") in text  # the run predates the three settings
+    assert (
+        "Faust fetch: at least 1 bytes, waiting at most 100 ms; clients linger 5 ms; off-path processors' niceness 0"
+    ) in text  # the run predates the three settings
     assert "to the balancer inbox copy" in text and "by hop" not in text
 
 
 def test_a_report_gives_latency_by_hop_when_the_run_measured_it():
     hop = {"p50": 2.0, "p95": 3.0, "p99": 4.0, "p999": 5.0}
-    run = {**result("2026-01-01T11:00:00+00:00"), "routing_latency_ends": "assignment handed to Kafka",
-           "routing_hops_ms": {"route": hop, "forward": {**hop, "p50": 7.0}, "decide": hop}}
+    run = {
+        **result("2026-01-01T11:00:00+00:00"),
+        "routing_latency_ends": "assignment handed to Kafka",
+        "routing_hops_ms": {"route": hop, "forward": {**hop, "p50": 7.0}, "decide": hop},
+    }
     text = report(run)
     assert "to the assignment handed to Kafka" in text
     hops = "| by hop, p50 / p99 ms: route; forward to the balancer's inbox; decide | 2.0 / 4.0; 7.0 / 4.0; 2.0 / 4.0 |"
@@ -177,6 +206,7 @@ def test_a_report_gives_latency_by_hop_when_the_run_measured_it():
 
 
 # --- what the benchmark reads ---------------------------------------------------
+
 
 def at(seconds):
     return T0 + timedelta(seconds=seconds)
@@ -187,8 +217,9 @@ def raw(body, seconds):
 
 
 def submitted(task_id, seconds):
-    return raw(TaskSubmitted(task_id=task_id, submitter="c", requirements=(CapabilityRequirement(name="python"),)),
-               seconds)
+    return raw(
+        TaskSubmitted(task_id=task_id, submitter="c", requirements=(CapabilityRequirement(name="python"),)), seconds
+    )
 
 
 def assigned(task_id, seconds, attempt=1):
@@ -201,10 +232,18 @@ def completed(task_id, seconds):
 
 def test_routing_latency_is_submission_to_first_assignment_for_tasks_submitted_in_the_window():
     observer = Observer(window=(at(10).timestamp(), at(20).timestamp()))
-    for value in (submitted("before", 9), assigned("before", 10.5),  # submitted before the window
-                  submitted("t1", 11), assigned("t1", 11.020), assigned("t1", 12, attempt=2),
-                  assigned("t2", 12.050), submitted("t2", 12),  # read out of order
-                  completed("t1", 11.5), completed("t2", 21), b"not json"):
+    for value in (
+        submitted("before", 9),
+        assigned("before", 10.5),  # submitted before the window
+        submitted("t1", 11),
+        assigned("t1", 11.020),
+        assigned("t1", 12, attempt=2),
+        assigned("t2", 12.050),
+        submitted("t2", 12),  # read out of order
+        completed("t1", 11.5),
+        completed("t2", 21),
+        b"not json",
+    ):
         observer.take(value)
 
     assert observer.latency_ms.count == 2
@@ -226,8 +265,11 @@ def millis(seconds):
 def test_latency_ends_when_the_assignment_reaches_kafka_and_splits_into_hops_in_any_reading_order():
     observer = Observer(window=(at(10).timestamp(), at(20).timestamp()))
     # t1: submitted at 11.000, routed on Kafka at 11.004, copied into the inbox at 11.010, assigned on Kafka at 11.013
-    records = [(assigned("t1", 11.010), millis(11.013)), (submitted("t1", 11), millis(11.001)),
-               (routed("t1", 11.003), millis(11.004))]
+    records = [
+        (assigned("t1", 11.010), millis(11.013)),
+        (submitted("t1", 11), millis(11.001)),
+        (routed("t1", 11.003), millis(11.004)),
+    ]
     for value, timestamp_ms in records:
         observer.take(value, timestamp_ms)
 
@@ -244,18 +286,26 @@ def test_ports_for_local_servers_are_free_distinct_and_never_ones_a_client_conne
 
 
 def test_stage_lag_sums_the_partitions_of_each_service():
-    page = ('# TYPE orchestrator_consumer_lag gauge\n'
-            'orchestrator_consumer_lag{partition="0",service="router",topic="t"} 3.0\n'
-            'orchestrator_consumer_lag{partition="1",service="router",topic="t"} 4.0\n'
-            'orchestrator_consumer_lag{partition="0",service="router",topic="u"} 1.0\n'
-            '# TYPE orchestrator_events_in_total counter\n'
-            'orchestrator_events_in_total{service="router",topic="t"} 99.0\n')
+    page = (
+        "# TYPE orchestrator_consumer_lag gauge\n"
+        'orchestrator_consumer_lag{partition="0",service="router",topic="t"} 3.0\n'
+        'orchestrator_consumer_lag{partition="1",service="router",topic="t"} 4.0\n'
+        'orchestrator_consumer_lag{partition="0",service="router",topic="u"} 1.0\n'
+        "# TYPE orchestrator_events_in_total counter\n"
+        'orchestrator_events_in_total{service="router",topic="t"} 99.0\n'
+    )
     assert lag_by_service(page) == {"router": 8.0}
 
 
 def test_a_profile_is_summed_into_self_and_inclusive_shares():
-    stacks = parse(["main (a.py:1);decode (codec.py:29);validate (main.py:10) 6",
-                    "main (a.py:1);apply (view.py:50) 3", "main (a.py:2);apply (view.py:51) 1", "garbage"])
+    stacks = parse(
+        [
+            "main (a.py:1);decode (codec.py:29);validate (main.py:10) 6",
+            "main (a.py:1);apply (view.py:50) 3",
+            "main (a.py:2);apply (view.py:51) 1",
+            "garbage",
+        ]
+    )
 
     top = top_frames(stacks, n=2)
 
@@ -278,12 +328,18 @@ def test_each_sample_goes_to_the_innermost_library_it_is_running_and_aiokafka_is
 
     shares = layers(lines)
 
-    assert shares == {"event loop and standard library": 0.5, "pydantic validation": 0.2, "faust and mode": 0.15,
-                      "aiokafka producer": 0.1, "aiokafka consumer": 0.05}
+    assert shares == {
+        "event loop and standard library": 0.5,
+        "pydantic validation": 0.2,
+        "faust and mode": 0.15,
+        "aiokafka producer": 0.1,
+        "aiokafka consumer": 0.05,
+    }
 
 
 def test_a_tolerance_outside_zero_to_one_is_refused_with_its_variable_named():
     from services.settings import ConfigError, Settings
+
     assert Settings.from_env({"BENCH_REGRESSION_TOLERANCE": "0.25"}).bench.regression_tolerance == 0.25
     for bad in ("1.5", "-0.1", "ten"):
         with pytest.raises(ConfigError, match="BENCH_REGRESSION_TOLERANCE"):

@@ -1,4 +1,5 @@
 """The compliance report: each source a section, a missing or failing source never sinks the report."""
+
 from datetime import datetime, timezone
 
 from services.compliance.report import (
@@ -32,8 +33,9 @@ async def fine(settings):
 
 
 async def test_sources_that_are_missing_or_failing_are_reported_as_unavailable_and_the_rest_still_shows():
-    report = await build_report(SETTINGS, sources=(("acls", missing_module), ("erasures", unreachable),
-                                                   ("audit", fine)), now=NOW)
+    report = await build_report(
+        SETTINGS, sources=(("acls", missing_module), ("erasures", unreachable), ("audit", fine)), now=NOW
+    )
 
     sections = {s.name: s for s in report.sections}
     assert sections["acls"].status == UNAVAILABLE and "services.not_built_yet" in sections["acls"].summary
@@ -45,10 +47,20 @@ async def test_sources_that_are_missing_or_failing_are_reported_as_unavailable_a
 
 
 def test_a_tampered_audit_chain_draws_attention_to_its_first_bad_row():
-    verdict = {"ok": False, "rows_verified": 39, "head_seq": 39, "checkpoints": 1, "notes": [],
-               "first_bad": {"seq": 40, "kind": "altered", "position": "p.tasks[0]@12",
-                             "detail": "its content does not match its hash"},
-               "problems": [{"seq": 40, "kind": "altered", "position": "p.tasks[0]@12", "detail": "…"}]}
+    verdict = {
+        "ok": False,
+        "rows_verified": 39,
+        "head_seq": 39,
+        "checkpoints": 1,
+        "notes": [],
+        "first_bad": {
+            "seq": 40,
+            "kind": "altered",
+            "position": "p.tasks[0]@12",
+            "detail": "its content does not match its hash",
+        },
+        "problems": [{"seq": 40, "kind": "altered", "position": "p.tasks[0]@12", "detail": "…"}],
+    }
 
     section = audit_section(verdict)
 
@@ -57,8 +69,17 @@ def test_a_tampered_audit_chain_draws_attention_to_its_first_bad_row():
 
 
 def test_an_intact_chain_is_reported_with_its_extent():
-    section = audit_section({"ok": True, "rows_verified": 7, "head_seq": 7, "checkpoints": 2, "notes": [],
-                             "first_bad": None, "problems": []})
+    section = audit_section(
+        {
+            "ok": True,
+            "rows_verified": 7,
+            "head_seq": 7,
+            "checkpoints": 2,
+            "notes": [],
+            "first_bad": None,
+            "problems": [],
+        }
+    )
 
     assert (section.status, section.summary) == (OK, "chain intact: 7 rows up to seq 7, 2 signed checkpoints")
 
@@ -69,8 +90,11 @@ def test_without_an_authorizer_the_plaintext_profile_says_there_are_no_acls():
 
 
 def test_acls_in_force_are_counted_per_principal():
-    bindings = [{"principal": "User:router", "operation": "read"}, {"principal": "User:router", "operation": "write"},
-                {"principal": "User:agent-1", "operation": "read"}]
+    bindings = [
+        {"principal": "User:router", "operation": "read"},
+        {"principal": "User:router", "operation": "write"},
+        {"principal": "User:agent-1", "operation": "read"},
+    ]
 
     section = acl_section(bindings, plaintext=False)
 
@@ -79,8 +103,10 @@ def test_acls_in_force_are_counted_per_principal():
 
 def test_retention_drift_and_security_violations_need_attention():
     retention = retention_section([{"name": "p.tasks", "status": "ok"}, {"name": "p.heartbeats", "status": "drift"}])
-    events = security_events_section([{"kind": "key_enrolled", "count": 3}, {"kind": "not_assignee", "count": 1}],
-                                     [{"occurred_at": NOW, "kind": "not_assignee", "agent_id": "a-2", "detail": {}}])
+    events = security_events_section(
+        [{"kind": "key_enrolled", "count": 3}, {"kind": "not_assignee", "count": 1}],
+        [{"occurred_at": NOW, "kind": "not_assignee", "agent_id": "a-2", "detail": {}}],
+    )
     quiet = security_events_section([{"kind": "key_enrolled", "count": 3}], [])
 
     assert (retention.status, retention.summary) == (ATTENTION, "2 topics and tables; 1 not as declared")
@@ -90,8 +116,10 @@ def test_retention_drift_and_security_violations_need_attention():
 
 
 def test_erasures_count_erasures_and_destroyed_keys_without_personal_data():
-    rows = [{"erasure_id": "e1", "key_id": "k1", "erased_at": NOW, "erased_by": "dpo", "reason": "request"},
-            {"erasure_id": "e1", "key_id": "k2", "erased_at": NOW, "erased_by": "dpo", "reason": "request"}]
+    rows = [
+        {"erasure_id": "e1", "key_id": "k1", "erased_at": NOW, "erased_by": "dpo", "reason": "request"},
+        {"erasure_id": "e1", "key_id": "k2", "erased_at": NOW, "erased_by": "dpo", "reason": "request"},
+    ]
 
     section = erasure_section(rows)
 

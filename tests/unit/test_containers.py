@@ -1,4 +1,5 @@
 """The testcontainers path is configured as the library accepts it, checked without a Docker engine."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,6 +30,7 @@ def test_kafka_runs_in_kraft_mode_as_broker_and_controller():
 
 def test_the_library_refuses_an_image_it_cannot_start_in_kraft_mode():
     from testcontainers.community.kafka import KafkaContainer
+
     with pytest.raises(ValueError, match="not supported in Kraft mode"):
         KafkaContainer("apache/kafka:4.1.1").with_kraft()
 

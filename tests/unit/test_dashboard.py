@@ -21,8 +21,7 @@ def defined_sample_names() -> set[str]:
 
 
 def promql_of(dashboard: dict) -> list[str]:
-    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ())
-            if "expr" in target]
+    return [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", ()) if "expr" in target]
 
 
 def test_dashboard_is_valid_json_with_unique_panel_ids():
@@ -43,7 +42,10 @@ def test_every_metric_the_alerts_use_is_defined():
 
 
 def test_the_dashboard_reads_the_analyst_views():
-    sql = " ".join(target.get("rawSql", "") for panel in json.loads(DASHBOARD.read_text())["panels"]
-                   for target in panel.get("targets", ()))
+    sql = " ".join(
+        target.get("rawSql", "")
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", ())
+    )
     for view in ("capability_saturation_forecast", "task_waits", "recommendations", "skill_trends"):
         assert view in sql, view

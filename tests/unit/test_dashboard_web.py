@@ -1,4 +1,5 @@
 """The web dashboard's pure parts: filters, time window, the analyst's connection, figures, cells."""
+
 from __future__ import annotations
 
 import re
@@ -20,12 +21,18 @@ NEWEST = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 def test_filters_default_to_the_last_hour_and_nothing_else():
     assert Filters.from_query({}) == Filters(range="1h")
     assert Filters.from_query({"range": "all", "capability": "python", "agent": " a-1 ", "live": "1"}) == Filters(
-        range="all", capability="python", agent="a-1", live=True)
+        range="all", capability="python", agent="a-1", live=True
+    )
 
 
-@pytest.mark.parametrize("query, complaint", [({"range": "2h"}, "range must be one of"),
-                                              ({"agent": "x'; DROP TABLE tasks"}, "agent may hold"),
-                                              ({"task": "t" * 201}, "task may hold")])
+@pytest.mark.parametrize(
+    "query, complaint",
+    [
+        ({"range": "2h"}, "range must be one of"),
+        ({"agent": "x'; DROP TABLE tasks"}, "agent may hold"),
+        ({"task": "t" * 201}, "task may hold"),
+    ],
+)
 def test_bad_filters_are_refused_with_the_reason(query, complaint):
     with pytest.raises(BadFilter, match=complaint):
         Filters.from_query(query)
@@ -48,15 +55,24 @@ def test_the_analyst_logs_in_with_its_password_and_keeps_the_urls_tls_parameters
     given = Settings.from_env({"DATABASE_URL": url, "DB_ANALYST_PASSWORD": "pw", "DB_ROLE_PREFIX": "acme"})
     parts = conninfo_to_dict(analyst_conninfo(given))
     assert (parts["user"], parts["password"], parts["sslmode"], parts["sslrootcert"], parts["host"]) == (
-        "acme_analyst", "pw", "verify-full", "/etc/ca.pem", "db.example")
+        "acme_analyst",
+        "pw",
+        "verify-full",
+        "/etc/ca.pem",
+        "db.example",
+    )
 
 
 def test_without_the_analysts_password_the_url_is_used_as_given_and_narrowed_later():
     url = "postgresql://admin:secret@127.0.0.1:5432/orch?sslmode=require"
     assert analyst_conninfo(Settings.from_env({"DATABASE_URL": url})) == url
     own = "postgresql://reader:x@127.0.0.1:5432/orch"
-    assert analyst_conninfo(Settings.from_env({"DATABASE_URL": url, "DB_ANALYST_PASSWORD": "pw",
-                                               "DASHBOARD_DATABASE_URL": own})) == own
+    assert (
+        analyst_conninfo(
+            Settings.from_env({"DATABASE_URL": url, "DB_ANALYST_PASSWORD": "pw", "DASHBOARD_DATABASE_URL": own})
+        )
+        == own
+    )
 
 
 def test_the_port_must_be_a_port():
@@ -83,16 +99,22 @@ def test_the_audit_schema_is_quoted_into_the_audit_panels_only():
 
 
 def test_bars_have_one_trace_per_column():
-    rows = [{"capability": "python", "mean_wait_ms": 10.0, "p95_wait_ms": 30.0},
-            {"capability": "sql", "mean_wait_ms": 5.0, "p95_wait_ms": 9.0}]
+    rows = [
+        {"capability": "python", "mean_wait_ms": 10.0, "p95_wait_ms": 30.0},
+        {"capability": "sql", "mean_wait_ms": 5.0, "p95_wait_ms": 9.0},
+    ]
     data = figure(Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms")), rows)["data"]
-    assert [(t["name"], t["x"], t["y"]) for t in data] == [("mean_wait_ms", ["python", "sql"], [10.0, 5.0]),
-                                                           ("p95_wait_ms", ["python", "sql"], [30.0, 9.0])]
+    assert [(t["name"], t["x"], t["y"]) for t in data] == [
+        ("mean_wait_ms", ["python", "sql"], [10.0, 5.0]),
+        ("p95_wait_ms", ["python", "sql"], [30.0, 9.0]),
+    ]
 
 
 def test_a_heatmap_leaves_a_hole_where_an_agent_never_tried_a_capability():
-    rows = [{"agent_id": "a", "capability": "python", "success_rate": 0.5},
-            {"agent_id": "b", "capability": "sql", "success_rate": 1.0}]
+    rows = [
+        {"agent_id": "a", "capability": "python", "success_rate": 0.5},
+        {"agent_id": "b", "capability": "sql", "success_rate": 1.0},
+    ]
     [trace] = figure(Chart("heatmap", "capability", (), series="agent_id", z="success_rate"), rows)["data"]
     assert (trace["x"], trace["y"], trace["z"]) == (["python", "sql"], ["a", "b"], [[0.5, None], [None, 1.0]])
 
@@ -109,7 +131,13 @@ def test_a_band_per_series_with_the_shifts_marked():
 
 def test_cells_are_plain_text():
     assert [cell(None), cell(True), cell(0.12345), cell(2.0), cell(7), cell(NEWEST)] == [
-        "", "true", "0.123", "2", "7", "2026-03-02 09:00:00.000+00:00"]
+        "",
+        "true",
+        "0.123",
+        "2",
+        "7",
+        "2026-03-02 09:00:00.000+00:00",
+    ]
 
 
 async def test_a_bad_filter_or_page_is_answered_before_the_database_is_asked_and_plotly_is_served_locally():

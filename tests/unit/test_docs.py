@@ -5,6 +5,7 @@ The commands are read from the docs themselves (fenced ``sh`` blocks), so a chan
 a doc is the command tested. Only commands that need neither Kafka nor PostgreSQL are run, with
 both endpoints pointed at closed ports so that one starting to need them fails here.
 """
+
 from __future__ import annotations
 
 import json
@@ -123,6 +124,7 @@ def test_the_anchor_rule_is_githubs():
 
 # --- the quick commands the docs show -------------------------------------------------------
 
+
 def shell_lines(text: str):
     """Each logical line of the fenced shell blocks, continuations joined, prompts dropped."""
     pending = ""
@@ -185,8 +187,14 @@ def _run(args: tuple[str, ...]) -> subprocess.CompletedProcess:
     env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:9"
     env["DATABASE_URL"] = "postgresql://nobody:nothing@127.0.0.1:9/none"
     # The console script is services.cli:main; run through this interpreter, it is this checkout's.
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT_S,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +207,8 @@ def runs() -> dict[tuple[str, ...], subprocess.CompletedProcess]:
 def test_documented_command_runs(args: tuple[str, ...], runs):
     result = runs[args]
     assert result.returncode == 0, (
-        f"`orchestrator {' '.join(args)}` exited {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+        f"`orchestrator {' '.join(args)}` exited {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    )
     assert result.stdout.strip(), f"`orchestrator {' '.join(args)}` printed nothing"
     if args[:2] == ("topics", "list") and "--json" in args:
         assert {t["logical_name"] for t in json.loads(result.stdout)} >= {"agents", "tasks", "assignments"}

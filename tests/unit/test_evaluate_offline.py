@@ -1,4 +1,5 @@
 """The offline routing replay: bandit feedback, with a learner at the router's pace or behind it."""
+
 from __future__ import annotations
 
 import random
@@ -15,9 +16,15 @@ THOMPSON = Weights(exploration="thompson", sharpness=4.0, top_k=3, load=0.0)
 def log(tasks: int, seed: int = 2) -> list[LoggedTask]:
     # "good" succeeds 85% of the time, the two others 30%, on one capability
     rng = random.Random(seed)
-    return [LoggedTask(f"t{n}", "python", {"prompt_chars": 100.0},
-                       {"good": rng.random() < 0.85, "meh": rng.random() < 0.3, "bad": rng.random() < 0.3})
-            for n in range(tasks)]
+    return [
+        LoggedTask(
+            f"t{n}",
+            "python",
+            {"prompt_chars": 100.0},
+            {"good": rng.random() < 0.85, "meh": rng.random() < 0.3, "bad": rng.random() < 0.3},
+        )
+        for n in range(tasks)
+    ]
 
 
 @pytest.mark.parametrize("pace", [1.0, 0.25])

@@ -63,11 +63,13 @@ def test_invalid_bodies_are_refused(event_type, changes, complaint):
     assert complaint in str(caught.value)
 
 
-@pytest.mark.parametrize("name", ["owner/repo", "org/model-7b@v1.2", "MATH prealgebra", "@scope/pkg", "-dash",
-                                  "a", "ü/名前", "a" * 200])
+@pytest.mark.parametrize(
+    "name", ["owner/repo", "org/model-7b@v1.2", "MATH prealgebra", "@scope/pkg", "-dash", "a", "ü/名前", "a" * 200]
+)
 def test_agent_and_capability_names_are_accepted_as_users_write_them(name):
-    registered = variant("AgentRegistered", agent_id=name, capabilities=[{"name": name, "proficiency": 0.5}],
-                         capacity_per_capability={})
+    registered = variant(
+        "AgentRegistered", agent_id=name, capabilities=[{"name": name, "proficiency": 0.5}], capacity_per_capability={}
+    )
 
     assert registered.agent_id == name and registered.capabilities[0].name == name
 

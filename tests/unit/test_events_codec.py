@@ -154,6 +154,7 @@ def test_every_decode_error_is_one_family(error):
 
 # --- the event type in a record header ------------------------------------------------
 
+
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 def test_an_event_read_with_its_type_header_equals_the_event_read_without(event_type):
     event = example_event(event_type)
@@ -183,8 +184,13 @@ def test_an_invalid_event_with_its_header_gets_the_same_explanation_as_without()
 
 def test_an_older_version_with_its_header_is_upcast_as_without():
     message = wire_message("TaskSubmitted")
-    raw = orjson.dumps({**message, "version": 1,
-                        "body": {"task_id": message["key"], "required_capability": "python", "submitter": "me"}})
+    raw = orjson.dumps(
+        {
+            **message,
+            "version": 1,
+            "body": {"task_id": message["key"], "required_capability": "python", "submitter": "me"},
+        }
+    )
 
     assert decode(raw, "TaskSubmitted") == decode(raw)
     assert decode(raw, "TaskSubmitted").body.requirements[0].name == "python"
@@ -197,11 +203,16 @@ def test_an_unknown_type_in_the_header_is_read_from_the_record():
         decode(raw, "NoSuchEvent")
 
 
-@pytest.mark.parametrize("headers, expected", [
-    (None, None), ((), None), ([("other", b"x")], None),
-    ([("other", b"x"), (EVENT_TYPE_HEADER, b"TaskStarted")], "TaskStarted"),
-    ({EVENT_TYPE_HEADER: b"TaskStarted"}, "TaskStarted"),  # Faust hands headers as a mapping
-])
+@pytest.mark.parametrize(
+    "headers, expected",
+    [
+        (None, None),
+        ((), None),
+        ([("other", b"x")], None),
+        ([("other", b"x"), (EVENT_TYPE_HEADER, b"TaskStarted")], "TaskStarted"),
+        ({EVENT_TYPE_HEADER: b"TaskStarted"}, "TaskStarted"),  # Faust hands headers as a mapping
+    ],
+)
 def test_the_type_is_found_in_either_form_of_headers(headers, expected):
     assert header_type(headers) == expected
 

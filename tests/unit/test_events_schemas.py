@@ -28,6 +28,7 @@ def test_each_schema_pins_its_type_and_version_and_its_example_decodes(event_typ
 @pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
 def test_each_example_satisfies_its_json_schema_and_extras_do_not(event_type):
     import jsonschema
+
     schema = load(schema_file(event_type))
     (example,) = schema["examples"]
 

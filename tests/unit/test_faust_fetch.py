@@ -1,4 +1,5 @@
 """Faust's consumers fetch as the settings say; Faust itself passes no fetch options through."""
+
 from __future__ import annotations
 
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -13,7 +14,8 @@ class MadeByFaust:
 
 
 def test_every_consumer_faust_makes_takes_the_configured_wait_and_size_and_a_second_call_replaces_the_first(
-        monkeypatch):
+    monkeypatch,
+):
     monkeypatch.setattr(AIOKafkaConsumerThread, "_create_worker_consumer", lambda self, transport: MadeByFaust())
 
     fetch_settings(Settings.from_env({"FAUST_FETCH_MIN_BYTES": "65536", "FAUST_FETCH_MAX_WAIT_MS": "20"}))

@@ -7,19 +7,35 @@ from events.values import CapabilityRequirement
 from services.health.logic import WATCHED, Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick
 from tests.factories import T0, assigned, at, completed, deregistered, registered
 
-POLICY = Policy(heartbeat_interval=timedelta(seconds=5), degraded_after_missed=2, unhealthy_after_missed=4,
-                load_window=timedelta(seconds=60))
+POLICY = Policy(
+    heartbeat_interval=timedelta(seconds=5),
+    degraded_after_missed=2,
+    unhealthy_after_missed=4,
+    load_window=timedelta(seconds=60),
+)
 
 
 def heartbeat(agent_id="agent-1", *, t: float, in_flight=0, queue_depth=0, cpu=None, memory=None):
-    return make_event(AgentHeartbeat(agent_id=agent_id, in_flight=in_flight, queue_depth=queue_depth,
-                                     cpu_percent=cpu, memory_mb=memory, agent_version="1.0"),
-                      producer=agent_id, occurred_at=at(t))
+    return make_event(
+        AgentHeartbeat(
+            agent_id=agent_id,
+            in_flight=in_flight,
+            queue_depth=queue_depth,
+            cpu_percent=cpu,
+            memory_mb=memory,
+            agent_version="1.0",
+        ),
+        producer=agent_id,
+        occurred_at=at(t),
+    )
 
 
 def reassigned(task_id="task-1", from_agent_id="agent-1", *, attempt=2, t: float = 30):
-    return make_event(TaskReassigned(task_id=task_id, from_agent_id=from_agent_id, attempt=attempt,
-                                     reason="agent unhealthy"), producer="balancer", occurred_at=at(t))
+    return make_event(
+        TaskReassigned(task_id=task_id, from_agent_id=from_agent_id, attempt=attempt, reason="agent unhealthy"),
+        producer="balancer",
+        occurred_at=at(t),
+    )
 
 
 class Monitored:
@@ -39,8 +55,9 @@ class Monitored:
         return emitted
 
     def tick(self, t: float, watching_since: float | None = None) -> list:
-        step = on_tick(self.state, now=at(t), policy=POLICY,
-                       watching_since=None if watching_since is None else at(watching_since))
+        step = on_tick(
+            self.state, now=at(t), policy=POLICY, watching_since=None if watching_since is None else at(watching_since)
+        )
         self.forgotten = step.state is None
         self.state = step.state or new_state(self.state.agent_id)
         return step.emitted
@@ -63,6 +80,7 @@ def summaries(emitted) -> list[AgentLoadSummarized]:
 
 
 # --- verdicts -----------------------------------------------------------------------
+
 
 def test_the_first_heartbeat_of_a_registered_agent_makes_it_healthy():
     agent = given(registered(t=0), heartbeat(t=1))
@@ -171,6 +189,7 @@ def test_a_restart_never_makes_a_silent_agent_look_healthy():
 
 # --- what the monitor reads ----------------------------------------------------------
 
+
 def test_only_agent_events_concern_the_monitor():
     assert agent_of(registered("agent-7").body) == "agent-7"
     assert agent_of(heartbeat("agent-7", t=1).body) == "agent-7"
@@ -183,18 +202,23 @@ def test_only_agent_events_concern_the_monitor():
 
 
 def test_a_state_stored_by_a_monitor_that_tracked_tasks_still_reads():
-    stored = b'{"agent_id": "agent-1", "registered": true, "health": "healthy", "in_flight": {"task-1": 1}, ' \
-             b'"ended_early": {}}'
+    stored = (
+        b'{"agent_id": "agent-1", "registered": true, "health": "healthy", "in_flight": {"task-1": 1}, '
+        b'"ended_early": {}}'
+    )
 
     assert decode_state(stored) == new_state("agent-1").model_copy(update={"registered": True, "health": "healthy"})
 
 
 # --- load -----------------------------------------------------------------------------
 
+
 def test_a_window_of_heartbeats_is_summarized_once_it_is_over():
-    agent = given(heartbeat(t=1, in_flight=1, queue_depth=0, cpu=10.0, memory=100.0),
-                  heartbeat(t=6, in_flight=3, queue_depth=2, cpu=20.0, memory=300.0),
-                  heartbeat(t=11, in_flight=2, queue_depth=4, memory=200.0))
+    agent = given(
+        heartbeat(t=1, in_flight=1, queue_depth=0, cpu=10.0, memory=100.0),
+        heartbeat(t=6, in_flight=3, queue_depth=2, cpu=20.0, memory=300.0),
+        heartbeat(t=11, in_flight=2, queue_depth=4, memory=200.0),
+    )
 
     assert agent.tick(62) == []  # a beat sent just before the end may still be on its way
     [summary] = summaries(agent.tick(65))

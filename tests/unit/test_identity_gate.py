@@ -1,4 +1,5 @@
 """The gate's shell with a log of its own in memory: what it reads, when it reads again, what it lets through."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,7 +48,7 @@ class MemoryLog:
     async def getmany(self, *partitions, timeout_ms=0):
         await asyncio.sleep(0.001)  # a fetch takes a while, and lets others run meanwhile
         partitions = partitions or tuple(self.records)
-        out = {tp: self.records[tp][self.positions[tp]:] for tp in partitions}
+        out = {tp: self.records[tp][self.positions[tp] :] for tp in partitions}
         for tp in partitions:
             self.positions[tp] = len(self.records[tp])
         return out
@@ -62,13 +63,27 @@ def gate(log: MemoryLog, mode: str, clock=lambda: NOW) -> IdentityGate:
 
 def message(topic: str, event, signer: Signer | None = None, at_ms: int = NOW):
     value = encode(event)
-    return SimpleNamespace(topic=topic, partition=0, offset=5, key=event.key.encode(), value=value,
-                           headers=signer.headers(value) if signer else [], timestamp=at_ms)
+    return SimpleNamespace(
+        topic=topic,
+        partition=0,
+        offset=5,
+        key=event.key.encode(),
+        value=value,
+        headers=signer.headers(value) if signer else [],
+        timestamp=at_ms,
+    )
 
 
 def registration():
-    return make_event(AgentRegistered(agent_id="alice", display_name="alice", capacity=1,
-                                      capabilities=(Capability(name="python", proficiency=0.5),)), producer="alice")
+    return make_event(
+        AgentRegistered(
+            agent_id="alice",
+            display_name="alice",
+            capacity=1,
+            capabilities=(Capability(name="python", proficiency=0.5),),
+        ),
+        producer="alice",
+    )
 
 
 def completed(agent_id: str):
@@ -97,6 +112,7 @@ def test_a_key_enrolled_after_the_first_reading_is_found_by_reading_again():
         second = await checker.check(message("p.agents", registration(), ALICE, at_ms=NOW - 100))
         await checker.stop()
         return first, second
+
     first, second = asyncio.run(scenario())
     assert first.kind == "unsigned"
     assert second is None and log.readings >= 2
@@ -112,6 +128,7 @@ def test_a_miss_after_a_reading_that_began_later_than_the_record_is_final():
         violation = await checker.check(message("p.task-outcomes", completed("bob"), at_ms=NOW - 10 * CLOCK_MARGIN_MS))
         await checker.stop()
         return violation, readings
+
     violation, readings_before = asyncio.run(scenario())
     assert violation.kind == "not_assignee" and log.readings == readings_before  # nothing read again
 
@@ -135,6 +152,7 @@ def test_the_followers_consumer_hands_out_no_refused_record():
             return await screened.getmany(timeout_ms=100)
         finally:
             await screened.stop()
+
     assert asyncio.run(scenario()) == {outcomes: [honest]}
 
 
@@ -150,6 +168,7 @@ def test_an_assignment_made_after_the_start_is_known_without_asking_the_broker_f
         verdict = await checker.check(message("p.task-outcomes", completed("alice"), at_ms=NOW))
         await checker.stop()
         return verdict, readings
+
     verdict, readings_before = asyncio.run(scenario())
     assert verdict is None and log.readings == readings_before
 

@@ -1,5 +1,6 @@
 """Client settings of the secure profile: validated in services/settings.py, turned into client
 options in one function of services/kafka.py."""
+
 import ssl
 
 import pytest
@@ -12,8 +13,12 @@ from services.settings import ConfigError, Settings
 def secure(tmp_path, **overrides) -> dict:
     password = tmp_path / "admin.password"
     password.write_text("s3cret\n")
-    return {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_USERNAME": "admin",
-            "KAFKA_SASL_PASSWORD_FILE": str(password), **overrides}
+    return {
+        "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "KAFKA_SASL_USERNAME": "admin",
+        "KAFKA_SASL_PASSWORD_FILE": str(password),
+        **overrides,
+    }
 
 
 def test_plaintext_is_the_default_and_adds_no_credentials():
@@ -44,15 +49,21 @@ def test_a_password_in_the_variable_works_too(tmp_path):
     assert kafka.connection_options(Settings.from_env(env))["sasl_plain_password"] == "inline"
 
 
-@pytest.mark.parametrize("overrides, complaint", [
-    ({"KAFKA_SECURITY_PROTOCOL": "SSL"}, "KAFKA_SECURITY_PROTOCOL must be one of PLAINTEXT, SASL_SSL"),
-    ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM must be one of"),
-    ({"KAFKA_SASL_USERNAME": ""}, "KAFKA_SASL_USERNAME is required"),
-    ({"KAFKA_SASL_PASSWORD_FILE": ""}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
-    ({"KAFKA_SASL_PASSWORD": "both"}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
-    ({"KAFKA_SASL_PASSWORD_FILE": "/nonexistent/pw"}, "KAFKA_SASL_PASSWORD_FILE '/nonexistent/pw' is not a readable"),
-    ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE '/nonexistent/ca.pem' is not a readable"),
-])
+@pytest.mark.parametrize(
+    "overrides, complaint",
+    [
+        ({"KAFKA_SECURITY_PROTOCOL": "SSL"}, "KAFKA_SECURITY_PROTOCOL must be one of PLAINTEXT, SASL_SSL"),
+        ({"KAFKA_SASL_MECHANISM": "GSSAPI"}, "KAFKA_SASL_MECHANISM must be one of"),
+        ({"KAFKA_SASL_USERNAME": ""}, "KAFKA_SASL_USERNAME is required"),
+        ({"KAFKA_SASL_PASSWORD_FILE": ""}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
+        ({"KAFKA_SASL_PASSWORD": "both"}, "exactly one of KAFKA_SASL_PASSWORD and KAFKA_SASL_PASSWORD_FILE"),
+        (
+            {"KAFKA_SASL_PASSWORD_FILE": "/nonexistent/pw"},
+            "KAFKA_SASL_PASSWORD_FILE '/nonexistent/pw' is not a readable",
+        ),
+        ({"KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"}, "KAFKA_SSL_CAFILE '/nonexistent/ca.pem' is not a readable"),
+    ],
+)
 def test_a_bad_secure_configuration_is_a_clear_error(tmp_path, overrides, complaint):
     with pytest.raises(ConfigError, match=complaint):
         Settings.from_env(secure(tmp_path, **overrides))

@@ -1,5 +1,6 @@
 """The layout keeps its promises: no import cycle among the project's modules, and no
 import by string where a plain import works."""
+
 from __future__ import annotations
 
 import ast
@@ -73,17 +74,22 @@ def test_no_module_imports_one_that_imports_it_back():
 
 
 def test_no_import_by_string():
-    by_string = [f"{path.relative_to(ROOT)}:{number}"
-                 for path in _modules().values()
-                 for number, line in enumerate(path.read_text().splitlines(), 1)
-                 if "__import__(" in line or "import_module(" in line]
+    by_string = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in _modules().values()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "__import__(" in line or "import_module(" in line
+    ]
     assert by_string == []
 
 
 def test_the_product_needs_nothing_of_measurement_and_evaluation_at_run_time():
     # Only the CLI offers `bench`, `evaluate` and `simulate`, by importing bench/ plainly.
-    uses = [f"{path.relative_to(ROOT)}:{number}"
-            for name, path in _modules().items() if name.startswith("services.") and name != "services.cli"
-            for number, line in enumerate(path.read_text().splitlines(), 1)
-            if line.strip().startswith(("from bench", "import bench"))]
+    uses = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for name, path in _modules().items()
+        if name.startswith("services.") and name != "services.cli"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if line.strip().startswith(("from bench", "import bench"))
+    ]
     assert uses == []

@@ -1,4 +1,5 @@
 """Priors from related capabilities: an agent better than the fleet at one is likely better at a related one."""
+
 import pytest
 
 from services.learner.capability_similarity import LARGEST_SHIFT, correlation, learn_related
@@ -9,13 +10,18 @@ AGENTS = ("a", "b", "c", "d")
 
 def records(rates: dict[str, dict[str, float]], attempts: int = 100) -> dict[tuple[str, str], Counts]:
     """capability -> agent -> success rate, as records of `attempts` outcomes each."""
-    return {(agent, capability): Counts(round(rate * attempts), attempts)
-            for capability, by_agent in rates.items() for agent, rate in by_agent.items()}
+    return {
+        (agent, capability): Counts(round(rate * attempts), attempts)
+        for capability, by_agent in rates.items()
+        for agent, rate in by_agent.items()
+    }
 
 
-KNOWLEDGE = {"mmlu": {"a": 0.7, "b": 0.5, "c": 0.45, "d": 0.4},
-             "cmmlu": {"a": 0.6, "b": 0.45, "c": 0.4, "d": 0.35},
-             "code": {"a": 0.2, "b": 0.3, "c": 0.6, "d": 0.5}}
+KNOWLEDGE = {
+    "mmlu": {"a": 0.7, "b": 0.5, "c": 0.45, "d": 0.4},
+    "cmmlu": {"a": 0.6, "b": 0.45, "c": 0.4, "d": 0.35},
+    "code": {"a": 0.2, "b": 0.3, "c": 0.6, "d": 0.5},
+}
 
 
 def test_capabilities_the_same_agents_are_good_at_are_similar_and_opposite_ones_are_not():

@@ -1,4 +1,5 @@
 """The scorekeeping of `orchestrator evaluate`, without the system around it."""
+
 from bench.evaluation.online import ColdStart, LoggedTask, Replay, best_single_agent, load
 from bench.evaluation.outcome_log import LoggedTask, load
 from events.learning import SkillEstimated
@@ -73,8 +74,15 @@ def test_the_running_mean_baseline_predicts_each_pair_from_its_outcomes_before()
 
 
 def skill(agent: str, read: int) -> SkillEstimated:
-    return SkillEstimated(agent_id=agent, capability="math", proficiency=0.5, confidence=0.1, successes=0,
-                          attempts=read, outcomes_read=read)
+    return SkillEstimated(
+        agent_id=agent,
+        capability="math",
+        proficiency=0.5,
+        confidence=0.1,
+        successes=0,
+        attempts=read,
+        outcomes_read=read,
+    )
 
 
 def test_how_far_the_learner_lags_is_the_answered_outcomes_its_estimates_do_not_count():

@@ -1,4 +1,5 @@
 """Given an agent and a task, the model's feature names say what each feature is, whatever the names in them."""
+
 from __future__ import annotations
 
 from services.success_model.beta import Beta
@@ -16,10 +17,25 @@ def scaling_for(capability: str, *names: str) -> dict:
 
 
 def test_each_kind_of_feature_has_its_own_prefix():
-    x = features("python", "a1", {"team": "core"}, SKILL, 4, {"prompt_chars": 50.0},
-                 scaling_for("python", "prompt_chars"), version="3.12")
-    assert set(x) == {"skill_logit", "evidence", "capability:python", "agent:a1", "label:team=core",
-                      "version:python=3.12", "task:python:prompt_chars"}
+    x = features(
+        "python",
+        "a1",
+        {"team": "core"},
+        SKILL,
+        4,
+        {"prompt_chars": 50.0},
+        scaling_for("python", "prompt_chars"),
+        version="3.12",
+    )
+    assert set(x) == {
+        "skill_logit",
+        "evidence",
+        "capability:python",
+        "agent:a1",
+        "label:team=core",
+        "version:python=3.12",
+        "task:python:prompt_chars",
+    }
 
 
 def test_a_capability_named_like_a_prefix_cannot_pose_as_an_agent():

@@ -1,4 +1,5 @@
 """Partial pooling across capabilities: an agent's level, learned spreads, a prior that fades with evidence."""
+
 import pytest
 
 from services.learner.cohort import AgentProfile
@@ -35,8 +36,11 @@ def test_a_level_is_read_from_the_other_capabilities_against_the_other_agents():
 
 def test_the_pair_prior_is_strong_where_pairs_keep_to_capability_rate_plus_level_and_weak_where_they_stray():
     steady = learn_hierarchy(records_of({"x": 0.8, "y": 0.5, "z": 0.3, "w": 0.6}, 400), "xyzw")
-    scattered = {(agent, c): Counts(round(rate * 400), 400) for agent in "xyzw"
-                 for c, rate in zip(CAPABILITIES, (0.9, 0.2, 0.6, 0.4) if agent in "xz" else (0.2, 0.9, 0.4, 0.6))}
+    scattered = {
+        (agent, c): Counts(round(rate * 400), 400)
+        for agent in "xyzw"
+        for c, rate in zip(CAPABILITIES, (0.9, 0.2, 0.6, 0.4) if agent in "xz" else (0.2, 0.9, 0.4, 0.6))
+    }
     stray = learn_hierarchy(scattered, "xyzw")
 
     assert steady.prior(0.5, 0.1, 1200)[1] > 20 > 5 > stray.prior(0.5, 0.0, 1200)[1]

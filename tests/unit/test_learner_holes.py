@@ -1,4 +1,5 @@
 """The learner reports its accuracy, follows an agent's memory profile, and owes nothing after a restart."""
+
 import asyncio
 from collections import defaultdict
 
@@ -26,6 +27,7 @@ EVERY_PARTITION = frozenset(range(6))
 
 # --- a learner copy following a log on a fake broker -------------------------------------------------
 
+
 class FakeLog:
     """The broker edge: the followed topics as lists of records, read through one consumer per run."""
 
@@ -36,18 +38,33 @@ class FakeLog:
     def append(self, *bodies) -> list:
         envelopes = [make_event(body, producer="test") for body in bodies]
         for envelope in envelopes:
-            tp = TopicPartition(topic_name(topic_for_event(envelope.event_type), SETTINGS.topic_prefix),
-                                partition_of(envelope.key.encode()))
+            tp = TopicPartition(
+                topic_name(topic_for_event(envelope.event_type), SETTINGS.topic_prefix),
+                partition_of(envelope.key.encode()),
+            )
             self.clock += 1
             value = encode(envelope)
-            self.records[tp].append(ConsumerRecord(tp.topic, tp.partition, len(self.records[tp]), self.clock, 0,
-                                                   envelope.key.encode(), value, None, 0, len(value),
-                                                   [type_header(envelope)]))
+            self.records[tp].append(
+                ConsumerRecord(
+                    tp.topic,
+                    tp.partition,
+                    len(self.records[tp]),
+                    self.clock,
+                    0,
+                    envelope.key.encode(),
+                    value,
+                    None,
+                    0,
+                    len(value),
+                    [type_header(envelope)],
+                )
+            )
         return envelopes
 
     async def open(self, settings, logical_topics, event_types, fetched):
-        followed = [TopicPartition(topic_name(name, settings.topic_prefix), p)
-                    for name in logical_topics for p in range(6)]
+        followed = [
+            TopicPartition(topic_name(name, settings.topic_prefix), p) for name in logical_topics for p in range(6)
+        ]
         return FakeConsumer(self, followed), {tp: len(self.records[tp]) for tp in followed}
 
 
@@ -59,7 +76,7 @@ class FakeConsumer:
     async def getmany(self, *partitions, timeout_ms: int = 0) -> dict:
         fetched = {}
         for tp in partitions or self.positions:
-            if records := self.log.records[tp][self.positions[tp]:]:
+            if records := self.log.records[tp][self.positions[tp] :]:
                 fetched[tp] = records
                 self.positions[tp] += len(records)
         if not fetched:
@@ -93,8 +110,9 @@ class Run:
 
     def __init__(self, log: FakeLog, marks: InMemoryMarks, *, owned=EVERY_PARTITION, publish_every: int = 100):
         self.metrics = ProcessorMetrics("learner")
-        self.follower = LearnerFollower(SETTINGS, LearnerFold(publish_every=publish_every), self.metrics, "learner",
-                                        marks=marks, open_log=log.open)
+        self.follower = LearnerFollower(
+            SETTINGS, LearnerFold(publish_every=publish_every), self.metrics, "learner", marks=marks, open_log=log.open
+        )
         self.owned = owned
         self.published: list = []
 
@@ -105,9 +123,14 @@ class Run:
         pass
 
     async def __aenter__(self) -> "Run":
-        self.task = asyncio.create_task(self.follower.run(
-            self.publish, lambda: self.owned, lambda agent_id, mine: partition_of(agent_id.encode()) in mine,
-            self.delivered))
+        self.task = asyncio.create_task(
+            self.follower.run(
+                self.publish,
+                lambda: self.owned,
+                lambda agent_id, mine: partition_of(agent_id.encode()) in mine,
+                self.delivered,
+            )
+        )
         await until(self.follower.ready.is_set)
         return self
 
@@ -132,6 +155,7 @@ def outcomes(first: int, last: int, agent_id: str = "agent-1", *, success: bool 
 
 # --- 1. the accuracy gauge ---------------------------------------------------------------------------
 
+
 async def test_the_accuracy_gauge_holds_the_accuracy_of_the_published_model():
     log = FakeLog()
     log.append(*(e.body for e in fleet()), *outcomes(0, 30), *outcomes(30, 60, "agent-3", success=False))
@@ -144,21 +168,26 @@ async def test_the_accuracy_gauge_holds_the_accuracy_of_the_published_model():
         log.append(*outcomes(60, 80))  # a model published live moves it too
         await until(lambda: len(run.of(ModelPublished)) == 2)
         latest = run.of(ModelPublished)[-1][0]
-        assert run.metrics.registry.get_sample_value(
-            "orchestrator_learner_accuracy", {"service": "learner"}) == latest.metrics["accuracy"]
+        assert (
+            run.metrics.registry.get_sample_value("orchestrator_learner_accuracy", {"service": "learner"})
+            == latest.metrics["accuracy"]
+        )
 
 
 # --- 2. memory profile updates ----------------------------------------------------------------------
 
+
 def sharing(agent_id: str, share: bool) -> AgentMemoryProfileUpdated:
-    return AgentMemoryProfileUpdated(agent_id=agent_id,
-                                     memory_profile=MemoryProfile(store_kind="vector", share_experience=share))
+    return AgentMemoryProfileUpdated(
+        agent_id=agent_id, memory_profile=MemoryProfile(store_kind="vector", share_experience=share)
+    )
 
 
 def proficiency(out: list, agent_id: str) -> float:
     """The latest published estimate of the agent on python."""
-    return [e for e in out if isinstance(e, SkillEstimated) and (e.agent_id, e.capability) ==
-            (agent_id, "python")][-1].proficiency
+    return [e for e in out if isinstance(e, SkillEstimated) and (e.agent_id, e.capability) == (agent_id, "python")][
+        -1
+    ].proficiency
 
 
 def when(view: LearnerFold, *events) -> list:
@@ -203,6 +232,7 @@ def test_an_update_that_leaves_sharing_as_it_was_publishes_nothing():
 
 
 # --- 3. what a restarted learner owes ---------------------------------------------------------------
+
 
 def published_all(log: FakeLog, marks: InMemoryMarks) -> bool:
     return all(marks.marks.get(tuple(tp)) == len(records) for tp, records in log.records.items())

@@ -7,8 +7,9 @@ from services.learner.logic import LearnerState, Outcome, estimate, learn, predi
 
 
 def profile(agent_id, share=True, labels=None, **declared):
-    return AgentProfile(agent_id=agent_id, declared=declared or {"python": 0.5}, labels=labels or {},
-                        share_experience=share)
+    return AgentProfile(
+        agent_id=agent_id, declared=declared or {"python": 0.5}, labels=labels or {}, share_experience=share
+    )
 
 
 def given(*profiles, **settings) -> LearnerState:
@@ -20,10 +21,20 @@ def given(*profiles, **settings) -> LearnerState:
 
 def when_outcomes(state, agent_id, pattern, capability="python", group=None, prompt_chars=None):
     """One outcome per character of `pattern`, '1' a success; returns what each taught."""
-    return [learn(state, Outcome(task_id=f"{agent_id}-{capability}-{n}", agent_id=agent_id, capability=capability,
-                                 success=c == "1", group_id=group(n) if callable(group) else group,
-                                 task_features={"prompt_chars": prompt_chars(n)} if prompt_chars else {}))
-            for n, c in enumerate(pattern)]
+    return [
+        learn(
+            state,
+            Outcome(
+                task_id=f"{agent_id}-{capability}-{n}",
+                agent_id=agent_id,
+                capability=capability,
+                success=c == "1",
+                group_id=group(n) if callable(group) else group,
+                task_features={"prompt_chars": prompt_chars(n)} if prompt_chars else {},
+            ),
+        )
+        for n, c in enumerate(pattern)
+    ]
 
 
 def rate(successes_in_ten: int, tens: int) -> str:
@@ -37,6 +48,7 @@ def random_pattern(p: float, n: int, seed: int) -> str:
 
 
 # --- the Beta posterior ---------------------------------------------------------------
+
 
 def test_outcomes_update_the_posterior_from_the_declared_prior():
     state = given(profile("a", share=False, python=0.5), prior_strength=4.0)
@@ -66,6 +78,7 @@ def test_the_prediction_made_before_an_outcome_does_not_know_it():
 
 
 # --- cross-agent learning and cold start -------------------------------------------------
+
 
 def test_a_newcomer_starts_from_what_similar_sharing_agents_achieved():
     state = given(profile("veteran"))
@@ -144,12 +157,14 @@ def test_a_steady_agent_raises_no_alarm():
 
 def test_the_short_term_trend_follows_the_latest_outcomes():
     from services.learner.logic import trend
+
     state = given(profile("a", share=False))
     when_outcomes(state, "a", rate(5, 10) + "1" * 15)
     assert trend(state, "a", "python") > 0.1
 
 
 # --- relationships ----------------------------------------------------------------------
+
 
 def test_a_pair_that_does_better_together_gets_a_lift_above_one():
     state = given(profile("x", share=False), profile("y", share=False))
@@ -158,8 +173,12 @@ def test_a_pair_that_does_better_together_gets_a_lift_above_one():
     events = []
     for job in range(20):
         for agent in ("x", "y"):
-            events += learn(state, Outcome(task_id=f"{job}-{agent}", agent_id=agent, capability="python",
-                                           success=True, group_id=f"job-{job}")).relationships
+            events += learn(
+                state,
+                Outcome(
+                    task_id=f"{job}-{agent}", agent_id=agent, capability="python", success=True, group_id=f"job-{job}"
+                ),
+            ).relationships
     x_with_y = [e for e in events if (e.agent_id, e.other_agent_id) == ("x", "y")]
     y_with_x = [e for e in events if (e.agent_id, e.other_agent_id) == ("y", "x")]
     assert len(x_with_y) == len(y_with_x) == 20
@@ -176,24 +195,42 @@ def test_a_pair_that_does_worse_together_gets_a_lift_below_one():
     events = []
     for job in range(20):
         for agent in ("x", "y"):
-            events += learn(state, Outcome(task_id=f"{job}-{agent}", agent_id=agent, capability="python",
-                                           success=False, group_id=f"job-{job}")).relationships
+            events += learn(
+                state,
+                Outcome(
+                    task_id=f"{job}-{agent}", agent_id=agent, capability="python", success=False, group_id=f"job-{job}"
+                ),
+            ).relationships
     assert events[-1].lift < 0.2
 
 
 # --- determinism --------------------------------------------------------------------------
 
+
 def test_the_same_outcomes_in_the_same_order_give_the_same_model_and_estimates():
     def replay():
-        state = given(profile("a", python=0.5, sql=0.6), profile("b", python=0.7, sql=0.4),
-                      profile("c", share=False, python=0.5, sql=0.5))
+        state = given(
+            profile("a", python=0.5, sql=0.6),
+            profile("b", python=0.7, sql=0.4),
+            profile("c", share=False, python=0.5, sql=0.5),
+        )
         rng = random.Random(5)
         learned = []
         for n in range(400):
             agent, capability = rng.choice("abc"), rng.choice(("python", "sql"))
-            learned.append(learn(state, Outcome(task_id=f"t{n}", agent_id=agent, capability=capability,
-                                                success=rng.random() < 0.6, group_id=f"job-{n // 3}",
-                                                task_features={"prompt_chars": rng.randint(50, 5000)})))
+            learned.append(
+                learn(
+                    state,
+                    Outcome(
+                        task_id=f"t{n}",
+                        agent_id=agent,
+                        capability=capability,
+                        success=rng.random() < 0.6,
+                        group_id=f"job-{n // 3}",
+                        task_features={"prompt_chars": rng.randint(50, 5000)},
+                    ),
+                )
+            )
         return learned, publish_model(state)
 
     (first, model), (second, again) = replay(), replay()
@@ -201,13 +238,18 @@ def test_the_same_outcomes_in_the_same_order_give_the_same_model_and_estimates()
     assert model == again
 
 
-
 def test_the_profile_comes_from_the_registration_and_sharing_is_opt_in():
     from events.agents import AgentRegistered
     from events.values import Capability, MemoryProfile
-    registered = AgentRegistered(agent_id="a", display_name="A", capacity=1, labels={"family": "code"},
-                                 capabilities=(Capability(name="python", proficiency=0.8),),
-                                 memory_profile=MemoryProfile(store_kind="vector", share_experience=True))
+
+    registered = AgentRegistered(
+        agent_id="a",
+        display_name="A",
+        capacity=1,
+        labels={"family": "code"},
+        capabilities=(Capability(name="python", proficiency=0.8),),
+        memory_profile=MemoryProfile(store_kind="vector", share_experience=True),
+    )
     shares = AgentProfile.from_registration(registered)
     assert shares.share_experience and shares.declared == {"python": 0.8} and shares.labels == {"family": "code"}
     silent = AgentProfile.from_registration(registered.model_copy(update={"memory_profile": None}))

@@ -15,19 +15,32 @@ from services.success_model.logistic import LinearPredictor
 def trained(outcomes=600, seed=7) -> LearnerState:
     state = LearnerState()
     for agent in ("a", "b"):
-        register(state, AgentProfile(agent_id=agent, declared={"python": 0.5, "sql": 0.5},
-                                     labels={"family": agent}, share_experience=True))
+        register(
+            state,
+            AgentProfile(
+                agent_id=agent, declared={"python": 0.5, "sql": 0.5}, labels={"family": agent}, share_experience=True
+            ),
+        )
     rng = random.Random(seed)
     for n in range(outcomes):
         agent, capability, chars = rng.choice("ab"), rng.choice(("python", "sql")), rng.randint(20, 8000)
         # long python prompts fail more: something for the task feature to learn
         p = 0.8 - 0.5 * (capability == "python") * (chars > 4000)
-        learn(state, Outcome(task_id=f"t{n}", agent_id=agent, capability=capability, success=rng.random() < p,
-                             task_features={"prompt_chars": chars}))
+        learn(
+            state,
+            Outcome(
+                task_id=f"t{n}",
+                agent_id=agent,
+                capability=capability,
+                success=rng.random() < p,
+                task_features={"prompt_chars": chars},
+            ),
+        )
     return state
 
 
 # --- the published model --------------------------------------------------------------
+
 
 def test_the_published_model_is_plain_json_and_rebuilds_a_predictor_that_predicts_the_same():
     state = trained()
@@ -55,15 +68,18 @@ def test_published_metrics_are_prequential_and_finite():
     assert all(math.isfinite(v) for v in metrics.values())
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda p: p.update(format="pickle/1"),
-    lambda p: p.update(extra="field"),
-    lambda p: p["weights"].update(skill_logit="1.0"),  # a number in a string is not a number
-    lambda p: p.update(intercept=float("nan")),
-    lambda p: p["weights"].update({"x" * 401: 1.0}),
-    lambda p: p["scaling"]["python"].update(prompt_chars=[3, 1.0]),
-    lambda p: p.pop("weights"),
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda p: p.update(format="pickle/1"),
+        lambda p: p.update(extra="field"),
+        lambda p: p["weights"].update(skill_logit="1.0"),  # a number in a string is not a number
+        lambda p: p.update(intercept=float("nan")),
+        lambda p: p["weights"].update({"x" * 401: 1.0}),
+        lambda p: p["scaling"]["python"].update(prompt_chars=[3, 1.0]),
+        lambda p: p.pop("weights"),
+    ],
+)
 def test_a_malformed_model_is_rejected(tamper):
     parameters = json.loads(json.dumps(publish_model(trained(outcomes=50)).parameters))
     tamper(parameters)
@@ -79,6 +95,7 @@ def test_an_untrained_model_predicts_the_beta_posterior():
 
 
 # --- prequential metrics ------------------------------------------------------------------
+
 
 def test_roc_auc_is_the_chance_a_success_is_ranked_above_a_failure():
     assert roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1.0])) == pytest.approx(0.75)

@@ -1,4 +1,5 @@
 """The learner's fold over the log: what it publishes for each input, and that a replay rebuilds it."""
+
 import random
 
 from events.learning import ModelPublished, RelationshipScored, SkillEstimated, SkillShiftDetected
@@ -20,13 +21,28 @@ def fleet():
     return [f.registered(a, capabilities=(("python", 0.5), ("sql", 0.5)), share_experience=True) for a in AGENTS]
 
 
-def attempt(task_id: str, agent_id: str, success: bool, *, capability: str = "python", job_id: str | None = None,
-            attempt_number: int = 1, predicted: float | None = 0.6):
-    return [TaskSubmitted(task_id=task_id, submitter="client", job_id=job_id, features={"prompt_chars": 300.0},
-                          requirements=f.submitted(task_id, capability=capability).body.requirements),
-            f.routed(task_id, agent_id).body.model_copy(update={"predicted_success": predicted}),
-            TaskAssigned(task_id=task_id, agent_id=agent_id, attempt=attempt_number, capability=capability),
-            TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=attempt_number, success=success)]
+def attempt(
+    task_id: str,
+    agent_id: str,
+    success: bool,
+    *,
+    capability: str = "python",
+    job_id: str | None = None,
+    attempt_number: int = 1,
+    predicted: float | None = 0.6,
+):
+    return [
+        TaskSubmitted(
+            task_id=task_id,
+            submitter="client",
+            job_id=job_id,
+            features={"prompt_chars": 300.0},
+            requirements=f.submitted(task_id, capability=capability).body.requirements,
+        ),
+        f.routed(task_id, agent_id).body.model_copy(update={"predicted_success": predicted}),
+        TaskAssigned(task_id=task_id, agent_id=agent_id, attempt=attempt_number, capability=capability),
+        TaskCompleted(task_id=task_id, agent_id=agent_id, attempt=attempt_number, success=success),
+    ]
 
 
 def outcome_log(n: int = 300, seed: int = 3):
@@ -34,8 +50,9 @@ def outcome_log(n: int = 300, seed: int = 3):
     events = list(fleet())
     for i in range(n):
         agent = AGENTS[i % 3]
-        events += attempt(f"task-{i}", agent, rng.random() < skill[agent], capability=("python", "sql")[i % 2],
-                          job_id=f"job-{i // 6}")
+        events += attempt(
+            f"task-{i}", agent, rng.random() < skill[agent], capability=("python", "sql")[i % 2], job_id=f"job-{i // 6}"
+        )
     return events
 
 
@@ -88,8 +105,13 @@ def test_every_n_outcomes_a_model_and_the_estimates_others_moved_are_published()
     refreshed = {(e.agent_id, e.capability) for e in second if isinstance(e, SkillEstimated)}
     # every agent's on the capability learned about, and the learning agents' on their other capabilities,
     # whose priors carry their level
-    assert refreshed == {("agent-1", "python"), ("agent-2", "python"), ("agent-3", "python"),
-                         ("agent-1", "sql"), ("agent-2", "sql")}
+    assert refreshed == {
+        ("agent-1", "python"),
+        ("agent-2", "python"),
+        ("agent-3", "python"),
+        ("agent-1", "sql"),
+        ("agent-2", "sql"),
+    }
 
 
 def test_agents_of_one_job_are_scored_as_a_pair():
@@ -101,13 +123,23 @@ def test_agents_of_one_job_are_scored_as_a_pair():
 
 def test_a_hand_off_makes_the_two_agents_a_pair():
     view = given(*fleet(), *attempt("task-1", "agent-1", True)[:3])
-    view.apply(TaskHandedOff(task_id="task-1", from_agent_id="agent-1", to_agent_id="agent-3", attempt=1,
-                             reason="needs a reviewer"))
-    out = [o for e in [TaskAssigned(task_id="task-1", agent_id="agent-3", attempt=2, capability="python"),
-                       TaskCompleted(task_id="task-1", agent_id="agent-3", attempt=2, success=True)]
-           for o in view.apply(e)]
+    view.apply(
+        TaskHandedOff(
+            task_id="task-1", from_agent_id="agent-1", to_agent_id="agent-3", attempt=1, reason="needs a reviewer"
+        )
+    )
+    out = [
+        o
+        for e in [
+            TaskAssigned(task_id="task-1", agent_id="agent-3", attempt=2, capability="python"),
+            TaskCompleted(task_id="task-1", agent_id="agent-3", attempt=2, success=True),
+        ]
+        for o in view.apply(e)
+    ]
     assert {(e.agent_id, e.other_agent_id) for e in out if isinstance(e, RelationshipScored)} == {
-        ("agent-1", "agent-3"), ("agent-3", "agent-1")}
+        ("agent-1", "agent-3"),
+        ("agent-3", "agent-1"),
+    }
 
 
 def test_a_changed_skill_is_published_as_a_shift():
@@ -144,9 +176,14 @@ def test_a_capability_version_is_a_practice_the_model_learns_across_the_agents_d
     from services.learner.logic import assess
 
     def on(agent_id, version):
-        return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2,
-                               memory_profile=MemoryProfile(store_kind="none", share_experience=True),
-                               capabilities=(Capability(name="python", proficiency=0.5, version=version),))
+        return AgentRegistered(
+            agent_id=agent_id,
+            display_name=agent_id,
+            capacity=2,
+            memory_profile=MemoryProfile(store_kind="none", share_experience=True),
+            capabilities=(Capability(name="python", proficiency=0.5, version=version),),
+        )
+
     rng, skill = random.Random(5), {"agent-1": 0.85, "agent-2": 0.2, "agent-3": 0.85}
     events = [on("agent-1", "2"), on("agent-2", "1"), on("agent-3", "2")]
     for i in range(600):
@@ -163,7 +200,10 @@ def test_a_capability_version_is_a_practice_the_model_learns_across_the_agents_d
     assert "version:python=1" in assess(view.state, "agent-2", "python")[1]
 
     # And when agent-2 upgrades, its features follow
-    view.apply(AgentCapabilitiesChanged(agent_id="agent-2", changed=(Capability(name="python", proficiency=0.5,
-                                                                                version="2"),), changed_by="ops"))
+    view.apply(
+        AgentCapabilitiesChanged(
+            agent_id="agent-2", changed=(Capability(name="python", proficiency=0.5, version="2"),), changed_by="ops"
+        )
+    )
     x = assess(view.state, "agent-2", "python")[1]
     assert "version:python=2" in x and "version:python=1" not in x

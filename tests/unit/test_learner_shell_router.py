@@ -1,4 +1,5 @@
 """The learner's estimates as the router reads them: each outcome counted once."""
+
 from events.learning import SkillEstimated
 from services.router.logic import RouterState, learn_outcome, take_estimate
 from services.router.state import RouterFold
@@ -7,9 +8,12 @@ from tests import factories as f
 
 def test_an_outcome_the_estimate_already_counts_is_not_counted_again():
     view = RouterFold()
-    for event in (*f.lifecycle("task-1", "agent-1")[:3],
-                  SkillEstimated(agent_id="agent-1", capability="python", proficiency=0.7, confidence=0.3,
-                                 successes=1, attempts=1)):
+    for event in (
+        *f.lifecycle("task-1", "agent-1")[:3],
+        SkillEstimated(
+            agent_id="agent-1", capability="python", proficiency=0.7, confidence=0.3, successes=1, attempts=1
+        ),
+    ):
         view.apply(event.body if hasattr(event, "body") else event)
     view.apply(f.completed("task-1", "agent-1").body)  # read after the estimate that includes it
 
@@ -24,9 +28,17 @@ def test_an_outcome_the_estimate_already_counts_is_not_counted_again():
 
 # --- a learner behind or ahead of the router ---------------------------------------------------
 
+
 def estimate_having_read(n: int, proficiency: float = 0.6) -> SkillEstimated:
-    return SkillEstimated(agent_id="a1", capability="python", proficiency=proficiency, confidence=0.5,
-                          successes=0, attempts=n, outcomes_read=n)
+    return SkillEstimated(
+        agent_id="a1",
+        capability="python",
+        proficiency=proficiency,
+        confidence=0.5,
+        successes=0,
+        attempts=n,
+        outcomes_read=n,
+    )
 
 
 def tally(state: RouterState) -> tuple[float, float]:
@@ -73,8 +85,10 @@ def test_an_estimate_that_does_not_say_what_it_read_is_taken_to_count_everything
     state = RouterState()
     for success in (True, False, True):
         learn_outcome(state, "a1", "python", success)
-    take_estimate(state, SkillEstimated(agent_id="a1", capability="python", proficiency=0.6, confidence=0.5,
-                                        successes=1, attempts=2))
+    take_estimate(
+        state,
+        SkillEstimated(agent_id="a1", capability="python", proficiency=0.6, confidence=0.5, successes=1, attempts=2),
+    )
     assert tally(state) == (0, 0)
     learn_outcome(state, "a1", "python", True)  # seen 4 > attempts 2: new
     assert tally(state) == (1, 0)

@@ -58,8 +58,12 @@ def test_balancer_state_gives_in_flight_per_agent_and_queue_per_capability():
     metrics = ProcessorMetrics("balancer")
     queued_at = datetime(2026, 1, 1, tzinfo=timezone.utc)
     slots = {"a1": Slot(capacity=2, in_flight={"t1": "python"}), "a2": Slot(capacity=1)}
-    tasks = [Task("t1", capability="python", agent_id="a1"), Task("t2", capability="python", queued_at=queued_at),
-             Task("t3", capability="python", queued_at=queued_at), Task("t4", capability="sql", queued_at=queued_at)]
+    tasks = [
+        Task("t1", capability="python", agent_id="a1"),
+        Task("t2", capability="python", queued_at=queued_at),
+        Task("t3", capability="python", queued_at=queued_at),
+        Task("t4", capability="sql", queued_at=queued_at),
+    ]
     metrics.balancer_state(slots, tasks)
     assert sample(metrics, "orchestrator_in_flight", agent="a1") == 1
     assert sample(metrics, "orchestrator_in_flight", agent="a2") == 0
@@ -73,9 +77,11 @@ def test_balancer_state_gives_in_flight_per_agent_and_queue_per_capability():
 
 def test_routable_agents_count_per_capability_and_drop_to_zero():
     metrics = ProcessorMetrics("router")
-    agents = [AgentState("a1", {"python": 0.9, "sql": 0.5}, capacity=2, health="healthy"),
-              AgentState("a2", {"python": 0.7}, capacity=3, health="unhealthy"),
-              AgentState("a3", {"python": 0.7}, capacity=4, status="draining")]
+    agents = [
+        AgentState("a1", {"python": 0.9, "sql": 0.5}, capacity=2, health="healthy"),
+        AgentState("a2", {"python": 0.7}, capacity=3, health="unhealthy"),
+        AgentState("a3", {"python": 0.7}, capacity=4, status="draining"),
+    ]
     metrics.routable_agents(agents)
     assert sample(metrics, "orchestrator_healthy_agents", capability="python") == 1
     assert sample(metrics, "orchestrator_capability_capacity", capability="python") == 2
@@ -94,7 +100,6 @@ def test_state_refresh_is_due_once_per_interval_of_the_clock():
     assert not metrics.due("state", 1.0)
     clock.now = 1.0
     assert metrics.due("state", 1.0)
-
 
 
 def test_a_labelled_child_is_looked_up_once_and_every_increment_reaches_the_registry():

@@ -1,4 +1,5 @@
 """Reading outcome logs as users keep them: names as written, task features optional, clear refusals."""
+
 import gzip
 
 import pytest
@@ -18,8 +19,12 @@ def a_log(tmp_path, *lines: str, name: str = "log.csv") -> str:
 
 
 def test_names_with_slashes_dots_and_at_signs_are_kept_as_written(tmp_path):
-    path = a_log(tmp_path, "task_id,capability,agent_id,outcome",
-                 "t1,octo/repo.py,org/model-7b@v1.2,1", "t1,octo/repo.py,other.agent@eu,0")
+    path = a_log(
+        tmp_path,
+        "task_id,capability,agent_id,outcome",
+        "t1,octo/repo.py,org/model-7b@v1.2,1",
+        "t1,octo/repo.py,other.agent@eu,0",
+    )
 
     [task] = load(path)
 
@@ -39,9 +44,14 @@ def test_a_log_without_prompt_chars_task_seq_or_capability_is_read_in_the_order_
 
 
 def test_task_seq_orders_tasks_and_only_columns_constant_within_a_task_are_features(tmp_path):
-    path = a_log(tmp_path, "task_seq,task_id,capability,agent_id,outcome,score,files,split,cost",
-                 "1,late,math,x,1,0.9,3,test,0.5", "1,late,math,y,0,0.1,3,test,",
-                 "0,early,math,x,0,0.0,,test,0.25", "0,early,math,y,0,0.0,,test,0.75")
+    path = a_log(
+        tmp_path,
+        "task_seq,task_id,capability,agent_id,outcome,score,files,split,cost",
+        "1,late,math,x,1,0.9,3,test,0.5",
+        "1,late,math,y,0,0.1,3,test,",
+        "0,early,math,x,0,0.0,,test,0.25",
+        "0,early,math,y,0,0.0,,test,0.75",
+    )
 
     early, late = load(path)
 
@@ -63,12 +73,15 @@ def test_a_log_missing_a_needed_column_is_refused_with_what_a_log_needs(tmp_path
         assert column in message
 
 
-@pytest.mark.parametrize(("row", "complaint"), [
-    ("t1,math,,1", "agent_id '' is not a name"),
-    ("t1,math,bad\x01agent,1", "is not a name"),
-    ("t1,math," + "a" * 201 + ",1", "is not a name (1 to 200 characters"),
-    ("t1,math,a,maybe", "outcome 'maybe' is neither 1 nor 0"),
-])
+@pytest.mark.parametrize(
+    ("row", "complaint"),
+    [
+        ("t1,math,,1", "agent_id '' is not a name"),
+        ("t1,math,bad\x01agent,1", "is not a name"),
+        ("t1,math," + "a" * 201 + ",1", "is not a name (1 to 200 characters"),
+        ("t1,math,a,maybe", "outcome 'maybe' is neither 1 nor 0"),
+    ],
+)
 def test_bad_rows_are_refused_naming_the_line(tmp_path, row, complaint):
     path = a_log(tmp_path, "task_id,capability,agent_id,outcome", "t0,math,a,1", row)
 

@@ -1,4 +1,5 @@
 """No processor can open a sealed field: none of them reaches the key store through its imports."""
+
 import ast
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Erasure without personal data: the request checked before any key goes, the event, its projection."""
+
 from datetime import datetime, timezone
 
 import orjson
@@ -40,23 +41,35 @@ def test_an_erasure_is_announced_by_key_only_and_the_same_event_each_time():
     event = erasure_event(STONE, producer="cli")
 
     assert event.key == "k-0123abcd" and event.body == SubjectErased(
-        key_id="k-0123abcd", erasure_id="erasure-1", erased_at=NOW, erased_by="operator:alice",
-        reason="subject-request")
+        key_id="k-0123abcd", erasure_id="erasure-1", erased_at=NOW, erased_by="operator:alice", reason="subject-request"
+    )
     assert event.event_id == erasure_event(STONE, producer="cli").event_id
     assert decode(encode(event)) == event
 
 
 def test_an_erasure_is_projected_to_one_row_per_key():
     event = erasure_event(STONE, producer="cli")
-    assert ops_for(event) == [Insert("erasures", {
-        "key_id": "k-0123abcd", "erasure_id": "erasure-1", "erased_at": NOW, "erased_by": "operator:alice",
-        "reason": "subject-request", "event_id": event.event_id, "recorded_at": event.occurred_at},
-        key=("key_id",))]
+    assert ops_for(event) == [
+        Insert(
+            "erasures",
+            {
+                "key_id": "k-0123abcd",
+                "erasure_id": "erasure-1",
+                "erased_at": NOW,
+                "erased_by": "operator:alice",
+                "reason": "subject-request",
+                "event_id": event.event_id,
+                "recorded_at": event.occurred_at,
+            },
+            key=("key_id",),
+        )
+    ]
 
 
 def test_the_projector_stores_sealed_fields_as_they_came():
-    sealed = seal_fields({"email": "alice@example.com", "prompt": "hi"}, task_id="task-1",
-                         keys={"email": new_key("k-alice")})
+    sealed = seal_fields(
+        {"email": "alice@example.com", "prompt": "hi"}, task_id="task-1", keys={"email": new_key("k-alice")}
+    )
     submitted = f.submitted("task-1")
     submitted = submitted.model_copy(update={"body": submitted.body.model_copy(update={"payload": sealed})})
 
@@ -65,6 +78,7 @@ def test_the_projector_stores_sealed_fields_as_they_came():
 
 
 # --- the command line ---------------------------------------------------------------------
+
 
 def test_a_sensitive_field_without_a_subject_is_refused():
     with pytest.raises(CommandError, match="names no data subject"):
@@ -93,11 +107,15 @@ def test_a_requirement_may_name_a_minimum_proficiency():
 
 # --- settings -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("variable, value, message", [
-    ("KEYSTORE_DATABASE_URL", "mysql://x", "KEYSTORE_DATABASE_URL must be a postgresql:// URL"),
-    ("KEYSTORE_SCHEMA", "Key Store", "KEYSTORE_SCHEMA must be a lower-case SQL identifier"),
-    ("KEYSTORE_SUBJECT_DIGEST_KEY", "short", "at least 16 characters"),
-])
+
+@pytest.mark.parametrize(
+    "variable, value, message",
+    [
+        ("KEYSTORE_DATABASE_URL", "mysql://x", "KEYSTORE_DATABASE_URL must be a postgresql:// URL"),
+        ("KEYSTORE_SCHEMA", "Key Store", "KEYSTORE_SCHEMA must be a lower-case SQL identifier"),
+        ("KEYSTORE_SUBJECT_DIGEST_KEY", "short", "at least 16 characters"),
+    ],
+)
 def test_bad_key_store_settings_are_named(variable, value, message):
     with pytest.raises(ConfigError, match=message):
         Settings.from_env({variable: value})
@@ -105,5 +123,6 @@ def test_bad_key_store_settings_are_named(variable, value, message):
 
 def test_the_key_store_defaults_to_the_read_models_database():
     from services.privacy.keystore import keystore_url
+
     settings = Settings.from_env({})
     assert settings.keystore.schema == "keystore" and keystore_url(settings) == settings.database_url

@@ -1,4 +1,5 @@
 """An agent reads the plaintext of its task's sealed fields; the key store is a fake here."""
+
 import pytest
 
 from events.tasks import TaskAssigned
@@ -17,8 +18,11 @@ class FakeKeyStore:
     async def keys(self, key_ids):
         for key_id in key_ids:
             if key_id not in self.stored:
-                raise KeyUnavailable(f"key {key_id} was destroyed" if key_id in self.erased else "unknown",
-                                     key_id=key_id, erased=key_id in self.erased)
+                raise KeyUnavailable(
+                    f"key {key_id} was destroyed" if key_id in self.erased else "unknown",
+                    key_id=key_id,
+                    erased=key_id in self.erased,
+                )
         return {k: self.stored[k] for k in key_ids}
 
 
@@ -68,6 +72,7 @@ def test_the_key_store_knows_a_subject_only_by_a_keyed_digest():
 
 def test_dead_rows_a_rewrite_had_to_keep_are_counted_from_vacuum_verbose():
     from services.privacy.keystore import dead_rows_kept
+
     kept = "1 dead row versions cannot be removed yet.\nCPU: user: 0.00 s, system: 0.00 s, elapsed: 0.00 s."
     assert dead_rows_kept(["", kept, "2 dead row versions cannot be removed yet."]) == 3
     assert dead_rows_kept(["0 dead row versions cannot be removed yet.", ""]) == 0

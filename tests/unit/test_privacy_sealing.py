@@ -1,4 +1,5 @@
 """Sealing payload fields per data subject: what must not open first, then what must."""
+
 import base64
 
 import orjson
@@ -33,6 +34,7 @@ def flip_last_byte(text: str) -> str:
 
 
 # --- what must not open ---------------------------------------------------------------
+
 
 def test_a_tampered_ciphertext_does_not_open():
     given = sealed()
@@ -80,12 +82,15 @@ def test_a_missing_key_is_a_clear_error_naming_the_key():
     assert raised.value.key_id == "k-alice"
 
 
-@pytest.mark.parametrize("broken, message", [
-    ({"$sealed": "rot13", "kid": "k-alice", "nonce": "", "ct": ""}, "only aes-256-gcm is known"),
-    ({"$sealed": "aes-256-gcm", "kid": "k-alice"}, "not a well-formed sealed value"),
-    ({"$sealed": "aes-256-gcm", "kid": "k-alice", "nonce": "%%%", "ct": "AAAA"}, "not base64"),
-    ({"$sealed": "aes-256-gcm", "kid": "k-alice", "nonce": "AAAA", "ct": "AAAA"}, "3-byte nonce"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ({"$sealed": "rot13", "kid": "k-alice", "nonce": "", "ct": ""}, "only aes-256-gcm is known"),
+        ({"$sealed": "aes-256-gcm", "kid": "k-alice"}, "not a well-formed sealed value"),
+        ({"$sealed": "aes-256-gcm", "kid": "k-alice", "nonce": "%%%", "ct": "AAAA"}, "not base64"),
+        ({"$sealed": "aes-256-gcm", "kid": "k-alice", "nonce": "AAAA", "ct": "AAAA"}, "3-byte nonce"),
+    ],
+)
 def test_a_malformed_sealed_value_is_a_clear_error(broken, message):
     with pytest.raises(SealingError, match=message):
         open_fields({"email": broken}, task_id="task-1", keys={"k-alice": ALICE})
@@ -107,6 +112,7 @@ def test_a_key_of_the_wrong_size_is_refused():
 
 
 # --- what must open ---------------------------------------------------------------------
+
 
 def test_sealed_fields_carry_no_plaintext_and_name_only_the_key():
     given = sealed()

@@ -1,4 +1,5 @@
 """Folding row operations in memory, as a bulk replay does before its COPY."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,14 +21,22 @@ from tests import factories as f
 
 def _canonical(rows) -> list[bytes]:
     # The in-memory view stores JSON values as they come back from JSON; the fold keeps them as given.
-    return sorted(orjson.dumps({k: v for k, v in row.items() if v is not None}, option=orjson.OPT_SORT_KEYS)
-                  for row in rows)
+    return sorted(
+        orjson.dumps({k: v for k, v in row.items() if v is not None}, option=orjson.OPT_SORT_KEYS) for row in rows
+    )
 
 
 async def test_folding_gives_the_rows_of_the_in_memory_view():
-    events = [example_event(t) for t in sorted(HANDLERS)] + list(scripted_feed(agents=5, tasks=200, seed=4)) + [
-        f.registered("agent-1", capabilities=(("python", 0.8), ("sql", 0.6))),
-        f.registered("agent-1", capabilities=(("go", 0.9),), t=5), f.handed_off(), f.deregistered()]
+    events = (
+        [example_event(t) for t in sorted(HANDLERS)]
+        + list(scripted_feed(agents=5, tasks=200, seed=4))
+        + [
+            f.registered("agent-1", capabilities=(("python", 0.8), ("sql", 0.6))),
+            f.registered("agent-1", capabilities=(("go", 0.9),), t=5),
+            f.handed_off(),
+            f.deregistered(),
+        ]
+    )
     view, fold = InMemoryView(), Fold()
     await view.apply([(Position("log", 0, i), ops_for(e)) for i, e in enumerate(events)])
     for event in events:
@@ -49,9 +58,13 @@ def test_a_null_in_the_rank_decides_nothing_as_in_sql():
 def test_the_rank_is_judged_on_the_row_as_it_was():
     rank = ("at",)
     fold = Fold()
-    fold.apply([Upsert("t", {"id": 1}, {"v": "old", "at": 5}, merge={"v": "ranked"}, rank=rank),
-                Upsert("t", {"id": 1}, {"v": "new", "at": 9}, merge={"v": "ranked"}, rank=rank),
-                Upsert("t", {"id": 1}, {"v": "stale", "at": 7}, merge={"v": "ranked"}, rank=rank)])
+    fold.apply(
+        [
+            Upsert("t", {"id": 1}, {"v": "old", "at": 5}, merge={"v": "ranked"}, rank=rank),
+            Upsert("t", {"id": 1}, {"v": "new", "at": 9}, merge={"v": "ranked"}, rank=rank),
+            Upsert("t", {"id": 1}, {"v": "stale", "at": 7}, merge={"v": "ranked"}, rank=rank),
+        ]
+    )
 
     assert fold.rows("t") == [{"id": 1, "v": "new", "at": 9}]
 
@@ -59,20 +72,29 @@ def test_the_rank_is_judged_on_the_row_as_it_was():
 def test_merge_rules_treat_null_as_postgresql_does():
     fold = Fold()
     rules = {"hi": "max", "lo": "min", "first": "keep", "sum": "add"}
-    fold.apply([Upsert("t", {"id": 1}, {"hi": None, "lo": 3, "first": None, "sum": None}, merge=rules),
-                Upsert("t", {"id": 1}, {"hi": 2, "lo": None, "first": "a", "sum": None}, merge=rules),
-                Upsert("t", {"id": 1}, {"hi": 1, "lo": 1, "first": "b", "sum": 4}, merge=rules)])
+    fold.apply(
+        [
+            Upsert("t", {"id": 1}, {"hi": None, "lo": 3, "first": None, "sum": None}, merge=rules),
+            Upsert("t", {"id": 1}, {"hi": 2, "lo": None, "first": "a", "sum": None}, merge=rules),
+            Upsert("t", {"id": 1}, {"hi": 1, "lo": 1, "first": "b", "sum": 4}, merge=rules),
+        ]
+    )
 
     assert fold.rows("t") == [{"id": 1, "hi": 2, "lo": 1, "first": "a", "sum": 4}]
 
 
 def test_the_first_insert_stays_and_a_delete_removes_every_matching_row():
     fold = Fold()
-    fold.apply([Insert("h", {"event_id": "e1", "n": 1}), Insert("h", {"event_id": "e1", "n": 2}),
-                Upsert("caps", {"agent_id": "a", "name": "x"}, {"p": 1}),
-                Upsert("caps", {"agent_id": "a", "name": "y"}, {"p": 2}),
-                Upsert("caps", {"agent_id": "b", "name": "x"}, {"p": 3}),
-                Delete("caps", {"agent_id": "a"})])
+    fold.apply(
+        [
+            Insert("h", {"event_id": "e1", "n": 1}),
+            Insert("h", {"event_id": "e1", "n": 2}),
+            Upsert("caps", {"agent_id": "a", "name": "x"}, {"p": 1}),
+            Upsert("caps", {"agent_id": "a", "name": "y"}, {"p": 2}),
+            Upsert("caps", {"agent_id": "b", "name": "x"}, {"p": 3}),
+            Delete("caps", {"agent_id": "a"}),
+        ]
+    )
 
     assert fold.rows("h") == [{"event_id": "e1", "n": 1}]
     assert fold.rows("caps") == [{"agent_id": "b", "name": "x", "p": 3}]
@@ -89,8 +111,16 @@ class Record:
 
 def _records(events, *, partition: int = 0, with_header: bool = True) -> list[Record]:
     """Each event on its own topic: an event is taken only from there."""
-    return [Record(topic_name(topic_for_event(e.event_type), "p"), partition, i, encode(e),
-                   [type_header(e)] if with_header else []) for i, e in enumerate(events)]
+    return [
+        Record(
+            topic_name(topic_for_event(e.event_type), "p"),
+            partition,
+            i,
+            encode(e),
+            [type_header(e)] if with_header else [],
+        )
+        for i, e in enumerate(events)
+    ]
 
 
 # Where `_records` puts a lifecycle's five events, as (topic, partition): the last offset on each.

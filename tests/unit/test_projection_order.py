@@ -1,4 +1,5 @@
 """Topics are read in no fixed order relative to each other; the rows must not care."""
+
 import random
 
 import pytest
@@ -9,8 +10,15 @@ from projections.handlers import ops_for
 from projections.memory_view import InMemoryView
 from projections.ops import Position
 
-TABLES = ("agents", "agent_capabilities", "tasks", "task_assignments", "routing_decisions",
-          "agent_health_changes", "agent_heartbeats_latest")
+TABLES = (
+    "agents",
+    "agent_capabilities",
+    "tasks",
+    "task_assignments",
+    "routing_decisions",
+    "agent_health_changes",
+    "agent_heartbeats_latest",
+)
 
 
 async def project(events) -> InMemoryView:

@@ -1,4 +1,5 @@
 """The projector and a rebuild take an event only from the topic the catalog gives it."""
+
 from __future__ import annotations
 
 from events.agents import AgentHealthChanged
@@ -12,8 +13,11 @@ from tests.unit.test_projection_fold import Record
 
 
 def verdict(agent_id: str = "agent-1", current: str = "unhealthy"):
-    return make_event(AgentHealthChanged(agent_id=agent_id, previous="healthy", current=current,
-                                         missed_heartbeats=4), producer="health", occurred_at=f.at(5))
+    return make_event(
+        AgentHealthChanged(agent_id=agent_id, previous="healthy", current=current, missed_heartbeats=4),
+        producer="health",
+        occurred_at=f.at(5),
+    )
 
 
 def on(topic: str, event, offset: int = 0) -> Record:

@@ -1,4 +1,5 @@
 """Retention declared for every topic and table: what is due, and declared vs actual."""
+
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -25,7 +26,10 @@ def test_a_topic_missing_from_the_broker_is_reported():
 def test_a_topic_whose_broker_retention_drifted_is_reported():
     row = topic_row(TASKS, "p", {"retention.ms": str(SEVEN_DAYS_MS), "cleanup.policy": "delete"})
     assert (row["status"], row["declared_retention_ms"], row["actual_retention_ms"]) == (
-        "drift", FOREVER, SEVEN_DAYS_MS)
+        "drift",
+        FOREVER,
+        SEVEN_DAYS_MS,
+    )
 
 
 def test_an_undeclared_table_and_a_missing_declared_one_are_reported():
@@ -53,6 +57,10 @@ def test_only_tables_derived_from_telemetry_are_pruned_and_at_the_telemetry_rete
 
 
 def test_every_table_the_migrations_create_has_a_declared_retention():
-    created = {line.split()[2] for _, _, text in migration_files() for line in text.splitlines()
-               if line.startswith("CREATE TABLE ")}
+    created = {
+        line.split()[2]
+        for _, _, text in migration_files()
+        for line in text.splitlines()
+        if line.startswith("CREATE TABLE ")
+    }
     assert created - {t.table for t in TABLES} == set()

@@ -8,8 +8,13 @@ from services.router.logic import AgentState, Record, RouterState, Weights, lear
 
 
 def task(*requirements, preferred_agents=(), job_id=None, task_id="t1"):
-    return TaskSubmitted(task_id=task_id, submitter="c", job_id=job_id, preferred_agents=preferred_agents,
-                         requirements=tuple(CapabilityRequirement(name=n, min_proficiency=m) for n, m in requirements))
+    return TaskSubmitted(
+        task_id=task_id,
+        submitter="c",
+        job_id=job_id,
+        preferred_agents=preferred_agents,
+        requirements=tuple(CapabilityRequirement(name=n, min_proficiency=m) for n, m in requirements),
+    )
 
 
 def fleet(*agents: AgentState) -> RouterState:
@@ -36,8 +41,9 @@ def test_every_required_capability_must_be_met():
 
 
 def test_unhealthy_and_draining_agents_and_those_already_tried_are_excluded():
-    state = fleet(agent("sick", python=0.9), agent("leaving", python=0.9), agent("tried", python=0.9),
-                  agent("ok", python=0.5))
+    state = fleet(
+        agent("sick", python=0.9), agent("leaving", python=0.9), agent("tried", python=0.9), agent("ok", python=0.5)
+    )
     state.agents["sick"] = AgentState(**{**state.agents["sick"].__dict__, "health": "unhealthy"})
     state.agents["leaving"] = AgentState(**{**state.agents["leaving"].__dict__, "status": "draining"})
     decision = route(task(("python", 0.0)), state, GREEDY, random.Random(1), exclude=frozenset({"tried"}))
@@ -127,6 +133,7 @@ def test_a_big_fleet_logs_only_the_best_candidates_but_says_how_many_were_capabl
 
 def test_baseline_policies_decide_with_their_own_propensities():
     from services.router.policies import policy
+
     state = fleet(agent("a", python=0.9, in_flight=1), agent("b", python=0.2), agent("c", sql=0.9))
     rr = policy("round_robin")
     chosen = [rr(task(("python", 0)), state, Weights(), random.Random(1)).chosen_agent_id for _ in range(3)]
@@ -142,10 +149,21 @@ def test_baseline_policies_decide_with_their_own_propensities():
 def estimated(prior_strength: float | None, successes: int = 3, attempts: int = 4, proficiency: float = 0.6):
     from events.learning import SkillEstimated
     from services.router.logic import take_estimate
+
     state = RouterState()
-    take_estimate(state, SkillEstimated(agent_id="a", capability="python", proficiency=proficiency, confidence=0.2,
-                                        successes=successes, attempts=attempts, outcomes_read=attempts,
-                                        prior_strength=prior_strength))
+    take_estimate(
+        state,
+        SkillEstimated(
+            agent_id="a",
+            capability="python",
+            proficiency=proficiency,
+            confidence=0.2,
+            successes=successes,
+            attempts=attempts,
+            outcomes_read=attempts,
+            prior_strength=prior_strength,
+        ),
+    )
     return state.records[("a", "python")]
 
 

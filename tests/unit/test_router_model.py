@@ -1,4 +1,5 @@
 """The router predicts with the learner's published model once there is one, and with nothing it cannot validate."""
+
 from __future__ import annotations
 
 import math
@@ -19,18 +20,32 @@ GREEDY = Weights(temperature=1e-6)
 
 
 def registered(agent_id: str, proficiency: float = 0.6, labels=None) -> AgentRegistered:
-    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2, labels=labels or {},
-                           capabilities=(Capability(name="python", proficiency=proficiency),))
+    return AgentRegistered(
+        agent_id=agent_id,
+        display_name=agent_id,
+        capacity=2,
+        labels=labels or {},
+        capabilities=(Capability(name="python", proficiency=proficiency),),
+    )
 
 
 def submitted(task_id: str, prompt_chars: float) -> TaskSubmitted:
-    return TaskSubmitted(task_id=task_id, submitter="c", features={"prompt_chars": prompt_chars},
-                         requirements=(CapabilityRequirement(name="python"),))
+    return TaskSubmitted(
+        task_id=task_id,
+        submitter="c",
+        features={"prompt_chars": prompt_chars},
+        requirements=(CapabilityRequirement(name="python"),),
+    )
 
 
 def published(version: str, parameters: dict) -> ModelPublished:
-    return ModelPublished(model_id="success", model_version=version, kind="logistic-regression",
-                          parameters=parameters, trained_on_events=100)
+    return ModelPublished(
+        model_id="success",
+        model_version=version,
+        kind="logistic-regression",
+        parameters=parameters,
+        trained_on_events=100,
+    )
 
 
 def long_prompts_fail(**agent_weights: float) -> dict:
@@ -41,8 +56,11 @@ def long_prompts_fail(**agent_weights: float) -> dict:
     for chars in (100, 1000, 10000):
         scaling.add(math.log1p(chars))
     parameters["scaling"] = {"python": {"prompt_chars": [scaling.count, scaling.mean, scaling.m2]}}
-    parameters["weights"] = {**parameters["weights"], "task:python:prompt_chars": -1.5,
-                             **{f"agent:{agent}": weight for agent, weight in agent_weights.items()}}
+    parameters["weights"] = {
+        **parameters["weights"],
+        "task:python:prompt_chars": -1.5,
+        **{f"agent:{agent}": weight for agent, weight in agent_weights.items()},
+    }
     return parameters
 
 
@@ -76,9 +94,12 @@ def test_the_model_changes_the_choice_where_the_posteriors_alone_would_not():
 
 def test_a_model_that_does_not_validate_is_refused_and_the_last_good_one_stays():
     good = long_prompts_fail(a1=0.2)
-    view = given(registered("a1"), published("v4", good),
-                 published("v5", {**good, "weights": {"agent:a1": "0.2"}}),  # a string that looks like a number
-                 published("v6", {**good, "format": "pickle"}))
+    view = given(
+        registered("a1"),
+        published("v4", good),
+        published("v5", {**good, "weights": {"agent:a1": "0.2"}}),  # a string that looks like a number
+        published("v6", {**good, "format": "pickle"}),
+    )
     assert view.state.model_version == "v4"
     assert route(submitted("t1", 10000), view.state, GREEDY, random.Random(1)).model_version == "v4"
 
@@ -96,6 +117,7 @@ def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on
     from services.success_model.beta import Beta
     from services.success_model.features import features
     from services.success_model.logistic import LinearPredictor
+
     model, rng = SuccessModel(learning_rate=0.1), random.Random(3)
     for n in range(300):
         capability, agent = rng.choice(["python", "sql"]), rng.choice(["a1", "a2", "a3"])
@@ -110,10 +132,10 @@ def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on
     for agent in ["a1", "a2", "a3", "newcomer"]:
         for capability in ["python", "sql"]:
             skill = Beta(4.0, 2.0, 4.0 / 6.0, 6.0)
-            whole = model.probability(features(capability, agent, {"team": agent[-1]}, skill, 12, task,
-                                               model.scaling))
-            parts = predictor.probability_from(predictor.task_term(capability, task),
-                                               predictor.agent_term(agent, (("team", agent[-1]),)), skill, 12)
+            whole = model.probability(features(capability, agent, {"team": agent[-1]}, skill, 12, task, model.scaling))
+            parts = predictor.probability_from(
+                predictor.task_term(capability, task), predictor.agent_term(agent, (("team", agent[-1]),)), skill, 12
+            )
 
             # Then the two agree to rounding, and the model did learn something to disagree on
             assert abs(whole - parts) < 1e-12
@@ -121,13 +143,18 @@ def test_the_router_s_sum_in_parts_predicts_what_the_learner_s_model_predicts_on
 
 
 def on_version(agent_id: str, version: str | None) -> AgentRegistered:
-    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=2,
-                           capabilities=(Capability(name="python", proficiency=0.6, version=version),))
+    return AgentRegistered(
+        agent_id=agent_id,
+        display_name=agent_id,
+        capacity=2,
+        capabilities=(Capability(name="python", proficiency=0.6, version=version),),
+    )
 
 
 def test_the_model_s_weight_on_a_capability_version_moves_the_choice_and_follows_an_upgrade():
     # Given a model that has learned that python 2 goes with success, and two agents alike but for the version
     from events.agents import AgentCapabilitiesChanged
+
     parameters = SuccessModel().parameters()
     parameters["weights"] = {**parameters["weights"], "version:python=2": 1.0}
     view = given(on_version("a1", "1"), on_version("a2", "2"), published("v1", parameters))
@@ -139,10 +166,16 @@ def test_the_model_s_weight_on_a_capability_version_moves_the_choice_and_follows
     assert predicted["a2"] > predicted["a1"] + 0.15
 
     # When a1 upgrades, then the two are predicted alike; when a2 re-declares python without a version, it loses it
-    view.apply(AgentCapabilitiesChanged(agent_id="a1", changed=(Capability(name="python", proficiency=0.6,
-                                                                           version="2"),), changed_by="ops"))
-    view.apply(AgentCapabilitiesChanged(agent_id="a2", changed=(Capability(name="python", proficiency=0.6),),
-                                        changed_by="ops"))
-    after = {c.agent_id: c.predicted_success
-             for c in route(submitted("t2", 100), view.state, GREEDY, random.Random(1)).candidates}
+    view.apply(
+        AgentCapabilitiesChanged(
+            agent_id="a1", changed=(Capability(name="python", proficiency=0.6, version="2"),), changed_by="ops"
+        )
+    )
+    view.apply(
+        AgentCapabilitiesChanged(agent_id="a2", changed=(Capability(name="python", proficiency=0.6),), changed_by="ops")
+    )
+    after = {
+        c.agent_id: c.predicted_success
+        for c in route(submitted("t2", 100), view.state, GREEDY, random.Random(1)).candidates
+    }
     assert after["a1"] == pytest.approx(predicted["a2"]) and after["a2"] == pytest.approx(predicted["a1"])

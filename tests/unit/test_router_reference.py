@@ -1,6 +1,7 @@
 """The router's decision equals a plain computation of its definition on a random fleet: every
 candidate scored from scratch, the model asked on the learner's whole feature vector, nothing kept
 between decisions. Checked again after the changes that make the router rework what it keeps."""
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,16 @@ from services.success_model.logistic import LinearPredictor, SuccessModel
 CAPABILITIES = ("python", "sql", "go", "rust")
 TEAMS = ("red", "blue", "green")
 TAGS = ("gpu", "fast", "eu")
-WEIGHTINGS = (Weights(), Weights(top_k=5, temperature=0.5, logged_candidates=4), Weights(top_k=1),
-              Weights(exploration="thompson", top_k=4, sharpness=2.0))
+WEIGHTINGS = (
+    Weights(),
+    Weights(top_k=5, temperature=0.5, logged_candidates=4),
+    Weights(top_k=1),
+    Weights(exploration="thompson", top_k=4, sharpness=2.0),
+)
 
 
 # --- the reference: the definition, computed plainly ---------------------------------------------
+
 
 def reference_scored(task: TaskSubmitted, agent: AgentState, state: RouterState, weights: Weights) -> Scored:
     predicted, confidence, durations, posteriors = [], [], [], []
@@ -48,8 +54,16 @@ def reference_scored(task: TaskSubmitted, agent: AgentState, state: RouterState,
             predicted.append(a / (a + b))
         else:
             version = dict(agent.versions).get(requirement.name)
-            x = features(requirement.name, agent.agent_id, dict(agent.labels), Beta(a, b, a / (a + b), a + b),
-                         max(record.seen, record.estimate_attempts), task.features, state.predictor.scaling, version)
+            x = features(
+                requirement.name,
+                agent.agent_id,
+                dict(agent.labels),
+                Beta(a, b, a / (a + b), a + b),
+                max(record.seen, record.estimate_attempts),
+                task.features,
+                state.predictor.scaling,
+                version,
+            )
             predicted.append(state.predictor.probability(x))
         confidence.append(1.0 - 2.0 * math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))))
         if record.durations:
@@ -58,30 +72,49 @@ def reference_scored(task: TaskSubmitted, agent: AgentState, state: RouterState,
     load = agent.in_flight / agent.capacity
     duration_s = sum(durations) / 1000.0
     team = (state.job_members.get(task.job_id, frozenset()) if task.job_id else frozenset()) - {agent.agent_id}
-    relationship = (sum(state.relationships.get((agent.agent_id, o), 1.0) - 1.0 for o in team) / len(team)
-                    if team else 0.0)
+    relationship = (
+        sum(state.relationships.get((agent.agent_id, o), 1.0) - 1.0 for o in team) / len(team) if team else 0.0
+    )
     preference = 0.0
     if task.preferred_agents or task.preferred_tags:
         preference = float(agent.agent_id in task.preferred_agents)
         if task.preferred_tags:
             preference += len(agent.tags & set(task.preferred_tags)) / len(task.preferred_tags)
-    value = (weights.success * success - weights.load * load - weights.duration * math.log1p(duration_s)
-             - weights.cost * agent.cost_per_task + weights.relationship * relationship
-             + weights.preference * preference)
-    return Scored(agent, value, success, max(0.0, min(1.0, *confidence)),
-                  {"predicted_success": success, "load": load, "expected_duration_s": duration_s,
-                   "cost": agent.cost_per_task, "relationship": relationship, "preference": preference},
-                  tuple(posteriors))
+    value = (
+        weights.success * success
+        - weights.load * load
+        - weights.duration * math.log1p(duration_s)
+        - weights.cost * agent.cost_per_task
+        + weights.relationship * relationship
+        + weights.preference * preference
+    )
+    return Scored(
+        agent,
+        value,
+        success,
+        max(0.0, min(1.0, *confidence)),
+        {
+            "predicted_success": success,
+            "load": load,
+            "expected_duration_s": duration_s,
+            "cost": agent.cost_per_task,
+            "relationship": relationship,
+            "preference": preference,
+        },
+        tuple(posteriors),
+    )
 
 
-def reference_decision(task: TaskSubmitted, state: RouterState, weights: Weights, seed: int,
-                       exclude: frozenset[str]) -> tuple[list[Scored], list[float], str]:
+def reference_decision(
+    task: TaskSubmitted, state: RouterState, weights: Weights, seed: int, exclude: frozenset[str]
+) -> tuple[list[Scored], list[float], str]:
     # Who is capable and how the pick is drawn are the router's own functions: what this checks is the scoring.
     agents, _ = capable(task, state, exclude)
-    every = sorted((reference_scored(task, a, state, weights) for a in agents),
-                   key=lambda s: (-s.score, s.agent.agent_id))
-    ranked = every[:max(weights.logged_candidates, weights.top_k, 1)]
-    top, rng = ranked[:max(1, weights.top_k)], random.Random(seed)
+    every = sorted(
+        (reference_scored(task, a, state, weights) for a in agents), key=lambda s: (-s.score, s.agent.agent_id)
+    )
+    ranked = every[: max(weights.logged_candidates, weights.top_k, 1)]
+    top, rng = ranked[: max(1, weights.top_k)], random.Random(seed)
     if weights.exploration == "thompson":
         pick, drawn = thompson(top, weights, rng)
     else:
@@ -92,24 +125,39 @@ def reference_decision(task: TaskSubmitted, state: RouterState, weights: Weights
 
 # --- a random fleet, fixed by its seed ---------------------------------------------------------
 
+
 def random_fleet(rng: random.Random, agents: int = 120) -> RouterState:
     state = RouterState()
     for i in range(agents):
         agent_id = f"agent-{i:03}"
         skills = {c: round(rng.uniform(0.1, 0.95), 2) for c in rng.sample(CAPABILITIES, k=rng.randint(1, 3))}
         state.agents[agent_id] = AgentState(
-            agent_id=agent_id, capabilities=skills, capacity=rng.randint(1, 6), in_flight=rng.randint(0, 3),
-            cost_per_task=rng.choice([0.0, 0.5, 2.0]), tags=frozenset(rng.sample(TAGS, k=rng.randint(0, 2))),
+            agent_id=agent_id,
+            capabilities=skills,
+            capacity=rng.randint(1, 6),
+            in_flight=rng.randint(0, 3),
+            cost_per_task=rng.choice([0.0, 0.5, 2.0]),
+            tags=frozenset(rng.sample(TAGS, k=rng.randint(0, 2))),
             labels=(("team", rng.choice(TEAMS)),) if rng.random() < 0.7 else (),
             versions=tuple(sorted((c, rng.choice("12")) for c in skills if rng.random() < 0.5)),
-            health=rng.choice(["healthy", "healthy", "unknown", "unhealthy"]))
+            health=rng.choice(["healthy", "healthy", "unknown", "unhealthy"]),
+        )
         for capability in skills:
             some_outcomes(state, rng, agent_id, capability, rng.randint(0, 12))
             if rng.random() < 0.3:
-                take_estimate(state, SkillEstimated(
-                    agent_id=agent_id, capability=capability, proficiency=rng.uniform(0.05, 0.95),
-                    confidence=rng.random(), successes=0, attempts=rng.randint(0, 30), model_version="m",
-                    outcomes_read=rng.choice([None, rng.randint(0, 10)])))
+                take_estimate(
+                    state,
+                    SkillEstimated(
+                        agent_id=agent_id,
+                        capability=capability,
+                        proficiency=rng.uniform(0.05, 0.95),
+                        confidence=rng.random(),
+                        successes=0,
+                        attempts=rng.randint(0, 30),
+                        model_version="m",
+                        outcomes_read=rng.choice([None, rng.randint(0, 10)]),
+                    ),
+                )
     ids = sorted(state.agents)
     for _ in range(agents):
         one, other = rng.sample(ids, 2)
@@ -128,8 +176,13 @@ def random_model(rng: random.Random, state: RouterState) -> LinearPredictor:
     parameters = SuccessModel().parameters()
     weights = {**parameters["weights"], "skill_logit": rng.uniform(0.5, 1.5), "evidence": rng.uniform(-1, 1)}
     for capability in CAPABILITIES:
-        weights.update({f"capability:{capability}": rng.uniform(-1, 1), f"task:{capability}:size": rng.uniform(-1, 1),
-                        f"version:{capability}=2": rng.uniform(-1, 1)})
+        weights.update(
+            {
+                f"capability:{capability}": rng.uniform(-1, 1),
+                f"task:{capability}:size": rng.uniform(-1, 1),
+                f"version:{capability}=2": rng.uniform(-1, 1),
+            }
+        )
     weights.update({f"agent:{a}": rng.uniform(-1, 1) for a in state.agents if rng.random() < 0.5})
     weights.update({f"label:team={t}": rng.uniform(-1, 1) for t in TEAMS})
     scaling = {}
@@ -143,12 +196,17 @@ def random_model(rng: random.Random, state: RouterState) -> LinearPredictor:
 
 def random_task(rng: random.Random, n: int, state: RouterState) -> TaskSubmitted:
     return TaskSubmitted(
-        task_id=f"t{n}", submitter="c", features=rng.choice([{}, {"size": rng.uniform(1, 5000)}]),
-        requirements=tuple(CapabilityRequirement(name=c, min_proficiency=round(rng.uniform(0, 0.5), 2))
-                           for c in rng.sample(CAPABILITIES, k=rng.choice([1, 1, 2]))),
+        task_id=f"t{n}",
+        submitter="c",
+        features=rng.choice([{}, {"size": rng.uniform(1, 5000)}]),
+        requirements=tuple(
+            CapabilityRequirement(name=c, min_proficiency=round(rng.uniform(0, 0.5), 2))
+            for c in rng.sample(CAPABILITIES, k=rng.choice([1, 1, 2]))
+        ),
         job_id=rng.choice([None, None, f"job-{rng.randint(0, 6)}"]),
         preferred_agents=tuple(rng.sample(sorted(state.agents), k=rng.choice([0, 0, 2]))),
-        preferred_tags=tuple(rng.sample(TAGS + ("gpu",), k=rng.choice([0, 0, 1, 3]))))
+        preferred_tags=tuple(rng.sample(TAGS + ("gpu",), k=rng.choice([0, 0, 1, 3]))),
+    )
 
 
 def assert_same_decisions(state: RouterState, rng: random.Random, tasks: int = 40) -> None:
@@ -165,7 +223,8 @@ def assert_same_decisions(state: RouterState, rng: random.Random, tasks: int = 4
         for logged, expected, propensity in zip(decision.candidates, ranked, propensities):
             # Logged values are rounded to 6 places.
             assert (logged.score, logged.predicted_success, logged.confidence, logged.propensity) == pytest.approx(
-                (expected.score, expected.predicted, expected.confidence, propensity), abs=2e-6)
+                (expected.score, expected.predicted, expected.confidence, propensity), abs=2e-6
+            )
             assert logged.features == pytest.approx(expected.features, abs=2e-6)
 
 
@@ -181,10 +240,14 @@ def test_decisions_equal_the_plain_computation_with_and_without_a_model_and_as_t
     ids = sorted(state.agents)
     for agent_id in rng.sample(ids, 40):
         agent = state.agents[agent_id]
-        state.agents[agent_id] = rng.choice([
-            replace(agent, in_flight=agent.in_flight + 1), replace(agent, labels=(("team", "blue"),)),
-            replace(agent, versions=tuple((c, "2") for c in sorted(agent.capabilities))),
-            replace(agent, capabilities={**agent.capabilities, "python": 0.9})])
+        state.agents[agent_id] = rng.choice(
+            [
+                replace(agent, in_flight=agent.in_flight + 1),
+                replace(agent, labels=(("team", "blue"),)),
+                replace(agent, versions=tuple((c, "2") for c in sorted(agent.capabilities))),
+                replace(agent, capabilities={**agent.capabilities, "python": 0.9}),
+            ]
+        )
     for agent_id in rng.sample(ids, 30):
         for capability in state.agents[agent_id].capabilities:
             some_outcomes(state, rng, agent_id, capability, 2)

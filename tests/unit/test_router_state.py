@@ -1,4 +1,5 @@
 """Given what the log said, this is what the router knows."""
+
 from __future__ import annotations
 
 import random
@@ -22,9 +23,16 @@ from services.success_model.logistic import SuccessModel
 
 
 def registered(agent_id, capacity=2, labels=None, **skills):
-    return AgentRegistered(agent_id=agent_id, display_name=agent_id, capacity=capacity, cost_per_task=0.5,
-                           labels=labels or {}, capabilities=tuple(Capability(name=n, proficiency=p, tags=("fast",))
-                                                                   for n, p in (skills or {"python": 0.8}).items()))
+    return AgentRegistered(
+        agent_id=agent_id,
+        display_name=agent_id,
+        capacity=capacity,
+        cost_per_task=0.5,
+        labels=labels or {},
+        capabilities=tuple(
+            Capability(name=n, proficiency=p, tags=("fast",)) for n, p in (skills or {"python": 0.8}).items()
+        ),
+    )
 
 
 def assigned(task_id, agent_id="a1", attempt=1, capability="python"):
@@ -50,11 +58,17 @@ def test_a_registration_declares_capabilities_capacity_cost_and_tags():
 
 
 def test_capability_changes_deregistration_and_health_reach_the_agent():
-    view = given(registered("a1", python=0.7, sql=0.4),
-                 AgentCapabilitiesChanged(agent_id="a1", added=(Capability(name="go", proficiency=0.6),),
-                                          removed=("sql",), changed=(Capability(name="python", proficiency=0.9),),
-                                          changed_by="operator"),
-                 AgentHealthChanged(agent_id="a1", previous="unknown", current="degraded"))
+    view = given(
+        registered("a1", python=0.7, sql=0.4),
+        AgentCapabilitiesChanged(
+            agent_id="a1",
+            added=(Capability(name="go", proficiency=0.6),),
+            removed=("sql",),
+            changed=(Capability(name="python", proficiency=0.9),),
+            changed_by="operator",
+        ),
+        AgentHealthChanged(agent_id="a1", previous="unknown", current="degraded"),
+    )
     assert view.state.agents["a1"].capabilities == {"python": 0.9, "go": 0.6}
     assert view.state.agents["a1"].health == "degraded" and view.state.agents["a1"].routable
     view.apply(AgentDeregistered(agent_id="a1", drain=True))
@@ -62,8 +76,12 @@ def test_capability_changes_deregistration_and_health_reach_the_agent():
 
 
 def test_a_re_registration_keeps_the_health_verdict_and_the_load():
-    view = given(registered("a1"), AgentHealthChanged(agent_id="a1", previous="healthy", current="degraded"),
-                 assigned("t1"), registered("a1", capacity=5))
+    view = given(
+        registered("a1"),
+        AgentHealthChanged(agent_id="a1", previous="healthy", current="degraded"),
+        assigned("t1"),
+        registered("a1", capacity=5),
+    )
     assert (view.state.agents["a1"].health, view.state.agents["a1"].in_flight) == ("degraded", 1)
 
 
@@ -77,10 +95,15 @@ def test_assignments_and_their_endings_set_the_load():
 
 
 def test_outcomes_teach_the_record_of_the_capability_the_task_was_assigned_for():
-    view = given(registered("a1", python=0.8, sql=0.8), assigned("t1", capability="sql"), completed("t1"),
-                 assigned("t2", capability="sql"),
-                 TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x", retryable=False),
-                 assigned("t3"), TaskRejected(task_id="t3", agent_id="a1", attempt=1, reason="no"))
+    view = given(
+        registered("a1", python=0.8, sql=0.8),
+        assigned("t1", capability="sql"),
+        completed("t1"),
+        assigned("t2", capability="sql"),
+        TaskFailed(task_id="t2", agent_id="a1", attempt=1, error="x", retryable=False),
+        assigned("t3"),
+        TaskRejected(task_id="t3", agent_id="a1", attempt=1, reason="no"),
+    )
     record = view.state.records[("a1", "sql")]
     assert (record.successes, record.failures, record.mean_duration_ms) == (1, 1, 2000.0)
     assert ("a1", "python") not in view.state.records  # a rejection is not a try
@@ -97,32 +120,48 @@ def test_duplicates_of_assignments_and_outcomes_change_nothing():
 
 
 def test_an_unhealthy_agent_holds_nothing_any_more():
-    view = given(registered("a1"), assigned("t1"), assigned("t2"),
-                 AgentHealthChanged(agent_id="a1", previous="degraded", current="unhealthy",
-                                    in_flight_task_ids=("t1", "t2")))
+    view = given(
+        registered("a1"),
+        assigned("t1"),
+        assigned("t2"),
+        AgentHealthChanged(agent_id="a1", previous="degraded", current="unhealthy", in_flight_task_ids=("t1", "t2")),
+    )
     assert view.state.agents["a1"].in_flight == 0 and not view.state.agents["a1"].routable
     view.apply(TaskReassigned(task_id="t1", from_agent_id="a1", attempt=2, reason="unhealthy"))
     assert view.loads["a1"] == 0
 
 
 def test_a_skill_estimate_replaces_the_prior_and_the_counts_it_already_includes():
-    view = given(registered("a1"), assigned("t1"), completed("t1"),
-                 SkillEstimated(agent_id="a1", capability="python", proficiency=0.3, confidence=0.8,
-                                successes=1, attempts=4))
+    view = given(
+        registered("a1"),
+        assigned("t1"),
+        completed("t1"),
+        SkillEstimated(agent_id="a1", capability="python", proficiency=0.3, confidence=0.8, successes=1, attempts=4),
+    )
     record = view.state.records[("a1", "python")]
     assert (record.estimate, record.estimate_confidence, record.successes, record.failures) == (0.3, 0.8, 0, 0)
     assert record.mean_duration_ms == 2000.0
 
 
 def test_relationships_model_version_and_job_members():
-    view = given(registered("a1"), registered("a2"),
-                 RelationshipScored(agent_id="a1", other_agent_id="a2", joint_tasks=5, joint_success_rate=0.9,
-                                    lift=1.4, confidence=0.5),
-                 ModelPublished(model_id="success", model_version="v7", kind="logistic-regression",
-                                parameters=SuccessModel().parameters(), trained_on_events=10),
-                 TaskSubmitted(task_id="t1", submitter="c", job_id="job-1",
-                               requirements=(CapabilityRequirement(name="python"),)),
-                 assigned("t1", "a2"))
+    view = given(
+        registered("a1"),
+        registered("a2"),
+        RelationshipScored(
+            agent_id="a1", other_agent_id="a2", joint_tasks=5, joint_success_rate=0.9, lift=1.4, confidence=0.5
+        ),
+        ModelPublished(
+            model_id="success",
+            model_version="v7",
+            kind="logistic-regression",
+            parameters=SuccessModel().parameters(),
+            trained_on_events=10,
+        ),
+        TaskSubmitted(
+            task_id="t1", submitter="c", job_id="job-1", requirements=(CapabilityRequirement(name="python"),)
+        ),
+        assigned("t1", "a2"),
+    )
     assert view.state.relationships[("a1", "a2")] == view.state.relationships[("a2", "a1")] == 1.4
     assert view.state.model_version == "v7" and view.state.job_members == {"job-1": frozenset({"a2"})}
 

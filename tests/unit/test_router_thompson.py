@@ -1,4 +1,5 @@
 """Thompson sampling in the router: each candidate's success drawn from its posterior."""
+
 import random
 
 import pytest
@@ -42,8 +43,10 @@ def test_an_untried_agent_is_still_explored_against_a_mediocre_one():
 
 def test_sharpness_explores_less():
     state = given(a=(12, 8), b=(10, 10))
-    plain, sharp = picks(state, THOMPSON), picks(state, Weights(exploration="thompson", top_k=10, load=0.0,
-                                                                sharpness=16.0))
+    plain, sharp = (
+        picks(state, THOMPSON),
+        picks(state, Weights(exploration="thompson", top_k=10, load=0.0, sharpness=16.0)),
+    )
     assert sharp.get("b", 0) < plain.get("b", 0)
 
 

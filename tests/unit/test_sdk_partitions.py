@@ -11,9 +11,16 @@ def test_agrees_with_the_producers_default_partitioner():
         assert partition_for(key, 6) == DefaultPartitioner()(key.encode(), partitions, partitions)
 
 
-@pytest.mark.parametrize("key, java_murmur2", [
-    # From the Java client's UtilsTest.testMurmur2.
-    ("21", -973932308), ("foobar", -790332482), ("a-little-bit-long-string", -985981536), ("abc", 479470107)])
+@pytest.mark.parametrize(
+    "key, java_murmur2",
+    [
+        # From the Java client's UtilsTest.testMurmur2.
+        ("21", -973932308),
+        ("foobar", -790332482),
+        ("a-little-bit-long-string", -985981536),
+        ("abc", 479470107),
+    ],
+)
 def test_hashes_as_the_java_client_does(key, java_murmur2):
     assert murmur2(key.encode()) == java_murmur2 & 0xFFFFFFFF
     assert partition_for(key, 6) == (java_murmur2 & 0x7FFFFFFF) % 6

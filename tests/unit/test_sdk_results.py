@@ -9,13 +9,15 @@ ATTEMPT = {"task_id": "task-1", "agent_id": "agent-1", "attempt": 2}
 
 def test_a_completed_result_becomes_task_completed_with_its_duration():
     event = outcome_for(ASSIGNMENT, Completed("done", {"tokens": 12.0}, success=False), 250.0)
-    assert event == TaskCompleted(**ATTEMPT, result_summary="done", metrics={"tokens": 12.0},
-                                  success=False, duration_ms=250.0)
+    assert event == TaskCompleted(
+        **ATTEMPT, result_summary="done", metrics={"tokens": 12.0}, success=False, duration_ms=250.0
+    )
 
 
 def test_failed_keeps_the_handlers_verdict_on_retrying():
     assert outcome_for(ASSIGNMENT, Failed("quota exceeded", retryable=False), 1.0) == TaskFailed(
-        **ATTEMPT, error="quota exceeded", retryable=False)
+        **ATTEMPT, error="quota exceeded", retryable=False
+    )
 
 
 def test_rejected_becomes_task_rejected():

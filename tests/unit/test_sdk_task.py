@@ -14,8 +14,16 @@ def task_with(sent: list, **assignment) -> Task:
     async def hand_off(body: TaskHandedOff) -> None:
         sent.append(body)
 
-    body = TaskAssigned(**{"task_id": "task-1", "agent_id": "agent-1", "attempt": 2, "capability": "python",
-                           "payload": {"prompt": "hi"}, **assignment})
+    body = TaskAssigned(
+        **{
+            "task_id": "task-1",
+            "agent_id": "agent-1",
+            "attempt": 2,
+            "capability": "python",
+            "payload": {"prompt": "hi"},
+            **assignment,
+        }
+    )
     return Task.of(body, "event-1", hand_off)
 
 
@@ -34,13 +42,23 @@ def test_time_left_counts_down_to_the_deadline():
 
 async def test_a_hand_off_names_the_attempt_and_what_the_next_agent_needs():
     sent = []
-    await task_with(sent).hand_off(to_agent_id="sql-1",
-                                   requirements=["sql", {"name": "python", "min_proficiency": 0.7}],
-                                   reason="needs a database", subtask_id="task-1.1")
-    assert sent == [TaskHandedOff(task_id="task-1", from_agent_id="agent-1", attempt=2, to_agent_id="sql-1",
-                                  subtask_id="task-1.1", reason="needs a database",
-                                  requirements=(CapabilityRequirement(name="sql"),
-                                                CapabilityRequirement(name="python", min_proficiency=0.7)))]
+    await task_with(sent).hand_off(
+        to_agent_id="sql-1",
+        requirements=["sql", {"name": "python", "min_proficiency": 0.7}],
+        reason="needs a database",
+        subtask_id="task-1.1",
+    )
+    assert sent == [
+        TaskHandedOff(
+            task_id="task-1",
+            from_agent_id="agent-1",
+            attempt=2,
+            to_agent_id="sql-1",
+            subtask_id="task-1.1",
+            reason="needs a database",
+            requirements=(CapabilityRequirement(name="sql"), CapabilityRequirement(name="python", min_proficiency=0.7)),
+        )
+    ]
 
 
 async def test_an_invalid_hand_off_is_a_value_error_and_sends_nothing():

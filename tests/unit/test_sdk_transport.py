@@ -1,4 +1,5 @@
 """KafkaTransactions over a fake producer: a failed transaction is retried on a fresh producer."""
+
 import asyncio
 import contextlib
 

@@ -1,4 +1,5 @@
 """Every variable with a rule refuses a value that breaks it, naming the variable; defaults pass."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,12 @@ def test_the_defaults_are_valid():
 
 @pytest.mark.parametrize("variable", RULED)
 def test_a_value_breaking_the_rule_is_refused_with_the_variables_name(variable):
-    broken = " " if variable in ("KAFKA_BOOTSTRAP_SERVERS", "AUDIT_CHECKPOINT_DIR", "AUDIT_SIGNING_KEY_FILE",
-                                 "BENCH_RESULTS_DIR") else "-1 x"
+    broken = (
+        " "
+        if variable
+        in ("KAFKA_BOOTSTRAP_SERVERS", "AUDIT_CHECKPOINT_DIR", "AUDIT_SIGNING_KEY_FILE", "BENCH_RESULTS_DIR")
+        else "-1 x"
+    )
     with pytest.raises(ConfigError, match=f"^{variable} "):
         Settings.from_env({variable: broken})
 
@@ -44,6 +49,7 @@ def test_each_value_has_its_fields_type_from_the_environment_and_from_an_overrid
 
 def test_the_environment_of_a_child_process_reads_back_to_the_same_settings():
     from services.settings import as_environ
+
     given = Settings.from_env({"METRICS_PORT": "9100", "ROUTER_TEMPERATURE": "0.5"})
     assert Settings.from_env(as_environ(given)) == given
 

@@ -31,8 +31,14 @@ def completed(task_id, agent, t, success=True, attempt=1):
 
 
 def test_a_run_is_scored_from_its_events():
-    events = [submitted("t1", 0), submitted("t2", 0), assigned("t1", "a", 1), assigned("t2", "b", 3),
-              completed("t1", "a", 5), completed("t2", "b", 5, success=False)]
+    events = [
+        submitted("t1", 0),
+        submitted("t2", 0),
+        assigned("t1", "a", 1),
+        assigned("t2", "b", 3),
+        completed("t1", "a", 5),
+        completed("t2", "b", 5, success=False),
+    ]
     result = score(events, {"a": 1, "b": 1})
     assert (result.tasks, result.completed, result.success_rate) == (2, 2, 0.5)
     assert result.capacity_violations == 0
@@ -42,14 +48,26 @@ def test_a_run_is_scored_from_its_events():
 
 
 def test_over_assignment_is_counted():
-    events = [submitted("t1", 0), submitted("t2", 0), assigned("t1", "a", 1), assigned("t2", "a", 2),
-              completed("t1", "a", 3), completed("t2", "a", 4)]
+    events = [
+        submitted("t1", 0),
+        submitted("t2", 0),
+        assigned("t1", "a", 1),
+        assigned("t2", "a", 2),
+        completed("t1", "a", 3),
+        completed("t2", "a", 4),
+    ]
     assert score(events, {"a": 1}).capacity_violations == 1
 
 
 def test_a_slot_freed_and_taken_in_the_same_instant_is_no_violation():
-    events = [submitted("t1", 0), submitted("t2", 0), assigned("t1", "a", 1), completed("t1", "a", 2),
-              assigned("t2", "a", 2), completed("t2", "a", 3)]
+    events = [
+        submitted("t1", 0),
+        submitted("t2", 0),
+        assigned("t1", "a", 1),
+        completed("t1", "a", 2),
+        assigned("t2", "a", 2),
+        completed("t2", "a", 3),
+    ]
     assert score(events, {"a": 1}).capacity_violations == 0
 
 

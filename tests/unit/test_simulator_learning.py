@@ -1,4 +1,5 @@
 """The learner against a simulated fleet whose true skills are known."""
+
 from bench.evaluation.simulator.learning import TARGET_SHARE_OF_BAYES, run_learning, stepped
 
 
@@ -21,8 +22,9 @@ def test_a_skill_that_drops_mid_run_is_detected_within_a_hundred_of_the_agents_o
 
 
 def test_the_same_seed_gives_the_same_figures():
-    assert run_learning(agents=6, tasks=800, warm_up=200, seed=3) == run_learning(agents=6, tasks=800, warm_up=200,
-                                                                                    seed=3)
+    assert run_learning(agents=6, tasks=800, warm_up=200, seed=3) == run_learning(
+        agents=6, tasks=800, warm_up=200, seed=3
+    )
 
 
 def test_the_large_fleet_regime_is_reported_beside_the_running_mean_and_the_true_rates():
@@ -30,8 +32,7 @@ def test_the_large_fleet_regime_is_reported_beside_the_running_mean_and_the_true
     from bench.evaluation.simulator.regimes import LARGE_FLEET, simulated_log
 
     log = simulated_log(LARGE_FLEET, 7)
-    sizes = sorted((sum(t.capability == c for t in log.tasks) for c in {t.capability for t in log.tasks}),
-                   reverse=True)
+    sizes = sorted((sum(t.capability == c for t in log.tasks) for c in {t.capability for t in log.tasks}), reverse=True)
     assert len(log.tasks) == 500 and len(log.tasks[0].outcomes) == 24
     assert sizes[0] > 5 * sizes[-1]  # capabilities of very different sizes
 

@@ -1,4 +1,5 @@
 """The estimators against values worked out by hand."""
+
 import numpy as np
 import pytest
 
@@ -7,9 +8,13 @@ from bench.evaluation.whatif.estimators import Logged, effective_sample_size, es
 
 def three_decisions() -> Logged:
     # w = target / logged = [2, 2, 0]
-    return Logged(reward=np.array([1.0, 0.0, 1.0]), logged=np.array([0.5, 0.25, 1.0]),
-                  target=np.array([1.0, 0.5, 0.0]), predicted=np.array([0.8, 0.4, 0.6]),
-                  expected=np.array([0.8, 0.3, 0.5]))
+    return Logged(
+        reward=np.array([1.0, 0.0, 1.0]),
+        logged=np.array([0.5, 0.25, 1.0]),
+        target=np.array([1.0, 0.5, 0.0]),
+        predicted=np.array([0.8, 0.4, 0.6]),
+        expected=np.array([0.8, 0.3, 0.5]),
+    )
 
 
 def test_ips_snips_and_dr_by_hand():

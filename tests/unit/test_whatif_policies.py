@@ -1,4 +1,5 @@
 """Policies over logged decisions, and the fold that finds those decisions in the log."""
+
 import random
 from dataclasses import fields, replace
 from datetime import datetime, timedelta, timezone
@@ -20,8 +21,13 @@ T0 = datetime(2026, 12, 1, tzinfo=timezone.utc)
 def fleet() -> RouterState:
     state = RouterState()
     for name, skill, in_flight in (("a1", 0.9, 0), ("a2", 0.6, 1), ("a3", 0.4, 0), ("a4", 0.7, 2)):
-        state.agents[name] = AgentState(agent_id=name, capabilities={"python": skill}, capacity=4,
-                                        in_flight=in_flight, cost_per_task=0.1 * in_flight)
+        state.agents[name] = AgentState(
+            agent_id=name,
+            capabilities={"python": skill},
+            capacity=4,
+            in_flight=in_flight,
+            cost_per_task=0.1 * in_flight,
+        )
         state.records[(name, "python")] = Record(successes=10 * skill, failures=10 * (1 - skill))
     return state
 
@@ -35,8 +41,9 @@ def decision_of(event: TaskRouted, reward: float = 1.0) -> LoggedDecision:
     return LoggedDecision(event.task_id, T0, event.candidates, event.chosen_agent_id, event.propensity, reward)
 
 
-@pytest.mark.parametrize("weights", [Weights(), Weights(temperature=0.2, top_k=4, load=0.6),
-                                     Weights(top_k=1, cost=0.3)])
+@pytest.mark.parametrize(
+    "weights", [Weights(), Weights(temperature=0.2, top_k=4, load=0.6), Weights(top_k=1, cost=0.3)]
+)
 def test_the_router_policy_gives_the_routers_own_propensities(weights):
     event = routed(weights)
     chances = RouterPolicy("router", weights).probabilities(decision_of(event))
@@ -54,7 +61,8 @@ def test_specs_name_policies_and_bad_ones_say_why(tmp_path):
     today = Weights()
     assert parse("greedy", today).weights.top_k == 1
     assert parse("router:temperature=0.2,load=0.6,top_k=2", today).weights == replace(
-        today, temperature=0.2, load=0.6, top_k=2)
+        today, temperature=0.2, load=0.6, top_k=2
+    )
     assert isinstance(parse("random", today), RandomPolicy)
     assert parse("agent:a3", today).agent_id == "a3"
     assert parse("best-single", today) == "best-single"
@@ -85,13 +93,18 @@ def test_a_single_agent_policy_falls_back_when_its_agent_is_no_candidate():
     decision = decision_of(routed(Weights()))
     policy = parse("agent:nobody", Weights())
     assert policy.probabilities(decision) == pytest.approx(RouterPolicy("g", Weights(top_k=1)).probabilities(decision))
-    assert AgentPolicy("a3", "a3", policy.otherwise).probabilities(decision)[
-        [c.agent_id for c in decision.candidates].index("a3")] == 1.0
+    assert (
+        AgentPolicy("a3", "a3", policy.otherwise).probabilities(decision)[
+            [c.agent_id for c in decision.candidates].index("a3")
+        ]
+        == 1.0
+    )
 
 
 def uniform(task_id: str, agent: str, reward: float) -> LoggedDecision:
-    candidates = tuple(Candidate(agent_id=a, score=0.0, propensity=0.5, predicted_success=p)
-                       for a, p in (("a1", 0.4), ("a2", 0.7)))
+    candidates = tuple(
+        Candidate(agent_id=a, score=0.0, propensity=0.5, predicted_success=p) for a, p in (("a1", 0.4), ("a2", 0.7))
+    )
     return LoggedDecision(task_id, T0, candidates, agent, 0.5, reward)
 
 
@@ -104,14 +117,17 @@ def test_best_single_is_the_agent_the_reward_model_rates_highest():
 
 # --- the decision log ------------------------------------------------------------------
 
+
 def events_of_one_task(task_id="t1", *, override_to=None, propensity=0.8, success=True):
     event = routed(Weights(), task_id)
     agent = override_to or event.chosen_agent_id
     at = T0
     out = []
-    for body in (event, TaskAssigned(agent_id=agent, task_id=task_id, attempt=1, capability="python",
-                                      propensity=propensity),
-                 TaskCompleted(task_id=task_id, agent_id=agent, attempt=1, success=success)):
+    for body in (
+        event,
+        TaskAssigned(agent_id=agent, task_id=task_id, attempt=1, capability="python", propensity=propensity),
+        TaskCompleted(task_id=task_id, agent_id=agent, attempt=1, success=success),
+    ):
         at += timedelta(seconds=1)
         out.append(make_event(body, producer="test", occurred_at=at))
     return out
@@ -138,8 +154,14 @@ def test_duplicates_count_once():
 def test_a_later_attempt_is_not_the_decisions_outcome_and_the_window_holds():
     log = DecisionLog(since=T0 + timedelta(seconds=1), until=T0 + timedelta(seconds=2))
     routing, assignment, _ = events_of_one_task("t1")
-    for e in (routing, assignment, make_event(TaskFailed(task_id="t1", agent_id=assignment.body.agent_id, attempt=2,
-                                                         error="x", retryable=False), producer="test")):
+    for e in (
+        routing,
+        assignment,
+        make_event(
+            TaskFailed(task_id="t1", agent_id=assignment.body.agent_id, attempt=2, error="x", retryable=False),
+            producer="test",
+        ),
+    ):
         log.apply(e)
     assert log.decisions() == [] and log.counts["assignments without an outcome yet"] == 1
     outside = DecisionLog(since=T0 + timedelta(seconds=5))
@@ -162,5 +184,6 @@ def test_an_assignment_from_before_it_carried_a_propensity_takes_the_routers_whe
 
 def test_the_command_refuses_a_bad_policy_before_reading_anything(capsys):
     from services.cli import main
+
     assert main(["whatif", "--policy", "greedy", "--policy", "router:speed=2"]) == 2
     assert "'speed' is not a setting" in capsys.readouterr().err

@@ -1,4 +1,5 @@
 """The validation bench on a small dense log whose truths are worked out by hand."""
+
 import csv
 import random
 

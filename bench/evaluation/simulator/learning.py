@@ -10,6 +10,7 @@ Each task goes to a capable agent drawn at random, so every agent keeps producin
 the outcomes in order, predicting each before learning it, exactly as `learn` does in the
 running learner.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,6 +29,7 @@ TARGET_SHARE_OF_BAYES = 0.95
 @dataclass(frozen=True)
 class SkillChange:
     """At task `at_task`, the agent's true probability on the capability jumps to `after`."""
+
     agent_id: str
     capability: str
     at_task: int
@@ -71,8 +73,9 @@ def stepped(p: float) -> float:
     return 0.15 if p >= 0.5 else 0.85
 
 
-def run_learning(agents: int = 12, tasks: int = 6000, warm_up: int = 1000, seed: int = 7,
-                 change_at: int | None = None) -> LearningFigures:
+def run_learning(
+    agents: int = 12, tasks: int = 6000, warm_up: int = 1000, seed: int = 7, change_at: int | None = None
+) -> LearningFigures:
     rng = random.Random(seed)
     fleet = make_fleet(agents, seed)
     stream = task_stream(tasks, seed + 4)
@@ -83,8 +86,9 @@ def run_learning(agents: int = 12, tasks: int = 6000, warm_up: int = 1000, seed:
     changed, capability = busiest_pair(fleet, stream)
     changed.drift_per_task[capability] = 0.0  # a clean step: steady before the change, steady after
     at = tasks // 2 if change_at is None else change_at
-    change = SkillChange(changed.agent_id, capability, at, changed.skill[capability],
-                         stepped(changed.skill[capability]))
+    change = SkillChange(
+        changed.agent_id, capability, at, changed.skill[capability], stepped(changed.skill[capability])
+    )
     learner_hits = bayes_hits = scored = 0
     expected_bayes = 0.0
     detected_after = detected_tasks = direction = None
@@ -111,34 +115,49 @@ def run_learning(agents: int = 12, tasks: int = 6000, warm_up: int = 1000, seed:
                 other += 1
     accuracy = learner_hits / max(1, scored)
     bayes = bayes_hits / max(1, scored)
-    return LearningFigures(outcomes=len(stream), warm_up=warm_up, scored=scored, accuracy=accuracy,
-                           bayes_accuracy=bayes, expected_bayes_accuracy=expected_bayes / max(1, scored),
-                           share_of_bayes=accuracy / bayes if bayes else 0.0,
-                           target_share_of_bayes=TARGET_SHARE_OF_BAYES, change=asdict(change),
-                           detected_after_outcomes=detected_after, detected_after_tasks=detected_tasks,
-                           detected_direction=direction,
-                           other_detections=other)
+    return LearningFigures(
+        outcomes=len(stream),
+        warm_up=warm_up,
+        scored=scored,
+        accuracy=accuracy,
+        bayes_accuracy=bayes,
+        expected_bayes_accuracy=expected_bayes / max(1, scored),
+        share_of_bayes=accuracy / bayes if bayes else 0.0,
+        target_share_of_bayes=TARGET_SHARE_OF_BAYES,
+        change=asdict(change),
+        detected_after_outcomes=detected_after,
+        detected_after_tasks=detected_tasks,
+        detected_direction=direction,
+        other_detections=other,
+    )
 
 
 def learning_table(figures: LearningFigures) -> str:
     f, c = figures, figures.change
-    detection = (f"detected ({f.detected_direction}) after {f.detected_after_outcomes} of its outcomes "
-                 f"({f.detected_after_tasks} tasks of the fleet)"
-                 if f.detected_after_outcomes is not None else "not detected")
-    return "\n".join([
-        f"Learning on a simulated fleet: {f.outcomes} outcomes, the first {f.warm_up} as warm-up",
-        f"  prediction accuracy       {f.accuracy:.4f}",
-        f"  Bayes-optimal accuracy    {f.bayes_accuracy:.4f}  (expected {f.expected_bayes_accuracy:.4f})",
-        f"  share of Bayes-optimal    {f.share_of_bayes:.4f}  (target {f.target_share_of_bayes:.2f}: "
-        f"{'met' if f.share_of_bayes >= f.target_share_of_bayes else 'not met'})",
-        f"  skill change: {c['agent_id']} on {c['capability']} from {c['before']:.2f} to {c['after']:.2f} "
-        f"at task {c['at_task']}: {detection}",
-        f"  shifts reported elsewhere  {f.other_detections} (the fleet's skills drift slowly)"])
+    detection = (
+        f"detected ({f.detected_direction}) after {f.detected_after_outcomes} of its outcomes "
+        f"({f.detected_after_tasks} tasks of the fleet)"
+        if f.detected_after_outcomes is not None
+        else "not detected"
+    )
+    return "\n".join(
+        [
+            f"Learning on a simulated fleet: {f.outcomes} outcomes, the first {f.warm_up} as warm-up",
+            f"  prediction accuracy       {f.accuracy:.4f}",
+            f"  Bayes-optimal accuracy    {f.bayes_accuracy:.4f}  (expected {f.expected_bayes_accuracy:.4f})",
+            f"  share of Bayes-optimal    {f.share_of_bayes:.4f}  (target {f.target_share_of_bayes:.2f}: "
+            f"{'met' if f.share_of_bayes >= f.target_share_of_bayes else 'not met'})",
+            f"  skill change: {c['agent_id']} on {c['capability']} from {c['before']:.2f} to {c['after']:.2f} "
+            f"at task {c['at_task']}: {detection}",
+            f"  shifts reported elsewhere  {f.other_detections} (the fleet's skills drift slowly)",
+        ]
+    )
 
 
 @dataclass(frozen=True)
 class FleetFigures:
     """The learner on the large-fleet regime: few outcomes spread over many (agent, capability) pairs."""
+
     regime: str
     agents: int
     capabilities: int
@@ -162,8 +181,10 @@ def run_large_fleet(seed: int = 7, regime: Regime = LARGE_FLEET) -> FleetFigures
     agents = sorted(log.tasks[0].outcomes)
     state = LearnerState()
     for agent in agents:
-        register(state, AgentProfile(agent, {c: 0.5 for c in sorted({t.capability for t in log.tasks})},
-                                     share_experience=True))
+        register(
+            state,
+            AgentProfile(agent, {c: 0.5 for c in sorted({t.capability for t in log.tasks})}, share_experience=True),
+        )
     ours, theirs, bayes = PrequentialMetrics(None), PrequentialMetrics(None), PrequentialMetrics(None)
     counts: dict[tuple[str, str], Counts] = {}
     for task in log.tasks:
@@ -176,17 +197,30 @@ def run_large_fleet(seed: int = 7, regime: Regime = LARGE_FLEET) -> FleetFigures
         bayes.add(log.truth[key], success)
         counts[key] = seen.plus(success)
     mine, baseline, truth = ours.summary(), theirs.summary(), bayes.summary()
-    return FleetFigures(regime.name, regime.agents, regime.capabilities, len(log.tasks), mine["accuracy"],
-                        mine["log_loss"], baseline["accuracy"], baseline["log_loss"], truth["accuracy"],
-                        truth["log_loss"])
+    return FleetFigures(
+        regime.name,
+        regime.agents,
+        regime.capabilities,
+        len(log.tasks),
+        mine["accuracy"],
+        mine["log_loss"],
+        baseline["accuracy"],
+        baseline["log_loss"],
+        truth["accuracy"],
+        truth["log_loss"],
+    )
 
 
 def fleet_table(figures: FleetFigures) -> str:
     f = figures
-    return "\n".join([
-        f"Learning on a {f.regime} regime: {f.agents} agents, {f.capabilities} capabilities, {f.outcomes} outcomes "
-        "(each task to a random agent)",
-        f"  {'':38} {'accuracy':>8} {'log loss':>8}",
-        f"  {'learner':38} {f.accuracy:8.4f} {f.log_loss:8.4f}",
-        f"  {'per-(agent, capability) running mean':38} {f.running_mean_accuracy:8.4f} {f.running_mean_log_loss:8.4f}",
-        f"  {'the true rates (Bayes-optimal)':38} {f.bayes_accuracy:8.4f} {f.bayes_log_loss:8.4f}"])
+    return "\n".join(
+        [
+            f"Learning on a {f.regime} regime: {f.agents} agents, {f.capabilities} capabilities, {f.outcomes} outcomes "
+            "(each task to a random agent)",
+            f"  {'':38} {'accuracy':>8} {'log loss':>8}",
+            f"  {'learner':38} {f.accuracy:8.4f} {f.log_loss:8.4f}",
+            f"  {'per-(agent, capability) running mean':38} "
+            f"{f.running_mean_accuracy:8.4f} {f.running_mean_log_loss:8.4f}",
+            f"  {'the true rates (Bayes-optimal)':38} {f.bayes_accuracy:8.4f} {f.bayes_log_loss:8.4f}",
+        ]
+    )

@@ -9,6 +9,7 @@ sigmoid(capability base + agent effect + pair effect), each effect normal on the
 Every agent has an outcome for every task, as in the shared log, so any routing policy can be
 scored exactly against it (`LoggedTask`, as `bench.evaluation.bandit_ceiling` and `bench.evaluation.offline` read).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,17 @@ class Regime:
     skew: float  # capability k's share of tasks goes as 1 / k ** skew
 
 
-LARGE_FLEET = Regime("large fleet, few tasks", agents=24, tasks=500, capabilities=12, base=-0.3,
-                     capability_spread=0.5, agent_spread=1.0, pair_spread=0.3, skew=1.3)
+LARGE_FLEET = Regime(
+    "large fleet, few tasks",
+    agents=24,
+    tasks=500,
+    capabilities=12,
+    base=-0.3,
+    capability_spread=0.5,
+    agent_spread=1.0,
+    pair_spread=0.3,
+    skew=1.3,
+)
 
 
 @dataclass(frozen=True)
@@ -54,8 +64,11 @@ def simulated_log(regime: Regime = LARGE_FLEET, seed: int = 1) -> SimulatedLog:
     base = rng.normal(regime.base, regime.capability_spread, regime.capabilities)
     effect = rng.normal(0.0, regime.agent_spread, regime.agents)
     pair = rng.normal(0.0, regime.pair_spread, (regime.capabilities, regime.agents))
-    truth = {(agents[a], capabilities[c]): sigmoid(base[c] + effect[a] + pair[c, a])
-             for c in range(regime.capabilities) for a in range(regime.agents)}
+    truth = {
+        (agents[a], capabilities[c]): sigmoid(base[c] + effect[a] + pair[c, a])
+        for c in range(regime.capabilities)
+        for a in range(regime.agents)
+    }
     sizes = 1.0 / np.arange(1, regime.capabilities + 1) ** regime.skew
     drawn = rng.choice(regime.capabilities, size=regime.tasks, p=sizes / sizes.sum())
     tasks = []

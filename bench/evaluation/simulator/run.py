@@ -4,6 +4,7 @@ For every policy: a fresh topic prefix, the router (with that policy) and the ba
 processes of their own, a simulated fleet answering its assignments, and a steady task
 stream. The run is scored from the events it left on Kafka.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,12 +33,23 @@ POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
 ANSWERED = frozenset({TaskAssigned.event_type})
 
 
-async def simulate(settings: Settings, *, policies=POLICY_NAMES, agents: int = 12, tasks: int = 400,
-                   rate: float = 40.0, seed: int = 7, timeout_s: float = 300.0, log=print) -> dict[str, PolicyScore]:
+async def simulate(
+    settings: Settings,
+    *,
+    policies=POLICY_NAMES,
+    agents: int = 12,
+    tasks: int = 400,
+    rate: float = 40.0,
+    seed: int = 7,
+    timeout_s: float = 300.0,
+    log=print,
+) -> dict[str, PolicyScore]:
     results = {}
     for name in policies:
-        run = settings.__class__.from_env({**os.environ, **_env_of(settings)},
-                                          topic_prefix=f"{settings.topic_prefix}.sim-{uuid.uuid4().hex[:6]}-{name}")
+        run = settings.__class__.from_env(
+            {**os.environ, **_env_of(settings)},
+            topic_prefix=f"{settings.topic_prefix}.sim-{uuid.uuid4().hex[:6]}-{name}",
+        )
         log(f"simulate: {name}: {tasks} tasks at {rate:g}/s for {agents} agents on {run.topic_prefix}.*")
         started = time.monotonic()
         results[name] = await _run_policy(run, name, agents, tasks, rate, seed, timeout_s)
@@ -49,8 +61,9 @@ def _env_of(settings: Settings) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers, "DATABASE_URL": settings.database_url}
 
 
-async def _run_policy(settings: Settings, policy: str, agents: int, tasks: int, rate: float, seed: int,
-                      timeout_s: float) -> PolicyScore:
+async def _run_policy(
+    settings: Settings, policy: str, agents: int, tasks: int, rate: float, seed: int, timeout_s: float
+) -> PolicyScore:
     await kafka.ensure_topics(settings)
     fleet = make_fleet(agents, seed)
     with processors(settings, policy):
@@ -69,20 +82,35 @@ async def _run_policy(settings: Settings, policy: str, agents: int, tasks: int, 
         finally:
             await producer.stop()
     ids = {t[0] for t in stream}
-    events = [e for e in await _read_events(settings) if getattr(e.body, "task_id", None) in ids or
-              e.event_type.startswith("Agent")]
+    events = [
+        e
+        for e in await _read_events(settings)
+        if getattr(e.body, "task_id", None) in ids or e.event_type.startswith("Agent")
+    ]
     return score(events, {a.agent_id: a.capacity for a in fleet})
 
 
 @contextlib.contextmanager
 def processors(settings: Settings, policy: str, names=("router", "balancer"), **extra_env):
-    env = {**os.environ, **_env_of(settings), "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-           "ROUTER_POLICY": policy, "LOG_LEVEL": "WARNING", **extra_env}
+    env = {
+        **os.environ,
+        **_env_of(settings),
+        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "ROUTER_POLICY": policy,
+        "LOG_LEVEL": "WARNING",
+        **extra_env,
+    }
     logs = Path(".local/logs")
     logs.mkdir(parents=True, exist_ok=True)
-    processes = [subprocess.Popen([sys.executable, "-m", "services.cli", "serve", name], env=env,
-                                  stdout=(logs / f"{name}.log").open("ab"), stderr=subprocess.STDOUT)
-                 for name in names]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", name],
+            env=env,
+            stdout=(logs / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        for name in names
+    ]
     try:
         yield processes
     finally:
@@ -97,40 +125,76 @@ def processors(settings: Settings, policy: str, names=("router", "balancer"), **
 
 async def register_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
     for agent in fleet:
-        await _send(producer, settings, make_event(AgentRegistered(
-            agent_id=agent.agent_id, display_name=agent.agent_id, capacity=agent.capacity,
-            capabilities=tuple(Capability(name=c, proficiency=p) for c, p in agent.declared.items())),
-            producer=agent.agent_id))
+        await _send(
+            producer,
+            settings,
+            make_event(
+                AgentRegistered(
+                    agent_id=agent.agent_id,
+                    display_name=agent.agent_id,
+                    capacity=agent.capacity,
+                    capabilities=tuple(Capability(name=c, proficiency=p) for c, p in agent.declared.items()),
+                ),
+                producer=agent.agent_id,
+            ),
+        )
 
 
 async def until_ready(settings: Settings, producer, timeout_s: float = 120.0) -> None:
     """Submit a warm-up task and wait for it to be done: the processors are then up and caught up."""
     task_id = f"warm-up-{uuid.uuid4().hex[:8]}"
-    await _send(producer, settings, make_event(TaskSubmitted(
-        task_id=task_id, requirements=(CapabilityRequirement(name=CAPABILITIES[0]),), submitter="simulator"),
-        producer="simulator"))
+    await _send(
+        producer,
+        settings,
+        make_event(
+            TaskSubmitted(
+                task_id=task_id, requirements=(CapabilityRequirement(name=CAPABILITIES[0]),), submitter="simulator"
+            ),
+            producer="simulator",
+        ),
+    )
     await producer.flush()
     await _until_all_finished(settings, {task_id}, timeout_s)
 
 
 async def deregister_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
     for agent in fleet:
-        await _send(producer, settings, make_event(AgentDeregistered(
-            agent_id=agent.agent_id, reason="simulation over", drain=False), producer=agent.agent_id))
+        await _send(
+            producer,
+            settings,
+            make_event(
+                AgentDeregistered(agent_id=agent.agent_id, reason="simulation over", drain=False),
+                producer=agent.agent_id,
+            ),
+        )
     await producer.flush()
 
 
 async def _send(producer, settings: Settings, event: Envelope) -> None:
-    await producer.send(topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                        encode(event), key=event.key.encode(), headers=[type_header(event)])
+    await producer.send(
+        topic_name(topic_for_event(event.event_type), settings.topic_prefix),
+        encode(event),
+        key=event.key.encode(),
+        headers=[type_header(event)],
+    )
 
 
 async def submit_stream(settings, producer, stream, rate: float) -> None:
     started = time.monotonic()
     for n, (task_id, capability, priority, submitter) in enumerate(stream):
-        await _send(producer, settings, make_event(TaskSubmitted(
-            task_id=task_id, requirements=(CapabilityRequirement(name=capability),), priority=priority,
-            submitter=submitter), producer=submitter))
+        await _send(
+            producer,
+            settings,
+            make_event(
+                TaskSubmitted(
+                    task_id=task_id,
+                    requirements=(CapabilityRequirement(name=capability),),
+                    priority=priority,
+                    submitter=submitter,
+                ),
+                producer=submitter,
+            ),
+        )
         ahead = started + (n + 1) / rate - time.monotonic()
         if ahead > 0:
             await asyncio.sleep(ahead)  # a steady stream, not a burst
@@ -152,8 +216,9 @@ async def answer_assignments(settings: Settings, producer, fleet: list[Simulated
                         continue
                     assignment = decode(record.value, header_type(record.headers))
                     if isinstance(assignment.body, TaskAssigned) and assignment.body.agent_id in agents:
-                        job = asyncio.create_task(_work(settings, producer, agents[assignment.body.agent_id],
-                                                        assignment, rng))
+                        job = asyncio.create_task(
+                            _work(settings, producer, agents[assignment.body.agent_id], assignment, rng)
+                        )
                         running.add(job)
                         job.add_done_callback(running.discard)
     finally:
@@ -168,10 +233,22 @@ async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope,
     await _send(producer, settings, make_event(started, producer=agent.agent_id, cause=assignment))
     success, duration_ms = agent.attempt(body.capability, rng) if body.capability in agent.skill else (False, 50.0)
     await asyncio.sleep(duration_ms / 1000.0)
-    await _send(producer, settings, make_event(TaskCompleted(
-        task_id=body.task_id, agent_id=agent.agent_id, attempt=body.attempt, success=success,
-        duration_ms=round(duration_ms, 3), result_summary="ok" if success else "wrong answer"),
-        producer=agent.agent_id, cause=assignment))
+    await _send(
+        producer,
+        settings,
+        make_event(
+            TaskCompleted(
+                task_id=body.task_id,
+                agent_id=agent.agent_id,
+                attempt=body.attempt,
+                success=success,
+                duration_ms=round(duration_ms, 3),
+                result_summary="ok" if success else "wrong answer",
+            ),
+            producer=agent.agent_id,
+            cause=assignment,
+        ),
+    )
 
 
 async def _until_all_finished(settings: Settings, task_ids: set[str], timeout_s: float) -> None:
@@ -216,6 +293,8 @@ def table(results: dict[str, PolicyScore]) -> str:
     head = f"{'policy':14} {'success':>8} {'utilization':>12} {'p95 wait ms':>12} {'violations':>11} {'fairness':>9}"
     lines = [head, "-" * len(head)]
     for name, r in results.items():
-        lines.append(f"{name:14} {r.success_rate:8.3f} {r.utilization:12.3f} {r.p95_wait_ms:12.0f} "
-                     f"{r.capacity_violations:11d} {r.jain_fairness:9.3f}")
+        lines.append(
+            f"{name:14} {r.success_rate:8.3f} {r.utilization:12.3f} {r.p95_wait_ms:12.0f} "
+            f"{r.capacity_violations:11d} {r.jain_fairness:9.3f}"
+        )
     return "\n".join(lines)

@@ -1,4 +1,5 @@
 """Scoring a policy's run from the events it produced: success, utilization, waits, capacity."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,15 +56,19 @@ def score(events: list[Envelope], capacities: dict[str, int]) -> PolicyScore:
     for _, delta, agent in sorted(timeline, key=lambda x: (x[0], x[1])):  # frees before takes at a tie
         in_flight[agent] = in_flight.get(agent, 0) + delta
         violations += in_flight[agent] > capacities.get(agent, 0)
-    span = (max((e.occurred_at.timestamp() for e in events), default=0)
-            - min(submitted.values(), default=0)) or 1.0
+    span = (max((e.occurred_at.timestamp() for e in events), default=0) - min(submitted.values(), default=0)) or 1.0
     busy = sum(end - start for spans in intervals.values() for start, end in spans)
     utilization = busy / (span * sum(capacities.values())) if capacities else 0.0
     waits = [(first_assigned[t] - submitted[t]) * 1000 for t in submitted if t in first_assigned]
     per_agent = [len(intervals.get(a, [])) / c for a, c in capacities.items()]
     jain = (sum(per_agent) ** 2 / (len(per_agent) * sum(x * x for x in per_agent))) if any(per_agent) else 0.0
     successes = sum(1 for ok in final.values() if ok)
-    return PolicyScore(tasks=len(submitted), completed=len(final),
-                       success_rate=successes / len(submitted) if submitted else 0.0,
-                       utilization=utilization, p95_wait_ms=percentile(waits, 0.95),
-                       capacity_violations=violations, jain_fairness=jain)
+    return PolicyScore(
+        tasks=len(submitted),
+        completed=len(final),
+        success_rate=successes / len(submitted) if submitted else 0.0,
+        utilization=utilization,
+        p95_wait_ms=percentile(waits, 0.95),
+        capacity_violations=violations,
+        jain_fairness=jain,
+    )

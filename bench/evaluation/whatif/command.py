@@ -1,4 +1,5 @@
 """The shell of `orchestrator whatif`: read the decision log from Kafka, evaluate, report, store."""
+
 from __future__ import annotations
 
 import sys
@@ -31,9 +32,13 @@ class WhatIfRun:
     skipped: dict[str, int]
 
     def as_json(self) -> dict:
-        return {"run_id": str(self.run_id), "decisions": len(self.decisions),
-                "logged_success": round(logged_value(self.decisions), 6) if self.decisions else None,
-                "skipped": self.skipped, "policies": [r.as_json() for r in self.results]}
+        return {
+            "run_id": str(self.run_id),
+            "decisions": len(self.decisions),
+            "logged_success": round(logged_value(self.decisions), 6) if self.decisions else None,
+            "skipped": self.skipped,
+            "policies": [r.as_json() for r in self.results],
+        }
 
 
 class Progress:
@@ -63,8 +68,10 @@ async def check_topics(settings: Settings) -> None:
         await admin.close()
     wanted = {topic_name(name, settings.topic_prefix) for name in TOPICS}
     if missing := sorted(wanted - present):
-        raise NoDecisionLog(f"no decision log under the topic prefix {settings.topic_prefix!r} "
-                            f"(ORCHESTRATOR_TOPIC_PREFIX): {', '.join(missing)} missing on the broker")
+        raise NoDecisionLog(
+            f"no decision log under the topic prefix {settings.topic_prefix!r} "
+            f"(ORCHESTRATOR_TOPIC_PREFIX): {', '.join(missing)} missing on the broker"
+        )
 
 
 async def read_log(settings: Settings, log: DecisionLog, out=sys.stderr) -> None:
@@ -93,9 +100,17 @@ def _apply(log: DecisionLog, record) -> None:
         log.counts["unreadable events"] += 1  # parked on the dead-letter topic by the processors already
 
 
-async def whatif(settings: Settings, specs: list[str], *, since: datetime | None = None,
-                 until: datetime | None = None, resamples: int = 1000, store: bool = True,
-                 out=sys.stderr, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> WhatIfRun:
+async def whatif(
+    settings: Settings,
+    specs: list[str],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    resamples: int = 1000,
+    store: bool = True,
+    out=sys.stderr,
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> WhatIfRun:
     today = weights_from(settings)
     policies = [parse(spec, today) for spec in (specs or DEFAULT_POLICIES)]  # bad specs fail before reading
     log = DecisionLog(since=since, until=until)
@@ -104,6 +119,9 @@ async def whatif(settings: Settings, specs: list[str], *, since: datetime | None
     results = evaluate(decisions, policies, today, resamples=resamples) if decisions else []
     run = WhatIfRun(uuid.uuid4(), decisions, results, dict(log.counts))
     if store and results:
-        await save(settings.database_url, settings.db_schema,
-                   rows(run.run_id, clock(), since, until, decisions, results, run.skipped))
+        await save(
+            settings.database_url,
+            settings.db_schema,
+            rows(run.run_id, clock(), since, until, decisions, results, run.skipped),
+        )
     return run

@@ -5,6 +5,7 @@ A decision counts once: an event delivered twice (same event id) is passed over,
 second time keeps its first routing (the one the balancer acted on), and only the first
 assignment and the first outcome of that attempt count.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -15,8 +16,7 @@ from events.envelope import Envelope
 from events.tasks import TaskAssigned, TaskCompleted, TaskFailed, TaskRejected, TaskRouted, TaskTimedOut
 from events.values import Candidate
 
-EVENT_TYPES = frozenset({"TaskRouted", "TaskAssigned", "TaskCompleted", "TaskFailed", "TaskRejected",
-                         "TaskTimedOut"})
+EVENT_TYPES = frozenset({"TaskRouted", "TaskAssigned", "TaskCompleted", "TaskFailed", "TaskRejected", "TaskTimedOut"})
 FIRST_ATTEMPT = 1  # later attempts follow a failure on the first: the decision is judged by its own attempt
 
 

@@ -6,6 +6,7 @@ With w = target probability / logged probability of the action taken, r its rewa
 model's prediction for it and q̄ = Σ_a target(a)·q̂(a):
   IPS = mean(w·r)    SNIPS = Σ w·r / Σ w    DR = mean(q̄ + w·(r − q̂))    ESS = (Σ w)² / Σ w²
 """
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ class Estimates:
 class Logged:
     """Per logged decision: reward, logged probability, target probability of the action taken,
     reward model's prediction for it, and the target's expected prediction over all candidates."""
+
     reward: np.ndarray
     logged: np.ndarray
     target: np.ndarray
@@ -68,7 +70,7 @@ def point_estimates(data: Logged, rows: np.ndarray | None = None) -> tuple[np.nd
 
 def effective_sample_size(data: Logged) -> float:
     w = data.target / data.logged
-    squares = float((w ** 2).sum())
+    squares = float((w**2).sum())
     return float(w.sum()) ** 2 / squares if squares else 0.0
 
 

@@ -13,6 +13,7 @@ Specs on the command line:
   agent:ID                 always that agent (the best-scored candidate when it is not one)
   file:PATH, or PATH.toml / PATH.json   a policy described in a file (format in docs/learning.md)
 """
+
 from __future__ import annotations
 
 import json
@@ -49,16 +50,24 @@ class RouterPolicy:
 
     def scores(self, decision: LoggedDecision) -> list[float]:
         w = self.weights
-        return [weighted_score(w, decision.predicted(c), c.features.get("load", 0.0),
-                               c.features.get("expected_duration_s", 0.0), c.features.get("cost", 0.0),
-                               c.features.get("relationship", 0.0), c.features.get("preference", 0.0))
-                for c in decision.candidates]
+        return [
+            weighted_score(
+                w,
+                decision.predicted(c),
+                c.features.get("load", 0.0),
+                c.features.get("expected_duration_s", 0.0),
+                c.features.get("cost", 0.0),
+                c.features.get("relationship", 0.0),
+                c.features.get("preference", 0.0),
+            )
+            for c in decision.candidates
+        ]
 
     def probabilities(self, decision: LoggedDecision) -> np.ndarray:
         scores = self.scores(decision)
         # Best score first, then agent id, as the router ranks.
         ranked = sorted(range(len(scores)), key=lambda i: (-scores[i], decision.candidates[i].agent_id))
-        top = ranked[:max(1, self.weights.top_k)]
+        top = ranked[: max(1, self.weights.top_k)]
         out = np.zeros(len(scores))
         out[top] = softmax([scores[i] for i in top], self.weights.temperature)
         return out
@@ -89,6 +98,7 @@ class AgentPolicy:
 
 class PolicyFile(BaseModel):
     """A policy described in a TOML or JSON file."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=100)
@@ -114,8 +124,9 @@ def parse(spec: str, today: Weights) -> Policy | str:
         return AgentPolicy(spec, rest, RouterPolicy("greedy", replace(today, top_k=1)))
     if kind == "file" or spec.endswith((".toml", ".json")):
         return from_file(Path(rest if kind == "file" else spec), today)
-    raise PolicyError(f"unknown policy {spec!r}: use router[:k=v,...], greedy[:k=v,...], random, {BEST_SINGLE}, "
-                      "agent:ID or file:PATH")
+    raise PolicyError(
+        f"unknown policy {spec!r}: use router[:k=v,...], greedy[:k=v,...], random, {BEST_SINGLE}, agent:ID or file:PATH"
+    )
 
 
 def _changed(weights: Weights, settings: str, spec: str) -> Weights:
@@ -145,9 +156,11 @@ def from_file(path: Path, today: Weights) -> Policy:
     except ValidationError as error:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in error.errors())
         raise PolicyError(f"policy file {path}: {problems}") from None
-    weights = replace(today, **described.weights,
-                      **{k: v for k, v in (("temperature", described.temperature), ("top_k", described.top_k))
-                         if v is not None})
+    weights = replace(
+        today,
+        **described.weights,
+        **{k: v for k, v in (("temperature", described.temperature), ("top_k", described.top_k)) if v is not None},
+    )
     if described.kind == "random":
         return RandomPolicy(described.name)
     if described.kind == "agent":
@@ -155,4 +168,3 @@ def from_file(path: Path, today: Weights) -> Policy:
             raise PolicyError(f"policy file {path}: kind 'agent' needs `agent`")
         return AgentPolicy(described.name, described.agent, RouterPolicy("greedy", replace(weights, top_k=1)))
     return RouterPolicy(described.name, replace(weights, top_k=1) if described.kind == "greedy" else weights)
-

@@ -1,4 +1,5 @@
 """Every policy's estimates on the logged decisions, as a table or JSON."""
+
 from __future__ import annotations
 
 import math
@@ -20,10 +21,16 @@ class PolicyResult:
 
     def as_json(self) -> dict:
         e = self.estimates
-        return {"policy": self.policy, "decisions": e.decisions,
-                "effective_sample_size": _finite(e.effective_sample_size), "unsupported": _finite(self.unsupported),
-                **{name: {"value": _finite(i.value), "low": _finite(i.low), "high": _finite(i.high)}
-                   for name, i in (("ips", e.ips), ("snips", e.snips), ("dr", e.dr))}}
+        return {
+            "policy": self.policy,
+            "decisions": e.decisions,
+            "effective_sample_size": _finite(e.effective_sample_size),
+            "unsupported": _finite(self.unsupported),
+            **{
+                name: {"value": _finite(i.value), "low": _finite(i.low), "high": _finite(i.high)}
+                for name, i in (("ips", e.ips), ("snips", e.snips), ("dr", e.dr))
+            },
+        }
 
 
 def logged_for(decisions: list[LoggedDecision], policy: Policy) -> tuple[Logged, float]:
@@ -58,8 +65,14 @@ def best_single(decisions: list[LoggedDecision], today: Weights) -> AgentPolicy:
     return AgentPolicy(f"{BEST_SINGLE} ({best})", best, RouterPolicy("greedy", replace(today, top_k=1)))
 
 
-def evaluate(decisions: list[LoggedDecision], policies: list[Policy | str], today: Weights, *,
-             resamples: int = 1000, seed: int = 0) -> list[PolicyResult]:
+def evaluate(
+    decisions: list[LoggedDecision],
+    policies: list[Policy | str],
+    today: Weights,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[PolicyResult]:
     results = []
     for policy in policies:
         if policy == BEST_SINGLE:
@@ -74,17 +87,22 @@ def logged_value(decisions: list[LoggedDecision]) -> float:
 
 
 def table(results: list[PolicyResult], decisions: list[LoggedDecision], skipped: dict[str, int]) -> str:
-    lines = [f"{len(decisions)} logged decisions, success {logged_value(decisions):.3f} as logged"
-             + "".join(f"; {count} {why}" for why, count in sorted(skipped.items()) if count),
-             f"{'policy':<32} {'IPS [95% CI]':>22} {'SNIPS [95% CI]':>22} {'DR [95% CI]':>22} {'ESS':>8} "
-             f"{'off-log':>7}"]
+    lines = [
+        f"{len(decisions)} logged decisions, success {logged_value(decisions):.3f} as logged"
+        + "".join(f"; {count} {why}" for why, count in sorted(skipped.items()) if count),
+        f"{'policy':<32} {'IPS [95% CI]':>22} {'SNIPS [95% CI]':>22} {'DR [95% CI]':>22} {'ESS':>8} {'off-log':>7}",
+    ]
     for r in results:
         e = r.estimates
         cells = [f"{i.value:.3f} [{i.low:.3f}, {i.high:.3f}]" for i in (e.ips, e.snips, e.dr)]
-        lines.append(f"{r.policy:<32} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {e.effective_sample_size:>8.1f} "
-                     f"{r.unsupported:>7.1%}")
-    lines.append("ESS: effective sample size of the importance weights; off-log: the policy's mean probability "
-                 "on candidates the log never took there (estimates miss that part)")
+        lines.append(
+            f"{r.policy:<32} {cells[0]:>22} {cells[1]:>22} {cells[2]:>22} {e.effective_sample_size:>8.1f} "
+            f"{r.unsupported:>7.1%}"
+        )
+    lines.append(
+        "ESS: effective sample size of the importance weights; off-log: the policy's mean probability "
+        "on candidates the log never took there (estimates miss that part)"
+    )
     return "\n".join(lines)
 
 

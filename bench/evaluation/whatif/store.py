@@ -1,4 +1,5 @@
 """`whatif_runs`: each run's estimates, one row per policy, for analysts."""
+
 from __future__ import annotations
 
 import uuid
@@ -12,20 +13,56 @@ from bench.evaluation.whatif.decisions import LoggedDecision
 from bench.evaluation.whatif.report import PolicyResult, logged_value
 from projections.migrate import migrate
 
-COLUMNS = ("run_id", "policy", "ran_at", "since", "until", "decisions", "logged_success", "ips", "ips_low", "ips_high",
-           "snips", "snips_low", "snips_high", "dr", "dr_low", "dr_high", "effective_sample_size", "unsupported",
-           "skipped")
+COLUMNS = (
+    "run_id",
+    "policy",
+    "ran_at",
+    "since",
+    "until",
+    "decisions",
+    "logged_success",
+    "ips",
+    "ips_low",
+    "ips_high",
+    "snips",
+    "snips_low",
+    "snips_high",
+    "dr",
+    "dr_low",
+    "dr_high",
+    "effective_sample_size",
+    "unsupported",
+    "skipped",
+)
 
 
-def rows(run_id: uuid.UUID, ran_at: datetime, since: datetime | None, until: datetime | None,
-         decisions: list[LoggedDecision], results: list[PolicyResult], skipped: dict[str, int]) -> list[tuple]:
+def rows(
+    run_id: uuid.UUID,
+    ran_at: datetime,
+    since: datetime | None,
+    until: datetime | None,
+    decisions: list[LoggedDecision],
+    results: list[PolicyResult],
+    skipped: dict[str, int],
+) -> list[tuple]:
     out = []
     for result in results:
         r = result.as_json()
-        out.append((run_id, r["policy"], ran_at, since, until, r["decisions"],
-                    _number(logged_value(decisions)),
-                    *(r[name][part] for name in ("ips", "snips", "dr") for part in ("value", "low", "high")),
-                    r["effective_sample_size"] or 0.0, r["unsupported"] or 0.0, Jsonb(dict(skipped))))
+        out.append(
+            (
+                run_id,
+                r["policy"],
+                ran_at,
+                since,
+                until,
+                r["decisions"],
+                _number(logged_value(decisions)),
+                *(r[name][part] for name in ("ips", "snips", "dr") for part in ("value", "low", "high")),
+                r["effective_sample_size"] or 0.0,
+                r["unsupported"] or 0.0,
+                Jsonb(dict(skipped)),
+            )
+        )
     return out
 
 
@@ -34,9 +71,14 @@ async def save(database_url: str, schema: str, table_rows: list[tuple]) -> None:
         await migrate(conn, schema)  # a fresh database may not have met the projector yet
         async with conn.transaction():
             cur = conn.cursor()
-            await cur.executemany(sql.SQL("INSERT INTO {}.whatif_runs ({}) VALUES ({})").format(
-                sql.Identifier(schema), sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-                sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))), table_rows)
+            await cur.executemany(
+                sql.SQL("INSERT INTO {}.whatif_runs ({}) VALUES ({})").format(
+                    sql.Identifier(schema),
+                    sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+                    sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+                ),
+                table_rows,
+            )
 
 
 def _number(value: float) -> float | None:

@@ -10,6 +10,7 @@ log alone. Their truth is known twice over: on the same decisions (each candidat
 weighted by the policy's chances — the quantity the estimators estimate), and by replaying the policy
 for real on the same tasks, learning from its own choices. An interval covers when the truth lies in it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def logged_run(tasks: list[LoggedTask], weights: Weights, seed: int) -> list[Log
         assert isinstance(decision, TaskRouted)
         agent = decision.chosen_agent_id
         success = task.outcomes[agent]
-        logged.append(LoggedDecision(task.task_id, None, decision.candidates, agent, decision.propensity,
-                                     float(success)))
+        logged.append(
+            LoggedDecision(task.task_id, None, decision.candidates, agent, decision.propensity, float(success))
+        )
         learn_outcome(state, agent, task.capability, success)
         learn(learner, Outcome(task.task_id, agent, task.capability, success, task.features))
         for skill in estimates(learner, task.capability):
@@ -86,29 +88,50 @@ def validate(tasks: list[LoggedTask], seeds: int, resamples: int, log=print) -> 
         decisions = logged_run(order, LOGGING, seed)
         results = evaluate(decisions, specs, today, resamples=resamples, seed=seed)
         for spec, result in zip(specs, results):
-            policy = spec if not isinstance(spec, str) else AgentPolicy(
-                result.policy, result.policy.split("(")[1].rstrip(")"), RouterPolicy("greedy", replace(today, top_k=1)))
+            policy = (
+                spec
+                if not isinstance(spec, str)
+                else AgentPolicy(
+                    result.policy,
+                    result.policy.split("(")[1].rstrip(")"),
+                    RouterPolicy("greedy", replace(today, top_k=1)),
+                )
+            )
             e = result.estimates
-            row = {"policy": result.policy, "seed": seed, "on_log": truth_on_the_log(policy, decisions, order),
-                   "replayed": replayed(policy, order, seed + 1000), "ess": e.effective_sample_size,
-                   **{name: getattr(e, name).__dict__ for name in ESTIMATORS}}
+            row = {
+                "policy": result.policy,
+                "seed": seed,
+                "on_log": truth_on_the_log(policy, decisions, order),
+                "replayed": replayed(policy, order, seed + 1000),
+                "ess": e.effective_sample_size,
+                **{name: getattr(e, name).__dict__ for name in ESTIMATORS},
+            }
             rows.append(row)
-            log(f"seed {seed} {row['policy']}: on the log {row['on_log']:.3f}, replayed {row['replayed']:.3f}, "
-                f"SNIPS {e.snips.value:.3f} [{e.snips.low:.3f}, {e.snips.high:.3f}]")
-    coverage = {truth: {name: float(np.mean([r[name]["low"] <= r[truth] <= r[name]["high"] for r in rows]))
-                        for name in ESTIMATORS} for truth in ("on_log", "replayed")}
+            log(
+                f"seed {seed} {row['policy']}: on the log {row['on_log']:.3f}, replayed {row['replayed']:.3f}, "
+                f"SNIPS {e.snips.value:.3f} [{e.snips.low:.3f}, {e.snips.high:.3f}]"
+            )
+    coverage = {
+        truth: {
+            name: float(np.mean([r[name]["low"] <= r[truth] <= r[name]["high"] for r in rows])) for name in ESTIMATORS
+        }
+        for truth in ("on_log", "replayed")
+    }
     return {"tasks": len(tasks), "seeds": seeds, "logging": LOGGING.__dict__, "rows": rows, "coverage": coverage}
 
 
 def table(result: dict) -> str:
-    lines = [f"{result['tasks']} tasks, {result['seeds']} seeds, logged by the router at temperature "
-             f"{result['logging']['temperature']} over every agent",
-             "| policy | seed | truth on the log | replayed | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | ESS |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{result['tasks']} tasks, {result['seeds']} seeds, logged by the router at temperature "
+        f"{result['logging']['temperature']} over every agent",
+        "| policy | seed | truth on the log | replayed | IPS [95% CI] | SNIPS [95% CI] | DR [95% CI] | ESS |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in result["rows"]:
         cells = " | ".join(f"{r[n]['value']:.3f} [{r[n]['low']:.3f}, {r[n]['high']:.3f}]" for n in ESTIMATORS)
-        lines.append(f"| {r['policy']} | {r['seed']} | {r['on_log']:.3f} | {r['replayed']:.3f} | {cells} "
-                     f"| {r['ess']:.0f} |")
+        lines.append(
+            f"| {r['policy']} | {r['seed']} | {r['on_log']:.3f} | {r['replayed']:.3f} | {cells} | {r['ess']:.0f} |"
+        )
     lines.append("")
     lines.append("| coverage of | IPS | SNIPS | DR |")
     lines.append("|---|---|---|---|")
@@ -119,16 +142,21 @@ def table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.evaluation.whatif.validate",
-                                     description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.evaluation.whatif.validate", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--data", required=True, help="the dense outcome log (csv or csv.gz)")
     parser.add_argument("--limit", type=int, default=2000, help="the first N tasks (default 2000)")
     parser.add_argument("--seeds", type=int, default=5, help="orders and logging runs (default 5)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
-    result = validate(load(args.data, args.limit), args.seeds, args.resamples,
-                      log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = validate(
+        load(args.data, args.limit),
+        args.seeds,
+        args.resamples,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     print(json.dumps(result, indent=2) if args.json else table(result))
     return 0
 
