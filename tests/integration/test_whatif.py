@@ -14,8 +14,8 @@ from bench.evaluation.whatif.command import whatif
 from events.envelope import make_event
 from events.tasks import TaskAssigned, TaskCompleted, TaskSubmitted
 from events.values import CapabilityRequirement
-from projections.task_handlers import task_assigned
 from projections.ops import Position
+from projections.task_handlers import task_assigned
 from services import kafka
 from services.projector.bootstrap import open_view
 from services.router.logic import AgentState, RouterState, Weights, route
