@@ -379,5 +379,7 @@ async def test_every_page_draws_the_read_models_as_the_analyst(stack, dashboard,
     assert "no signed checkpoint yet" not in browser.find_element(By.ID, "table-checkpoints").text
 
     load(browser, f"{dashboard}/whatif")
-    assert "no table" in browser.find_element(By.ID, "whatif-placeholder").text
+    [runs] = await fetch(stack, f'SELECT count(*) AS n FROM "{stack.db_schema}".whatif_runs')
+    assert runs["n"] == 0  # this run asked no what-if question: the page says so, and where runs go
+    assert "orchestrator whatif" in browser.find_element(By.ID, "whatif-empty").text
     screenshot(browser, "whatif")

@@ -129,7 +129,7 @@ def test_cold_start_replays_a_late_newcomer_with_and_without_shared_experience(s
 
     assert result.returncode == 0, result.stderr[-3000:]
     cold = json.loads(result.stdout)["cold_start"]
-    assert (cold["newcomer"], cold["joins_after_tasks"], cold["first_tasks"]) == ("org:agent-a", 40, 20)
+    assert (cold["newcomer"], cold["joins_after_tasks"], cold["first_tasks"]) == ("org/agent-a", 40, 20)
     for variant in ("with_sharing", "without_sharing"):
         figures = cold[variant]
         # The newcomer is the only agent ever right on math: whatever its prior, routing finds it.

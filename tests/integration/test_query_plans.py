@@ -124,12 +124,11 @@ DASHBOARD_FILTERS = {"none": {}, "capability": {"capability": "python"}, "agent"
 
 @pytest.fixture
 async def with_audit_log(loaded):
-    from dataclasses import replace
 
     from services.audit.store import ensure_schema
     from services.settings import Settings
 
-    settings = replace(Settings.from_env({}), db_schema=loaded.schema, audit_db_schema=f"{loaded.schema}_audit")
+    settings = Settings.from_env({}).replace(db_schema=loaded.schema, audit_db_schema=f"{loaded.schema}_audit")
     await ensure_schema(loaded.conn, settings.audit.db_schema)
     await loaded.conn.commit()
     try:
