@@ -10,11 +10,27 @@ import faust
 from aiokafka.admin import NewTopic
 from mode.utils.times import want_seconds
 
+from events.topics import PARTITIONS
 from services import kafka
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
 log = logging.getLogger("orchestrator")
+
+
+def processor_app(app_id: str, *, brokers, datadir, replication_factor: int, **options) -> faust.App:
+    """A processor's Faust app: tables in memory (rebuilt from their changelogs at start), no web
+    server, and its own topics partitioned as the catalog's."""
+    return faust.App(
+        app_id,
+        broker=brokers,
+        store="memory://",
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_partitions=PARTITIONS,
+        topic_replication_factor=replication_factor,
+        **options,
+    )
 
 
 def faust_brokers(settings: Settings) -> list[str]:

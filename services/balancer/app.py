@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaProducer
 
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
-from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_for_event, topic_name
+from events.topics import DEAD_LETTER, misplaced, topic_for_event, topic_name
 from services.balancer.inbox import (
     INPUT_TYPES,
     TICK_HEADER,
@@ -48,6 +48,7 @@ from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter.park import ConsumedRecord, park_on
+from services.faust_worker import processor_app
 from services.identity.gate import IdentityGate
 from services.metrics import ProcessorMetrics
 
@@ -78,15 +79,7 @@ def create_app(
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     identity: IdentityGate | None = None,
 ) -> faust.App:
-    app = faust.App(
-        app_id,
-        broker=brokers,
-        store="memory://",
-        datadir=str(datadir),
-        web_enabled=False,
-        topic_partitions=PARTITIONS,
-        topic_replication_factor=replication_factor,
-    )
+    app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
     input_topics = [topic_name(name, topic_prefix) for name in INPUT_TOPICS]
     dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
     # One set of sends per reader: each commits only once its own sends are on the broker.

@@ -25,8 +25,9 @@ import faust
 
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
-from events.topics import DEAD_LETTER, PARTITIONS, misplaced, topic_name
+from events.topics import DEAD_LETTER, misplaced, topic_name
 from services.deadletter.park import ConsumedRecord, park_on
+from services.faust_worker import processor_app
 from services.health.logic import (
     WATCHED,
     AgentState,
@@ -59,14 +60,11 @@ def create_app(
     clock: Callable[[], datetime],
     identity: IdentityGate | None = None,
 ) -> faust.App:
-    app = faust.App(
+    app = processor_app(
         app_id,
-        broker=brokers,
-        store="memory://",
-        datadir=str(datadir),
-        web_enabled=False,
-        topic_partitions=PARTITIONS,
-        topic_replication_factor=replication_factor,
+        brokers=brokers,
+        datadir=datadir,
+        replication_factor=replication_factor,
         # The memory store replays the whole changelog on every recovery anyway; a standby
         # would only be one more copy to keep up to date.
         table_standby_replicas=0,

@@ -23,7 +23,8 @@ import faust
 
 from events.codec import encode, type_header
 from events.envelope import Envelope, EventBody, make_event
-from events.topics import PARTITIONS, topic_for_event, topic_name
+from events.topics import topic_for_event, topic_name
+from services.faust_worker import processor_app
 from services.kafka import partition_of
 from services.learner.follower import LearnerFollower
 from services.metrics import ProcessorMetrics
@@ -42,14 +43,11 @@ def create_app(
     follower: LearnerFollower,
     metrics: ProcessorMetrics,
 ) -> faust.App:
-    app = faust.App(
+    app = processor_app(
         app_id,
-        broker=brokers,
-        store="memory://",
-        datadir=str(datadir),
-        web_enabled=False,
-        topic_partitions=PARTITIONS,
-        topic_replication_factor=replication_factor,
+        brokers=brokers,
+        datadir=datadir,
+        replication_factor=replication_factor,
         table_standby_replicas=0,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}

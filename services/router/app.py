@@ -29,9 +29,10 @@ from aiokafka import AIOKafkaProducer
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope, make_event
 from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
-from events.topics import DEAD_LETTER, PARTITIONS, topic_name
+from events.topics import DEAD_LETTER, topic_name
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter.park import ConsumedRecord, park_on
+from services.faust_worker import processor_app
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights
@@ -67,15 +68,7 @@ def create_app(
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]],
 ) -> faust.App:
-    app = faust.App(
-        app_id,
-        broker=brokers,
-        store="memory://",
-        datadir=str(datadir),
-        web_enabled=False,
-        topic_partitions=PARTITIONS,
-        topic_replication_factor=replication_factor,
-    )
+    app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
     tasks_topic = topic_name("tasks", topic_prefix)
     dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
     decision_seconds = metrics.routing_decision_seconds
