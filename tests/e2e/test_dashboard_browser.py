@@ -22,6 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import dict_row
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -226,6 +227,13 @@ def browser():
     driver.quit()
 
 
+def until(browser, condition) -> None:
+    """Wait for a condition on the page; an element replaced by a navigation under way is asked for again."""
+    WebDriverWait(browser, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        condition
+    )
+
+
 def load(browser, url: str) -> None:
     """Open a page and wait until every chart on it has drawn."""
     browser.get(url)
@@ -342,7 +350,7 @@ async def test_every_page_draws_the_read_models_as_the_analyst(stack, dashboard,
     assert [r["direction"] for r in agents["skill_shifts"]] == ["improved"]
     Select(browser.find_element(By.ID, "filter-agent")).select_by_visible_text("agent-2")
     browser.find_element(By.ID, "apply").click()
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "agent-shown").text == "agent-2")
+    until(browser, lambda d: d.find_element(By.ID, "agent-shown").text == "agent-2")
     load(browser, browser.current_url)
     other = await check_page(browser, stack, "agents-agent-2", filtered=True)
     declared = await fetch(stack, "SELECT name FROM agent_capabilities WHERE agent_id = 'agent-2' ORDER BY name")
@@ -370,7 +378,7 @@ async def test_every_page_draws_the_read_models_as_the_analyst(stack, dashboard,
     assert {r["kind"]: r["events"] for r in security["security_by_kind"]}["unsigned"] == 2
 
     browser.get(f"{dashboard}/audit")
-    WebDriverWait(browser, 20).until(lambda d: "verifying" not in d.find_element(By.ID, "audit-verdict").text)
+    until(browser, lambda d: "verifying" not in d.find_element(By.ID, "audit-verdict").text)
     assert browser.find_element(By.ID, "audit-verdict").text.startswith("INTACT")
     load(browser, f"{dashboard}/audit")
     audit = await check_page(browser, stack, "audit")
