@@ -136,8 +136,7 @@ async def run_in_batches(
             records = [record for batch in fetched.values() for record in batch]
         await handle(records)
         await sends.settle()
-        for tp, batch in fetched.items():
-            metrics.consumed(tp.topic, tp.partition, batch[-1].offset, consumer.highwater(tp))
+        metrics.consumed_batch(consumer, fetched)
         try:
             await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
         except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:

@@ -145,11 +145,13 @@ class ProcessorMetrics:
 
     def consumed_message(self, consumer, message) -> None:
         """The same, for a Faust message and the app's consumer."""
-        try:
-            highwater = consumer.highwater(message.tp)
-        except Exception:  # noqa: BLE001 - lag is best effort; a partition being revoked has none
-            highwater = None
-        self.consumed(message.topic, message.partition, message.offset, highwater)
+        self.consumed(message.topic, message.partition, message.offset, highwater_of(consumer, message.tp))
+
+    def consumed_batch(self, consumer, fetched: dict) -> None:
+        """The same, for each partition of a batch a consumer fetched."""
+        for tp, records in fetched.items():
+            if records:
+                self.consumed(tp.topic, tp.partition, records[-1].offset, highwater_of(consumer, tp))
 
     def due(self, what: str, every_s: float = STATE_REFRESH_S) -> bool:
         now = self.clock()
@@ -182,3 +184,12 @@ class ProcessorMetrics:
         known.update(values)
         for label in known:
             gauge.labels(self.service, label).set(values.get(label, 0))
+
+
+def highwater_of(consumer, tp) -> int | None:
+    """The partition's high-water mark as last fetched; None once a rebalance took the partition away
+    (records fetched before it still arrive, and their lag is nobody's to report any more)."""
+    try:
+        return consumer.highwater(tp)
+    except Exception:  # noqa: BLE001 - lag is best effort; aiokafka asserts on a partition not assigned
+        return None

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -17,6 +18,7 @@ from services.audit.app import Auditor, Checkpointer
 from services.audit.logic import newest_valid
 from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
+from services.outages import through_database_outages
 from services.projector.bootstrap import DatabaseUnavailable
 from services.settings import ConfigError, Settings
 from services.shutdown import stop_on_signals
@@ -67,10 +69,17 @@ def checkpointer_for(settings: Settings) -> Checkpointer:
 
 
 @contextlib.asynccontextmanager
-async def auditor_running(settings: Settings, stop: asyncio.Event, metrics: ProcessorMetrics | None = None):
-    """A started Auditor holding the chain's writer lock (None if `stop` came first); closed on exit."""
+async def auditor_running(
+    settings: Settings,
+    stop: asyncio.Event,
+    metrics: ProcessorMetrics | None = None,
+    connected: Callable[[], None] = lambda: None,
+):
+    """A started Auditor holding the chain's writer lock (None if `stop` came first); closed on exit.
+    `connected` is called once the database answered, before the wait for the lock."""
     await kafka.ensure_topics(settings)
     store = await open_store(settings)
+    connected()
     consumer = None
     try:
         if not await store.wait_for_lock(stop):
@@ -129,9 +138,13 @@ async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("audit")
     metrics.serve(settings.metrics_port)
     stop = stop_on_signals()
-    async with auditor_running(settings, stop, metrics) as auditor:
-        if auditor is None:
-            return
-        log.info("audit consuming %s", ", ".join(auditor.topics))
-        await run_until(auditor, stop)
+
+    async def run_once(running) -> None:
+        async with auditor_running(settings, stop, metrics, connected=running) as auditor:
+            if auditor is None:
+                return
+            log.info("audit consuming %s", ", ".join(auditor.topics))
+            await run_until(auditor, stop)
+
+    await through_database_outages(run_once, stop, log, "audit")
     log.info("audit stopped cleanly")

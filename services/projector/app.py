@@ -13,6 +13,7 @@ import time
 
 import psycopg
 from aiokafka import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from projections.batch import position_of, prepare
 from projections.ops import Op, Position
@@ -74,12 +75,16 @@ class Projector:
             records = [r for partition_records in fetched.values() for r in partition_records]
             if records:
                 await self.handle(records)
-                await self.consumer.commit()
-            for tp, partition_records in fetched.items():
-                if partition_records:
-                    self.metrics.consumed(
-                        tp.topic, tp.partition, partition_records[-1].offset, self.consumer.highwater(tp)
-                    )
+                await self._commit()
+            self.metrics.consumed_batch(self.consumer, fetched)
+
+    async def _commit(self) -> None:
+        try:
+            await self.consumer.commit()
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:
+            # The positions that count are the ones committed with the rows, in PostgreSQL; the
+            # partitions' new owner starts from those, whatever the group's offsets say.
+            log.info("group offsets not committed after a rebalance (%s); positions are in the database", error)
 
     async def handle(self, records) -> int:
         started = time.perf_counter()

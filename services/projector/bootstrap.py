@@ -15,6 +15,7 @@ from services.deadletter.park import DeadLetters
 from services.identity.gate import IdentityGate
 from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics
+from services.outages import through_database_outages
 from services.projector.app import Projector
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -86,7 +87,12 @@ async def serve(settings: Settings) -> None:
     metrics = ProcessorMetrics("projector")
     metrics.serve(settings.metrics_port)
     stop = stop_on_signals()
-    async with projector_running(settings, metrics) as projector:
-        log.info("projector consuming %s", ", ".join(projector.topics))
-        await projector.run(stop)
+
+    async def run_once(running) -> None:
+        async with projector_running(settings, metrics) as projector:
+            running()
+            log.info("projector consuming %s", ", ".join(projector.topics))
+            await projector.run(stop)
+
+    await through_database_outages(run_once, stop, log, "projector")
     log.info("projector stopped cleanly")

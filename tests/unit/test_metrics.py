@@ -54,6 +54,23 @@ def test_lag_of_a_faust_message_is_best_effort():
     assert sample(metrics, "orchestrator_consumer_lag", topic="orchestrator.tasks", partition="2") == 10
 
 
+def test_a_batch_from_a_partition_a_rebalance_took_away_reports_no_lag_and_raises_nothing():
+    class Revoked:
+        def highwater(self, tp):
+            raise AssertionError("Partition is not assigned")  # what aiokafka does
+
+    @dataclass(frozen=True)
+    class TP:
+        topic: str
+        partition: int
+
+    metrics = ProcessorMetrics("projector")
+    metrics.consumed_batch(FakeConsumer(highwater=20), {TP("orchestrator.tasks", 1): [FakeMessage(offset=14)]})
+    assert sample(metrics, "orchestrator_consumer_lag", topic="orchestrator.tasks", partition="1") == 5
+    metrics.consumed_batch(Revoked(), {TP("orchestrator.tasks", 1): [FakeMessage(offset=19)], TP("x", 0): []})
+    assert sample(metrics, "orchestrator_consumer_lag", topic="orchestrator.tasks", partition="1") == 5
+
+
 def test_balancer_state_gives_in_flight_per_agent_and_queue_per_capability():
     metrics = ProcessorMetrics("balancer")
     queued_at = datetime(2026, 1, 1, tzinfo=timezone.utc)

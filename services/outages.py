@@ -1,0 +1,61 @@
+"""Processors that write to PostgreSQL keep running through a database restart.
+
+The projector and the audit projector commit their Kafka positions with their effects in the
+database, so after losing the connection they start again from what the database says was
+done: nothing is lost or applied twice. Only a database that cannot be reached at the very
+first start stops them, with the error saying where they looked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+FIRST_WAIT_S, LONGEST_WAIT_S = 0.5, 5.0
+
+
+async def through_database_outages(
+    run_once: Callable[[Callable[[], None]], Awaitable[None]], stop: asyncio.Event, log: logging.Logger, what: str
+) -> None:
+    """`run_once(running)` until it returns; once it has called `running()`, a lost connection starts it
+    again after a growing wait (the database restarting) instead of ending the process."""
+    started = False
+
+    def running() -> None:
+        nonlocal started
+        started = True
+
+    wait = FIRST_WAIT_S
+    while True:
+        try:
+            await run_once(running)
+            return
+        except Exception as error:
+            if not (started and lost_connection(error)):
+                raise
+            if stop.is_set():
+                return
+            log.warning("%s lost PostgreSQL (%s); starting again in %.1fs", what, _first_line(error), wait)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait)
+        if stop.is_set():
+            return
+        wait = min(LONGEST_WAIT_S, wait * 2)
+
+
+def lost_connection(error: BaseException | None) -> bool:
+    """Whether the database went away (or could not be reached again), anywhere in the cause chain."""
+    while error is not None:
+        if isinstance(error, psycopg.OperationalError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
