@@ -21,7 +21,7 @@ INSTALL_STAMP := .local/install.stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_ROOT_USER_ACTION := ignore
 
-.PHONY: help install up down status env logs lint format test test-unit schemas run replay topics simulate bench bench-target bench-max bench-components bench-projection clean distclean
+.PHONY: help install up down status env logs lint format test test-unit schemas run replay topics simulate bench bench-target bench-max chaos bench-components bench-projection clean distclean
 
 help: ## Show this list of targets
 	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\nTargets:\n"} \
@@ -85,6 +85,9 @@ bench: install up ## The whole pipeline under load, ~3 min (BENCH_ARGS: 60 s at 
 
 bench-target: install up ## The 5-minute target run: 1,000 tasks/s (60,000/min) for 300 s after a 30 s warm-up
 	$(WITH_ENV) orchestrator bench --duration 300 --warmup 30 --rate 1000
+
+chaos: install up ## Faults under load: 100 seeded faults over 20 min, then every invariant checked (CHAOS_ARGS to change)
+	$(WITH_ENV) orchestrator chaos $${CHAOS_ARGS:---duration 1200 --faults 100}
 
 bench-max: install up ## Find the sustainable maximum rate, then measure 120 s at it
 	$(WITH_ENV) orchestrator bench --rate max --duration 120

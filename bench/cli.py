@@ -68,12 +68,12 @@ def add_commands(commands) -> None:
     bench.set_defaults(run=cmd_bench)
 
 
-def _interrupted(signum, frame):
+def interrupted(signum, frame):
     raise KeyboardInterrupt  # unwinds like Ctrl-C: the processors the run started are stopped
 
 
 def cmd_bench(args, settings) -> int:
-    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     options = BenchOptions(
         duration_s=args.duration,
         warmup_s=args.warmup,

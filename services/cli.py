@@ -12,6 +12,7 @@ from datetime import datetime
 import orjson
 
 from bench import cli as bench_cli
+from bench.chaos import cli as chaos_cli
 from bench.evaluation.whatif import cli as whatif_cli
 from events.catalog import body_class
 from events.codec import EventDecodeError, decode
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     compliance_cli.add_commands(commands)
     identity_cli.add_commands(commands)
     bench_cli.add_commands(commands)
+    chaos_cli.add_commands(commands)
     whatif_cli.add_commands(commands)
 
     config = commands.add_parser("config", help="list every environment variable and its value")

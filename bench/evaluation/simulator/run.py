@@ -84,7 +84,7 @@ async def _run_policy(
     ids = {t[0] for t in stream}
     events = [
         e
-        for e in await _read_events(settings)
+        for e in await read_events(settings)
         if getattr(e.body, "task_id", None) in ids or e.event_type.startswith("Agent")
     ]
     return score(events, {a.agent_id: a.capacity for a in fleet})
@@ -271,7 +271,7 @@ async def _until_all_finished(settings: Settings, task_ids: set[str], timeout_s:
         raise TimeoutError(f"{len(pending)} of {len(task_ids)} tasks unfinished after {timeout_s:.0f}s")
 
 
-async def _read_events(settings: Settings) -> list[Envelope]:
+async def read_events(settings: Settings) -> list[Envelope]:
     ends = await kafka.end_offsets(settings, EVENT_TOPICS)
     consumer = kafka.consumer(settings)
     await kafka.start(consumer, settings)
