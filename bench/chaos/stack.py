@@ -36,7 +36,8 @@ async def postgres_pid(settings: Settings) -> int:
     """The postmaster: the parent of the backend serving a connection (the server is on this machine)."""
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         backend = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0]
-    return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        # Read while the connection is open: the backend ends with it.
+        return int(Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 async def stack_up() -> None:
