@@ -84,8 +84,11 @@ def _holds(events: list[Envelope]) -> list[tuple[float, int, str, str, int]]:
             if agent is None or (isinstance(body, TaskHandedOff) and body.subtask_id is not None):
                 continue
             attempt = body.attempt - 1 if isinstance(body, TaskReassigned) else body.attempt
-            # The first report of an ending counts; a redelivered one frees nothing more.
-            changes.setdefault(("free", body.task_id, attempt), (at, -1, agent, body.task_id, attempt))
+            # The earliest ending counts: an attempt the balancer timed out is over then, whenever the
+            # agent's own late report comes; a redelivered report frees nothing more.
+            change = (at, -1, agent, body.task_id, attempt)
+            key = ("free", body.task_id, attempt)
+            changes[key] = min(changes.get(key, change), change)
     # Frees before takes at a tie: a slot freed and given again in the same instant is not two.
     return sorted(changes.values(), key=lambda c: (c[0], c[1]))
 

@@ -76,6 +76,17 @@ def test_a_task_reassigned_only_after_its_attempt_ended_is_not_held_twice():
     assert never_held_twice(overlapping).violations == ("t-1: [('a', 1), ('b', 2)]",)
 
 
+def test_an_attempt_ends_at_its_earliest_ending_whatever_order_the_log_is_read_in():
+    timed_out = TaskTimedOut(task_id="t-1", agent_id="a", attempt=1, stage="start")
+    events = [
+        f.completed("t-1", "a", t=9),  # the agent's late report, read first
+        f.assigned("t-1", "a", t=1),
+        make_event(timed_out, producer="balancer", occurred_at=f.at(4)),
+        f.assigned("t-2", "a", t=5),
+    ]
+    assert never_over_capacity(events, {"a": 1}).held
+
+
 def test_the_longest_pause_counts_the_edges_of_the_window():
     assert longest_pause([1.0, 2.0, 6.0, 7.0], start=0.5, end=8.0) == 4.0
     assert longest_pause([], start=0.0, end=3.0) == 3.0
