@@ -21,9 +21,10 @@
 # .local/kafka-cluster/node-N/. Each node is broker and controller; the three controllers form
 # the KRaft quorum, so the cluster survives one node down. Every topic has 3 replicas
 # (default.replication.factor, and ORCHESTRATOR_REPLICATION_FACTOR=3 from `env`) and a write
-# is acknowledged once 2 replicas hold it (min.insync.replicas=2, the consumer offsets and
-# transaction state too). Broker N listens on STACK_CLUSTER_PORT+N (19101-19103), its controller
-# on STACK_CLUSTER_PORT+10+N (19111-19113). `down` without --brokers stops the cluster too.
+# needs at least 2 of them in sync (min.insync.replicas=2; the consumer offsets and transaction
+# state alike). Broker N listens on STACK_CLUSTER_PORT+N (19101-19103), its controller on
+# STACK_CLUSTER_PORT+10+N (19111-19113). `down --brokers 3` stops the cluster and PostgreSQL,
+# `down` without --brokers the cluster too; `clean --brokers 3` deletes only the cluster's data.
 # One broker at a time (N = 1, 2 or 3; no --brokers needed):
 #   broker-pid N      print the broker's pid (exit status 1 if it is not running)
 #   kill-broker N     SIGKILL, as a crash would
@@ -551,8 +552,9 @@ controller.listener.names=CONTROLLER
 $(plaintext_listeners)
 log.dirs=$KAFKA_DATA
 
-# Every partition on three brokers; a write with acks=all is acknowledged once two in-sync
-# replicas hold it, so one broker may be down without stopping or losing a write.
+# Every partition on three brokers; a write with acks=all is acknowledged once every in-sync
+# replica holds it, and refused while fewer than two are in sync: one broker may be down
+# without stopping writes or losing an acknowledged one.
 default.replication.factor=3
 min.insync.replicas=2
 offsets.topic.replication.factor=3
@@ -1109,7 +1111,7 @@ cmd_down() {
     # PostgreSQL serves both profiles: the secure one leaves it to the plaintext `down`.
     [ "$SECURE" = 0 ] || return 0
     # The plaintext `down` stops a cluster started beside the single broker too.
-    [ "$CLUSTER" = 1 ] || stop_cluster quiet
+    [ "$CLUSTER" = 1 ] || (stop_cluster quiet)  # in a subshell: it points KAFKA_* at each node
     [ "$KAFKA_ONLY" = 0 ] || return 0
     if pg_locate && pg_pid >/dev/null; then
         pg_stop_running
