@@ -297,7 +297,8 @@ async def test_a_broker_killed_and_restarted_loses_and_repeats_nothing(tmp_path)
             await admin.close()
     finally:
         cluster.run("down", timeout=90)
-        print("cluster figures: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()))
+        if figures:
+            print("cluster figures: " + ", ".join(f"{k} {v:.1f}" for k, v in figures.items()))
 
 
 async def read_log(settings: Settings, topic: str) -> list[str]:
