@@ -13,7 +13,8 @@ PYTHON ?= python3
 PYTEST_ARGS ?=
 BENCH_ARGS ?= --duration 60 --warmup 15 --rate 167
 # SECURE=1: the secure profile (SASL_SSL broker on 19094, see docs/operations.md, "Secure profile").
-STACK := bash infra/stack.sh$(if $(filter 1 yes true,$(SECURE)), --secure)
+# BROKERS=3: a three-broker cluster on 19101-19103 (see docs/operations.md, "Three-broker cluster").
+STACK := bash infra/stack.sh$(if $(filter 1 yes true,$(SECURE)), --secure)$(if $(filter-out 1,$(BROKERS)), --brokers $(BROKERS))
 # Runs a command with KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL of the stack exported.
 WITH_ENV := eval "$$($(STACK) env)" &&
 INSTALL_STAMP := .local/install.stamp
@@ -39,10 +40,10 @@ install: ## Install the package in editable mode with dev extras, and kcat/jq/pr
 		mkdir -p .local && echo "$$want" > $(INSTALL_STAMP); \
 	fi
 
-up: ## Start the local stack (Kafka KRaft + PostgreSQL 15 on 127.0.0.1) and wait until it answers
+up: ## Start the local stack (Kafka KRaft + PostgreSQL 15 on 127.0.0.1) and wait until it answers (BROKERS=3: a cluster)
 	@$(STACK) up
 
-down: ## Stop the local stack (data is kept)
+down: ## Stop the local stack, a three-broker cluster included (data is kept)
 	@$(STACK) down
 
 status: ## Show whether Kafka and PostgreSQL are running and answering

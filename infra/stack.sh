@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Local development stack for the orchestrator, without Docker:
 #   * Apache Kafka 4.1 in KRaft mode: one combined broker+controller node
+#     (or, with --brokers 3, a cluster of three)
 #   * PostgreSQL 15
 # Both listen on 127.0.0.1 only; all state lives under .local/ of the repository.
 #
-# Usage: infra/stack.sh <command> [--secure]
+# Usage: infra/stack.sh <command> [--secure | --brokers 3] [--kafka-only]
 #   up        start whatever is not running yet, then wait until both answer
 #   down      stop what `up` started (by pid file; SIGKILL after a timeout)
 #   status    state and readiness of each service (exit status 3 if not all ready)
@@ -14,6 +15,24 @@
 #   prepare   write a broker's configuration and format its storage, start nothing: for tests
 #             that run a broker of their own (STACK_KAFKA_DIR, ports as below; KEY=VALUE args
 #             are added to its server.properties)
+# --kafka-only: `up`, `down` and `status` leave PostgreSQL alone.
+#
+# --brokers 3: the same commands for a three-broker cluster beside the single broker, data in
+# .local/kafka-cluster/node-N/. Each node is broker and controller; the three controllers form
+# the KRaft quorum, so the cluster survives one node down. Every topic has 3 replicas
+# (default.replication.factor, and ORCHESTRATOR_REPLICATION_FACTOR=3 from `env`) and a write
+# needs at least 2 of them in sync (min.insync.replicas=2; the consumer offsets and transaction
+# state alike). Broker N listens on STACK_CLUSTER_PORT+N (19101-19103), its controller on
+# STACK_CLUSTER_PORT+10+N (19111-19113). `down --brokers 3` stops the cluster and PostgreSQL,
+# `down` without --brokers the cluster too; `clean --brokers 3` deletes only the cluster's data.
+# One broker at a time (N = 1, 2 or 3; no --brokers needed):
+#   broker-pid N      print the broker's pid (exit status 1 if it is not running)
+#   kill-broker N     SIGKILL, as a crash would
+#   pause-broker N    SIGSTOP (it keeps its sockets but answers nothing); resume-broker N: SIGCONT
+#   stop-broker N     SIGTERM: controlled shutdown, leadership moved first
+#   start-broker N    start it again, then wait until it is registered and back in the ISR of
+#                     each of its partitions
+#   restart-broker N  stop-broker N (if it runs), then start-broker N
 #
 # --secure (or ORCHESTRATOR_SECURE=1): the same commands for the secure profile, a second
 # broker beside the plaintext one, with its own data in .local/kafka-secure/: a SASL_SSL
@@ -32,12 +51,14 @@
 #   STACK_KAFKA_PORT (19092)   STACK_KAFKA_CONTROLLER_PORT (19093)   STACK_PG_PORT (15432)
 #   STACK_SECURE_KAFKA_PORT (19094)   STACK_SECURE_KAFKA_CONTROLLER_PORT (19095)
 #   STACK_KAFKA_DIR (.local/kafka, or .local/kafka-secure)   the broker's data, logs and pid file
+#   STACK_CLUSTER_PORT (19100)   STACK_CLUSTER_DIR (.local/kafka-cluster)   the cluster's, as above
 #   STACK_TIMEOUT (90)         seconds `up` waits for the services to answer
 #   STACK_STOP_TIMEOUT (30)    seconds `down` waits before SIGKILL / immediate shutdown
 #   STACK_PG_OS_USER (orchestrator)
 #       unprivileged system user that runs PostgreSQL when this script runs as root
 #   PG_BIN (/usr/lib/postgresql/15/bin)   JAVA_HOME or JAVA   PYTHON (python3)
-#   KAFKA_HEAP_OPTS (-Xms256m -Xmx1g)     KAFKA_JVM_OPTS (G1 settings)
+#   KAFKA_HEAP_OPTS (-Xms256m -Xmx1g; for each broker of the cluster -Xms128m -Xmx512m)
+#   KAFKA_JVM_OPTS (G1 settings)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -46,9 +67,34 @@ LOCAL="$ROOT/.local"
 
 SECURE=0
 case "${ORCHESTRATOR_SECURE:-0}" in 1|true|yes) SECURE=1 ;; esac
+BROKERS="" KAFKA_ONLY=0
 ARGS=()
-for arg in "$@"; do if [ "$arg" = --secure ]; then SECURE=1; else ARGS+=("$arg"); fi; done
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --secure) SECURE=1 ;;
+        --kafka-only) KAFKA_ONLY=1 ;;
+        --brokers=*) BROKERS="${1#--brokers=}" ;;
+        --brokers)
+            [ $# -gt 1 ] || { printf 'stack: error: --brokers needs a number (1 or 3)\n' >&2; exit 2; }
+            BROKERS="$2"; shift ;;
+        *) ARGS+=("$1") ;;
+    esac
+    shift
+done
 set -- ${ARGS[@]+"${ARGS[@]}"}
+case "${1:-}" in  # the commands on one broker of the cluster
+    broker-pid|kill-broker|pause-broker|resume-broker|stop-broker|start-broker|restart-broker)
+        BROKERS="${BROKERS:-3}" ;;
+esac
+case "$BROKERS" in
+    ""|1) CLUSTER=0 ;;
+    3) CLUSTER=1 ;;
+    *) printf 'stack: error: --brokers takes 1 (the default) or 3, not "%s"\n' "$BROKERS" >&2; exit 2 ;;
+esac
+if [ "$CLUSTER" = 1 ] && [ "$SECURE" = 1 ]; then
+    printf 'stack: error: the three-broker cluster is plaintext only; --secure and --brokers 3 do not combine\n' >&2
+    exit 2
+fi
 
 if [ "$SECURE" = 1 ]; then
     KAFKA_PORT="${STACK_SECURE_KAFKA_PORT:-19094}"
@@ -59,6 +105,7 @@ else
     KAFKA_CONTROLLER_PORT="${STACK_KAFKA_CONTROLLER_PORT:-19093}"
     KAFKA_PORT_VAR=STACK_KAFKA_PORT KAFKA_CONTROLLER_PORT_VAR=STACK_KAFKA_CONTROLLER_PORT
 fi
+SINGLE_KAFKA_PORT="$KAFKA_PORT"
 PG_PORT="${STACK_PG_PORT:-15432}"
 TIMEOUT="${STACK_TIMEOUT:-90}"
 STOP_TIMEOUT="${STACK_STOP_TIMEOUT:-30}"
@@ -70,6 +117,18 @@ DB_NAME=orchestrator
 DB_USER=orchestrator
 DB_PASSWORD=orchestrator
 LOCAL_KAFKA="127.0.0.1:$KAFKA_PORT"
+
+# The three-broker cluster: node N in $CLUSTER_DIR/node-N, broker on CLUSTER_PORT+N,
+# controller on CLUSTER_PORT+10+N.
+CLUSTER_SIZE=3
+CLUSTER_PORT="${STACK_CLUSTER_PORT:-19100}"
+if ! [[ "$CLUSTER_PORT" =~ ^[0-9]+$ ]] || [ "$CLUSTER_PORT" -lt 1 ] || [ "$CLUSTER_PORT" -gt 65500 ]; then
+    printf 'stack: error: STACK_CLUSTER_PORT must be a port number up to 65500, not "%s"\n' "$CLUSTER_PORT" >&2
+    exit 2
+fi
+CLUSTER_DIR="${STACK_CLUSTER_DIR:-$LOCAL/kafka-cluster}"
+CLUSTER_BOOTSTRAP="127.0.0.1:$((CLUSTER_PORT + 1)),127.0.0.1:$((CLUSTER_PORT + 2)),127.0.0.1:$((CLUSTER_PORT + 3))"
+[ "$CLUSTER" = 0 ] || LOCAL_KAFKA="$CLUSTER_BOOTSTRAP"
 LOCAL_DB_URL="postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME"
 
 KAFKA_LIBS="$LOCAL/kafka/libs"  # one set of jars for both profiles
@@ -220,6 +279,10 @@ resolve_endpoints() {
     # A secure broker elsewhere comes with its own credentials; a plaintext endpoint from the
     # environment (say, the plaintext stack's `make env`) is not the secure profile's broker.
     if [ "$SECURE" = 1 ] && [ "${KAFKA_SECURITY_PROTOCOL:-PLAINTEXT}" != SASL_SSL ]; then k=""; fi
+    # Nor is the single broker's endpoint the cluster.
+    if [ "$CLUSTER" = 1 ] && { [ "$k" = "127.0.0.1:$SINGLE_KAFKA_PORT" ] || [ "$k" = "localhost:$SINGLE_KAFKA_PORT" ]; }; then
+        k=""
+    fi
     if [ -n "$k" ] && [ "$k" != "$LOCAL_KAFKA" ] && [ "$k" != "localhost:$KAFKA_PORT" ]; then
         KAFKA_EXTERNAL=1 KAFKA_EP="$k"
     fi
@@ -406,9 +469,17 @@ start_kafka() {
     prepare_kafka
     require_free_port "$KAFKA_PORT" "Kafka broker" "$KAFKA_PORT_VAR"
     require_free_port "$KAFKA_CONTROLLER_PORT" "Kafka controller" "$KAFKA_CONTROLLER_PORT_VAR"
+    launch_kafka "-Xms256m -Xmx1g"
+    pid="$LAUNCHED_PID"
+    KAFKA_WATCH_PID="$pid"
+    say "kafka: started broker+controller, pid $pid, 127.0.0.1:$KAFKA_PORT ($(since "$t0") to launch)"
+}
 
+# Starts `java kafka.Kafka $KAFKA_PROPS` in the background, its pid in $KAFKA_PIDFILE and
+# LAUNCHED_PID; HEAP is the default of KAFKA_HEAP_OPTS.
+launch_kafka() {  # HEAP
     # shellcheck disable=SC2206  # word splitting of the option strings is intended
-    local heap=(${KAFKA_HEAP_OPTS:--Xms256m -Xmx1g})
+    local heap=(${KAFKA_HEAP_OPTS:-$1})
     # shellcheck disable=SC2206
     local jvm=(${KAFKA_JVM_OPTS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true})
     rm -f "$KAFKA_PIDFILE"
@@ -423,9 +494,7 @@ start_kafka() {
         >"$KAFKA_LOGS/kafka.out" 2>&1 </dev/null 9>&- &
     for _ in $(seq 50); do [ -s "$KAFKA_PIDFILE" ] && break; sleep 0.02; done
     [ -s "$KAFKA_PIDFILE" ] || die "kafka: the broker process did not start (see $KAFKA_REL/logs/kafka.out)"
-    pid="$(<"$KAFKA_PIDFILE")"
-    KAFKA_WATCH_PID="$pid"
-    say "kafka: started broker+controller, pid $pid, 127.0.0.1:$KAFKA_PORT ($(since "$t0") to launch)"
+    LAUNCHED_PID="$(<"$KAFKA_PIDFILE")"
 }
 
 probe_kafka() {
@@ -434,6 +503,8 @@ probe_kafka() {
     elif [ "$SECURE" = 1 ]; then
         # A Metadata request over SASL_SSL as admin, through the project's own client settings.
         (cd "$ROOT" && eval "$(secure_env "$1")" && "$PYTHON" -m services.security.probe)
+    elif [ "$CLUSTER" = 1 ] && [ "$KAFKA_EXTERNAL" = 0 ]; then
+        "$PYTHON" "$INFRA/probe.py" kafka "$1" --brokers "$CLUSTER_SIZE"  # every broker registered
     else
         "$PYTHON" "$INFRA/probe.py" kafka "$1"
     fi
@@ -446,6 +517,286 @@ secure_env() {  # BOOTSTRAP: what a client needs to reach the secure broker as a
     printf 'export KAFKA_SASL_USERNAME=admin\n'
     printf 'export KAFKA_SASL_PASSWORD_FILE=%s\n' "$(shell_quote "$SECURE_CREDENTIALS/admin.password")"
     printf 'export KAFKA_SSL_CAFILE=%s\n' "$(shell_quote "$SECURE_TLS/ca.pem")"
+}
+
+# ---------------------------------------------------------------- cluster ----
+
+select_node() {  # N: point the broker paths and ports (KAFKA_*) at node N of the cluster
+    KAFKA_DIR="$CLUSTER_DIR/node-$1"
+    KAFKA_REL="${KAFKA_DIR#"$ROOT"/}"
+    KAFKA_DATA="$KAFKA_DIR/data"
+    KAFKA_LOGS="$KAFKA_DIR/logs"
+    KAFKA_PROPS="$KAFKA_DIR/server.properties"
+    KAFKA_PIDFILE="$KAFKA_DIR/kafka.pid"
+    KAFKA_PORT=$((CLUSTER_PORT + $1)) KAFKA_CONTROLLER_PORT=$((CLUSTER_PORT + 10 + $1))
+    JVM_COMMON=(-Dkafka.logs.dir="$KAFKA_LOGS" -Dlog4j2.configurationFile="$KAFKA_LOG4J" -cp "$KAFKA_LIBS/*")
+}
+
+cluster_nodes() { seq "$CLUSTER_SIZE"; }
+
+cluster_voters() {
+    local n voters=()
+    for n in $(cluster_nodes); do voters+=("$n@127.0.0.1:$((CLUSTER_PORT + 10 + n))"); done
+    (IFS=,; printf '%s' "${voters[*]}")
+}
+
+write_node_props() {  # N, after select_node N
+    cat >"$KAFKA_PROPS" <<EOF
+# Generated by infra/stack.sh on every \`up --brokers $CLUSTER_SIZE\`; edit the script, not this file.
+# Node $1 of a $CLUSTER_SIZE-node KRaft cluster: every node is broker and controller, and the
+# controllers are the quorum's voters, so the cluster survives one node down.
+process.roles=broker,controller
+node.id=$1
+controller.quorum.voters=$(cluster_voters)
+controller.listener.names=CONTROLLER
+$(plaintext_listeners)
+log.dirs=$KAFKA_DATA
+
+# Every partition on three brokers; a write with acks=all is acknowledged once every in-sync
+# replica holds it, and refused while fewer than two are in sync: one broker may be down
+# without stopping writes or losing an acknowledged one.
+default.replication.factor=3
+min.insync.replicas=2
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+share.coordinator.state.topic.replication.factor=3
+share.coordinator.state.topic.min.isr=2
+
+# Topics are created explicitly by the application (with their own retention).
+auto.create.topics.enable=false
+num.partitions=6
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+# Every node's configuration, written afresh, and its storage, formatted once with the
+# cluster's one id (the nodes in parallel).
+prepare_cluster() {
+    local n cid tf formatting=() failed=()
+    ensure_kafka_libs
+    find_java
+    mkdir -p "$CLUSTER_DIR"
+    if [ ! -s "$CLUSTER_DIR/cluster-id" ]; then
+        cid="$(cat "$CLUSTER_DIR"/node-*/data/meta.properties 2>/dev/null | sed -n 's/^cluster.id=//p' | head -n1)" || true
+        printf '%s\n' "${cid:-$(new_cluster_id)}" >"$CLUSTER_DIR/cluster-id"
+    fi
+    cid="$(<"$CLUSTER_DIR/cluster-id")"
+    tf=$(now_us)
+    for n in $(cluster_nodes); do
+        select_node "$n"
+        mkdir -p "$KAFKA_DATA" "$KAFKA_LOGS"
+        write_node_props "$n"
+        [ -f "$KAFKA_DATA/meta.properties" ] && continue
+        "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${JVM_COMMON[@]}" \
+            kafka.tools.StorageTool format --config "$KAFKA_PROPS" --cluster-id "$cid" \
+            >"$KAFKA_LOGS/format.log" 2>&1 </dev/null 9>&- &
+        formatting+=("$n:$!")
+    done
+    for n in ${formatting[@]+"${formatting[@]}"}; do
+        wait "${n#*:}" || failed+=("${n%%:*}")
+    done
+    for n in ${failed[@]+"${failed[@]}"}; do
+        select_node "$n"
+        tail_log "$KAFKA_LOGS/format.log"
+        die "kafka: formatting the storage of broker $n in $KAFKA_REL/data failed"
+    done
+    [ "${#formatting[@]}" = 0 ] \
+        || say "kafka: formatted the storage of ${#formatting[@]} brokers, cluster id $cid ($(since "$tf"))"
+}
+
+start_node() {  # N, after select_node N, its storage formatted; sets LAUNCHED_PID
+    local t0
+    t0=$(now_us)
+    if [ -f "$KAFKA_PIDFILE" ]; then
+        say "kafka: broker $1: removing stale pid file (pid $(<"$KAFKA_PIDFILE") is not our broker)"
+        rm -f "$KAFKA_PIDFILE"
+    fi
+    require_free_port "$KAFKA_PORT" "Kafka broker $1" STACK_CLUSTER_PORT
+    require_free_port "$KAFKA_CONTROLLER_PORT" "Kafka controller $1" STACK_CLUSTER_PORT
+    launch_kafka "-Xms128m -Xmx512m"
+    say "kafka: started broker+controller $1, pid $LAUNCHED_PID, 127.0.0.1:$KAFKA_PORT" \
+        "(controller 127.0.0.1:$KAFKA_CONTROLLER_PORT, $(since "$t0") to launch)"
+}
+
+start_cluster() {  # the nodes not running yet; CLUSTER_WATCH lists N:PID of each node
+    local n pid
+    prepare_cluster
+    CLUSTER_WATCH=()
+    for n in $(cluster_nodes); do
+        select_node "$n"
+        if pid="$(kafka_pid)"; then
+            say "kafka: broker $n already running, pid $pid"
+        else
+            start_node "$n"
+            pid="$LAUNCHED_PID"
+        fi
+        CLUSTER_WATCH+=("$n:$pid")
+    done
+}
+
+cluster_exited() {  # dies, with its logs, if a broker `up` waits for has exited
+    local entry
+    for entry in ${CLUSTER_WATCH[@]+"${CLUSTER_WATCH[@]}"}; do
+        alive "${entry#*:}" && continue
+        select_node "${entry%%:*}"
+        rm -f "$KAFKA_PIDFILE"
+        tail_log "$KAFKA_LOGS/kafka.out"
+        tail_log "$KAFKA_LOGS/server.log"
+        die "kafka: broker ${entry%%:*} exited (logs: $KAFKA_REL/logs/)"
+    done
+}
+
+cluster_logs_hint() {  # the end of each broker's log, after `up` gave up waiting
+    local n
+    for n in $(cluster_nodes); do
+        select_node "$n"
+        tail_log "$KAFKA_LOGS/server.log" 10
+    done
+    warn "kafka logs: ${CLUSTER_DIR#"$ROOT"/}/node-*/logs/ (the brokers are left running;" \
+        "\`infra/stack.sh down --brokers $CLUSTER_SIZE\` stops them)"
+}
+
+# All at once: each broker's controlled shutdown needs an active controller, which the last
+# voter standing would not have.
+stop_cluster() {  # [quiet]: say nothing about brokers that are not running
+    local n pid t0 waited=0 stopping=() left=()
+    t0=$(now_us)
+    for n in $(cluster_nodes); do
+        select_node "$n"
+        if pid="$(kafka_pid)"; then
+            kill -CONT "$pid" 2>/dev/null || true  # a paused broker cannot act on SIGTERM
+            kill -TERM "$pid" 2>/dev/null || true
+            stopping+=("$n:$pid")
+        elif [ -f "$KAFKA_PIDFILE" ]; then
+            rm -f "$KAFKA_PIDFILE"
+            [ "${1:-}" = quiet ] || say "kafka: broker $n not running (removed stale pid file)"
+        else
+            [ "${1:-}" = quiet ] || say "kafka: broker $n not running"
+        fi
+    done
+    while [ "${#stopping[@]}" -gt 0 ]; do  # then SIGKILL after STOP_TIMEOUT, as stop_pid does
+        left=()
+        for n in "${stopping[@]}"; do
+            if [ "$waited" -ge $(( STOP_TIMEOUT * 10 )) ] && alive "${n#*:}"; then
+                warn "kafka broker ${n%%:*} (pid ${n#*:}) still running after ${STOP_TIMEOUT}s; sending SIGKILL"
+                kill -KILL "${n#*:}" 2>/dev/null || true
+                sleep 0.2
+            fi
+            if alive "${n#*:}"; then left+=("$n"); continue; fi
+            select_node "${n%%:*}"
+            rm -f "$KAFKA_PIDFILE"
+            say "kafka broker ${n%%:*}: stopped (pid ${n#*:}, $(since "$t0"))"
+        done
+        stopping=(${left[@]+"${left[@]}"})
+        [ "${#stopping[@]}" = 0 ] || sleep 0.1
+        waited=$(( waited + 1 ))
+    done
+}
+
+cluster_status() {  # returns 3 unless every broker runs and every partition is fully replicated
+    local n pid out rc=0
+    for n in $(cluster_nodes); do
+        select_node "$n"
+        if pid="$(kafka_pid)"; then
+            say "kafka:    broker $n running, pid $pid, 127.0.0.1:$KAFKA_PORT (controller 127.0.0.1:$KAFKA_CONTROLLER_PORT)"
+        else
+            say "kafka:    broker $n stopped"; rc=3
+        fi
+    done
+    if out="$("$PYTHON" "$INFRA/probe.py" kafka "$KAFKA_EP" --brokers "$CLUSTER_SIZE" --in-sync 2>&1)"; then
+        say "kafka:    cluster answering: $out"
+    else
+        say "kafka:    cluster NOT whole: $out"; rc=3
+    fi
+    return "$rc"
+}
+
+# Waits until broker N (pid PID, started at T0) is registered with the controller, then until it
+# is back in the ISR of every partition it holds a replica of.
+wait_broker() {  # N PID T0
+    local n="$1" pid="$2" t0="$3" deadline out="" ticks=0 phase=registered
+    deadline=$(( ${EPOCHREALTIME/[.,]/} + TIMEOUT * 1000000 ))
+    while :; do
+        if ! alive "$pid"; then
+            tail_log "$KAFKA_LOGS/server.log"
+            die "kafka: broker $n exited (logs: $KAFKA_REL/logs/)"
+        fi
+        if [ "$phase" = registered ]; then
+            if out="$("$PYTHON" "$INFRA/probe.py" kafka "$CLUSTER_BOOTSTRAP" --node "$n" 2>&1)"; then
+                say "kafka: broker $n registered after $(since "$t0")"
+                phase="in sync"
+                continue
+            fi
+        elif out="$("$PYTHON" "$INFRA/probe.py" kafka "$CLUSTER_BOOTSTRAP" --node "$n" --in-sync 2>&1)"; then
+            say "kafka: broker $n back in the ISR of its partitions after $(since "$t0"): $out"
+            return 0
+        fi
+        if [ "${EPOCHREALTIME/[.,]/}" -gt "$deadline" ]; then
+            die "kafka: broker $n not $phase within ${TIMEOUT}s (it is left running): $out"
+        fi
+        ticks=$(( ticks + 1 ))
+        if [ $(( ticks % 4 )) = 0 ]; then dot; fi
+        sleep 0.25
+    done
+}
+
+start_broker() {  # N, after select_node N
+    local pid t0
+    t0=$(now_us)
+    if [ ! -f "$KAFKA_PROPS" ] || [ ! -f "$KAFKA_DATA/meta.properties" ]; then
+        die "kafka: broker $1 has no configuration or storage in $KAFKA_REL;" \
+            "start the cluster with \`infra/stack.sh up --brokers $CLUSTER_SIZE\`"
+    fi
+    if pid="$(kafka_pid)"; then
+        say "kafka: broker $1 already running, pid $pid"
+    else
+        find_java
+        start_node "$1"
+        pid="$LAUNCHED_PID"
+    fi
+    wait_broker "$1" "$pid" "$t0"
+}
+
+cmd_broker() {  # ACTION N
+    local action="$1" n="${2:-}" pid
+    if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ] || [ "$n" -gt "$CLUSTER_SIZE" ]; then
+        die "usage: infra/stack.sh $action N, N a broker of the cluster (1 to $CLUSTER_SIZE)"
+    fi
+    select_node "$n"
+    case "$action" in
+        broker-pid)
+            pid="$(kafka_pid)" || die "kafka: broker $n is not running"
+            printf '%s\n' "$pid" ;;
+        kill-broker)
+            pid="$(kafka_pid)" || die "kafka: broker $n is not running"
+            kill -KILL "$pid"
+            for _ in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+            alive "$pid" || rm -f "$KAFKA_PIDFILE"
+            say "kafka: broker $n killed (SIGKILL, pid $pid); \`infra/stack.sh start-broker $n\` starts it again" ;;
+        pause-broker)
+            pid="$(kafka_pid)" || die "kafka: broker $n is not running"
+            kill -STOP "$pid"
+            say "kafka: broker $n paused (SIGSTOP, pid $pid): its connections stay open and nothing answers;" \
+                "\`infra/stack.sh resume-broker $n\` resumes it" ;;
+        resume-broker)
+            pid="$(kafka_pid)" || die "kafka: broker $n is not running"
+            kill -CONT "$pid"
+            say "kafka: broker $n resumed (SIGCONT, pid $pid)" ;;
+        stop-broker|restart-broker)
+            lock
+            if pid="$(kafka_pid)"; then
+                kill -CONT "$pid" 2>/dev/null || true  # a paused broker cannot act on SIGTERM
+                stop_pid "$pid" "kafka broker $n"
+                rm -f "$KAFKA_PIDFILE"
+            else
+                say "kafka: broker $n not running"
+            fi
+            if [ "$action" = restart-broker ]; then start_broker "$n"; fi ;;
+        start-broker)
+            lock
+            start_broker "$n" ;;
+    esac
 }
 
 # ---------------------------------------------------------------- postgres ---
@@ -652,6 +1003,7 @@ wait_ready() {  # waits for WAIT_KAFKA / WAIT_PG, started at KAFKA_T0 / PG_T0
                     tail_log "$KAFKA_LOGS/server.log"
                     die "kafka: the broker process exited (logs: $KAFKA_REL/logs/)"
                 fi
+                cluster_exited
             fi
         fi
         if [ "$WAIT_PG" = 1 ]; then
@@ -670,7 +1022,9 @@ wait_ready() {  # waits for WAIT_KAFKA / WAIT_PG, started at KAFKA_T0 / PG_T0
         if [ "${EPOCHREALTIME/[.,]/}" -gt "$deadline" ]; then
             if [ "$WAIT_KAFKA" = 1 ]; then
                 warn "kafka at $KAFKA_EP did not answer within ${TIMEOUT}s: $err_k"
-                if [ "$KAFKA_EXTERNAL" = 0 ]; then
+                if [ "$KAFKA_EXTERNAL" = 0 ] && [ "$CLUSTER" = 1 ]; then
+                    cluster_logs_hint
+                elif [ "$KAFKA_EXTERNAL" = 0 ]; then
                     tail_log "$KAFKA_LOGS/kafka.out"
                     tail_log "$KAFKA_LOGS/server.log"
                     warn "kafka logs: $KAFKA_REL/logs/ (it is left running; \`infra/stack.sh down$SECURE_FLAG\` stops it)"
@@ -698,7 +1052,7 @@ cmd_up() {
     lock
     command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found; it runs the Kafka readiness probe (set PYTHON)"
     resolve_endpoints
-    KAFKA_WATCH_PID="" WAIT_KAFKA=1 WAIT_PG=1
+    KAFKA_WATCH_PID="" WAIT_KAFKA=1 WAIT_PG=1 CLUSTER_WATCH=()
     if [ "$KAFKA_EXTERNAL" = 1 ] && [ "$PG_EXTERNAL" = 1 ]; then
         say "using the external endpoints from the environment; starting nothing"
     fi
@@ -706,6 +1060,8 @@ cmd_up() {
     KAFKA_T0=$(now_us)
     if [ "$KAFKA_EXTERNAL" = 1 ]; then
         say "kafka: using external endpoint KAFKA_BOOTSTRAP_SERVERS=$KAFKA_EP"
+    elif [ "$CLUSTER" = 1 ]; then
+        start_cluster
     elif pid="$(kafka_pid)"; then
         KAFKA_WATCH_PID="$pid"
         say "kafka: already running, pid $pid"
@@ -719,7 +1075,9 @@ cmd_up() {
 
     PG_T0=$(now_us)
     pg_locate || true
-    if [ "$PG_EXTERNAL" = 1 ]; then
+    if [ "$KAFKA_ONLY" = 1 ]; then
+        WAIT_PG=0
+    elif [ "$PG_EXTERNAL" = 1 ]; then
         say "postgres: using external endpoint DATABASE_URL=$(show_url "$DB_URL")"
     elif pid="$(pg_pid)"; then
         say "postgres: already running, pid $pid"
@@ -728,7 +1086,10 @@ cmd_up() {
     fi
 
     wait_ready
-    say "up in $(since "$t0"): KAFKA_BOOTSTRAP_SERVERS=$KAFKA_EP DATABASE_URL=$(show_url "$DB_URL")"
+    local summary="KAFKA_BOOTSTRAP_SERVERS=$KAFKA_EP"
+    [ "$CLUSTER" = 0 ] || summary+=" ORCHESTRATOR_REPLICATION_FACTOR=$CLUSTER_SIZE"
+    [ "$KAFKA_ONLY" = 1 ] || summary+=" DATABASE_URL=$(show_url "$DB_URL")"
+    say "up in $(since "$t0"): $summary"
 }
 
 stop_kafka() {
@@ -746,9 +1107,12 @@ stop_kafka() {
 
 cmd_down() {
     lock
-    stop_kafka
+    if [ "$CLUSTER" = 1 ]; then stop_cluster; else stop_kafka; fi
     # PostgreSQL serves both profiles: the secure one leaves it to the plaintext `down`.
     [ "$SECURE" = 0 ] || return 0
+    # The plaintext `down` stops a cluster started beside the single broker too.
+    [ "$CLUSTER" = 1 ] || (stop_cluster quiet)  # in a subshell: it points KAFKA_* at each node
+    [ "$KAFKA_ONLY" = 0 ] || return 0
     if pg_locate && pg_pid >/dev/null; then
         pg_stop_running
     else
@@ -763,12 +1127,15 @@ cmd_status() {
     if [ "$KAFKA_EXTERNAL" = 1 ]; then
         if out="$(probe_kafka "$KAFKA_EP" 2>&1)"; then say "kafka:    external $KAFKA_EP, answering: $out"
         else say "kafka:    external $KAFKA_EP, NOT answering: $out"; rc=3; fi
+    elif [ "$CLUSTER" = 1 ]; then
+        cluster_status || rc=3
     elif pid="$(kafka_pid)"; then
         if out="$(probe_kafka "$KAFKA_EP" 2>&1)"; then say "kafka:    running, pid $pid, $KAFKA_EP, answering: $out"
         else say "kafka:    running, pid $pid, $KAFKA_EP, NOT answering yet: $out"; rc=3; fi
     else
         say "kafka:    stopped"; rc=3
     fi
+    [ "$KAFKA_ONLY" = 0 ] || return "$rc"
     if [ "$PG_EXTERNAL" = 1 ]; then
         if out="$(probe_pg "$DB_URL" 2>&1)"; then say "postgres: external $(show_url "$DB_URL"), answering"
         else say "postgres: external $(show_url "$DB_URL"), NOT answering: $out"; rc=3; fi
@@ -785,19 +1152,29 @@ cmd_env() {
     resolve_endpoints
     if [ "$SECURE" = 1 ] && [ "$KAFKA_EXTERNAL" = 0 ]; then secure_env "$KAFKA_EP"
     else printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$KAFKA_EP")"; fi
+    [ "$CLUSTER" = 0 ] || printf 'export ORCHESTRATOR_REPLICATION_FACTOR=%s\n' "$CLUSTER_SIZE"
     printf 'export DATABASE_URL=%s\n' "$(shell_quote "$DB_URL")"
 }
 
 cmd_logs() {
-    local which=all follow=0 arg files=()
+    local which=all follow=0 arg files=() nodes=() n
     for arg in "$@"; do
         case "$arg" in
             -f|--follow) follow=1 ;;
             kafka|postgres|all) which="$arg" ;;
-            *) die "usage: infra/stack.sh logs [kafka|postgres] [-f]" ;;
+            [1-9]) if [ "$CLUSTER" = 1 ] && [ "$arg" -le "$CLUSTER_SIZE" ]; then which=kafka nodes+=("$arg")
+                   else die "usage: infra/stack.sh logs --brokers $CLUSTER_SIZE [kafka|postgres|N] [-f]"; fi ;;
+            *) die "usage: infra/stack.sh logs [kafka|postgres] [-f] (--brokers $CLUSTER_SIZE: [kafka|postgres|N])" ;;
         esac
     done
-    if [ "$which" != postgres ]; then
+    if [ "$which" != postgres ] && [ "$CLUSTER" = 1 ]; then
+        [ "${#nodes[@]}" -gt 0 ] || mapfile -t nodes < <(cluster_nodes)
+        for n in "${nodes[@]}"; do
+            select_node "$n"
+            files+=("$KAFKA_LOGS/server.log")
+            [ -s "$KAFKA_LOGS/kafka.out" ] && files+=("$KAFKA_LOGS/kafka.out")
+        done
+    elif [ "$which" != postgres ]; then
         files+=("$KAFKA_LOGS/server.log")
         [ -s "$KAFKA_LOGS/kafka.out" ] && files+=("$KAFKA_LOGS/kafka.out")
     fi
@@ -817,6 +1194,12 @@ cmd_prepare() {  # [KEY=VALUE...]: extra broker properties
 
 cmd_clean() {
     lock
+    if [ "$CLUSTER" = 1 ]; then
+        stop_cluster
+        rm -rf "$CLUSTER_DIR"
+        say "kafka: deleted the cluster's data and logs (${CLUSTER_DIR#"$ROOT"/}; jars kept in .local/kafka/libs)"
+        return 0
+    fi
     if [ "$SECURE" = 1 ]; then
         stop_kafka
         rm -rf "$KAFKA_DIR"
@@ -826,6 +1209,10 @@ cmd_clean() {
     cmd_down
     rm -rf "$KAFKA_DATA" "$KAFKA_LOGS" "$KAFKA_PROPS" "$KAFKA_PIDFILE" "$KAFKA_CLUSTER_ID_FILE" "$KAFKA_LIBS.tmp"
     say "kafka: deleted local data and logs (jars kept in .local/kafka/libs)"
+    if [ -d "$CLUSTER_DIR" ]; then
+        rm -rf "$CLUSTER_DIR"
+        say "kafka: deleted the cluster's data and logs (${CLUSTER_DIR#"$ROOT"/})"
+    fi
     if [ -L "$PG_LINK" ]; then
         local target
         target="$(readlink -m "$PG_LINK")"
@@ -854,6 +1241,8 @@ main() {
         logs)   cmd_logs "$@" ;;
         prepare) cmd_prepare "$@" ;;
         clean)  cmd_clean ;;
+        broker-pid|kill-broker|pause-broker|resume-broker|stop-broker|start-broker|restart-broker)
+            cmd_broker "$cmd" "$@" ;;
         -h|--help|help) usage ;;
         *) usage >&2; exit 2 ;;
     esac
