@@ -21,7 +21,7 @@ FIRST_AT, LAST_AT = 0.1, 0.8
 class Fault:
     at_s: float  # seconds after the load started
     kind: str  # e.g. "kill-copy", "pause-broker"
-    target: str  # a processor, "agents-a", "broker", "postgres"
+    target: str  # a processor, "agents-a", "broker-2", "postgres"
     hold_s: float  # how long the fault lasts before the restart, the SIGCONT or the agent's return
 
     @property
@@ -29,19 +29,20 @@ class Fault:
         return f"{self.kind}:{self.target}"
 
 
-def kinds(processors=PROCESSORS, infrastructure=INFRASTRUCTURE) -> list[tuple[str, str]]:
-    """Every (kind, target) a run can inject: one copy, then both copies, of each processor kind; the rest."""
+def kinds(processors=PROCESSORS, infrastructure=INFRASTRUCTURE, brokers: int = 1) -> list[tuple[str, str]]:
+    """Every (kind, target) a run can inject: one copy, then both copies, of each processor kind; each
+    broker paused and killed; the rest."""
     targets = {
-        "kill-agent": "agents-a",
-        "hang-agent": "agents-b",
-        "pause-broker": "broker",
-        "kill-broker": "broker",
-        "restart-postgres": "postgres",
+        "kill-agent": ["agents-a"],
+        "hang-agent": ["agents-b"],
+        "pause-broker": [f"broker-{n}" for n in range(1, brokers + 1)],
+        "kill-broker": [f"broker-{n}" for n in range(1, brokers + 1)],
+        "restart-postgres": ["postgres"],
     }
     return (
         [("kill-copy", p) for p in processors]
         + [("kill-both", p) for p in processors]
-        + [(k, targets[k]) for k in infrastructure]
+        + [(k, t) for k in infrastructure for t in targets[k]]
     )
 
 

@@ -131,6 +131,10 @@ class Processes:
                 process.wait()
 
 
+def _node(target: str) -> int:
+    return int(target.rsplit("-", 1)[1])  # "broker-2"
+
+
 def names() -> list[str]:
     return [f"{p}-{n}" for p in PROCESSORS for n in range(1, COPIES + 1)]
 
@@ -147,7 +151,7 @@ async def run(settings: Settings, options: ChaosOptions, log=print) -> dict:
     )
     menu = [
         k
-        for k in kinds()
+        for k in kinds(brokers=stack.brokers(s))
         if (options.infrastructure or k[0] not in ("kill-broker", "restart-postgres"))
         and (not options.only or k[0] in options.only)
     ]
@@ -156,7 +160,10 @@ async def run(settings: Settings, options: ChaosOptions, log=print) -> dict:
     faults = plan(options.duration_s, options.faults, options.seed, menu)
     await kafka.ensure_topics(s)
     processes = Processes(s, directory)
-    log(f"chaos: {COPIES} copies of {', '.join(PROCESSORS)}; agents {', '.join(FLEETS)}; on {s.topic_prefix}.*")
+    log(
+        f"chaos: {COPIES} copies of {', '.join(PROCESSORS)}; agents {', '.join(FLEETS)}; on {s.topic_prefix}.* "
+        f"of {stack.brokers(s)} broker(s) at {s.kafka_bootstrap_servers}"
+    )
     log(f"chaos: {len(faults)} faults over {options.duration_s:g}s at {options.rate:g} tasks/s, seed {options.seed}")
     started = time.monotonic()
     try:
@@ -188,6 +195,7 @@ async def run(settings: Settings, options: ChaosOptions, log=print) -> dict:
         "duration_s": options.duration_s,
         "rate": options.rate,
         "copies": COPIES,
+        "brokers": stack.brokers(s),
         "topic_prefix": s.topic_prefix,
         "logs": str(directory),
         "faults": [
@@ -347,21 +355,21 @@ async def _one(s: Settings, processes: Processes, fault: Fault) -> None:
         await asyncio.sleep(fault.hold_s)
         processes.signal(target, signal.SIGUSR2)
     elif kind == "pause-broker":
-        pid = stack.broker_pid()
-        stack.signal_pid(pid, signal.SIGSTOP)
+        pid = await stack.broker_pid(s, _node(target))
+        os.kill(pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(fault.hold_s)
         finally:
-            stack.signal_pid(pid, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
     elif kind == "kill-broker":
-        stack.signal_pid(stack.broker_pid(), signal.SIGKILL)
+        await stack.kill_broker(s, _node(target))
         await asyncio.sleep(fault.hold_s)
-        await stack.stack_up()
+        await stack.start_broker(s, _node(target))
     elif kind == "restart-postgres":
         pid = await stack.postgres_pid(s)
-        stack.signal_pid(pid, signal.SIGINT)  # a fast shutdown: sessions are cut, as in a failover
+        os.kill(pid, signal.SIGINT)  # a fast shutdown: sessions are cut, as in a failover
         await asyncio.sleep(fault.hold_s)
-        await stack.stack_up()
+        await stack.start_postgres()
     else:
         raise ValueError(f"unknown fault {fault.name}")
 
