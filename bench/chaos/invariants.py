@@ -73,24 +73,35 @@ def attempts_decided_once(events: list[Envelope]) -> Check:
 
 
 def _holds(events: list[Envelope]) -> list[tuple[float, int, str, str, int]]:
-    """(time, +1 take / -1 free, agent, task, attempt), one per distinct assignment and ending."""
-    changes: dict[tuple, tuple] = {}
+    """(time, +1 take / -1 free, agent, task, attempt) for every attempt that held its agent for a while.
+
+    An attempt runs from its assignment to its earliest ending: the balancer's timeout or
+    reassignment, or the agent's own report, whichever came first; a redelivered report frees
+    nothing more. One that ended the instant it began (reassigned in the decision that made it,
+    to an agent found unhealthy meanwhile) held nothing.
+    """
+    taken: dict[tuple[str, int], tuple[float, str]] = {}
+    ended: dict[tuple[str, int], float] = {}
     for event in events:
         body, at = event.body, event.occurred_at.timestamp()
         if isinstance(body, TaskAssigned):
-            changes.setdefault(("take", body.task_id, body.attempt), (at, 1, body.agent_id, body.task_id, body.attempt))
+            taken.setdefault((body.task_id, body.attempt), (at, body.agent_id))
         elif isinstance(body, ATTEMPT_ENDS):
             agent = getattr(body, "agent_id", None) or getattr(body, "from_agent_id", None)
             if agent is None or (isinstance(body, TaskHandedOff) and body.subtask_id is not None):
                 continue
             attempt = body.attempt - 1 if isinstance(body, TaskReassigned) else body.attempt
-            # The earliest ending counts: an attempt the balancer timed out is over then, whenever the
-            # agent's own late report comes; a redelivered report frees nothing more.
-            change = (at, -1, agent, body.task_id, attempt)
-            key = ("free", body.task_id, attempt)
-            changes[key] = min(changes.get(key, change), change)
+            ended[(body.task_id, attempt)] = min(ended.get((body.task_id, attempt), at), at)
+    changes = []
+    for (task, attempt), (start, agent) in taken.items():
+        end = ended.get((task, attempt))
+        if end is not None and end <= start:
+            continue
+        changes.append((start, 1, agent, task, attempt))
+        if end is not None:
+            changes.append((end, -1, agent, task, attempt))
     # Frees before takes at a tie: a slot freed and given again in the same instant is not two.
-    return sorted(changes.values(), key=lambda c: (c[0], c[1]))
+    return sorted(changes, key=lambda c: (c[0], c[1]))
 
 
 def never_over_capacity(events: list[Envelope], capacities: dict[str, int]) -> Check:
@@ -122,6 +133,25 @@ def never_held_twice(events: list[Envelope]) -> Check:
     return Check("no task held twice at once", len(holders), tuple(sorted(twice)))
 
 
+def nothing_after_the_end(events: list[Envelope]) -> Check:
+    """Terminal states stay terminal: no task is assigned again after its final outcome."""
+    ended: dict[str, float] = {}
+    for event in events:
+        if is_final(event.body):
+            at = event.occurred_at.timestamp()
+            ended[event.body.task_id] = min(ended.get(event.body.task_id, at), at)
+    again = sorted(
+        {
+            f"{e.body.task_id} attempt {e.body.attempt}"
+            for e in events
+            if isinstance(e.body, TaskAssigned)
+            and e.body.task_id in ended
+            and e.occurred_at.timestamp() > ended[e.body.task_id]
+        }
+    )
+    return Check("no task assigned after its final outcome", len(ended), tuple(again))
+
+
 def log_checks(
     events: list[Envelope],
     acknowledged: Iterable[str],
@@ -132,6 +162,7 @@ def log_checks(
         acknowledged_are_written(acknowledged, events),
         every_task_ended(events, waiting_reasons),
         attempts_decided_once(events),
+        nothing_after_the_end(events),
         never_held_twice(events),
         never_over_capacity(events, capacities),
     ]

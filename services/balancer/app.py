@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaProducer
 from events.codec import decode, encode, header_type, type_header
 from events.envelope import Envelope
 from events.topics import DEAD_LETTER, misplaced, topic_for_event, topic_name
+from services.balancer.history import ForwarderProgress
 from services.balancer.inbox import (
     INPUT_TYPES,
     TICK_HEADER,
@@ -77,6 +78,7 @@ def create_app(
     metrics: ProcessorMetrics,
     open_consumer: OpenConsumer,
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
+    forwarder_progress: ForwarderProgress | None = None,
     identity: IdentityGate | None = None,
 ) -> faust.App:
     app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
@@ -204,8 +206,26 @@ def create_app(
             owns
             and ticks.producer
             and (newly_owned or not decisions.restored or waits_on_time(decisions.decider.state))
+            and await _forwarder_caught_up()
         ):
             await ticks.send(inbox_topic, key=None, value=b"", headers=[(TICK_HEADER, b"1")])
             await ticks.settle()
+
+    async def _forwarder_caught_up() -> bool:
+        if forwarder_progress is None:
+            return True
+        try:
+            return await forwarder_progress.caught_up()
+        except Exception as error:  # noqa: BLE001 - no answer (a broker away): no tick, ask again next time
+            log.warning("no tick: the forwarder's progress is unknown (%s)", error)
+            return False
+
+    @app.task
+    async def stop_forwarder_progress_with_the_app():
+        try:
+            await asyncio.Event().wait()  # the app cancels its tasks when it stops
+        finally:
+            if forwarder_progress is not None:
+                await forwarder_progress.stop()
 
     return app

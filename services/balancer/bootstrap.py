@@ -7,8 +7,8 @@ from pathlib import Path
 
 import faust
 
-from services.balancer.app import SERVICE, create_app
-from services.balancer.history import KafkaInboxHistory, ensure_balancer_topics, inbox_topic
+from services.balancer.app import INPUT_TOPICS, SERVICE, create_app, reader_group
+from services.balancer.history import ForwarderProgress, KafkaInboxHistory, ensure_balancer_topics, inbox_topic
 from services.balancer.logic import Limits
 from services.batches import consumer_opener, producer_opener
 from services.faust_worker import faust_brokers, run_worker
@@ -47,6 +47,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
             settings, session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, session_ms // 4)
         ),
         open_producer=producer_opener(settings),
+        forwarder_progress=ForwarderProgress(settings, reader_group(settings.balancer_app, "forwarder"), INPUT_TOPICS),
         identity=IdentityGate(settings),
     )
 

@@ -128,3 +128,51 @@ def _json(record) -> dict:
     except (orjson.JSONDecodeError, TypeError):
         return {}
     return value if isinstance(value, dict) else {}
+
+
+class ForwarderProgress:
+    """How far the forwarder has copied the inputs into the inbox, as its group committed it.
+
+    The clock's ticks go straight into the inbox, while inputs reach it through the forwarder; a
+    tick written while the forwarder is behind (after a broker outage, a rebalance, a slow start)
+    would judge starts and completions that happened but are not copied yet as missing, and time
+    out attempts that are running or even done. So a tick is written only once everything that
+    was on the inputs at the previous tick has been copied: the clock never runs more than one
+    tick interval ahead of what the balancer has seen.
+    """
+
+    def __init__(self, settings: Settings, group: str, topics: list[str]) -> None:
+        self.settings = settings
+        self.group = group
+        self.partitions = kafka.partitions(self.settings, [spec for spec in EVENT_TOPICS if spec.name in topics])
+        self.marks: dict[TopicPartition, int] | None = None
+        self.admin = None
+        self.probe = None
+
+    async def caught_up(self) -> bool:
+        """Whether the forwarder has copied what was on the inputs when this was last asked (then True:
+        the marks move on to what is on them now)."""
+        if self.admin is None:
+            self.admin = kafka.admin_client(self.settings)
+            await self.admin.start()
+            self.probe = kafka.consumer(self.settings)  # read_committed: its ends are what the forwarder can read
+            await kafka.start(self.probe, self.settings)
+        committed = {tp: meta.offset for tp, meta in (await self.admin.list_consumer_group_offsets(self.group)).items()}
+        if self.marks is None:  # the first time: what is there now must be copied before any tick
+            self.marks = await self.probe.end_offsets(self.partitions)
+            return False
+        if not forwarded(committed, self.marks):
+            return False
+        self.marks = await self.probe.end_offsets(self.partitions)
+        return True
+
+    async def stop(self) -> None:
+        if self.probe is not None:
+            await self.probe.stop()
+        if self.admin is not None:
+            await self.admin.close()
+
+
+def forwarded(committed: dict, marks: dict) -> bool:
+    """Whether the committed positions reach the marks on every partition that had anything."""
+    return all(committed.get(tp, 0) >= end for tp, end in marks.items() if end > 0)

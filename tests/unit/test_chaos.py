@@ -6,6 +6,7 @@ from bench.chaos.invariants import (
     every_task_ended,
     never_held_twice,
     never_over_capacity,
+    nothing_after_the_end,
 )
 from bench.chaos.plan import kinds, plan
 from bench.chaos.run import longest_pause
@@ -85,6 +86,23 @@ def test_an_attempt_ends_at_its_earliest_ending_whatever_order_the_log_is_read_i
         f.assigned("t-2", "a", t=5),
     ]
     assert never_over_capacity(events, {"a": 1}).held
+
+
+def test_an_attempt_reassigned_in_the_decision_that_made_it_held_nothing():
+    reassigned = TaskReassigned(task_id="t-1", from_agent_id="a", to_agent_id="b", attempt=3, reason="unhealthy")
+    events = [
+        f.assigned("t-1", "a", attempt=2, t=4),
+        make_event(reassigned, producer="balancer", occurred_at=f.at(4)),
+        f.assigned("t-1", "b", attempt=3, t=5),
+    ]
+    assert never_held_twice(events).held
+    assert never_over_capacity([*events, f.assigned("t-2", "a", t=6)], {"a": 1, "b": 1}).held
+
+
+def test_a_task_assigned_again_after_it_completed_is_a_violation():
+    events = [*f.lifecycle("t-1", "a", t=1), f.assigned("t-1", "b", attempt=2, t=9)]
+    assert nothing_after_the_end(events).violations == ("t-1 attempt 2",)
+    assert nothing_after_the_end(f.lifecycle("t-2", "a")).held
 
 
 def test_the_longest_pause_counts_the_edges_of_the_window():
