@@ -10,7 +10,9 @@ which every agent writes, any agent could declare another unhealthy.
 A heartbeat counts from when the broker wrote it (the heartbeats topic stamps records with
 their append time), and silence is judged only up to where the monitor has read the agent's
 partition: how far is kept per partition from what the consumer hands over, what is
-processed and the consumer's position (see `read_until` in the logic).
+processed and the consumer's position (see `read_until` in the logic). A verdict is
+announced only once the state that holds it is on the changelog (`remember`): the restarted
+monitor's next verdict then names as previous the one it last announced.
 
 The monitor reads no per-task event: which tasks an agent holds is the balancer's to know,
 and the balancer reassigns them when the agent is declared unhealthy. Records whose
@@ -20,6 +22,7 @@ profiles) are passed over unread; an event on a topic the catalog does not give 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -30,6 +33,7 @@ import faust
 from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 
+from events.agents import AgentHealthChanged
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, misplaced, topic_name
@@ -41,6 +45,7 @@ from services.health.logic import (
     Policy,
     Reading,
     agent_of,
+    announced,
     decode_state,
     encode_state,
     new_state,
@@ -48,6 +53,7 @@ from services.health.logic import (
     on_tick,
     read_to_end,
     read_until,
+    remember,
 )
 from services.identity.gate import IdentityGate
 from services.kafka import partition_of
@@ -201,6 +207,36 @@ def create_app(
                 judged_until[partition] = until[partition]
         return until
 
+    async def delivered(sends) -> None:
+        """Wait until the broker has each of these records; raise the first refusal, if any."""
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def announce(keys: list[bytes]) -> None:
+        """Announce the verdicts these agents' states hold, once those states are on the changelog."""
+        held = {key: table[key] for key in keys if key in table}
+        if not held:
+            return
+        try:
+            # Written again and waited for: a key's writes reach the changelog in order, so
+            # once this one is there, so is the state it was copied from.
+            await delivered([table.send_changelog(None, key, value) for key, value in held.items()])
+            sent = []
+            for key, value in held.items():
+                for announcement in decode_state(value).unannounced:
+                    event = decode(announcement)
+                    sent.append(await verdicts.send(key=key, value=encode(event), headers=[type_header(event)]))
+                    metrics.events_out.labels(SERVICE, verdicts_topic).inc()
+            await delivered(sent)
+        except Exception as error:  # noqa: BLE001 - held, and tried again at the next tick
+            log.warning("verdicts of %d agents held until their state is on the changelog: %r", len(held), error)
+            return
+        for key, value in held.items():
+            if key in table:
+                state = decode_state(table[key])
+                store(key, state, announced(state, decode_state(value).unannounced))
+
     @app.timer(interval=tick_interval_s)
     async def tick():
         if app.rebalancing or app.in_recovery:
@@ -211,17 +247,26 @@ def create_app(
             watching.update(partitions=owned, since=now)
         until = await read_up_to(owned, now)
         emitted: list[EventBody] = []
+        announcing: list[bytes] = []
         for key, raw_state in list(table.items()):
             # The memory store keeps what it wrote for partitions since given to another worker.
             if partition_of(key) not in owned:
                 continue
-            at = until[partition_of(key)]
-            if at is None:  # nothing read of its partition yet: nothing to judge it by
-                continue
             state = decode_state(raw_state)
-            step = on_tick(state, now=at, policy=policy, watching_since=watching["since"])
-            store(key, state, step.state)
-            emitted += step.emitted
+            at = until[partition_of(key)]
+            after: AgentState | None = state
+            if at is not None:  # nothing read of its partition yet: nothing to judge it by
+                step = on_tick(state, now=at, policy=policy, watching_since=watching["since"])
+                verdicts_due = [body for body in step.emitted if isinstance(body, AgentHealthChanged)]
+                emitted += [body for body in step.emitted if not isinstance(body, AgentHealthChanged)]
+                after = step.state
+                if after is not None and verdicts_due:
+                    events = (make_event(body, producer=SERVICE, occurred_at=now) for body in verdicts_due)
+                    after = remember(after, [encode(event).decode() for event in events])
+                store(key, state, after)
+            if after is not None and after.unannounced:
+                announcing.append(key)
         await emit(emitted, now)
+        await announce(announcing)
 
     return app

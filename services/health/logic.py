@@ -17,6 +17,7 @@ into the present one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -81,6 +82,9 @@ class AgentState(_State):
     # The time the current `health` was judged at: evidence read from before it (a backlog
     # the monitor works through again after a restart) never revises it.
     verdict_at: datetime | None = None
+    # Verdicts decided but perhaps not announced yet, as the encoded events that announce them:
+    # kept with the state, on the changelog, until they are on the health topic (see `remember`).
+    unannounced: tuple[str, ...] = ()
 
 
 class Step(NamedTuple):
@@ -148,9 +152,27 @@ def on_tick(state: AgentState, *, now: datetime, policy: Policy, watching_since:
         # One heartbeat interval of grace, so a beat sent just before the end still counts.
         emitted.append(_summary(state.agent_id, window, policy))
         state = state.model_copy(update={"window": None, "summarized_until": window.start + policy.load_window})
-    if not state.registered and state.window is None:
+    if not state.registered and state.window is None and not state.unannounced:
         return Step(None, emitted)
     return Step(state, emitted)
+
+
+def remember(state: AgentState, announcements: Iterable[str]) -> AgentState:
+    """The state holding verdicts it has yet to announce (their encoded events).
+
+    The shell stores it, waits until it is on the changelog, and only then announces them:
+    a monitor killed in between finds them in its restored state and announces them (the
+    same events again, which readers take once), and one killed before has announced
+    nothing. Either way, the state a restarted monitor starts from is the one it last
+    announced, and its next verdict names that one as previous.
+    """
+    return state.model_copy(update={"unannounced": (*state.unannounced, *announcements)})
+
+
+def announced(state: AgentState, announcements: Iterable[str]) -> AgentState:
+    """The state once these verdicts are on the health topic."""
+    done = set(announcements)
+    return state.model_copy(update={"unannounced": tuple(a for a in state.unannounced if a not in done)})
 
 
 def missed_heartbeats(since: datetime | None, now: datetime, policy: Policy) -> int:

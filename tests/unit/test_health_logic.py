@@ -9,6 +9,7 @@ from services.health.logic import (
     Policy,
     Reading,
     agent_of,
+    announced,
     decode_state,
     encode_state,
     new_state,
@@ -16,6 +17,7 @@ from services.health.logic import (
     on_tick,
     read_to_end,
     read_until,
+    remember,
 )
 from tests.factories import T0, assigned, at, completed, deregistered, registered
 
@@ -310,6 +312,31 @@ def test_judging_never_goes_back_in_time():
     # Read to the end at 100; at the next tick, a burst of records arrived and is being read.
     assert read_until(read(handed=20, done=12), at_end=False, now=at(101), before=at(100)) == at(100)
     assert read_until(Reading(), at_end=False, now=at(101), before=at(100)) == at(100)
+
+
+# --- announcing verdicts ------------------------------------------------------------------
+
+
+def test_verdicts_are_remembered_with_the_state_until_announced():
+    state = remember(new_state("agent-1"), ["v1", "v2"])
+    state = remember(state, ["v3"])
+
+    assert decode_state(encode_state(state)).unannounced == ("v1", "v2", "v3")
+    assert announced(state, ["v1", "v2"]).unannounced == ("v3",)
+    assert announced(state, ["v1", "v2", "v3"]) == new_state("agent-1")
+
+
+def test_an_agent_with_a_verdict_not_yet_announced_is_not_forgotten():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    agent.when(deregistered(t=3))
+    agent.tick(65)
+    assert agent.forgotten
+
+    unannounced = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    unannounced.state = remember(unannounced.state, ["v1"])
+    unannounced.when(deregistered(t=3))
+    unannounced.tick(65)
+    assert not unannounced.forgotten and unannounced.state.unannounced == ("v1",)
 
 
 # --- what the monitor reads ----------------------------------------------------------
