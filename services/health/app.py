@@ -244,6 +244,8 @@ def create_app(
         now = clock()
         owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == heartbeats_topic)
         if owned != watching["partitions"]:
+            # Silence before this delays a worse verdict; it does not say how far the backlog
+            # of the partitions just given has been read, which read_up_to does.
             watching.update(partitions=owned, since=now)
         until = await read_up_to(owned, now)
         emitted: list[EventBody] = []
@@ -255,7 +257,7 @@ def create_app(
             state = decode_state(raw_state)
             at = until[partition_of(key)]
             after: AgentState | None = state
-            if at is not None:  # nothing read of its partition yet: nothing to judge it by
+            if at is not None:  # None: nothing of its partition read yet, nothing to judge it by
                 step = on_tick(state, now=at, policy=policy, watching_since=watching["since"])
                 verdicts_due = [body for body in step.emitted if isinstance(body, AgentHealthChanged)]
                 emitted += [body for body in step.emitted if not isinstance(body, AgentHealthChanged)]
