@@ -16,6 +16,8 @@ class TopicSpec:
     partitions: int = PARTITIONS
     cleanup_policy: str = "delete"
     retention_ms: int = FOREVER
+    # CreateTime: a record keeps the time its producer gave it; LogAppendTime: the broker's, when it wrote it.
+    timestamp_type: str = "CreateTime"
     dead_letter: bool = False
     description: str
 
@@ -44,6 +46,9 @@ TOPICS: tuple[TopicSpec, ...] = (
         events=("AgentHeartbeat",),
         key="agent_id",
         retention_ms=SEVEN_DAYS_MS,
+        # The health monitor judges liveness by when the broker wrote a heartbeat: neither by an
+        # agent's clock nor by when the monitor got to read it.
+        timestamp_type="LogAppendTime",
         description="High-volume liveness and load telemetry; may expire because the health "
         "changes derived from it are kept forever.",
     ),

@@ -130,11 +130,15 @@ class TopicCheck:
 
 
 def desired_configs(spec: TopicSpec) -> dict[str, str]:
-    return {"cleanup.policy": spec.cleanup_policy, "retention.ms": str(spec.retention_ms)}
+    return {
+        "cleanup.policy": spec.cleanup_policy,
+        "retention.ms": str(spec.retention_ms),
+        "message.timestamp.type": spec.timestamp_type,
+    }
 
 
 async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[TopicCheck]:
-    """Create missing catalog topics, fix drifted retention/cleanup, report partition drift."""
+    """Create missing catalog topics, fix drifted retention/cleanup/timestamp type, report partition drift."""
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:

@@ -7,6 +7,13 @@
 Verdicts have a topic of their own, which only the monitor may write: on the agents topic,
 which every agent writes, any agent could declare another unhealthy.
 
+A heartbeat counts from when the broker wrote it (the heartbeats topic stamps records with
+their append time), and silence is judged only up to where the monitor has read the agent's
+partition: how far is kept per partition from what the consumer hands over, what is
+processed and the consumer's position (see `read_until` in the logic). A verdict is
+announced only once the state that holds it is on the changelog (`remember`): the restarted
+monitor's next verdict then names as previous the one it last announced.
+
 The monitor reads no per-task event: which tasks an agent holds is the balancer's to know,
 and the balancer reassigns them when the agent is declared unhealthy. Records whose
 `event_type` header names an event the monitor does not watch (capability changes, memory
@@ -15,14 +22,18 @@ profiles) are passed over unread; an event on a topic the catalog does not give 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import faust
+from faust.transport.utils import DefaultSchedulingStrategy
+from faust.types import TP
 
+from events.agents import AgentHealthChanged
 from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, misplaced, topic_name
@@ -32,12 +43,17 @@ from services.health.logic import (
     WATCHED,
     AgentState,
     Policy,
+    Reading,
     agent_of,
+    announced,
     decode_state,
     encode_state,
     new_state,
     on_event,
     on_tick,
+    read_to_end,
+    read_until,
+    remember,
 )
 from services.identity.gate import IdentityGate
 from services.kafka import partition_of
@@ -45,6 +61,7 @@ from services.metrics import ProcessorMetrics
 
 SERVICE = "health"
 log = logging.getLogger("orchestrator.health")
+LOG_APPEND_TIME = 1  # a record's timestamp type when the broker stamped it
 
 
 def create_app(
@@ -60,6 +77,21 @@ def create_app(
     clock: Callable[[], datetime],
     identity: IdentityGate | None = None,
 ) -> faust.App:
+    agents_topic, heartbeats_topic = (topic_name(name, topic_prefix) for name in ("agents", "heartbeats"))
+    readings: dict[tuple[str, int], Reading] = {}
+
+    def reading(topic: str, partition: int) -> Reading:
+        return readings.setdefault((topic, partition), Reading())
+
+    class Handing(DefaultSchedulingStrategy):
+        """Faust's order of records, noting for each partition the last one handed over."""
+
+        def iterate(self, records):
+            for tp, batch in records.items():
+                if batch and tp.topic in (agents_topic, heartbeats_topic):
+                    reading(tp.topic, tp.partition).hand(batch[-1].offset)
+            return super().iterate(records)
+
     app = processor_app(
         app_id,
         brokers=brokers,
@@ -68,13 +100,13 @@ def create_app(
         # The memory store replays the whole changelog on every recovery anyway; a standby
         # would only be one more copy to keep up to date.
         table_standby_replicas=0,
+        ConsumerScheduler=Handing,
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
-    agent_topics = app.topic(*(topic_name(name, topic_prefix) for name in ("agents", "heartbeats")), **raw)
+    agent_topics = app.topic(agents_topic, heartbeats_topic, **raw)
     verdicts_topic = topic_name("health", topic_prefix)
     verdicts = app.topic(verdicts_topic, **raw)
     dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
-    heartbeats_topic = topic_name("heartbeats", topic_prefix)
     # Keys are agent ids as bytes and placed by the producer's partitioner, not by the
     # partition of the event being processed: the timer writes outside any stream, and this
     # way each agent's state lands in the changelog partition numbered like its heartbeats,
@@ -97,13 +129,25 @@ def create_app(
     async def park(message, error: Exception) -> None:
         await park_on(dead_letters, ConsumedRecord.of(message), error, SERVICE, metrics)
 
+    def written_at(message) -> datetime:
+        """When the broker wrote the record (when it is read, on a topic still keeping its producer's time)."""
+        if message.timestamp_type == LOG_APPEND_TIME and message.timestamp:
+            return datetime.fromtimestamp(message.timestamp, tz=timezone.utc)
+        return clock()
+
     async def take(message) -> None:
+        written = written_at(message)
+        try:
+            await handle(message, written)
+        finally:
+            reading(message.topic, message.partition).finish(message.offset, written)
+
+    async def handle(message, written: datetime) -> None:
         metrics.events_in.labels(SERVICE, message.topic).inc()
         metrics.consumed_message(app.consumer, message)
         if not wanted(message.headers, WATCHED):
             return
         started = time.perf_counter()
-        now = clock()
         if identity and await identity.refuses(message):
             return
         try:
@@ -115,12 +159,12 @@ def create_app(
                 return
             key = agent_id.encode()
             state = decode_state(table[key]) if key in table else new_state(agent_id)
-            step = on_event(state, event, now=now, policy=policy)
+            step = on_event(state, event, now=written, policy=policy)
         except Exception as error:  # noqa: BLE001 - bad input is parked, never stops the stream
             await park(message, error)
             return
         store(key, state, step.state)
-        await emit(step.emitted, now)
+        await emit(step.emitted, clock())
         metrics.events_applied.labels(SERVICE, message.topic).inc()
         metrics.handler_seconds.labels(SERVICE, message.topic).observe(time.perf_counter() - started)
 
@@ -133,6 +177,65 @@ def create_app(
             await take(event.message)
 
     watching = {"partitions": frozenset(), "since": None}
+    judged_until: dict[int, datetime] = {}
+
+    async def read_up_to(owned: frozenset[int], now: datetime) -> dict[int, datetime | None]:
+        """Per partition, the time up to which every heartbeat of it has been read (`read_until`)."""
+        tps = [TP(topic, partition) for partition in sorted(owned) for topic in (agents_topic, heartbeats_topic)]
+        try:
+            # Asked of the broker: the consumer's own high-water marks are as old as its last
+            # fetch of each partition, and it fetches none while it holds records of it.
+            ends = await app.consumer.highwaters(*tps) if tps else {}
+        except Exception as error:  # noqa: BLE001 - nothing known to be read to the end this time
+            log.warning("end offsets of the agents and heartbeats topics not known: %r", error)
+            ends = {}
+        at_end = {}
+        for tp in tps:
+            read, end = reading(tp.topic, tp.partition), ends.get(tp)
+            at_end[tp] = read_to_end(read, end=end)
+            if at_end[tp] is None:
+                try:
+                    at_end[tp] = read_to_end(read, end=end, position=await app.consumer.position(tp))
+                except Exception:  # noqa: BLE001 - a partition being given or taken has no position
+                    at_end[tp] = False
+        until = {}
+        for partition in owned:
+            both = at_end[TP(agents_topic, partition)] and at_end[TP(heartbeats_topic, partition)]
+            heartbeats = reading(heartbeats_topic, partition)
+            until[partition] = read_until(heartbeats, at_end=both, now=now, before=judged_until.get(partition))
+            if until[partition] is not None:
+                judged_until[partition] = until[partition]
+        return until
+
+    async def delivered(sends) -> None:
+        """Wait until the broker has each of these records; raise the first refusal, if any."""
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def announce(keys: list[bytes]) -> None:
+        """Announce the verdicts these agents' states hold, once those states are on the changelog."""
+        held = {key: table[key] for key in keys if key in table}
+        if not held:
+            return
+        try:
+            # Written again and waited for: a key's writes reach the changelog in order, so
+            # once this one is there, so is the state it was copied from.
+            await delivered([table.send_changelog(None, key, value) for key, value in held.items()])
+            sent = []
+            for key, value in held.items():
+                for announcement in decode_state(value).unannounced:
+                    event = decode(announcement)
+                    sent.append(await verdicts.send(key=key, value=encode(event), headers=[type_header(event)]))
+                    metrics.events_out.labels(SERVICE, verdicts_topic).inc()
+            await delivered(sent)
+        except Exception as error:  # noqa: BLE001 - held, and tried again at the next tick
+            log.warning("verdicts of %d agents held until their state is on the changelog: %r", len(held), error)
+            return
+        for key, value in held.items():
+            if key in table:
+                state = decode_state(table[key])
+                store(key, state, announced(state, decode_state(value).unannounced))
 
     @app.timer(interval=tick_interval_s)
     async def tick():
@@ -141,16 +244,31 @@ def create_app(
         now = clock()
         owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == heartbeats_topic)
         if owned != watching["partitions"]:
+            # Silence before this delays a worse verdict; it does not say how far the backlog
+            # of the partitions just given has been read, which read_up_to does.
             watching.update(partitions=owned, since=now)
+        until = await read_up_to(owned, now)
         emitted: list[EventBody] = []
+        announcing: list[bytes] = []
         for key, raw_state in list(table.items()):
             # The memory store keeps what it wrote for partitions since given to another worker.
             if partition_of(key) not in owned:
                 continue
             state = decode_state(raw_state)
-            step = on_tick(state, now=now, policy=policy, watching_since=watching["since"])
-            store(key, state, step.state)
-            emitted += step.emitted
+            at = until[partition_of(key)]
+            after: AgentState | None = state
+            if at is not None:  # None: nothing of its partition read yet, nothing to judge it by
+                step = on_tick(state, now=at, policy=policy, watching_since=watching["since"])
+                verdicts_due = [body for body in step.emitted if isinstance(body, AgentHealthChanged)]
+                emitted += [body for body in step.emitted if not isinstance(body, AgentHealthChanged)]
+                after = step.state
+                if after is not None and verdicts_due:
+                    events = (make_event(body, producer=SERVICE, occurred_at=now) for body in verdicts_due)
+                    after = remember(after, [encode(event).decode() for event in events])
+                store(key, state, after)
+            if after is not None and after.unannounced:
+                announcing.append(key)
         await emit(emitted, now)
+        await announce(announcing)
 
     return app

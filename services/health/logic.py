@@ -4,14 +4,20 @@ Plain state, plain functions; the clock is an argument. The Faust shell keeps on
 `AgentState` per agent in a table and calls `on_event` for every event about the
 agent and `on_tick` on a timer.
 
-Liveness is measured on the monitor's clock (when a heartbeat was received), so an
-agent whose clock is off is still judged fairly. Load windows follow the agent's own
-clock (when a heartbeat occurred), so a replayed backlog of heartbeats is summarized
-into the windows it came from, not lumped into the present one.
+Liveness is measured by when the broker wrote a heartbeat (the heartbeats topic stamps
+each record with its append time), never by the agent's clock, so an agent whose clock is
+off is still judged fairly, nor by when the monitor read it: a backlog the monitor works
+through after a restart, or while it is behind, says when each agent was alive, not that
+it is alive now. Silence is judged up to the time the monitor has read the agent's
+partition to (see `read_until`), so the monitor's own lag never counts as an agent's
+silence. Load windows follow the agent's own clock (when a heartbeat occurred), so a
+replayed backlog of heartbeats is summarized into the windows it came from, not lumped
+into the present one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
@@ -70,9 +76,15 @@ class AgentState(_State):
     agent_id: str
     registered: bool = False
     health: Health = "unknown"
-    last_heartbeat_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None  # when the broker wrote its latest heartbeat
     window: LoadWindow | None = None
     summarized_until: datetime | None = None
+    # The time the current `health` was judged at: evidence read from before it (a backlog
+    # the monitor works through again after a restart) never revises it.
+    verdict_at: datetime | None = None
+    # Verdicts decided but perhaps not announced yet, as the encoded events that announce them:
+    # kept with the state, on the changelog, until they are on the health topic (see `remember`).
+    unannounced: tuple[str, ...] = ()
 
 
 class Step(NamedTuple):
@@ -106,6 +118,7 @@ def agent_of(body: EventBody) -> str | None:
 
 
 def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Policy) -> Step:
+    """The state after `event`, which the broker wrote at `now` (a heartbeat is alive then)."""
     body = event.body
     match body:
         case AgentRegistered():
@@ -121,25 +134,45 @@ def on_event(state: AgentState, event: Envelope, *, now: datetime, policy: Polic
 
 
 def on_tick(state: AgentState, *, now: datetime, policy: Policy, watching_since: datetime | None = None) -> Step:
-    """Verdicts and closed load windows due at `now`.
+    """Verdicts and closed load windows due at `now`, the time up to which every heartbeat
+    of the agent's partition has been read (`read_until`).
 
     `watching_since` is when this monitor began watching the agent's partition (start or
     rebalance): silence before it may be the monitor's own absence, so it delays a worse
-    verdict but never causes a better one.
+    verdict but never causes a better one. A verdict is never revised at a time before the
+    one it was judged at: after a restart the monitor reads again what it had read already.
     """
     emitted: list[EventBody] = []
     verdict = _verdict(state, now, policy, watching_since)
     if verdict is not None and verdict != state.health:
         emitted.append(_health_changed(state, verdict, now, policy))
-        state = state.model_copy(update={"health": verdict})
+        state = state.model_copy(update={"health": verdict, "verdict_at": now})
     window = state.window
     if window is not None and now >= window.start + policy.load_window + policy.heartbeat_interval:
         # One heartbeat interval of grace, so a beat sent just before the end still counts.
         emitted.append(_summary(state.agent_id, window, policy))
         state = state.model_copy(update={"window": None, "summarized_until": window.start + policy.load_window})
-    if not state.registered and state.window is None:
+    if not state.registered and state.window is None and not state.unannounced:
         return Step(None, emitted)
     return Step(state, emitted)
+
+
+def remember(state: AgentState, announcements: Iterable[str]) -> AgentState:
+    """The state holding verdicts it has yet to announce (their encoded events).
+
+    The shell stores it, waits until it is on the changelog, and only then announces them:
+    a monitor killed in between finds them in its restored state and announces them (the
+    same events again, which readers take once), and one killed before has announced
+    nothing. Either way, the state a restarted monitor starts from is the one it last
+    announced, and its next verdict names that one as previous.
+    """
+    return state.model_copy(update={"unannounced": (*state.unannounced, *announcements)})
+
+
+def announced(state: AgentState, announcements: Iterable[str]) -> AgentState:
+    """The state once these verdicts are on the health topic."""
+    done = set(announcements)
+    return state.model_copy(update={"unannounced": tuple(a for a in state.unannounced if a not in done)})
 
 
 def missed_heartbeats(since: datetime | None, now: datetime, policy: Policy) -> int:
@@ -219,6 +252,8 @@ def _verdict(state: AgentState, now: datetime, policy: Policy, watching_since: d
     last = state.last_heartbeat_at
     if last is None:
         return None
+    if state.verdict_at is not None and now < state.verdict_at:
+        return None  # what has been read so far is older than the verdict in force
     observed = _level(missed_heartbeats(last, now, policy), policy)
     if _RANK[observed] < _RANK[state.health]:
         return observed
@@ -247,3 +282,65 @@ def _health_changed(state: AgentState, verdict: Health, now: datetime, policy: P
     return AgentHealthChanged(
         agent_id=state.agent_id, previous=state.health, current=verdict, reason=reason, missed_heartbeats=missed
     )
+
+
+# --- how far the monitor has read ---------------------------------------------------
+#
+# Silence is judged up to the time the monitor has read an agent's partition to, never
+# further: while it works through a backlog (after a restart, a rebalance, or while it is
+# behind), that is when the broker wrote the newest record it has processed there, and an
+# agent that kept beating is heard at the same pace as that time advances. Only once every
+# record of the partition has been processed is it judged up to the present. Holding the
+# verdicts until the monitor has caught up would do for a restart, but not for a monitor
+# that falls behind while it runs; judging in the log's time does for both, and still
+# condemns an agent that stopped, as soon as the log shows it silent long enough.
+
+
+@dataclass
+class Reading:
+    """How far the monitor has read one partition: offsets only grow, a partition read again
+    (after a rebalance) counts from where its reading had got to."""
+
+    handed: int | None = None  # offset of the last record the consumer handed over to be processed
+    done: int | None = None  # offset of the last record processed
+    written_until: datetime | None = None  # when the broker wrote the newest record processed
+
+    def hand(self, offset: int) -> None:
+        self.handed = offset if self.handed is None else max(self.handed, offset)
+
+    def finish(self, offset: int, written_at: datetime) -> None:
+        self.done = offset if self.done is None else max(self.done, offset)
+        self.written_until = written_at if self.written_until is None else max(self.written_until, written_at)
+
+
+def read_to_end(reading: Reading, *, end: int | None, position: int | None = None) -> bool | None:
+    """Whether every record of the partition below `end` (its end offset, just asked of the
+    broker) has been processed; None when that depends on the consumer's `position`, not given.
+
+    Agents write in transactions: the consumer skips their markers (and aborted records),
+    which are never handed over. So when records are missing below the end, the partition
+    is read to it only if the consumer has fetched past them and everything it handed over
+    is processed.
+    """
+    if end is None:
+        return False  # not known: not read to it
+    if reading.done is not None and reading.done + 1 >= end:
+        return True
+    if reading.handed is not None and (reading.done is None or reading.done < reading.handed):
+        return False  # handed over, not processed yet
+    if position is None:
+        return None
+    return position >= end
+
+
+def read_until(reading: Reading, *, at_end: bool, now: datetime, before: datetime | None = None) -> datetime | None:
+    """The time up to which every heartbeat of the partition has been read.
+
+    `now` once it is read to the end; otherwise when the broker wrote the newest record
+    processed (None: nothing read yet, so nothing is judged). Never earlier than `before`,
+    what it was at the previous tick: judging goes forward only.
+    """
+    until = now if at_end else reading.written_until
+    if before is not None and (until is None or until < before):
+        return before
+    return until

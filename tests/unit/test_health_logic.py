@@ -4,7 +4,21 @@ from events.agents import AgentHealthChanged, AgentHeartbeat, AgentLoadSummarize
 from events.envelope import make_event
 from events.tasks import TaskReassigned, TaskSubmitted
 from events.values import CapabilityRequirement
-from services.health.logic import WATCHED, Policy, agent_of, decode_state, encode_state, new_state, on_event, on_tick
+from services.health.logic import (
+    WATCHED,
+    Policy,
+    Reading,
+    agent_of,
+    announced,
+    decode_state,
+    encode_state,
+    new_state,
+    on_event,
+    on_tick,
+    read_to_end,
+    read_until,
+    remember,
+)
 from tests.factories import T0, assigned, at, completed, deregistered, registered
 
 POLICY = Policy(
@@ -55,9 +69,10 @@ class Monitored:
         return emitted
 
     def tick(self, t: float, watching_since: float | None = None) -> list:
-        step = on_tick(
-            self.state, now=at(t), policy=POLICY, watching_since=None if watching_since is None else at(watching_since)
-        )
+        return self.tick_at(at(t), None if watching_since is None else at(watching_since))
+
+    def tick_at(self, now, watching_since=None) -> list:
+        step = on_tick(self.state, now=now, policy=POLICY, watching_since=watching_since)
         self.forgotten = step.state is None
         self.state = step.state or new_state(self.state.agent_id)
         return step.emitted
@@ -185,6 +200,143 @@ def test_a_restart_never_makes_a_silent_agent_look_healthy():
 
     assert changes(agent.tick(100, watching_since=99)) == []
     assert agent.state.health == "unhealthy"
+
+
+def test_a_monitor_reading_again_what_it_had_read_keeps_the_verdict_it_announced():
+    # Degraded at 13, two intervals after its last beat at 3; the monitor dies and, back,
+    # reads its partition again from before that: up to 5, the agent was still healthy.
+    beat = heartbeat(t=3)
+    agent = given(registered(t=0), heartbeat(t=1), beat, ticks=[4, 13])
+    assert agent.state.health == "degraded"
+
+    agent.when(beat)
+    assert changes(agent.tick(5, watching_since=20)) == []
+    assert changes(agent.tick(12.9, watching_since=20)) == []
+
+    assert agent.state.health == "degraded"
+    assert changes(agent.tick(39.9, watching_since=20)) == []
+    assert changes(agent.tick(40, watching_since=20)) == [("degraded", "unhealthy")]
+
+
+def test_a_verdict_remembers_the_time_it_was_judged_at():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+
+    agent.tick(11)
+
+    assert agent.state.verdict_at == at(11)
+    assert decode_state(encode_state(agent.state)).verdict_at == at(11)
+
+
+def test_an_agent_that_kept_beating_while_the_monitor_was_down_is_not_condemned_by_the_backlog():
+    # Healthy when the monitor died at 3; it beat every 4 s until the monitor came back at 60
+    # and read that backlog, a tick after each record, judging up to where it had read.
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    reading = Reading()
+    until = None
+    for offset, t in enumerate(range(5, 60, 4)):
+        beat = heartbeat(t=t)
+        agent.when(beat)  # heard when the broker wrote it
+        reading.finish(offset, beat.occurred_at)
+        until = read_until(reading, at_end=False, now=at(60 + offset * 0.01), before=until)
+        assert until == at(t)
+        assert changes(agent.tick_at(until, watching_since=at(60))) == []
+
+    until = read_until(reading, at_end=True, now=at(62), before=until)
+    assert changes(agent.tick_at(until, watching_since=at(60))) == []
+    assert agent.state.health == "healthy"
+
+
+def test_an_agent_that_stopped_while_the_monitor_was_down_is_degraded_then_unhealthy_once_it_is_back():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    reading = Reading()
+    for offset, t in enumerate((5, 9, 13)):  # then silent
+        agent.when(heartbeat(t=t))
+        reading.finish(offset, at(t))
+    behind = read_until(reading, at_end=False, now=at(60))
+
+    assert changes(agent.tick_at(behind, watching_since=at(60))) == []
+    assert changes(agent.tick(69.9, watching_since=60)) == []
+    assert changes(agent.tick(70, watching_since=60)) == [("healthy", "degraded")]
+    assert changes(agent.tick(80, watching_since=60)) == [("degraded", "unhealthy")]
+
+
+# --- how far the monitor has read -----------------------------------------------------
+
+
+def read(handed=None, done=None) -> Reading:
+    reading = Reading()
+    if handed is not None:
+        reading.hand(handed)
+    if done is not None:
+        reading.finish(done, at(done))
+    return reading
+
+
+def test_a_partition_is_read_to_its_end_once_the_record_before_the_end_is_processed():
+    assert read_to_end(read(handed=9, done=9), end=10) is True
+    assert read_to_end(read(), end=0, position=0) is True  # nothing there
+    assert read_to_end(read(handed=9, done=9), end=None) is False  # end not known
+
+
+def test_records_handed_over_but_not_processed_keep_it_behind_wherever_the_consumer_is():
+    assert read_to_end(read(handed=9, done=4), end=12) is False
+    assert read_to_end(read(handed=9, done=4), end=12, position=12) is False
+    assert read_to_end(read(handed=9), end=12, position=12) is False
+
+
+def test_what_lies_between_the_last_record_and_the_end_depends_on_the_consumer_s_position():
+    # Records 10 and 11 are either not fetched yet, or transaction markers the consumer skipped.
+    reading = read(handed=9, done=9)
+
+    assert read_to_end(reading, end=12) is None
+    assert read_to_end(reading, end=12, position=10) is False
+    assert read_to_end(reading, end=12, position=12) is True
+    # Nothing handed over yet (only markers since the committed offset), fetched past them.
+    assert read_to_end(read(), end=3, position=3) is True
+    assert read_to_end(read(), end=3, position=0) is False
+
+
+def test_a_partition_behind_is_read_up_to_when_the_newest_record_processed_was_written():
+    reading = read(handed=9, done=4)
+
+    assert read_until(reading, at_end=False, now=at(100)) == at(4)
+    assert read_until(read(handed=9, done=9), at_end=True, now=at(100)) == at(100)
+
+
+def test_nothing_processed_of_a_partition_behind_leaves_nothing_to_judge_it_by():
+    assert read_until(Reading(), at_end=False, now=at(100)) is None
+    assert read_until(Reading(), at_end=True, now=at(100)) == at(100)
+
+
+def test_judging_never_goes_back_in_time():
+    # Read to the end at 100; at the next tick, a burst of records arrived and is being read.
+    assert read_until(read(handed=20, done=12), at_end=False, now=at(101), before=at(100)) == at(100)
+    assert read_until(Reading(), at_end=False, now=at(101), before=at(100)) == at(100)
+
+
+# --- announcing verdicts ------------------------------------------------------------------
+
+
+def test_verdicts_are_remembered_with_the_state_until_announced():
+    state = remember(new_state("agent-1"), ["v1", "v2"])
+    state = remember(state, ["v3"])
+
+    assert decode_state(encode_state(state)).unannounced == ("v1", "v2", "v3")
+    assert announced(state, ["v1", "v2"]).unannounced == ("v3",)
+    assert announced(state, ["v1", "v2", "v3"]) == new_state("agent-1")
+
+
+def test_an_agent_with_a_verdict_not_yet_announced_is_not_forgotten():
+    agent = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    agent.when(deregistered(t=3))
+    agent.tick(65)
+    assert agent.forgotten
+
+    unannounced = given(registered(t=0), heartbeat(t=1), ticks=[2])
+    unannounced.state = remember(unannounced.state, ["v1"])
+    unannounced.when(deregistered(t=3))
+    unannounced.tick(65)
+    assert not unannounced.forgotten and unannounced.state.unannounced == ("v1",)
 
 
 # --- what the monitor reads ----------------------------------------------------------
