@@ -6,9 +6,12 @@ import asyncio
 import json
 import signal
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 from bench.chaos.run import ChaosOptions, run, table
 from bench.cli import interrupted, positive
+from bench.machine import describe
 
 
 def add_commands(commands) -> None:
@@ -48,5 +51,26 @@ def cmd_chaos(args, settings) -> int:
         only=tuple(k for k in args.only.split(",") if k),
     )
     result = asyncio.run(run(settings, options, log=lambda line: print(line, file=sys.stderr, flush=True)))
+    result["machine"] = describe()
+    result["finished_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    saved = save(Path(settings.bench.results_dir), result)
     print(json.dumps(result, indent=2) if args.json else table(result))
+    print(f"chaos: wrote {saved}", file=sys.stderr)
     return 1 if result["violations"] else 0
+
+
+def save(directory: Path, result: dict) -> Path:
+    """The run's result beside the benchmarks' (`BENCH_RESULTS_DIR`): its table and its JSON."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    base = directory / f"chaos-{stamp}-{result['brokers']}brokers-seed{result['seed']}"
+    base.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    machine = result["machine"]
+    heading = (
+        f"# Chaos run, {result['finished_at']}\n\nMachine: {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"{machine.get('memory_gib')} GiB, Python {machine.get('python')}; {result['brokers']} broker(s), "
+        f"{result['copies']} copies of every processor, {result['rate']:g} tasks/s for {result['duration_s']:g} s, "
+        f"seed {result['seed']}\n\n"
+    )
+    base.with_suffix(".md").write_text(heading + table(result) + "\n")
+    return base.with_suffix(".json")

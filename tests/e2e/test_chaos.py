@@ -33,6 +33,7 @@ def test_a_short_chaos_run_on_three_brokers_injects_its_faults_and_breaks_no_inv
             **{k: v for k, v in as_environ(settings).items() if not k.startswith("KAFKA_")},
             "KAFKA_BOOTSTRAP_SERVERS": exported["KAFKA_BOOTSTRAP_SERVERS"],
             "ORCHESTRATOR_REPLICATION_FACTOR": exported["ORCHESTRATOR_REPLICATION_FACTOR"],
+            "BENCH_RESULTS_DIR": str(tmp_path / "results"),
         }
         run = subprocess.run(
             [
@@ -75,3 +76,4 @@ def test_a_short_chaos_run_on_three_brokers_injects_its_faults_and_breaks_no_inv
     }
     assert all(c["checked"] > 0 for c in result["invariants"])
     assert run.returncode == 0
+    assert [p.suffix for p in sorted((tmp_path / "results").iterdir())] == [".json", ".md"]
