@@ -11,7 +11,14 @@ from functools import lru_cache
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    LeaderNotAvailableError,
+    NodeNotReadyError,
+    NotControllerError,
+    RequestTimedOutError,
+    UnknownTopicOrPartitionError,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
@@ -21,6 +28,7 @@ from events.topics import PARTITIONS, TOPICS, TopicSpec, topic_for_event, topic_
 from services.settings import Settings
 
 TOPIC_AUTHORIZATION_FAILED = 29
+log = logging.getLogger("orchestrator.kafka")
 
 
 class KafkaUnavailable(RuntimeError):
@@ -142,9 +150,31 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[Top
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        return await asyncio.wait_for(_ensure(admin, settings), timeout_s)
+        return await asyncio.wait_for(_retrying(lambda: _ensure(admin, settings)), timeout_s)
     finally:
         await admin.close()
+
+
+# What a broker of a cluster being away (killed, restarting, between leaders) answers for a while.
+TRANSIENT = (
+    NodeNotReadyError,
+    KafkaConnectionError,
+    RequestTimedOutError,
+    NotControllerError,
+    LeaderNotAvailableError,
+    UnknownTopicOrPartitionError,
+)
+
+
+async def _retrying(call, wait_s: float = 0.5):
+    """`call()` again while it fails the way a cluster with a broker away does: the admin client sends
+    a request to a broker of its choosing, which may be the one down. `asyncio.wait_for` bounds it."""
+    while True:
+        try:
+            return await call()
+        except TRANSIENT as error:
+            log.warning("Kafka admin request failed (%s); asking again", error)
+            await asyncio.sleep(wait_s)
 
 
 async def _ensure(admin: AIOKafkaAdminClient, settings: Settings) -> list[TopicCheck]:
@@ -199,18 +229,22 @@ async def ensure_own_topics(settings: Settings, wanted: list[NewTopic], timeout_
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        existing = set(await admin.list_topics())
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(missing)
-        for name, code, *rest in response.topic_errors:
-            if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS: another copy was first
-                raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
-        await asyncio.wait_for(_until_ready(admin, settings, {t.name: t.num_partitions for t in missing}), timeout_s)
-        return [topic.name for topic in missing]
+        return await asyncio.wait_for(_retrying(lambda: _ensure_own(admin, settings, wanted)), timeout_s)
     finally:
         await admin.close()
+
+
+async def _ensure_own(admin: AIOKafkaAdminClient, settings: Settings, wanted: list[NewTopic]) -> list[str]:
+    existing = set(await admin.list_topics())
+    missing = [topic for topic in wanted if topic.name not in existing]
+    if not missing:
+        return []
+    response = await admin.create_topics(missing)
+    for name, code, *rest in response.topic_errors:
+        if code not in (0, 36):  # 36 = TOPIC_ALREADY_EXISTS: another copy was first
+            raise RuntimeError(f"could not create topic {name}: error {code} {rest}")
+    await _until_ready(admin, settings, {t.name: t.num_partitions for t in missing})
+    return [topic.name for topic in missing]
 
 
 async def delete_topics(settings: Settings, only: list[str] | None = None) -> list[str]:

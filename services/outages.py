@@ -59,3 +59,17 @@ def lost_connection(error: BaseException | None) -> bool:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+async def closed(close: Callable[[], Awaitable[None]]) -> None:
+    """Close a client on the way out, whatever it raises: aiokafka's consumer, stopped while a fetch
+    retries against a broker that went away, raises CancelledError from its own task. A cancellation
+    of the caller itself still goes through."""
+    try:
+        await close()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:  # noqa: BLE001 - on the way out: the error that got us here is the one to report
+        pass

@@ -18,7 +18,7 @@ from services.audit.app import Auditor, Checkpointer
 from services.audit.logic import newest_valid
 from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
-from services.outages import through_database_outages
+from services.outages import closed, through_database_outages
 from services.projector.bootstrap import DatabaseUnavailable
 from services.settings import ConfigError, Settings
 from services.shutdown import stop_on_signals
@@ -110,8 +110,7 @@ async def auditor_running(
         )
     finally:
         if consumer is not None:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            await closed(consumer.stop)
         await store.close()
 
 

@@ -91,6 +91,9 @@ class Task:
     assigned_at: datetime | None = None
     started_at: datetime | None = None  # once its agent said it began
     queued_at: datetime | None = None  # while waiting for room
+    # An earlier attempt's agent reported the task done after that attempt was over (it was timed
+    # out or taken away meanwhile): the attempt now running may finish it, but none follows.
+    done_late: bool = False
 
 
 @dataclass
@@ -322,7 +325,7 @@ def _started(state, event: TaskStarted, now, limits):
 def _finished(state, event, now, limits):
     task = _current(state, event)
     if task is None:
-        return []
+        return _done_by_an_earlier_attempt(state, event)
     agent_id = task.agent_id
     _free(state, task)
     retry = isinstance(event, TaskRejected) or (isinstance(event, TaskFailed) and event.retryable)
@@ -346,7 +349,29 @@ def _quoted(text: str) -> str:
     return text if len(text) <= QUOTED_MAX else text[: QUOTED_MAX - 1] + "…"
 
 
+def _done_by_an_earlier_attempt(state, event) -> list[EventBody]:
+    """An earlier attempt's final word, come after that attempt was over: the task is done all the same.
+
+    Terminal states stay terminal: a task its agent completed, or failed for good, is not tried
+    again, whichever attempt said so. Waiting to be retried, it leaves the queue now; held by a
+    later attempt, that attempt may finish, and nothing follows it."""
+    task = state.tasks.get(event.task_id)
+    final = isinstance(event, TaskCompleted) or (isinstance(event, TaskFailed) and not event.retryable)
+    if task is None or not final or event.agent_id not in task.tried or event.attempt > task.attempt:
+        return []  # not the end of the task, or not from an attempt the balancer made
+    if task.agent_id is None:
+        state.waiting.remove(task.task_id)
+        del state.tasks[task.task_id]
+    else:
+        task.done_late = True
+    return []
+
+
 def _retry(state, task: Task, now, limits, reason: str, *, from_agent: str | None) -> list[EventBody]:
+    if task.done_late:  # an earlier attempt finished it: no attempt follows this one
+        state.waiting.remove(task.task_id)
+        del state.tasks[task.task_id]
+        return []
     if task.attempt >= limits.max_attempts:
         return _end(state, task, f"given up: {reason}, and all {limits.max_attempts} attempts are used")
     if not _untried_agent_left(state, task):

@@ -93,6 +93,7 @@ def _task_to_json(task: Task) -> dict:
         "assigned_at": _time(task.assigned_at),
         "started_at": _time(task.started_at),
         "queued_at": _time(task.queued_at),
+        "done_late": task.done_late,
     }
 
 
@@ -116,6 +117,7 @@ def _task_from_json(data: dict) -> Task:
         assigned_at=_parse(data["assigned_at"]),
         started_at=_parse(data["started_at"]),
         queued_at=_parse(data["queued_at"]),
+        done_late=data.get("done_late", False),  # snapshots from before it was kept had none
     )
 
 

@@ -15,7 +15,7 @@ from services.deadletter.park import DeadLetters
 from services.identity.gate import IdentityGate
 from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics
-from services.outages import through_database_outages
+from services.outages import closed, through_database_outages
 from services.projector.app import Projector
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -74,12 +74,9 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
             ),
         )
     finally:
-        with contextlib.suppress(Exception):
-            await gate.stop()
-        with contextlib.suppress(Exception):
-            await consumer.stop()
-        with contextlib.suppress(Exception):
-            await producer.stop()
+        await closed(gate.stop)
+        await closed(consumer.stop)
+        await closed(producer.stop)
         await view.close()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import os
 import time
 
 import psycopg
@@ -16,6 +17,7 @@ from events.topics import topic_for_event, topic_name
 from services import kafka
 from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
+from services.settings import Settings, as_environ
 
 
 async def publish_all(settings, events) -> None:
@@ -98,3 +100,8 @@ async def wait_until_projected(settings, timeout: float = 60.0) -> int:
 async def drop_schema(settings, schema: str) -> None:
     async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
         await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def env_of(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a child process of these settings gets: every variable of Settings, and `extra`."""
+    return {**os.environ, **as_environ(settings), **extra}

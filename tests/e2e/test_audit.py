@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from services.audit.chain import Head, extend
 from services.audit.store import WRITER_LOCK, read_rows
 from services.audit.verify import verify
 from services.deadletter.park import dead_letter_headers
-from tests.e2e.helpers import drop_schema, publish_all, publish_raw, wait_for
+from tests.e2e.helpers import drop_schema, env_of, publish_all, publish_raw, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,20 +45,6 @@ async def clean(audit_settings):
     await kafka.ensure_topics(audit_settings)
     yield
     await drop_schema(audit_settings, audit_settings.audit.db_schema)
-
-
-def env_of(settings, **extra) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-        "ORCHESTRATOR_DB_SCHEMA": settings.db_schema,
-        "AUDIT_DB_SCHEMA": settings.audit.db_schema,
-        "AUDIT_CHECKPOINT_DIR": settings.audit.checkpoint_dir,
-        "AUDIT_SIGNING_KEY_FILE": settings.audit.signing_key_file,
-        **extra,
-    }
 
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:

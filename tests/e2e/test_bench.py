@@ -1,12 +1,13 @@
 """`orchestrator bench` for a few seconds at a low rate, through every real processor and the real stack."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.helpers import env_of
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -14,13 +15,7 @@ PROCESSORS = ("projector", "health", "router", "balancer", "learner", "audit")
 
 
 def test_a_short_run_measures_every_figure_and_writes_its_result(settings, tmp_path):
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-        "BENCH_RESULTS_DIR": str(tmp_path),
-    }
+    env = env_of(settings, BENCH_RESULTS_DIR=str(tmp_path))
     rate, duration, warmup = 10, 8, 4
     run = subprocess.run(
         [

@@ -1,12 +1,13 @@
 """`orchestrator evaluate`: a real outcome log through the running router, balancer and learner."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.e2e.helpers import env_of
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,12 +30,7 @@ def a_small_log(path: Path) -> Path:
 
 def test_evaluate_replays_a_log_and_the_learner_steers_routing(settings, tmp_path):
     data = DATA if DATA.exists() else a_small_log(tmp_path / "log.csv")
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-    }
+    env = env_of(settings)
     result = subprocess.run(
         [sys.executable, "-m", "services.cli", "evaluate", "--data", str(data), "--limit", "200", "--json"],
         env=env,
@@ -59,12 +55,7 @@ def test_evaluate_replays_a_log_and_the_learner_steers_routing(settings, tmp_pat
 
 
 def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path):
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-    }
+    env = env_of(settings)
     result = subprocess.run(
         [
             sys.executable,
@@ -94,12 +85,7 @@ def test_the_learner_beats_random_routing_when_skills_differ(settings, tmp_path)
 
 
 def test_cold_start_replays_a_late_newcomer_with_and_without_shared_experience(settings, tmp_path):
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-    }
+    env = env_of(settings)
     result = subprocess.run(
         [
             sys.executable,

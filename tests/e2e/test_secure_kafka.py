@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -33,9 +32,9 @@ from services.sdk import Agent, Capability, Completed, Task
 from services.security import broker_acls
 from services.security.acls import Binding, bindings, load
 from services.security.material import new_authority, pem_certificate
-from services.settings import Settings, as_environ
+from services.settings import Settings
 from tests.conftest import delete_topics
-from tests.e2e.helpers import drop_schema, projected, wait_for
+from tests.e2e.helpers import drop_schema, env_of, projected, wait_for
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,11 +78,6 @@ def as_principal(settings: Settings, broker: SecureBroker, principal: str, **ove
     chosen = settings.replace(**{**secure, **overrides})
     chosen.validate()
     return chosen
-
-
-def env_of(settings: Settings) -> dict[str, str]:
-    """The environment a process of these settings gets: every variable of Settings."""
-    return {**os.environ, **as_environ(settings)}
 
 
 @pytest.fixture

@@ -1,24 +1,20 @@
 """`orchestrator simulate` through the real router, balancer and broker."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import env_of
+
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_simulate_compares_policies_without_exceeding_capacity(settings):
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "DATABASE_URL": settings.database_url,
-        "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
-    }
+    env = env_of(settings)
     result = subprocess.run(
         [
             sys.executable,

@@ -634,3 +634,40 @@ def test_a_task_assigned_after_waiting_carries_the_chance_of_the_agent_that_free
 def test_without_logged_chances_the_propensity_stays_unknown():
     s = Scenario().given(agent("a1"), submitted("t1"))
     assert s.when(drawn("t1", {"a1": 0.0}, chosen="a1")) == [assigned("t1", "a1", propensity=None)]
+
+
+def completed(task_id, agent_id, attempt):
+    return TaskCompleted(
+        task_id=task_id, agent_id=agent_id, attempt=attempt, success=True, duration_ms=5.0, result_summary="done"
+    )
+
+
+def test_a_task_done_by_an_attempt_already_timed_out_is_not_tried_again():
+    # a1 is late to say it started; its attempt is timed out and the task waits for another agent
+    s = Scenario(Limits(start_timeout=timedelta(seconds=30))).given(
+        agent("a1"),
+        agent("a2"),
+        submitted("t2"),
+        routed("t2", "a2"),
+        TaskStarted(task_id="t2", agent_id="a2", attempt=1),
+        submitted("t1"),
+        routed("t1", "a1", "a2"),
+    )
+    out = tick(s.state, s.now + timedelta(seconds=31), s.limits)
+    assert isinstance(out[-1], TaskQueued) and "t1" in s.state.tasks
+    # ... then says it completed it: the task is done, and the queue no longer holds it
+    assert s.when(completed("t1", "a1", attempt=1)) == []
+    assert "t1" not in s.state.tasks
+    assert s.when(completed("t2", "a2", attempt=1)) == []  # a2's room goes to nothing
+
+
+def test_a_task_done_late_while_a_later_attempt_runs_ends_with_that_attempt():
+    s = Scenario(Limits(start_timeout=timedelta(seconds=30))).given(
+        agent("a1"), agent("a2"), agent("a3"), submitted("t1"), routed("t1", "a1", "a2", "a3")
+    )
+    assert tick(s.state, s.now + timedelta(seconds=31), s.limits)[-1] == assigned("t1", "a2", attempt=2)
+    s.now += timedelta(seconds=31)
+    assert s.when(completed("t1", "a1", attempt=1)) == []  # late: a2's attempt goes on
+    out = tick(s.state, s.now + timedelta(seconds=31), s.limits)  # a2 never starts it either
+    assert out == [TaskTimedOut(task_id="t1", agent_id="a2", attempt=2, stage="start")]  # and no third attempt
+    assert "t1" not in s.state.tasks and s.in_flight("a2") == set()

@@ -54,3 +54,46 @@ async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_wait
         raise psycopg.OperationalError("server closed the connection")
 
     await through_database_outages(lost, stop, log, "projector")  # returns: asked to stop
+
+
+async def test_an_admin_request_is_asked_again_while_a_broker_of_the_cluster_is_away():
+    from aiokafka.errors import NodeNotReadyError
+
+    from services.kafka import _retrying
+
+    answers = [NodeNotReadyError("node 2 is not ready"), NodeNotReadyError("node 2 is not ready"), ["topic"]]
+
+    async def call():
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await _retrying(call, wait_s=0.001) == ["topic"]
+
+    async def refused():
+        raise RuntimeError("could not create topic t: error 41")
+
+    with pytest.raises(RuntimeError):
+        await _retrying(refused, wait_s=0.001)
+
+
+async def test_a_client_closed_on_the_way_out_raises_nothing_but_a_cancellation_of_the_caller_goes_through():
+    from services.outages import closed
+
+    async def cancelled_inside():
+        raise asyncio.CancelledError  # what aiokafka's consumer.stop() may raise from its fetch task
+
+    await closed(cancelled_inside)
+
+    started = asyncio.Event()
+
+    async def slow():
+        started.set()
+        await asyncio.sleep(10)
+
+    caller = asyncio.create_task(closed(slow))
+    await started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
