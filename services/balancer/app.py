@@ -202,11 +202,12 @@ def create_app(
             export_state()
         # Until it has decided something since being given the inbox, the state here may be
         # stale; a tick makes the decider catch up, and then it knows what waits on time.
+        # Asked at every interval, tick or not, so that its marks are never older than one interval.
+        caught_up = owns and await _forwarder_caught_up()
         if (
-            owns
+            caught_up
             and ticks.producer
             and (newly_owned or not decisions.restored or waits_on_time(decisions.decider.state))
-            and await _forwarder_caught_up()
         ):
             await ticks.send(inbox_topic, key=None, value=b"", headers=[(TICK_HEADER, b"1")])
             await ticks.settle()
