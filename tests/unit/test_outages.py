@@ -90,7 +90,7 @@ async def test_a_client_closed_on_the_way_out_raises_nothing_but_a_cancellation_
 
     async def slow():
         started.set()
-        await asyncio.sleep(10)
+        await asyncio.Event().wait()  # until cancelled
 
     caller = asyncio.create_task(closed(slow))
     await started.wait()
