@@ -82,6 +82,30 @@ def fetch_settings(settings: Settings) -> None:
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer
 
 
+def topic_creation_retried(timeout_s: float = 30.0) -> None:
+    """Make Faust ask again when creating a topic fails the way a cluster with a broker away does.
+
+    A worker declares its topics as it starts (its leader election's topic, its changelogs) through
+    the broker it takes for the controller, which may be the one down: a single `NodeNotReadyError`
+    would end the worker. Each attempt after the first starts from fresh metadata."""
+    from faust.transport.drivers.aiokafka import Transport
+
+    create = getattr(Transport._really_create_topic, "faust_default", None) or Transport._really_create_topic
+
+    async def really_create_topic(self, owner, client, topic, *args, **kwargs):
+        async def once():
+            try:
+                return await create(self, owner, client, topic, *args, **kwargs)
+            except kafka.TRANSIENT:
+                client.force_metadata_update()
+                raise
+
+        return await asyncio.wait_for(kafka.retrying(once), timeout_s)
+
+    really_create_topic.faust_default = create
+    Transport._really_create_topic = really_create_topic
+
+
 def internal_topics(app: faust.App) -> list[NewTopic]:
     """The topics Faust would create for an app (table changelogs, internal topics its agents read),
     with the partitions and cleanup Faust would give them.
@@ -127,6 +151,7 @@ def run_worker(
     metrics = ProcessorMetrics(service)
     metrics.serve(settings.metrics_port)
     fetch_settings(settings)
+    topic_creation_retried()
     app = make_app(metrics)
     loop.run_until_complete(kafka.ensure_own_topics(settings, internal_topics(app)))
     # Set here rather than in each create_app: every processor is started through this function,

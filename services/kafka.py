@@ -150,7 +150,7 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[Top
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        return await asyncio.wait_for(_retrying(lambda: _ensure(admin, settings)), timeout_s)
+        return await asyncio.wait_for(retrying(lambda: _ensure(admin, settings)), timeout_s)
     finally:
         await admin.close()
 
@@ -166,7 +166,7 @@ TRANSIENT = (
 )
 
 
-async def _retrying(call, wait_s: float = 0.5):
+async def retrying(call, wait_s: float = 0.5):
     """`call()` again while it fails the way a cluster with a broker away does: the admin client sends
     a request to a broker of its choosing, which may be the one down. `asyncio.wait_for` bounds it."""
     while True:
@@ -229,7 +229,7 @@ async def ensure_own_topics(settings: Settings, wanted: list[NewTopic], timeout_
     admin = admin_client(settings)
     await start(admin, settings, "the Kafka admin API")
     try:
-        return await asyncio.wait_for(_retrying(lambda: _ensure_own(admin, settings, wanted)), timeout_s)
+        return await asyncio.wait_for(retrying(lambda: _ensure_own(admin, settings, wanted)), timeout_s)
     finally:
         await admin.close()
 

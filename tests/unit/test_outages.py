@@ -59,7 +59,7 @@ async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_wait
 async def test_an_admin_request_is_asked_again_while_a_broker_of_the_cluster_is_away():
     from aiokafka.errors import NodeNotReadyError
 
-    from services.kafka import _retrying
+    from services.kafka import retrying
 
     answers = [NodeNotReadyError("node 2 is not ready"), NodeNotReadyError("node 2 is not ready"), ["topic"]]
 
@@ -69,13 +69,13 @@ async def test_an_admin_request_is_asked_again_while_a_broker_of_the_cluster_is_
             raise answer
         return answer
 
-    assert await _retrying(call, wait_s=0.001) == ["topic"]
+    assert await retrying(call, wait_s=0.001) == ["topic"]
 
     async def refused():
         raise RuntimeError("could not create topic t: error 41")
 
     with pytest.raises(RuntimeError):
-        await _retrying(refused, wait_s=0.001)
+        await retrying(refused, wait_s=0.001)
 
 
 async def test_a_client_closed_on_the_way_out_raises_nothing_but_a_cancellation_of_the_caller_goes_through():
