@@ -1,7 +1,9 @@
 """The chaos run's pure parts: the seeded plan of faults and the invariants judged from the log."""
 
 from bench.chaos.invariants import (
+    InboxEntry,
     acknowledged_are_written,
+    assigned_while_the_end_was_on_its_way,
     attempts_decided_once,
     every_task_ended,
     never_held_twice,
@@ -99,10 +101,40 @@ def test_an_attempt_reassigned_in_the_decision_that_made_it_held_nothing():
     assert never_over_capacity([*events, f.assigned("t-2", "a", t=6)], {"a": 1, "b": 1}).held
 
 
-def test_a_task_assigned_again_after_it_completed_is_a_violation():
-    events = [*f.lifecycle("t-1", "a", t=1), f.assigned("t-1", "b", attempt=2, t=9)]
-    assert nothing_after_the_end(events).violations == ("t-1 attempt 2",)
-    assert nothing_after_the_end(f.lifecycle("t-2", "a")).held
+def ms(t: float) -> int:
+    return round(f.at(t).timestamp() * 1000)
+
+
+def _decided_from(event, cause=None, t: float = 9):
+    """A balancer decision as the inbox decider makes it: caused by the record it read, at that record's time."""
+    return make_event(event.body, producer="balancer", cause=cause, occurred_at=f.at(t), event_id=event.event_id)
+
+
+def test_a_task_assigned_again_after_the_balancer_read_its_completion_is_a_violation():
+    # Given a task completed by agent a, and a verdict on a that the balancer reassigns it on
+    done = f.completed("t-1", "a", t=5)
+    verdict = f.load_summarized("a", t=6)  # any input the balancer reads; its id is what matters here
+    again = _decided_from(f.assigned("t-1", "b", attempt=2), cause=verdict)
+    events = [f.assigned("t-1", "a", t=1), done, verdict, again]
+
+    # When the balancer read the completion first, the assignment broke the promise
+    read_first = [InboxEntry(5, ms(5), done.event_id), InboxEntry(7, ms(7), verdict.event_id)]
+    assert nothing_after_the_end(events, read_first).violations == ("t-1 attempt 2",)
+    # and when the completion was still on its way (read after the verdict), it did not, though it is seen
+    still_coming = [InboxEntry(3, ms(7), verdict.event_id), InboxEntry(5, ms(7.5), done.event_id)]
+    assert nothing_after_the_end(events, still_coming).held
+    assert assigned_while_the_end_was_on_its_way(events).violations == ("t-1 attempt 2",)
+    assert assigned_while_the_end_was_on_its_way(events).held  # observed, not counted
+
+
+def test_a_decision_from_a_tick_is_placed_by_the_tick_and_one_not_in_the_inbox_counts_against():
+    done = f.completed("t-1", "a", t=5)
+    on_tick = _decided_from(f.assigned("t-1", "b", attempt=2), t=9)
+    events = [done, on_tick]
+    assert nothing_after_the_end(events, [InboxEntry(5, ms(5), done.event_id), InboxEntry(8, ms(9), None)]).violations
+    assert nothing_after_the_end(events, [InboxEntry(8, ms(9), None), InboxEntry(9, ms(9.5), done.event_id)]).held
+    assert nothing_after_the_end(events, [InboxEntry(5, ms(5), done.event_id)]).violations == ("t-1 attempt 2",)
+    assert nothing_after_the_end(f.lifecycle("t-2", "a"), []).held
 
 
 def test_the_longest_pause_counts_the_edges_of_the_window():
