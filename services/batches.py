@@ -11,8 +11,10 @@ batch led to is on the broker: a crash between the two repeats the batch, it nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from operator import attrgetter
 
@@ -120,34 +122,49 @@ async def run_in_batches(
     stop: asyncio.Event | None = None,
     max_records: int = MAX_BATCH,
     in_time_order: bool = False,
+    commit_interval_s: float = 0.0,
 ) -> None:
     """Fetch, hand the whole batch to `handle`, wait for its sends, commit; until `stop` is set.
 
     `in_time_order` interleaves the partitions of a batch by record timestamp (each partition's
     own order kept) instead of handing them over one partition after another.
+
+    Offsets are committed at most every `commit_interval_s`, always after the sends of the batches
+    they cover: a commit is a round trip and a write to the broker's offsets log, and at hundreds
+    of batches a second it was paid by every hop. A crash repeats at most that much, which every
+    reader here tolerates as it tolerates a batch repeated after a rebalance.
     """
-    while stop is None or not stop.is_set():
-        fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        if not fetched:
-            continue
-        if in_time_order:
-            records = list(heapq.merge(*fetched.values(), key=attrgetter("timestamp")))
-        else:
-            records = [record for batch in fetched.values() for record in batch]
-        await handle(records)
-        await sends.settle()
-        metrics.consumed_batch(consumer, fetched)
-        try:
-            await consumer.commit({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
-        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:
-            # The partitions moved on while the batch was handled: their new owner starts from
-            # the last commit and repeats what came after it, which every reader here tolerates.
-            log.warning(
-                "%s: could not commit a batch of %d records (%s); it will be read again",
-                consumer._group_id,
-                len(records),
-                error,
-            )
+    due: dict = {}  # partition -> offset after the last batch whose sends are on the broker
+    committed_at = time.monotonic()
+    try:
+        while stop is None or not stop.is_set():
+            fetched = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            if fetched:
+                if in_time_order:
+                    records = list(heapq.merge(*fetched.values(), key=attrgetter("timestamp")))
+                else:
+                    records = [record for batch in fetched.values() for record in batch]
+                await handle(records)
+                await sends.settle()
+                metrics.consumed_batch(consumer, fetched)
+                due.update({tp: batch[-1].offset + 1 for tp, batch in fetched.items()})
+            if due and time.monotonic() - committed_at >= commit_interval_s:
+                await _commit(consumer, due)
+                due, committed_at = {}, time.monotonic()
+    finally:
+        if due:  # on the way out, what is settled is kept; a failure here only repeats it
+            with contextlib.suppress(Exception):
+                await consumer.commit(due)
+
+
+async def _commit(consumer: AIOKafkaConsumer, offsets: dict) -> None:
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as error:
+        # The partitions moved on while the batches were handled: their new owner starts from
+        # the last commit and repeats what came after it, which every reader here tolerates.
+        log.warning("%s: could not commit offsets (%s); what came after the last commit will be read again",
+                    consumer._group_id, error)  # fmt: skip
 
 
 def consumer_opener(settings: Settings, **options) -> Callable[..., Awaitable[AIOKafkaConsumer]]:
@@ -183,11 +200,14 @@ async def read_group(
     listener: ConsumerRebalanceListener | None = None,
     *,
     in_time_order: bool = False,
+    commit_interval_s: float = 0.0,
 ) -> None:
     """Open a group consumer on `topics` and run `handle` over its batches until cancelled."""
     consumer = await open_consumer(group_id, topics, listener)
     try:
-        await run_in_batches(consumer, handle, sends, metrics, in_time_order=in_time_order)
+        await run_in_batches(
+            consumer, handle, sends, metrics, in_time_order=in_time_order, commit_interval_s=commit_interval_s
+        )
     finally:
         await consumer.stop()
 

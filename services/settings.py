@@ -564,6 +564,13 @@ class Settings(_Section):
         "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light",
         rule=_positive_integer,
     )
+    batch_commit_interval_ms: int = _env(
+        "BATCH_COMMIT_INTERVAL_MS",
+        "100",
+        "How often a batch reader commits the offsets of the batches whose effects are on the broker: "
+        "0 commits every batch; after a crash, at most this much work is read and passed over again",
+        rule=_count,
+    )
     batch_fetch_min_bytes: int = _env(
         "BATCH_FETCH_MIN_BYTES",
         "65536",

@@ -77,6 +77,7 @@ def create_app(
     snapshot_every: int,
     metrics: ProcessorMetrics,
     open_consumer: OpenConsumer,
+    commit_interval_s: float = 0.0,
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     forwarder_progress: ForwarderProgress | None = None,
     identity: IdentityGate | None = None,
@@ -177,6 +178,7 @@ def create_app(
                     copies,
                     metrics,
                     in_time_order=True,
+                    commit_interval_s=commit_interval_s,
                 ),  # the inbox follows the order things happened
                 read_group(
                     open_consumer,
@@ -186,6 +188,7 @@ def create_app(
                     decided,
                     metrics,
                     inbox_owned,
+                    commit_interval_s=commit_interval_s,
                 ),
             ),
             "the balancer stopped reading its inputs",

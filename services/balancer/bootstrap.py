@@ -46,6 +46,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
         open_consumer=consumer_opener(
             settings, session_timeout_ms=session_ms, heartbeat_interval_ms=max(100, session_ms // 4)
         ),
+        commit_interval_s=settings.batch_commit_interval_ms / 1000,
         open_producer=producer_opener(settings),
         forwarder_progress=ForwarderProgress(settings, reader_group(settings.balancer_app, "forwarder"), INPUT_TOPICS),
         identity=IdentityGate(settings),

@@ -65,6 +65,7 @@ def create_app(
     clock: Callable[[], datetime],
     waiting_topic: str,
     open_consumer: OpenConsumer,
+    commit_interval_s: float = 0.0,
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]],
 ) -> faust.App:
@@ -150,7 +151,16 @@ def create_app(
             app,
             open_producer,
             (routes, retries),
-            lambda: read_group(open_consumer, f"{app_id}-tasks", [tasks_topic], route, routes, metrics, owned_tasks),
+            lambda: read_group(
+                open_consumer,
+                f"{app_id}-tasks",
+                [tasks_topic],
+                route,
+                routes,
+                metrics,
+                owned_tasks,
+                commit_interval_s=commit_interval_s,
+            ),
             "the router stopped reading the tasks topic",
         )
 

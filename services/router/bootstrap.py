@@ -60,6 +60,7 @@ def bootstrap(
         clock=clock,
         waiting_topic=waiting_topic(settings),
         open_consumer=consumer_opener(settings),
+        commit_interval_s=settings.batch_commit_interval_ms / 1000,
         open_producer=producer_opener(settings),
         read_waiting=lambda partitions: read_waiting(settings, partitions),
     )
