@@ -25,15 +25,17 @@ POISON_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):
-    def __init__(self, consumer, view) -> None:
+    def __init__(self, consumer, view, database: asyncio.Lock) -> None:
         self.consumer = consumer
         self.view = view
+        self.database = database
 
     async def on_partitions_revoked(self, revoked) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
-        stored = await self.view.stored_positions((tp.topic, tp.partition) for tp in assigned)
+        async with self.database:
+            stored = await self.view.stored_positions((tp.topic, tp.partition) for tp in assigned)
         fresh = []
         for tp in assigned:
             offset = stored.get((tp.topic, tp.partition), -1)
@@ -67,16 +69,25 @@ class Projector:
         self.topics = topics
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
+        # One command at a time on the view's connection. A rebalance calls the listener from the
+        # consumer's own task, perhaps while a batch is being written: reading positions then failed
+        # with "another command is already in progress", taken for a lost database, and the restart
+        # that followed caused the next rebalance (seen on a loaded machine: no progress for minutes).
+        self.database = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(self.topics, listener=SeekToStoredPositions(self.consumer, self.view))
+        self.consumer.subscribe(self.topics, listener=SeekToStoredPositions(self.consumer, self.view, self.database))
         while not stop.is_set():
             fetched = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
             records = [r for partition_records in fetched.values() for r in partition_records]
             if records:
-                await self.handle(records)
+                await self.take(records)
                 await self._commit()
             self.metrics.consumed_batch(self.consumer, fetched)
+
+    async def take(self, records) -> int:
+        async with self.database:
+            return await self.handle(records)
 
     async def _commit(self) -> None:
         try:
