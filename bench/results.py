@@ -132,6 +132,13 @@ def report(result: dict) -> str:
             if "batch_fetch" in result
             else ""
         )
+        + (
+            f", committing every {result['batch_commit_interval_ms']} ms"
+            if "batch_commit_interval_ms" in result
+            else ""
+            if "batch_fetch" not in result
+            else ", committing every batch"
+        )
         + f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
         f"; off-path processors' niceness {result.get('off_path_nice', NICE_BEFORE_SETTING)}",
         "",
