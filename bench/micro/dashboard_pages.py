@@ -1,6 +1,6 @@
 """How long each dashboard page takes on large read models.
 
-    python -m bench.dashboard_pages --tasks 1000000
+    python -m bench.micro.dashboard_pages --tasks 1000000
 
 Fills a fresh schema with synthetic rows by SQL (a task every 0.6 s over a week at a million:
 its assignment, its routing decision, a queue event for one task in a hundred, skill estimates
@@ -19,7 +19,6 @@ import statistics
 import time
 import urllib.request
 import uuid
-from dataclasses import replace
 
 import psycopg
 from aiohttp import web
@@ -128,8 +127,7 @@ async def measure(settings: Settings, repeat: int) -> dict[str, dict[str, float]
 
 async def run(tasks: int, repeat: int) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = replace(
-        Settings.from_env(),
+    settings = Settings.from_env().replace(
         db_schema=f"bench_{tag}",
         audit_db_schema=f"bench_{tag}_audit",
         db_role_prefix=f"bench{tag}",
