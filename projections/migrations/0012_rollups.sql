@@ -1,0 +1,47 @@
+-- Rollups of tasks and assignments per minute or hour, for the dashboard's wide time ranges:
+-- a week of a million tasks is ten thousand minutes, not a million rows. The projector keeps them
+-- in the transaction that writes the rows they count (projections/rollups.py), a rebuild computes
+-- them from its rows, so they equal the tables and a replay row for row. Times are in UTC.
+
+-- Tasks by submission minute and capability (the first requirement): submitted, and of those
+-- completed and failed (failed, rejected, timed out or expired) now.
+CREATE TABLE task_minutes (
+    minute      timestamptz NOT NULL,
+    capability  text,
+    submitted   bigint NOT NULL,
+    completed   bigint NOT NULL,
+    failed      bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (minute, capability)
+);
+
+-- Attempts by assignment minute and capability: assigned, finished (success known), succeeded.
+CREATE TABLE assignment_minutes (
+    minute      timestamptz NOT NULL,
+    capability  text,
+    assigned    bigint NOT NULL,
+    finished    bigint NOT NULL,
+    succeeded   bigint NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (minute, capability)
+);
+
+-- The same by assignment hour, agent and capability (attempts naming both).
+CREATE TABLE assignment_hours (
+    hour        timestamptz NOT NULL,
+    agent_id    text NOT NULL,
+    capability  text NOT NULL,
+    assigned    bigint NOT NULL,
+    finished    bigint NOT NULL,
+    succeeded   bigint NOT NULL,
+    PRIMARY KEY (hour, agent_id, capability)
+);
+
+-- A histogram of `task_waits` by submission hour and capability: the tasks whose wait rounds to
+-- `wait_ms` (three significant figures, so within 0.5 %), and the sum of their exact waits.
+CREATE TABLE task_wait_hours (
+    hour           timestamptz NOT NULL,
+    capability     text,
+    wait_ms        numeric NOT NULL,
+    tasks          bigint NOT NULL,
+    total_wait_ms  numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (hour, capability, wait_ms)
+);
