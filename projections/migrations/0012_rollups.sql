@@ -1,16 +1,18 @@
 -- Rollups of tasks and assignments per minute or hour, for the dashboard's wide time ranges:
 -- a week of a million tasks is ten thousand minutes, not a million rows. The projector keeps them
 -- in the transaction that writes the rows they count (projections/rollups.py), a rebuild computes
--- them from its rows, so they equal the tables and a replay row for row. Times are in UTC.
+-- them from its rows, so they equal the tables and a replay row for row. Times are in UTC. Counts
+-- are int: no minute or hour holds two billion tasks, and sums of int are summed in bigint, where
+-- those of bigint are summed in numeric, several times slower.
 
 -- Tasks by submission minute and capability (the first requirement): submitted, and of those
 -- completed and failed (failed, rejected, timed out or expired) now.
 CREATE TABLE task_minutes (
     minute      timestamptz NOT NULL,
     capability  text,
-    submitted   bigint NOT NULL,
-    completed   bigint NOT NULL,
-    failed      bigint NOT NULL,
+    submitted   int NOT NULL,
+    completed   int NOT NULL,
+    failed      int NOT NULL,
     UNIQUE NULLS NOT DISTINCT (minute, capability)
 );
 
@@ -18,9 +20,9 @@ CREATE TABLE task_minutes (
 CREATE TABLE assignment_minutes (
     minute      timestamptz NOT NULL,
     capability  text,
-    assigned    bigint NOT NULL,
-    finished    bigint NOT NULL,
-    succeeded   bigint NOT NULL,
+    assigned    int NOT NULL,
+    finished    int NOT NULL,
+    succeeded   int NOT NULL,
     UNIQUE NULLS NOT DISTINCT (minute, capability)
 );
 
@@ -29,9 +31,9 @@ CREATE TABLE assignment_hours (
     hour        timestamptz NOT NULL,
     agent_id    text NOT NULL,
     capability  text NOT NULL,
-    assigned    bigint NOT NULL,
-    finished    bigint NOT NULL,
-    succeeded   bigint NOT NULL,
+    assigned    int NOT NULL,
+    finished    int NOT NULL,
+    succeeded   int NOT NULL,
     PRIMARY KEY (hour, agent_id, capability)
 );
 
@@ -41,7 +43,7 @@ CREATE TABLE task_wait_hours (
     hour           timestamptz NOT NULL,
     capability     text,
     wait_ms        numeric NOT NULL,
-    tasks          bigint NOT NULL,
+    tasks          int NOT NULL,
     total_wait_ms  numeric NOT NULL,
     UNIQUE NULLS NOT DISTINCT (hour, capability, wait_ms)
 );
