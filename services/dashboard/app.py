@@ -130,7 +130,7 @@ async def page_context(conn, settings: Settings, page: str, filters: Filters) ->
         if missing:
             shown.append({"panel": panel, "missing": missing})
             continue
-        text, rows = await database.run(conn, database.statement(panel, settings), params)
+        text, rows = await database.run(conn, database.statement(panel, settings, filters), params)
         results[key] = rows
         shown.append({"panel": panel, "sql": text, "rows": rows, "columns": _columns(rows)})
     for item in shown:
