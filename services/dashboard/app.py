@@ -143,6 +143,7 @@ async def page_context(conn, settings: Settings, page: str, filters: Filters) ->
         "newest": newest,
         "agent": agent,
         "cell": charts.cell,
+        "table_body": charts.table_body,
         "agents": [a["agent_id"] for a in agents],
         "capabilities": [c["name"] for c in capabilities],
     }

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from services.dashboard.queries import Chart
+from markupsafe import Markup, escape
+
+from services.dashboard.queries import Chart, Filters
 
 Rows = list[dict]
 
@@ -23,6 +25,28 @@ def cell(value) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def table_body(columns: list[str], rows: Rows, links: dict[str, str], filters: Filters) -> Markup:
+    """The rows of a panel's table as HTML, every cell escaped; a linked cell sets its filter.
+
+    Built here rather than cell by cell in the template: a week's tasks per minute are ten
+    thousand rows, which the template took the best part of a second to write."""
+    if not rows:
+        return Markup(f'<tr><td colspan="{len(columns) or 1}">no rows</td></tr>')
+    lines = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            shown = cell(row[column])
+            if shown and column in links:
+                page = "decisions" if links[column] == "task" else "agents"
+                address = escape(f"/{page}?{filters.query_string(**{links[column]: shown})}")
+                cells.append(f'<td><a href="{address}">{escape(shown)}</a></td>')
+            else:
+                cells.append(f"<td>{escape(shown)}</td>")
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    return Markup("\n".join(lines))
 
 
 def plain(value):
@@ -54,14 +78,13 @@ def _column(rows: Rows, name: str) -> list:
 
 
 def _lines(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
-    return [
-        {"type": "scatter", "mode": "lines+markers", "name": y, "x": _column(rows, chart.x), "y": _column(rows, y)}
-        for y in chart.y
-    ]
+    x = _column(rows, chart.x)  # once for every trace: a week is ten thousand minutes
+    return [{"type": "scatter", "mode": "lines+markers", "name": y, "x": x, "y": _column(rows, y)} for y in chart.y]
 
 
 def _bars(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
-    return [{"type": "bar", "name": y, "x": _column(rows, chart.x), "y": _column(rows, y)} for y in chart.y]
+    x = _column(rows, chart.x)
+    return [{"type": "bar", "name": y, "x": x, "y": _column(rows, y)} for y in chart.y]
 
 
 def _heatmap(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
