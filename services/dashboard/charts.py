@@ -38,13 +38,15 @@ def table_body(columns: list[str], rows: Rows, links: dict[str, str], filters: F
     for row in rows:
         cells = []
         for column in columns:
-            shown = cell(row[column])
+            value = row[column]
+            # Only text may hold markup: what `cell` makes of numbers, times and booleans cannot.
+            shown = escape(value) if type(value) is str else cell(value)
             if shown and column in links:
                 page = "decisions" if links[column] == "task" else "agents"
-                address = escape(f"/{page}?{filters.query_string(**{links[column]: shown})}")
-                cells.append(f'<td><a href="{address}">{escape(shown)}</a></td>')
+                address = escape(f"/{page}?{filters.query_string(**{links[column]: cell(value)})}")
+                cells.append(f'<td><a href="{address}">{shown}</a></td>')
             else:
-                cells.append(f"<td>{escape(shown)}</td>")
+                cells.append(f"<td>{shown}</td>")
         lines.append(f"<tr>{''.join(cells)}</tr>")
     return Markup("\n".join(lines))
 
@@ -74,7 +76,11 @@ def figure(chart: Chart, rows: Rows, marks: Rows = ()) -> dict:
 
 
 def _column(rows: Rows, name: str) -> list:
-    return [plain(row[name]) for row in rows]
+    values = [row[name] for row in rows]
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds <= {int, float, str, bool}:  # as they are: no call per value for the common case
+        return values
+    return [plain(v) for v in values]
 
 
 def _lines(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
