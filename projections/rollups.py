@@ -55,14 +55,17 @@ FROM task_assignments a
 WHERE a.assigned_at IS NOT NULL AND a.agent_id IS NOT NULL AND a.capability IS NOT NULL {assignments}""",
     # As `task_waits` has them, the first assignment found by grouping rather than per task: a rebuild
     # then reads the assignments once, where a lookup per task may walk an index of all of them.
-    "task_wait_hours": f"""
-SELECT date_trunc('hour', t.submitted_at, 'UTC'), t.requirements -> 0 ->> 'name', NULL::text, {wait_key("w.wait_ms")},
-       %(sign)s::int, 0, 0, %(sign)s::int * w.wait_ms
+    **{
+        f"task_wait_{unit}s": f"""
+SELECT date_trunc('{unit}', t.submitted_at, 'UTC'), t.requirements -> 0 ->> 'name', NULL::text,
+       {wait_key("w.wait_ms")}, %(sign)s::int, 0, 0, %(sign)s::int * w.wait_ms
 FROM tasks t
 JOIN (SELECT a.task_id, min(a.assigned_at) AS assigned_at FROM task_assignments a WHERE true {{assignments}}
       GROUP BY a.task_id) first ON first.task_id = t.task_id
 CROSS JOIN LATERAL (SELECT extract(epoch FROM first.assigned_at - t.submitted_at) * 1000.0 AS wait_ms) w
-WHERE t.submitted_at IS NOT NULL AND first.assigned_at IS NOT NULL {{tasks}}""",
+WHERE t.submitted_at IS NOT NULL AND first.assigned_at IS NOT NULL {{tasks}}"""
+        for unit in ("hour", "day")
+    },
 }
 _OF_TASKS = {"tasks": "AND t.task_id = ANY(%(ids)s)", "assignments": "AND a.task_id = ANY(%(ids)s)"}
 CAPTURE = (
@@ -78,12 +81,14 @@ _TABLES = {
     "assignment_minutes": (("minute", "at"), ("capability", "capability")),
     "assignment_hours": (("hour", "at"), ("agent_id", "agent_id"), ("capability", "capability")),
     "task_wait_hours": (("hour", "at"), ("capability", "capability"), ("wait_ms", "wait_ms")),
+    "task_wait_days": (("day", "at"), ("capability", "capability"), ("wait_ms", "wait_ms")),
 }
 _COUNTS = {
     "task_minutes": (("submitted", "n"), ("completed", "a"), ("failed", "b")),
     "assignment_minutes": (("assigned", "n"), ("finished", "a"), ("succeeded", "b")),
     "assignment_hours": (("assigned", "n"), ("finished", "a"), ("succeeded", "b")),
     "task_wait_hours": (("tasks", "n"), ("total_wait_ms", "total")),
+    "task_wait_days": (("tasks", "n"), ("total_wait_ms", "total")),
 }
 
 

@@ -38,7 +38,18 @@ CREATE TABLE assignment_hours (
 );
 
 -- A histogram of `task_waits` by submission hour and capability: the tasks whose wait rounds to
--- `wait_ms` (three significant figures, so within 0.5 %), and the sum of their exact waits.
+-- `wait_ms` (three significant figures, so within 0.5 %), and the sum of their exact waits; and
+-- the same by day, a twenty-fourth of the rows for a week (waits of many values fill up to a
+-- thousand rows per hour and capability).
+CREATE TABLE task_wait_days (
+    day            timestamptz NOT NULL,
+    capability     text,
+    wait_ms        numeric NOT NULL,
+    tasks          int NOT NULL,
+    total_wait_ms  numeric NOT NULL,
+    UNIQUE NULLS NOT DISTINCT (day, capability, wait_ms)
+);
+
 CREATE TABLE task_wait_hours (
     hour           timestamptz NOT NULL,
     capability     text,

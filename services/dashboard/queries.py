@@ -268,10 +268,14 @@ GROUP BY 1 ORDER BY 1""",
             "per cent): the rollup holds a histogram of them.",
             rollup_sql=f"""
 WITH waits AS (
-    -- Whole hours from the rollup, a histogram of waits to three significant figures; the hours the
-    -- range cuts from the tasks, rounded the same way.
+    -- Whole days, then whole hours of the days the range cuts, from the rollups, histograms of waits
+    -- to three significant figures; the hours the range cuts from the tasks, rounded the same way.
+    SELECT capability, wait_ms, tasks, total_wait_ms FROM task_wait_days
+    WHERE {_whole("day", "day")} AND {_CAPABILITY}
+    UNION ALL
     SELECT capability, wait_ms, tasks, total_wait_ms FROM task_wait_hours
-    WHERE {_whole("hour", "hour")} AND {_CAPABILITY}
+    WHERE {_whole("hour", "hour")} AND (hour < {_first_whole("day")} OR hour >= {_past_whole("day")})
+      AND {_CAPABILITY}
     UNION ALL
     SELECT t.requirements -> 0 ->> 'name', {wait_key("w.wait_ms")}, 1, w.wait_ms
     FROM tasks t

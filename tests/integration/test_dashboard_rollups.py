@@ -25,10 +25,11 @@ BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def spread_log() -> list:
-    """Four runs of the same fleet, 50 minutes and some seconds apart, and tasks the runs retry."""
+    """Four runs of the same fleet, 50 minutes and some seconds apart, one more the next day, and a
+    task retried."""
     events = []
-    for k in range(4):
-        start = BASE + k * timedelta(minutes=50, seconds=17.3)
+    for k in range(5):
+        start = BASE + k * timedelta(minutes=50, seconds=17.3) if k < 4 else BASE + timedelta(days=1, hours=2.17)
         run = scripted_feed(agents=6, tasks=120, seed=11 + k, start=start)
         events += [e for e in run if k == 0 or not e.event_type.startswith("Agent")]
     events += [
@@ -97,6 +98,7 @@ async def test_the_rollups_kept_batch_by_batch_equal_a_rebuild(projected):
 def ranges(newest: datetime) -> list[tuple]:
     return [
         ("-infinity", "infinity"),
+        (BASE, newest),  # a whole day, whole hours of the next, the hour it cuts
         (BASE + timedelta(minutes=13, seconds=7.25), newest),  # cuts a minute and an hour at the start
         (BASE + timedelta(hours=1), BASE + timedelta(hours=2, seconds=3)),  # aligned start, cut end
         (BASE + timedelta(minutes=50, seconds=17.5), BASE + timedelta(minutes=50, seconds=19)),  # within a minute
