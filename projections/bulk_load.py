@@ -12,6 +12,8 @@ import orjson
 import psycopg
 from psycopg import sql
 
+from projections import rollups
+
 Row = Mapping[str, Any]
 
 _INDEXES = """
@@ -32,7 +34,8 @@ async def load(
     tables: Mapping[str, Mapping[Any, Row]],
     positions: Mapping[tuple[str, int], int],
 ) -> None:
-    """Write `tables` ({table: {key: row}}) and the consumed `positions` into empty tables of `schema`."""
+    """Write `tables` ({table: {key: row}}) and the consumed `positions` into empty tables of `schema`,
+    then the rollups computed from them."""
     filled = sorted(name for name, rows in tables.items() if rows)
     async with conn.transaction():
         types = await _column_types(conn, schema)
@@ -49,6 +52,8 @@ async def load(
         )
         for statement in rebuild:
             await conn.execute(statement)
+        await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
+        await rollups.rebuild(conn)
 
 
 def by_columns(rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:

@@ -3,6 +3,7 @@
 The guard: each partition's stored offset is locked, events at or below it are
 skipped, and the new offset is written with the rows. A repeated or older delivery
 therefore changes nothing, and two projector copies never apply the same event twice.
+A batch that writes tasks or assignments also moves the rollups (projections/rollups.py) with them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps
 
+from projections import rollups
 from projections.ops import Delete, Insert, Op, Position, Upsert
 
 # Shared with `replay`: live batches take it shared, the swap takes it exclusively.
@@ -31,6 +33,7 @@ class PostgresView:
     def __init__(self, conn: psycopg.AsyncConnection, schema: str) -> None:
         self.conn = conn
         self.schema = schema
+        self._changes_table = False  # the session's temporary table of rollup changes exists
 
     @classmethod
     async def connect(cls, url: str, schema: str) -> "PostgresView":
@@ -57,15 +60,31 @@ class PostgresView:
             if not fresh:
                 return 0
             newest = {(p.topic, p.partition): p.offset for p, _ in fresh}
+            ops = [op for _, ops in fresh for op in ops]
+            tasks = rollups.touched_tasks(ops)
+            if tasks:
+                await self._rollups_before(cur, tasks)
             async with self.conn.pipeline():
-                for statement, params in compile_batch([op for _, ops in fresh for op in ops]):
+                for statement, params in compile_batch(ops):
                     await cur.execute(statement, params)
+                if tasks:
+                    await cur.execute(rollups.CAPTURE, {"ids": tasks, "sign": 1})
+                    for statement in rollups.APPLY:
+                        await cur.execute(statement)
                 await cur.executemany(
                     'UPDATE projection_positions SET "offset" = %s '
                     'WHERE topic = %s AND partition = %s AND "offset" < %s',
                     [(o, t, p, o) for (t, p), o in newest.items()],
                 )
-            return len(fresh)
+        self._changes_table = self._changes_table or bool(tasks)
+        return len(fresh)
+
+    async def _rollups_before(self, cur, tasks: list[str]) -> None:
+        """Take the rollups' lock, and count out what `tasks` added to them before this batch."""
+        if not self._changes_table:
+            await cur.execute(rollups.CHANGES_TABLE)
+        await cur.execute("SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))", (rollups.ROLLUP_LOCK, self.schema))
+        await cur.execute(rollups.CAPTURE, {"ids": tasks, "sign": -1})
 
     async def apply_each(self, batch: list[tuple[Position, list[Op]]]):
         """Apply one event per transaction; yield (position, error or None).

@@ -1,10 +1,11 @@
 """How long each dashboard page takes on large read models.
 
-    python -m bench.dashboard_pages --tasks 1000000
+    python -m bench.micro.dashboard_pages --tasks 1000000
 
 Fills a fresh schema with synthetic rows by SQL (a task every 0.6 s over a week at a million:
-its assignment, its routing decision, a queue event for one task in a hundred, skill estimates
-of 200 agents), applies the roles under a throw-away prefix, serves the dashboard in this
+its assignment after a wait spread evenly on a log scale from 2 ms to 2 s, its routing decision,
+a queue event for one task in a hundred, skill estimates of 200 agents) and their rollups as a
+rebuild computes them, applies the roles under a throw-away prefix, serves the dashboard in this
 process, and times every page over HTTP as the analyst, for the last hour and for everything.
 Drops the schema and the roles afterwards.
 """
@@ -19,13 +20,13 @@ import statistics
 import time
 import urllib.request
 import uuid
-from dataclasses import replace
 
 import psycopg
 from aiohttp import web
 from psycopg import sql
 
 from bench.machine import describe
+from projections import rollups
 from services.audit.roles import Roles, apply_roles, drop_roles
 from services.dashboard.app import make_app
 from services.projector.bootstrap import open_view
@@ -51,9 +52,12 @@ SELECT 'task-' || n,
 FROM generate_series(1, {tasks}) n;
 INSERT INTO task_assignments (task_id, attempt, agent_id, capability, assigned_at, started_at, finished_at, outcome,
                               success, duration_ms)
-SELECT task_id, 1, assigned_agent_id, requirements -> 0 ->> 'name', submitted_at + interval '20 ms',
-       submitted_at + interval '30 ms', finished_at, status, status = 'completed', 870
-FROM tasks WHERE assigned_agent_id IS NOT NULL;
+SELECT task_id, 1, assigned_agent_id, requirements -> 0 ->> 'name', submitted_at + wait,
+       submitted_at + wait + interval '10 ms', submitted_at + wait + interval '880 ms', status,
+       status = 'completed', 870
+FROM tasks
+CROSS JOIN LATERAL (SELECT 2 * power(1.0069, substr(task_id, 6)::bigint * 7919 % 1000) * interval '1 ms' AS wait) w
+WHERE assigned_agent_id IS NOT NULL;
 INSERT INTO routing_decisions (event_id, task_id, chosen_agent_id, candidates, predicted_success, confidence,
                                propensity, policy, reason, decided_at)
 SELECT 'decision-' || task_id, task_id, assigned_agent_id,
@@ -78,7 +82,8 @@ FROM skill_trajectory ORDER BY agent_id, capability, estimated_at DESC;
 PAGES = ("now", "agents", "capabilities", "decisions", "decisions?task=task-777", "security", "audit", "whatif")
 
 
-async def fill(settings: Settings, tasks: int) -> float:
+async def fill(settings: Settings, tasks: int) -> tuple[float, float]:
+    """Seconds to fill the rows, and to compute their rollups as a rebuild does."""
     view = await open_view(settings)
     await view.close()
     started = time.perf_counter()
@@ -88,8 +93,12 @@ async def fill(settings: Settings, tasks: int) -> float:
             agents=AGENTS, tasks=int(tasks), capabilities=sql.Literal(list(CAPABILITIES)).as_string(conn)
         )
         await conn.execute(statement)
+        filled = time.perf_counter()
+        async with conn.transaction():
+            await rollups.rebuild(conn)
+        rolled_up = time.perf_counter()
         await conn.execute("ANALYZE")
-    return time.perf_counter() - started
+    return filled - started, rolled_up - filled
 
 
 def timed_get(url: str) -> float:
@@ -128,16 +137,15 @@ async def measure(settings: Settings, repeat: int) -> dict[str, dict[str, float]
 
 async def run(tasks: int, repeat: int) -> dict:
     tag = uuid.uuid4().hex[:8]
-    settings = replace(
-        Settings.from_env(),
+    settings = Settings.from_env().replace(
         db_schema=f"bench_{tag}",
         audit_db_schema=f"bench_{tag}_audit",
         db_role_prefix=f"bench{tag}",
         keystore_schema=f"bench_{tag}_keystore",
     )
     try:
-        fill_s = await fill(settings, tasks)
-        print(f"filled {tasks:,} tasks in {fill_s:.0f} s", flush=True)
+        fill_s, rollup_s = await fill(settings, tasks)
+        print(f"filled {tasks:,} tasks in {fill_s:.0f} s, their rollups in {rollup_s:.0f} s", flush=True)
         await apply_roles(settings)
         pages = await measure(settings, repeat)
     finally:
@@ -145,7 +153,14 @@ async def run(tasks: int, repeat: int) -> dict:
             for schema in (settings.db_schema, settings.audit.db_schema):
                 await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
             await drop_roles(conn, Roles.named(settings.db_role_prefix))
-    return {"tasks": tasks, "repeat": repeat, "pages": pages, "machine": describe()}
+    return {
+        "tasks": tasks,
+        "repeat": repeat,
+        "fill_s": round(fill_s),
+        "rollups_s": round(rollup_s),
+        "pages": pages,
+        "machine": describe(),
+    }
 
 
 def main() -> None:

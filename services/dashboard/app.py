@@ -130,7 +130,7 @@ async def page_context(conn, settings: Settings, page: str, filters: Filters) ->
         if missing:
             shown.append({"panel": panel, "missing": missing})
             continue
-        text, rows = await database.run(conn, database.statement(panel, settings), params)
+        text, rows = await database.run(conn, database.statement(panel, settings, filters), params)
         results[key] = rows
         shown.append({"panel": panel, "sql": text, "rows": rows, "columns": _columns(rows)})
     for item in shown:
@@ -143,6 +143,7 @@ async def page_context(conn, settings: Settings, page: str, filters: Filters) ->
         "newest": newest,
         "agent": agent,
         "cell": charts.cell,
+        "table_body": charts.table_body,
         "agents": [a["agent_id"] for a in agents],
         "capabilities": [c["name"] for c in capabilities],
     }

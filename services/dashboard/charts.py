@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from services.dashboard.queries import Chart
+from markupsafe import Markup, escape
+
+from services.dashboard.queries import Chart, Filters
 
 Rows = list[dict]
 
@@ -23,6 +25,30 @@ def cell(value) -> str:
     if isinstance(value, date):
         return value.isoformat()
     return str(value)
+
+
+def table_body(columns: list[str], rows: Rows, links: dict[str, str], filters: Filters) -> Markup:
+    """The rows of a panel's table as HTML, every cell escaped; a linked cell sets its filter.
+
+    Built here rather than cell by cell in the template: a week's tasks per minute are ten
+    thousand rows, which the template took the best part of a second to write."""
+    if not rows:
+        return Markup(f'<tr><td colspan="{len(columns) or 1}">no rows</td></tr>')
+    lines = []
+    for row in rows:
+        cells = []
+        for column in columns:
+            value = row[column]
+            # Only text may hold markup: what `cell` makes of numbers, times and booleans cannot.
+            shown = escape(value) if type(value) is str else cell(value)
+            if shown and column in links:
+                page = "decisions" if links[column] == "task" else "agents"
+                address = escape(f"/{page}?{filters.query_string(**{links[column]: cell(value)})}")
+                cells.append(f'<td><a href="{address}">{shown}</a></td>')
+            else:
+                cells.append(f"<td>{shown}</td>")
+        lines.append(f"<tr>{''.join(cells)}</tr>")
+    return Markup("\n".join(lines))
 
 
 def plain(value):
@@ -50,18 +76,21 @@ def figure(chart: Chart, rows: Rows, marks: Rows = ()) -> dict:
 
 
 def _column(rows: Rows, name: str) -> list:
-    return [plain(row[name]) for row in rows]
+    values = [row[name] for row in rows]
+    kinds = {type(v) for v in values} - {type(None)}
+    if kinds <= {int, float, str, bool}:  # as they are: no call per value for the common case
+        return values
+    return [plain(v) for v in values]
 
 
 def _lines(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
-    return [
-        {"type": "scatter", "mode": "lines+markers", "name": y, "x": _column(rows, chart.x), "y": _column(rows, y)}
-        for y in chart.y
-    ]
+    x = _column(rows, chart.x)  # once for every trace: a week is ten thousand minutes
+    return [{"type": "scatter", "mode": "lines+markers", "name": y, "x": x, "y": _column(rows, y)} for y in chart.y]
 
 
 def _bars(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:
-    return [{"type": "bar", "name": y, "x": _column(rows, chart.x), "y": _column(rows, y)} for y in chart.y]
+    x = _column(rows, chart.x)
+    return [{"type": "bar", "name": y, "x": x, "y": _column(rows, y)} for y in chart.y]
 
 
 def _heatmap(chart: Chart, rows: Rows, marks: Rows) -> list[dict]:

@@ -15,6 +15,7 @@ from typing import Mapping, get_args
 from urllib.parse import urlencode
 
 from events.security import ViolationKind
+from projections.rollups import FAILED, wait_key
 
 RANGES = {
     "15m": timedelta(minutes=15),
@@ -25,6 +26,8 @@ RANGES = {
     "all": None,
 }
 DEFAULT_RANGE = "1h"
+# Wider ranges than this read the rollups (migration 0012) where a panel has them.
+ROLLUP_ABOVE = timedelta(days=1)
 SECURITY_KINDS = ("key_enrolled", "key_revoked", *get_args(ViolationKind))
 _NAME = re.compile(r"^[A-Za-z0-9._:@/+-]{1,200}$")
 
@@ -114,6 +117,17 @@ class Panel:
     note: str = ""
     links: dict[str, str] = field(default_factory=dict)  # column -> filter it sets when clicked
     table_open: bool = False  # the table is what one came for, not the chart
+    # The same from the rollups, for ranges wider than ROLLUP_ABOVE; with an agent picked only if
+    # the rollup has the agent.
+    rollup_sql: str = ""
+    rollup_has_agent: bool = False
+
+    def sql_for(self, filters: Filters) -> str:
+        span = RANGES[filters.range]
+        wide = span is None or span > ROLLUP_ABOVE
+        if self.rollup_sql and wide and (filters.agent is None or self.rollup_has_agent):
+            return self.rollup_sql
+        return self.sql
 
 
 _IN_RANGE = "{column} >= %(since)s AND {column} <= %(until)s"
@@ -132,6 +146,38 @@ _ASSIGNMENTS_IN_RANGE = (
     " AND (%(capability)s::text IS NULL OR capability = %(capability)s)"
     " AND (%(agent)s::text IS NULL OR agent_id = %(agent)s)"
 )
+
+
+# Each bound a sub-select, computed once: as a plain expression it is computed again for every row.
+def _first_whole(unit: str) -> str:
+    """The start of the first minute or hour wholly inside the range."""
+    return (
+        f"(SELECT date_trunc('{unit}', %(since)s::timestamptz - interval '1 microsecond', 'UTC') + interval '1 {unit}')"
+    )
+
+
+def _past_whole(unit: str) -> str:
+    """The end of the last minute or hour wholly inside the range (the newest task is in the next one)."""
+    return f"(SELECT date_trunc('{unit}', %(until)s::timestamptz, 'UTC'))"
+
+
+def _whole(unit: str, column: str) -> str:
+    """`column` (a rollup's minute or hour) among the units wholly inside the range."""
+    return f"{column} >= {_first_whole(unit)} AND {column} < {_past_whole(unit)}"
+
+
+def _cut(unit: str, column: str) -> str:
+    """`column` (a row's time) in the range, in a unit the range cuts at either end: two index ranges."""
+    return (
+        f"(({column} >= %(since)s AND {column} < {_first_whole(unit)} AND {column} <= %(until)s)"
+        f"\n    OR ({column} >= greatest({_past_whole(unit)}, {_first_whole(unit)}) AND {column} <= %(until)s))"
+    )
+
+
+_CAPABILITY = "(%(capability)s::text IS NULL OR capability = %(capability)s)"
+_AGENT = "(%(agent)s::text IS NULL OR agent_id = %(agent)s)"
+_WAIT = """JOIN LATERAL (SELECT extract(epoch FROM min(a.assigned_at) - t.submitted_at) * 1000.0 AS wait_ms
+              FROM task_assignments a WHERE a.task_id = t.task_id) w ON w.wait_ms IS NOT NULL"""
 
 NEWEST = "SELECT max(submitted_at) AS newest FROM tasks"
 CAPABILITY_CHOICES = "SELECT DISTINCT name FROM agent_capabilities ORDER BY name"
@@ -153,6 +199,19 @@ FROM tasks
 {_tasks_in_range()}
 GROUP BY 1 ORDER BY 1""",
             Chart("line", "minute", ("submitted", "completed", "failed"), y_title="tasks"),
+            rollup_sql=f"""
+SELECT minute, sum(submitted)::bigint AS submitted, sum(completed)::bigint AS completed,
+       sum(failed)::bigint AS failed
+FROM (
+    -- Whole minutes from the rollup of tasks per minute, the minutes the range cuts from the tasks.
+    SELECT minute, submitted, completed, failed FROM task_minutes
+    WHERE {_whole("minute", "minute")} AND {_CAPABILITY}
+    UNION ALL
+    SELECT date_trunc('minute', submitted_at, 'UTC'), 1, (status = 'completed')::int, (status IN {FAILED})::int
+    FROM tasks
+    WHERE {_cut("minute", "submitted_at")} AND {_TASK_CAPABILITY}
+) m
+GROUP BY 1 ORDER BY 1""",
         ),
         Panel(
             "success_per_minute",
@@ -164,6 +223,19 @@ FROM task_assignments
 {_ASSIGNMENTS_IN_RANGE}
 GROUP BY 1 ORDER BY 1""",
             Chart("line", "minute", ("success_rate",), y_title="success rate"),
+            rollup_sql=f"""
+SELECT minute, sum(finished)::bigint AS finished,
+       round(sum(succeeded)::numeric / nullif(sum(finished), 0), 3)::float8 AS success_rate
+FROM (
+    -- Whole minutes from the rollup of attempts per minute, the minutes the range cuts from the attempts.
+    SELECT minute, finished, succeeded FROM assignment_minutes
+    WHERE {_whole("minute", "minute")} AND {_CAPABILITY}
+    UNION ALL
+    SELECT date_trunc('minute', assigned_at, 'UTC'), (success IS NOT NULL)::int, (success IS TRUE)::int
+    FROM task_assignments
+    WHERE {_cut("minute", "assigned_at")} AND {_CAPABILITY}
+) m
+GROUP BY 1 ORDER BY 1""",
         ),
         Panel(
             "queue_per_capability",
@@ -192,6 +264,41 @@ JOIN LATERAL (SELECT extract(epoch FROM min(a.assigned_at) - t.submitted_at) * 1
 {_tasks_in_range()}
 GROUP BY 1 ORDER BY 1""",
             Chart("bar", "capability", ("mean_wait_ms", "p95_wait_ms"), y_title="ms"),
+            note="Over a day, the 95th percentile is that of the waits to three significant figures (within 0.5 "
+            "per cent): the rollup holds a histogram of them.",
+            rollup_sql=f"""
+WITH waits AS (
+    -- Whole days, then whole hours of the days the range cuts, from the rollups, histograms of waits
+    -- to three significant figures; the hours the range cuts from the tasks, rounded the same way.
+    SELECT capability, wait_ms, tasks, total_wait_ms FROM task_wait_days
+    WHERE {_whole("day", "day")} AND {_CAPABILITY}
+    UNION ALL
+    SELECT capability, wait_ms, tasks, total_wait_ms FROM task_wait_hours
+    WHERE {_whole("hour", "hour")} AND (hour < {_first_whole("day")} OR hour >= {_past_whole("day")})
+      AND {_CAPABILITY}
+    UNION ALL
+    SELECT t.requirements -> 0 ->> 'name', {wait_key("w.wait_ms")}, 1, w.wait_ms
+    FROM tasks t
+    {_WAIT}
+    WHERE {_cut("hour", "t.submitted_at")} AND {_TASK_CAPABILITY}
+), histogram AS (
+    SELECT capability, wait_ms, sum(tasks) AS tasks, sum(total_wait_ms) AS total_wait_ms,
+           sum(sum(tasks)) OVER (PARTITION BY capability ORDER BY wait_ms) AS up_to
+    FROM waits GROUP BY 1, 2
+), per_capability AS (
+    SELECT capability, sum(tasks) AS tasks, sum(total_wait_ms) AS total_wait_ms,
+           0.95::float8 * (sum(tasks) - 1)::float8 AS p95_at  -- where percentile_cont(0.95) reads
+    FROM histogram GROUP BY 1
+)
+SELECT c.capability, c.tasks::bigint AS assigned, round(c.total_wait_ms / c.tasks, 1)::float8 AS mean_wait_ms,
+       round((lo.wait_ms::float8 + (c.p95_at - floor(c.p95_at)) * (hi.wait_ms::float8 - lo.wait_ms::float8))::numeric,
+             1)::float8 AS p95_wait_ms
+FROM per_capability c
+CROSS JOIN LATERAL (SELECT wait_ms FROM histogram h WHERE h.capability IS NOT DISTINCT FROM c.capability
+                    AND h.up_to > floor(c.p95_at) ORDER BY h.wait_ms LIMIT 1) lo
+CROSS JOIN LATERAL (SELECT wait_ms FROM histogram h WHERE h.capability IS NOT DISTINCT FROM c.capability
+                    AND h.up_to > ceil(c.p95_at) ORDER BY h.wait_ms LIMIT 1) hi
+ORDER BY 1""",
         ),
         Panel(
             "agents_by_health",
@@ -290,6 +397,21 @@ FROM task_assignments
 GROUP BY 1, 2 ORDER BY 1, 2""",
             Chart("heatmap", "capability", (), series="agent_id", z="success_rate"),
             links={"agent_id": "agent"},
+            rollup_sql=f"""
+SELECT agent_id, capability, sum(finished)::bigint AS finished,
+       round(sum(succeeded)::numeric / nullif(sum(finished), 0), 3)::float8 AS success_rate
+FROM (
+    -- Whole hours from the rollup of attempts per hour, the hours the range cuts from the attempts.
+    SELECT agent_id, capability, finished, succeeded FROM assignment_hours
+    WHERE {_whole("hour", "hour")} AND {_CAPABILITY} AND {_AGENT}
+    UNION ALL
+    SELECT agent_id, capability, (success IS NOT NULL)::int, (success IS TRUE)::int
+    FROM task_assignments
+    WHERE {_cut("hour", "assigned_at")} AND {_CAPABILITY} AND {_AGENT}
+      AND agent_id IS NOT NULL AND capability IS NOT NULL
+) h
+GROUP BY 1, 2 ORDER BY 1, 2""",
+            rollup_has_agent=True,
         ),
         # The capabilities queued for are found by walking the (capability, occurred_at) index one
         # value at a time: a capability nobody offers is the one most likely to saturate.

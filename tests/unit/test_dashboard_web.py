@@ -87,8 +87,9 @@ def test_every_page_names_known_panels_and_every_chart_draws_columns_its_sql_sel
         if chart is None:
             continue
         columns = [chart.x, *chart.y, chart.series, chart.z, chart.low, chart.high]
-        missing = [c for c in columns if c and not re.search(rf"\b{c}\b", panel.sql)]
-        assert not missing, f"{panel.key}: {missing}"
+        for text in filter(None, (panel.sql, panel.rollup_sql)):
+            missing = [c for c in columns if c and not re.search(rf"\b{c}\b", text)]
+            assert not missing, f"{panel.key}: {missing}"
         assert chart.marks is None or chart.marks in PANELS
 
 
@@ -150,3 +151,16 @@ async def test_a_bad_filter_or_page_is_answered_before_the_database_is_asked_and
         plotly = await client.get("/static/plotly.min.js")
         assert plotly.status == 200 and "plotly.js" in (await plotly.text())[:200]
         assert (await client.get("/static/dashboard.js")).status == 200
+
+
+def test_ranges_over_a_day_read_the_rollups_unless_an_agent_is_picked_that_the_rollup_has_not():
+    settings = Settings.from_env({})
+    rolled_up = {key for key, panel in PANELS.items() if panel.rollup_sql}
+    assert rolled_up == {"tasks_per_minute", "success_per_minute", "wait_per_capability", "success_heatmap"}
+    for key in rolled_up:
+        panel = PANELS[key]
+        assert statement(panel, settings, Filters(range="24h")) == panel.sql.strip()
+        for wide in ("7d", "all"):
+            assert statement(panel, settings, Filters(range=wide)) == panel.rollup_sql.strip()
+            picked = statement(panel, settings, Filters(range=wide, agent="agent-1"))
+            assert picked == (panel.rollup_sql if panel.rollup_has_agent else panel.sql).strip()
