@@ -10,6 +10,8 @@ import faust
 
 from services.batches import consumer_opener, producer_opener
 from services.faust_worker import faust_brokers, run_worker
+from services.identity.gate import IdentityGate
+from services.identity.signing import decision_signer
 from services.metrics import ProcessorMetrics
 from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
@@ -62,6 +64,8 @@ def bootstrap(
         open_consumer=consumer_opener(settings),
         open_producer=producer_opener(settings),
         read_waiting=lambda partitions: read_waiting(settings, partitions),
+        signer=decision_signer(settings),
+        identity=IdentityGate(settings),
     )
 
 
