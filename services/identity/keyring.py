@@ -8,13 +8,15 @@ and nothing is signed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.codec import encode, type_header
 from events.envelope import Envelope, make_event
 from events.topics import TOPICS
 from services.identity.cli import enrolment
-from services.identity.signing import Signer
+from services.identity.signing import Signer, write_private_key
 from services.identity.verify import DECISIONS, ORCHESTRATOR, SPEAKER_FIELD
 from services.settings import Settings
 
@@ -66,6 +68,22 @@ class Keyring:
             self.signers.update(chosen)
         finally:
             await producer.stop()
+
+    async def orchestrator_env(self, directory: Path) -> dict[str, str]:
+        """The environment that has a router and a balancer sign their decisions with a key enrolled
+        for the orchestrator, written into `directory` (the configured one, if any); nothing with identity off."""
+        if not self.verifying:
+            return {}
+        if self.settings.orchestrator_signing_key_file:
+            return {"ORCHESTRATOR_SIGNING_KEY_FILE": self.settings.orchestrator_signing_key_file}
+        path = directory / f"{self.settings.topic_prefix}.orchestrator.pem"
+        if ORCHESTRATOR not in self.signers:
+            signer = Signer.of(Ed25519PrivateKey.generate())
+            await self.enroll(ORCHESTRATOR, keys={ORCHESTRATOR: signer})
+            directory.mkdir(parents=True, exist_ok=True)
+            path.unlink(missing_ok=True)
+            write_private_key(signer.private_key, path)
+        return {"ORCHESTRATOR_SIGNING_KEY_FILE": str(path)}
 
     def headers(self, event: Envelope, value: bytes) -> list[tuple[str, bytes]]:
         """The event type header, and a signature when the event speaks for an identity enrolled here."""
