@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from events.codec import encode
+from events.envelope import Envelope
 from services.identity.keyring import Keyring
 from services.identity.signing import Signer, write_private_key
 from services.identity.verify import ORCHESTRATOR
@@ -26,11 +28,25 @@ def keyring(settings: Settings) -> Keyring:
     return _KEYRINGS[which]
 
 
+def enrolments(settings: Settings) -> int:
+    """How many key enrolments this test's keyring wrote to the log (none with identity off): records
+    of the `security` topic beside the test's own events, which a replay or the audit also counts."""
+    return len(keyring(settings).signers)
+
+
 async def agent_key(settings: Settings, agent_id: str) -> Signer | None:
     """The enrolled key an SDK agent of this test signs with (None with identity off)."""
     ring = keyring(settings)
     await ring.enroll(agent_id)
     return ring.signer(agent_id)
+
+
+async def signature(settings: Settings, event: Envelope) -> list[tuple[str, bytes]]:
+    """The headers that sign `event` for whom it speaks, its key enrolled first if need be (none with identity off):
+    for `kafka.publish`, which adds the type header itself."""
+    ring = keyring(settings)
+    await ring.enroll(*ring.unknown([event]))
+    return ring.signature(event, encode(event))
 
 
 async def with_orchestrator_key(settings: Settings, directory: Path) -> Settings:

@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.evaluation.outcome_log import LoggedTask, load
 from bench.evaluation.simulator.run import processors
 from events.agents import AgentRegistered
-from events.codec import decode, encode
+from events.codec import decode, encode, type_header
 from events.envelope import Envelope, make_event
 from events.learning import ModelPublished, SkillEstimated
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted
@@ -79,7 +79,8 @@ class Replay:
 
     def __init__(self, settings: Settings, tasks: list[LoggedTask], outstanding: int) -> None:
         self.settings = settings
-        self.keys = Keyring(settings)  # with identities verified, the logged agents' enrolled keys
+        # with identities verified, the logged agents' enrolled keys (no settings: scoring alone)
+        self.keys = Keyring(settings) if settings else None
         self.tasks = {t.task_id: t for t in tasks}
         self.order = [t.task_id for t in tasks]
         self.slots = asyncio.Semaphore(outstanding)
@@ -112,7 +113,7 @@ class Replay:
             topic_name(topic_for_event(event.event_type), self.settings.topic_prefix),
             value,
             key=event.key.encode(),
-            headers=self.keys.headers(event, value),
+            headers=self.keys.headers(event, value) if self.keys else [type_header(event)],
         )
 
     async def answer(self, producer) -> None:

@@ -71,11 +71,10 @@ class Keyring:
 
     async def orchestrator_env(self, directory: Path) -> dict[str, str]:
         """The environment that has a router and a balancer sign their decisions with a key enrolled
-        for the orchestrator, written into `directory` (the configured one, if any); nothing with identity off."""
+        for the orchestrator, written into `directory`; nothing with identity off. A key of its own,
+        not ORCHESTRATOR_SIGNING_KEY_FILE: that one may be enrolled under another topic prefix."""
         if not self.verifying:
             return {}
-        if self.settings.orchestrator_signing_key_file:
-            return {"ORCHESTRATOR_SIGNING_KEY_FILE": self.settings.orchestrator_signing_key_file}
         path = directory / f"{self.settings.topic_prefix}.orchestrator.pem"
         if ORCHESTRATOR not in self.signers:
             signer = Signer.of(Ed25519PrivateKey.generate())
@@ -87,9 +86,12 @@ class Keyring:
 
     def headers(self, event: Envelope, value: bytes) -> list[tuple[str, bytes]]:
         """The event type header, and a signature when the event speaks for an identity enrolled here."""
+        return [type_header(event), *self.signature(event, value)]
+
+    def signature(self, event: Envelope, value: bytes) -> list[tuple[str, bytes]]:
         who = speaker(event) if self.verifying else None
         signer = self.signers.get(who) if who else None
-        return [type_header(event), *(signer.headers(value) if signer else ())]
+        return signer.headers(value) if signer else []
 
 
 async def ensure_security_topic(settings: Settings) -> None:

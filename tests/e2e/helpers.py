@@ -50,11 +50,11 @@ async def publish_all(settings, events) -> None:
         await producer.stop()
 
 
-async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes) -> None:
+async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes, headers=None) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key)
+        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key, headers=headers)
     finally:
         await producer.stop()
 
