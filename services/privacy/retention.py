@@ -58,6 +58,12 @@ TABLES: tuple[TableRetention, ...] = (
     _kept_like("tasks", "task_queue_events", "occurred_at"),
     _kept_like("assignments", "task_assignments", "assigned_at"),
     _kept_like("task-outcomes", "task_handoffs", "occurred_at"),
+    # The dashboard's rollups count the rows of tasks and assignments: kept as long as those rows.
+    _kept_like("tasks", "task_minutes", "minute"),
+    _kept_like("tasks", "task_wait_hours", "hour"),
+    _kept_like("tasks", "task_wait_days", "day"),
+    _kept_like("assignments", "assignment_minutes", "minute"),
+    _kept_like("assignments", "assignment_hours", "hour"),
     _kept_like("skills", "skill_estimates", "estimated_at"),
     _kept_like("skills", "skill_trajectory", "estimated_at"),
     _kept_like("skills", "skill_shifts", "detected_at"),
