@@ -155,10 +155,12 @@ def nothing_after_the_end(events: list[Envelope], inbox: list[InboxEntry]) -> Ch
     `assigned_while_the_end_was_on_its_way` counts those.
     """
     first: dict[str, int] = {}
-    ticks: dict[int, int] = {}
-    for entry in inbox:
+    ticks: dict[int, int] = {}  # the balancer's clock at a tick (the latest timestamp so far) -> its offset
+    clock = 0
+    for entry in sorted(inbox, key=lambda e: e.offset):
+        clock = max(clock, entry.timestamp_ms)
         if entry.event_id is None:
-            ticks.setdefault(entry.timestamp_ms, entry.offset)
+            ticks.setdefault(clock, entry.offset)
         else:
             first.setdefault(entry.event_id, entry.offset)
 

@@ -2,8 +2,8 @@
 
 Every balancer input — submissions and routings, outcomes, agent changes, and the clock's
 ticks — is copied into a single-partition inbox topic. Whatever is decided at inbox offset
-n depends only on the records up to n: `now` is the inbox record's timestamp and event ids
-derive from the offset. Two consequences carry the capacity guarantee across restarts and
+n depends only on the records up to n: `now` is the latest inbox record's timestamp so far
+and event ids derive from the offset. Two consequences carry the capacity guarantee across restarts and
 rebalances:
 
 - state is rebuilt by replaying the inbox (from the latest snapshot) without emitting,
@@ -84,10 +84,6 @@ class InboxRecord:
         names = {name for name, _ in self.headers}
         return TICK_HEADER in names and ORIGIN_HEADER not in names
 
-    @property
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, timezone.utc)
-
     def origin(self) -> tuple[str, int, int] | None:
         # The last is the balancer's own: records copied before `inbox_headers` kept their producer's first.
         for name, value in reversed(self.headers):
@@ -123,9 +119,15 @@ class InboxDecider:
         # at-least-once: after a restart the forwarder copies again what it had not committed,
         # and a submission copied again after its task ended would start the task anew.
         self.forwarded: dict[str, int] = {}
+        # The latest record timestamp so far. Copies of the balancer forward different input
+        # partitions, and a record one of them stamped earlier can reach the inbox after one the
+        # other stamped later; time taken from each record would then go backwards, and a decision
+        # made after an agent's completion was read would be stamped as if before it.
+        self.clock_ms = 0
 
     def apply(self, record: InboxRecord) -> Decided:
-        now, cause = record.now, None
+        self.clock_ms = max(self.clock_ms, record.timestamp_ms)
+        now, cause = datetime.fromtimestamp(self.clock_ms / 1000, timezone.utc), None
         self.applied = record.offset
         if origin := record.origin():
             topic, partition, offset = origin
@@ -154,11 +156,19 @@ class InboxDecider:
         )
 
     def snapshot(self) -> bytes:
-        return orjson.dumps({"offset": self.applied, "forwarded": self.forwarded, "state": encode_state(self.state)})
+        return orjson.dumps(
+            {
+                "offset": self.applied,
+                "forwarded": self.forwarded,
+                "clock_ms": self.clock_ms,
+                "state": encode_state(self.state),
+            }
+        )
 
     def restore(self, snapshot: bytes) -> None:
         data = orjson.loads(snapshot)
         self.state, self.applied, self.forwarded = decode_state(data["state"]), data["offset"], data["forwarded"]
+        self.clock_ms = data.get("clock_ms", 0)  # snapshots from before the clock start it at the next record
 
 
 class InboxHistory(Protocol):

@@ -229,7 +229,10 @@ def test_the_same_records_give_the_same_events_ids_and_times_included():
     assert [encode(e) for e in out_first] == [encode(e) for e in out_second]
     [assignment] = out_first
     assert isinstance(assignment.body, TaskAssigned) and assignment.body.payload == {"prompt": "t1", "n": [1, 2.5]}
-    assert assignment.occurred_at == records[2].now and assignment.producer == "balancer"
+    assert (
+        assignment.occurred_at == datetime.fromtimestamp(records[2].timestamp_ms / 1000, timezone.utc)
+        and assignment.producer == "balancer"
+    )
 
 
 def test_time_comes_from_the_inbox_so_a_tick_times_out_on_replay_as_it_did_live():
@@ -458,3 +461,27 @@ async def _decided(log) -> InboxDecider:
 
 def _ids(records) -> set[str]:
     return {orjson.loads(r.value)["event_id"] for r in records if r.value}
+
+
+def test_time_never_goes_back_in_the_inbox_order_and_survives_a_snapshot():
+    # Given two copies' forwarders: a completion copied late, after a routing another copy stamped earlier
+    decider = InboxDecider(Limits(), "inbox")
+    for offset, body in enumerate([agent("a", capacity=1), submitted("t-1"), routed("t-1", "a")]):
+        decider.apply(record(offset, body, seconds=offset))
+    decider.apply(record(3, TaskStarted(task_id="t-1", agent_id="a", attempt=1), seconds=3))
+    done = TaskCompleted(task_id="t-1", agent_id="a", attempt=1, success=True, duration_ms=1.0)
+    decider.apply(record(4, done, seconds=10))
+    decider.apply(record(5, submitted("t-2"), seconds=5))
+
+    # When the routing stamped at 6 s arrives after the completion stamped at 10 s
+    snapshot = decider.snapshot()
+    late = record(6, routed("t-2", "a"), seconds=6)
+    events = decider.apply(late).events
+
+    # Then the assignment it makes is stamped no earlier than the completion that made room for it
+    assert [type(e.body) for e in events] == [TaskAssigned]
+    assert events[0].occurred_at == T0 + timedelta(seconds=10)
+    # and a copy restored from the snapshot decides at the same time
+    restored = InboxDecider(Limits(), "inbox")
+    restored.restore(snapshot)
+    assert restored.apply(late).events == events
