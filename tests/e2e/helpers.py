@@ -18,29 +18,20 @@ from services import kafka
 from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings, as_environ
-from tests.signing import keyring
 
 
 async def publish_all(settings, events) -> None:
     """Publish in order, each assignment on the broker before anything after it is sent: a real
     agent answers only an assignment it has read, and the identity gate judges an answer to an
-    attempt by what was on the broker when the answer was written. Where identities are verified,
-    what speaks for an agent or for the orchestrator is signed with a key enrolled for it."""
-    events = list(events)
-    ring = keyring(settings)
-    await ring.enroll(*ring.unknown(events))
+    attempt by what was on the broker when the answer was written."""
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
         sent = []
         for e in events:
-            value = encode(e)
             sent.append(
                 await producer.send(
-                    topic_name(topic_for_event(e.event_type), settings.topic_prefix),
-                    value,
-                    key=e.key.encode(),
-                    headers=ring.headers(e, value) if ring.verifying else None,
+                    topic_name(topic_for_event(e.event_type), settings.topic_prefix), encode(e), key=e.key.encode()
                 )
             )
             if e.event_type == "TaskAssigned":
@@ -50,11 +41,11 @@ async def publish_all(settings, events) -> None:
         await producer.stop()
 
 
-async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes, headers=None) -> None:
+async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key, headers=headers)
+        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key)
     finally:
         await producer.stop()
 
