@@ -29,7 +29,6 @@ class Consumer:
         self.stop = stop
 
     async def getmany(self, timeout_ms: int, max_records: int):
-        await asyncio.sleep(0)
         if self.batches:
             return {TP: self.batches.pop(0)}
         self.stop.set()
