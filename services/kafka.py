@@ -151,6 +151,11 @@ async def ensure_topics(settings: Settings, timeout_s: float = 30.0) -> list[Top
     await start(admin, settings, "the Kafka admin API")
     try:
         return await asyncio.wait_for(retrying(lambda: _ensure(admin, settings)), timeout_s)
+    except asyncio.TimeoutError as error:
+        raise KafkaUnavailable(
+            f"the brokers at KAFKA_BOOTSTRAP_SERVERS={settings.kafka_bootstrap_servers} did not describe "
+            f"the topic catalog within {timeout_s:.0f}s (a broker away; see the warnings above)"
+        ) from error
     finally:
         await admin.close()
 

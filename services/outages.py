@@ -1,9 +1,11 @@
-"""Processors that write to PostgreSQL keep running through a database restart.
+"""Processors that write to PostgreSQL keep running through a database or broker restart.
 
 The projector and the audit projector commit their Kafka positions with their effects in the
 database, so after losing the connection they start again from what the database says was
-done: nothing is lost or applied twice. Only a database that cannot be reached at the very
-first start stops them, with the error saying where they looked.
+done: nothing is lost or applied twice. Starting again also meets the brokers again, and a
+broker may be away just then (a cluster losing a broker while the database restarts), which is
+the same kind of outage. Only a database or a broker that cannot be reached at the very first
+start stops them, with the error saying where they looked.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import psycopg
+from aiokafka.errors import KafkaError
+
+from services.kafka import KafkaUnavailable
 
 FIRST_WAIT_S, LONGEST_WAIT_S = 0.5, 5.0
 
 
-async def through_database_outages(
+async def through_outages(
     run_once: Callable[[Callable[[], None]], Awaitable[None]], stop: asyncio.Event, log: logging.Logger, what: str
 ) -> None:
     """`run_once(running)` until it returns; once it has called `running()`, a lost connection starts it
-    again after a growing wait (the database restarting) instead of ending the process."""
+    again after a growing wait (the database or a broker restarting) instead of ending the process."""
     started = False
 
     def running() -> None:
@@ -39,7 +44,7 @@ async def through_database_outages(
                 raise
             if stop.is_set():
                 return
-            log.warning("%s lost PostgreSQL (%s); starting again in %.1fs", what, _first_line(error), wait)
+            log.warning("%s lost a connection (%s); starting again in %.1fs", what, _first_line(error), wait)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), wait)
         if stop.is_set():
@@ -48,9 +53,12 @@ async def through_database_outages(
 
 
 def lost_connection(error: BaseException | None) -> bool:
-    """Whether the database went away (or could not be reached again), anywhere in the cause chain."""
+    """Whether the database or a broker went away (or could not be reached again), anywhere in the
+    cause chain."""
     while error is not None:
-        if isinstance(error, psycopg.OperationalError):
+        if isinstance(error, (psycopg.OperationalError, KafkaUnavailable)):
+            return True
+        if isinstance(error, KafkaError) and error.retriable:
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -120,7 +120,18 @@ class Processes:
         self.running[name].send_signal(sig)
 
     def exited(self) -> list[str]:
-        return [f"{name} (exit {p.returncode})" for name, p in self.running.items() if p.poll() is not None]
+        return [
+            f"{name} (exit {p.returncode}): {self.last_line(name)}"
+            for name, p in self.running.items()
+            if p.poll() is not None
+        ]
+
+    def last_line(self, name: str, longest: int = 400) -> str:
+        """What a process said last (its error, or a traceback's last line), to tell why it ended."""
+        with (self.directory / f"{name}.log").open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 16384))
+            lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+        return lines[-1][:longest] if lines else "(nothing logged)"
 
     def stop(self, which=lambda name: True) -> None:
         chosen = [p for name, p in self.running.items() if which(name)]

@@ -18,7 +18,7 @@ from services.audit.app import Auditor, Checkpointer
 from services.audit.logic import newest_valid
 from services.audit.store import AuditStore, ensure_schema
 from services.metrics import ProcessorMetrics
-from services.outages import closed, through_database_outages
+from services.outages import closed, through_outages
 from services.projector.bootstrap import DatabaseUnavailable
 from services.settings import ConfigError, Settings
 from services.shutdown import stop_on_signals
@@ -145,5 +145,5 @@ async def serve(settings: Settings) -> None:
             log.info("audit consuming %s", ", ".join(auditor.topics))
             await run_until(auditor, stop)
 
-    await through_database_outages(run_once, stop, log, "audit")
+    await through_outages(run_once, stop, log, "audit")
     log.info("audit stopped cleanly")

@@ -25,15 +25,31 @@ POISON_ERRORS = (psycopg.errors.DataError, psycopg.errors.IntegrityError)
 
 
 class SeekToStoredPositions(ConsumerRebalanceListener):
+    """Resumes each assigned partition after the position stored with its effects.
+
+    aiokafka logs a listener's error and goes on from the group's committed offsets, which may be
+    behind the stored positions (and the audit projector's filter knows only positions it read).
+    So a failure is kept in `failed`, and the consumer loop raises it: the database being away
+    then restarts the processor, which reads its positions again, like any lost connection.
+    """
+
     def __init__(self, consumer, view, database: asyncio.Lock) -> None:
         self.consumer = consumer
         self.view = view
         self.database = database
+        self.failed: BaseException | None = None
 
     async def on_partitions_revoked(self, revoked) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned) -> None:
+        try:
+            await self._seek(assigned)
+        except Exception as error:
+            self.failed = error
+            raise
+
+    async def _seek(self, assigned) -> None:
         async with self.database:
             stored = await self.view.stored_positions((tp.topic, tp.partition) for tp in assigned)
         fresh = []
@@ -76,9 +92,12 @@ class Projector:
         self.database = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.consumer.subscribe(self.topics, listener=SeekToStoredPositions(self.consumer, self.view, self.database))
+        listener = SeekToStoredPositions(self.consumer, self.view, self.database)
+        self.consumer.subscribe(self.topics, listener=listener)
         while not stop.is_set():
             fetched = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
+            if listener.failed is not None:
+                raise RuntimeError("could not resume the assigned partitions") from listener.failed
             records = [r for partition_records in fetched.values() for r in partition_records]
             if records:
                 await self.take(records)

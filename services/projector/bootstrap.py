@@ -15,7 +15,7 @@ from services.deadletter.park import DeadLetters
 from services.identity.gate import IdentityGate
 from services.identity.report import ViolationReporter
 from services.metrics import ProcessorMetrics
-from services.outages import closed, through_database_outages
+from services.outages import closed, through_outages
 from services.projector.app import Projector
 from services.settings import Settings
 from services.shutdown import stop_on_signals
@@ -91,5 +91,5 @@ async def serve(settings: Settings) -> None:
             log.info("projector consuming %s", ", ".join(projector.topics))
             await projector.run(stop)
 
-    await through_database_outages(run_once, stop, log, "projector")
+    await through_outages(run_once, stop, log, "projector")
     log.info("projector stopped cleanly")

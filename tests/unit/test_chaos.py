@@ -1,5 +1,8 @@
 """The chaos run's pure parts: the seeded plan of faults and the invariants judged from the log."""
 
+import subprocess
+import sys
+
 from bench.chaos.invariants import (
     InboxEntry,
     acknowledged_are_written,
@@ -11,7 +14,7 @@ from bench.chaos.invariants import (
     nothing_after_the_end,
 )
 from bench.chaos.plan import kinds, plan
-from bench.chaos.run import longest_pause
+from bench.chaos.run import Processes, longest_pause
 from events.envelope import make_event
 from events.tasks import TaskReassigned, TaskTimedOut
 from tests import factories as f
@@ -140,3 +143,13 @@ def test_a_decision_from_a_tick_is_placed_by_the_tick_and_one_not_in_the_inbox_c
 def test_the_longest_pause_counts_the_edges_of_the_window():
     assert longest_pause([1.0, 2.0, 6.0, 7.0], start=0.5, end=8.0) == 4.0
     assert longest_pause([], start=0.0, end=3.0) == 3.0
+
+
+def test_a_process_that_ended_by_itself_is_reported_with_its_last_words(tmp_path):
+    processes = Processes(settings=None, directory=tmp_path)
+    log = "INFO started\nTraceback (most recent call last):\n  ...\nValueError: bad\n\n"
+    (tmp_path / "audit-2.log").write_text(log)
+    processes.running["audit-2"] = subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+    processes.running["audit-2"].wait()
+
+    assert processes.exited() == ["audit-2 (exit 1): ValueError: bad"]

@@ -1,4 +1,4 @@
-"""A processor that writes to PostgreSQL starts again after losing it, but not if it never reached it."""
+"""A processor that writes to PostgreSQL starts again after losing it or a broker, but not if it never reached them."""
 
 import asyncio
 import logging
@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from services import outages
-from services.outages import through_database_outages
+from services.outages import through_outages
 
 log = logging.getLogger("test")
 
@@ -26,7 +26,7 @@ async def test_a_connection_lost_after_the_start_starts_the_processor_again():
         if len(runs) < 3:
             raise psycopg.errors.AdminShutdown("terminating connection due to administrator command")
 
-    await through_database_outages(run_once, asyncio.Event(), log, "projector")
+    await through_outages(run_once, asyncio.Event(), log, "projector")
     assert len(runs) == 3
 
 
@@ -35,7 +35,7 @@ async def test_a_database_not_reached_at_the_first_start_is_an_error():
         raise RuntimeError("cannot reach PostgreSQL") from psycopg.OperationalError("connection refused")
 
     with pytest.raises(RuntimeError, match="cannot reach"):
-        await through_database_outages(run_once, asyncio.Event(), log, "projector")
+        await through_outages(run_once, asyncio.Event(), log, "projector")
 
 
 async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_waiting():
@@ -44,7 +44,7 @@ async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_wait
         raise ValueError("a bug")
 
     with pytest.raises(ValueError):
-        await through_database_outages(broken, asyncio.Event(), log, "projector")
+        await through_outages(broken, asyncio.Event(), log, "projector")
 
     stop = asyncio.Event()
 
@@ -53,7 +53,34 @@ async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_wait
         stop.set()
         raise psycopg.OperationalError("server closed the connection")
 
-    await through_database_outages(lost, stop, log, "projector")  # returns: asked to stop
+    await through_outages(lost, stop, log, "projector")  # returns: asked to stop
+
+
+async def test_a_broker_away_while_starting_again_is_an_outage_too():
+    from aiokafka.errors import NodeNotReadyError
+
+    from services.kafka import KafkaUnavailable
+
+    away = [
+        KafkaUnavailable("the brokers did not describe the topic catalog within 30s"),
+        NodeNotReadyError("node 2 is not ready"),
+    ]
+    runs = []
+
+    async def run_once(running):
+        running()
+        runs.append(1)
+        if away:
+            raise away.pop(0)
+
+    await through_outages(run_once, asyncio.Event(), log, "audit")
+    assert len(runs) == 3
+
+    async def never_reached(running):
+        raise KafkaUnavailable("cannot reach Kafka")
+
+    with pytest.raises(KafkaUnavailable):
+        await through_outages(never_reached, asyncio.Event(), log, "audit")
 
 
 async def test_an_admin_request_is_asked_again_while_a_broker_of_the_cluster_is_away():

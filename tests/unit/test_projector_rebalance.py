@@ -1,12 +1,16 @@
-"""A rebalance reading the stored positions waits for the batch being written on the same connection."""
+"""A rebalance resumes from the stored positions: after the batch being written, and never from anywhere else."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+import psycopg
+import pytest
 from aiokafka import TopicPartition
 
 from services.metrics import ProcessorMetrics
+from services.outages import lost_connection
 from services.projector.app import Projector, SeekToStoredPositions
 
 
@@ -66,3 +70,46 @@ def test_positions_are_read_after_the_batch_in_progress_is_written():
 
     # Then the positions were read once the batch was written, and the partition resumes after them
     assert asyncio.run(main()) == [(TopicPartition("tasks", 0), 42)]
+
+
+class DatabaseAway:
+    async def stored_positions(self, partitions) -> dict:
+        raise psycopg.OperationalError("the connection is closed")
+
+
+class RebalancingConsumer(Consumer):
+    """Assigns a partition during the first fetch, as aiokafka calls the listener from within it."""
+
+    def subscribe(self, topics, listener) -> None:
+        self.listener = listener
+
+    async def getmany(self, timeout_ms, max_records) -> dict:
+        with contextlib.suppress(Exception):  # aiokafka logs a listener's error and fetches on
+            await self.listener.on_partitions_assigned([TopicPartition("tasks", 0)])
+        return {TopicPartition("tasks", 0): ["a record from the group's committed offset"]}
+
+
+def test_positions_that_could_not_be_read_stop_the_loop_as_a_lost_database_before_any_record_is_used():
+    handled = []
+
+    async def main():
+        projector = Projector(
+            consumer=RebalancingConsumer(),
+            view=DatabaseAway(),
+            dead_letters=None,
+            metrics=ProcessorMetrics("projector"),
+            topics=["tasks"],
+            batch_size=10,
+            batch_timeout_ms=10,
+        )
+        projector.handle = lambda records: handled.append(records)
+        await projector.run(asyncio.Event())
+
+    # Given a rebalance whose stored positions cannot be read (PostgreSQL restarting)
+    # When the consumer loop fetches
+    with pytest.raises(RuntimeError) as raised:
+        asyncio.run(main())
+
+    # Then it stops as the database being lost (so the processor starts again), and used no record
+    assert lost_connection(raised.value)
+    assert handled == []
