@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -73,6 +74,9 @@ def interrupted(signum, frame):
 
 
 def cmd_bench(args, settings) -> int:
+    if args.profile and shutil.which("py-spy") is None:  # said now, not after the warm-up
+        print("orchestrator bench: --profile needs py-spy on the PATH: pip install py-spy", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, interrupted)
     options = BenchOptions(
         duration_s=args.duration,

@@ -344,3 +344,13 @@ def test_a_tolerance_outside_zero_to_one_is_refused_with_its_variable_named():
     for bad in ("1.5", "-0.1", "ten"):
         with pytest.raises(ConfigError, match="BENCH_REGRESSION_TOLERANCE"):
             Settings.from_env({"BENCH_REGRESSION_TOLERANCE": bad})
+
+
+def test_profiling_without_py_spy_is_refused_before_anything_runs(monkeypatch, capsys):
+    from services.cli import main
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("bench.cli.run", lambda *a, **k: pytest.fail("the benchmark started"))
+
+    assert main(["bench", "--profile", "30"]) == 2
+    assert "--profile needs py-spy" in capsys.readouterr().err
