@@ -39,10 +39,11 @@
 # listener (SCRAM-SHA-512, TLS with a local CA generated into .local/kafka-secure/tls/), a
 # password per principal in .local/kafka-secure/credentials/, and the StandardAuthorizer
 # denying whatever no ACL allows (`orchestrator acl apply`). `env --secure` prints the admin's
-# client settings. PostgreSQL is shared by both profiles: `down --secure` stops only the
-# secure broker, `clean --secure` deletes only its data and key material. With --secure,
-# KAFKA_BOOTSTRAP_SERVERS names an external broker only with KAFKA_SECURITY_PROTOCOL=SASL_SSL
-# (and that broker's credentials in KAFKA_SASL_*, KAFKA_SSL_CAFILE).
+# client settings, and IDENTITY_MODE=verify: agents' records and the orchestrator's decisions
+# count only when signed with enrolled keys. PostgreSQL is shared by both profiles: `down
+# --secure` stops only the secure broker, `clean --secure` deletes only its data and key
+# material. With --secure, KAFKA_BOOTSTRAP_SERVERS names an external broker only with
+# KAFKA_SECURITY_PROTOCOL=SASL_SSL (and that broker's credentials in KAFKA_SASL_*, KAFKA_SSL_CAFILE).
 #
 # Environment (all optional):
 #   KAFKA_BOOTSTRAP_SERVERS, DATABASE_URL
@@ -1152,6 +1153,8 @@ cmd_env() {
     resolve_endpoints
     if [ "$SECURE" = 1 ] && [ "$KAFKA_EXTERNAL" = 0 ]; then secure_env "$KAFKA_EP"
     else printf 'export KAFKA_BOOTSTRAP_SERVERS=%s\n' "$(shell_quote "$KAFKA_EP")"; fi
+    # The secure profile checks who speaks: agents' records and decisions must be signed (docs/operations.md).
+    [ "$SECURE" = 0 ] || printf 'export IDENTITY_MODE=verify\n'
     [ "$CLUSTER" = 0 ] || printf 'export ORCHESTRATOR_REPLICATION_FACTOR=%s\n' "$CLUSTER_SIZE"
     printf 'export DATABASE_URL=%s\n' "$(shell_quote "$DB_URL")"
 }

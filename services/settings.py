@@ -614,6 +614,12 @@ class Settings(_Section):
         "PEM file of the Ed25519 key an SDK agent signs what it publishes with "
         "(from `orchestrator agent enroll`; empty: unsigned)",
     )
+    orchestrator_signing_key_file: str = _env(
+        "ORCHESTRATOR_SIGNING_KEY_FILE",
+        "",
+        "PEM file of the Ed25519 key the router and the balancer sign their decisions with "
+        "(`orchestrator agent enroll orchestrator`); required by them with IDENTITY_MODE=verify",
+    )
     db_role_prefix: str = _env(
         "DB_ROLE_PREFIX",
         "orchestrator",
@@ -679,6 +685,8 @@ class Settings(_Section):
             raise ConfigError(f"ROUTER_POLICY must be one of {', '.join(POLICIES)}, got {self.router.policy!r}")
         if self.agent_signing_key_file and not os.path.isfile(self.agent_signing_key_file):
             raise ConfigError(f"AGENT_SIGNING_KEY_FILE names no file: {self.agent_signing_key_file!r}")
+        if self.orchestrator_signing_key_file and not os.path.isfile(self.orchestrator_signing_key_file):
+            raise ConfigError(f"ORCHESTRATOR_SIGNING_KEY_FILE names no file: {self.orchestrator_signing_key_file!r}")
         if len(self.keystore.subject_digest_key) < 16:
             raise ConfigError("KEYSTORE_SUBJECT_DIGEST_KEY must have at least 16 characters")
         if self.audit.db_schema == self.db_schema:

@@ -4,7 +4,7 @@
    `make test SECURE=1` these are the secure profile's, with the admin's KAFKA_SASL_* and CA).
 2. Otherwise, Docker reachable and not ORCHESTRATOR_SECURE=1: testcontainers starts both.
 3. Otherwise: the project's local stack (`infra/stack.sh up`, idempotent), the secure profile
-   under ORCHESTRATOR_SECURE=1.
+   under ORCHESTRATOR_SECURE=1, with its IDENTITY_MODE (verify).
 A stack that cannot be had is an error, never a skip.
 """
 
@@ -23,6 +23,7 @@ import pytest
 
 from services import kafka
 from services.settings import Settings
+from tests.signing import with_orchestrator_key
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +50,7 @@ def _local_stack_env() -> dict[str, str]:
         {
             name: value
             for name, value in env.items()
-            if name.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_"))
+            if name.startswith(("KAFKA_SECURITY_", "KAFKA_SASL_", "KAFKA_SSL_")) or name == "IDENTITY_MODE"
         }
     )
     return env
@@ -71,8 +72,9 @@ def stack_env():
 
 
 @pytest.fixture
-def settings(stack_env) -> Settings:
-    """Settings on the real stack with a topic prefix and schema of this test's own."""
+def settings(stack_env, tmp_path_factory) -> Settings:
+    """Settings on the real stack with a topic prefix and schema of this test's own; where identities
+    are verified (the secure profile), with a key enrolled for the orchestrator's decisions."""
     tag = uuid.uuid4().hex[:10]
     own = Settings.from_env(
         {**os.environ, **stack_env},
@@ -80,6 +82,7 @@ def settings(stack_env) -> Settings:
         db_schema=f"test_{tag}",
         projector_batch_timeout_ms="100",
     )
+    own = asyncio.run(with_orchestrator_key(own, tmp_path_factory.mktemp("keys")))
     yield own
     delete_topics(own)
 

@@ -14,6 +14,7 @@ import contextlib
 import random
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -30,6 +31,7 @@ from bench.evaluation.simulator.run import (
 from services import kafka
 from services.audit.roles import apply_roles
 from services.dashboard.bootstrap import address
+from services.identity.keyring import Keyring
 from services.projector.bootstrap import open_view
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings
@@ -76,20 +78,25 @@ async def main(tasks: int, rate: float, agents: int) -> None:
         f"{tasks} tasks at {rate:g}/s",
         flush=True,
     )
+    keys = Keyring(settings)  # with identities verified (the secure profile), the fleet's and the decisions' keys
+    await keys.enroll(*(agent.agent_id for agent in fleet))
     with processors(
-        settings, "orchestrator", names=("projector", "health", "router", "balancer", "learner", "audit", "dashboard")
+        settings,
+        "orchestrator",
+        names=("projector", "health", "router", "balancer", "learner", "audit", "dashboard"),
+        **await keys.orchestrator_env(Path(".local/keys")),
     ):
         print(f"dashboard: {address(settings)}now?live=1 (the read models, as the analyst role sees them)", flush=True)
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
-        answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1)))
+        answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(1), keys))
         watching = asyncio.create_task(_live_view(settings, run))
         try:
-            await register_fleet(settings, producer, fleet)
+            await register_fleet(settings, producer, fleet, keys)
             await until_ready(settings, producer)  # the processors take a few seconds to start
             await submit_stream(settings, producer, stream, rate)
             await _until_done(settings, run, len(stream))
-            await deregister_fleet(settings, producer, fleet)
+            await deregister_fleet(settings, producer, fleet, keys)
         finally:
             for job in (answering, watching):
                 job.cancel()

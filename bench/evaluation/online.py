@@ -15,6 +15,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.evaluation.outcome_log import LoggedTask, load
 from bench.evaluation.simulator.run import processors
@@ -26,6 +27,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskRouted, TaskStarted
 from events.topics import topic_for_event, topic_name
 from events.values import Capability, MemoryProfile
 from services import kafka
+from services.identity.keyring import Keyring
 from services.learner.metrics import PrequentialMetrics
 from services.settings import Settings
 from services.success_model.beta import Counts
@@ -77,6 +79,8 @@ class Replay:
 
     def __init__(self, settings: Settings, tasks: list[LoggedTask], outstanding: int) -> None:
         self.settings = settings
+        # with identities verified, the logged agents' enrolled keys (no settings: scoring alone)
+        self.keys = Keyring(settings) if settings else None
         self.tasks = {t.task_id: t for t in tasks}
         self.order = [t.task_id for t in tasks]
         self.slots = asyncio.Semaphore(outstanding)
@@ -104,11 +108,12 @@ class Replay:
 
     async def send(self, producer, body, cause: Envelope | None = None) -> None:
         event = make_event(body, producer=PRODUCER, cause=cause)
+        value = encode(event)
         await producer.send(
             topic_name(topic_for_event(event.event_type), self.settings.topic_prefix),
-            encode(event),
+            value,
             key=event.key.encode(),
-            headers=[type_header(event)],
+            headers=self.keys.headers(event, value) if self.keys else [type_header(event)],
         )
 
     async def answer(self, producer) -> None:
@@ -320,9 +325,16 @@ async def replay_through_system(
         )
 
     late = {cold_start.after: registration(cold_start.newcomer)} if cold_start else {}
+    await replay.keys.enroll(*agents)
+    signing = await replay.keys.orchestrator_env(Path(".local/keys"))
     started = time.monotonic()
     with processors(
-        run, "orchestrator", names=("router", "balancer", "learner"), ROUTER_TOP_K=str(len(agents)), **ROUTING
+        run,
+        "orchestrator",
+        names=("router", "balancer", "learner"),
+        ROUTER_TOP_K=str(len(agents)),
+        **ROUTING,
+        **signing,
     ):
         producer = kafka.producer(run)
         await kafka.start(producer, run)

@@ -30,6 +30,7 @@ from events.tasks import TaskAssigned
 from events.topics import topic_for_event, topic_name
 from events.values import Capability
 from services import kafka
+from services.identity.keyring import Keyring
 from services.sdk import Agent, Completed
 from services.settings import Settings, as_environ
 
@@ -104,6 +105,8 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
         "HEALTH_DATA_DIR": tempfile.mkdtemp(),
         "LOG_LEVEL": "WARNING",
     }
+    keys = Keyring(settings)  # with identities verified, the silent agent's records signed with its key
+    await keys.enroll("silent-1")
     process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "health"], env=env)
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
@@ -114,11 +117,12 @@ async def health_delay(settings: Settings, interval: float = 1.0, degraded_after
 
         async def send(body):
             event = make_event(body, producer="bench-health")
+            value = encode(event)
             await producer.send_and_wait(
                 topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                encode(event),
+                value,
                 key=event.key.encode(),
-                headers=[type_header(event)],
+                headers=keys.headers(event, value),
             )
             return event
 

@@ -36,9 +36,11 @@ from bench.pipeline.rate_search import Trial, best, judge, next_rate
 from bench.pipeline.raw_kafka import produce_consume
 from bench.pipeline.stages import delivered_to, free_port, lag_of
 from events.agents import AgentHeartbeat
+from events.codec import encode
 from events.envelope import make_event
 from events.topics import topic_name
 from services import kafka
+from services.identity.keyring import Keyring
 from services.projector.catchup import events_in_log, wait_until_caught_up
 from services.replay import replay
 from services.settings import Settings
@@ -120,6 +122,9 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     load_at_start = os.getloadavg()
     await kafka.ensure_topics(s)
     fleet = fast_fleet(options.agents)
+    keys = Keyring(s)  # with identities verified (the secure profile), the fleet's and the decisions' keys
+    await keys.enroll(*(agent.agent_id for agent in fleet))
+    signing = await keys.orchestrator_env(Path(".local/bench") / tag)
     ports = {name: free_port() for name in PROCESSORS}
     log(f"bench: {', '.join(PROCESSORS)} on {s.topic_prefix}.* and schema {s.db_schema}; {len(fleet)} agents")
     try:
@@ -134,11 +139,12 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
                         METRICS_PORT=str(port),
                         AUDIT_DB_SCHEMA=s.audit.db_schema,
                         AUDIT_CHECKPOINT_DIR=s.audit.checkpoint_dir,
+                        **signing,
                     )
                 )[0]
                 for name, port in ports.items()
             }
-            measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log)
+            measured = await _drive(s, options, fleet, ports, {n: [p.pid] for n, p in started.items()}, log, keys)
         log("bench: processors stopped; replaying the run into a fresh schema")
         cpu = time.process_time()
         rebuilt = await replay(s, into=f"{s.db_schema}_replay", progress_out=io.StringIO())
@@ -173,7 +179,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
     }
 
 
-async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) -> dict:
+async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log, keys: Keyring) -> dict:
     producer = kafka.producer(s)
     await kafka.start(producer, s)
     observer = Observer()
@@ -189,14 +195,14 @@ async def _drive(s: Settings, options: BenchOptions, fleet, ports, pids, log) ->
     jobs = [
         asyncio.create_task(job)
         for job in (
-            answer_assignments(s, producer, fleet, random.Random(5)),
+            answer_assignments(s, producer, fleet, random.Random(5), keys),
             _observe(s, observer),
-            _heartbeat(s, producer, fleet),
+            _heartbeat(s, producer, fleet, keys),
             sampler.run(),
         )
     ]
     try:
-        await register_fleet(s, producer, fleet)
+        await register_fleet(s, producer, fleet, keys)
         await until_ready(s, producer, timeout_s=180)
         log("bench: processors ready")
         searched: list[dict] = []
@@ -374,11 +380,13 @@ async def _observe(s: Settings, observer: Observer) -> None:
         await consumer.stop()
 
 
-async def _heartbeat(s: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+async def _heartbeat(s: Settings, producer, fleet: list[SimulatedAgent], keys: Keyring) -> None:
     while True:
         for agent in fleet:
-            await kafka.publish(
-                producer, s, make_event(AgentHeartbeat(agent_id=agent.agent_id, in_flight=0), producer=agent.agent_id)
+            event = make_event(AgentHeartbeat(agent_id=agent.agent_id, in_flight=0), producer=agent.agent_id)
+            value = encode(event)
+            await producer.send(
+                s.topic("heartbeats"), value, key=event.key.encode(), headers=keys.headers(event, value)
             )
         await asyncio.sleep(HEARTBEAT_EVERY_S)
 

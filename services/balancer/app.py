@@ -51,6 +51,7 @@ from services.batches import Assignment, OpenConsumer, Sends, read_group, run_re
 from services.deadletter.park import ConsumedRecord, park_on
 from services.faust_worker import processor_app
 from services.identity.gate import IdentityGate
+from services.identity.signing import Signer
 from services.metrics import ProcessorMetrics
 
 SERVICE = "balancer"
@@ -81,6 +82,7 @@ def create_app(
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     forwarder_progress: ForwarderProgress | None = None,
     identity: IdentityGate | None = None,
+    signer: Signer | None = None,
 ) -> faust.App:
     app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
     input_topics = [topic_name(name, topic_prefix) for name in INPUT_TOPICS]
@@ -92,7 +94,10 @@ def create_app(
     async def emit(events: list[Envelope]) -> None:
         for event in events:
             name = topic_name(topic_for_event(event.event_type), topic_prefix)
-            await decided.send(name, key=event.key.encode(), value=encode(event), headers=[type_header(event)])
+            value = encode(event)
+            # Signed, so that its decisions count where everyone who may submit a task may write too.
+            headers = [type_header(event), *(signer.headers(value) if signer else ())]
+            await decided.send(name, key=event.key.encode(), value=value, headers=headers)
             metrics.events_out.labels(SERVICE, name).inc()
 
     async def park_from_inbox(record: InboxRecord, error: Exception) -> None:

@@ -13,6 +13,7 @@ from services.balancer.logic import Limits
 from services.batches import consumer_opener, producer_opener
 from services.faust_worker import faust_brokers, run_worker
 from services.identity.gate import IdentityGate
+from services.identity.signing import decision_signer
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
@@ -50,6 +51,7 @@ def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) ->
         open_producer=producer_opener(settings),
         forwarder_progress=ForwarderProgress(settings, reader_group(settings.balancer_app, "forwarder"), INPUT_TOPICS),
         identity=IdentityGate(settings),
+        signer=decision_signer(settings),
     )
 
 

@@ -44,7 +44,7 @@ def bootstrap(
         tick_interval_s=settings.health.tick_interval_s,
         metrics=metrics or ProcessorMetrics(SERVICE),
         clock=clock,
-        identity=IdentityGate(settings),
+        identity=IdentityGate(settings, outcomes=False),
     )
 
 

@@ -12,6 +12,7 @@ miss after such a reading is final, and a replay judges every old record as the 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -48,11 +49,13 @@ def miss_may_resolve(violation: Violation | None, written_ms: int, read_from_ms:
     return violation is not None and violation.kind in ("unknown_key", "not_assignee") and written_ms > read_from_ms
 
 
-async def open_folded_topics(settings: Settings) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def open_folded_topics(
+    settings: Settings, folded: tuple[str, ...] = FOLDED
+) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     """A started consumer at the start of every partition of the topics the gate folds."""
     consumer = kafka.consumer(settings)
     await kafka.start(consumer, settings)
-    partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in FOLDED])
+    partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in folded])
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     return consumer, partitions
@@ -64,12 +67,14 @@ class IdentityGate:
         settings: Settings,
         *,
         clock: Callable[[], int] = wall_ms,
-        open_log: Callable[[Settings], Awaitable[tuple]] = open_folded_topics,
+        open_log: Callable[[Settings], Awaitable[tuple]] | None = None,
+        outcomes: bool = True,
     ) -> None:
+        """`outcomes=False`: for a consumer that reads no outcomes, so needs no assignments (nor access to them)."""
         self.settings = settings
         self.mode = settings.identity_mode
         self.clock = clock
-        self.open_log = open_log
+        self.open_log = open_log or functools.partial(open_folded_topics, folded=FOLDED if outcomes else ("security",))
         self.keys = KeyRegistry()
         self.assignments = Assignments()
         self._consumer: AIOKafkaConsumer | None = None
@@ -80,9 +85,9 @@ class IdentityGate:
         self._progress = asyncio.Condition()
         self._follower: asyncio.Task | None = None
         self._failure: BaseException | None = None
-        # Only these topics carry records that speak for an agent; the rest pass unread.
-        self._checked = {settings.topic("task-outcomes")} | (
-            {settings.topic(name) for name in ("agents", "heartbeats")} if self.mode == "verify" else set()
+        # Only these topics carry records that speak for an agent or for the orchestrator; the rest pass unread.
+        self._checked = ({settings.topic("task-outcomes")} if outcomes else set()) | (
+            {settings.topic(name) for name in ("agents", "heartbeats", "tasks")} if self.mode == "verify" else set()
         )
 
     async def check(self, record) -> Violation | None:

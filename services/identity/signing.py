@@ -22,6 +22,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from services.settings import ConfigError, Settings
+
 SIGNATURE_HEADER = "orchestrator.signature"
 KEY_ID_HEADER = "orchestrator.key-id"
 DOMAIN = b"orchestrator-signature-v1\x00"
@@ -88,3 +90,16 @@ def load_signer(path: str | Path) -> Signer:
     if not isinstance(key, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} holds a {type(key).__name__}, not an Ed25519 private key")
     return Signer.of(key)
+
+
+def decision_signer(settings: Settings) -> Signer | None:
+    """The key the router and the balancer sign their decisions with: with IDENTITY_MODE=verify a
+    decision without it does not count, so they do not start without it."""
+    if settings.orchestrator_signing_key_file:
+        return load_signer(settings.orchestrator_signing_key_file)
+    if settings.identity_mode == "verify":
+        raise ConfigError(
+            "IDENTITY_MODE=verify: ORCHESTRATOR_SIGNING_KEY_FILE must name the key enrolled for the orchestrator "
+            "(`orchestrator agent enroll orchestrator --out FILE`); unsigned decisions are refused"
+        )
+    return None

@@ -5,6 +5,11 @@ Two checks, in this order:
   revoked when the record was written, over these exact bytes;
 - the assignee (always): an outcome counts only from the agent its attempt was assigned to.
 
+The orchestrator's decisions on the tasks topic speak for it as an agent's records speak for
+the agent: in verify mode they must be signed with a key enrolled for `ORCHESTRATOR`, which only
+the router and the balancer hold. Whoever may submit tasks may write that topic, and would
+otherwise be able to route, queue, reassign or time out any task.
+
 Claims are read from the raw JSON, before the event is validated: a record that does not
 parse has no claim, and the decoder's own error parks it as any other bad input.
 """
@@ -40,6 +45,10 @@ SPEAKER_FIELD = {
     "TaskRejected": "agent_id",
     "TaskHandedOff": "from_agent_id",
 }
+# Decisions (event types) the orchestrator alone makes, and the identity they speak for: an
+# enrolment for this id is an operator's grant of the right to decide, never an agent's key.
+ORCHESTRATOR = "orchestrator"
+DECISIONS = frozenset({"TaskRouted", "TaskQueued", "TaskReassigned", "TaskTimedOut"})
 OUTCOMES = frozenset({"TaskStarted", "TaskCompleted", "TaskFailed", "TaskRejected", "TaskHandedOff"})
 MODES = ("off", "verify")
 
@@ -88,6 +97,8 @@ def claim_of(value: bytes | None) -> Claim | None:
         return None
     if not isinstance(data, dict) or not isinstance(body := data.get("body"), dict):
         return None
+    if data.get("event_type") in DECISIONS:
+        return Claim(data["event_type"], ORCHESTRATOR)
     speaker = SPEAKER_FIELD.get(data.get("event_type"))
     agent_id = body.get(speaker) if speaker else None
     if not isinstance(agent_id, str) or not re.fullmatch(ID_PATTERN, agent_id):

@@ -33,6 +33,8 @@ from events.topics import DEAD_LETTER, topic_name
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter.park import ConsumedRecord, park_on
 from services.faust_worker import processor_app
+from services.identity.gate import IdentityGate
+from services.identity.signing import Signer
 from services.metrics import ProcessorMetrics
 from services.router.follower import LogFollower
 from services.router.logic import Weights
@@ -68,6 +70,8 @@ def create_app(
     commit_interval_s: float = 0.0,
     open_producer: Callable[[], Awaitable[AIOKafkaProducer]],
     read_waiting: Callable[[list[int]], Awaitable[dict[int, list]]],
+    signer: Signer | None = None,
+    identity: IdentityGate | None = None,
 ) -> faust.App:
     app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
     tasks_topic = topic_name("tasks", topic_prefix)
@@ -84,7 +88,9 @@ def create_app(
         event = make_event(decision, producer=SERVICE, cause=cause)
         if isinstance(decision, TaskRouted):
             view.remember_routed(decision.task_id)
-        await sends.send(tasks_topic, key=event.key.encode(), value=encode(event), headers=[type_header(event)])
+        value = encode(event)
+        headers = [type_header(event), *(signer.headers(value) if signer else ())]
+        await sends.send(tasks_topic, key=event.key.encode(), value=value, headers=headers)
         metrics.events_out.labels(SERVICE, tasks_topic).inc()
         decision_seconds.labels(SERVICE, label).observe(max(0.0, (clock() - cause.occurred_at).total_seconds()))
 
@@ -98,7 +104,8 @@ def create_app(
             metrics.events_in.labels(SERVICE, record.topic).inc()
             named = header_type(record.headers)
             if named is not None and named != "TaskSubmitted":
-                if named in ENDS_WAITING:  # passed over unread: the key is the task id
+                # passed over unread (the key is the task id), once the decision is known to be the orchestrator's
+                if named in ENDS_WAITING and not (identity and await identity.refuses(record)):
                     await no_longer_waiting(record)
                 continue
             started = time.perf_counter()
@@ -112,7 +119,7 @@ def create_app(
                 await park_on(routes.topic(dead_letter_topic), ConsumedRecord.of(record), error, SERVICE, metrics)
                 continue
             if decision is None:
-                if isinstance(body, (TaskRouted, TaskTimedOut)):
+                if isinstance(body, (TaskRouted, TaskTimedOut)) and not (identity and await identity.refuses(record)):
                     await no_longer_waiting(record)
                 continue
             if isinstance(decision, TaskQueued):
@@ -134,6 +141,8 @@ def create_app(
             await super().on_partitions_assigned(assigned)
 
     owned_tasks = OwnedTasks()
+    if identity:
+        identity.stop_with(app)
 
     @app.task
     async def follow_the_log():

@@ -10,6 +10,8 @@ import faust
 
 from services.batches import consumer_opener, producer_opener
 from services.faust_worker import faust_brokers, run_worker
+from services.identity.gate import IdentityGate
+from services.identity.signing import decision_signer
 from services.metrics import ProcessorMetrics
 from services.router.app import SERVICE, create_app
 from services.router.follower import LogFollower
@@ -63,6 +65,8 @@ def bootstrap(
         commit_interval_s=settings.batch_commit_interval_ms / 1000,
         open_producer=producer_opener(settings),
         read_waiting=lambda partitions: read_waiting(settings, partitions),
+        signer=decision_signer(settings),
+        identity=IdentityGate(settings),
     )
 
 

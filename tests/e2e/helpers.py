@@ -18,20 +18,29 @@ from services import kafka
 from services.projector.bootstrap import projector_running
 from services.projector.catchup import wait_until_caught_up
 from services.settings import Settings, as_environ
+from tests.signing import keyring
 
 
 async def publish_all(settings, events) -> None:
     """Publish in order, each assignment on the broker before anything after it is sent: a real
     agent answers only an assignment it has read, and the identity gate judges an answer to an
-    attempt by what was on the broker when the answer was written."""
+    attempt by what was on the broker when the answer was written. Where identities are verified,
+    what speaks for an agent or for the orchestrator is signed with a key enrolled for it."""
+    events = list(events)
+    ring = keyring(settings)
+    await ring.enroll(*ring.unknown(events))
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
         sent = []
         for e in events:
+            value = encode(e)
             sent.append(
                 await producer.send(
-                    topic_name(topic_for_event(e.event_type), settings.topic_prefix), encode(e), key=e.key.encode()
+                    topic_name(topic_for_event(e.event_type), settings.topic_prefix),
+                    value,
+                    key=e.key.encode(),
+                    headers=ring.headers(e, value) if ring.verifying else None,
                 )
             )
             if e.event_type == "TaskAssigned":
@@ -41,11 +50,11 @@ async def publish_all(settings, events) -> None:
         await producer.stop()
 
 
-async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes) -> None:
+async def publish_raw(settings, logical_topic: str, key: bytes | None, value: bytes, headers=None) -> None:
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
-        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key)
+        await producer.send_and_wait(topic_name(logical_topic, settings.topic_prefix), value, key=key, headers=headers)
     finally:
         await producer.stop()
 

@@ -13,8 +13,10 @@ import pytest
 from events.topics import TOPICS
 from services import kafka
 from services.deadletter.reinject import read_parked
+from services.identity.signing import Signer
 from tests import factories as f
 from tests.e2e.helpers import drop_schema, fetch, publish_all, publish_raw, running_projector, wait_for
+from tests.signing import agent_key
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,13 +71,18 @@ def through_kcat(settings) -> bool:
     return settings.kafka_security_protocol == "PLAINTEXT"
 
 
-def kcat_produce(settings, topic: str, key: str, value: bytes, event_type: str | None = None) -> None:
+def kcat_produce(
+    settings, topic: str, key: str, value: bytes, event_type: str | None = None, signer: Signer | None = None
+) -> None:
     # murmur2_random: the partitioner of the Java client and of aiokafka, so keys land
-    # where every other producer puts them. The `event_type` header is optional.
+    # where every other producer puts them. The `event_type` header is optional; the signature
+    # headers (docs/agents.md, the signing rule) are text, as any client can write them.
     config = {**librdkafka_config(settings), "partitioner": "murmur2_random"}
+    headers = [("event_type", event_type.encode())] if event_type else []
+    headers += signer.headers(value) if signer else []
     if through_kcat(settings):
         options = [arg for name, setting in config.items() for arg in ("-X", f"{name}={setting}")]
-        header = ["-H", f"event_type={event_type}"] if event_type else []
+        header = [arg for name, text in headers for arg in ("-H", f"{name}={text.decode()}")]
         subprocess.run(
             ["kcat", "-P", *options, *header, "-t", settings.topic(topic), "-k", key],
             input=value,
@@ -90,7 +97,7 @@ def kcat_produce(settings, topic: str, key: str, value: bytes, event_type: str |
         settings.topic(topic),
         value=value,
         key=key.encode(),
-        headers=[("event_type", event_type.encode())] if event_type else None,
+        headers=headers or None,
     )
     assert producer.flush(30) == 0, "librdkafka could not deliver the message"
 
@@ -157,6 +164,8 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
     )
     assert my_partition == kafka.partition_for_key(AGENT, assignments.partitions)
 
+    # Where identities are verified, its key, enrolled by the operator; it signs by the signing rule.
+    signer = await agent_key(settings, AGENT)
     async with running_projector(settings):
         # Registered without the event_type header, as an agent written before it would;
         # the heartbeat and the outcome name their type in it.
@@ -174,6 +183,7 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
                 },
                 key=AGENT,
             ),
+            signer=signer,
         )
         kcat_produce(
             settings,
@@ -181,6 +191,7 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
             AGENT,
             message("AgentHeartbeat", {"agent_id": AGENT, "in_flight": 0, "queue_depth": 0}, key=AGENT),
             event_type="AgentHeartbeat",
+            signer=signer,
         )
         # What the balancer would do: assign a task to the agent.
         await publish_all(settings, [f.submitted("sh-task-1", capability="bash"), f.assigned("sh-task-1", AGENT)])
@@ -204,6 +215,7 @@ async def test_an_agent_takes_part_with_kcat_alone(settings):
                 key="sh-task-1",
             ),
             event_type="TaskCompleted",
+            signer=signer,
         )
 
         tasks = await wait_for(
@@ -234,8 +246,10 @@ async def test_an_invalid_registration_is_dead_lettered_with_its_reason_and_noth
         },
         key="bad-agent",
     )
+    # Signed where identities are verified, so that what parks it is its content, not its origin.
+    signer = await agent_key(settings, "bad-agent")
     async with running_projector(settings):
-        await publish_raw(settings, "agents", b"bad-agent", bad)
+        await publish_raw(settings, "agents", b"bad-agent", bad, headers=signer.headers(bad) if signer else None)
         await publish_all(settings, [f.registered("good-agent")])
         await wait_for(
             lambda: fetch(settings, "SELECT 1 FROM agents WHERE agent_id = 'good-agent'"), what="the good registration"

@@ -41,6 +41,7 @@ from services.dashboard.charts import cell, plain
 from services.settings import Settings
 from tests.conftest import ROOT
 from tests.e2e.helpers import fetch, publish_all, running_projector, wait_for, wait_until_projected
+from tests.signing import enrolments
 
 pytestmark = pytest.mark.e2e
 ARTIFACTS = ROOT / ".local" / "artifacts" / "dashboard"
@@ -383,7 +384,8 @@ async def test_every_page_draws_the_read_models_as_the_analyst(stack, dashboard,
     load(browser, f"{dashboard}/audit")
     audit = await check_page(browser, stack, "audit")
     [audited] = await fetch(stack, f'SELECT count(*) AS n FROM "{stack.audit.db_schema}".audit_log')
-    assert audit["audit_head"][0]["head_seq"] == audited["n"] == len(run_events())
+    # every record of the run, and the key enrolments where identities are verified
+    assert audit["audit_head"][0]["head_seq"] == audited["n"] == len(run_events()) + enrolments(stack)
     assert "no signed checkpoint yet" not in browser.find_element(By.ID, "table-checkpoints").text
 
     load(browser, f"{dashboard}/whatif")

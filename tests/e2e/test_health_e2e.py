@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from events.agents import AgentHealthChanged, AgentHeartbeat, AgentLoadSummarized
-from events.codec import decode, encode, type_header
+from events.codec import decode, encode
 from events.envelope import make_event
 from events.topics import DEAD_LETTER, topic_name
 from services import kafka
@@ -25,6 +25,7 @@ from services.settings import Settings, as_environ
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for
 from tests.factories import assigned, completed, deregistered, registered
+from tests.signing import keyring, signature
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +93,8 @@ async def beating(settings: Settings, agent_id: str):
 
     async def beat():
         while True:
-            await kafka.publish(producer, settings, heartbeat(agent_id))
+            beat = heartbeat(agent_id)
+            await kafka.publish(producer, settings, beat, await signature(settings, beat))
             await asyncio.sleep(INTERVAL_S / 2)  # as agents do, so one slow send is no missed beat
 
     task = asyncio.create_task(beat())
@@ -236,7 +238,8 @@ async def publish_aborted(settings: Settings, events) -> None:
     try:
         await producer.begin_transaction()
         for event in events:
-            await kafka.publish(producer, settings, event)
+            # signed where identities are verified: only the abort may keep them from being judged
+            await kafka.publish(producer, settings, event, await signature(settings, event))
         await producer.abort_transaction()
     finally:
         await producer.stop()
@@ -274,7 +277,8 @@ class Fleet:
 
     async def _beat(self, agent_id: str) -> None:
         while True:
-            await kafka.publish(self.producer, self.settings, heartbeat(agent_id))
+            beat = heartbeat(agent_id)
+            await kafka.publish(self.producer, self.settings, beat, await signature(self.settings, beat))
             await asyncio.sleep(INTERVAL_S / 2)
 
     async def stop(self, agent_id: str) -> None:
@@ -310,6 +314,8 @@ def on_partitions_apart(prefix: str, count: int, taken: set[int]) -> list[str]:
 
 async def backlog(settings: Settings, agent_ids: list[str], per_agent: int) -> list:
     """A burst of heartbeats, all written at once: where each record is on the broker."""
+    ring = keyring(settings)  # where identities are verified, each agent's beats signed with its key
+    await ring.enroll(*agent_ids)
     producer = kafka.producer(settings, linger_ms=20)
     await kafka.start(producer, settings)
     topic = topic_name("heartbeats", settings.topic_prefix)
@@ -318,7 +324,7 @@ async def backlog(settings: Settings, agent_ids: list[str], per_agent: int) -> l
         for _ in range(per_agent):
             for agent_id in agent_ids:
                 beat = heartbeat(agent_id)
-                headers = [type_header(beat)]
+                headers = ring.headers(beat, encode(beat))
                 sent.append(await producer.send(topic, encode(beat), key=beat.key.encode(), headers=headers))
         return await asyncio.gather(*sent)
     finally:

@@ -31,6 +31,7 @@ from tests.e2e.helpers import (
     wait_for,
     wait_until_projected,
 )
+from tests.signing import agent_key, enrolments
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,8 +47,11 @@ async def clean_schema(settings):
 async def test_an_event_from_an_external_client_appears_in_the_read_model(settings):
     # What a client in any language sends: the schema's example message, as plain bytes.
     message = orjson.loads((ROOT / "schemas" / "AgentRegistered.schema.json").read_bytes())["examples"][0]
+    value = orjson.dumps(message)
+    # Signed by the signing rule with the agent's enrolled key, where identities are verified.
+    signer = await agent_key(settings, message["body"]["agent_id"])
     async with running_projector(settings):
-        await publish_raw(settings, "agents", message["key"].encode(), orjson.dumps(message))
+        await publish_raw(settings, "agents", message["key"].encode(), value, headers=signer and signer.headers(value))
         rows = await wait_for(lambda: fetch(settings, "SELECT * FROM agents"), what="agent row")
 
     assert rows[0]["agent_id"] == message["body"]["agent_id"]
@@ -202,7 +206,7 @@ async def test_replay_equals_live_and_swaps_in_atomically(settings):
         live = await _dump(settings, settings.db_schema)
 
         copy = await replay(settings, into=f"{settings.db_schema}_copy")
-        assert copy.events == len(events) and not copy.swapped
+        assert copy.events == len(events) + enrolments(settings) and not copy.swapped
         assert await _dump(settings, copy.schema) == live
         await drop_schema(settings, copy.schema)
 
@@ -229,7 +233,7 @@ async def test_replay_until_builds_a_point_in_time_copy(settings):
     finally:
         await drop_schema(settings, schema)
 
-    assert report.events == len(early) + len(late)
+    assert report.events == len(early) + len(late) + enrolments(settings)
     assert tasks == [{"task_id": "task-early", "status": "completed"}]
 
 

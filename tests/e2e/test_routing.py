@@ -31,6 +31,7 @@ from services.kafka import partition_of
 from services.settings import Settings, as_environ
 from tests.conftest import ROOT
 from tests.e2e.helpers import publish_all, publish_raw, wait_for
+from tests.signing import signature
 
 pytestmark = pytest.mark.e2e
 
@@ -167,7 +168,8 @@ class Traffic:
             for assignment in self.bodies(TaskAssigned):
                 if (assignment.task_id, assignment.attempt) not in self.completed:
                     self.completed.add((assignment.task_id, assignment.attempt))
-                    await kafka.publish(self.producer, self.settings, done(assignment))
+                    outcome = done(assignment)
+                    await kafka.publish(self.producer, self.settings, outcome, await signature(self.settings, outcome))
             return until()
 
         await wait_for(check, timeout=timeout, what=what)

@@ -34,7 +34,9 @@ from services.security.acls import Binding, bindings, load
 from services.security.material import new_authority, pem_certificate
 from services.settings import Settings
 from tests.conftest import delete_topics
-from tests.e2e.helpers import drop_schema, env_of, projected, wait_for
+from tests.e2e.helpers import drop_schema, env_of, fetch, projected, wait_for
+from tests.e2e.test_identity import parked
+from tests.signing import agent_key, with_orchestrator_key
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,6 +285,30 @@ async def test_an_agent_writes_its_reports_and_reads_its_assignments(admin, secu
     await start_transactions(agent, f"{admin.topic_prefix}.agent.agent-7")
 
 
+async def test_a_submitter_writes_tasks_and_reads_what_becomes_of_them_and_nothing_else(admin, secure_broker):
+    submitter = as_principal(admin, secure_broker, "submitter")
+    await produce(submitter, "tasks")
+    for topic in ("tasks", "task-outcomes"):
+        await consume_one_batch(submitter, topic)
+    for topic in ("assignments", "task-outcomes", "agents", "security", "dead-letter"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await produce(submitter, topic)
+    for topic in ("assignments", "agents", "health", "security"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await consume_one_batch(submitter, topic, patience_s=30)
+    with pytest.raises(GroupAuthorizationFailedError):
+        await commit_in_group(submitter, f"{admin.topic_prefix}.router-tasks", "tasks")
+
+
+async def test_the_health_monitor_reads_only_agents_heartbeats_and_keys(admin, secure_broker):
+    health = as_principal(admin, secure_broker, "health")
+    for topic in ("agents", "heartbeats", "security"):
+        await consume_one_batch(health, topic)
+    for topic in ("assignments", "tasks", "task-outcomes"):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await consume_one_batch(health, topic, patience_s=30)
+
+
 async def test_the_admin_may_do_everything(admin):
     for topic in ("tasks", "task-outcomes", "assignments", "models"):
         await produce(admin, topic)
@@ -371,6 +397,11 @@ def serving(processors: dict[str, Settings]):
 async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complete_a_task(
     admin, secure_broker, tmp_path
 ):
+    """Also a submitter's forged decision: it may write the tasks topic, but a decision there counts
+    only signed with the orchestrator's key. Parked with its reason; the processors keep running."""
+    # The secure profile's identity mode, whichever profile the rest of the suite uses.
+    admin = await with_orchestrator_key(admin.replace(identity_mode="verify"), tmp_path)
+
     def principal(name: str, **overrides) -> Settings:
         return as_principal(admin, secure_broker, name, metrics_port="0", **overrides)
 
@@ -392,6 +423,7 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
         heartbeat_interval=0.5,
         drain_timeout=10.0,
         settings=principal("agent"),
+        signing_key=await agent_key(admin, "secure-agent-1"),
     )
     try:
         with serving(processors) as processes:
@@ -400,7 +432,7 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
             submit = subprocess.run(
                 [sys.executable, "-m", "services.cli", "publish", "--type", "TaskSubmitted"],
                 input='{"task_id": "secure-task-1", "requirements": [{"name": "python"}], "submitter": "ops"}',
-                env=env_of(admin),
+                env=env_of(principal("submitter")),
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
@@ -417,6 +449,29 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
                 what="the task completed in the read models",
             )
             assert all(p.poll() is None for p in processes.values()), "a processor stopped"
+
+            forged = subprocess.run(
+                [sys.executable, "-m", "services.cli", "publish", "--type", "TaskTimedOut", "--producer", "balancer"],
+                input='{"task_id": "secure-task-1", "attempt": 1, "stage": "completion", "reason": "forged"}',
+                env=env_of(principal("submitter")),
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert forged.returncode == 0, forged.stderr
+            violations = await wait_for(
+                lambda: projected(
+                    admin,
+                    "SELECT kind, agent_id, detail FROM security_events "
+                    "WHERE kind NOT IN ('key_enrolled', 'key_revoked')",
+                ),
+                timeout=60,
+                what="the forged decision reported",
+            )
+            dead = await wait_for(lambda: parked(admin), timeout=30, what="the forged decision parked")
+            [task] = await fetch(admin, "SELECT status FROM tasks WHERE task_id = 'secure-task-1'")
+            assert all(p.poll() is None for p in processes.values()), "a processor stopped"
             await asyncio.wait_for(agent.stop(), 30)
             runner.result()
     finally:
@@ -424,6 +479,14 @@ async def test_an_sdk_agent_and_the_processors_each_as_its_own_principal_complet
 
     assert done == ["secure-task-1"]
     assert rows[0]["assigned_agent_id"] == "secure-agent-1"
+    assert [(v["kind"], v["agent_id"], v["detail"]["event_type"]) for v in violations] == [
+        ("unsigned", "orchestrator", "TaskTimedOut")
+    ]
+    assert [(p.error_class, p.origin_topic, p.processor) for p in dead] == [
+        ("IdentityViolation", admin.topic("tasks"), "projector")
+    ]
+    assert dead[0].error_message.startswith("unsigned: TaskTimedOut for orchestrator")
+    assert task["status"] == "completed"  # not timed out by the forgery
 
 
 async def _ready(agent: Agent, runner: asyncio.Task) -> bool:

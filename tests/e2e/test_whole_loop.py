@@ -15,6 +15,7 @@ from services.sdk import Agent, Capability, Completed, Task
 from tests.e2e.helpers import publish_all
 from tests.e2e.test_routing import serving, task
 from tests.e2e.test_sdk import TopicLog, ended, of_type, running
+from tests.signing import agent_key
 
 pytestmark = pytest.mark.e2e
 
@@ -40,10 +41,22 @@ async def test_a_killed_agents_task_is_reassigned_and_completed_by_another(setti
         return Completed(result_summary=f"finished {task.task_id}")
 
     doomed = Agent(
-        "doomed", [Capability(name="python", proficiency=0.99)], 1, hang, settings=settings, heartbeat_interval=0.3
+        "doomed",
+        [Capability(name="python", proficiency=0.99)],
+        1,
+        hang,
+        settings=settings,
+        heartbeat_interval=0.3,
+        signing_key=await agent_key(settings, "doomed"),
     )
     rescuer = Agent(
-        "rescuer", [Capability(name="python", proficiency=0.6)], 1, work, settings=settings, heartbeat_interval=0.3
+        "rescuer",
+        [Capability(name="python", proficiency=0.6)],
+        1,
+        work,
+        settings=settings,
+        heartbeat_interval=0.3,
+        signing_key=await agent_key(settings, "rescuer"),
     )
     with (
         serving("health", settings, tmp_path),

@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 
 from bench.demo.feed import scripted_feed
-from events.codec import EVENT_TYPE_HEADER, encode, type_header
+from events.codec import EVENT_TYPE_HEADER, encode
 from events.examples import example_event
 from events.topics import EVENT_TOPICS, topic_for_event, topic_name
 from projections import rollups
@@ -26,6 +26,7 @@ from services import kafka
 from services.replay import replay
 from tests import factories as f
 from tests.e2e.helpers import drop_schema, publish_raw
+from tests.signing import keyring
 
 pytestmark = pytest.mark.integration
 
@@ -50,17 +51,21 @@ def varied_log() -> list:
 async def publish(settings, events, *, with_type_header: bool) -> None:
     """In order, each assignment on the broker before what follows it (the identity gate judges
     an answer by what was on the broker when it was written)."""
+    ring = keyring(settings)  # where identities are verified, signed for whom they speak
+    await ring.enroll(*ring.unknown(events))
     producer = kafka.producer(settings)
     await kafka.start(producer, settings)
     try:
         sent = []
         for event in events:
+            value = encode(event)
+            headers = ring.headers(event, value) if with_type_header else ring.signature(event, value)
             sent.append(
                 await producer.send(
                     topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-                    encode(event),
+                    value,
                     key=event.key.encode(),
-                    headers=[type_header(event)] if with_type_header else None,
+                    headers=headers or None,
                 )
             )
             if event.event_type == "TaskAssigned":

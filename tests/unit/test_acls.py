@@ -82,7 +82,24 @@ def test_the_project_file_names_every_processor_and_agent_principal():
         "audit",
         "agent",
         "agent-2",
+        "submitter",
     }
+
+
+def test_the_project_file_lets_a_submitter_write_tasks_and_read_their_fate_only():
+    submitter = allowed(load(), "submitter")
+    assert submitter == {
+        ("topic", "literal", "orch.tasks", "write"),
+        ("topic", "literal", "orch.tasks", "read"),
+        ("topic", "literal", "orch.tasks", "describe_configs"),
+        ("topic", "literal", "orch.task-outcomes", "read"),
+        ("topic", "literal", "orch.task-outcomes", "describe_configs"),
+    }
+
+
+def test_the_project_file_gives_the_health_monitor_only_what_it_judges_and_the_keys():
+    topics_read = {name for kind, _, name, op in allowed(load(), "health") if kind == "topic" and op == "read"}
+    assert topics_read == {"orch.agents", "orch.heartbeats", "orch.security"}
 
 
 def test_the_project_file_keeps_each_processor_to_its_own_group_and_internal_topics():

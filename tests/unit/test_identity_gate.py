@@ -12,10 +12,11 @@ from events.agents import AgentRegistered
 from events.codec import encode
 from events.envelope import make_event
 from events.security import AgentKeyEnrolled
-from events.tasks import TaskAssigned, TaskCompleted
+from events.tasks import TaskAssigned, TaskCompleted, TaskRouted
 from events.values import Capability
 from services.identity.gate import CLOCK_MARGIN_MS, IdentityGate
 from services.identity.signing import Signer, b64
+from services.identity.verify import ORCHESTRATOR
 from services.log_follower import ScreenedConsumer
 from services.settings import Settings
 
@@ -177,3 +178,61 @@ async def folded(checker: IdentityGate, attempt) -> None:
     # The gate signals its progress condition after each batch it folds.
     async with checker._progress:
         await checker._progress.wait_for(lambda: attempt in checker.assignments.agents)
+
+
+ORCHESTRATOR_KEY = Signer.of(Ed25519PrivateKey.generate())
+
+
+def routed():
+    return make_event(
+        TaskRouted(task_id="task-1", candidates=(), chosen_agent_id=None, policy="test", reason="forged"),
+        producer="router",
+    )
+
+
+def test_in_verify_mode_a_decision_on_tasks_counts_only_signed_with_the_orchestrators_key():
+    log = MemoryLog()
+    log.append(SECURITY, enrolment())
+    log.append(
+        SECURITY,
+        AgentKeyEnrolled(
+            agent_id=ORCHESTRATOR,
+            key_id=ORCHESTRATOR_KEY.key_id,
+            public_key=b64(ORCHESTRATOR_KEY.public_key),
+            enrolled_by="op",
+        ),
+    )
+    checker = gate(log, "verify")
+
+    async def scenario():
+        verdicts = [
+            await checker.check(message("p.tasks", routed(), signer)) for signer in (None, ALICE, ORCHESTRATOR_KEY)
+        ]
+        await checker.stop()
+        return verdicts
+
+    unsigned, by_an_agent, by_the_orchestrator = asyncio.run(scenario())
+    assert unsigned.kind == "unsigned" and unsigned.claim.agent_id == ORCHESTRATOR
+    assert by_an_agent.kind == "other_agents_key"
+    assert by_the_orchestrator is None
+
+
+def test_with_identity_off_a_decision_is_not_checked():
+    log = MemoryLog()
+    assert asyncio.run(gate(log, "off").check(message("p.tasks", routed()))) is None
+    assert log.readings == 0
+
+
+def test_a_gate_without_outcomes_neither_checks_them_nor_reads_the_assignments():
+    opened = []
+
+    async def open_log(settings):
+        log = MemoryLog()
+        opened.append(log)
+        return log, [SECURITY]
+
+    settings = Settings.from_env({}, topic_prefix="p", identity_mode="verify")
+    checker = IdentityGate(settings, clock=lambda: NOW, outcomes=False, open_log=open_log)
+    assert asyncio.run(checker.check(message("p.task-outcomes", completed("bob")))) is None
+    assert opened == []
+    assert IdentityGate(settings, outcomes=False).open_log.keywords == {"folded": ("security",)}

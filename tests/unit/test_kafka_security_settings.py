@@ -1,7 +1,11 @@
 """Client settings of the secure profile: validated in services/settings.py, turned into client
 options in one function of services/kafka.py."""
 
+import os
+import re
 import ssl
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +117,24 @@ async def test_clients_linger_as_configured_and_send_at_once_by_default():
     finally:
         await default.stop()
         await batching.stop()
+
+
+def stack_env(*profile: str) -> dict[str, str]:
+    root = Path(__file__).resolve().parents[2]
+    # Only what the script needs: no endpoint of the caller's own stack.
+    clean = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    out = subprocess.run(
+        ["bash", str(root / "infra" / "stack.sh"), "env", *profile],
+        env=clean,
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return dict(re.findall(r"export (\w+)=(\S+)", out))
+
+
+def test_the_secure_profile_verifies_who_speaks_and_the_plaintext_one_does_not():
+    assert stack_env("--secure")["IDENTITY_MODE"] == "verify"
+    assert "IDENTITY_MODE" not in stack_env()

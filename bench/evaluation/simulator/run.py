@@ -27,6 +27,7 @@ from events.tasks import TaskAssigned, TaskCompleted, TaskStarted, TaskSubmitted
 from events.topics import EVENT_TOPICS, topic_for_event, topic_name
 from events.values import Capability, CapabilityRequirement
 from services import kafka
+from services.identity.keyring import Keyring
 from services.settings import Settings
 
 POLICY_NAMES = ("random", "round_robin", "least_loaded", "orchestrator")
@@ -66,12 +67,14 @@ async def _run_policy(
 ) -> PolicyScore:
     await kafka.ensure_topics(settings)
     fleet = make_fleet(agents, seed)
-    with processors(settings, policy):
+    keys = Keyring(settings)  # with identities verified, the fleet's and the decisions' keys
+    await keys.enroll(*(a.agent_id for a in fleet))
+    with processors(settings, policy, **await keys.orchestrator_env(Path(".local/keys"))):
         producer = kafka.producer(settings)
         await kafka.start(producer, settings)
         try:
-            await register_fleet(settings, producer, fleet)
-            answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(seed)))
+            await register_fleet(settings, producer, fleet, keys)
+            answering = asyncio.create_task(answer_assignments(settings, producer, fleet, random.Random(seed), keys))
             await until_ready(settings, producer)
             stream = task_stream(tasks, seed)
             await submit_stream(settings, producer, stream, rate)
@@ -96,6 +99,7 @@ def processors(settings: Settings, policy: str, names=("router", "balancer"), **
         **os.environ,
         **_env_of(settings),
         "ORCHESTRATOR_TOPIC_PREFIX": settings.topic_prefix,
+        "IDENTITY_MODE": settings.identity_mode,
         "ROUTER_POLICY": policy,
         "LOG_LEVEL": "WARNING",
         **extra_env,
@@ -123,7 +127,9 @@ def processors(settings: Settings, policy: str, names=("router", "balancer"), **
                 process.kill()
 
 
-async def register_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+async def register_fleet(
+    settings: Settings, producer, fleet: list[SimulatedAgent], keys: Keyring | None = None
+) -> None:
     for agent in fleet:
         await _send(
             producer,
@@ -137,6 +143,7 @@ async def register_fleet(settings: Settings, producer, fleet: list[SimulatedAgen
                 ),
                 producer=agent.agent_id,
             ),
+            keys,
         )
 
 
@@ -157,7 +164,9 @@ async def until_ready(settings: Settings, producer, timeout_s: float = 120.0) ->
     await _until_all_finished(settings, {task_id}, timeout_s)
 
 
-async def deregister_fleet(settings: Settings, producer, fleet: list[SimulatedAgent]) -> None:
+async def deregister_fleet(
+    settings: Settings, producer, fleet: list[SimulatedAgent], keys: Keyring | None = None
+) -> None:
     for agent in fleet:
         await _send(
             producer,
@@ -166,16 +175,19 @@ async def deregister_fleet(settings: Settings, producer, fleet: list[SimulatedAg
                 AgentDeregistered(agent_id=agent.agent_id, reason="simulation over", drain=False),
                 producer=agent.agent_id,
             ),
+            keys,
         )
     await producer.flush()
 
 
-async def _send(producer, settings: Settings, event: Envelope) -> None:
+async def _send(producer, settings: Settings, event: Envelope, keys: Keyring | None = None) -> None:
+    """`keys`: the simulated agents' enrolled keys, which sign what speaks for them when identities are verified."""
+    value = encode(event)
     await producer.send(
         topic_name(topic_for_event(event.event_type), settings.topic_prefix),
-        encode(event),
+        value,
         key=event.key.encode(),
-        headers=[type_header(event)],
+        headers=keys.headers(event, value) if keys else [type_header(event)],
     )
 
 
@@ -201,7 +213,9 @@ async def submit_stream(settings, producer, stream, rate: float) -> None:
     await producer.flush()
 
 
-async def answer_assignments(settings: Settings, producer, fleet: list[SimulatedAgent], rng) -> None:
+async def answer_assignments(
+    settings: Settings, producer, fleet: list[SimulatedAgent], rng, keys: Keyring | None = None
+) -> None:
     """Every simulated agent at once: one consumer over all assignment partitions."""
     agents = {a.agent_id: a for a in fleet}
     consumer = kafka.consumer(settings)
@@ -217,7 +231,7 @@ async def answer_assignments(settings: Settings, producer, fleet: list[Simulated
                     assignment = decode(record.value, header_type(record.headers))
                     if isinstance(assignment.body, TaskAssigned) and assignment.body.agent_id in agents:
                         job = asyncio.create_task(
-                            _work(settings, producer, agents[assignment.body.agent_id], assignment, rng)
+                            _work(settings, producer, agents[assignment.body.agent_id], assignment, rng, keys)
                         )
                         running.add(job)
                         job.add_done_callback(running.discard)
@@ -227,10 +241,10 @@ async def answer_assignments(settings: Settings, producer, fleet: list[Simulated
         await consumer.stop()
 
 
-async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope, rng) -> None:
+async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope, rng, keys=None) -> None:
     body = assignment.body
     started = TaskStarted(task_id=body.task_id, agent_id=agent.agent_id, attempt=body.attempt)
-    await _send(producer, settings, make_event(started, producer=agent.agent_id, cause=assignment))
+    await _send(producer, settings, make_event(started, producer=agent.agent_id, cause=assignment), keys)
     success, duration_ms = agent.attempt(body.capability, rng) if body.capability in agent.skill else (False, 50.0)
     await asyncio.sleep(duration_ms / 1000.0)
     await _send(
@@ -248,6 +262,7 @@ async def _work(settings, producer, agent: SimulatedAgent, assignment: Envelope,
             producer=agent.agent_id,
             cause=assignment,
         ),
+        keys,
     )
 
 
