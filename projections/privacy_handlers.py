@@ -7,25 +7,14 @@ came, ciphertext included, and no projection ever holds a key to open it.
 from __future__ import annotations
 
 from events.envelope import Envelope
-from projections.ops import Insert, Op
+from projections.ops import Op
 from projections.registry import handles
+from projections.rows import history_row
+
+_ERASURE_COLUMNS = ("key_id", "erasure_id", "erased_at", "erased_by", "reason")
 
 
 @handles("SubjectErased")
 def subject_erased(event: Envelope) -> list[Op]:
-    body = event.body
-    return [
-        Insert(
-            "erasures",
-            {
-                "key_id": body.key_id,
-                "erasure_id": body.erasure_id,
-                "erased_at": body.erased_at,
-                "erased_by": body.erased_by,
-                "reason": body.reason,
-                "event_id": event.event_id,
-                "recorded_at": event.occurred_at,
-            },
-            key=("key_id",),
-        )
-    ]
+    # One row per destroyed key: erasing a key again (a retried request) keeps the first record.
+    return [history_row("erasures", event, _ERASURE_COLUMNS, at="recorded_at", key=("key_id",))]
