@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from events.envelope import Envelope
 from projections.ops import Delete, Insert, Op, Upsert
 from projections.registry import handles
+from projections.rows import history_row, latest_by_time, latest_fields
 
 
 def _plain(value: Any) -> Any:
@@ -152,52 +154,22 @@ def load_summarized(event: Envelope) -> list[Op]:
     ]
 
 
+_HEALTH_CHANGE_COLUMNS = ("agent_id", "previous", "current", "reason", "missed_heartbeats")
+_HEARTBEAT_COLUMNS = ("in_flight", "queue_depth", "cpu_percent", "memory_mb", "agent_version")
+
+
 @handles("AgentHealthChanged")
 def health_changed(event: Envelope) -> list[Op]:
     body = event.body
     return [
-        Upsert(
-            "agents",
-            {"agent_id": body.agent_id},
-            {"health": body.current, "health_at": event.occurred_at},
-            merge={"health": "ranked"},
-            rank=("health_at",),
-        ),
-        Insert(
-            "agent_health_changes",
-            {
-                "event_id": event.event_id,
-                "agent_id": body.agent_id,
-                "previous": body.previous,
-                "current": body.current,
-                "reason": body.reason,
-                "missed_heartbeats": body.missed_heartbeats,
-                "occurred_at": event.occurred_at,
-            },
-        ),
+        latest_by_time("agents", {"agent_id": body.agent_id}, event, {"health": body.current}, at="health_at"),
+        history_row("agent_health_changes", event, _HEALTH_CHANGE_COLUMNS, at="occurred_at"),
     ]
 
 
 @handles("AgentHeartbeat")
 def heartbeat(event: Envelope) -> list[Op]:
-    body = event.body
-    values = {
-        "in_flight": body.in_flight,
-        "queue_depth": body.queue_depth,
-        "cpu_percent": body.cpu_percent,
-        "memory_mb": body.memory_mb,
-        "agent_version": body.agent_version,
-        "seen_at": event.occurred_at,
-    }
-    return [
-        Upsert(
-            "agent_heartbeats_latest",
-            {"agent_id": body.agent_id},
-            values,
-            merge={c: "ranked" for c in values if c != "seen_at"},
-            rank=("seen_at",),
-        )
-    ]
+    return [latest_fields("agent_heartbeats_latest", event, ("agent_id",), _HEARTBEAT_COLUMNS, at="seen_at")]
 
 
 # --- tasks -----------------------------------------------------------------------
@@ -295,47 +267,39 @@ def task_submitted(event: Envelope) -> list[Op]:
     ]
 
 
+_ROUTING_COLUMNS = (
+    "task_id",
+    "chosen_agent_id",
+    "candidates",
+    "predicted_success",
+    "confidence",
+    "propensity",
+    "model_version",
+    "policy",
+    "reason",
+    "risk_factors",
+)
+_QUEUE_COLUMNS = ("task_id", "capability", "reason", "position")
+_HANDOFF_COLUMNS = ("task_id", "attempt", "from_agent_id", "to_agent_id", "subtask_id", "reason")
+
+
 @handles("TaskRouted")
 def task_routed(event: Envelope) -> list[Op]:
     body = event.body
+    decision = history_row("routing_decisions", event, _ROUTING_COLUMNS, at="decided_at")
+    # Candidates and risk factors are models and tuples: stored as JSON.
+    plain = {"candidates": _plain(body.candidates), "risk_factors": _plain(body.risk_factors)}
     return [
         _task(event, "routed", routed_at=event.occurred_at),
-        Insert(
-            "routing_decisions",
-            {
-                "event_id": event.event_id,
-                "task_id": body.task_id,
-                "chosen_agent_id": body.chosen_agent_id,
-                "candidates": _plain(body.candidates),
-                "predicted_success": body.predicted_success,
-                "confidence": body.confidence,
-                "propensity": body.propensity,
-                "model_version": body.model_version,
-                "policy": body.policy,
-                "reason": body.reason,
-                "risk_factors": _plain(body.risk_factors),
-                "decided_at": event.occurred_at,
-            },
-        ),
+        replace(decision, row={**decision.row, **plain}),
     ]
 
 
 @handles("TaskQueued")
 def task_queued(event: Envelope) -> list[Op]:
-    body = event.body
     return [
-        _task(event, "queued", reason=body.reason),
-        Insert(
-            "task_queue_events",
-            {
-                "event_id": event.event_id,
-                "task_id": body.task_id,
-                "capability": body.capability,
-                "reason": body.reason,
-                "position": body.position,
-                "occurred_at": event.occurred_at,
-            },
-        ),
+        _task(event, "queued", reason=event.body.reason),
+        history_row("task_queue_events", event, _QUEUE_COLUMNS, at="occurred_at"),
     ]
 
 
@@ -424,19 +388,7 @@ def task_handed_off(event: Envelope) -> list[Op]:
         _assignment(
             event, body.attempt, agent_id=body.from_agent_id, outcome="handed_off", finished_at=event.occurred_at
         ),
-        Insert(
-            "task_handoffs",
-            {
-                "event_id": event.event_id,
-                "task_id": body.task_id,
-                "attempt": body.attempt,
-                "from_agent_id": body.from_agent_id,
-                "to_agent_id": body.to_agent_id,
-                "subtask_id": body.subtask_id,
-                "reason": body.reason,
-                "occurred_at": event.occurred_at,
-            },
-        ),
+        history_row("task_handoffs", event, _HANDOFF_COLUMNS, at="occurred_at"),
     ]
 
 
