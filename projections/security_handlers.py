@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from events.envelope import Envelope
 from projections.ops import Insert, Op
 from projections.registry import handles
+from projections.rows import body_fields
+
+_ORIGIN_COLUMNS = ("origin_topic", "origin_partition", "origin_offset")
 
 
-def _row(event: Envelope, kind: str, key_id: str | None, detail: dict, **origin) -> Insert:
+def _row(event: Envelope, kind: str, detail: dict[str, Any], origin: dict[str, Any] | None = None) -> Insert:
+    """`origin` says where a rejected record sits; events about keys have none."""
     return Insert(
         "security_events",
         {
@@ -15,53 +21,27 @@ def _row(event: Envelope, kind: str, key_id: str | None, detail: dict, **origin)
             "occurred_at": event.occurred_at,
             "kind": kind,
             "agent_id": event.body.agent_id,
-            "key_id": key_id,
+            "key_id": event.body.key_id,
             "detail": detail,
-            "origin_topic": None,
-            "origin_partition": None,
-            "origin_offset": None,
-            **origin,
+            **(origin or dict.fromkeys(_ORIGIN_COLUMNS)),
         },
     )
 
 
 @handles("AgentKeyEnrolled")
 def key_enrolled(event: Envelope) -> list[Op]:
-    body = event.body
-    return [
-        _row(
-            event,
-            "key_enrolled",
-            body.key_id,
-            {"enrolled_by": body.enrolled_by, "algorithm": body.algorithm, "public_key": body.public_key},
-        )
-    ]
+    return [_row(event, "key_enrolled", body_fields(event.body, ("enrolled_by", "algorithm", "public_key")))]
 
 
 @handles("AgentKeyRevoked")
 def key_revoked(event: Envelope) -> list[Op]:
     body = event.body
-    return [
-        _row(
-            event,
-            "key_revoked",
-            body.key_id,
-            {"revoked_by": body.revoked_by, "reason": body.reason, "revoked_at": body.revoked_at.isoformat()},
-        )
-    ]
+    detail = {"revoked_by": body.revoked_by, "reason": body.reason, "revoked_at": body.revoked_at.isoformat()}
+    return [_row(event, "key_revoked", detail)]
 
 
 @handles("SecurityViolationDetected")
 def violation_detected(event: Envelope) -> list[Op]:
     body = event.body
-    return [
-        _row(
-            event,
-            body.kind,
-            body.key_id,
-            {"reason": body.reason, "event_type": body.event_type_claimed, "processor": body.processor},
-            origin_topic=body.origin_topic,
-            origin_partition=body.origin_partition,
-            origin_offset=body.origin_offset,
-        )
-    ]
+    detail = {"reason": body.reason, "event_type": body.event_type_claimed, "processor": body.processor}
+    return [_row(event, body.kind, detail, body_fields(body, _ORIGIN_COLUMNS))]
