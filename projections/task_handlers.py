@@ -303,29 +303,27 @@ def task_queued(event: Envelope) -> list[Op]:
     ]
 
 
+def _attempt_step(
+    event: Envelope, status: str, assignment: dict[str, Any], *, terminal: bool | None = None, **task_values: Any
+) -> list[Op]:
+    """A step the assigned agent takes in its attempt: the task's status and the attempt's row."""
+    body = event.body
+    return [
+        _task(event, status, terminal=terminal, attempt=body.attempt, assigned_agent_id=body.agent_id, **task_values),
+        _assignment(event, body.attempt, agent_id=body.agent_id, **assignment),
+    ]
+
+
 @handles("TaskAssigned")
 def task_assigned(event: Envelope) -> list[Op]:
     body = event.body
-    return [
-        _task(event, "assigned", attempt=body.attempt, assigned_agent_id=body.agent_id),
-        _assignment(
-            event,
-            body.attempt,
-            agent_id=body.agent_id,
-            capability=body.capability,
-            assigned_at=event.occurred_at,
-            propensity=body.propensity,
-        ),
-    ]
+    assignment = {"capability": body.capability, "assigned_at": event.occurred_at, "propensity": body.propensity}
+    return _attempt_step(event, "assigned", assignment)
 
 
 @handles("TaskStarted")
 def task_started(event: Envelope) -> list[Op]:
-    body = event.body
-    return [
-        _task(event, "started", attempt=body.attempt, assigned_agent_id=body.agent_id),
-        _assignment(event, body.attempt, agent_id=body.agent_id, started_at=event.occurred_at),
-    ]
+    return _attempt_step(event, "started", {"started_at": event.occurred_at})
 
 
 def _finished(
@@ -337,27 +335,8 @@ def _finished(
     terminal: bool | None = None,
     **task_values: Any,
 ) -> list[Op]:
-    body = event.body
-    return [
-        _task(
-            event,
-            status,
-            terminal=terminal,
-            attempt=body.attempt,
-            assigned_agent_id=body.agent_id,
-            finished_at=event.occurred_at,
-            **task_values,
-        ),
-        _assignment(
-            event,
-            body.attempt,
-            agent_id=body.agent_id,
-            outcome=status,
-            success=success,
-            duration_ms=duration_ms,
-            finished_at=event.occurred_at,
-        ),
-    ]
+    outcome = {"outcome": status, "success": success, "duration_ms": duration_ms, "finished_at": event.occurred_at}
+    return _attempt_step(event, status, outcome, terminal=terminal, finished_at=event.occurred_at, **task_values)
 
 
 @handles("TaskCompleted")
