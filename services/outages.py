@@ -4,8 +4,9 @@ The projector and the audit projector commit their Kafka positions with their ef
 database, so after losing the connection they start again from what the database says was
 done: nothing is lost or applied twice. Starting again also meets the brokers again, and a
 broker may be away just then (a cluster losing a broker while the database restarts), which is
-the same kind of outage. Only a database or a broker that cannot be reached at the very first
-start stops them, with the error saying where they looked.
+the same kind of outage. At the very first start they try for STARTUP_WAIT_S (a process started
+again while the database restarts is not misconfigured), then stop with the error saying where
+they looked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import psycopg
@@ -24,10 +26,15 @@ FIRST_WAIT_S, LONGEST_WAIT_S = 0.5, 5.0
 
 
 async def through_outages(
-    run_once: Callable[[Callable[[], None]], Awaitable[None]], stop: asyncio.Event, log: logging.Logger, what: str
+    run_once: Callable[[Callable[[], None]], Awaitable[None]],
+    stop: asyncio.Event,
+    log: logging.Logger,
+    what: str,
+    startup_wait_s: float = 0.0,
 ) -> None:
     """`run_once(running)` until it returns; once it has called `running()`, a lost connection starts it
-    again after a growing wait (the database or a broker restarting) instead of ending the process."""
+    again after a growing wait (the database or a broker restarting) instead of ending the process.
+    Before that, a database or broker not reached is tried again for `startup_wait_s`, then raised."""
     started = False
 
     def running() -> None:
@@ -35,16 +42,23 @@ async def through_outages(
         started = True
 
     wait = FIRST_WAIT_S
+    first_try = time.monotonic()
     while True:
         try:
             await run_once(running)
             return
         except Exception as error:
-            if not (started and lost_connection(error)):
+            if not lost_connection(error):
                 raise
+            if not started:
+                left = startup_wait_s - (time.monotonic() - first_try)
+                if left <= 0:
+                    raise
+                log.warning("%s cannot start yet (%s); trying again for %.0fs more", what, _first_line(error), left)
             if stop.is_set():
                 return
-            log.warning("%s lost a connection (%s); starting again in %.1fs", what, _first_line(error), wait)
+            if started:
+                log.warning("%s lost a connection (%s); starting again in %.1fs", what, _first_line(error), wait)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), wait)
         if stop.is_set():

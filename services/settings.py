@@ -557,6 +557,13 @@ class Settings(_Section):
         "partitions to another copy (at least the broker's group.min.session.timeout.ms, 6 s by default)",
         rule=_positive,
     )
+    startup_wait_s: float = _env(
+        "STARTUP_WAIT_S",
+        "30",
+        "Seconds the projector and the audit projector keep trying, when they start, to reach a database "
+        "or broker that is away (started again during an outage) before they stop with the error; 0 stops at once",
+        rule=_non_negative,
+    )
     batch_fetch_max_wait_ms: int = _env(
         "BATCH_FETCH_MAX_WAIT_MS",
         "5",

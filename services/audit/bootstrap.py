@@ -145,5 +145,5 @@ async def serve(settings: Settings) -> None:
             log.info("audit consuming %s", ", ".join(auditor.topics))
             await run_until(auditor, stop)
 
-    await through_outages(run_once, stop, log, "audit")
+    await through_outages(run_once, stop, log, "audit", settings.startup_wait_s)
     log.info("audit stopped cleanly")

@@ -91,5 +91,5 @@ async def serve(settings: Settings) -> None:
             log.info("projector consuming %s", ", ".join(projector.topics))
             await projector.run(stop)
 
-    await through_outages(run_once, stop, log, "projector")
+    await through_outages(run_once, stop, log, "projector", settings.startup_wait_s)
     log.info("projector stopped cleanly")

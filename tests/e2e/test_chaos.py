@@ -64,7 +64,7 @@ def test_a_short_chaos_run_on_three_brokers_injects_its_faults_and_breaks_no_inv
     kinds = {f["fault"].split(":")[0] for f in result["faults"]}
     assert kinds >= {"kill-copy", "kill-both", "kill-broker", "pause-broker"}, kinds
     broken = [c for c in result["invariants"] if not c["held"]]
-    assert not broken, broken
+    assert not broken, json.dumps(broken, indent=1)  # whole: which process exited and its last words
     assert {c["name"] for c in result["invariants"]} >= {
         "acknowledged submissions are on Kafka",
         "every task ended or waits with a reason",

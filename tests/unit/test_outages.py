@@ -38,6 +38,29 @@ async def test_a_database_not_reached_at_the_first_start_is_an_error():
         await through_outages(run_once, asyncio.Event(), log, "projector")
 
 
+async def test_a_database_away_at_the_first_start_is_tried_again_for_the_startup_wait():
+    """A processor started again while PostgreSQL restarts waits for it instead of exiting."""
+    runs = []
+
+    async def run_once(running):
+        runs.append(1)
+        if len(runs) < 3:
+            raise RuntimeError("cannot reach PostgreSQL") from psycopg.OperationalError("connection refused")
+        running()
+
+    await through_outages(run_once, asyncio.Event(), log, "projector", startup_wait_s=30)
+    assert len(runs) == 3
+
+    async def never_there(running):
+        runs.append(1)
+        raise RuntimeError("cannot reach PostgreSQL") from psycopg.OperationalError("connection refused")
+
+    runs.clear()
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        await through_outages(never_there, asyncio.Event(), log, "projector", startup_wait_s=0.05)
+    assert len(runs) >= 2  # tried again, then gave up when the wait ran out
+
+
 async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_waiting():
     async def broken(running):
         running()
