@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Awaitable, Callable, Sequence
 
 import faust
@@ -18,17 +20,43 @@ from services.settings import Settings
 log = logging.getLogger("orchestrator")
 
 
-def processor_app(app_id: str, *, brokers, datadir, replication_factor: int, **options) -> faust.App:
+@dataclass(frozen=True)
+class ProcessorSite:
+    """Where a processor's Faust app runs: its app id (also its consumer group and the prefix of
+    its own topics), the brokers, the prefix of the catalog's topics, the replication of the
+    topics it creates, and the directory it keeps its data in."""
+
+    app_id: str
+    brokers: list[str]
+    topic_prefix: str
+    replication_factor: int
+    datadir: Path
+
+
+def processor_site(settings: Settings, app_id: str, data_dir: str) -> ProcessorSite:
+    """The site of the processor `app_id`, its data directory created below `data_dir`."""
+    datadir = Path(data_dir) / app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
+    return ProcessorSite(
+        app_id=app_id,
+        brokers=faust_brokers(settings),
+        topic_prefix=settings.topic_prefix,
+        replication_factor=settings.replication_factor,
+        datadir=datadir,
+    )
+
+
+def processor_app(site: ProcessorSite, **options) -> faust.App:
     """A processor's Faust app: tables in memory (rebuilt from their changelogs at start), no web
     server, and its own topics partitioned as the catalog's."""
     return faust.App(
-        app_id,
-        broker=brokers,
+        site.app_id,
+        broker=site.brokers,
         store="memory://",
-        datadir=str(datadir),
+        datadir=str(site.datadir),
         web_enabled=False,
         topic_partitions=PARTITIONS,
-        topic_replication_factor=replication_factor,
+        topic_replication_factor=site.replication_factor,
         **options,
     )
 

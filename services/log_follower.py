@@ -12,8 +12,10 @@ from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from events.codec import wanted
-from events.topics import EVENT_TOPICS
+from events.codec import decode, header_type, wanted
+from events.envelope import Envelope
+from events.errors import EventDecodeError
+from events.topics import EVENT_TOPICS, belongs
 from services import kafka
 from services.identity.gate import IdentityGate
 from services.settings import Settings
@@ -44,6 +46,17 @@ async def open_from_start(
     await consumer.seek_to_beginning(*partitions)
     screened = ScreenedConsumer(consumer, IdentityGate(settings), event_types, fetched)
     return screened, await consumer.end_offsets(partitions)
+
+
+def followed_event(record) -> Envelope | None:
+    """The record's event, or None for one a view passes over: a record it cannot read, or a forgery
+    on a topic the catalog does not give its type (a verdict on the agents topic). The projector parks
+    both; a view needs only what it can use."""
+    try:
+        event = decode(record.value, header_type(record.headers))
+    except EventDecodeError:
+        return None
+    return event if belongs(event.event_type, record.topic) else None
 
 
 class ScreenedConsumer:

@@ -27,7 +27,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -49,7 +48,7 @@ from services.balancer.logic import Limits
 from services.balancer.state import waits_on_time
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter.park import ConsumedRecord, park_on
-from services.faust_worker import processor_app
+from services.faust_worker import ProcessorSite, processor_app
 from services.identity.gate import IdentityGate
 from services.identity.signing import Signer
 from services.metrics import ProcessorMetrics
@@ -66,11 +65,7 @@ def reader_group(app_id: str, reader: str) -> str:
 
 def create_app(
     *,
-    app_id: str,
-    brokers: list[str],
-    topic_prefix: str,
-    replication_factor: int,
-    datadir: Path,
+    site: ProcessorSite,
     inbox_topic: str,
     history: InboxHistory,
     limits: Limits,
@@ -84,16 +79,16 @@ def create_app(
     identity: IdentityGate | None = None,
     signer: Signer | None = None,
 ) -> faust.App:
-    app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
-    input_topics = [topic_name(name, topic_prefix) for name in INPUT_TOPICS]
-    dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
+    app = processor_app(site)
+    input_topics = [topic_name(name, site.topic_prefix) for name in INPUT_TOPICS]
+    dead_letter_topic = topic_name(DEAD_LETTER, site.topic_prefix)
     # One set of sends per reader: each commits only once its own sends are on the broker.
     copies, decided, ticks = Sends(), Sends(), Sends()
     inbox_owned = Assignment()
 
     async def emit(events: list[Envelope]) -> None:
         for event in events:
-            name = topic_name(topic_for_event(event.event_type), topic_prefix)
+            name = topic_name(topic_for_event(event.event_type), site.topic_prefix)
             value = encode(event)
             # Signed, so that its decisions count where everyone who may submit a task may write too.
             headers = [type_header(event), *(signer.headers(value) if signer else ())]
@@ -177,7 +172,7 @@ def create_app(
             lambda: asyncio.gather(
                 read_group(
                     open_consumer,
-                    reader_group(app_id, "forwarder"),
+                    reader_group(site.app_id, "forwarder"),
                     input_topics,
                     forward,
                     copies,
@@ -187,7 +182,7 @@ def create_app(
                 ),  # the inbox follows the order things happened
                 read_group(
                     open_consumer,
-                    reader_group(app_id, "decider"),
+                    reader_group(site.app_id, "decider"),
                     [inbox_topic],
                     decide_in_order,
                     decided,

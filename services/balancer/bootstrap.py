@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import faust
 
@@ -11,7 +10,7 @@ from services.balancer.app import INPUT_TOPICS, SERVICE, create_app, reader_grou
 from services.balancer.history import ForwarderProgress, KafkaInboxHistory, ensure_balancer_topics, inbox_topic
 from services.balancer.logic import Limits
 from services.batches import consumer_opener, producer_opener
-from services.faust_worker import faust_brokers, run_worker
+from services.faust_worker import processor_site, run_worker
 from services.identity.gate import IdentityGate
 from services.identity.signing import decision_signer
 from services.metrics import ProcessorMetrics
@@ -28,16 +27,11 @@ def limits_from(settings: Settings) -> Limits:
 
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
-    datadir = Path(settings.balancer.data_dir) / settings.balancer_app
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
+    site = processor_site(settings, settings.balancer_app, settings.balancer.data_dir)
     # The session timeout is how long the inbox waits, after its owner dies, for another copy.
     session_ms = round(settings.balancer.session_timeout_s * 1000)
     return create_app(
-        app_id=settings.balancer_app,
-        brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix,
-        replication_factor=settings.replication_factor,
-        datadir=datadir,
+        site=site,
         inbox_topic=inbox_topic(settings),
         history=KafkaInboxHistory(settings),
         limits=limits_from(settings),

@@ -27,7 +27,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 
 import faust
 from faust.transport.utils import DefaultSchedulingStrategy
@@ -38,7 +37,7 @@ from events.codec import decode, encode, header_type, type_header, wanted
 from events.envelope import EventBody, make_event
 from events.topics import DEAD_LETTER, misplaced, topic_name
 from services.deadletter.park import ConsumedRecord, park_on
-from services.faust_worker import processor_app
+from services.faust_worker import ProcessorSite, processor_app
 from services.health.logic import (
     WATCHED,
     AgentState,
@@ -66,18 +65,14 @@ LOG_APPEND_TIME = 1  # a record's timestamp type when the broker stamped it
 
 def create_app(
     *,
-    app_id: str,
-    brokers: list[str],
-    topic_prefix: str,
-    replication_factor: int,
-    datadir: Path,
+    site: ProcessorSite,
     policy: Policy,
     tick_interval_s: float,
     metrics: ProcessorMetrics,
     clock: Callable[[], datetime],
     identity: IdentityGate | None = None,
 ) -> faust.App:
-    agents_topic, heartbeats_topic = (topic_name(name, topic_prefix) for name in ("agents", "heartbeats"))
+    agents_topic, heartbeats_topic = (topic_name(name, site.topic_prefix) for name in ("agents", "heartbeats"))
     readings: dict[tuple[str, int], Reading] = {}
 
     def reading(topic: str, partition: int) -> Reading:
@@ -93,10 +88,7 @@ def create_app(
             return super().iterate(records)
 
     app = processor_app(
-        app_id,
-        brokers=brokers,
-        datadir=datadir,
-        replication_factor=replication_factor,
+        site,
         # The memory store replays the whole changelog on every recovery anyway; a standby
         # would only be one more copy to keep up to date.
         table_standby_replicas=0,
@@ -104,9 +96,9 @@ def create_app(
     )
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     agent_topics = app.topic(agents_topic, heartbeats_topic, **raw)
-    verdicts_topic = topic_name("health", topic_prefix)
+    verdicts_topic = topic_name("health", site.topic_prefix)
     verdicts = app.topic(verdicts_topic, **raw)
-    dead_letters = app.topic(topic_name(DEAD_LETTER, topic_prefix), **raw)
+    dead_letters = app.topic(topic_name(DEAD_LETTER, site.topic_prefix), **raw)
     # Keys are agent ids as bytes and placed by the producer's partitioner, not by the
     # partition of the event being processed: the timer writes outside any stream, and this
     # way each agent's state lands in the changelog partition numbered like its heartbeats,

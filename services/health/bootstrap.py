@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import faust
 
-from services.faust_worker import faust_brokers, run_worker
+from services.faust_worker import processor_site, run_worker
 from services.health.app import SERVICE, create_app
 from services.health.logic import Policy
 from services.identity.gate import IdentityGate
@@ -32,14 +31,9 @@ def policy_from(settings: Settings) -> Policy:
 def bootstrap(
     settings: Settings, *, metrics: ProcessorMetrics | None = None, clock: Callable[[], datetime] = utc_now
 ) -> faust.App:
-    datadir = Path(settings.health.data_dir) / settings.health_app
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
+    site = processor_site(settings, settings.health_app, settings.health.data_dir)
     return create_app(
-        app_id=settings.health_app,
-        brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix,
-        replication_factor=settings.replication_factor,
-        datadir=datadir,
+        site=site,
         policy=policy_from(settings),
         tick_interval_s=settings.health.tick_interval_s,
         metrics=metrics or ProcessorMetrics(SERVICE),

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import faust
 
 from events.codec import encode, type_header
 from events.envelope import Envelope, EventBody, make_event
 from events.topics import topic_for_event, topic_name
-from services.faust_worker import processor_app
+from services.faust_worker import ProcessorSite, processor_app
 from services.kafka import partition_of
 from services.learner.follower import LearnerFollower
 from services.metrics import ProcessorMetrics
@@ -35,27 +34,17 @@ log = logging.getLogger("orchestrator.learner")
 
 def create_app(
     *,
-    app_id: str,
-    brokers: list[str],
-    topic_prefix: str,
-    replication_factor: int,
-    datadir: Path,
+    site: ProcessorSite,
     follower: LearnerFollower,
     metrics: ProcessorMetrics,
 ) -> faust.App:
-    app = processor_app(
-        app_id,
-        brokers=brokers,
-        datadir=datadir,
-        replication_factor=replication_factor,
-        table_standby_replicas=0,
-    )
+    app = processor_app(site, table_standby_replicas=0)
     raw = {"key_serializer": "raw", "value_serializer": "raw"}
     # Membership only: the partitions of this low-volume topic a copy is given say which
     # partitions of every followed topic it publishes for (all have the same number).
-    membership_topic = topic_name("agents", topic_prefix)
+    membership_topic = topic_name("agents", site.topic_prefix)
     membership = app.topic(membership_topic, **raw)
-    published = {name: app.topic(topic_name(name, topic_prefix), **raw) for name in ("skills", "models")}
+    published = {name: app.topic(topic_name(name, site.topic_prefix), **raw) for name in ("skills", "models")}
 
     def owned() -> frozenset[int]:
         if app.rebalancing:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import faust
 
-from services.faust_worker import faust_brokers, run_worker
+from services.faust_worker import processor_site, run_worker
 from services.learner.app import SERVICE, create_app
 from services.learner.follower import LearnerFollower
 from services.learner.marks import KafkaMarks, ensure_learner_topics
@@ -17,16 +15,11 @@ from services.settings import Settings
 
 def bootstrap(settings: Settings, *, metrics: ProcessorMetrics | None = None) -> faust.App:
     metrics = metrics or ProcessorMetrics(SERVICE)
-    datadir = Path(settings.learner.data_dir) / settings.learner_app
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
+    site = processor_site(settings, settings.learner_app, settings.learner.data_dir)
     view = LearnerFold(publish_every=settings.learner.publish_every)
     follower = LearnerFollower(settings, view, metrics, SERVICE, marks=KafkaMarks(settings))
     return create_app(
-        app_id=settings.learner_app,
-        brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix,
-        replication_factor=settings.replication_factor,
-        datadir=datadir,
+        site=site,
         follower=follower,
         metrics=metrics,
     )

@@ -15,15 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
-from events.codec import decode, header_type
 from events.envelope import Envelope, EventBody
-from events.errors import EventDecodeError
 from events.learning import ModelPublished
-from events.topics import belongs
 from services.learner.outbox import Outbox
 from services.learner.owed import Owed
 from services.learner.state import HANDLED, LearnerFold
-from services.log_follower import apply_backlog_in_time_order, open_from_start
+from services.log_follower import apply_backlog_in_time_order, followed_event, open_from_start
 from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
@@ -128,12 +125,9 @@ class LearnerFollower:
         self.metrics.events_in.labels(self.service, topic).inc(records)  # those passed over unread included
 
     def _apply(self, record) -> tuple[Envelope | None, list[EventBody]]:
-        try:
-            envelope = decode(record.value, header_type(record.headers))
-        except EventDecodeError:
-            return None, []  # the projector parks what cannot be read; the learner only needs what it can
-        if not belongs(envelope.event_type, record.topic):
-            return None, []  # a forgery on a topic the catalog does not give its type: the projector parks it
+        envelope = followed_event(record)
+        if envelope is None:
+            return None, []
         try:
             emitted = self.view.apply(envelope.body)
         except Exception:  # noqa: BLE001 - one odd event must not stop learning

@@ -21,7 +21,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 
 import faust
 from aiokafka import AIOKafkaProducer
@@ -32,7 +31,7 @@ from events.tasks import TaskQueued, TaskRouted, TaskSubmitted, TaskTimedOut
 from events.topics import DEAD_LETTER, topic_name
 from services.batches import Assignment, OpenConsumer, Sends, read_group, run_readers
 from services.deadletter.park import ConsumedRecord, park_on
-from services.faust_worker import processor_app
+from services.faust_worker import ProcessorSite, processor_app
 from services.identity.gate import IdentityGate
 from services.identity.signing import Signer
 from services.metrics import ProcessorMetrics
@@ -53,11 +52,7 @@ def exploration_rng(seed: int, task_id: str) -> random.Random:
 
 def create_app(
     *,
-    app_id: str,
-    brokers: list[str],
-    topic_prefix: str,
-    replication_factor: int,
-    datadir: Path,
+    site: ProcessorSite,
     follower: LogFollower,
     weights: Weights,
     policy: Policy,
@@ -73,9 +68,9 @@ def create_app(
     signer: Signer | None = None,
     identity: IdentityGate | None = None,
 ) -> faust.App:
-    app = processor_app(app_id, brokers=brokers, datadir=datadir, replication_factor=replication_factor)
-    tasks_topic = topic_name("tasks", topic_prefix)
-    dead_letter_topic = topic_name(DEAD_LETTER, topic_prefix)
+    app = processor_app(site)
+    tasks_topic = topic_name("tasks", site.topic_prefix)
+    dead_letter_topic = topic_name(DEAD_LETTER, site.topic_prefix)
     decision_seconds = metrics.routing_decision_seconds
     view = follower.view
     routes, retries = Sends(), Sends()  # the batch reader's, and the timer's
@@ -162,7 +157,7 @@ def create_app(
             (routes, retries),
             lambda: read_group(
                 open_consumer,
-                f"{app_id}-tasks",
+                f"{site.app_id}-tasks",
                 [tasks_topic],
                 route,
                 routes,

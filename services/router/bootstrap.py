@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
-from pathlib import Path
 
 import faust
 
 from services.batches import consumer_opener, producer_opener
-from services.faust_worker import faust_brokers, run_worker
+from services.faust_worker import processor_site, run_worker
 from services.identity.gate import IdentityGate
 from services.identity.signing import decision_signer
 from services.metrics import ProcessorMetrics
@@ -45,14 +44,9 @@ def bootstrap(
     settings: Settings, *, metrics: ProcessorMetrics | None = None, clock: Callable[[], datetime] = utc_now
 ) -> faust.App:
     metrics = metrics or ProcessorMetrics(SERVICE)
-    datadir = Path(settings.router.data_dir) / settings.router_app
-    datadir.mkdir(parents=True, exist_ok=True)  # Faust creates only the last level itself
+    site = processor_site(settings, settings.router_app, settings.router.data_dir)
     return create_app(
-        app_id=settings.router_app,
-        brokers=faust_brokers(settings),
-        topic_prefix=settings.topic_prefix,
-        replication_factor=settings.replication_factor,
-        datadir=datadir,
+        site=site,
         follower=LogFollower(settings, RouterFold(), metrics, SERVICE),
         weights=weights_from(settings),
         policy=policy(settings.router.policy),

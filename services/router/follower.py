@@ -14,10 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from events.codec import decode, header_type
-from events.errors import EventDecodeError
-from events.topics import belongs
-from services.log_follower import apply_backlog_in_time_order, open_from_start
+from services.log_follower import apply_backlog_in_time_order, followed_event, open_from_start
 from services.metrics import ProcessorMetrics
 from services.router.state import HANDLED, RouterFold
 from services.settings import Settings
@@ -57,12 +54,9 @@ class LogFollower:
         self.metrics.events_in.labels(self.service, topic).inc(records)  # those passed over unread included
 
     def _apply(self, record) -> None:
-        try:
-            event = decode(record.value, header_type(record.headers))
-        except EventDecodeError:
-            return  # the projector parks what cannot be read; the router only needs what it can
-        if not belongs(event.event_type, record.topic):
-            return  # a forgery (a verdict on the agents topic): the projector and the balancer park it
+        event = followed_event(record)
+        if event is None:
+            return
         try:
             self.view.apply(event.body)
         except Exception:  # noqa: BLE001 - one odd event must not stop routing
