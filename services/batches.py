@@ -33,17 +33,9 @@ MAX_BATCH = 2000
 def group_consumer(settings: Settings, group_id: str, **options) -> AIOKafkaConsumer:
     """A consumer in `group_id` that reads committed records only and commits by hand.
 
-    Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS, whichever comes first:
-    a fetch per record would cost more than the record (the request names every partition)."""
+    Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS (`kafka.batch_fetches`)."""
     options.setdefault("session_timeout_ms", round(settings.group_session_timeout_s * 1000))
-    return kafka.consumer(
-        settings,
-        group_id=group_id,
-        fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
-        fetch_min_bytes=settings.batch_fetch_min_bytes,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        **options,
-    )
+    return kafka.consumer(settings, group_id=group_id, **kafka.batch_fetches(settings), **options)
 
 
 class Sends:

@@ -81,6 +81,20 @@ def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
+def batch_fetches(settings: Settings, max_wait_ms: float | None = None) -> dict:
+    """Consumer options for fetches that wait for company: BATCH_FETCH_MIN_BYTES, or `max_wait_ms`
+    (BATCH_FETCH_MAX_WAIT_MS by default), whichever comes first, and up to 4 MiB per partition.
+
+    A fetch names every partition the consumer holds, so one per record would cost more than the
+    record; a reader off the routing path can wait as long as it batches its work anyway."""
+    wait = settings.batch_fetch_max_wait_ms if max_wait_ms is None else max(1, round(max_wait_ms))
+    return {
+        "fetch_max_wait_ms": wait,
+        "fetch_min_bytes": settings.batch_fetch_min_bytes,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    }
+
+
 class _LastError(logging.Handler):
     """aiokafka logs why it could not connect (a refused login, an untrusted certificate) and
     raises only "Unable to bootstrap": keep the reason for the error message."""

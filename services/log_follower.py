@@ -24,22 +24,20 @@ Fetched = Callable[[str, int], None]
 
 
 async def open_from_start(
-    settings: Settings, logical_topics, event_types: frozenset[str] | None = None, fetched: Fetched | None = None
+    settings: Settings,
+    logical_topics,
+    event_types: frozenset[str] | None = None,
+    fetched: Fetched | None = None,
+    fetch_max_wait_ms: float | None = None,
 ) -> tuple["ScreenedConsumer", dict]:
     """A started consumer on every partition of the topics, at the start; and their end offsets now.
 
     It never hands out a record the identity gate refuses: whatever folds the log never sees one;
     nor, given `event_types`, one whose header names another type (records without it are handed out).
-    `fetched(topic, n)` hears of every record fetched, handed out or not.
+    `fetched(topic, n)` hears of every record fetched, handed out or not. Its fetches wait for
+    company (`kafka.batch_fetches`), up to `fetch_max_wait_ms` when given.
     """
-    # Fetches that wait a little for company: one asking after every partition of several topics
-    # for each new record would cost more than the record.
-    consumer = kafka.consumer(
-        settings,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
-        fetch_max_wait_ms=settings.batch_fetch_max_wait_ms,
-        fetch_min_bytes=settings.batch_fetch_min_bytes,
-    )
+    consumer = kafka.consumer(settings, **kafka.batch_fetches(settings, fetch_max_wait_ms))
     await kafka.start(consumer, settings)
     partitions = kafka.partitions(settings, [s for s in EVENT_TOPICS if s.name in logical_topics])
     consumer.assign(partitions)

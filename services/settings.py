@@ -263,6 +263,13 @@ class RouterSettings(_Section):
         "Seed of the exploration draws; with the task id it makes each draw reproducible",
         rule=_integer,
     )
+    view_fetch_max_wait_ms: int = _env(
+        "ROUTER_VIEW_FETCH_MAX_WAIT_MS",
+        "50",
+        "Longest the router's view of loads and outcomes (assignments, outcomes, agents, models) waits "
+        "for a fuller fetch; submissions are read apart, with BATCH_FETCH_MAX_WAIT_MS",
+        rule=_positive_integer,
+    )
     retry_interval_s: float = _env(
         "ROUTER_RETRY_INTERVAL_S",
         "0.5",

@@ -86,7 +86,9 @@ async def auditor_running(
             yield None
             return
         head, position = await store.head()  # read under the lock: nobody appends behind our back
-        consumer = kafka.consumer(settings, group_id=settings.audit_group, max_partition_fetch_bytes=4 * 1024 * 1024)
+        # It appends a batch per AUDIT_BATCH_TIMEOUT_MS at most anyway: its fetches may wait as long.
+        fetches = kafka.batch_fetches(settings, settings.audit.batch_timeout_ms)
+        consumer = kafka.consumer(settings, group_id=settings.audit_group, **fetches)
         await kafka.start(consumer, settings)
         log.info("audit chain of schema %s resumes after seq %d", settings.audit.db_schema, head.seq)
         checkpointer = checkpointer_for(settings)

@@ -64,7 +64,9 @@ class LearnerFollower:
         delivered: Delivered,
     ) -> None:
         owed = Owed(await self.marks.read())
-        consumer, ends = await self.open_log(self.settings, FOLLOWED, HANDLED, self._fetched)
+        # Estimates go out every LEARNER_PUBLISH_INTERVAL_MS: what it reads may wait as long for company.
+        wait = self.settings.learner.publish_interval_ms
+        consumer, ends = await self.open_log(self.settings, FOLLOWED, HANDLED, self._fetched, fetch_max_wait_ms=wait)
         try:
             # Publishing nothing while the backlog is applied: estimates and the model follow from the
             # state once caught up, and what else the last run left unpublished is owed.

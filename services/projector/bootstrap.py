@@ -49,7 +49,9 @@ async def projector_running(settings: Settings, metrics: ProcessorMetrics | None
     view = await open_view(settings)
     producer = kafka.producer(settings)
     topics = [topic_name(spec, settings.topic_prefix) for spec in EVENT_TOPICS]
-    consumer = kafka.consumer(settings, group_id=settings.group_id, max_partition_fetch_bytes=4 * 1024 * 1024)
+    # It writes a batch per PROJECTOR_BATCH_TIMEOUT_MS at most anyway: its fetches may wait as long.
+    fetches = kafka.batch_fetches(settings, settings.batch_timeout_ms)
+    consumer = kafka.consumer(settings, group_id=settings.group_id, **fetches)
     gate = IdentityGate(settings)
     try:
         await kafka.start(producer, settings)

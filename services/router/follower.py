@@ -34,7 +34,10 @@ class LogFollower:
     async def run(self) -> None:
         # Agents report outcomes in transactions; the consumer reads committed records only, so an
         # aborted report never teaches the router.
-        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched)
+        # Loads and outcomes a few tens of milliseconds old rank agents as well as fresh ones (the
+        # balancer, which holds the capacity, has the last word), and fuller fetches cost less.
+        wait = self.settings.router.view_fetch_max_wait_ms
+        consumer, ends = await open_from_start(self.settings, FOLLOWED, HANDLED, self._fetched, wait)
         try:
             await apply_backlog_in_time_order(consumer, ends, self._apply)
             log.info(

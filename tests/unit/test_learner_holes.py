@@ -61,7 +61,7 @@ class FakeLog:
             )
         return envelopes
 
-    async def open(self, settings, logical_topics, event_types, fetched):
+    async def open(self, settings, logical_topics, event_types, fetched, **options):
         followed = [
             TopicPartition(topic_name(name, settings.topic_prefix), p) for name in logical_topics for p in range(6)
         ]
