@@ -146,6 +146,10 @@ class Assignments:
             self.agents[(body.task_id, body.attempt)] = body.agent_id
 
 
+# The events the two folds above change on: the gate passes over the rest unread.
+FOLDED_TYPES = frozenset(cls.event_type for cls in (AgentKeyEnrolled, AgentKeyRevoked, TaskAssigned))
+
+
 @dataclass(frozen=True)
 class Violation:
     kind: str  # one of events.security.ViolationKind

@@ -9,9 +9,9 @@ from aiokafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from events.agents import AgentRegistered
-from events.codec import encode
+from events.codec import encode, type_header
 from events.envelope import make_event
-from events.security import AgentKeyEnrolled
+from events.security import AgentKeyEnrolled, SecurityViolationDetected
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted
 from events.values import Capability
 from services.identity.gate import CLOCK_MARGIN_MS, IdentityGate
@@ -33,8 +33,11 @@ class MemoryLog:
         self.positions = {SECURITY: 0, ASSIGNMENTS: 0}
         self.readings = 0
 
-    def append(self, tp: TopicPartition, body) -> None:
-        self.records[tp].append(SimpleNamespace(value=encode(make_event(body, producer="test"))))
+    def append(self, tp: TopicPartition, body, headers=None) -> None:
+        event = make_event(body, producer="test")
+        # As every producer writes it: the event type in a header (None: a record written without one).
+        headers = [type_header(event)] if headers is None else headers
+        self.records[tp].append(SimpleNamespace(value=encode(event), headers=headers))
 
     async def open(self, settings):
         return self, [SECURITY, ASSIGNMENTS]
@@ -172,6 +175,34 @@ def test_an_assignment_made_after_the_start_is_known_without_asking_the_broker_f
 
     verdict, readings_before = asyncio.run(scenario())
     assert verdict is None and log.readings == readings_before
+
+
+def test_the_gate_folds_assignments_with_or_without_a_type_header_and_passes_over_what_it_does_not_keep():
+    log = MemoryLog()
+    checker = gate(log, "off")
+    violation = SecurityViolationDetected(
+        agent_id="mallory",
+        kind="not_assignee",
+        reason="not the assignee",
+        origin_topic="p.task-outcomes",
+        origin_partition=0,
+        origin_offset=1,
+        processor="projector",
+    )
+    log.append(SECURITY, violation)
+    log.append(ASSIGNMENTS, TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="x"))
+    log.append(ASSIGNMENTS, TaskAssigned(agent_id="bob", task_id="task-2", attempt=1, capability="x"), headers=[])
+    # A header naming another type is believed: the record is passed over unread, as every reader does.
+    misnamed = TaskAssigned(agent_id="eve", task_id="task-3", attempt=1, capability="x")
+    log.append(ASSIGNMENTS, misnamed, headers=[("event_type", b"SecurityViolationDetected")])
+
+    async def scenario():
+        await checker.check(message("p.task-outcomes", completed("alice"), at_ms=NOW))
+        await asyncio.wait_for(folded(checker, ("task-2", 1)), 5)
+        await checker.stop()
+        return dict(checker.assignments.agents)
+
+    assert asyncio.run(scenario()) == {("task-1", 1): "alice", ("task-2", 1): "bob"}
 
 
 async def folded(checker: IdentityGate, attempt) -> None:
