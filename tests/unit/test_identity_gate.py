@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from events.agents import AgentRegistered
 from events.codec import encode, type_header
 from events.envelope import make_event
-from events.security import AgentKeyEnrolled, SecurityViolationDetected
+from events.examples import example_body
+from events.security import AgentKeyEnrolled
 from events.tasks import TaskAssigned, TaskCompleted, TaskRouted
 from events.values import Capability
 from services.identity.gate import CLOCK_MARGIN_MS, IdentityGate
@@ -180,15 +181,7 @@ def test_an_assignment_made_after_the_start_is_known_without_asking_the_broker_f
 def test_the_gate_folds_assignments_with_or_without_a_type_header_and_passes_over_what_it_does_not_keep():
     log = MemoryLog()
     checker = gate(log, "off")
-    violation = SecurityViolationDetected(
-        agent_id="mallory",
-        kind="not_assignee",
-        reason="not the assignee",
-        origin_topic="p.task-outcomes",
-        origin_partition=0,
-        origin_offset=1,
-        processor="projector",
-    )
+    violation = example_body("SecurityViolationDetected")
     log.append(SECURITY, violation)
     log.append(ASSIGNMENTS, TaskAssigned(agent_id="alice", task_id="task-1", attempt=1, capability="x"))
     log.append(ASSIGNMENTS, TaskAssigned(agent_id="bob", task_id="task-2", attempt=1, capability="x"), headers=[])
