@@ -52,7 +52,7 @@ async def through_outages(
                 raise
             if not started:
                 left = startup_wait_s - (time.monotonic() - first_try)
-                if left <= 0:
+                if left <= 0 or refused(error):
                     raise
                 log.warning("%s cannot start yet (%s); trying again for %.0fs more", what, _first_line(error), left)
             if stop.is_set():
@@ -73,6 +73,26 @@ def lost_connection(error: BaseException | None) -> bool:
         if isinstance(error, (psycopg.OperationalError, KafkaUnavailable)):
             return True
         if isinstance(error, KafkaError) and error.retriable:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+# What a server that answered says when it will never let this process in as configured: no
+# point waiting for it (a database or broker restarting refuses connections, or says it is starting).
+REFUSALS = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "certificate verify",
+)
+
+
+def refused(error: BaseException | None) -> bool:
+    """Whether the database or a broker refused this process's credentials or names, anywhere in the cause chain."""
+    while error is not None:
+        if any(refusal in str(error).lower() for refusal in REFUSALS):
             return True
         error = error.__cause__ or error.__context__
     return False

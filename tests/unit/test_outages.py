@@ -61,6 +61,20 @@ async def test_a_database_away_at_the_first_start_is_tried_again_for_the_startup
     assert len(runs) >= 2  # tried again, then gave up when the wait ran out
 
 
+async def test_credentials_refused_at_the_first_start_are_an_error_at_once():
+    runs = []
+
+    async def run_once(running):
+        runs.append(1)
+        raise RuntimeError("cannot reach PostgreSQL") from psycopg.OperationalError(
+            'connection failed: FATAL:  password authentication failed for user "orchestrator"'
+        )
+
+    with pytest.raises(RuntimeError, match="cannot reach"):
+        await through_outages(run_once, asyncio.Event(), log, "projector", startup_wait_s=30)
+    assert runs == [1]
+
+
 async def test_other_errors_are_not_taken_for_an_outage_and_a_stop_ends_the_waiting():
     async def broken(running):
         running()
