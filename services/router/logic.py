@@ -17,6 +17,7 @@ model is kept between tasks (`Standing`), and only the logged candidates become 
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
 import random
@@ -125,14 +126,25 @@ class AgentRegistry(dict):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__()
         self.by_capability: dict[str, set[str]] = {}
+        # Each capability's agent ids in order and the agents under them, kept until an agent declares
+        # or drops it: a change of load replaces an agent many times between decisions, and then only
+        # takes its place in the lists instead of having them sorted and looked up again.
+        self._in_order: dict[str, tuple[list[str], list[AgentState]]] = {}
         self.update(*args, **kwargs)
 
     def __setitem__(self, agent_id: str, agent: AgentState) -> None:
-        if agent_id in self:
-            self._unindex(agent_id)
+        before = self[agent_id].capabilities.keys() if agent_id in self else {}.keys()
         super().__setitem__(agent_id, agent)
-        for name in agent.capabilities:
+        for name in before - agent.capabilities.keys():
+            self.by_capability.get(name, set()).discard(agent_id)
+            self._in_order.pop(name, None)
+        for name in agent.capabilities.keys() - before:
             self.by_capability.setdefault(name, set()).add(agent_id)
+            self._in_order.pop(name, None)
+        for name in agent.capabilities.keys() & before:
+            if (kept := self._in_order.get(name)) is not None:
+                ids, agents = kept
+                agents[bisect.bisect_left(ids, agent_id)] = agent
 
     def __delitem__(self, agent_id: str) -> None:
         self._unindex(agent_id)
@@ -155,8 +167,15 @@ class AgentRegistry(dict):
     def _unindex(self, agent_id: str) -> None:
         for name in self[agent_id].capabilities:
             self.by_capability.get(name, set()).discard(agent_id)
+            self._in_order.pop(name, None)
 
     def declaring(self, names) -> list[AgentState]:
+        if len(names) == 1:  # most tasks
+            kept = self._in_order.get(names[0])
+            if kept is None:
+                ids = sorted(self.by_capability.get(names[0], ()))
+                kept = self._in_order[names[0]] = (ids, [self[i] for i in ids])
+            return kept[1][:]  # a copy: the kept list changes with the agents
         sets = [self.by_capability.get(name, set()) for name in names]
         ids = set.intersection(*sets) if sets else set(self)
         return [self[i] for i in sorted(ids)]
@@ -174,6 +193,9 @@ class Standing:
     skill_term: float  # the model's term for the record (0.0 without a model)
     confidence: float
     mean_duration_ms: float | None
+    # What a task needing this capability alone takes from it: (confidence, expected duration in s,
+    # posteriors), as `combined` works them out over one requirement, so `measure` need not.
+    alone: tuple[float, float, tuple[tuple[float, float], ...]]
 
     @classmethod
     def of(
@@ -191,23 +213,32 @@ class Standing:
             # The model's features are the learner's own: the posterior stands for the agent's skill,
             # and the outcomes behind it for its evidence.
             skill_term = predictor.skill_term(Beta(a, b, mean, a + b), max(record.seen, record.estimate_attempts))
+        confidence = 1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2
+        mean_duration_ms = record.mean_duration_ms
+        # `0.0 +`, as the sum over requirements starts: the same float, even for a mean of -0.0.
+        duration_s = 0.0 if mean_duration_ms is None else (0.0 + mean_duration_ms) / 1000.0
         return cls(
             basis,
             explore,
             mean,
             agent_term,
             skill_term,
-            1.0 - math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1))) * 2,
-            record.mean_duration_ms,
+            confidence,
+            mean_duration_ms,
+            (max(0.0, min(1.0, confidence)), duration_s, (explore,)),
         )
 
 
 @dataclass
 class Standings:
-    """The standings kept between decisions, by agent and capability, for one model."""
+    """The standings kept between decisions, by capability and agent, for one model."""
 
     predictor: LinearPredictor | None = None
-    by_key: dict[tuple[str, str], Standing] = field(default_factory=dict)
+    # By capability first: a decision looks a capability up once, then each candidate by its id alone.
+    by_capability: dict[str, dict[str, Standing]] = field(default_factory=dict)
+
+    def on(self, capability: str) -> dict[str, Standing]:
+        return self.by_capability.setdefault(capability, {})
 
 
 @dataclass
@@ -239,15 +270,26 @@ def kept_standings(state: RouterState) -> Standings:
     return state.standings
 
 
-def standing_of(agent: AgentState, capability: str, state: RouterState, kept: Standings) -> Standing:
-    key = (agent.agent_id, capability)
-    record = state.records.get(key, _NO_RECORD)
-    # Every outcome or estimate replaces the record and a registration replaces these, while a change
-    # of load keeps them: compared by identity first, so an unchanged basis costs next to nothing.
+def standing_of(
+    agent: AgentState, capability: str, state: RouterState, kept: dict[str, Standing], predictor: LinearPredictor | None
+) -> Standing:
+    """The agent's standing on `capability`, from `kept` (`Standings.on(capability)`, made with `predictor`)."""
+    record = state.records.get((agent.agent_id, capability), _NO_RECORD)
+    # Every outcome or estimate replaces the record and a registration replaces the rest, while a
+    # change of load keeps them all: compared by identity first, so an unchanged basis costs little.
+    known = kept.get(agent.agent_id)
+    if known is not None:
+        kept_record, capabilities, labels, versions = known.basis
+        if (
+            record is kept_record
+            and agent.capabilities is capabilities
+            and agent.labels is labels
+            and agent.versions is versions
+        ):
+            return known
     basis = (record, agent.capabilities, agent.labels, agent.versions)
-    known = kept.by_key.get(key)
     if known is None or known.basis != basis:
-        known = kept.by_key[key] = Standing.of(agent, capability, record, kept.predictor, basis)
+        known = kept[agent.agent_id] = Standing.of(agent, capability, record, predictor, basis)
     return known
 
 
@@ -267,14 +309,20 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
     needs = [(r.name, r.min_proficiency) for r in task.requirements]  # read once, not once per agent
     declaring = state.agents.declaring([name for name, _ in needs])
     for agent in declaring:
-        if agent.agent_id in exclude:
+        if exclude and agent.agent_id in exclude:  # mostly empty: no need to hash every id
             left_out[agent.agent_id] = "already tried on this task"
         elif not agent.routable:
             left_out[agent.agent_id] = agent.status if agent.status != "registered" else agent.health
-        elif missing := [name for name, least in needs if agent.capabilities.get(name, -1.0) < least]:
-            left_out[agent.agent_id] = f"lacks {', '.join(missing)}"
         else:
-            chosen.append(agent)
+            # A plain loop: most agents lack nothing, and a list of what they lack would cost each of them.
+            proficiencies = agent.capabilities
+            for name, least in needs:
+                if proficiencies.get(name, -1.0) < least:
+                    missing = [name for name, least in needs if proficiencies.get(name, -1.0) < least]
+                    left_out[agent.agent_id] = f"lacks {', '.join(missing)}"
+                    break
+            else:
+                chosen.append(agent)
     if not chosen:  # only then is it worth saying who lacks what
         for agent_id in sorted(set(state.agents) - {a.agent_id for a in declaring})[:5]:
             left_out[agent_id] = f"lacks {', '.join(r.name for r in task.requirements)}"
@@ -285,9 +333,9 @@ def capable(task: TaskSubmitted, state: RouterState, exclude: frozenset[str] = f
 class Shared:
     """What every candidate for one task has in common, worked out once per decision."""
 
-    requirements: tuple[tuple[str, float], ...]  # (capability, the model's term for the task on it)
-    predictor: LinearPredictor | None
-    standings: Standings
+    # (capability, the model's term for the task on it, the standings kept on it by agent id)
+    requirements: tuple[tuple[str, float, dict[str, Standing]], ...]
+    predictor: LinearPredictor | None  # the one the standings were worked out with
     weights: Weights
     job_members: frozenset[str]  # agents already on the task's job
     preferred: bool
@@ -297,14 +345,17 @@ class Shared:
 
     @classmethod
     def of(cls, task: TaskSubmitted, state: RouterState, weights: Weights) -> Shared:
-        predictor = state.predictor
+        predictor, standings = state.predictor, kept_standings(state)
         return cls(
             requirements=tuple(
-                (r.name, 0.0 if predictor is None else predictor.task_term(r.name, task.features))
+                (
+                    r.name,
+                    0.0 if predictor is None else predictor.task_term(r.name, task.features),
+                    standings.on(r.name),
+                )
                 for r in task.requirements
             ),
             predictor=predictor,
-            standings=kept_standings(state),
             weights=weights,
             job_members=state.job_members.get(task.job_id, frozenset()) if task.job_id else frozenset(),
             preferred=bool(task.preferred_agents or task.preferred_tags),
@@ -314,42 +365,65 @@ class Shared:
         )
 
 
-def measure(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
-    """One candidate's rank key and what its score rests on, as plain tuples: a fleet's worth of
+def measure(agents: list[AgentState], shared: Shared, state: RouterState) -> list[tuple]:
+    """Each candidate's rank key and what its score rests on, as plain tuples: a fleet's worth of
     candidates is measured per decision, and only the few logged become `Scored`.
 
-    (-score, agent id, agent, (predicted success, confidence, load, expected duration s,
-    relationship, preference, posteriors))"""
-    agent_id, predictor = agent.agent_id, shared.predictor
+    (-score, agent id, agent, predicted success, confidence, load, expected duration s,
+    relationship, preference, posteriors) per agent, in order: one flat tuple, as the agent id
+    is unique and ranking compares no further."""
+    predictor, weights, job_members = shared.predictor, shared.weights, shared.job_members
+    # Most tasks need one capability: its standing then holds all but the model's term for the task.
+    single = len(shared.requirements) == 1
+    if single:
+        ((name, task_term, kept),) = shared.requirements
+    measured = []
+    for agent in agents:
+        agent_id = agent.agent_id
+        if single:
+            standing = standing_of(agent, name, state, kept, predictor)
+            success = (
+                standing.mean if predictor is None else sigmoid(task_term + standing.agent_term + standing.skill_term)
+            )
+            confidence, duration_s, posteriors = standing.alone
+        else:
+            success, confidence, duration_s, posteriors = combined(agent, shared, state)
+        load = agent.in_flight / agent.capacity
+        relationship = preference = 0.0
+        if job_members and (team := job_members - {agent_id}):
+            relationship = sum(state.relationships.get((agent_id, other), 1.0) - 1.0 for other in team) / len(team)
+        if shared.preferred:
+            preference = float(agent_id in shared.preferred_agents) + (
+                len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count
+                if shared.preferred_tag_count
+                else 0.0
+            )
+        value = weighted_score(weights, success, load, duration_s, agent.cost_per_task, relationship, preference)
+        measured.append(
+            (-value, agent_id, agent, success, confidence, load, duration_s, relationship, preference, posteriors)
+        )
+    return measured
+
+
+def combined(agent: AgentState, shared: Shared, state: RouterState) -> tuple:
+    """(predicted success, confidence, expected duration s, posteriors) over every required capability."""
     success, lowest_confidence, total_duration_ms, timed, posteriors = 1, 1.0, 0, False, []
-    for name, task_term in shared.requirements:
-        standing = standing_of(agent, name, state, shared.standings)
+    for name, task_term, kept in shared.requirements:
+        standing = standing_of(agent, name, state, kept, shared.predictor)
         posteriors.append(standing.posterior)
         # The learner's model on this task when there is one (`LinearPredictor.probability_from` in
         # its parts), else the posterior mean. Every required capability must hold.
         success *= (
-            standing.mean if predictor is None else sigmoid(task_term + standing.agent_term + standing.skill_term)
+            standing.mean
+            if shared.predictor is None
+            else sigmoid(task_term + standing.agent_term + standing.skill_term)
         )
         lowest_confidence = min(lowest_confidence, standing.confidence)
         if standing.mean_duration_ms is not None:
             total_duration_ms += standing.mean_duration_ms
             timed = True
-    load = agent.in_flight / agent.capacity
     duration_s = total_duration_ms / 1000.0 if timed else 0.0
-    relationship = preference = 0.0
-    if shared.job_members and (team := shared.job_members - {agent_id}):
-        relationship = sum(state.relationships.get((agent_id, other), 1.0) - 1.0 for other in team) / len(team)
-    if shared.preferred:
-        preference = float(agent_id in shared.preferred_agents) + (
-            len(agent.tags & shared.preferred_tags) / shared.preferred_tag_count if shared.preferred_tag_count else 0.0
-        )
-    value = weighted_score(shared.weights, success, load, duration_s, agent.cost_per_task, relationship, preference)
-    return (
-        -value,
-        agent_id,
-        agent,
-        (success, max(0.0, lowest_confidence), load, duration_s, relationship, preference, tuple(posteriors)),
-    )
+    return success, max(0.0, lowest_confidence), duration_s, tuple(posteriors)
 
 
 def weighted_score(
@@ -373,7 +447,7 @@ def weighted_score(
 
 
 def scored(measured: tuple) -> Scored:
-    negative_score, _, agent, (success, confidence, load, duration_s, relationship, preference, posteriors) = measured
+    negative_score, _, agent, success, confidence, load, duration_s, relationship, preference, posteriors = measured
     features = {
         "predicted_success": success,
         "load": load,
@@ -426,9 +500,7 @@ def route(
     # Best score first, then agent id; the agent's id is unique, so nothing further is compared.
     ranked = [
         scored(m)
-        for m in heapq.nsmallest(
-            max(weights.logged_candidates, weights.top_k, 1), [measure(agent, shared, state) for agent in agents]
-        )
+        for m in heapq.nsmallest(max(weights.logged_candidates, weights.top_k, 1), measure(agents, shared, state))
     ]
     top = ranked[: max(1, weights.top_k)]
     if weights.exploration == "thompson":
