@@ -32,7 +32,7 @@ install: ## Install the package in editable mode with dev extras, and kcat/jq/pr
 	@bash infra/install-tools.sh
 	@want="$$(sha256sum pyproject.toml | cut -d' ' -f1) $$(command -v $(PYTHON))"; \
 	if [ -f $(INSTALL_STAMP) ] && [ "$$(cat $(INSTALL_STAMP))" = "$$want" ] \
-	   && $(PYTHON) -c 'import importlib.metadata as m, tomllib; m.distribution(tomllib.load(open("pyproject.toml", "rb"))["project"]["name"])' 2>/dev/null; then \
+	   && $(PYTHON) infra/installed_here.py 2>/dev/null; then \
 		echo "install: up to date (pyproject.toml unchanged)"; \
 	else \
 		echo "install: $(PYTHON) -m pip install -q -e '.[dev]'"; \
