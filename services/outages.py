@@ -69,13 +69,10 @@ async def through_outages(
 def lost_connection(error: BaseException | None) -> bool:
     """Whether the database or a broker went away (or could not be reached again), anywhere in the
     cause chain."""
-    while error is not None:
-        if isinstance(error, (psycopg.OperationalError, KafkaUnavailable)):
-            return True
-        if isinstance(error, KafkaError) and error.retriable:
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any(
+        isinstance(e, (psycopg.OperationalError, KafkaUnavailable)) or (isinstance(e, KafkaError) and e.retriable)
+        for e in _chain(error)
+    )
 
 
 # What a server that answered says when it will never let this process in as configured: no
@@ -91,11 +88,14 @@ REFUSALS = (
 
 def refused(error: BaseException | None) -> bool:
     """Whether the database or a broker refused this process's credentials or names, anywhere in the cause chain."""
+    return any(refusal in str(e).lower() for e in _chain(error) for refusal in REFUSALS)
+
+
+def _chain(error: BaseException | None):
+    """The error and what caused it, outermost first."""
     while error is not None:
-        if any(refusal in str(error).lower() for refusal in REFUSALS):
-            return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False
 
 
 def _first_line(error: BaseException) -> str:
