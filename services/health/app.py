@@ -23,6 +23,7 @@ profiles) are passed over unread; an event on a topic the catalog does not give 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -74,17 +75,20 @@ def create_app(
 ) -> faust.App:
     agents_topic, heartbeats_topic = (topic_name(name, site.topic_prefix) for name in ("agents", "heartbeats"))
     readings: dict[tuple[str, int], Reading] = {}
+    handings = itertools.count(1)
+    processed = {"in": 0}  # the latest handing a record processed came in (see `read_to_end`)
 
     def reading(topic: str, partition: int) -> Reading:
         return readings.setdefault((topic, partition), Reading())
 
     class Handing(DefaultSchedulingStrategy):
-        """Faust's order of records, noting for each partition the last one handed over."""
+        """Faust's order of records, noting for each partition the records handed over and in which handing."""
 
         def iterate(self, records):
+            handing = next(handings)
             for tp, batch in records.items():
                 if batch and tp.topic in (agents_topic, heartbeats_topic):
-                    reading(tp.topic, tp.partition).hand(batch[-1].offset)
+                    reading(tp.topic, tp.partition).hand(batch[0].offset, batch[-1].offset, handing)
             return super().iterate(records)
 
     app = processor_app(
@@ -132,7 +136,8 @@ def create_app(
         try:
             await handle(message, written)
         finally:
-            reading(message.topic, message.partition).finish(message.offset, written)
+            handing = reading(message.topic, message.partition).finish(message.offset, written)
+            processed["in"] = max(processed["in"], handing)
 
     async def handle(message, written: datetime) -> None:
         metrics.events_in.labels(SERVICE, message.topic).inc()
@@ -184,10 +189,11 @@ def create_app(
         at_end = {}
         for tp in tps:
             read, end = reading(tp.topic, tp.partition), ends.get(tp)
-            at_end[tp] = read_to_end(read, end=end)
+            at_end[tp] = read_to_end(read, end=end, processed_in=processed["in"])
             if at_end[tp] is None:
                 try:
-                    at_end[tp] = read_to_end(read, end=end, position=await app.consumer.position(tp))
+                    position = await app.consumer.position(tp)
+                    at_end[tp] = read_to_end(read, end=end, position=position, processed_in=processed["in"])
                 except Exception:  # noqa: BLE001 - a partition being given or taken has no position
                     at_end[tp] = False
         until = {}

@@ -299,34 +299,53 @@ def _health_changed(state: AgentState, verdict: Health, now: datetime, policy: P
 @dataclass
 class Reading:
     """How far the monitor has read one partition: offsets only grow, a partition read again
-    (after a rebalance) counts from where its reading had got to."""
+    (after a rebalance) counts from where its reading had got to.
+
+    The consumer hands records over in numbered handings (every fetch it passes on), and the
+    monitor takes them in that order: one stream, fed one record after another. Not every
+    record handed over reaches it, though: Faust drops what it has fetched when its flow stops
+    or a seek runs at the end of a recovery, and where the partition has no committed offset
+    to seek back to, it fetches them no more. What is known of the latest handing tells a
+    record still on its way from one dropped (see `read_to_end`)."""
 
     handed: int | None = None  # offset of the last record the consumer handed over to be processed
+    handing: int = 0  # number of the latest handing that had records of the partition
+    handing_from: int | None = None  # offset of its first record of the partition
     done: int | None = None  # offset of the last record processed
     written_until: datetime | None = None  # when the broker wrote the newest record processed
 
-    def hand(self, offset: int) -> None:
-        self.handed = offset if self.handed is None else max(self.handed, offset)
+    def hand(self, first: int, last: int, handing: int) -> None:
+        self.handed = last if self.handed is None else max(self.handed, last)
+        self.handing, self.handing_from = handing, first
 
-    def finish(self, offset: int, written_at: datetime) -> None:
+    def finish(self, offset: int, written_at: datetime) -> int:
+        """Note a record processed; the number of the handing it came in (0: an earlier one)."""
         self.done = offset if self.done is None else max(self.done, offset)
         self.written_until = written_at if self.written_until is None else max(self.written_until, written_at)
+        return self.handing if self.handing_from is not None and offset >= self.handing_from else 0
 
 
-def read_to_end(reading: Reading, *, end: int | None, position: int | None = None) -> bool | None:
+def read_to_end(
+    reading: Reading, *, end: int | None, position: int | None = None, processed_in: int = 0
+) -> bool | None:
     """Whether every record of the partition below `end` (its end offset, just asked of the
     broker) has been processed; None when that depends on the consumer's `position`, not given.
 
     Agents write in transactions: the consumer skips their markers (and aborted records),
     which are never handed over. So when records are missing below the end, the partition
     is read to it only if the consumer has fetched past them and everything it handed over
-    is processed.
+    is processed, or will never be: `processed_in` is the latest handing a record processed
+    came in, and records are taken in the order they are handed over, so what is left of an
+    earlier handing was dropped on the way. Waiting for it would leave a partition that gets
+    no new record (the agents topic, once the agents have registered) behind for good, and
+    the silence of every agent beside it never judged.
     """
     if end is None:
         return False  # not known: not read to it
     if reading.done is not None and reading.done + 1 >= end:
         return True
-    if reading.handed is not None and (reading.done is None or reading.done < reading.handed):
+    pending = reading.handed is not None and (reading.done is None or reading.done < reading.handed)
+    if pending and reading.handing >= processed_in:
         return False  # handed over, not processed yet
     if position is None:
         return None

@@ -266,7 +266,7 @@ def test_an_agent_that_stopped_while_the_monitor_was_down_is_degraded_then_unhea
 def read(handed=None, done=None) -> Reading:
     reading = Reading()
     if handed is not None:
-        reading.hand(handed)
+        reading.hand(0, handed, handing=1)
     if done is not None:
         reading.finish(done, at(done))
     return reading
@@ -282,6 +282,44 @@ def test_records_handed_over_but_not_processed_keep_it_behind_wherever_the_consu
     assert read_to_end(read(handed=9, done=4), end=12) is False
     assert read_to_end(read(handed=9, done=4), end=12, position=12) is False
     assert read_to_end(read(handed=9), end=12, position=12) is False
+
+
+def test_records_handed_over_are_waited_for_while_none_handed_over_later_is_processed():
+    agents, heartbeats = Reading(), Reading()
+    agents.hand(0, 0, handing=1)  # a registration
+    heartbeats.hand(40, 49, handing=1)
+    assert heartbeats.finish(40, at(40)) == 1
+
+    # A record of the same handing processed: the registration may be right behind it.
+    assert read_to_end(agents, end=1, position=1, processed_in=1) is False
+
+
+def test_records_handed_over_before_one_processed_since_were_dropped_and_are_waited_for_no_more():
+    # After a restart Faust hands over a registration, then drops it when it seeks the
+    # partitions to their committed offsets; with none committed, it never fetches it again.
+    agents, heartbeats = Reading(), Reading()
+    agents.hand(0, 0, handing=1)
+    heartbeats.hand(50, 59, handing=2)
+    processed_in = heartbeats.finish(50, at(50))
+
+    assert processed_in == 2
+    assert read_to_end(agents, end=1, processed_in=processed_in) is None
+    assert read_to_end(agents, end=1, position=1, processed_in=processed_in) is True
+    # Sought back to before it: it is handed over again, and waited for again.
+    assert read_to_end(agents, end=1, position=0, processed_in=processed_in) is False
+    agents.hand(0, 0, handing=3)
+    assert read_to_end(agents, end=1, position=1, processed_in=processed_in) is False
+    assert agents.finish(0, at(60)) == 3
+    assert read_to_end(agents, end=1, processed_in=3) is True
+
+
+def test_a_record_from_an_earlier_handing_of_its_partition_says_nothing_of_the_later_ones():
+    reading = Reading()
+    reading.hand(0, 9, handing=1)
+    reading.hand(10, 19, handing=4)
+
+    assert reading.finish(5, at(5)) == 0
+    assert reading.finish(10, at(10)) == 4
 
 
 def test_what_lies_between_the_last_record_and_the_end_depends_on_the_consumer_s_position():
