@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from events.agents import AgentRegistered
+from services.learner.hierarchy import between_spread, smoothed
 from services.success_model.beta import Counts
 
 DECLARED_WEIGHT = 2.0  # pseudo-outcomes the declared proficiency is worth in a cohort prior
@@ -82,13 +83,30 @@ class Cohorts:
     def prior(self, agent_id: str, capability: str, records: Mapping[tuple[str, str], Counts]) -> float:
         """The similarity-weighted success rate of the other sharing agents, starting from the declared proficiency.
 
-        Pooled over outcomes rather than averaged over agents: routing stops trying an agent after a
-        bad start, so short records are biased low and an average of agents would be too."""
+        Pooled over outcomes while the agents' rates differ by little more than their sampling noise:
+        routing stops trying an agent after a bad start, so short records are biased low and a plain
+        average of agents would be too. Where the rates differ more than that, each record is worth
+        fewer outcomes the more they differ (a random-effects mean), towards one agent one vote, and
+        the fleet as a whole says less against the agent's own declaration: routing tries the best
+        agent most, and pooled over outcomes, its rate would be promised to any agent not tried yet."""
+        others = [
+            (self.weight(agent_id, other), counts)
+            for other in self.sharing.get(capability, ())
+            if other != agent_id and (counts := records.get((other, capability))) and counts.attempts
+        ]
+        noise = [smoothed_variance(counts) for _, counts in others]
+        spread = between_spread([c.successes / c.attempts for _, c in others], noise) if len(others) > 1 else 0.0
         successes = attempts = 0.0
-        for other in self.sharing.get(capability, ()):
-            if other != agent_id and (counts := records.get((other, capability))) and counts.attempts:
-                w = self.weight(agent_id, other)
-                successes += w * counts.successes
-                attempts += w * counts.attempts
+        for (w, counts), variance in zip(others, noise):
+            # The outcomes the record is worth: all of them without a spread, fewer the larger it is.
+            worth = w * counts.attempts * variance / (variance + spread)
+            successes += worth * counts.successes / counts.attempts
+            attempts += worth
         declared = self.profile(agent_id).declared.get(capability, 0.5)
         return (declared * DECLARED_WEIGHT + successes) / (DECLARED_WEIGHT + attempts)
+
+
+def smoothed_variance(counts: Counts) -> float:
+    """The sampling variance of a record's rate, from its Laplace-smoothed rate (never 0)."""
+    p = smoothed(counts.successes, counts.attempts)
+    return p * (1.0 - p) / counts.attempts

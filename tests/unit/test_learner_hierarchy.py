@@ -2,7 +2,7 @@
 
 import pytest
 
-from services.learner.cohort import AgentProfile
+from services.learner.cohort import AgentProfile, Cohorts
 from services.learner.hierarchy import Hierarchy, between_spread, learn_hierarchy, refresh_due
 from services.learner.logic import LearnerState, Outcome, learn, posterior, register
 from services.success_model.beta import Counts
@@ -101,3 +101,39 @@ def test_the_hierarchy_prior_is_kept_within_bounds():
     hierarchy = Hierarchy(learned=True)
     mean, strength = hierarchy.prior(0.95, 0.4, 10)
     assert mean == 0.98 and 2.0 <= strength <= 50.0
+
+
+def specialists() -> dict[tuple[str, str], Counts]:
+    """Agent a always right on math and tried on it most, b on code; c never right; b never tried on math."""
+    return {
+        ("a", "math"): Counts(32, 32),
+        ("a", "code"): Counts(0, 2),
+        ("b", "code"): Counts(30, 30),
+        ("c", "math"): Counts(0, 3),
+        ("c", "code"): Counts(0, 3),
+    }
+
+
+def cohort_of(*agents: str) -> Cohorts:
+    cohorts = Cohorts()
+    for agent in agents:
+        cohorts.register(AgentProfile(agent, {"math": 0.5, "code": 0.5}, share_experience=True))
+    return cohorts
+
+
+def test_the_rate_of_the_agent_routing_favours_is_not_promised_to_an_agent_not_tried_yet():
+    records = specialists()
+
+    prior = cohort_of("a", "b", "c").prior("b", "math", records)
+
+    pooled_over_outcomes = (0.5 * 2 + 32) / (2 + 35)
+    assert pooled_over_outcomes > 0.89
+    assert 0.35 < prior < 0.6  # near one agent one vote: a's 1.0 and c's 0.0
+
+
+def test_agents_whose_rates_differ_by_no_more_than_noise_are_pooled_over_outcomes():
+    records = {("x", "math"): Counts(55, 100), ("y", "math"): Counts(5, 10)}
+
+    prior = cohort_of("x", "y", "z").prior("z", "math", records)
+
+    assert prior == pytest.approx((0.5 * 2 + 60) / (2 + 110))

@@ -3,6 +3,7 @@
 import asyncio
 from collections import defaultdict
 
+import pytest
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -202,15 +203,15 @@ def test_memory_profile_updates_are_read_from_a_topic_the_learner_follows():
 def test_an_agent_that_stops_sharing_no_longer_moves_the_others_priors():
     # Given agent-2, sharing, with a strong record that lifts agent-1's prior
     view = given(*fleet(), *outcomes(0, 20, "agent-2"), publish_every=1)
-    assert proficiency(when(view, *attempt("task-x", "agent-3", False)), "agent-1") > 0.8
+    assert proficiency(when(view, *attempt("task-x", "agent-3", True)), "agent-1") > 0.9
 
     # When agent-2 stops sharing
     out = when(view, sharing("agent-2", False))
 
-    # Then agent-1's estimate falls back to what its declaration and agent-3's record say, and agent-2's
-    # further outcomes leave it there
+    # Then agent-1's estimate falls back to what its declaration and agent-3's record say (0.5 worth
+    # two outcomes, and one success), and agent-2's further outcomes leave it there
     without = proficiency(out, "agent-1")
-    assert without < 0.5
+    assert without == pytest.approx((0.5 * 2 + 1) / 3)
     assert proficiency(when(view, *outcomes(20, 30, "agent-2")), "agent-1") == without
 
 
@@ -218,11 +219,11 @@ def test_an_agent_that_starts_sharing_moves_the_others_priors():
     # Given agent-2 registered without sharing, with a strong record
     events = [f.registered(a, capabilities=(("python", 0.5),), share_experience=a != "agent-2") for a in AGENTS]
     view = given(*events, *outcomes(0, 20, "agent-2"), publish_every=1)
-    before = proficiency(when(view, *attempt("task-x", "agent-3", False)), "agent-1")
-    assert before < 0.5
+    before = proficiency(when(view, *attempt("task-x", "agent-3", True)), "agent-1")
+    assert before == pytest.approx((0.5 * 2 + 1) / 3)
 
     # When it starts sharing, its record joins agent-1's prior
-    assert proficiency(when(view, sharing("agent-2", True)), "agent-1") > 0.8
+    assert proficiency(when(view, sharing("agent-2", True)), "agent-1") > 0.9
 
 
 def test_an_update_that_leaves_sharing_as_it_was_publishes_nothing():
