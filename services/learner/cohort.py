@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from events.agents import AgentRegistered
-from services.learner.hierarchy import between_spread, smoothed
+from services.learner.hierarchy import between_spread, sampling_variance
 from services.success_model.beta import Counts
 
 DECLARED_WEIGHT = 2.0  # pseudo-outcomes the declared proficiency is worth in a cohort prior
@@ -94,7 +94,7 @@ class Cohorts:
             for other in self.sharing.get(capability, ())
             if other != agent_id and (counts := records.get((other, capability))) and counts.attempts
         ]
-        noise = [smoothed_variance(counts) for _, counts in others]
+        noise = [sampling_variance(counts.successes, counts.attempts) for _, counts in others]
         spread = between_spread([c.successes / c.attempts for _, c in others], noise) if len(others) > 1 else 0.0
         successes = attempts = 0.0
         for (w, counts), variance in zip(others, noise):
@@ -104,9 +104,3 @@ class Cohorts:
             attempts += worth
         declared = self.profile(agent_id).declared.get(capability, 0.5)
         return (declared * DECLARED_WEIGHT + successes) / (DECLARED_WEIGHT + attempts)
-
-
-def smoothed_variance(counts: Counts) -> float:
-    """The sampling variance of a record's rate, from its Laplace-smoothed rate (never 0)."""
-    p = smoothed(counts.successes, counts.attempts)
-    return p * (1.0 - p) / counts.attempts

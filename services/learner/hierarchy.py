@@ -102,9 +102,8 @@ def _level_strength(by_agent: Mapping[str, list[tuple[str, Counts]]], hierarchy:
     for pairs in by_agent.values():
         attempts = sum(c.attempts for _, c in pairs)
         expected = sum(c.attempts * hierarchy.others_rate(c, capability) for capability, c in pairs)
-        p = smoothed(sum(c.successes for _, c in pairs), attempts)
         raw.append((sum(c.successes for _, c in pairs) - expected) / attempts)
-        noise.append(p * (1.0 - p) / attempts)
+        noise.append(sampling_variance(sum(c.successes for _, c in pairs), attempts))
     spread = between_spread(raw, noise)
     if spread <= FLOOR_SPREAD:
         return LEVEL_STRENGTH_RANGE[1]
@@ -122,9 +121,8 @@ def _pair_spread(
             level, evidence = hierarchy.level(agent_id, capability, records, capabilities)
             expected = min(max(hierarchy.others_rate(counts, capability) + level, EDGE), 1.0 - EDGE)
             deviations.append(counts.successes / counts.attempts - expected)
-            p = smoothed(counts.successes, counts.attempts)
             level_noise = expected * (1.0 - expected) / (evidence + hierarchy.level_strength)
-            noise.append(p * (1.0 - p) / counts.attempts + level_noise)
+            noise.append(sampling_variance(counts.successes, counts.attempts) + level_noise)
     if len(deviations) < FEWEST_AGENTS:
         return UNKNOWN_PAIR_SPREAD
     return max(between_spread(deviations, noise, centred=True), FLOOR_SPREAD)
@@ -132,6 +130,12 @@ def _pair_spread(
 
 def smoothed(successes: float, attempts: float) -> float:
     return (successes + 1.0) / (attempts + 2.0)
+
+
+def sampling_variance(successes: float, attempts: float) -> float:
+    """The sampling variance of a record's rate, from its Laplace-smoothed rate (never 0)."""
+    p = smoothed(successes, attempts)
+    return p * (1.0 - p) / attempts
 
 
 def between_spread(values: list[float], noise: list[float], centred: bool = False) -> float:
