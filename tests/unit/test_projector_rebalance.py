@@ -62,7 +62,8 @@ def test_positions_are_read_after_the_batch_in_progress_is_written():
         await view.writing.wait()
         # When a rebalance assigns partitions meanwhile
         assigning = asyncio.create_task(listener.on_partitions_assigned([TopicPartition("tasks", 0)]))
-        await asyncio.sleep(0.01)
+        for _ in range(20):  # every step the assignment can take without the connection
+            await asyncio.sleep(0)
         assert not assigning.done()  # it waits for the connection
         view.finish.set()
         await asyncio.gather(writing, assigning)
