@@ -51,6 +51,8 @@ CONDITIONS = {
     "client_linger_ms": LINGER_BEFORE_SETTING,
     "off_path_nice": NICE_BEFORE_SETTING,
     "routing_latency_ends": LATENCY_ENDS_BEFORE,
+    # Before it existed, the router's submissions and the balancer's inbox were batch readers too.
+    "prompt_fetch_max_wait_ms": None,
 }
 
 
@@ -138,6 +140,12 @@ def report(result: dict) -> str:
             else ""
             if "batch_fetch" not in result
             else ", committing every batch"
+        )
+        + (
+            f"; the router's submissions and the balancer's inbox answered at the first record, "
+            f"waiting at most {result['prompt_fetch_max_wait_ms']} ms"
+            if "prompt_fetch_max_wait_ms" in result
+            else ""
         )
         + f"; clients linger {result.get('client_linger_ms', LINGER_BEFORE_SETTING)} ms"
         f"; off-path processors' niceness {result.get('off_path_nice', NICE_BEFORE_SETTING)}",

@@ -26,16 +26,18 @@ from services.metrics import ProcessorMetrics
 from services.settings import Settings
 
 log = logging.getLogger("orchestrator")
-OpenConsumer = Callable[[str, list[str], ConsumerRebalanceListener | None], Awaitable[AIOKafkaConsumer]]
+OpenConsumer = Callable[..., Awaitable[AIOKafkaConsumer]]  # (group_id, topics, listener, *, prompt=False)
 MAX_BATCH = 2000
 
 
-def group_consumer(settings: Settings, group_id: str, **options) -> AIOKafkaConsumer:
+def group_consumer(settings: Settings, group_id: str, *, prompt: bool = False, **options) -> AIOKafkaConsumer:
     """A consumer in `group_id` that reads committed records only and commits by hand.
 
-    Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS (`kafka.batch_fetches`)."""
+    Its fetches wait for BATCH_FETCH_MIN_BYTES or BATCH_FETCH_MAX_WAIT_MS (`kafka.batch_fetches`);
+    a `prompt` one's are answered at the first record (`kafka.prompt_fetches`)."""
     options.setdefault("session_timeout_ms", round(settings.group_session_timeout_s * 1000))
-    return kafka.consumer(settings, group_id=group_id, **kafka.batch_fetches(settings), **options)
+    fetches = kafka.prompt_fetches(settings) if prompt else kafka.batch_fetches(settings)
+    return kafka.consumer(settings, group_id=group_id, **fetches, **options)
 
 
 class Sends:
@@ -162,8 +164,10 @@ async def _commit(consumer: AIOKafkaConsumer, offsets: dict) -> None:
 def consumer_opener(settings: Settings, **options) -> Callable[..., Awaitable[AIOKafkaConsumer]]:
     """`open(group_id, topics, listener)`: a started group consumer, subscribed."""
 
-    async def open_consumer(group_id: str, topics: list[str], listener: ConsumerRebalanceListener | None = None):
-        consumer = group_consumer(settings, group_id, **options)
+    async def open_consumer(
+        group_id: str, topics: list[str], listener: ConsumerRebalanceListener | None = None, *, prompt: bool = False
+    ):
+        consumer = group_consumer(settings, group_id, prompt=prompt, **options)
         await kafka.start(consumer, settings)
         consumer.subscribe(topics, listener=listener or Assignment())
         return consumer
@@ -193,9 +197,11 @@ async def read_group(
     *,
     in_time_order: bool = False,
     commit_interval_s: float = 0.0,
+    prompt: bool = False,
 ) -> None:
-    """Open a group consumer on `topics` and run `handle` over its batches until cancelled."""
-    consumer = await open_consumer(group_id, topics, listener)
+    """Open a group consumer on `topics` and run `handle` over its batches until cancelled;
+    `prompt`: its fetches are answered at the first record (`kafka.prompt_fetches`)."""
+    consumer = await open_consumer(group_id, topics, listener, prompt=prompt)
     try:
         await run_in_batches(
             consumer, handle, sends, metrics, in_time_order=in_time_order, commit_interval_s=commit_interval_s

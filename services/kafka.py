@@ -95,6 +95,20 @@ def batch_fetches(settings: Settings, max_wait_ms: float | None = None) -> dict:
     }
 
 
+def prompt_fetches(settings: Settings) -> dict:
+    """Consumer options for a reader that decides one record at a time on the routing path and whose
+    upstream already sends in batches (the router's submissions, the balancer's inbox): its fetch is
+    answered at the first record, and waits PROMPT_FETCH_MAX_WAIT_MS while nothing comes.
+
+    Measured at 167 tasks/s: the route and decide hops' median fell from 7 ms to 3 ms, for about
+    5 % more CPU in the router; the balancer's forwarder, which reads every input, stays batched."""
+    return {
+        "fetch_max_wait_ms": settings.prompt_fetch_max_wait_ms,
+        "fetch_min_bytes": 1,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+    }
+
+
 class _LastError(logging.Handler):
     """aiokafka logs why it could not connect (a refused login, an untrusted certificate) and
     raises only "Unable to bootstrap": keep the reason for the error message."""

@@ -578,6 +578,13 @@ class Settings(_Section):
         "BATCH_FETCH_MIN_BYTES has come: at most this much latency per hop when traffic is light",
         rule=_positive_integer,
     )
+    prompt_fetch_max_wait_ms: int = _env(
+        "PROMPT_FETCH_MAX_WAIT_MS",
+        "100",
+        "Longest the broker holds a fetch of the router's submissions or the balancer's inbox while nothing "
+        "has come; such a fetch is answered at the first record, since what feeds them already comes in batches",
+        rule=_positive_integer,
+    )
     batch_commit_interval_ms: int = _env(
         "BATCH_COMMIT_INTERVAL_MS",
         "100",

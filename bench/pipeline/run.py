@@ -171,6 +171,7 @@ async def run(settings: Settings, options: BenchOptions, log=print) -> dict:
         "load_average_at_start": [round(x, 2) for x in load_at_start],
         "fetch": {"min_bytes": int(s.faust_fetch_min_bytes), "max_wait_ms": int(s.faust_fetch_max_wait_ms)},
         "batch_fetch": {"min_bytes": int(s.batch_fetch_min_bytes), "max_wait_ms": int(s.batch_fetch_max_wait_ms)},
+        "prompt_fetch_max_wait_ms": int(s.prompt_fetch_max_wait_ms),
         "batch_commit_interval_ms": int(s.batch_commit_interval_ms),
         "client_linger_ms": int(s.kafka_linger_ms),
         "off_path_nice": int(s.off_path_nice),

@@ -189,6 +189,7 @@ def create_app(
                     metrics,
                     inbox_owned,
                     commit_interval_s=commit_interval_s,
+                    prompt=True,  # the forwarder already sends its copies a batch at a time
                 ),
             ),
             "the balancer stopped reading its inputs",

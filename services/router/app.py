@@ -164,6 +164,7 @@ def create_app(
                 metrics,
                 owned_tasks,
                 commit_interval_s=commit_interval_s,
+                prompt=True,  # each submission is decided alone; clients send them as they come
             ),
             "the router stopped reading the tasks topic",
         )
