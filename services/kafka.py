@@ -81,6 +81,9 @@ def consumer(settings: Settings, *topics: str, **options) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(*topics, **connection_options(settings), **options)
 
 
+PARTITION_FETCH_BYTES = 4 * 1024 * 1024  # per partition and fetch, for the readers that take batches
+
+
 def batch_fetches(settings: Settings, max_wait_ms: float | None = None) -> dict:
     """Consumer options for fetches that wait for company: BATCH_FETCH_MIN_BYTES, or `max_wait_ms`
     (BATCH_FETCH_MAX_WAIT_MS by default), whichever comes first, and up to 4 MiB per partition.
@@ -91,7 +94,7 @@ def batch_fetches(settings: Settings, max_wait_ms: float | None = None) -> dict:
     return {
         "fetch_max_wait_ms": wait,
         "fetch_min_bytes": settings.batch_fetch_min_bytes,
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "max_partition_fetch_bytes": PARTITION_FETCH_BYTES,
     }
 
 
@@ -105,7 +108,7 @@ def prompt_fetches(settings: Settings) -> dict:
     return {
         "fetch_max_wait_ms": settings.prompt_fetch_max_wait_ms,
         "fetch_min_bytes": 1,
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "max_partition_fetch_bytes": PARTITION_FETCH_BYTES,
     }
 
 

@@ -267,7 +267,7 @@ class RouterSettings(_Section):
         "ROUTER_VIEW_FETCH_MAX_WAIT_MS",
         "50",
         "Longest the router's view of loads and outcomes (assignments, outcomes, agents, models) waits "
-        "for a fuller fetch; submissions are read apart, with BATCH_FETCH_MAX_WAIT_MS",
+        "for a fuller fetch; submissions are read apart, at the first record (PROMPT_FETCH_MAX_WAIT_MS)",
         rule=_positive_integer,
     )
     retry_interval_s: float = _env(
