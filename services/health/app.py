@@ -173,7 +173,9 @@ def create_app(
         async for event in stream.events():
             await take(event.message)
 
-    watching = {"partitions": frozenset(), "since": None}
+    # Per partition, since when this worker has been able to judge it: given, and read far
+    # enough that a tick has something to judge its agents by.
+    watching: dict = {"partitions": frozenset(), "since": {}}
     judged_until: dict[int, datetime] = {}
 
     async def read_up_to(owned: frozenset[int], now: datetime) -> dict[int, datetime | None]:
@@ -242,10 +244,14 @@ def create_app(
         now = clock()
         owned = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == heartbeats_topic)
         if owned != watching["partitions"]:
-            # Silence before this delays a worse verdict; it does not say how far the backlog
-            # of the partitions just given has been read, which read_up_to does.
-            watching.update(partitions=owned, since=now)
+            watching.update(partitions=owned, since={})
         until = await read_up_to(owned, now)
+        for partition, at in until.items():
+            if at is not None:
+                # Silence before this delays a worse verdict. It starts when the partition can
+                # first be judged, not when it was given: reading a backlog of other partitions
+                # first may take longer than the policy's intervals.
+                watching["since"].setdefault(partition, now)
         emitted: list[EventBody] = []
         announcing: list[bytes] = []
         for key, raw_state in list(table.items()):
@@ -256,7 +262,7 @@ def create_app(
             at = until[partition_of(key)]
             after: AgentState | None = state
             if at is not None:  # None: nothing of its partition read yet, nothing to judge it by
-                step = on_tick(state, now=at, policy=policy, watching_since=watching["since"])
+                step = on_tick(state, now=at, policy=policy, watching_since=watching["since"][partition_of(key)])
                 verdicts_due = [body for body in step.emitted if isinstance(body, AgentHealthChanged)]
                 emitted += [body for body in step.emitted if not isinstance(body, AgentHealthChanged)]
                 after = step.state

@@ -137,8 +137,8 @@ def on_tick(state: AgentState, *, now: datetime, policy: Policy, watching_since:
     """Verdicts and closed load windows due at `now`, the time up to which every heartbeat
     of the agent's partition has been read (`read_until`).
 
-    `watching_since` is when this monitor began watching the agent's partition (start or
-    rebalance): silence before it may be the monitor's own absence, so it delays a worse
+    `watching_since` is when this monitor could first judge the agent's partition after a
+    start or rebalance: silence before it may be the monitor's own absence, so it delays a worse
     verdict but never causes a better one. A verdict is never revised at a time before the
     one it was judged at: after a restart the monitor reads again what it had read already.
     """
