@@ -28,32 +28,45 @@ ORDER BY con.conname IS NULL, t.relname, ix.relname
 """
 
 
-async def load(
-    conn: psycopg.AsyncConnection,
-    schema: str,
-    tables: Mapping[str, Mapping[Any, Row]],
-    positions: Mapping[tuple[str, int], int],
-) -> None:
-    """Write `tables` ({table: {key: row}}) and the consumed `positions` into empty tables of `schema`,
-    then the rollups computed from them."""
-    filled = sorted(name for name, rows in tables.items() if rows)
-    async with conn.transaction():
-        types = await _column_types(conn, schema)
-        rebuild = await _drop_indexes(conn, schema, filled)
-        for name in filled:
-            for columns, rows in by_columns(tables[name].values()).items():
-                await _copy(conn, schema, name, [(c, types[name][c]) for c in columns], rows)
-        await _copy(
-            conn,
-            schema,
-            "projection_positions",
-            [(c, types["projection_positions"][c]) for c in ("topic", "partition", "offset")],
-            [{"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())],
+class Loader:
+    """COPY into the empty tables of `schema`, inside the caller's transaction: each table's
+    indexes (primary key included) are dropped before its first rows and rebuilt by `finish`.
+    One sort per index after the load is far cheaper than keeping each index in order row by row."""
+
+    def __init__(self, conn: psycopg.AsyncConnection, schema: str, types: Mapping[str, Mapping[str, str]]) -> None:
+        self.conn, self.schema, self.types = conn, schema, types
+        self._rebuild: list[str] = []
+        self._unindexed: set[str] = set()
+
+    @classmethod
+    async def open(cls, conn: psycopg.AsyncConnection, schema: str) -> "Loader":
+        return cls(conn, schema, await _column_types(conn, schema))
+
+    async def copy(self, tables: Mapping[str, Iterable[Row]]) -> None:
+        """Append the rows of each table ({table: rows})."""
+        for name in sorted(tables):
+            rows = list(tables[name])
+            if not rows:
+                continue
+            if name not in self._unindexed:
+                self._rebuild += await _drop_indexes(self.conn, self.schema, [name])
+                self._unindexed.add(name)
+            for columns, group in by_columns(rows).items():
+                await _copy(self.conn, self.schema, name, [(c, self.types[name][c]) for c in columns], group)
+
+    async def finish(self, positions: Mapping[tuple[str, int], int]) -> None:
+        """Record the consumed `positions`, rebuild the dropped indexes, then compute the rollups."""
+        await self.copy(
+            {
+                "projection_positions": [
+                    {"topic": t, "partition": p, "offset": o} for (t, p), o in sorted(positions.items())
+                ]
+            }
         )
-        for statement in rebuild:
-            await conn.execute(statement)
-        await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-        await rollups.rebuild(conn)
+        for statement in self._rebuild:
+            await self.conn.execute(statement)
+        await self.conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
+        await rollups.rebuild(self.conn)
 
 
 def by_columns(rows: Iterable[Row]) -> dict[tuple[str, ...], list[Row]]:
@@ -106,10 +119,7 @@ async def _column_types(conn: psycopg.AsyncConnection, schema: str) -> dict[str,
 
 
 async def _drop_indexes(conn: psycopg.AsyncConnection, schema: str, tables: list[str]) -> list[str]:
-    """Drop the indexes (primary keys included) of `tables`; return the statements that rebuild them.
-
-    One sort per index after the load is far cheaper than keeping each index in order row by row.
-    """
+    """Drop the indexes (primary keys included) of `tables`; return the statements that rebuild them."""
     cur = await conn.execute(_INDEXES, (schema, tables))
     rebuild = []
     for table, index, index_def, constraint, constraint_def in await cur.fetchall():

@@ -42,18 +42,30 @@ _MERGES = {
 
 
 class Fold:
-    """Tables as {primary key: row}, after every operation applied in the order given."""
+    """Tables as {primary key: row}, after every operation applied in the order given.
 
-    def __init__(self) -> None:
+    The rows of `streamed` tables, which only ever get inserts (`rows.HISTORY_TABLES`), are final
+    the moment they are first inserted: they are handed out by `take_new_rows` instead of kept,
+    so a bulk load can write them while the rest of the log is still being folded.
+    """
+
+    def __init__(self, streamed: frozenset[str] = frozenset()) -> None:
         self.tables: dict[str, dict[tuple, Row]] = {}
+        self.streamed = streamed
+        self._streamed_keys: dict[str, set[tuple]] = {name: set() for name in streamed}
+        self._new_rows: dict[str, list[Row]] = {}
+        self.new_row_count = 0
 
     def apply(self, ops: Iterable[Op]) -> None:
-        tables = self.tables
+        tables, streamed = self.tables, self.streamed
         for op in ops:
+            kind = type(op)
+            if op.table in streamed:
+                self._insert_streamed(op)
+                continue
             table = tables.get(op.table)
             if table is None:
                 table = tables[op.table] = {}
-            kind = type(op)
             if kind is Upsert:
                 _upsert(table, op)
             elif kind is Insert:
@@ -68,6 +80,22 @@ class Fold:
 
     def rows(self, table: str) -> list[Row]:
         return list(self.tables.get(table, {}).values())
+
+    def take_new_rows(self) -> dict[str, list[Row]]:
+        """The rows first inserted into streamed tables since the last call."""
+        taken, self._new_rows, self.new_row_count = self._new_rows, {}, 0
+        return taken
+
+    def _insert_streamed(self, op: Op) -> None:
+        if type(op) is not Insert:
+            raise TypeError(f"{op.table} only takes inserts, so its rows are final when inserted; got {op!r}")
+        row = op.row
+        key = tuple([row[c] for c in op.key])
+        keys = self._streamed_keys[op.table]
+        if key not in keys:  # ON CONFLICT DO NOTHING: the first one stays
+            keys.add(key)
+            self._new_rows.setdefault(op.table, []).append(dict(row))
+            self.new_row_count += 1
 
 
 def _upsert(table: dict[tuple, Row], op: Upsert) -> None:

@@ -17,9 +17,9 @@ class FoldedLog:
     events that occurred later only advance the position (a point-in-time copy).
     """
 
-    def __init__(self, until: datetime | None = None) -> None:
+    def __init__(self, until: datetime | None = None, streamed: frozenset[str] = frozenset()) -> None:
         self.until = until
-        self.fold = Fold()
+        self.fold = Fold(streamed)
         self.positions: dict[tuple[str, int], int] = {}
         self.events = 0
         self.rejected = 0

@@ -11,6 +11,24 @@ from typing import Any, Iterable, Mapping
 from events.envelope import Envelope
 from projections.ops import Insert, Upsert
 
+# Tables whose rows are only ever inserted, one per event (never updated nor deleted): a bulk
+# load writes each row as soon as it is folded (`fold.Fold`), which refuses any other operation
+# on them. tests/unit/test_projection_fold.py checks the list against every handler.
+HISTORY_TABLES = frozenset(
+    {
+        "agent_capability_history",
+        "agent_health_changes",
+        "erasures",
+        "model_versions",
+        "routing_decisions",
+        "security_events",
+        "skill_shifts",
+        "skill_trajectory",
+        "task_handoffs",
+        "task_queue_events",
+    }
+)
+
 
 def body_fields(body: Any, names: Iterable[str]) -> dict[str, Any]:
     """The body's attributes `names`, each as the column of the same name."""

@@ -21,9 +21,10 @@ from psycopg import sql
 
 from events.topics import EVENT_TOPICS
 from projections.batch import in_log_order, position_of, prepare
-from projections.bulk_load import load
+from projections.bulk_load import Loader
 from projections.folded_log import FoldedLog
 from projections.postgres_view import SWAP_LOCK, PostgresView
+from projections.rows import HISTORY_TABLES
 from services import kafka
 from services.identity.gate import IdentityGate
 from services.projector.bootstrap import open_view
@@ -197,18 +198,48 @@ async def _consume(
     return events, rejected
 
 
+# Rows of history tables folded since the last COPY that make the next one worth starting.
+STREAM_ROWS = 500
+FOLD_SLICE = 200
+
+
 async def _bulk_load(
     settings: Settings, view: PostgresView, ends: dict, until: datetime | None, on_progress: Callable[[int], None]
 ) -> tuple[int, int]:
     """Fold every record below `ends` into its final rows in memory, then COPY them into the
-    fresh schema of `view` with the positions consumed: the same tables `_consume` writes."""
-    folding = FoldedLog(until)
+    fresh schema of `view` with the positions consumed: the same tables `_consume` writes.
+
+    Rows of history tables are final once folded: they are copied while the rest of the log is
+    still being folded, so PostgreSQL parses them (their JSON most of all) on its own core
+    meanwhile. One transaction for all of it: a failed load leaves the tables empty."""
+    folding = FoldedLog(until, streamed=HISTORY_TABLES)
+    writing: asyncio.Task | None = None  # the last rows handed to PostgreSQL, still being copied
     with collector_paused():
-        async with _log_batches(settings, view, ends) as batches:
-            async for accepted, refused in batches:
-                folding.take(accepted, [r for r, _ in refused])
-                on_progress(folding.events)
-        await load(view.conn, view.schema, folding.fold.tables, folding.positions)
+        async with view.conn.transaction():
+            loader = await Loader.open(view.conn, view.schema)
+            try:
+                async with _log_batches(settings, view, ends) as batches:
+                    async for accepted, refused in batches:
+                        folding.take([], [r for r, _ in refused])
+                        for start in range(0, len(accepted), FOLD_SLICE):
+                            folding.take(accepted[start : start + FOLD_SLICE], [])
+                            if folding.fold.new_row_count >= STREAM_ROWS and (writing is None or writing.done()):
+                                if writing:
+                                    await writing  # done: raises what it raised
+                                writing = asyncio.create_task(loader.copy(folding.fold.take_new_rows()))
+                            await asyncio.sleep(0)  # the COPY under way sends what PostgreSQL has taken
+                        on_progress(folding.events)
+                if writing:
+                    await writing
+                    writing = None
+            finally:
+                if writing and not writing.done():
+                    writing.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await writing
+            await loader.copy(folding.fold.take_new_rows())
+            await loader.copy({name: rows.values() for name, rows in folding.fold.tables.items()})
+            await loader.finish(folding.positions)
     return folding.events, folding.rejected
 
 

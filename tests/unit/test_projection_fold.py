@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import orjson
+import pytest
 
 from bench.demo.feed import scripted_feed
 from events.codec import encode, type_header
@@ -16,6 +17,7 @@ from projections.folded_log import FoldedLog
 from projections.handlers import HANDLERS, ops_for
 from projections.memory_view import InMemoryView
 from projections.ops import Delete, Insert, Position, Upsert
+from projections.rows import HISTORY_TABLES
 from tests import factories as f
 
 
@@ -98,6 +100,37 @@ def test_the_first_insert_stays_and_a_delete_removes_every_matching_row():
 
     assert fold.rows("h") == [{"event_id": "e1", "n": 1}]
     assert fold.rows("caps") == [{"agent_id": "b", "name": "x", "p": 3}]
+
+
+def test_rows_of_a_streamed_table_are_handed_out_once_as_first_inserted_and_not_kept():
+    fold = Fold(streamed=frozenset({"h"}))
+    fold.apply([Insert("h", {"event_id": "e1", "n": 1}), Upsert("t", {"id": 1}, {"v": 1})])
+    assert fold.new_row_count == 1
+    assert fold.take_new_rows() == {"h": [{"event_id": "e1", "n": 1}]}
+
+    fold.apply([Insert("h", {"event_id": "e1", "n": 2}), Insert("h", {"event_id": "e2", "n": 3})])
+
+    assert fold.take_new_rows() == {"h": [{"event_id": "e2", "n": 3}]}  # the first e1 stays, as in SQL
+    assert fold.take_new_rows() == {} and fold.new_row_count == 0
+    assert set(fold.tables) == {"t"}
+
+
+def test_a_streamed_table_refuses_an_update_or_a_delete():
+    fold = Fold(streamed=frozenset({"h"}))
+    for op in (Upsert("h", {"event_id": "e1"}, {"n": 1}), Delete("h", {"event_id": "e1"})):
+        with pytest.raises(TypeError, match="only takes inserts"):
+            fold.apply([op])
+
+
+def test_the_history_tables_are_exactly_those_every_handler_only_inserts_into():
+    kinds: dict[str, set[type]] = {}
+    events = [example_event(t) for t in sorted(HANDLERS)] + list(scripted_feed(agents=3, tasks=40, seed=2))
+    for event in events:
+        for op in ops_for(event):
+            kinds.setdefault(op.table, set()).add(type(op))
+    only_inserted = {table for table, seen in kinds.items() if seen == {Insert}}
+
+    assert HISTORY_TABLES == only_inserted
 
 
 @dataclass
